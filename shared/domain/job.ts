@@ -1,0 +1,89 @@
+import type { ControlNetRequest } from "../schemas/controlnet.ts";
+
+export const JOB_STATUSES = ["queued", "processing", "storing", "succeeded", "failed", "cancelled"] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+
+export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(["succeeded", "failed", "cancelled"]);
+export const isTerminal = (status: JobStatus): boolean => TERMINAL_STATUSES.has(status);
+
+/**
+ * The only allowed moves of a job. `processing → queued` is a retry or a fallback: the job keeps
+ * its id and gains an attempt. Terminal states have no way out.
+ */
+export const TRANSITIONS: Readonly<Record<JobStatus, readonly JobStatus[]>> = {
+  queued: ["processing", "failed", "cancelled"],
+  processing: ["queued", "storing", "failed", "cancelled"],
+  storing: ["succeeded", "failed", "cancelled"],
+  succeeded: [],
+  failed: [],
+  cancelled: [],
+};
+
+export const canTransition = (from: JobStatus, to: JobStatus): boolean => TRANSITIONS[from].includes(to);
+
+export const PROVIDER_CHOICES = ["auto", "modelslab", "self-hosted"] as const;
+export type ProviderChoice = (typeof PROVIDER_CHOICES)[number];
+
+export type AttemptRoute = "modelslab" | "self-hosted";
+export type AttemptOutcome = "pending" | "succeeded" | "failed" | "retried" | "cancelled" | "timed_out";
+
+export interface Attempt {
+  route: AttemptRoute;
+  provider_id: string | null;
+  started_at: string;
+  ended_at: string | null;
+  outcome: AttemptOutcome;
+  reason?: string;
+}
+
+export interface JobOutput {
+  url: string;
+  key?: string;
+  content_type: string;
+  bytes: number;
+  sha256: string;
+  width: number;
+  height: number;
+}
+
+export interface JobError {
+  code: string;
+  message: string;
+}
+
+/** A job as stored. The public resource (`shared/schemas/api.ts`) is derived from it. */
+export interface Job {
+  id: string;
+  tenantId: string;
+  status: JobStatus;
+  version: number;
+  createdAt: string;
+  updatedAt: string;
+  trackId: string | null;
+  metadata: Record<string, string>;
+  provider: ProviderChoice;
+  request: ControlNetRequest;
+  /** The client's notification URL (never sent to the provider). */
+  webhook: string | null;
+  deadlineAt: string;
+  attempts: Attempt[];
+  outputs: JobOutput[];
+  error: JobError | null;
+  /** Epoch ms when the reconciler should next look at this non-terminal job; null once terminal. */
+  dueAt: number | null;
+  /** Provider bookkeeping for the current attempt (eta, fetch URL), opaque to the API. */
+  providerState?: Record<string, unknown>;
+}
+
+export class InvalidTransitionError extends Error {
+  constructor(
+    readonly from: JobStatus,
+    readonly to: JobStatus,
+  ) {
+    super(`A job cannot move from ${from} to ${to}.`);
+  }
+}
+
+export const assertTransition = (from: JobStatus, to: JobStatus): void => {
+  if (!canTransition(from, to)) throw new InvalidTransitionError(from, to);
+};

@@ -1,0 +1,77 @@
+/**
+ * Small ports the use cases depend on. Adapters in `shared/adapters/` implement them against AWS;
+ * unit tests use the in-memory fakes in `test/support/fakes.ts`.
+ */
+import type { Job, JobStatus } from "../domain/job.ts";
+
+export interface Clock {
+  now(): Date;
+}
+
+export const systemClock: Clock = { now: () => new Date() };
+
+/** Fields a state change may set together with the new status. */
+export type JobPatch = Partial<Pick<Job, "attempts" | "outputs" | "error" | "dueAt" | "providerState">>;
+
+export interface IdempotencyRecord {
+  /** sha256 of the tenant's Idempotency-Key header. */
+  keyHash: string;
+  /** sha256 of the canonical request body. */
+  requestHash: string;
+  /** Epoch seconds after which the key may be reused. */
+  expiresAt: number;
+}
+
+export type CreateJobResult =
+  | { created: true; job: Job }
+  | { created: false; existingJobId: string; sameRequest: boolean };
+
+export interface ListJobsQuery {
+  status?: JobStatus;
+  limit: number;
+  /** Opaque cursor returned by a previous page; the store rejects a malformed one with a ValidationError. */
+  cursor?: string;
+}
+
+export interface JobPage {
+  jobs: Job[];
+  nextCursor: string | null;
+}
+
+export interface JobStore {
+  /** Writes the job, and the idempotency record when given, atomically: both or neither. */
+  create(job: Job, idempotency?: IdempotencyRecord): Promise<CreateJobResult>;
+  get(id: string): Promise<Job | null>;
+  listByTenant(tenantId: string, query: ListJobsQuery): Promise<JobPage>;
+  /**
+   * Moves `job` to `to` only if its stored status and version are still `job.status` and `job.version`
+   * (throws StaleWriteError otherwise). Terminal states clear `dueAt`. Returns the job as written.
+   */
+  transition(job: Job, to: JobStatus, patch?: JobPatch): Promise<Job>;
+  /** Same-status update guarded by status and version (e.g. a new `dueAt`). */
+  update(job: Job, patch: JobPatch): Promise<Job>;
+  /** Non-terminal jobs whose `dueAt` is at or before `now`, oldest first, read from an index (never a scan). */
+  findDue(now: Date, limit: number): Promise<Job[]>;
+}
+
+export interface Tenant {
+  id: string;
+  name: string;
+  createdAt: string;
+}
+
+export interface TenantStore {
+  /** Looks a tenant up by the sha256 hex of its API key; keys themselves are never stored. */
+  findByApiKeyHash(keyHash: string): Promise<Tenant | null>;
+  createTenant(tenant: Tenant): Promise<void>;
+  addApiKey(tenantId: string, keyHash: string): Promise<void>;
+}
+
+export interface SendOptions {
+  delaySeconds?: number;
+}
+
+/** One queue. Messages are JSON objects validated by the consumer's schema. */
+export interface Queue {
+  send(message: Record<string, unknown>, options?: SendOptions): Promise<void>;
+}
