@@ -1,0 +1,99 @@
+import { ConflictError, UnavailableError } from "../domain/errors.ts";
+import { canonicalJson, sha256Hex } from "../domain/hash.ts";
+import { newJobId } from "../domain/ids.ts";
+import type { Job } from "../domain/job.ts";
+import { parseOrThrow } from "../domain/validation.ts";
+import type { Clock, JobStore, Queue } from "../ports/index.ts";
+import { idempotencyKeySchema, ORCHESTRATOR_FIELD_NAMES, submitJobBodySchema } from "../schemas/api.ts";
+import type { ControlNetRequest } from "../schemas/controlnet.ts";
+import type { DispatchMessage } from "../schemas/messages.ts";
+
+export interface SubmitJobDeps {
+  jobs: JobStore;
+  jobsQueue: Queue;
+  clock: Clock;
+  settings: { defaultDeadlineSeconds: number; queuedResendAfterSeconds: number; idempotencyTtlSeconds: number };
+  /** Told when the queue send failed and the job was left for the reconciler to re-send. */
+  onDeferredSend?: (jobId: string, error: unknown) => void;
+}
+
+export interface SubmitJobInput {
+  tenantId: string;
+  body: unknown;
+  idempotencyKey?: string | undefined;
+}
+
+export interface SubmitJobResult {
+  job: Job;
+  /** True when an earlier request with the same Idempotency-Key and body created this job. */
+  replayed: boolean;
+}
+
+/**
+ * Registers the job (and its idempotency key, atomically) before queueing it. If the queue send
+ * fails the job is still accepted: it is written with a `dueAt`, and the reconciler re-sends the
+ * message of any queued job it finds due, so no job stays queued without a message.
+ */
+export async function submitJob(deps: SubmitJobDeps, input: SubmitJobInput): Promise<SubmitJobResult> {
+  const body = parseOrThrow(submitJobBodySchema, input.body, "The job request");
+  const idempotencyKey =
+    input.idempotencyKey === undefined
+      ? undefined
+      : parseOrThrow(idempotencyKeySchema, input.idempotencyKey, "The Idempotency-Key header", "INVALID_IDEMPOTENCY_KEY");
+
+  const now = deps.clock.now();
+  const nowIso = now.toISOString();
+  const request = Object.fromEntries(
+    Object.entries(body).filter(([name]) => !(ORCHESTRATOR_FIELD_NAMES as string[]).includes(name)),
+  ) as ControlNetRequest;
+  const deadlineSeconds = body.deadline_seconds ?? deps.settings.defaultDeadlineSeconds;
+  const job: Job = {
+    id: newJobId(now.getTime()),
+    tenantId: input.tenantId,
+    status: "queued",
+    version: 1,
+    createdAt: nowIso,
+    updatedAt: nowIso,
+    trackId: body.track_id ?? null,
+    metadata: body.metadata ?? {},
+    provider: body.provider,
+    request,
+    webhook: body.webhook ?? null,
+    deadlineAt: new Date(now.getTime() + deadlineSeconds * 1000).toISOString(),
+    attempts: [],
+    outputs: [],
+    error: null,
+    dueAt: now.getTime() + deps.settings.queuedResendAfterSeconds * 1000,
+  };
+
+  const idempotency = idempotencyKey && {
+    keyHash: sha256Hex(idempotencyKey),
+    // The raw body, canonicalised: a changed body under the same key is a client bug worth a 409.
+    requestHash: sha256Hex(canonicalJson(input.body)),
+    expiresAt: Math.floor(now.getTime() / 1000) + deps.settings.idempotencyTtlSeconds,
+  };
+
+  const result = await deps.jobs.create(job, idempotency || undefined);
+  if (!result.created) {
+    if (!result.sameRequest) {
+      throw new ConflictError(
+        "IDEMPOTENCY_KEY_REUSED",
+        "This Idempotency-Key was already used with a different request body.",
+      );
+    }
+    const existing = await deps.jobs.get(result.existingJobId);
+    if (!existing || existing.tenantId !== input.tenantId) {
+      // The key record outlived its job (retention) — refuse rather than create a twin.
+      throw new UnavailableError("IDEMPOTENCY_RECORD_ORPHANED", "The job for this Idempotency-Key is no longer available.");
+    }
+    return { job: existing, replayed: true };
+  }
+
+  const message: DispatchMessage = { jobId: job.id };
+  try {
+    await deps.jobsQueue.send(message);
+  } catch (error) {
+    deps.onDeferredSend?.(job.id, error);
+  }
+  return { job: result.job, replayed: false };
+}
