@@ -1,0 +1,340 @@
+import { z } from "zod";
+
+/**
+ * The ModelsLab ControlNet request parameters, as listed in the provider's seed
+ * (shared/reference/seed-controlnet-api.txt), minus `key`, `webhook` and `track_id`, which the
+ * orchestrator owns.
+ *
+ * No field has a default: the provider applies its own documented defaults (e.g. scheduler
+ * UniPCMultistepScheduler) to what is left out, and the orchestrator passes through exactly what the
+ * client set. Numbers must be JSON numbers (no numeric strings), except the two comma-separated lists
+ * the provider itself takes as strings (`controlnet_conditioning_scale`, `lora_strength`).
+ */
+
+/** Every ControlNet model/type name the seed lists, in its order. */
+export const CONTROLNET_MODELS = [
+  "canny",
+  "depth",
+  "hed",
+  "mlsd",
+  "normal",
+  "openpose",
+  "scribble",
+  "segmentation",
+  "inpaint",
+  "softedge",
+  "lineart",
+  "shuffle",
+  "tile",
+  "face_detector",
+  "qrcode",
+  "blur",
+  "pose",
+  "gray",
+  "low_quality",
+] as const;
+export type ControlNetModel = (typeof CONTROLNET_MODELS)[number];
+
+/** The only ControlNet models that apply to a flux model (the seed's FluxDev column). */
+export const FLUX_CONTROLNET_MODELS = [
+  "canny",
+  "tile",
+  "depth",
+  "blur",
+  "pose",
+  "gray",
+  "low_quality",
+] as const satisfies readonly ControlNetModel[];
+
+/** ControlNet models the seed's table marks "No" for both SDXL and SD1.5. */
+export const FLUX_ONLY_CONTROLNET_MODELS = [
+  "gray",
+  "low_quality",
+] as const satisfies readonly ControlNetModel[];
+
+export const SCHEDULERS = [
+  "DDPMScheduler",
+  "DDIMScheduler",
+  "PNDMScheduler",
+  "LMSDiscreteScheduler",
+  "EulerDiscreteScheduler",
+  "EulerAncestralDiscreteScheduler",
+  "DPMSolverMultistepScheduler",
+  "HeunDiscreteScheduler",
+  "KDPM2DiscreteScheduler",
+  "DPMSolverSinglestepScheduler",
+  "KDPM2AncestralDiscreteScheduler",
+  "UniPCMultistepScheduler",
+  "DDIMInverseScheduler",
+  "DEISMultistepScheduler",
+  "IPNDMScheduler",
+  "KarrasVeScheduler",
+  "ScoreSdeVeScheduler",
+  "LCMScheduler",
+] as const;
+export type Scheduler = (typeof SCHEDULERS)[number];
+
+export const IP_ADAPTER_IDS = ["ip-adapter_sdxl", "ip-adapter_sd15", "ip-adapter-plus-face_sd15"] as const;
+export const ALGORITHM_TYPES = ["dpmsolver+++", "none"] as const;
+
+export const MAX_PROMPT_CHARS = 2000;
+export const MAX_IMAGE_URL_CHARS = 2048;
+/** Base64 image data can never exceed what API Gateway lets through (6 MB), far above our body limit. */
+export const MAX_IMAGE_DATA_CHARS = 6 * 1024 * 1024;
+
+const MODEL_ID = /^[A-Za-z0-9._-]{1,128}$/;
+const DECIMAL = /^(?:\d+(?:\.\d+)?|\.\d+)$/;
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+const DATA_URI = /^data:image\/(?:png|jpeg|webp);base64,/;
+
+/** Splits a provider comma-separated list into trimmed entries (empty entries kept, to be reported). */
+export function splitList(value: string): string[] {
+  return value.split(",").map((entry) => entry.trim());
+}
+const normaliseList = (value: string): string => splitList(value).join(",");
+
+const isControlNetModel = (value: string): value is ControlNetModel =>
+  (CONTROLNET_MODELS as readonly string[]).includes(value);
+
+function isHttpUrl(value: string): boolean {
+  if (!/^https?:\/\//i.test(value)) return false;
+  try {
+    const url = new URL(value);
+    return (url.protocol === "http:" || url.protocol === "https:") && url.hostname !== "";
+  } catch {
+    return false;
+  }
+}
+
+/** True when the base64 text decodes to something starting like a PNG, JPEG or WebP file. */
+function looksLikeImage(base64: string): boolean {
+  let head: string;
+  try {
+    head = atob(base64.slice(0, 16));
+  } catch {
+    return false;
+  }
+  return (
+    head.startsWith("\x89PNG\r\n\x1a\n") ||
+    head.startsWith("\xff\xd8\xff") ||
+    (head.startsWith("RIFF") && head.slice(8, 12) === "WEBP")
+  );
+}
+
+const yesNo = z.enum(["yes", "no"]);
+const int = (min: number, max: number) => z.int().min(min).max(max);
+const modelId = z.string().regex(MODEL_ID, "must be 1 to 128 characters of A-Z a-z 0-9 . _ -");
+
+/** A comma-separated list of distinct, non-empty entries, each checked by `check` (message or null). */
+function commaList(maxChars: number, check: (entry: string) => string | null) {
+  return z
+    .string()
+    .max(maxChars)
+    .overwrite(normaliseList)
+    .superRefine((value, ctx) => {
+      const seen = new Set<string>();
+      for (const entry of value.split(",")) {
+        const problem =
+          entry === ""
+            ? "empty entry in comma-separated list"
+            : seen.has(entry)
+              ? `duplicate entry "${entry}"`
+              : check(entry);
+        if (problem !== null) ctx.addIssue({ code: "custom", message: problem });
+        seen.add(entry);
+      }
+    });
+}
+
+/** One number, or a comma-separated list of numbers (the provider's own string form), each in range. */
+function numberOrList(min: number, max: number) {
+  const list = z
+    .string()
+    .max(256)
+    .overwrite(normaliseList)
+    .superRefine((value, ctx) => {
+      for (const entry of value.split(",")) {
+        const n = Number(entry);
+        if (!DECIMAL.test(entry) || n < min || n > max) {
+          ctx.addIssue({
+            code: "custom",
+            message: `each value must be a number from ${min} to ${max}, got "${entry}"`,
+          });
+        }
+      }
+    });
+  return z.union([z.number().min(min).max(max), list], {
+    error: `must be a number from ${min} to ${max} or a comma-separated list of such numbers`,
+  });
+}
+
+/**
+ * An image the provider can use: an http(s) URL it can fetch, or base64 image data (a
+ * `data:image/png|jpeg|webp;base64,` URI or raw base64 of a PNG, JPEG or WebP file). Base64 data is only
+ * valid with `base64: "yes"`, which checkControlNetRules enforces.
+ */
+const imageRef = z.string().superRefine((value, ctx) => {
+  const fail = (message: string) => ctx.addIssue({ code: "custom", message });
+  if (/^https?:/i.test(value)) {
+    if (value.length > MAX_IMAGE_URL_CHARS)
+      fail(`image URL must be at most ${MAX_IMAGE_URL_CHARS} characters`);
+    else if (!isHttpUrl(value)) fail("must be a valid http(s) URL");
+    return;
+  }
+  if (value.length > MAX_IMAGE_DATA_CHARS)
+    return fail(`base64 image data must be at most ${MAX_IMAGE_DATA_CHARS} characters`);
+  const data = value.replace(DATA_URI, "");
+  if (data.startsWith("data:"))
+    return fail("data URI must be data:image/png, image/jpeg or image/webp with ;base64,");
+  if (data.length % 4 !== 0 || !BASE64.test(data))
+    return fail("must be an http(s) URL or valid base64 image data");
+  if (!looksLikeImage(data)) fail("base64 data must be a PNG, JPEG or WebP image");
+});
+
+/** The seed describes ip_adapter_image as a URL only, and `base64` as covering the other three images. */
+const imageUrl = z.string().max(MAX_IMAGE_URL_CHARS).refine(isHttpUrl, { message: "must be an http(s) URL" });
+
+export const controlNetFields = {
+  /** Public or trained model. Containing "flux" selects the Flux rules (see checkControlNetRules). */
+  model_id: modelId,
+  /** One model, or comma-separated for multi-ControlNet ("canny,depth"); normalised to no spaces. */
+  controlnet_model: commaList(512, (entry) =>
+    isControlNetModel(entry) ? null : `unknown ControlNet model "${entry}"`,
+  ),
+  controlnet_type: z.enum(CONTROLNET_MODELS),
+  auto_hint: yesNo.optional(),
+  guess_mode: yesNo.optional(),
+  prompt: z.string().max(MAX_PROMPT_CHARS).optional(),
+  negative_prompt: z.string().max(MAX_PROMPT_CHARS).optional(),
+  init_image: imageRef.optional(),
+  control_image: imageRef.optional(),
+  mask_image: imageRef.optional(),
+  width: int(64, 1024).optional(),
+  height: int(64, 1024).optional(),
+  samples: int(1, 4).optional(),
+  scheduler: z.enum(SCHEDULERS).optional(),
+  tomesd: yesNo.optional(),
+  use_karras_sigmas: yesNo.optional(),
+  algorithm_type: z.enum(ALGORITHM_TYPES).optional(),
+  vae: modelId.optional(),
+  /** One strength for all LoRAs, or comma-separated, one per lora_model entry; each 0.1..1. */
+  lora_strength: numberOrList(0.1, 1).optional(),
+  lora_model: commaList(1024, (entry) =>
+    MODEL_ID.test(entry) ? null : `invalid LoRA model id "${entry}"`,
+  ).optional(),
+  /**
+   * The seed's enum (21, 31) lists plan presets, and the provider's own examples send 30, so an enum
+   * would reject documented requests; accept any integer 1..50 and let the provider clamp to the plan.
+   */
+  num_inference_steps: int(1, 50).optional(),
+  safety_checker: yesNo.optional(),
+  ip_adapter_id: z.enum(IP_ADAPTER_IDS).optional(),
+  ip_adapter_scale: z.number().min(0).max(1).optional(),
+  ip_adapter_image: imageUrl.optional(),
+  enhance_prompt: yesNo.optional(),
+  /**
+   * One scale for every ControlNet, or a comma-separated list with one value per controlnet_model
+   * entry (multi-ControlNet; the provider echoes it as a string in meta); each 0.1..5.
+   */
+  controlnet_conditioning_scale: numberOrList(0.1, 5).optional(),
+  /** Only meaningful with init_image; allowed without it (harmless). */
+  strength: z.number().min(0).max(1).optional(),
+  guidance_scale: z.number().min(1).max(20).optional(),
+  /** null asks the provider for a random seed (echoed back in meta.seed). */
+  seed: z.int().min(0).nullable().optional(),
+  upscale: yesNo.optional(),
+  clip_skip: int(1, 8).optional(),
+  base64: yesNo.optional(),
+  temp: yesNo.optional(),
+};
+
+const controlNetObject = z.strictObject(controlNetFields);
+export type ControlNetRequest = z.output<typeof controlNetObject>;
+export type ControlNetRequestInput = z.input<typeof controlNetObject>;
+
+/**
+ * Cross-field rules, for `.superRefine(checkControlNetRules)` on any object built from
+ * controlNetFields. Skipped while any field has an issue of its own (an unknown key does not count).
+ */
+export function checkControlNetRules(value: ControlNetRequest, ctx: z.RefinementCtx): void {
+  // The rules assume every field is individually valid; a field's own issue is the one worth reporting.
+  if (ctx.issues.some((issue) => issue.path !== undefined && issue.path.length > 0)) return;
+  const fail = (field: keyof ControlNetRequest, message: string) =>
+    ctx.addIssue({ code: "custom", path: [field], message: `${field}: ${message}` });
+  const models = splitList(value.controlnet_model);
+
+  // The provider conditions on controlnet_type, which must be one of the loaded models.
+  if (!models.includes(value.controlnet_type)) {
+    fail(
+      "controlnet_type",
+      `"${value.controlnet_type}" must be one of the controlnet_model entries (${models.join(", ")})`,
+    );
+  }
+
+  // Seed's table: flux models take a subset of models and no multi-ControlNet; gray/low_quality are flux-only.
+  if (/flux/i.test(value.model_id)) {
+    if (models.length > 1) fail("controlnet_model", "multi-ControlNet is not supported with flux models");
+    const unsupported = models.filter((m) => !(FLUX_CONTROLNET_MODELS as readonly string[]).includes(m));
+    if (unsupported.length > 0) {
+      fail(
+        "controlnet_model",
+        `${unsupported.join(", ")} not available with flux models (only ${FLUX_CONTROLNET_MODELS.join(", ")})`,
+      );
+    }
+  } else {
+    const fluxOnly = models.filter((m) => (FLUX_ONLY_CONTROLNET_MODELS as readonly string[]).includes(m));
+    if (fluxOnly.length > 0)
+      fail("controlnet_model", `${fluxOnly.join(", ")} only available with flux models`);
+  }
+
+  // ControlNet needs an image to condition on.
+  if (value.init_image === undefined && value.control_image === undefined) {
+    fail("init_image", "init_image or control_image is required");
+  }
+
+  // Inpainting fills the masked area, so it needs a mask. A mask without inpaint is allowed: the
+  // provider ignores it, and rejecting it would break clients that always send one.
+  if (models.includes("inpaint") && value.mask_image === undefined) {
+    fail("mask_image", "mask_image is required when controlnet_model includes inpaint");
+  }
+
+  // The seed documents algorithm_type as a setting of DPMSolverMultistepScheduler only.
+  if (value.algorithm_type === "dpmsolver+++" && value.scheduler !== "DPMSolverMultistepScheduler") {
+    fail("algorithm_type", '"dpmsolver+++" requires scheduler DPMSolverMultistepScheduler');
+  }
+
+  // A list of scales pairs up with the models; a single number applies to all of them.
+  const scale = value.controlnet_conditioning_scale;
+  if (typeof scale === "string" && splitList(scale).length !== models.length) {
+    fail("controlnet_conditioning_scale", `needs one value per controlnet_model entry (${models.length})`);
+  }
+
+  // IP adapter settings mean nothing without an adapter, and an adapter needs its image.
+  if (value.ip_adapter_id === undefined) {
+    if (value.ip_adapter_scale !== undefined) fail("ip_adapter_scale", "requires ip_adapter_id");
+    if (value.ip_adapter_image !== undefined) fail("ip_adapter_image", "requires ip_adapter_id");
+  } else if (value.ip_adapter_image === undefined) {
+    fail("ip_adapter_image", "is required with ip_adapter_id");
+  }
+
+  // LoRA strengths pair up with the LoRA models, as the seed describes; one value applies to all.
+  if (value.lora_strength !== undefined) {
+    if (value.lora_model === undefined) fail("lora_strength", "requires lora_model");
+    else if (typeof value.lora_strength === "string") {
+      const strengths = splitList(value.lora_strength).length;
+      const loras = splitList(value.lora_model).length;
+      if (strengths > 1 && strengths !== loras)
+        fail("lora_strength", `needs one value, or one per lora_model entry (${loras})`);
+    }
+  }
+
+  // The provider reads images as base64 only when base64 is "yes"; otherwise it tries to fetch them as URLs.
+  if (value.base64 !== "yes") {
+    for (const field of ["init_image", "control_image", "mask_image"] as const) {
+      const image = value[field];
+      if (image !== undefined && !isHttpUrl(image)) fail(field, 'base64 image data requires base64: "yes"');
+    }
+  }
+}
+
+export const controlNetRequestSchema = controlNetObject.superRefine(checkControlNetRules);
