@@ -1,0 +1,43 @@
+/**
+ * `npm start`: the whole product on loopback. Prints where it listens, the dev API key and a curl
+ * example; Ctrl-C stops everything cleanly.
+ */
+import { resolve } from "node:path";
+import { ensureTenant } from "./dev-tenant.ts";
+import { REPO_ROOT, startLocalStack } from "./stack.ts";
+
+const port = Number(process.env.PORT ?? 3000);
+const stack = await startLocalStack({
+  port,
+  dataDir: resolve(REPO_ROOT, ".data/dynamodb"),
+  reconcileIntervalSeconds: Number(process.env.RECONCILE_INTERVAL_SECONDS ?? 5),
+  log: (line) => console.error(line),
+});
+const tableName = process.env.TABLE_NAME;
+if (!tableName) throw new Error("the template gave the functions no TABLE_NAME");
+const { apiKey } = await ensureTenant(tableName, "dev", process.env.DEV_API_KEY || undefined);
+
+console.log(`
+ControlNet orchestrator (local stack)
+  API          ${stack.url}
+  OpenAPI      ${stack.url}/v1/openapi.json
+  DynamoDB     ${stack.endpoints.dynamodb} (dynalite, data in .data/dynamodb)
+  SQS          ${stack.endpoints.sqs} (fauxqs)
+  Dev API key  ${apiKey}
+
+Try:
+  curl -s -X POST ${stack.url}/v1/jobs \\
+    -H "Authorization: Bearer ${apiKey}" -H "Content-Type: application/json" \\
+    -d '{"model_id":"sd15","controlnet_model":"canny","controlnet_type":"canny","prompt":"a lighthouse at dusk","control_image":"https://example.com/edges.png"}'
+`);
+
+let stopping = false;
+const shutdown = async (signal: string) => {
+  if (stopping) return;
+  stopping = true;
+  console.error(`\n${signal}: stopping…`);
+  await stack.stop();
+  process.exit(0);
+};
+process.on("SIGINT", () => void shutdown("SIGINT"));
+process.on("SIGTERM", () => void shutdown("SIGTERM"));

@@ -1,0 +1,177 @@
+import { mkdirSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { SQSClient } from "@aws-sdk/client-sqs";
+import dynalite from "dynalite";
+import { startFauxqs } from "fauxqs";
+import { HttpGateway } from "./http-gateway.ts";
+import { LocalFunction } from "./lambda-runtime.ts";
+import { Scheduler } from "./scheduler.ts";
+import { SqsPoller } from "./sqs-poller.ts";
+import { type LocalTopology, provisionLocal, synthesizeTemplates } from "./template.ts";
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+export interface LocalStackOptions {
+  /** HTTP port of the API; 0 picks a free one. */
+  port?: number;
+  /** Where dynalite persists; null keeps everything in memory (tests). */
+  dataDir?: string | null;
+  /** Seconds between reconcile runs (the CDK schedule says every minute; locally faster). */
+  reconcileIntervalSeconds?: number;
+  /** Extra environment for the functions, applied over what the template says. */
+  environment?: Record<string, string>;
+  log?: (line: string) => void;
+}
+
+export interface LocalStack {
+  url: string;
+  topology: LocalTopology;
+  functions: Record<string, LocalFunction>;
+  endpoints: { dynamodb: string; sqs: string; region: string };
+  pollers: SqsPoller[];
+  /** Runs every scheduled function once, now (tests use it instead of waiting for the interval). */
+  runSchedules(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const REGION = "us-east-1";
+
+/**
+ * The whole product on loopback: emulators, resources created from the synthesized CloudFormation
+ * templates, the same handler modules Lambda runs, invoked by an API Gateway stand-in, SQS pollers
+ * and a schedule.
+ */
+export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
+  const log = options.log ?? (() => undefined);
+  const stops: Array<() => Promise<void>> = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) await stop().catch((error) => log(`stop failed: ${String(error)}`));
+  };
+  try {
+    const dataDir = options.dataDir ?? null;
+    if (dataDir) mkdirSync(dataDir, { recursive: true });
+    const dynamo = dynalite({ path: dataDir ?? undefined, createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+    await new Promise<void>((ok, fail) => {
+      dynamo.once("error", fail);
+      dynamo.listen(0, "127.0.0.1", () => ok());
+    });
+    stops.push(() => new Promise<void>((ok) => dynamo.close(() => ok())));
+    const dynamoEndpoint = `http://127.0.0.1:${(dynamo.address() as AddressInfo).port}`;
+
+    const fauxqs = await startFauxqs({ port: 0, logger: false });
+    stops.push(() => fauxqs.stop());
+    const endpoints = { dynamodb: dynamoEndpoint, sqs: fauxqs.address, region: REGION };
+
+    // The functions' AWS SDK clients find the emulators through the standard environment variables.
+    Object.assign(process.env, {
+      AWS_REGION: REGION,
+      AWS_DEFAULT_REGION: REGION,
+      AWS_ACCESS_KEY_ID: "local",
+      AWS_SECRET_ACCESS_KEY: "local",
+      AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
+      AWS_ENDPOINT_URL_SQS: endpoints.sqs,
+    });
+
+    const templates = await synthesizeTemplates();
+    const topology = await provisionLocal(templates, endpoints);
+
+    const functions: Record<string, LocalFunction> = {};
+    for (const [id, fn] of Object.entries(topology.functions)) {
+      functions[id] = new LocalFunction(fn, REPO_ROOT);
+    }
+    const gateway = new HttpGateway(
+      topology.routes.map((route) => ({
+        routeKey: route.routeKey,
+        function: required(functions, route.functionId),
+        ...(route.authorizer && {
+          authorizer: {
+            function: required(functions, route.authorizer.functionId),
+            identitySource: route.authorizer.identitySource,
+            ttlSeconds: route.authorizer.ttlSeconds,
+          },
+        }),
+      })),
+    );
+    const url = await gateway.listen(options.port ?? 3000);
+    stops.push(() => gateway.close());
+
+    // All functions share this process, so their environments merge; two functions must not give one
+    // variable different values (the template would then mean different things locally and in AWS).
+    const environment = mergeEnvironments(topology, { PUBLIC_BASE_URL: url, ...options.environment });
+    Object.assign(process.env, environment);
+
+    const sqs = new SQSClient({ region: REGION, endpoint: endpoints.sqs, credentials: { accessKeyId: "local", secretAccessKey: "local" } });
+    const pollers = topology.eventSourceMappings.map((mapping) => {
+      const queue = required(topology.queues, mapping.queueLogicalId);
+      return new SqsPoller(
+        sqs,
+        {
+          queueUrl: queue.url,
+          queueArn: queue.arn,
+          function: required(functions, mapping.functionId),
+          batchSize: mapping.batchSize,
+          maxBatchingWindowSeconds: mapping.maxBatchingWindowSeconds,
+          reportBatchItemFailures: mapping.reportBatchItemFailures,
+          maxConcurrency: mapping.maxConcurrency ?? 2,
+        },
+        (error) => log(`poller ${mapping.functionId}: ${String(error)}`),
+      );
+    });
+    for (const poller of pollers) poller.start();
+    stops.push(async () => {
+      await Promise.all(pollers.map((p) => p.stop()));
+      sqs.destroy();
+    });
+
+    const scheduler = new Scheduler(
+      topology.schedules.map((s) => required(functions, s.functionId)),
+      options.reconcileIntervalSeconds ?? 5,
+      (error) => log(`schedule: ${String(error)}`),
+    );
+    scheduler.start();
+    stops.push(() => scheduler.stop());
+
+    return {
+      url,
+      topology,
+      functions,
+      endpoints,
+      pollers,
+      runSchedules: () => scheduler.runOnce(),
+      stop: stopAll,
+    };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+function mergeEnvironments(topology: LocalTopology, overrides: Record<string, string>): Record<string, string> {
+  const merged: Record<string, string> = {};
+  const owner: Record<string, string> = {};
+  for (const [id, fn] of Object.entries(topology.functions)) {
+    for (const [name, value] of Object.entries(fn.environment)) {
+      if (name in overrides) continue;
+      if (name in merged && merged[name] !== value) {
+        throw new Error(`${id} and ${owner[name]} set ${name} to different values; the local stack runs them in one process`);
+      }
+      merged[name] = value;
+      owner[name] = id;
+    }
+  }
+  const unresolved = topology.unresolved.filter(({ variable }) => !(variable in overrides));
+  if (unresolved.length > 0) {
+    throw new Error(
+      `No local value for ${unresolved.map((u) => `${u.functionId}.${u.variable}`).join(", ")}: pass it in options.environment`,
+    );
+  }
+  return { ...merged, ...overrides };
+}
+
+function required<T>(map: Record<string, T>, key: string): T {
+  const value = map[key];
+  if (value === undefined) throw new Error(`The template refers to ${key}, which the local stack does not know`);
+  return value;
+}
