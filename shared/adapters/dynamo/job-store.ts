@@ -1,0 +1,431 @@
+import { ConditionalCheckFailedException, TransactionCanceledException } from "@aws-sdk/client-dynamodb";
+import {
+  type DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  type QueryCommandInput,
+  TransactWriteCommand,
+  UpdateCommand,
+} from "@aws-sdk/lib-dynamodb";
+import {
+  AppError,
+  ConflictError,
+  StaleWriteError,
+  UnavailableError,
+  ValidationError,
+} from "../../domain/errors.ts";
+import { isJobId } from "../../domain/ids.ts";
+import { assertTransition, isTerminal, type Job, type JobStatus } from "../../domain/job.ts";
+import {
+  type Clock,
+  type CreateJobResult,
+  type IdempotencyRecord,
+  type JobPage,
+  type JobPatch,
+  type JobStore,
+  type ListJobsQuery,
+  systemClock,
+} from "../../ports/index.ts";
+import { isTransientAwsError } from "./client.ts";
+import { DUE_SHARDS, INDEXES, idempotencyKey, jobKey, TTL_ATTRIBUTE } from "./table-design.ts";
+
+export interface DynamoJobStoreOptions {
+  /** Partitions of the sparse `due` index; must match what earlier writers used (table-design DUE_SHARDS). */
+  dueShards?: number;
+  /** Days a terminal job is kept before DynamoDB TTL deletes it. */
+  retentionDays?: number;
+  clock?: Clock;
+}
+
+/** Attributes the table adds to a job that are not part of the `Job` model. */
+const STORAGE_ONLY = new Set(["pk", "sk", "type", "tenantStatus", "dueShard", TTL_ATTRIBUTE]);
+
+const PATCH_FIELDS = ["attempts", "outputs", "error", "providerState"] as const;
+
+const CURSOR_VERSION = 1;
+const MAX_CURSOR_LENGTH = 200;
+/** Bounded retries of a transaction that lost to a concurrent one on the same item. */
+const TRANSACTION_CONFLICT_ATTEMPTS = 3;
+
+/** FNV-1a: stable across processes and releases, so a job always lands on the same due shard. */
+export function dueShardOf(id: string, shards: number): string {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    hash ^= id.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return String((hash >>> 0) % shards);
+}
+
+export class DynamoJobStore implements JobStore {
+  private readonly dueShards: number;
+  private readonly retentionSeconds: number;
+  private readonly clock: Clock;
+
+  constructor(
+    private readonly doc: DynamoDBDocumentClient,
+    private readonly tableName: string,
+    options: DynamoJobStoreOptions = {},
+  ) {
+    this.dueShards = options.dueShards ?? DUE_SHARDS;
+    this.retentionSeconds = (options.retentionDays ?? 30) * 86_400;
+    this.clock = options.clock ?? systemClock;
+    if (!Number.isInteger(this.dueShards) || this.dueShards < 1)
+      throw new RangeError("dueShards must be >= 1");
+  }
+
+  async create(job: Job, idempotency?: IdempotencyRecord): Promise<CreateJobResult> {
+    const item = this.toItem(job);
+    if (!idempotency) {
+      try {
+        await this.doc.send(
+          new PutCommand({
+            TableName: this.tableName,
+            Item: item,
+            ConditionExpression: "attribute_not_exists(pk)",
+          }),
+        );
+        return { created: true, job };
+      } catch (error) {
+        if (error instanceof ConditionalCheckFailedException) throw duplicateJob(job.id, error);
+        throw this.wrap(error, "create");
+      }
+    }
+
+    const idemKey = idempotencyKey(job.tenantId, idempotency.keyHash);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.doc.send(
+          new TransactWriteCommand({
+            TransactItems: [
+              {
+                Put: {
+                  TableName: this.tableName,
+                  Item: item,
+                  ConditionExpression: "attribute_not_exists(pk)",
+                },
+              },
+              {
+                Put: {
+                  TableName: this.tableName,
+                  Item: {
+                    ...idemKey,
+                    type: "idempotency",
+                    tenantId: job.tenantId,
+                    jobId: job.id,
+                    requestHash: idempotency.requestHash,
+                    [TTL_ATTRIBUTE]: idempotency.expiresAt,
+                  },
+                  // TTL deletion lags expiry by up to days, so an expired record is overwritable here.
+                  ConditionExpression: "attribute_not_exists(pk) OR #ttl < :nowSeconds",
+                  ExpressionAttributeNames: { "#ttl": TTL_ATTRIBUTE },
+                  ExpressionAttributeValues: { ":nowSeconds": this.nowSeconds() },
+                },
+              },
+            ],
+          }),
+        );
+        return { created: true, job };
+      } catch (error) {
+        if (!(error instanceof TransactionCanceledException)) throw this.wrap(error, "create");
+        const [jobReason, idemReason] = (error.CancellationReasons ?? []).map((r) => r.Code);
+        if (idemReason === "ConditionalCheckFailed") {
+          const existing = await this.readIdempotency(idemKey);
+          // The record vanished (TTL) between the write and the read: the key is free, try again.
+          if (existing && existing.ttl >= this.nowSeconds()) {
+            return {
+              created: false,
+              existingJobId: existing.jobId,
+              sameRequest: existing.requestHash === idempotency.requestHash,
+            };
+          }
+        } else if (jobReason === "ConditionalCheckFailed") {
+          throw duplicateJob(job.id, error);
+        } else if (![jobReason, idemReason].includes("TransactionConflict")) {
+          throw this.wrap(error, "create");
+        }
+        if (attempt >= TRANSACTION_CONFLICT_ATTEMPTS) {
+          throw new UnavailableError("STORE_UNAVAILABLE", "The job could not be created; try again.", {
+            cause: error,
+          });
+        }
+        await pause(20 * attempt + Math.random() * 30);
+      }
+    }
+  }
+
+  async get(id: string): Promise<Job | null> {
+    try {
+      const out = await this.doc.send(
+        new GetCommand({ TableName: this.tableName, Key: jobKey(id), ConsistentRead: true }),
+      );
+      return out.Item ? fromItem(out.Item) : null;
+    } catch (error) {
+      throw this.wrap(error, "get");
+    }
+  }
+
+  async listByTenant(tenantId: string, query: ListJobsQuery): Promise<JobPage> {
+    const afterId = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+    const byStatus = query.status !== undefined;
+    const index = byStatus ? INDEXES.byTenantStatus : INDEXES.byTenant;
+    const partition = byStatus ? `${tenantId}#${query.status}` : tenantId;
+    const input: QueryCommandInput = {
+      TableName: this.tableName,
+      IndexName: index.name,
+      KeyConditionExpression: "#p = :p",
+      ExpressionAttributeNames: { "#p": index.partitionKey },
+      ExpressionAttributeValues: { ":p": partition },
+      ScanIndexForward: false,
+      Limit: Math.max(1, Math.floor(query.limit)),
+    };
+    if (afterId !== undefined) {
+      // Rebuilt from the caller's own tenant, so a cursor can never reach into another tenant's jobs.
+      input.ExclusiveStartKey = {
+        ...jobKey(afterId),
+        [index.partitionKey]: partition,
+        [index.sortKey]: afterId,
+      };
+    }
+    try {
+      const out = await this.doc.send(new QueryCommand(input));
+      const lastId = out.LastEvaluatedKey?.[index.sortKey];
+      return {
+        jobs: (out.Items ?? []).map(fromItem),
+        nextCursor: typeof lastId === "string" ? encodeCursor(lastId) : null,
+      };
+    } catch (error) {
+      throw this.wrap(error, "listByTenant");
+    }
+  }
+
+  async transition(job: Job, to: JobStatus, patch: JobPatch = {}): Promise<Job> {
+    assertTransition(job.status, to);
+    return this.write(job, to, patch);
+  }
+
+  async update(job: Job, patch: JobPatch): Promise<Job> {
+    if (isTerminal(job.status) && patch.dueAt != null) {
+      throw new Error(`Job ${job.id} is ${job.status}; a terminal job is never due again.`);
+    }
+    return this.write(job, job.status, patch);
+  }
+
+  async findDue(now: Date, limit: number): Promise<Job[]> {
+    if (limit < 1) return [];
+    const shards = Array.from({ length: this.dueShards }, (_, i) => String(i));
+    const perShard = await Promise.all(shards.map((shard) => this.dueInShard(shard, now.getTime(), limit)));
+    return perShard
+      .flat()
+      .sort((a, b) => (a.dueAt ?? 0) - (b.dueAt ?? 0) || (a.id < b.id ? -1 : 1))
+      .slice(0, limit);
+  }
+
+  /** One UpdateItem, guarded by the status and version the caller read: the write is all or nothing. */
+  private async write(job: Job, to: JobStatus, patch: JobPatch): Promise<Job> {
+    const names: Record<string, string> = {
+      "#status": "status",
+      "#version": "version",
+      "#updatedAt": "updatedAt",
+    };
+    const values: Record<string, unknown> = {
+      ":from": job.status,
+      ":version": job.version,
+      ":to": to,
+      ":one": 1,
+      ":now": this.clock.now().toISOString(),
+    };
+    const set = ["#status = :to", "#version = #version + :one", "#updatedAt = :now"];
+    const remove: string[] = [];
+
+    if (to !== job.status) {
+      names["#tenantStatus"] = "tenantStatus";
+      values[":tenantStatus"] = `${job.tenantId}#${to}`;
+      set.push("#tenantStatus = :tenantStatus");
+    }
+    for (const field of PATCH_FIELDS) {
+      if (!(field in patch)) continue;
+      const value = patch[field];
+      names[`#${field}`] = field;
+      if (value === undefined) {
+        // Only `providerState` is optional on Job: an explicit undefined clears it.
+        if (field === "providerState") remove.push(`#${field}`);
+        else delete names[`#${field}`];
+        continue;
+      }
+      values[`:${field}`] = value;
+      set.push(`#${field} = :${field}`);
+    }
+
+    const clearDue = () => {
+      names["#dueAt"] = "dueAt";
+      names["#dueShard"] = "dueShard";
+      remove.push("#dueAt", "#dueShard");
+    };
+    if (isTerminal(to)) {
+      // Leave the sparse `due` index and let TTL collect the job after the retention period.
+      clearDue();
+      names["#ttl"] = TTL_ATTRIBUTE;
+      values[":ttl"] = this.nowSeconds() + this.retentionSeconds;
+      set.push("#ttl = :ttl");
+    } else if (patch.dueAt === null) {
+      clearDue();
+    } else if (patch.dueAt !== undefined) {
+      names["#dueAt"] = "dueAt";
+      names["#dueShard"] = "dueShard";
+      values[":dueAt"] = patch.dueAt;
+      values[":dueShard"] = dueShardOf(job.id, this.dueShards);
+      set.push("#dueAt = :dueAt", "#dueShard = :dueShard");
+    }
+
+    try {
+      const out = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: jobKey(job.id),
+          UpdateExpression: `SET ${set.join(", ")}${remove.length ? ` REMOVE ${remove.join(", ")}` : ""}`,
+          ConditionExpression: "#status = :from AND #version = :version",
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+          ReturnValues: "ALL_NEW",
+        }),
+      );
+      if (!out.Attributes) throw new Error(`UpdateItem on job ${job.id} returned no attributes.`);
+      return fromItem(out.Attributes);
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) {
+        throw new StaleWriteError(`Job ${job.id} is no longer ${job.status} at version ${job.version}.`, {
+          cause: error,
+        });
+      }
+      throw this.wrap(error, to === job.status ? "update" : "transition");
+    }
+  }
+
+  private async dueInShard(shard: string, nowMs: number, limit: number): Promise<Job[]> {
+    const found: Job[] = [];
+    let startKey: Record<string, unknown> | undefined;
+    try {
+      do {
+        const out = await this.doc.send(
+          new QueryCommand({
+            TableName: this.tableName,
+            IndexName: INDEXES.due.name,
+            KeyConditionExpression: "#shard = :shard AND #dueAt <= :now",
+            ExpressionAttributeNames: { "#shard": INDEXES.due.partitionKey, "#dueAt": INDEXES.due.sortKey },
+            ExpressionAttributeValues: { ":shard": shard, ":now": nowMs },
+            ScanIndexForward: true,
+            Limit: limit,
+            ExclusiveStartKey: startKey,
+          }),
+        );
+        // The index lags the table: a job finished a moment ago may still be listed.
+        for (const item of out.Items ?? []) {
+          const job = fromItem(item);
+          if (!isTerminal(job.status)) found.push(job);
+        }
+        startKey = out.LastEvaluatedKey;
+      } while (startKey && found.length < limit);
+    } catch (error) {
+      throw this.wrap(error, "findDue");
+    }
+    return found.slice(0, limit);
+  }
+
+  private async readIdempotency(
+    key: Record<string, string>,
+  ): Promise<{ jobId: string; requestHash: string; ttl: number } | null> {
+    try {
+      const out = await this.doc.send(
+        new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }),
+      );
+      const item = out.Item;
+      if (!item || typeof item.jobId !== "string") return null;
+      return { jobId: item.jobId, requestHash: String(item.requestHash), ttl: Number(item[TTL_ATTRIBUTE]) };
+    } catch (error) {
+      throw this.wrap(error, "create");
+    }
+  }
+
+  private toItem(job: Job): Record<string, unknown> {
+    const item: Record<string, unknown> = {
+      ...job,
+      ...jobKey(job.id),
+      type: "job",
+      tenantStatus: `${job.tenantId}#${job.status}`,
+    };
+    // Key attributes of a GSI must be absent (not NULL) for the item to stay out of the sparse index.
+    if (isTerminal(job.status) || job.dueAt === null) {
+      delete item.dueAt;
+    } else {
+      item.dueShard = dueShardOf(job.id, this.dueShards);
+    }
+    if (isTerminal(job.status)) item[TTL_ATTRIBUTE] = this.nowSeconds() + this.retentionSeconds;
+    return item;
+  }
+
+  private nowSeconds(): number {
+    return Math.floor(this.clock.now().getTime() / 1000);
+  }
+
+  private wrap(error: unknown, operation: string): unknown {
+    if (error instanceof AppError) return error;
+    if (isTransientAwsError(error)) {
+      return new UnavailableError(
+        "STORE_UNAVAILABLE",
+        `The job store is unavailable (${operation}); try again.`,
+        {
+          cause: error,
+        },
+      );
+    }
+    return error;
+  }
+}
+
+function fromItem(item: Record<string, unknown>): Job {
+  const job: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(item)) {
+    if (!STORAGE_ONLY.has(key)) job[key] = value;
+  }
+  job.dueAt = typeof item.dueAt === "number" ? item.dueAt : null;
+  // This store is the only writer of job items, so the shape is the one `toItem` wrote.
+  return job as unknown as Job;
+}
+
+function duplicateJob(id: string, cause: unknown): ConflictError {
+  const error = new ConflictError("JOB_EXISTS", `A job with id ${id} already exists.`);
+  error.cause = cause;
+  return error;
+}
+
+export function encodeCursor(id: string): string {
+  return Buffer.from(JSON.stringify({ v: CURSOR_VERSION, id }), "utf8").toString("base64url");
+}
+
+/** Returns the id of the last job of the previous page, or throws INVALID_CURSOR. */
+export function decodeCursor(cursor: string): string {
+  const invalid = (message: string) =>
+    new ValidationError(
+      "The cursor is not valid; use the nextCursor of a previous page.",
+      [{ path: "cursor", message }],
+      "INVALID_CURSOR",
+    );
+  if (cursor.length === 0 || cursor.length > MAX_CURSOR_LENGTH || !/^[A-Za-z0-9_-]+$/.test(cursor)) {
+    throw invalid("not a base64url string of the expected length");
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+  } catch {
+    throw invalid("not valid JSON");
+  }
+  if (typeof parsed !== "object" || parsed === null) throw invalid("not an object");
+  const { v, id } = parsed as { v?: unknown; id?: unknown };
+  if (v !== CURSOR_VERSION) throw invalid("unknown cursor version");
+  if (typeof id !== "string" || !isJobId(id)) throw invalid("does not name a job");
+  return id;
+}
+
+const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -1,0 +1,100 @@
+import { ConditionalCheckFailedException } from "@aws-sdk/client-dynamodb";
+import { type DynamoDBDocumentClient, GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
+import { AppError, ConflictError, NotFoundError, UnavailableError } from "../../domain/errors.ts";
+import type { Clock, Tenant, TenantStore } from "../../ports/index.ts";
+import { systemClock } from "../../ports/index.ts";
+import { isTransientAwsError } from "./client.ts";
+import { apiKeyKey, tenantKey } from "./table-design.ts";
+
+export class DynamoTenantStore implements TenantStore {
+  private readonly clock: Clock;
+
+  constructor(
+    private readonly doc: DynamoDBDocumentClient,
+    private readonly tableName: string,
+    options: { clock?: Clock } = {},
+  ) {
+    this.clock = options.clock ?? systemClock;
+  }
+
+  async findByApiKeyHash(keyHash: string): Promise<Tenant | null> {
+    try {
+      // Consistent reads: a key or tenant created a moment ago must authenticate at once.
+      const key = await this.doc.send(
+        new GetCommand({ TableName: this.tableName, Key: apiKeyKey(keyHash), ConsistentRead: true }),
+      );
+      const tenantId = key.Item?.tenantId;
+      if (typeof tenantId !== "string") return null;
+      const tenant = await this.doc.send(
+        new GetCommand({ TableName: this.tableName, Key: tenantKey(tenantId), ConsistentRead: true }),
+      );
+      const item = tenant.Item;
+      if (!item) return null;
+      return { id: String(item.id), name: String(item.name), createdAt: String(item.createdAt) };
+    } catch (error) {
+      throw wrap(error);
+    }
+  }
+
+  async createTenant(tenant: Tenant): Promise<void> {
+    try {
+      await this.doc.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: {
+            ...tenantKey(tenant.id),
+            type: "tenant",
+            id: tenant.id,
+            name: tenant.name,
+            createdAt: tenant.createdAt,
+          },
+          ConditionExpression: "attribute_not_exists(pk)",
+        }),
+      );
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) {
+        throw new ConflictError("TENANT_EXISTS", `Tenant ${tenant.id} already exists.`);
+      }
+      throw wrap(error);
+    }
+  }
+
+  /**
+   * Idempotent for the same tenant; a key hash already owned by another tenant is a conflict.
+   * Not a transaction: tenants are never deleted, so "the tenant exists" cannot turn false between
+   * the read and the write (and plain writes keep this usable on emulators without transactions).
+   */
+  async addApiKey(tenantId: string, keyHash: string): Promise<void> {
+    try {
+      const tenant = await this.doc.send(
+        new GetCommand({ TableName: this.tableName, Key: tenantKey(tenantId), ConsistentRead: true }),
+      );
+      if (!tenant.Item) throw new NotFoundError("TENANT_NOT_FOUND", `Tenant ${tenantId} does not exist.`);
+      await this.doc.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: {
+            ...apiKeyKey(keyHash),
+            type: "apiKey",
+            tenantId,
+            createdAt: this.clock.now().toISOString(),
+          },
+          ConditionExpression: "attribute_not_exists(pk) OR tenantId = :tenantId",
+          ExpressionAttributeValues: { ":tenantId": tenantId },
+        }),
+      );
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) {
+        throw new ConflictError("API_KEY_EXISTS", "This API key is already registered to another tenant.");
+      }
+      throw wrap(error);
+    }
+  }
+}
+
+function wrap(error: unknown): unknown {
+  if (error instanceof AppError || !isTransientAwsError(error)) return error;
+  return new UnavailableError("STORE_UNAVAILABLE", "The tenant store is unavailable; try again.", {
+    cause: error,
+  });
+}

@@ -1,0 +1,57 @@
+import { SendMessageCommand, SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
+import { UnavailableError } from "../../domain/errors.ts";
+import type { Queue, SendOptions } from "../../ports/index.ts";
+import { AWS_CLIENT_DEFAULTS, boundedHttpHandler } from "../dynamo/client.ts";
+
+/** SQS's own bound on per-message delay. */
+export const MAX_DELAY_SECONDS = 900;
+
+/**
+ * Create once per module and inject. Region, credentials and endpoint come from the SDK's default
+ * chain (`AWS_REGION`, `AWS_ENDPOINT_URL_SQS`, ...) unless `options` overrides them.
+ */
+export function createSqsClient(options: SQSClientConfig = {}): SQSClient {
+  return new SQSClient({
+    maxAttempts: AWS_CLIENT_DEFAULTS.maxAttempts,
+    requestHandler: boundedHttpHandler(),
+    ...options,
+  });
+}
+
+/** Whole seconds in SQS's 0..900 range; rounded up so a message is never delivered earlier than asked. */
+export function clampDelaySeconds(seconds: number): number {
+  if (!Number.isFinite(seconds)) return seconds > 0 ? MAX_DELAY_SECONDS : 0;
+  return Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.ceil(seconds)));
+}
+
+export class SqsQueue implements Queue {
+  constructor(
+    private readonly sqs: SQSClient,
+    private readonly queueUrl: string,
+  ) {}
+
+  async send(message: Record<string, unknown>, options: SendOptions = {}): Promise<void> {
+    const body = JSON.stringify(message);
+    try {
+      await this.sqs.send(
+        new SendMessageCommand({
+          QueueUrl: this.queueUrl,
+          MessageBody: body,
+          // Left out when not asked for, so the queue's own default delay applies.
+          DelaySeconds:
+            options.delaySeconds === undefined ? undefined : clampDelaySeconds(options.delaySeconds),
+        }),
+      );
+    } catch (error) {
+      throw new UnavailableError(
+        "QUEUE_UNAVAILABLE",
+        `Could not send to queue ${queueName(this.queueUrl)}.`,
+        {
+          cause: error,
+        },
+      );
+    }
+  }
+}
+
+const queueName = (url: string): string => url.slice(url.lastIndexOf("/") + 1) || url;

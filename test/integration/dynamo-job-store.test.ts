@@ -1,0 +1,537 @@
+import { TransactionCanceledException } from "@aws-sdk/client-dynamodb";
+import {
+  type DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  ScanCommand,
+  TransactWriteCommand,
+} from "@aws-sdk/lib-dynamodb";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { createDocumentClient } from "../../shared/adapters/dynamo/client.ts";
+import { DynamoJobStore, dueShardOf, encodeCursor } from "../../shared/adapters/dynamo/job-store.ts";
+import { idempotencyKey, jobKey } from "../../shared/adapters/dynamo/table-design.ts";
+import {
+  ConflictError,
+  StaleWriteError,
+  UnavailableError,
+  ValidationError,
+} from "../../shared/domain/errors.ts";
+import { newJobId } from "../../shared/domain/ids.ts";
+import { InvalidTransitionError, type Job, type JobStatus } from "../../shared/domain/job.ts";
+import type { Clock } from "../../shared/ports/index.ts";
+import { createTestTable, type Emulators, startEmulators } from "../support/emulators.ts";
+
+const NOW = new Date("2025-01-01T00:00:00.000Z");
+const NOW_S = Math.floor(NOW.getTime() / 1000);
+const clock: Clock = { now: () => NOW };
+
+let baseMs = NOW.getTime() - 3_600_000;
+function buildJob(overrides: Partial<Job> = {}): Job {
+  baseMs += 1_000; // distinct, increasing ULID timestamps: ids sort in creation order
+  const id = newJobId(baseMs);
+  return {
+    id,
+    tenantId: "tenant-a",
+    status: "queued",
+    version: 1,
+    createdAt: new Date(baseMs).toISOString(),
+    updatedAt: new Date(baseMs).toISOString(),
+    trackId: null,
+    metadata: { order: "42", "with space": "yes" },
+    provider: "auto",
+    request: {
+      model_id: "sd15",
+      controlnet_model: "canny",
+      controlnet_type: "canny",
+      control_image: "https://example.com/a.png",
+      prompt: "x",
+    } as never,
+    webhook: null,
+    deadlineAt: new Date(baseMs + 3_600_000).toISOString(),
+    attempts: [],
+    outputs: [],
+    error: null,
+    dueAt: NOW.getTime() + 60_000,
+    ...overrides,
+  };
+}
+
+let emulators: Emulators;
+let doc: DynamoDBDocumentClient;
+let table: string;
+let store: DynamoJobStore;
+let tableCount = 0;
+
+beforeAll(async () => {
+  emulators = await startEmulators();
+  doc = createDocumentClient({
+    endpoint: emulators.dynamoEndpoint,
+    region: emulators.region,
+    credentials: emulators.credentials,
+  });
+});
+
+afterAll(async () => {
+  doc?.destroy();
+  await emulators?.stop();
+});
+
+beforeEach(async () => {
+  table = `jobs-${++tableCount}`;
+  await createTestTable(emulators.dynamoEndpoint, table);
+  store = new DynamoJobStore(doc, table, { clock });
+});
+
+const rawItem = async (key: Record<string, string>) =>
+  (await doc.send(new GetCommand({ TableName: table, Key: key, ConsistentRead: true }))).Item;
+
+const allItems = async () => (await doc.send(new ScanCommand({ TableName: table }))).Items ?? [];
+
+describe("create and get", () => {
+  it("writes the job with its index attributes and reads it back unchanged", async () => {
+    const job = buildJob({ providerState: { eta: 12, fetchUrl: "https://p/x" }, webhook: "https://c/hook" });
+    await expect(store.create(job)).resolves.toEqual({ created: true, job });
+
+    const item = await rawItem(jobKey(job.id));
+    expect(item).toMatchObject({
+      pk: `JOB#${job.id}`,
+      sk: "JOB",
+      type: "job",
+      tenantId: "tenant-a",
+      id: job.id,
+      tenantStatus: "tenant-a#queued",
+      dueShard: dueShardOf(job.id, 4),
+      dueAt: job.dueAt,
+    });
+    expect(item).not.toHaveProperty("ttl");
+    expect(await store.get(job.id)).toEqual(job);
+  });
+
+  it("round-trips empty lists and maps, nulls and a job without dueAt (kept out of the due index)", async () => {
+    const job = buildJob({ metadata: {}, dueAt: null });
+    await store.create(job);
+    expect(await store.get(job.id)).toEqual(job);
+    const item = await rawItem(jobKey(job.id));
+    expect(item).not.toHaveProperty("dueAt");
+    expect(item).not.toHaveProperty("dueShard");
+  });
+
+  it("returns null for an unknown job", async () => {
+    expect(await store.get(newJobId())).toBeNull();
+  });
+
+  it("refuses a second job with the same id", async () => {
+    const job = buildJob();
+    await store.create(job);
+    await expect(store.create({ ...job, metadata: {} })).rejects.toBeInstanceOf(ConflictError);
+    expect((await store.get(job.id))?.metadata).toEqual(job.metadata);
+  });
+});
+
+describe("create with an idempotency key", () => {
+  const record = (overrides: Partial<{ keyHash: string; requestHash: string; expiresAt: number }> = {}) => ({
+    keyHash: "k".repeat(64),
+    requestHash: "r".repeat(64),
+    expiresAt: NOW_S + 86_400,
+    ...overrides,
+  });
+
+  it("writes the job and the key; the same key and body return the existing job", async () => {
+    const first = buildJob();
+    await expect(store.create(first, record())).resolves.toEqual({ created: true, job: first });
+    expect(await rawItem(idempotencyKey("tenant-a", "k".repeat(64)))).toMatchObject({
+      jobId: first.id,
+      requestHash: "r".repeat(64),
+      ttl: NOW_S + 86_400,
+    });
+
+    const second = buildJob();
+    await expect(store.create(second, record())).resolves.toEqual({
+      created: false,
+      existingJobId: first.id,
+      sameRequest: true,
+    });
+    expect(await store.get(second.id)).toBeNull();
+  });
+
+  it("reports a different body under the same key", async () => {
+    const first = buildJob();
+    await store.create(first, record());
+    await expect(store.create(buildJob(), record({ requestHash: "other" }))).resolves.toEqual({
+      created: false,
+      existingJobId: first.id,
+      sameRequest: false,
+    });
+  });
+
+  it("scopes keys per tenant", async () => {
+    await store.create(buildJob(), record());
+    const other = buildJob({ tenantId: "tenant-b" });
+    await expect(store.create(other, record())).resolves.toEqual({ created: true, job: other });
+  });
+
+  it("reuses an expired key that TTL has not deleted yet", async () => {
+    await store.create(buildJob(), record({ expiresAt: NOW_S - 1 }));
+    const next = buildJob();
+    await expect(store.create(next, record({ requestHash: "new" }))).resolves.toEqual({
+      created: true,
+      job: next,
+    });
+    expect(await rawItem(idempotencyKey("tenant-a", "k".repeat(64)))).toMatchObject({
+      jobId: next.id,
+      requestHash: "new",
+    });
+  });
+
+  it("writes both or neither: a duplicate job id leaves no idempotency record", async () => {
+    const job = buildJob();
+    await store.create(job);
+    await expect(store.create({ ...job, metadata: {} }, record())).rejects.toBeInstanceOf(ConflictError);
+    expect(await rawItem(idempotencyKey("tenant-a", "k".repeat(64)))).toBeUndefined();
+    expect(await allItems()).toHaveLength(1);
+  });
+
+  it("writes neither when the key is taken: no second job appears", async () => {
+    await store.create(buildJob(), record());
+    await store.create(buildJob(), record());
+    expect((await allItems()).filter((i) => i.type === "job")).toHaveLength(1);
+  });
+});
+
+describe("listByTenant", () => {
+  async function seed(): Promise<Job[]> {
+    const statuses: JobStatus[] = [
+      "queued",
+      "processing",
+      "queued",
+      "failed",
+      "queued",
+      "processing",
+      "queued",
+    ];
+    const jobs = statuses.map((status) =>
+      buildJob({ status, dueAt: status === "failed" ? null : NOW.getTime() }),
+    );
+    for (const job of jobs) await store.create(job);
+    await store.create(buildJob({ tenantId: "tenant-b" }));
+    return jobs;
+  }
+
+  it("pages newest first across three pages", async () => {
+    const jobs = await seed();
+    const newestFirst = [...jobs].reverse().map((j) => j.id);
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const page = await store.listByTenant("tenant-a", { limit: 3, cursor });
+      seen.push(...page.jobs.map((j) => j.id));
+      cursor = page.nextCursor ?? undefined;
+      pages++;
+    } while (cursor && pages < 10);
+    expect(seen).toEqual(newestFirst);
+    expect(pages).toBeGreaterThanOrEqual(3);
+    const first = await store.listByTenant("tenant-a", { limit: 3 });
+    expect(first.jobs[0]).toEqual(jobs[6]);
+  });
+
+  it("filters by status", async () => {
+    const jobs = await seed();
+    const page = await store.listByTenant("tenant-a", { status: "queued", limit: 10 });
+    expect(page.jobs.map((j) => j.id)).toEqual(
+      jobs
+        .filter((j) => j.status === "queued")
+        .reverse()
+        .map((j) => j.id),
+    );
+    const paged = await store.listByTenant("tenant-a", { status: "queued", limit: 2 });
+    expect(paged.jobs).toHaveLength(2);
+    const rest = await store.listByTenant("tenant-a", {
+      status: "queued",
+      limit: 10,
+      cursor: paged.nextCursor ?? "",
+    });
+    expect(rest.jobs.map((j) => j.id)).toEqual([jobs[2]?.id, jobs[0]?.id]);
+  });
+
+  it("shows a tenant nothing of another tenant's, even with the other's cursor", async () => {
+    await seed();
+    expect((await store.listByTenant("tenant-c", { limit: 10 })).jobs).toEqual([]);
+    const page = await store.listByTenant("tenant-a", { limit: 2 });
+    const other = await store.listByTenant("tenant-b", { limit: 10, cursor: page.nextCursor ?? "" });
+    expect(other.jobs.every((j) => j.tenantId === "tenant-b")).toBe(true);
+  });
+
+  it.each([
+    ["not base64url", "%%%"],
+    ["not JSON", Buffer.from("{nope").toString("base64url")],
+    ["wrong version", Buffer.from(JSON.stringify({ v: 2, id: newJobId() })).toString("base64url")],
+    ["not a job id", Buffer.from(JSON.stringify({ v: 1, id: "JOB#x" })).toString("base64url")],
+    ["a JSON scalar", Buffer.from("7").toString("base64url")],
+    ["too long", "A".repeat(500)],
+    ["empty", ""],
+  ])("rejects a malformed cursor (%s) with INVALID_CURSOR", async (_, cursor) => {
+    const error = await store.listByTenant("tenant-a", { limit: 5, cursor }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect(error).toMatchObject({ code: "INVALID_CURSOR", details: [{ path: "cursor" }] });
+  });
+
+  it("accepts its own cursor format", async () => {
+    const jobs = await seed();
+    const page = await store.listByTenant("tenant-a", { limit: 10, cursor: encodeCursor(jobs[3]?.id ?? "") });
+    expect(page.jobs.map((j) => j.id)).toEqual([jobs[2]?.id, jobs[1]?.id, jobs[0]?.id]);
+  });
+});
+
+describe("transition and update", () => {
+  it("moves the job, bumps the version, applies the patch and the new tenantStatus in one write", async () => {
+    const job = buildJob();
+    await store.create(job);
+    const attempt = {
+      route: "modelslab" as const,
+      provider_id: "p-1",
+      started_at: NOW.toISOString(),
+      ended_at: null,
+      outcome: "pending" as const,
+    };
+    const moved = await store.transition(job, "processing", {
+      attempts: [attempt],
+      dueAt: NOW.getTime() + 5_000,
+      providerState: { eta: 5 },
+    });
+    expect(moved).toEqual({
+      ...job,
+      status: "processing",
+      version: 2,
+      updatedAt: NOW.toISOString(),
+      attempts: [attempt],
+      dueAt: NOW.getTime() + 5_000,
+      providerState: { eta: 5 },
+    });
+    expect(await store.get(job.id)).toEqual(moved);
+    expect(await rawItem(jobKey(job.id))).toMatchObject({ tenantStatus: "tenant-a#processing" });
+    expect((await store.listByTenant("tenant-a", { status: "processing", limit: 5 })).jobs).toEqual([moved]);
+  });
+
+  it("throws StaleWriteError for a stale copy and changes nothing", async () => {
+    const job = buildJob();
+    await store.create(job);
+    const current = await store.transition(job, "processing");
+    const error = await store.transition(job, "processing").catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(StaleWriteError);
+    await expect(store.update(job, { dueAt: 1 })).rejects.toBeInstanceOf(StaleWriteError);
+    // Right status, wrong version.
+    await expect(store.transition({ ...current, version: 1 }, "storing")).rejects.toBeInstanceOf(
+      StaleWriteError,
+    );
+    expect(await store.get(job.id)).toEqual(current);
+  });
+
+  it("throws StaleWriteError for a job that does not exist, and creates nothing", async () => {
+    await expect(store.transition(buildJob(), "processing")).rejects.toBeInstanceOf(StaleWriteError);
+    expect(await allItems()).toEqual([]);
+  });
+
+  it("rejects an invalid transition before writing anything", async () => {
+    const job = buildJob();
+    await store.create(job);
+    const send = vi.spyOn(doc, "send");
+    try {
+      await expect(store.transition(job, "succeeded")).rejects.toBeInstanceOf(InvalidTransitionError);
+      expect(send).not.toHaveBeenCalled();
+    } finally {
+      send.mockRestore();
+    }
+    expect(await store.get(job.id)).toEqual(job);
+  });
+
+  it("a terminal state clears dueAt/dueShard and sets ttl from the retention period", async () => {
+    const job = buildJob();
+    await store.create(job);
+    const processing = await store.transition(job, "processing");
+    const failed = await store.transition(processing, "failed", { error: { code: "X", message: "boom" } });
+    expect(failed).toMatchObject({
+      status: "failed",
+      version: 3,
+      dueAt: null,
+      error: { code: "X", message: "boom" },
+    });
+    const item = await rawItem(jobKey(job.id));
+    expect(item).not.toHaveProperty("dueAt");
+    expect(item).not.toHaveProperty("dueShard");
+    expect(item?.ttl).toBe(NOW_S + 30 * 86_400);
+
+    const shortStore = new DynamoJobStore(doc, table, { clock, retentionDays: 1 });
+    const other = buildJob();
+    await shortStore.create(other);
+    await shortStore.transition(other, "cancelled");
+    expect((await rawItem(jobKey(other.id)))?.ttl).toBe(NOW_S + 86_400);
+  });
+
+  it("a terminal job created as such is stored without dueAt and with ttl", async () => {
+    const job = buildJob({ status: "cancelled" });
+    await store.create(job);
+    expect(await store.get(job.id)).toEqual({ ...job, dueAt: null });
+    expect((await rawItem(jobKey(job.id)))?.ttl).toBe(NOW_S + 30 * 86_400);
+  });
+
+  it("update keeps the status, bumps the version, and can move or clear dueAt", async () => {
+    const job = buildJob();
+    await store.create(job);
+    const later = await store.update(job, { dueAt: NOW.getTime() + 99_000 });
+    expect(later).toEqual({
+      ...job,
+      version: 2,
+      updatedAt: NOW.toISOString(),
+      dueAt: NOW.getTime() + 99_000,
+    });
+    const cleared = await store.update(later, { dueAt: null, providerState: undefined });
+    expect(cleared.dueAt).toBeNull();
+    expect(await rawItem(jobKey(job.id))).not.toHaveProperty("dueShard");
+  });
+
+  it("clears providerState when the patch names it as undefined", async () => {
+    const job = buildJob({ providerState: { eta: 1 } });
+    await store.create(job);
+    const next = await store.update(job, { providerState: undefined });
+    expect(next).not.toHaveProperty("providerState");
+  });
+});
+
+describe("findDue", () => {
+  it("returns only due, non-terminal jobs across shards, oldest first, up to the limit", async () => {
+    const t = NOW.getTime();
+    const due = [5, 1, 4, 2, 3, 6].map((n) => buildJob({ dueAt: t - n * 1_000 }));
+    const notYet = buildJob({ dueAt: t + 1 });
+    const exactlyNow = buildJob({ dueAt: t });
+    const noDue = buildJob({ dueAt: null });
+    const finished = buildJob({ dueAt: t - 10_000 });
+    for (const job of [...due, notYet, exactlyNow, noDue, finished]) await store.create(job);
+    await store.transition(finished, "cancelled");
+    expect(new Set([...due, exactlyNow].map((j) => dueShardOf(j.id, 4))).size).toBeGreaterThan(1);
+
+    const found = await store.findDue(NOW, 50);
+    const expected = [...due].sort((a, b) => (a.dueAt ?? 0) - (b.dueAt ?? 0)).map((j) => j.id);
+    expect(found.map((j) => j.id)).toEqual([...expected, exactlyNow.id]);
+
+    const firstThree = await store.findDue(NOW, 3);
+    expect(firstThree.map((j) => j.id)).toEqual(expected.slice(0, 3));
+    expect(await store.findDue(NOW, 0)).toEqual([]);
+  });
+
+  it("skips an index entry whose status is terminal (index lag)", async () => {
+    const job = buildJob({ dueAt: NOW.getTime() - 1 });
+    await store.create(job);
+    // Simulate a lagging index: a terminal item that still carries its due attributes.
+    await doc.send(
+      new PutCommand({
+        TableName: table,
+        Item: { ...(await rawItem(jobKey(job.id))), status: "failed", tenantStatus: "tenant-a#failed" },
+      }),
+    );
+    expect(await store.findDue(NOW, 10)).toEqual([]);
+  });
+});
+
+describe("errors", () => {
+  it("wraps a network failure in UnavailableError STORE_UNAVAILABLE", async () => {
+    const closed = createDocumentClient({
+      endpoint: "http://127.0.0.1:9",
+      region: "us-east-1",
+      credentials: { accessKeyId: "x", secretAccessKey: "x" },
+      maxAttempts: 1,
+    });
+    try {
+      const error = await new DynamoJobStore(closed, table).get(newJobId()).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(UnavailableError);
+      expect(error).toMatchObject({ code: "STORE_UNAVAILABLE" });
+    } finally {
+      closed.destroy();
+    }
+  });
+
+  it("wraps throttling in UnavailableError and lets a request bug through", async () => {
+    const fake = createDocumentClient({
+      region: "us-east-1",
+      credentials: { accessKeyId: "x", secretAccessKey: "x" },
+    });
+    const send = vi.spyOn(fake, "send");
+    send.mockRejectedValueOnce(
+      Object.assign(new Error("slow down"), { name: "ProvisionedThroughputExceededException" }),
+    );
+    send.mockRejectedValueOnce(
+      Object.assign(new Error("bad"), { name: "ValidationException", $metadata: { httpStatusCode: 400 } }),
+    );
+    const s = new DynamoJobStore(fake, table);
+    await expect(s.get(newJobId())).rejects.toMatchObject({ code: "STORE_UNAVAILABLE" });
+    await expect(s.get(newJobId())).rejects.toMatchObject({ name: "ValidationException" });
+    fake.destroy();
+  });
+});
+
+describe("the emulator's TransactWriteItems (test support)", () => {
+  it("commits all actions, or undoes every applied one and reports a reason per action", async () => {
+    const put = (pk: string, extra: Record<string, unknown> = {}) => ({
+      Put: { TableName: table, Item: { pk, sk: "X", n: 1, ...extra } },
+    });
+    await doc.send(new TransactWriteCommand({ TransactItems: [put("A"), put("B"), put("D")] }));
+
+    const error = await doc
+      .send(
+        new TransactWriteCommand({
+          TransactItems: [
+            put("C"),
+            {
+              Update: {
+                TableName: table,
+                Key: { pk: "A", sk: "X" },
+                UpdateExpression: "SET n = n + :one",
+                ExpressionAttributeValues: { ":one": 1 },
+              },
+            },
+            { Delete: { TableName: table, Key: { pk: "B", sk: "X" } } },
+            {
+              ConditionCheck: {
+                TableName: table,
+                Key: { pk: "D", sk: "X" },
+                ConditionExpression: "n = :two",
+                ExpressionAttributeValues: { ":two": 2 },
+                ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+              },
+            },
+          ],
+        }),
+      )
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TransactionCanceledException);
+    expect((error as TransactionCanceledException).CancellationReasons?.map((r) => r.Code)).toEqual([
+      "None",
+      "None",
+      "None",
+      "ConditionalCheckFailed",
+    ]);
+    expect((error as TransactionCanceledException).CancellationReasons?.[3]?.Item).toMatchObject({
+      n: { N: "1" },
+    }); // not unmarshalled by lib-dynamodb
+    // Nothing changed: C absent, A not incremented, B not deleted.
+    expect((await allItems()).map((i) => [i.pk, i.n]).sort()).toEqual([
+      ["A", 1],
+      ["B", 1],
+      ["D", 1],
+    ]);
+  });
+
+  it("rejects two actions on one item", async () => {
+    const item = { pk: "A", sk: "X" };
+    await expect(
+      doc.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            { Put: { TableName: table, Item: item } },
+            { Delete: { TableName: table, Key: item } },
+          ],
+        }),
+      ),
+    ).rejects.toMatchObject({ name: "ValidationException" });
+  });
+});

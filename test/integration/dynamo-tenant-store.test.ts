@@ -1,0 +1,110 @@
+import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+import { GetCommand } from "@aws-sdk/lib-dynamodb";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { createDocumentClient } from "../../shared/adapters/dynamo/client.ts";
+import { apiKeyKey } from "../../shared/adapters/dynamo/table-design.ts";
+import { DynamoTenantStore } from "../../shared/adapters/dynamo/tenant-store.ts";
+import { ConflictError, NotFoundError, UnavailableError } from "../../shared/domain/errors.ts";
+import { createTestTable, type Emulators, startEmulators } from "../support/emulators.ts";
+
+const HASH_A = "a".repeat(64);
+const HASH_B = "b".repeat(64);
+const acme = { id: "acme", name: "Acme Corp", createdAt: "2025-01-01T00:00:00.000Z" };
+
+let emulators: Emulators;
+let doc: DynamoDBDocumentClient;
+let table: string;
+let store: DynamoTenantStore;
+let tableCount = 0;
+
+beforeAll(async () => {
+  emulators = await startEmulators();
+  doc = createDocumentClient({
+    endpoint: emulators.dynamoEndpoint,
+    region: emulators.region,
+    credentials: emulators.credentials,
+  });
+});
+
+afterAll(async () => {
+  doc?.destroy();
+  await emulators?.stop();
+});
+
+beforeEach(async () => {
+  table = `tenants-${++tableCount}`;
+  await createTestTable(emulators.dynamoEndpoint, table);
+  store = new DynamoTenantStore(doc, table, { clock: { now: () => new Date("2025-02-02T00:00:00.000Z") } });
+});
+
+describe("DynamoTenantStore", () => {
+  it("finds a tenant by the hash of one of its API keys", async () => {
+    await store.createTenant(acme);
+    await store.addApiKey("acme", HASH_A);
+    await store.addApiKey("acme", HASH_B);
+    expect(await store.findByApiKeyHash(HASH_A)).toEqual(acme);
+    expect(await store.findByApiKeyHash(HASH_B)).toEqual(acme);
+    const item = (await doc.send(new GetCommand({ TableName: table, Key: apiKeyKey(HASH_A) }))).Item;
+    expect(item).toEqual({
+      ...apiKeyKey(HASH_A),
+      type: "apiKey",
+      tenantId: "acme",
+      createdAt: "2025-02-02T00:00:00.000Z",
+    });
+  });
+
+  it("returns null for an unknown key", async () => {
+    await store.createTenant(acme);
+    expect(await store.findByApiKeyHash("f".repeat(64))).toBeNull();
+  });
+
+  it("refuses a second tenant with the same id and keeps the first", async () => {
+    await store.createTenant(acme);
+    await expect(store.createTenant({ ...acme, name: "Impostor" })).rejects.toBeInstanceOf(ConflictError);
+    await store.addApiKey("acme", HASH_A);
+    expect((await store.findByApiKeyHash(HASH_A))?.name).toBe("Acme Corp");
+  });
+
+  it("adding the same key to the same tenant twice is harmless", async () => {
+    await store.createTenant(acme);
+    await store.addApiKey("acme", HASH_A);
+    await expect(store.addApiKey("acme", HASH_A)).resolves.toBeUndefined();
+  });
+
+  it("refuses a key already owned by another tenant", async () => {
+    await store.createTenant(acme);
+    await store.createTenant({ ...acme, id: "globex", name: "Globex" });
+    await store.addApiKey("acme", HASH_A);
+    const error = await store.addApiKey("globex", HASH_A).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConflictError);
+    expect(error).toMatchObject({ code: "API_KEY_EXISTS" });
+    expect((await store.findByApiKeyHash(HASH_A))?.id).toBe("acme");
+  });
+
+  it("refuses a key for a tenant that does not exist, writing nothing", async () => {
+    const error = await store.addApiKey("nobody", HASH_A).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(NotFoundError);
+    expect(error).toMatchObject({ code: "TENANT_NOT_FOUND" });
+    expect(
+      (await doc.send(new GetCommand({ TableName: table, Key: apiKeyKey(HASH_A) }))).Item,
+    ).toBeUndefined();
+  });
+
+  it("wraps an unreachable table in STORE_UNAVAILABLE", async () => {
+    const closed = createDocumentClient({
+      endpoint: "http://127.0.0.1:9",
+      region: "us-east-1",
+      credentials: { accessKeyId: "x", secretAccessKey: "x" },
+      maxAttempts: 1,
+    });
+    try {
+      const error = await new DynamoTenantStore(closed, table)
+        .findByApiKeyHash(HASH_A)
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(UnavailableError);
+      expect(error).toMatchObject({ code: "STORE_UNAVAILABLE" });
+    } finally {
+      closed.destroy();
+    }
+  });
+});
