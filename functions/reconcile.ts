@@ -1,26 +1,48 @@
-/** Scheduled sweep: moves forward every non-terminal job whose `dueAt` has passed. */
+/**
+ * Scheduled sweep (every minute in AWS): re-sends lost dispatch messages, polls the provider for jobs
+ * whose callback is overdue, fails jobs past their deadline, resumes interrupted stores and heals
+ * capacity slots whose release was lost.
+ */
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
+import { DynamoCapacityGate } from "../shared/adapters/dynamo/capacity-gate.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { DynamoJobStore } from "../shared/adapters/dynamo/job-store.ts";
+import { ModelsLabProvider } from "../shared/adapters/modelslab/client.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { logger } from "../shared/lambda/logger.ts";
+import { resolveSecret } from "../shared/lambda/secrets.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { loadConfig, reconcileConfig } from "../shared/schemas/config.ts";
 import { reconcile } from "../shared/usecases/reconcile.ts";
 
 const config = loadConfig(reconcileConfig);
+const doc = createDocumentClient();
+const sqs = createSqsClient();
 const deps = {
-  jobs: new DynamoJobStore(createDocumentClient(), config.TABLE_NAME),
-  jobsQueue: new SqsQueue(createSqsClient(), config.JOBS_QUEUE_URL),
+  jobs: new DynamoJobStore(doc, config.TABLE_NAME),
+  jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL),
+  resultsQueue: new SqsQueue(sqs, config.RESULTS_QUEUE_URL),
+  gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
+  provider: new ModelsLabProvider({
+    baseUrl: config.MODELSLAB_BASE_URL,
+    apiKey: await resolveSecret(config, "MODELSLAB_API_KEY", "MODELSLAB_API_KEY_SECRET_ARN"),
+  }),
   clock: systemClock,
-  settings: { queuedResendAfterSeconds: config.QUEUED_RESEND_AFTER_SECONDS, batchSize: config.RECONCILE_BATCH_SIZE },
+  settings: {
+    queuedResendAfterSeconds: config.QUEUED_RESEND_AFTER_SECONDS,
+    batchSize: config.RECONCILE_BATCH_SIZE,
+    pollBaseSeconds: config.POLL_BASE_SECONDS,
+    pollMaxSeconds: config.POLL_MAX_SECONDS,
+    slotGraceSeconds: config.SLOT_GRACE_SECONDS,
+  },
+  log: (message: string, data: Record<string, unknown>) => logger.warn(message, data),
 };
 
 export const handler = middy()
   .use(injectLambdaContext(logger))
   .handler(async () => {
     const report = await reconcile(deps);
-    if (report.examined > 0) logger.info("reconciled", { ...report });
+    if (report.examined > 0 || report.slotsHealed > 0) logger.info("reconciled", { ...report });
     return report;
   });

@@ -1,5 +1,6 @@
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { DynamoTenantStore } from "../shared/adapters/dynamo/tenant-store.ts";
+import { ConflictError } from "../shared/domain/errors.ts";
 import { sha256Hex } from "../shared/domain/hash.ts";
 import { newApiKey } from "../shared/usecases/authenticate.ts";
 
@@ -20,7 +21,8 @@ export async function ensureTenant(
     try {
       await tenants.createTenant({ id: tenantId, name: tenantId, createdAt: new Date().toISOString() });
     } catch (error) {
-      if ((error as { name?: string }).name !== "ConditionalCheckFailedException") throw error;
+      // dynalite keeps its data between runs: the tenant may exist already.
+      if (!(error instanceof ConflictError && error.code === "TENANT_EXISTS")) throw error;
     }
     await tenants.addApiKey(tenantId, sha256Hex(apiKey));
     return { tenantId, apiKey };

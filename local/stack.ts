@@ -1,10 +1,9 @@
 import { mkdirSync } from "node:fs";
-import type { AddressInfo } from "node:net";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SQSClient } from "@aws-sdk/client-sqs";
-import dynalite from "dynalite";
 import { startFauxqs } from "fauxqs";
+import { startDynalite } from "./dynalite.ts";
 import { HttpGateway } from "./http-gateway.ts";
 import { LocalFunction } from "./lambda-runtime.ts";
 import { Scheduler } from "./scheduler.ts";
@@ -52,13 +51,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   try {
     const dataDir = options.dataDir ?? null;
     if (dataDir) mkdirSync(dataDir, { recursive: true });
-    const dynamo = dynalite({ path: dataDir ?? undefined, createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
-    await new Promise<void>((ok, fail) => {
-      dynamo.once("error", fail);
-      dynamo.listen(0, "127.0.0.1", () => ok());
-    });
-    stops.push(() => new Promise<void>((ok) => dynamo.close(() => ok())));
-    const dynamoEndpoint = `http://127.0.0.1:${(dynamo.address() as AddressInfo).port}`;
+    const dynamo = await startDynalite(dataDir ? { path: dataDir } : {});
+    stops.push(() => dynamo.stop());
+    const dynamoEndpoint = dynamo.endpoint;
 
     const fauxqs = await startFauxqs({ port: 0, logger: false });
     stops.push(() => fauxqs.stop());

@@ -36,14 +36,18 @@ export interface Attempt {
   reason?: string;
 }
 
+/**
+ * One output image. Until outputs are copied into our own storage, only `url` (the provider's) is
+ * known and the other fields are null.
+ */
 export interface JobOutput {
   url: string;
   key?: string;
-  content_type: string;
-  bytes: number;
-  sha256: string;
-  width: number;
-  height: number;
+  content_type: string | null;
+  bytes: number | null;
+  sha256: string | null;
+  width: number | null;
+  height: number | null;
 }
 
 export interface JobError {

@@ -14,15 +14,25 @@ export const header = (event: APIGatewayProxyEventV2, name: string): string | un
  * UTF-8 and JSON. Each failure has its own status and code.
  */
 export function readJsonBody(event: APIGatewayProxyEventV2, maxBytes: number): unknown {
-  const raw = event.body ?? "";
-  const bytes = event.isBase64Encoded ? Buffer.from(raw, "base64") : Buffer.from(raw, "utf8");
-  if (bytes.byteLength > maxBytes) throw new PayloadTooLargeError(maxBytes);
-
+  const bytes = readBodyBytes(event, maxBytes);
   const contentType = header(event, "content-type");
   const mediaType = contentType?.split(";")[0]?.trim().toLowerCase();
   if (mediaType !== "application/json" && !mediaType?.endsWith("+json")) {
     throw new UnsupportedMediaTypeError(contentType);
   }
+  return parseJsonBytes(bytes);
+}
+
+/** The raw body, refused with 413 past `maxBytes` before anything else looks at it. */
+export function readBodyBytes(event: APIGatewayProxyEventV2, maxBytes: number): Buffer {
+  const raw = event.body ?? "";
+  const bytes = event.isBase64Encoded ? Buffer.from(raw, "base64") : Buffer.from(raw, "utf8");
+  if (bytes.byteLength > maxBytes) throw new PayloadTooLargeError(maxBytes);
+  return bytes;
+}
+
+/** Strict UTF-8, then JSON; each failure is a 400 with its own code. */
+export function parseJsonBytes(bytes: Buffer): unknown {
   if (bytes.byteLength === 0) throw new ValidationError("The request body is empty; send a JSON object.", [], "INVALID_JSON");
 
   let text: string;

@@ -75,3 +75,16 @@ export interface SendOptions {
 export interface Queue {
   send(message: Record<string, unknown>, options?: SendOptions): Promise<void>;
 }
+
+/**
+ * The provider capacity gate: at most `limit` jobs hold a slot at once, across every dispatcher.
+ * Slots are keyed by job id, so acquiring twice for one job is harmless and a release cannot free
+ * another job's slot.
+ */
+export interface CapacityGate {
+  /** True when `jobId` holds a slot (newly or already). */
+  tryAcquire(jobId: string, now: Date): Promise<boolean>;
+  release(jobId: string): Promise<void>;
+  /** Current holders and when they acquired (epoch ms), for self-healing of lost releases. */
+  holders(): Promise<Record<string, number>>;
+}

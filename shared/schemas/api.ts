@@ -63,11 +63,11 @@ export const attemptSchema = z.object({
 
 export const outputSchema = z.object({
   url: z.string().describe("Where to download the image."),
-  content_type: z.string(),
-  bytes: z.number().int(),
-  sha256: z.string(),
-  width: z.number().int(),
-  height: z.number().int(),
+  content_type: z.string().nullable(),
+  bytes: z.number().int().nullable(),
+  sha256: z.string().nullable(),
+  width: z.number().int().nullable(),
+  height: z.number().int().nullable(),
 });
 
 export const jobErrorSchema = z.object({ code: z.string(), message: z.string() });

@@ -31,11 +31,81 @@ export type ApiConfig = z.infer<typeof apiConfig>;
 export const authorizerConfig = tableConfig;
 export type AuthorizerConfig = z.infer<typeof authorizerConfig>;
 
-export const reconcileConfig = z.object({
+export const resultsQueueConfig = z.object({ RESULTS_QUEUE_URL: z.url() });
+
+/**
+ * A secret comes either as a plain value (local stack, tests) or as the ARN of a Secrets Manager
+ * secret that the function reads once at cold start (AWS). One of the two must be set.
+ */
+const optionalSecret = z.string().optional().transform((value) => value || undefined);
+
+export const callbackSecretConfig = z.object({
+  CALLBACK_SECRET: optionalSecret,
+  CALLBACK_SECRET_ARN: optionalSecret,
+});
+export const modelsLabKeyConfig = z.object({
+  MODELSLAB_API_KEY: optionalSecret,
+  MODELSLAB_API_KEY_SECRET_ARN: optionalSecret,
+});
+
+const hostList = z
+  .string()
+  .default("")
+  .transform((value) =>
+    value
+      .split(",")
+      .map((host) => host.trim().toLowerCase())
+      .filter(Boolean),
+  );
+
+/** What every function that talks to the provider shares. */
+export const providerSettingsConfig = z.object({
+  MODELSLAB_BASE_URL: z.url().default("https://modelslab.com/api"),
+  MODELSLAB_MAX_CONCURRENCY: int(1, 1_000, 5),
+  MODELSLAB_SUBMIT_TIMEOUT_SECONDS: int(1, 600, 90),
+  PUBLIC_BASE_URL: z.url(),
+  PROVIDER_OUTPUT_HOSTS: hostList,
+  QUEUED_RESEND_AFTER_SECONDS: int(1, 86_400, 300),
+  CHECK_MARGIN_SECONDS: int(0, 3_600, 15),
+  DEFER_BASE_SECONDS: int(1, 900, 2),
+  DEFER_MAX_SECONDS: int(1, 900, 60),
+  RETRY_BASE_SECONDS: int(1, 900, 5),
+  RETRY_MAX_SECONDS: int(1, 900, 300),
+  MAX_RETRYABLE_FAILURES: int(0, 100, 5),
+  STORING_TIMEOUT_SECONDS: int(10, 3_600, 300),
+});
+
+export const dispatchConfig = z.object({
   ...tableConfig.shape,
   ...jobsQueueConfig.shape,
-  QUEUED_RESEND_AFTER_SECONDS: int(1, 86_400, 300),
+  ...resultsQueueConfig.shape,
+  ...providerSettingsConfig.shape,
+  ...callbackSecretConfig.shape,
+  ...modelsLabKeyConfig.shape,
+});
+export type DispatchConfig = z.infer<typeof dispatchConfig>;
+
+export const finalizeConfig = z.object({
+  ...tableConfig.shape,
+  ...jobsQueueConfig.shape,
+  ...providerSettingsConfig.shape,
+});
+export type FinalizeConfig = z.infer<typeof finalizeConfig>;
+
+export const callbackConfig = z.object({
+  ...resultsQueueConfig.shape,
+  ...callbackSecretConfig.shape,
+  /** Callbacks carry URLs (or base64 images); anything bigger is refused with 413. */
+  CALLBACK_MAX_BODY_BYTES: int(1_024, 6_000_000, 1_048_576),
+});
+export type CallbackConfig = z.infer<typeof callbackConfig>;
+
+export const reconcileConfig = z.object({
+  ...dispatchConfig.shape,
   RECONCILE_BATCH_SIZE: int(1, 1_000, 100),
+  POLL_BASE_SECONDS: int(1, 3_600, 10),
+  POLL_MAX_SECONDS: int(1, 3_600, 300),
+  SLOT_GRACE_SECONDS: int(1, 3_600, 60),
 });
 export type ReconcileConfig = z.infer<typeof reconcileConfig>;
 

@@ -1,5 +1,46 @@
 import { z } from "zod";
 
 /** Jobs queue: "look at this job and move it forward". The job row, not the message, is the truth. */
-export const dispatchMessageSchema = z.object({ jobId: z.string().min(1).max(64) });
+export const dispatchMessageSchema = z.object({
+  jobId: z.string().min(1).max(64),
+  /** How many times dispatch has put this job back for lack of provider capacity (drives backoff). */
+  deferrals: z.number().int().min(0).optional(),
+});
 export type DispatchMessage = z.infer<typeof dispatchMessageSchema>;
+
+const providerOutputSchema = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("url"), url: z.string() }),
+  z.object({ kind: z.literal("base64"), data: z.string() }),
+]);
+
+/** The finished part of ProviderResult: what can end an attempt. */
+export const finishedResultSchema = z.discriminatedUnion("kind", [
+  z.object({
+    kind: z.literal("done"),
+    providerId: z.string().nullable(),
+    outputs: z.array(providerOutputSchema),
+    generationTimeSeconds: z.number().nullable(),
+    seed: z.number().nullable(),
+  }),
+  z.object({
+    kind: z.literal("rejected"),
+    providerId: z.string().nullable(),
+    retryable: z.boolean(),
+    reason: z.string(),
+    retryAfterSeconds: z.number().nullable(),
+    httpStatus: z.number().nullable(),
+  }),
+]);
+export type FinishedResult = z.infer<typeof finishedResultSchema>;
+
+/**
+ * Results queue: one normalised provider result, whoever observed it (callback receiver, reconciler,
+ * dispatcher on an immediate answer, GPU worker). Only finalize turns it into a terminal state.
+ */
+export const resultMessageSchema = z.object({
+  jobId: z.string().min(1).max(64),
+  source: z.enum(["callback", "reconcile", "dispatch", "worker"]),
+  observedAt: z.iso.datetime(),
+  result: finishedResultSchema,
+});
+export type ResultMessage = z.infer<typeof resultMessageSchema>;

@@ -1,42 +1,143 @@
 import { StaleWriteError } from "../domain/errors.ts";
-import type { Clock, JobStore, Queue } from "../ports/index.ts";
-import type { DispatchMessage } from "../schemas/messages.ts";
+import type { Job } from "../domain/job.ts";
+import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
+import type { Provider } from "../ports/provider.ts";
+import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
+import { type FinalizeDeps, completeStoring } from "./finalize-result.ts";
+import { backoffSeconds, closeCurrentAttempt, type ProviderState, providerState } from "./provider-attempts.ts";
+
+export interface ReconcileSettings {
+  queuedResendAfterSeconds: number;
+  batchSize: number;
+  /** Polling backoff for jobs the provider still reports as processing. */
+  pollBaseSeconds: number;
+  pollMaxSeconds: number;
+  /** A capacity slot held this long by a job that is no longer processing is released. */
+  slotGraceSeconds: number;
+}
 
 export interface ReconcileDeps {
   jobs: JobStore;
   jobsQueue: Queue;
   clock: Clock;
-  settings: { queuedResendAfterSeconds: number; batchSize: number };
+  settings: ReconcileSettings;
+  /** Present once the provider is configured (dispatch exists). */
+  provider?: Provider;
+  resultsQueue?: Queue;
+  gate?: CapacityGate;
+  log?: (message: string, data: Record<string, unknown>) => void;
 }
 
 export interface ReconcileReport {
   examined: number;
   requeued: number;
+  polled: number;
+  resolved: number;
+  expired: number;
+  resumed: number;
+  slotsHealed: number;
   errors: number;
 }
 
 /**
- * The safety net behind at-least-once queues: every non-terminal job carries a `dueAt`, and a job
- * still queued past it has its dispatch message sent again (a lost send, a purged queue, an emulator
- * restart). Dispatch is idempotent, so a duplicate message is harmless.
+ * The safety net behind best-effort callbacks and at-least-once queues. Every non-terminal job has a
+ * `dueAt`; for each job past it: queued → its dispatch message is sent again; processing → past the
+ * deadline it fails, otherwise the provider is polled and a finished result goes to the results
+ * queue; storing → the store step is resumed. Capacity slots whose release was lost are healed.
  */
 export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   const now = deps.clock.now();
   const due = await deps.jobs.findDue(now, deps.settings.batchSize);
-  const report: ReconcileReport = { examined: due.length, requeued: 0, errors: 0 };
-  for (const job of due) {
-    if (job.status !== "queued") continue;
-    try {
-      // Push dueAt first: if the send then fails, the next run tries again.
-      const updated = await deps.jobs.update(job, {
-        dueAt: now.getTime() + deps.settings.queuedResendAfterSeconds * 1000,
-      });
-      const message: DispatchMessage = { jobId: updated.id };
-      await deps.jobsQueue.send(message);
-      report.requeued++;
-    } catch (error) {
-      if (!(error instanceof StaleWriteError)) report.errors++;
-    }
-  }
+  const report: ReconcileReport = {
+    examined: due.length,
+    requeued: 0,
+    polled: 0,
+    resolved: 0,
+    expired: 0,
+    resumed: 0,
+    slotsHealed: 0,
+    errors: 0,
+  };
+  await Promise.all(
+    due.map(async (job) => {
+      try {
+        await reconcileJob(deps, job, now, report);
+      } catch (error) {
+        if (error instanceof StaleWriteError) return; // it moved on by itself
+        report.errors++;
+        deps.log?.("reconcile failed for a job", { jobId: job.id, error: String(error) });
+      }
+    }),
+  );
+  if (deps.gate) report.slotsHealed = await healSlots(deps, deps.gate, now);
   return report;
+}
+
+async function reconcileJob(deps: ReconcileDeps, job: Job, now: Date, report: ReconcileReport): Promise<void> {
+  const { settings } = deps;
+  if (job.status === "queued") {
+    // Push dueAt first: if the send then fails, a later run tries again.
+    const updated = await deps.jobs.update(job, { dueAt: now.getTime() + settings.queuedResendAfterSeconds * 1000 });
+    const message: DispatchMessage = { jobId: updated.id };
+    await deps.jobsQueue.send(message);
+    report.requeued++;
+    return;
+  }
+  if (job.status === "storing") {
+    await completeStoring(deps as unknown as Pick<FinalizeDeps, "jobs">, job);
+    report.resumed++;
+    return;
+  }
+  if (job.status !== "processing") return;
+
+  if (now.getTime() >= Date.parse(job.deadlineAt)) {
+    await deps.jobs.transition(job, "failed", {
+      attempts: closeCurrentAttempt(job, "timed_out", now, "deadline exceeded"),
+      error: { code: "DEADLINE_EXCEEDED", message: "The provider did not finish the job before its deadline." },
+    });
+    await deps.gate?.release(job.id);
+    report.expired++;
+    return;
+  }
+
+  const state = providerState(job);
+  const checks = (state.checks ?? 0) + 1;
+  const nextCheck = now.getTime() + backoffSeconds(checks, settings.pollBaseSeconds, settings.pollMaxSeconds) * 1000;
+  // Never past the deadline: the deadline check must run on time.
+  const dueAt = Math.min(nextCheck, Date.parse(job.deadlineAt));
+
+  if (state.phase !== "accepted" || !state.providerId || !deps.provider || !deps.resultsQueue) {
+    // No provider id (the POST's outcome is unknown): only the callback or the deadline can settle it.
+    await deps.jobs.update(job, { dueAt, providerState: { ...state, checks } as unknown as Record<string, unknown> });
+    return;
+  }
+
+  report.polled++;
+  const result = await deps.provider.fetch(state.providerId, state.fetchUrl ?? null);
+  if (result.kind === "done" || (result.kind === "rejected" && !result.retryable)) {
+    const message: ResultMessage = {
+      jobId: job.id,
+      source: "reconcile",
+      observedAt: now.toISOString(),
+      result: { ...result, providerId: result.providerId ?? state.providerId },
+    };
+    await deps.resultsQueue.send(message);
+    report.resolved++;
+  }
+  // Still processing, or the poll itself failed: look again later (finalize may move the job first).
+  const next: ProviderState = { ...state, checks };
+  await deps.jobs.update(job, { dueAt, providerState: next as unknown as Record<string, unknown> });
+}
+
+async function healSlots(deps: ReconcileDeps, gate: CapacityGate, now: Date): Promise<number> {
+  let healed = 0;
+  const holders = await gate.holders();
+  for (const [jobId, acquiredAt] of Object.entries(holders)) {
+    if (now.getTime() - acquiredAt < deps.settings.slotGraceSeconds * 1000) continue;
+    const job = await deps.jobs.get(jobId);
+    if (job?.status === "processing") continue;
+    await gate.release(jobId);
+    healed++;
+  }
+  return healed;
 }

@@ -95,7 +95,12 @@ describe("submitJob", () => {
     expect(deferred).toEqual([job.id]);
     expect(queue.sent).toHaveLength(0);
 
-    const reconcileDeps = { jobs, jobsQueue: queue, clock, settings: { queuedResendAfterSeconds: 300, batchSize: 10 } };
+    const reconcileDeps = {
+      jobs,
+      jobsQueue: queue,
+      clock,
+      settings: { queuedResendAfterSeconds: 300, batchSize: 10, pollBaseSeconds: 10, pollMaxSeconds: 300, slotGraceSeconds: 60 },
+    };
     expect((await reconcile(reconcileDeps)).requeued).toBe(0); // not due yet
     clock.advance(300_000);
     expect((await reconcile(reconcileDeps)).requeued).toBe(1);

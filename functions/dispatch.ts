@@ -1,0 +1,49 @@
+/** Jobs queue consumer: capacity gate, `queued → processing`, POST to ModelsLab with our callback URL. */
+import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch";
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import middy from "@middy/core";
+import type { SQSEvent, SQSRecord } from "aws-lambda";
+import { DynamoCapacityGate } from "../shared/adapters/dynamo/capacity-gate.ts";
+import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
+import { DynamoJobStore } from "../shared/adapters/dynamo/job-store.ts";
+import { ModelsLabProvider } from "../shared/adapters/modelslab/client.ts";
+import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
+import { logger } from "../shared/lambda/logger.ts";
+import { resolveSecret } from "../shared/lambda/secrets.ts";
+import { dispatchSettings } from "../shared/lambda/settings.ts";
+import { systemClock } from "../shared/ports/index.ts";
+import { dispatchConfig, loadConfig } from "../shared/schemas/config.ts";
+import { dispatchMessageSchema } from "../shared/schemas/messages.ts";
+import { dispatchJob } from "../shared/usecases/dispatch-job.ts";
+
+const config = loadConfig(dispatchConfig);
+const doc = createDocumentClient();
+const sqs = createSqsClient();
+const deps = {
+  jobs: new DynamoJobStore(doc, config.TABLE_NAME),
+  gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
+  provider: new ModelsLabProvider({
+    baseUrl: config.MODELSLAB_BASE_URL,
+    apiKey: await resolveSecret(config, "MODELSLAB_API_KEY", "MODELSLAB_API_KEY_SECRET_ARN"),
+    submitTimeoutMs: config.MODELSLAB_SUBMIT_TIMEOUT_SECONDS * 1000,
+  }),
+  jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL),
+  resultsQueue: new SqsQueue(sqs, config.RESULTS_QUEUE_URL),
+  clock: systemClock,
+  settings: dispatchSettings(config, await resolveSecret(config, "CALLBACK_SECRET", "CALLBACK_SECRET_ARN")),
+  log: (message: string, data: Record<string, unknown>) => logger.warn(message, data),
+};
+
+const processor = new BatchProcessor(EventType.SQS);
+
+const dispatchRecord = async (record: SQSRecord) => {
+  const message = dispatchMessageSchema.parse(JSON.parse(record.body));
+  const outcome = await dispatchJob(deps, message);
+  logger.debug("dispatched", { jobId: message.jobId, outcome });
+};
+
+export const handler = middy<SQSEvent>()
+  .use(injectLambdaContext(logger))
+  .handler((event, context) =>
+    processPartialResponse(event, dispatchRecord, processor, { context, processInParallel: true }),
+  );

@@ -1,0 +1,40 @@
+/** Results queue consumer: the one place where provider results become terminal job states. */
+import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch";
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import middy from "@middy/core";
+import type { SQSEvent, SQSRecord } from "aws-lambda";
+import { DynamoCapacityGate } from "../shared/adapters/dynamo/capacity-gate.ts";
+import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
+import { DynamoJobStore } from "../shared/adapters/dynamo/job-store.ts";
+import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
+import { logger } from "../shared/lambda/logger.ts";
+import { dispatchSettings } from "../shared/lambda/settings.ts";
+import { systemClock } from "../shared/ports/index.ts";
+import { finalizeConfig, loadConfig } from "../shared/schemas/config.ts";
+import { resultMessageSchema } from "../shared/schemas/messages.ts";
+import { finalizeResult } from "../shared/usecases/finalize-result.ts";
+
+const config = loadConfig(finalizeConfig);
+const doc = createDocumentClient();
+const deps = {
+  jobs: new DynamoJobStore(doc, config.TABLE_NAME),
+  gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
+  jobsQueue: new SqsQueue(createSqsClient(), config.JOBS_QUEUE_URL),
+  clock: systemClock,
+  // Finalize never builds callback URLs; it only needs the retry settings.
+  settings: { ...dispatchSettings(config, "unused"), storingTimeoutSeconds: config.STORING_TIMEOUT_SECONDS },
+};
+
+const processor = new BatchProcessor(EventType.SQS);
+
+const finalizeRecord = async (record: SQSRecord) => {
+  const message = resultMessageSchema.parse(JSON.parse(record.body));
+  const outcome = await finalizeResult(deps, message);
+  logger.info("result finalized", { jobId: message.jobId, source: message.source, outcome });
+};
+
+export const handler = middy<SQSEvent>()
+  .use(injectLambdaContext(logger))
+  .handler((event, context) =>
+    processPartialResponse(event, finalizeRecord, processor, { context, processInParallel: true }),
+  );

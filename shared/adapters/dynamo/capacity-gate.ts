@@ -1,0 +1,74 @@
+import { ConditionalCheckFailedException } from "@aws-sdk/client-dynamodb";
+import { type DynamoDBDocumentClient, GetCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import type { CapacityGate } from "../../ports/index.ts";
+
+/**
+ * A DynamoDB semaphore: one item per provider whose `holders` map has one entry per job holding a
+ * slot. Acquire is one conditional write ("fewer than limit holders, or I already hold one"), so the
+ * limit holds under any burst of concurrent dispatchers. The reconciler removes entries whose job has
+ * left `processing` (a release lost to a crash heals itself).
+ */
+export class DynamoCapacityGate implements CapacityGate {
+  private readonly key: { pk: string; sk: string };
+
+  constructor(
+    private readonly doc: DynamoDBDocumentClient,
+    private readonly tableName: string,
+    private readonly limit: number,
+    provider = "modelslab",
+  ) {
+    this.key = { pk: `CAPACITY#${provider}`, sk: "CAPACITY" };
+  }
+
+  async tryAcquire(jobId: string, now: Date): Promise<boolean> {
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: this.key,
+          UpdateExpression: "SET #holders = if_not_exists(#holders, :empty)",
+          ExpressionAttributeNames: { "#holders": "holders" },
+          ExpressionAttributeValues: { ":empty": {} },
+          ConditionExpression: "attribute_not_exists(#holders)",
+        }),
+      );
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+    }
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: this.key,
+          UpdateExpression: "SET #holders.#job = if_not_exists(#holders.#job, :now)",
+          ConditionExpression: "size(#holders) < :limit OR attribute_exists(#holders.#job)",
+          ExpressionAttributeNames: { "#holders": "holders", "#job": jobId },
+          ExpressionAttributeValues: { ":now": now.getTime(), ":limit": this.limit },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw error;
+    }
+  }
+
+  async release(jobId: string): Promise<void> {
+    await this.doc.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: this.key,
+        UpdateExpression: "REMOVE #holders.#job",
+        ConditionExpression: "attribute_exists(#holders)",
+        ExpressionAttributeNames: { "#holders": "holders", "#job": jobId },
+      }),
+    ).catch((error) => {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+    });
+  }
+
+  async holders(): Promise<Record<string, number>> {
+    const result = await this.doc.send(new GetCommand({ TableName: this.tableName, Key: this.key, ConsistentRead: true }));
+    return (result.Item?.holders as Record<string, number> | undefined) ?? {};
+  }
+}

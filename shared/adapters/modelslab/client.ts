@@ -1,0 +1,284 @@
+/**
+ * The ModelsLab ControlNet API over HTTP (undici), behind the `Provider` port.
+ *
+ * - Never throws for anything the provider or the network does: every outcome is a ProviderResult.
+ * - The API key only ever goes to the configured base URL's origin: a `fetch_result` URL on any other
+ *   origin is ignored and the canonical fetch route on the base URL is used instead.
+ * - Every call has a deadline (headers, body and an overall AbortSignal) and a response size cap.
+ * - Transport failures are classified by when they happened. Failing to connect (refused, DNS, connect
+ *   timeout, TLS) means nothing was sent: `rejected`, retryable. A timeout or reset after the request
+ *   was sent leaves a generation POST in doubt: `indeterminate` (the caller must not post again;
+ *   the reconciler finds out). A fetch is safe to repeat, so for fetch the same is `rejected`, retryable.
+ * - A response over the size cap is `rejected`, not retryable: repeating the same call would get the
+ *   same answer, and for a submit a retry could bill twice.
+ */
+import { type Dispatcher, request } from "undici";
+import type { Provider, ProviderResult, ProviderSubmission } from "../../ports/provider.ts";
+import { type NormalizeOptions, normalizeProviderBody, type UnexpectedResponse } from "./normalize.ts";
+
+export interface ModelsLabProviderOptions {
+  /** e.g. "https://modelslab.com/api" (or the simulator's url); routes are appended to it. */
+  baseUrl: string;
+  apiKey: string;
+  /** Deadline of a generation POST; the first answer can take long. Default 90 s. */
+  submitTimeoutMs?: number;
+  /** Deadline of a fetch POST. Default 15 s. */
+  fetchTimeoutMs?: number;
+  /** Largest response body read. Default 32 MiB (base64 outputs can be big). */
+  maxResponseBytes?: number;
+  /** undici dispatcher (Agent, MockAgent...); the global one by default. */
+  dispatcher?: Dispatcher;
+  /** Submit route under the base URL. Default "/v5/controlnet" ("/v6/images/controlnet" also works). */
+  submitPath?: string;
+  /** Hook for answers worth logging with their raw body (unknown status, HTML error pages...). */
+  onUnexpected?: (event: UnexpectedResponse & { operation: "submit" | "fetch" }) => void;
+}
+
+export const DEFAULT_SUBMIT_TIMEOUT_MS = 90_000;
+export const DEFAULT_FETCH_TIMEOUT_MS = 15_000;
+export const DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024;
+
+/** Error codes that mean the connection was never established, so the request was never sent. */
+const NOT_SENT_CODES = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EAI_FAIL",
+  "EAI_NONAME",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EHOSTDOWN",
+  "ENETDOWN",
+  "EADDRNOTAVAIL",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_CLIENT_DESTROYED",
+  "UND_ERR_CLOSED",
+  "UND_ERR_INVALID_ARG",
+  "CERT_HAS_EXPIRED",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
+/** Every `code` on an error, its causes and (for AggregateError from happy eyeballs) its members. */
+function errorCodes(error: unknown, depth = 0): string[] {
+  if (depth > 4 || typeof error !== "object" || error === null) return [];
+  const codes: string[] = [];
+  const { code, cause, errors } = error as { code?: unknown; cause?: unknown; errors?: unknown };
+  if (typeof code === "string") codes.push(code);
+  if (cause !== undefined) codes.push(...errorCodes(cause, depth + 1));
+  if (Array.isArray(errors)) for (const member of errors) codes.push(...errorCodes(member, depth + 1));
+  return codes;
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) {
+    const codes = errorCodes(error);
+    const message = error.message || error.name;
+    return codes.length > 0 ? `${message} [${[...new Set(codes)].join(", ")}]` : message;
+  }
+  return String(error);
+}
+
+/** True when the failure happened before any byte of the request could reach the provider. */
+export function failedBeforeSending(error: unknown): boolean {
+  const codes = errorCodes(error);
+  return codes.length > 0 && codes.every((code) => NOT_SENT_CODES.has(code) || code.startsWith("ERR_TLS_"));
+}
+
+class ResponseTooLarge extends Error {
+  constructor(readonly limit: number) {
+    super(`response body exceeds ${limit} bytes`);
+  }
+}
+
+/** Stops reading a body; undici reports the abort as an 'error' event, which must not go unhandled. */
+function discard(stream: Dispatcher.ResponseData["body"]): void {
+  stream.on("error", () => {});
+  stream.destroy();
+}
+
+const trimSlash = (url: string): string => url.replace(/\/+$/, "");
+
+export class ModelsLabProvider implements Provider {
+  private readonly baseUrl: string;
+  private readonly origin: string;
+  private readonly apiKey: string;
+  private readonly submitTimeoutMs: number;
+  private readonly fetchTimeoutMs: number;
+  private readonly maxResponseBytes: number;
+  private readonly dispatcher: Dispatcher | undefined;
+  private readonly submitPath: string;
+  private readonly onUnexpected: ModelsLabProviderOptions["onUnexpected"];
+
+  constructor(options: ModelsLabProviderOptions) {
+    const base = new URL(options.baseUrl); // throws on a bad configuration, at construction only
+    if (base.protocol !== "https:" && base.protocol !== "http:") {
+      throw new Error(`ModelsLab base URL must be http(s), got ${base.protocol}`);
+    }
+    if (options.apiKey === "") throw new Error("ModelsLab API key must not be empty");
+    this.baseUrl = trimSlash(options.baseUrl);
+    this.origin = base.origin;
+    this.apiKey = options.apiKey;
+    this.submitTimeoutMs = options.submitTimeoutMs ?? DEFAULT_SUBMIT_TIMEOUT_MS;
+    this.fetchTimeoutMs = options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
+    this.maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+    this.dispatcher = options.dispatcher;
+    this.submitPath = `/${(options.submitPath ?? "/v5/controlnet").replace(/^\/+/, "")}`;
+    this.onUnexpected = options.onUnexpected;
+  }
+
+  async submit(submission: ProviderSubmission): Promise<ProviderResult> {
+    const body = {
+      ...submission.params,
+      key: this.apiKey,
+      webhook: submission.webhook,
+      track_id: submission.trackId,
+    };
+    return this.post("submit", `${this.baseUrl}${this.submitPath}`, body, this.submitTimeoutMs, null);
+  }
+
+  async fetch(providerId: string, fetchUrl: string | null): Promise<ProviderResult> {
+    return this.post(
+      "fetch",
+      this.fetchTarget(providerId, fetchUrl),
+      { key: this.apiKey },
+      this.fetchTimeoutMs,
+      providerId,
+    );
+  }
+
+  /** The provider's `fetch_result` URL when it is on our configured origin; the canonical route otherwise. */
+  fetchTarget(providerId: string, fetchUrl: string | null): string {
+    if (fetchUrl !== null) {
+      try {
+        const url = new URL(fetchUrl);
+        if (url.origin === this.origin && url.username === "" && url.password === "") return url.toString();
+      } catch {
+        // not a URL: fall through to the canonical route
+      }
+    }
+    return `${this.baseUrl}/v6/images/fetch/${encodeURIComponent(providerId)}`;
+  }
+
+  private async post(
+    operation: "submit" | "fetch",
+    url: string,
+    payload: Record<string, unknown>,
+    timeoutMs: number,
+    knownProviderId: string | null,
+  ): Promise<ProviderResult> {
+    let body: string;
+    try {
+      body = JSON.stringify(payload);
+    } catch (error) {
+      return {
+        kind: "rejected",
+        providerId: knownProviderId,
+        retryable: false,
+        reason: `Request could not be encoded as JSON: ${describe(error)}`,
+        retryAfterSeconds: null,
+        httpStatus: null,
+      };
+    }
+
+    const signal = AbortSignal.timeout(timeoutMs);
+    let httpStatus: number | null = null;
+    try {
+      const response = await request(url, {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "application/json" },
+        body,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        signal,
+        ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
+      });
+      httpStatus = response.statusCode;
+      const text = await this.readCapped(response.body, response.headers["content-length"]);
+      const retryAfter = response.headers["retry-after"];
+      const options: NormalizeOptions = {
+        knownProviderId,
+        retryAfterHeader: typeof retryAfter === "string" ? retryAfter : null,
+      };
+      if (this.onUnexpected) {
+        const hook = this.onUnexpected;
+        options.onUnexpected = (event) => hook({ ...event, operation });
+      }
+      return normalizeProviderBody(text, httpStatus, options);
+    } catch (error) {
+      return this.transportFailure(operation, error, httpStatus, timeoutMs, knownProviderId);
+    }
+  }
+
+  private async readCapped(
+    stream: Dispatcher.ResponseData["body"],
+    contentLength: string | string[] | undefined,
+  ): Promise<string> {
+    const declared = typeof contentLength === "string" ? Number(contentLength) : Number.NaN;
+    if (Number.isFinite(declared) && declared > this.maxResponseBytes) {
+      discard(stream);
+      throw new ResponseTooLarge(this.maxResponseBytes);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of stream) {
+      const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
+      size += buffer.length;
+      if (size > this.maxResponseBytes) {
+        discard(stream);
+        throw new ResponseTooLarge(this.maxResponseBytes);
+      }
+      chunks.push(buffer);
+    }
+    return Buffer.concat(chunks).toString("utf8");
+  }
+
+  private transportFailure(
+    operation: "submit" | "fetch",
+    error: unknown,
+    httpStatus: number | null,
+    timeoutMs: number,
+    knownProviderId: string | null,
+  ): ProviderResult {
+    if (error instanceof ResponseTooLarge) {
+      return {
+        kind: "rejected",
+        providerId: knownProviderId,
+        retryable: false,
+        reason: `Provider ${operation} response exceeded the ${error.limit}-byte limit (HTTP ${httpStatus ?? "?"}); body discarded`,
+        retryAfterSeconds: null,
+        httpStatus,
+      };
+    }
+    const detail = describe(error);
+    if (failedBeforeSending(error)) {
+      return {
+        kind: "rejected",
+        providerId: knownProviderId,
+        retryable: true,
+        reason: `Could not connect to the provider for ${operation}; nothing was sent: ${detail}`,
+        retryAfterSeconds: null,
+        httpStatus: null,
+      };
+    }
+    const timedOut = /timeout|timed out|abort/i.test(`${detail} ${(error as { name?: string })?.name ?? ""}`);
+    const what = timedOut ? `no complete answer within ${timeoutMs} ms` : "the connection failed";
+    if (operation === "submit") {
+      return {
+        kind: "indeterminate",
+        reason: `Submit sent but ${what}; the provider may have accepted it (do not re-post): ${detail}`,
+      };
+    }
+    return {
+      kind: "rejected",
+      providerId: knownProviderId,
+      retryable: true,
+      reason: `Fetch failed, ${what} (safe to repeat): ${detail}`,
+      retryAfterSeconds: null,
+      httpStatus,
+    };
+  }
+}

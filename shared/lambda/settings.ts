@@ -1,0 +1,19 @@
+import type { z } from "zod";
+import type { providerSettingsConfig } from "../schemas/config.ts";
+import type { DispatchSettings } from "../usecases/dispatch-job.ts";
+
+type ProviderSettings = z.infer<typeof providerSettingsConfig>;
+
+/** Maps parsed environment to the use cases' settings, once, for every function that talks to the provider. */
+export const dispatchSettings = (config: ProviderSettings, callbackSecret: string): DispatchSettings => ({
+  publicBaseUrl: config.PUBLIC_BASE_URL,
+  callbackSecret,
+  checkMarginSeconds: config.CHECK_MARGIN_SECONDS,
+  deferBaseSeconds: config.DEFER_BASE_SECONDS,
+  deferMaxSeconds: config.DEFER_MAX_SECONDS,
+  retryBaseSeconds: config.RETRY_BASE_SECONDS,
+  retryMaxSeconds: config.RETRY_MAX_SECONDS,
+  maxRetryableFailures: config.MAX_RETRYABLE_FAILURES,
+  submitTimeoutSeconds: config.MODELSLAB_SUBMIT_TIMEOUT_SECONDS,
+  queuedResendAfterSeconds: config.QUEUED_RESEND_AFTER_SECONDS,
+});

@@ -1,0 +1,231 @@
+import { callbackUrl } from "../domain/callback-token.ts";
+import { StaleWriteError } from "../domain/errors.ts";
+import type { Job } from "../domain/job.ts";
+import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
+import type { Provider, ProviderResult } from "../ports/provider.ts";
+import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
+import { backoffSeconds, closeCurrentAttempt, type ProviderState, retryableFailures } from "./provider-attempts.ts";
+
+export interface DispatchSettings {
+  publicBaseUrl: string;
+  callbackSecret: string;
+  /** The reconciler first looks at eta + this margin (the callback usually comes first). */
+  checkMarginSeconds: number;
+  /** Backoff while waiting for provider capacity. */
+  deferBaseSeconds: number;
+  deferMaxSeconds: number;
+  /** Backoff after a retryable provider rejection (429, 5xx) without a retry_after. */
+  retryBaseSeconds: number;
+  retryMaxSeconds: number;
+  /** Retryable rejections after which the job fails instead of trying again. */
+  maxRetryableFailures: number;
+  /** How long the provider POST may take before the outcome is unknown (the client's timeout). */
+  submitTimeoutSeconds: number;
+  queuedResendAfterSeconds: number;
+}
+
+export interface DispatchDeps {
+  jobs: JobStore;
+  gate: CapacityGate;
+  provider: Provider;
+  jobsQueue: Queue;
+  resultsQueue: Queue;
+  clock: Clock;
+  settings: DispatchSettings;
+  log?: (message: string, data: Record<string, unknown>) => void;
+}
+
+export type DispatchOutcome =
+  | "ignored"
+  | "deferred"
+  | "accepted"
+  | "done"
+  | "retrying"
+  | "failed"
+  | "indeterminate";
+
+/**
+ * Moves one queued job to the provider: capacity slot first, then `queued → processing` by a
+ * conditional write, then the POST. The job row is the truth: a duplicate or stale message finds the
+ * job no longer queued and does nothing, so nothing is ever sent twice because SQS delivered twice.
+ */
+export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage): Promise<DispatchOutcome> {
+  const { jobs, gate, clock, settings } = deps;
+  const job = await jobs.get(message.jobId);
+  if (!job || job.status !== "queued") return "ignored";
+  const now = clock.now();
+
+  if (now.getTime() >= Date.parse(job.deadlineAt)) {
+    await failQueued(deps, job, "DEADLINE_EXCEEDED", "The job reached its deadline before a provider could take it.");
+    return "failed";
+  }
+  if (job.provider === "self-hosted") {
+    await failQueued(deps, job, "SELF_HOSTED_UNAVAILABLE", "No self-hosted GPU workers are configured for this deployment.");
+    return "failed";
+  }
+
+  if (!(await gate.tryAcquire(job.id, now))) {
+    await defer(deps, job, message.deferrals ?? 0);
+    return "deferred";
+  }
+
+  let processing: Job;
+  try {
+    processing = await jobs.transition(job, "processing", {
+      attempts: [
+        ...job.attempts,
+        { route: "modelslab", provider_id: null, started_at: now.toISOString(), ended_at: null, outcome: "pending" },
+      ],
+      providerState: { phase: "submitting" } satisfies ProviderState as Record<string, unknown>,
+      dueAt: now.getTime() + (settings.submitTimeoutSeconds + settings.checkMarginSeconds) * 1000,
+    });
+  } catch (error) {
+    if (!(error instanceof StaleWriteError)) throw error;
+    // Someone else moved the job. If another dispatcher took it, the slot (keyed by job id) is theirs now.
+    const current = await jobs.get(job.id);
+    if (current?.status !== "processing") await gate.release(job.id);
+    return "ignored";
+  }
+
+  const result = await deps.provider.submit({
+    params: processing.request as Record<string, unknown>,
+    webhook: callbackUrl(settings.publicBaseUrl, settings.callbackSecret, processing.id),
+    trackId: processing.id,
+  });
+  return applySubmitResult(deps, processing, result);
+}
+
+async function applySubmitResult(deps: DispatchDeps, job: Job, result: ProviderResult): Promise<DispatchOutcome> {
+  const { clock, settings } = deps;
+  const now = clock.now();
+  switch (result.kind) {
+    case "accepted": {
+      const state: ProviderState = {
+        phase: "accepted",
+        providerId: result.providerId,
+        etaSeconds: result.etaSeconds,
+        fetchUrl: result.fetchUrl,
+        checks: 0,
+      };
+      const firstCheck = (Math.max(0, result.etaSeconds ?? 0) + settings.checkMarginSeconds) * 1000;
+      await updateIfStillSubmitting(deps, job, (current) => ({
+        attempts: current.attempts.map((a, i) =>
+          i === current.attempts.length - 1 ? { ...a, provider_id: result.providerId } : a,
+        ),
+        providerState: state as unknown as Record<string, unknown>,
+        dueAt: now.getTime() + firstCheck,
+      }));
+      return "accepted";
+    }
+    case "done": {
+      const message: ResultMessage = {
+        jobId: job.id,
+        source: "dispatch",
+        observedAt: now.toISOString(),
+        result: { ...result, providerId: result.providerId },
+      };
+      await deps.resultsQueue.send(message);
+      return "done";
+    }
+    case "rejected": {
+      const outcome = await endAttemptAfterRejection(deps, job, result);
+      return outcome;
+    }
+    case "indeterminate": {
+      // The provider may have the job: never post again. The callback (it names the job) or the
+      // deadline settles it; the reconciler keeps looking until then.
+      deps.log?.("provider outcome unknown", { jobId: job.id, reason: result.reason });
+      await updateIfStillSubmitting(deps, job, () => ({
+        providerState: { phase: "indeterminate" } satisfies ProviderState as Record<string, unknown>,
+        dueAt: now.getTime() + settings.checkMarginSeconds * 1000,
+      }));
+      return "indeterminate";
+    }
+  }
+}
+
+/**
+ * Ends the current attempt after a rejection: back to `queued` with a delayed message when it is
+ * worth retrying (429, 5xx) and attempts and deadline allow, otherwise `failed` with the provider's
+ * reason. Shared by dispatch (rejected POST) and finalize (a `failed` result).
+ */
+export async function endAttemptAfterRejection(
+  deps: Pick<DispatchDeps, "jobs" | "gate" | "jobsQueue" | "clock" | "settings">,
+  job: Job,
+  result: Extract<ProviderResult, { kind: "rejected" }>,
+): Promise<"retrying" | "failed"> {
+  const { settings, clock } = deps;
+  const now = clock.now();
+  const failures = retryableFailures(job) + 1;
+  const delay =
+    result.retryAfterSeconds && result.retryAfterSeconds > 0
+      ? Math.min(900, Math.ceil(result.retryAfterSeconds))
+      : backoffSeconds(failures - 1, settings.retryBaseSeconds, settings.retryMaxSeconds);
+  const fitsDeadline = now.getTime() + delay * 1000 < Date.parse(job.deadlineAt);
+
+  if (result.retryable && failures <= settings.maxRetryableFailures && fitsDeadline) {
+    const requeued = await deps.jobs.transition(job, "queued", {
+      attempts: closeCurrentAttempt(job, "retried", now, result.reason),
+      providerState: undefined,
+      dueAt: now.getTime() + (delay + settings.queuedResendAfterSeconds) * 1000,
+    });
+    await deps.gate.release(job.id);
+    const message: DispatchMessage = { jobId: requeued.id };
+    // If this send is lost, the reconciler re-sends once dueAt passes.
+    await deps.jobsQueue.send(message, { delaySeconds: delay }).catch(() => undefined);
+    return "retrying";
+  }
+  const code = result.retryable ? "PROVIDER_UNAVAILABLE" : "PROVIDER_REJECTED";
+  const why = result.retryable && !fitsDeadline ? " (no time left before the deadline to retry)" : "";
+  await deps.jobs.transition(job, "failed", {
+    attempts: closeCurrentAttempt(job, "failed", now, result.reason),
+    error: { code, message: `${result.reason}${why}`.slice(0, 1000) },
+  });
+  await deps.gate.release(job.id);
+  return "failed";
+}
+
+/** Same-status update that gives way if the job moved on meanwhile (an early callback already finished it). */
+async function updateIfStillSubmitting(
+  deps: DispatchDeps,
+  job: Job,
+  patch: (current: Job) => Parameters<JobStore["update"]>[1],
+): Promise<void> {
+  let current: Job | null = job;
+  for (let race = 0; race < 3 && current?.status === "processing"; race++) {
+    if (current.attempts.length !== job.attempts.length) return;
+    try {
+      await deps.jobs.update(current, patch(current));
+      return;
+    } catch (error) {
+      if (!(error instanceof StaleWriteError)) throw error;
+      current = await deps.jobs.get(job.id);
+    }
+  }
+}
+
+async function failQueued(deps: DispatchDeps, job: Job, code: string, message: string): Promise<void> {
+  try {
+    await deps.jobs.transition(job, "failed", { error: { code, message } });
+  } catch (error) {
+    if (!(error instanceof StaleWriteError)) throw error;
+  }
+}
+
+/**
+ * No capacity: put the job back in the queue with backoff. A new delayed message rather than a
+ * visibility change, so waiting never counts towards the queue's maxReceiveCount (and the DLQ).
+ */
+async function defer(deps: DispatchDeps, job: Job, deferrals: number): Promise<void> {
+  const { settings, clock } = deps;
+  const delay = backoffSeconds(deferrals, settings.deferBaseSeconds, settings.deferMaxSeconds);
+  const message: DispatchMessage = { jobId: job.id, deferrals: deferrals + 1 };
+  await deps.jobsQueue.send(message, { delaySeconds: delay });
+  // Keep the reconciler from re-sending a job that is only waiting its turn.
+  const resendAt = clock.now().getTime() + (delay + settings.queuedResendAfterSeconds) * 1000;
+  if (job.dueAt !== null && job.dueAt < resendAt - settings.queuedResendAfterSeconds * 500) {
+    await deps.jobs.update(job, { dueAt: resendAt }).catch((error) => {
+      if (!(error instanceof StaleWriteError)) throw error;
+    });
+  }
+}

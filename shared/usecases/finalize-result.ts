@@ -1,0 +1,81 @@
+import { StaleWriteError } from "../domain/errors.ts";
+import type { Job, JobOutput } from "../domain/job.ts";
+import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
+import type { FinishedResult, ResultMessage } from "../schemas/messages.ts";
+import { type DispatchSettings, endAttemptAfterRejection } from "./dispatch-job.ts";
+import { closeCurrentAttempt, currentAttempt, type ProviderState, providerState } from "./provider-attempts.ts";
+
+export interface FinalizeDeps {
+  jobs: JobStore;
+  gate: CapacityGate;
+  jobsQueue: Queue;
+  clock: Clock;
+  settings: DispatchSettings & { storingTimeoutSeconds: number };
+}
+
+export type FinalizeOutcome = "ignored" | "succeeded" | "failed" | "retrying";
+
+/**
+ * The one place where results become terminal states. Idempotent: a result for a job that is
+ * already terminal, or that belongs to an earlier attempt, changes nothing.
+ */
+export async function finalizeResult(deps: FinalizeDeps, message: ResultMessage): Promise<FinalizeOutcome> {
+  const job = await deps.jobs.get(message.jobId);
+  if (!job) return "ignored";
+  if (job.status === "storing") return completeStoring(deps, job);
+  if (job.status !== "processing") return "ignored";
+  if (!belongsToCurrentAttempt(job, message.result)) return "ignored";
+
+  try {
+    if (message.result.kind === "rejected") {
+      return await endAttemptAfterRejection(deps, job, message.result);
+    }
+    const now = deps.clock.now();
+    const state: ProviderState = { ...providerState(job), phase: "finished", result: message.result };
+    const storing = await deps.jobs.transition(job, "storing", {
+      attempts: closeCurrentAttempt(job, "succeeded", now),
+      providerState: state as unknown as Record<string, unknown>,
+      dueAt: now.getTime() + deps.settings.storingTimeoutSeconds * 1000,
+    });
+    await deps.gate.release(job.id);
+    return await completeStoring(deps, storing);
+  } catch (error) {
+    if (error instanceof StaleWriteError) return "ignored"; // another finalize got there first
+    throw error;
+  }
+}
+
+/**
+ * `storing → succeeded`: records the outputs of the kept result. Re-runnable from the stored job
+ * alone, so the reconciler can finish a job whose finalize crashed half-way.
+ */
+export async function completeStoring(deps: Pick<FinalizeDeps, "jobs">, job: Job): Promise<FinalizeOutcome> {
+  const result = providerState(job).result as FinishedResult | undefined;
+  try {
+    if (result?.kind !== "done" || result.outputs.length === 0) {
+      await deps.jobs.transition(job, "failed", {
+        error: { code: "NO_OUTPUTS", message: "The provider reported success without any output." },
+      });
+      return "failed";
+    }
+    const outputs: JobOutput[] = result.outputs.map((output) => ({
+      url: output.kind === "url" ? output.url : `data:image/png;base64,${output.data}`,
+      content_type: null,
+      bytes: null,
+      sha256: null,
+      width: null,
+      height: null,
+    }));
+    await deps.jobs.transition(job, "succeeded", { outputs, providerState: undefined });
+    return "succeeded";
+  } catch (error) {
+    if (error instanceof StaleWriteError) return "ignored";
+    throw error;
+  }
+}
+
+/** A result names its provider id when it knows it; one for another attempt's id is stale. */
+function belongsToCurrentAttempt(job: Job, result: FinishedResult): boolean {
+  const attemptId = currentAttempt(job)?.provider_id ?? null;
+  return result.providerId === null || attemptId === null || result.providerId === attemptId;
+}

@@ -1,0 +1,34 @@
+import type { Attempt, AttemptOutcome, Job } from "../domain/job.ts";
+
+/** Shared bookkeeping of a job's provider attempts, so every use case closes them the same way. */
+
+export const currentAttempt = (job: Job): Attempt | undefined => job.attempts.at(-1);
+
+export function closeCurrentAttempt(job: Job, outcome: AttemptOutcome, at: Date, reason?: string): Attempt[] {
+  return job.attempts.map((attempt, index) =>
+    index === job.attempts.length - 1 && attempt.outcome === "pending"
+      ? { ...attempt, outcome, ended_at: at.toISOString(), ...(reason && { reason: reason.slice(0, 500) }) }
+      : attempt,
+  );
+}
+
+export const retryableFailures = (job: Job): number => job.attempts.filter((a) => a.outcome === "retried").length;
+
+/** Exponential backoff with full jitter, in whole seconds (SQS delays are whole seconds, at most 900). */
+export function backoffSeconds(attempt: number, baseSeconds: number, maxSeconds: number, random = Math.random): number {
+  const ceiling = Math.min(maxSeconds, baseSeconds * 2 ** Math.min(attempt, 20));
+  return Math.max(1, Math.min(900, Math.round(ceiling / 2 + random() * (ceiling / 2))));
+}
+
+export interface ProviderState {
+  phase: "submitting" | "accepted" | "indeterminate" | "finished";
+  providerId?: string | null;
+  etaSeconds?: number | null;
+  fetchUrl?: string | null;
+  /** How many times the reconciler has polled this attempt. */
+  checks?: number;
+  /** The finished result (kept while storing, so a crashed finalize can be resumed). */
+  result?: unknown;
+}
+
+export const providerState = (job: Job): ProviderState => (job.providerState ?? { phase: "submitting" }) as unknown as ProviderState;

@@ -1,0 +1,52 @@
+import { ensureTenant } from "../../local/dev-tenant.ts";
+import { type LocalStack, type LocalStackOptions, startLocalStack } from "../../local/stack.ts";
+
+export interface TestClient {
+  apiKey: string;
+  tenantId: string;
+  request(method: string, path: string, init?: { body?: unknown; rawBody?: string | Buffer; headers?: Record<string, string> }): Promise<{
+    status: number;
+    headers: Headers;
+    body: any;
+  }>;
+}
+
+/** Starts the local stack in this test process (quiet, in-memory, random port) with one client per tenant. */
+export async function startTestStack(
+  tenants: string[] = ["tenant-a", "tenant-b"],
+  options: LocalStackOptions = {},
+): Promise<{ stack: LocalStack; clients: TestClient[] }> {
+  process.env.POWERTOOLS_LOG_LEVEL ??= "SILENT";
+  const stack = await startLocalStack({ port: 0, dataDir: null, reconcileIntervalSeconds: 3600, ...options });
+  const tableName = process.env.TABLE_NAME as string;
+  const clients: TestClient[] = [];
+  for (const tenant of tenants) {
+    const { apiKey, tenantId } = await ensureTenant(tableName, tenant);
+    clients.push(client(stack.url, tenantId, apiKey));
+  }
+  return { stack, clients };
+}
+
+export function client(baseUrl: string, tenantId: string, apiKey: string): TestClient {
+  return {
+    apiKey,
+    tenantId,
+    async request(method, path, init = {}) {
+      const headers: Record<string, string> = { authorization: `Bearer ${apiKey}`, ...init.headers };
+      let body: string | Buffer | undefined = init.rawBody;
+      if (init.body !== undefined) {
+        body = JSON.stringify(init.body);
+        headers["content-type"] ??= "application/json";
+      }
+      const response = await fetch(`${baseUrl}${path}`, { method, headers, ...(body !== undefined && { body }) });
+      const text = await response.text();
+      let parsed: unknown = text;
+      try {
+        parsed = text ? JSON.parse(text) : undefined;
+      } catch {
+        // not JSON: keep the text
+      }
+      return { status: response.status, headers: response.headers, body: parsed as any };
+    },
+  };
+}
