@@ -1,0 +1,63 @@
+import { App, Tags } from "aws-cdk-lib";
+import { type InfraConfig, loadInfraConfig } from "./config.ts";
+import { FUNCTIONS, type FunctionSpec } from "./functions.ts";
+import { ServiceStack } from "./service-stack.ts";
+import { StatefulStack } from "./stateful-stack.ts";
+
+/** Context key with which CDK decides which stacks' assets to bundle (`[]`: none). */
+export const BUNDLING_STACKS_CONTEXT = "aws:cdk:bundling-stacks";
+
+export interface BuildAppOptions {
+  /** CDK context (the CLI passes cdk.json's and `-c` values through the environment instead). */
+  context?: Record<string, unknown>;
+  /** Don't run esbuild: templates only (tests, the local stack). The assets are then unusable. */
+  skipBundling?: boolean;
+  /** Cloud assembly directory; a fresh temporary one by default (the CLI sets its own). */
+  outdir?: string;
+  /** The function table (tests may add rows). */
+  functions?: readonly FunctionSpec[];
+}
+
+export interface BuiltApp {
+  app: App;
+  config: InfraConfig;
+  stacks: { stateful: StatefulStack; service: ServiceStack };
+}
+
+/** Stack construct ids; the deployed stack names add the project and stage (`controlnet-dev-stateful`). */
+export const STACK_IDS = { stateful: "Stateful", service: "Service" } as const;
+
+export function buildApp(options: BuildAppOptions = {}): BuiltApp {
+  const app = new App({
+    context: {
+      ...options.context,
+      ...(options.skipBundling ? { [BUNDLING_STACKS_CONTEXT]: [] } : {}),
+    },
+    ...(options.outdir ? { outdir: options.outdir } : {}),
+  });
+  const config = loadInfraConfig((key) => app.node.tryGetContext(key));
+  // Only what the context or the CLI's CDK_DEFAULT_* say: no account lookups at synth.
+  const env = { account: config.account, region: config.region };
+  const functions = options.functions ?? FUNCTIONS;
+
+  const stateful = new StatefulStack(app, STACK_IDS.stateful, {
+    stackName: `controlnet-${config.stage}-stateful`,
+    description: "ControlNet orchestrator: table, queues, secrets",
+    terminationProtection: config.stage === "prod",
+    env,
+    config,
+    functions,
+  });
+  const service = new ServiceStack(app, STACK_IDS.service, {
+    stackName: `controlnet-${config.stage}-service`,
+    description: "ControlNet orchestrator: functions, HTTP API, schedule",
+    env,
+    config,
+    functions,
+    stateful,
+  });
+
+  Tags.of(app).add("project", "controlnet-orchestrator");
+  Tags.of(app).add("stage", config.stage);
+  return { app, config, stacks: { stateful, service } };
+}

@@ -1,0 +1,159 @@
+import { Duration } from "aws-cdk-lib";
+import { Schedule } from "aws-cdk-lib/aws-events";
+
+/**
+ * Every Lambda function of the service, one row each. The service stack turns a row into a function
+ * with its grants, environment, routes, queue subscription and schedule; the stateful stack reads the
+ * `consumes` rows to size each queue's visibility timeout from its consumer's timeout. Adding a
+ * function is adding a row (and its `functions/<name>.ts`).
+ */
+
+/** The queues of the stateful stack, by short name. */
+export type QueueName = "jobs" | "results";
+
+export const QUEUE_URL_VARIABLES = {
+  jobs: "JOBS_QUEUE_URL",
+  results: "RESULTS_QUEUE_URL",
+} as const satisfies Record<QueueName, string>;
+
+export type TableAccess = "read" | "readWrite";
+export type QueueAccess = "send" | "consume";
+
+/** Auth of an HTTP route: the API-key Lambda authorizer, or none (public or self-authenticating). */
+export type RouteAuth = "apiKey" | "none";
+
+export interface RouteSpec {
+  /** `"POST /v1/jobs"`, `"GET /v1/jobs/{id}"`, or `"$default"`. */
+  routeKey: string;
+  auth: RouteAuth;
+}
+
+export interface QueueSubscription {
+  queue: QueueName;
+  batchSize: number;
+  maxBatchingWindow: Duration;
+  /** At least 2 (Lambda's minimum) when set. */
+  maxConcurrency?: number;
+}
+
+/** What a function needs of the provider: plain settings, and which secrets it reads. */
+export interface ProviderNeeds {
+  /** MODELSLAB_BASE_URL, MODELSLAB_MAX_CONCURRENCY, PUBLIC_BASE_URL. */
+  settings?: boolean;
+  /** MODELSLAB_API_KEY_SECRET_ARN + read grant. */
+  apiKey?: boolean;
+  /** CALLBACK_SECRET_ARN + read grant. */
+  callbackSecret?: boolean;
+}
+
+export interface FunctionSpec {
+  /** Construct id; the function's logical id is `<id>Function`. */
+  id: string;
+  /** Module under `functions/`, relative to the repository root; it exports `handler`. */
+  entry: `functions/${string}.ts`;
+  memoryMb: number;
+  timeout: Duration;
+  table?: TableAccess;
+  queues?: Partial<Record<QueueName, readonly QueueAccess[]>>;
+  consumes?: QueueSubscription;
+  routes?: readonly RouteSpec[];
+  /** This function is the HTTP API's Lambda authorizer (exactly one row sets it). */
+  httpAuthorizer?: boolean;
+  schedule?: Schedule;
+  provider?: ProviderNeeds;
+}
+
+export const FUNCTIONS: readonly FunctionSpec[] = [
+  {
+    id: "Api",
+    entry: "functions/api.ts",
+    memoryMb: 512,
+    timeout: Duration.seconds(10),
+    table: "readWrite",
+    queues: { jobs: ["send"] },
+    routes: [
+      { routeKey: "POST /v1/jobs", auth: "apiKey" },
+      { routeKey: "GET /v1/jobs", auth: "apiKey" },
+      { routeKey: "GET /v1/jobs/{id}", auth: "apiKey" },
+      { routeKey: "POST /v1/jobs/{id}/cancel", auth: "apiKey" },
+      { routeKey: "GET /v1/openapi.json", auth: "none" },
+      // Everything else: the API answers 404/405 in its own error format.
+      { routeKey: "$default", auth: "none" },
+    ],
+  },
+  {
+    id: "Authorizer",
+    entry: "functions/authorizer.ts",
+    memoryMb: 256,
+    timeout: Duration.seconds(5),
+    table: "read",
+    httpAuthorizer: true,
+  },
+  {
+    id: "Reconcile",
+    entry: "functions/reconcile.ts",
+    memoryMb: 512,
+    timeout: Duration.seconds(60),
+    table: "readWrite",
+    // jobs: resend stuck queued jobs; results: what a provider fetch found (one ingestion path).
+    queues: { jobs: ["send"], results: ["send"] },
+    schedule: Schedule.rate(Duration.minutes(1)),
+    provider: { settings: true, apiKey: true, callbackSecret: true },
+  },
+  {
+    id: "Dispatch",
+    entry: "functions/dispatch.ts",
+    memoryMb: 512,
+    // The provider's POST can take 90 s.
+    timeout: Duration.seconds(120),
+    table: "readWrite",
+    // consume: it changes its own messages' visibility for backoff.
+    queues: { jobs: ["send", "consume"], results: ["send"] },
+    consumes: { queue: "jobs", batchSize: 10, maxBatchingWindow: Duration.seconds(1), maxConcurrency: 2 },
+    provider: { settings: true, apiKey: true, callbackSecret: true },
+  },
+  {
+    id: "Callback",
+    entry: "functions/callback.ts",
+    memoryMb: 256,
+    timeout: Duration.seconds(10),
+    table: "read",
+    queues: { results: ["send"] },
+    // Authenticated by the per-job HMAC token in its URL, not by an API key.
+    routes: [{ routeKey: "POST /callbacks/modelslab/{jobId}", auth: "none" }],
+    provider: { callbackSecret: true },
+  },
+  {
+    id: "Finalize",
+    entry: "functions/finalize.ts",
+    memoryMb: 512,
+    timeout: Duration.seconds(60),
+    table: "readWrite",
+    // jobs: a failed attempt goes back to dispatch for a retry.
+    queues: { jobs: ["send"] },
+    consumes: { queue: "results", batchSize: 10, maxBatchingWindow: Duration.seconds(1) },
+    // Output host allow-list, retry timings, the provider's base URL.
+    provider: { settings: true },
+  },
+];
+
+/** Lambda's guidance: a source queue's visibility timeout ≥ 6 × the consumer's timeout (+ batching window). */
+export const VISIBILITY_TIMEOUT_FACTOR = 6;
+
+/**
+ * The visibility timeout a queue needs for its consumers in `functions` (the largest, if several), or
+ * undefined for a queue nobody consumes through an event source mapping.
+ */
+export function visibilityTimeoutFor(
+  queue: QueueName,
+  functions: readonly FunctionSpec[] = FUNCTIONS,
+): Duration | undefined {
+  const seconds = functions
+    .filter((fn) => fn.consumes?.queue === queue)
+    .map(
+      (fn) =>
+        VISIBILITY_TIMEOUT_FACTOR * fn.timeout.toSeconds() +
+        (fn.consumes?.maxBatchingWindow.toSeconds() ?? 0),
+    );
+  return seconds.length === 0 ? undefined : Duration.seconds(Math.max(...seconds));
+}

@@ -1,0 +1,171 @@
+import {
+  CfnOutput,
+  CrossStackReferences,
+  Duration,
+  ReferenceStrength,
+  RemovalPolicy,
+  type StackProps,
+} from "aws-cdk-lib";
+import {
+  HttpApi,
+  type HttpMethod,
+  HttpRoute,
+  HttpRouteKey,
+  type IHttpRouteAuthorizer,
+} from "aws-cdk-lib/aws-apigatewayv2";
+import { HttpLambdaAuthorizer, HttpLambdaResponseType } from "aws-cdk-lib/aws-apigatewayv2-authorizers";
+import { HttpLambdaIntegration } from "aws-cdk-lib/aws-apigatewayv2-integrations";
+import type { ITable } from "aws-cdk-lib/aws-dynamodb";
+import { Rule } from "aws-cdk-lib/aws-events";
+import { LambdaFunction } from "aws-cdk-lib/aws-events-targets";
+import { SqsEventSource } from "aws-cdk-lib/aws-lambda-event-sources";
+import type { ISecret } from "aws-cdk-lib/aws-secretsmanager";
+import type { IQueue } from "aws-cdk-lib/aws-sqs";
+import type { Construct } from "constructs";
+import { type InfraConfig, isProduction } from "./config.ts";
+import { bindQueue, bindSecret, bindTable, HouseFunction } from "./constructs/house-function.ts";
+import { ReadableStack } from "./constructs/readable-stack.ts";
+import {
+  FUNCTIONS,
+  type FunctionSpec,
+  QUEUE_URL_VARIABLES,
+  type QueueAccess,
+  type QueueName,
+  type RouteSpec,
+} from "./functions.ts";
+
+/** What the service stack takes from the stateful stack. */
+export interface StatefulResources {
+  table: ITable;
+  queues: Record<QueueName, IQueue>;
+  modelslabApiKey: ISecret;
+  callbackSecret: ISecret;
+}
+
+export interface ServiceStackProps extends StackProps {
+  config: InfraConfig;
+  stateful: StatefulResources;
+  functions?: readonly FunctionSpec[];
+}
+
+export const SERVICE_NAME = "controlnet-orchestrator";
+
+/** The authorizer's identity source and cache: a key's verdict is reused for 5 minutes. */
+export const AUTHORIZER_IDENTITY_SOURCE = ["$request.header.Authorization"];
+export const AUTHORIZER_CACHE_TTL = Duration.seconds(300);
+
+/**
+ * The stateless part: one Lambda per row of the function table, the HTTP API and its routes, the
+ * queue subscriptions and the reconcile schedule. Replaceable at will; the data lives in the stateful
+ * stack.
+ */
+export class ServiceStack extends ReadableStack {
+  readonly httpApi: HttpApi;
+  readonly functions: Record<string, HouseFunction> = {};
+
+  constructor(scope: Construct, id: string, props: ServiceStackProps) {
+    super(scope, id, props);
+    // Strong references (exports + Fn::ImportValue): the stateful stack cannot drop what this one uses.
+    CrossStackReferences.of(this).consume(ReferenceStrength.STRONG);
+    const { config, stateful } = props;
+    const specs = props.functions ?? FUNCTIONS;
+
+    this.httpApi = new HttpApi(this, "HttpApi", {
+      apiName: `${SERVICE_NAME}-${config.stage}`,
+      description: "ControlNet job orchestrator API",
+      createDefaultStage: true,
+    });
+
+    for (const spec of specs) {
+      const fn = new HouseFunction(this, spec.id, {
+        entry: spec.entry,
+        memoryMb: spec.memoryMb,
+        timeout: spec.timeout,
+        logRetention: config.logRetentionDays,
+        logRemovalPolicy: isProduction(config) ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
+        environment: { LOG_LEVEL: config.logLevel, POWERTOOLS_SERVICE_NAME: SERVICE_NAME },
+      });
+      this.functions[spec.id] = fn;
+
+      if (spec.table) bindTable(fn, stateful.table, spec.table);
+      for (const [queue, accesses] of Object.entries(spec.queues ?? {}) as Array<
+        [QueueName, readonly QueueAccess[]]
+      >) {
+        bindQueue(fn, stateful.queues[queue], QUEUE_URL_VARIABLES[queue], accesses);
+      }
+      if (spec.provider?.settings) {
+        fn.function.addEnvironment("MODELSLAB_BASE_URL", config.modelslabBaseUrl);
+        fn.function.addEnvironment("MODELSLAB_MAX_CONCURRENCY", String(config.modelslabMaxConcurrency));
+        fn.function.addEnvironment("PUBLIC_BASE_URL", this.httpApi.apiEndpoint);
+      }
+      if (spec.provider?.apiKey) bindSecret(fn, stateful.modelslabApiKey, "MODELSLAB_API_KEY_SECRET_ARN");
+      if (spec.provider?.callbackSecret) bindSecret(fn, stateful.callbackSecret, "CALLBACK_SECRET_ARN");
+
+      if (spec.consumes) {
+        fn.function.addEventSource(
+          new SqsEventSource(stateful.queues[spec.consumes.queue], {
+            batchSize: spec.consumes.batchSize,
+            maxBatchingWindow: spec.consumes.maxBatchingWindow,
+            reportBatchItemFailures: true,
+            maxConcurrency: spec.consumes.maxConcurrency,
+          }),
+        );
+      }
+      if (spec.schedule) {
+        new Rule(this, `${spec.id}Schedule`, {
+          description: `Runs ${spec.entry}`,
+          schedule: spec.schedule,
+          targets: [new LambdaFunction(fn.function)],
+        });
+      }
+    }
+
+    const authorizers = specs.filter((spec) => spec.httpAuthorizer);
+    const authorizerSpec = authorizers[0];
+    if (authorizers.length > 1) throw new Error("At most one function may be the HTTP authorizer");
+    const authorizer =
+      authorizerSpec &&
+      new HttpLambdaAuthorizer("ApiKeyAuthorizer", this.fn(authorizerSpec.id).function, {
+        responseTypes: [HttpLambdaResponseType.SIMPLE],
+        identitySource: AUTHORIZER_IDENTITY_SOURCE,
+        resultsCacheTtl: AUTHORIZER_CACHE_TTL,
+      });
+
+    for (const spec of specs) {
+      if (!spec.routes?.length) continue;
+      const integration = new HttpLambdaIntegration(`${spec.id}Integration`, this.fn(spec.id).function);
+      for (const route of spec.routes) {
+        if (route.auth === "apiKey" && !authorizer)
+          throw new Error(`${route.routeKey} needs the HTTP authorizer`);
+        new HttpRoute(this.httpApi, routeId(route.routeKey), {
+          httpApi: this.httpApi,
+          routeKey: parseRouteKey(route.routeKey),
+          integration,
+          authorizer: route.auth === "apiKey" ? (authorizer as IHttpRouteAuthorizer) : undefined,
+        });
+      }
+    }
+
+    new CfnOutput(this, "ApiUrl", { value: this.httpApi.apiEndpoint, description: "PUBLIC_BASE_URL" });
+  }
+
+  private fn(id: string): HouseFunction {
+    const fn = this.functions[id];
+    if (!fn) throw new Error(`No function ${id}`);
+    return fn;
+  }
+}
+
+function parseRouteKey(routeKey: RouteSpec["routeKey"]): HttpRouteKey {
+  if (routeKey === "$default") return HttpRouteKey.DEFAULT;
+  const match = /^([A-Z]+) (\/\S*)$/.exec(routeKey);
+  if (!match?.[1] || !match[2])
+    throw new Error(`Bad route key ${routeKey}: want "METHOD /path" or "$default"`);
+  return HttpRouteKey.with(match[2], match[1] as HttpMethod);
+}
+
+/** `"POST /v1/jobs/{id}/cancel"` → `PostV1JobsIdCancelRoute`, `"$default"` → `DefaultRoute`. */
+function routeId(routeKey: string): string {
+  const words = routeKey.toLowerCase().match(/[a-z0-9]+/g) ?? [];
+  return `${words.map((word) => word.charAt(0).toUpperCase() + word.slice(1)).join("")}Route`;
+}

@@ -1,0 +1,306 @@
+import { Match, Template } from "aws-cdk-lib/assertions";
+import { beforeAll, describe, expect, it } from "vitest";
+import { buildApp } from "../../infra/build-app.ts";
+import { FUNCTIONS, VISIBILITY_TIMEOUT_FACTOR } from "../../infra/functions.ts";
+import { INDEXES, TABLE_KEYS, TTL_ATTRIBUTE } from "../../shared/adapters/dynamo/table-design.ts";
+import { followImport, only, refTarget, resources } from "./support.ts";
+
+let stateful: Template;
+let service: Template;
+
+beforeAll(() => {
+  const { stacks } = buildApp({ skipBundling: true });
+  stateful = Template.fromStack(stacks.stateful);
+  service = Template.fromStack(stacks.service);
+});
+
+describe("StatefulStack: table", () => {
+  it("has the table design's keys, indexes, TTL, PITR and on-demand billing", () => {
+    stateful.hasResourceProperties("AWS::DynamoDB::Table", {
+      KeySchema: [
+        { AttributeName: TABLE_KEYS.partitionKey, KeyType: "HASH" },
+        { AttributeName: TABLE_KEYS.sortKey, KeyType: "RANGE" },
+      ],
+      AttributeDefinitions: Match.arrayWith([
+        { AttributeName: TABLE_KEYS.partitionKey, AttributeType: "S" },
+        { AttributeName: TABLE_KEYS.sortKey, AttributeType: "S" },
+        { AttributeName: INDEXES.byTenant.partitionKey, AttributeType: "S" },
+        { AttributeName: INDEXES.byTenant.sortKey, AttributeType: "S" },
+        { AttributeName: INDEXES.byTenantStatus.partitionKey, AttributeType: "S" },
+        { AttributeName: INDEXES.due.partitionKey, AttributeType: "S" },
+        { AttributeName: INDEXES.due.sortKey, AttributeType: "N" },
+      ]),
+      GlobalSecondaryIndexes: Match.arrayWith(
+        Object.values(INDEXES).map((index) =>
+          Match.objectLike({
+            IndexName: index.name,
+            KeySchema: [
+              { AttributeName: index.partitionKey, KeyType: "HASH" },
+              { AttributeName: index.sortKey, KeyType: "RANGE" },
+            ],
+            Projection: { ProjectionType: "ALL" },
+          }),
+        ),
+      ),
+      BillingMode: "PAY_PER_REQUEST",
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      TimeToLiveSpecification: { AttributeName: TTL_ATTRIBUTE, Enabled: true },
+    });
+  });
+
+  it("is destroyed with a dev stage and not deletion-protected", () => {
+    stateful.hasResource("AWS::DynamoDB::Table", {
+      DeletionPolicy: "Delete",
+      Properties: Match.objectLike({ DeletionProtectionEnabled: false }),
+    });
+  });
+
+  it("has readable logical ids", () => {
+    expect(Object.keys(resources(stateful, "AWS::DynamoDB::Table"))).toEqual(["JobsTable"]);
+    expect(Object.keys(resources(stateful, "AWS::SQS::Queue")).sort()).toEqual(
+      ["JobsDlq", "JobsQueue", "ResultsDlq", "ResultsQueue"].sort(),
+    );
+  });
+});
+
+describe("StatefulStack: queues", () => {
+  it("gives every work queue a redrive policy to its own dead-letter queue after 5 receives", () => {
+    const queues = resources(stateful, "AWS::SQS::Queue");
+    const targets = new Set<string>();
+    for (const [id, queue] of Object.entries(queues)) {
+      const redrive = queue.Properties?.RedrivePolicy as {
+        deadLetterTargetArn: unknown;
+        maxReceiveCount: number;
+      };
+      if (id.endsWith("Dlq")) {
+        expect(redrive, `${id} is a DLQ`).toBeUndefined();
+        continue;
+      }
+      expect(redrive, `${id} has a redrive policy`).toBeDefined();
+      expect(redrive.maxReceiveCount).toBe(5);
+      const dlq = refTarget(redrive.deadLetterTargetArn);
+      expect(queues[dlq]?.Type).toBe("AWS::SQS::Queue");
+      expect(targets.has(dlq), `${dlq} is shared`).toBe(false);
+      targets.add(dlq);
+    }
+    expect([...targets].sort()).toEqual(["JobsDlq", "ResultsDlq"]);
+  });
+
+  it("keeps dead letters 14 days", () => {
+    const queues = resources(stateful, "AWS::SQS::Queue");
+    for (const id of ["JobsDlq", "ResultsDlq"]) {
+      expect(queues[id]?.Properties?.MessageRetentionPeriod).toBe(14 * 86_400);
+    }
+  });
+
+  it("encrypts every queue with SQS-managed keys and denies plain HTTP", () => {
+    const queues = resources(stateful, "AWS::SQS::Queue");
+    for (const [id, queue] of Object.entries(queues)) {
+      expect(queue.Properties?.SqsManagedSseEnabled, id).toBe(true);
+      stateful.hasResourceProperties("AWS::SQS::QueuePolicy", {
+        Queues: [{ Ref: id }],
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({ Effect: "Deny", Condition: { Bool: { "aws:SecureTransport": "false" } } }),
+          ]),
+        },
+      });
+    }
+  });
+
+  it("sets each consumed queue's visibility timeout to at least 6x its consumer's timeout", () => {
+    const queues = resources(stateful, "AWS::SQS::Queue");
+    const functions = resources(service, "AWS::Lambda::Function");
+    const mappings = Object.values(resources(service, "AWS::Lambda::EventSourceMapping"));
+    expect(mappings.length).toBeGreaterThan(0);
+    for (const mapping of mappings) {
+      const queueId = refTarget(followImport(mapping.Properties?.EventSourceArn, stateful));
+      const fn = functions[refTarget(mapping.Properties?.FunctionName)];
+      const timeout = fn?.Properties?.Timeout as number;
+      const visibility = queues[queueId]?.Properties?.VisibilityTimeout as number;
+      expect(visibility, queueId).toBeGreaterThanOrEqual(VISIBILITY_TIMEOUT_FACTOR * timeout);
+    }
+  });
+});
+
+describe("ServiceStack: functions", () => {
+  const functions = () => resources(service, "AWS::Lambda::Function");
+
+  it("has one function per row of the function table, on Node.js 22 arm64 with tracing", () => {
+    for (const spec of FUNCTIONS) {
+      const fn = functions()[`${spec.id}Function`];
+      expect(fn, spec.id).toBeDefined();
+      expect(fn?.Metadata?.["local:entry"]).toBe(spec.entry);
+      expect(fn?.Properties).toMatchObject({
+        Runtime: "nodejs22.x",
+        Architectures: ["arm64"],
+        Handler: "index.handler",
+        MemorySize: spec.memoryMb,
+        Timeout: spec.timeout.toSeconds(),
+        TracingConfig: { Mode: "Active" },
+      });
+    }
+  });
+
+  it("logs every function to its own log group with a retention", () => {
+    const logGroups = resources(service, "AWS::Logs::LogGroup");
+    const seen = new Set<string>();
+    for (const [id, fn] of Object.entries(functions())) {
+      const logGroup = refTarget((fn.Properties?.LoggingConfig as { LogGroup: unknown })?.LogGroup);
+      expect(logGroups[logGroup]?.Properties?.RetentionInDays, id).toBe(30);
+      expect(seen.has(logGroup)).toBe(false);
+      seen.add(logGroup);
+    }
+  });
+
+  it("passes the environment each function needs", () => {
+    const env = (id: string): Record<string, unknown> => {
+      const environment = functions()[`${id}Function`]?.Properties?.Environment as
+        | { Variables: Record<string, unknown> }
+        | undefined;
+      return environment?.Variables ?? {};
+    };
+    const common = ["LOG_LEVEL", "POWERTOOLS_SERVICE_NAME", "TABLE_NAME"];
+    const provider = [
+      "MODELSLAB_BASE_URL",
+      "MODELSLAB_MAX_CONCURRENCY",
+      "PUBLIC_BASE_URL",
+      "MODELSLAB_API_KEY_SECRET_ARN",
+      "CALLBACK_SECRET_ARN",
+    ];
+    expect(Object.keys(env("Api"))).toEqual(expect.arrayContaining([...common, "JOBS_QUEUE_URL"]));
+    expect(Object.keys(env("Authorizer"))).toEqual(expect.arrayContaining(common));
+    expect(Object.keys(env("Authorizer"))).not.toContain("JOBS_QUEUE_URL");
+    expect(Object.keys(env("Reconcile"))).toEqual(
+      expect.arrayContaining([...common, "JOBS_QUEUE_URL", "RESULTS_QUEUE_URL", ...provider]),
+    );
+    expect(Object.keys(env("Dispatch"))).toEqual(
+      expect.arrayContaining([...common, "JOBS_QUEUE_URL", "RESULTS_QUEUE_URL", ...provider]),
+    );
+    expect(Object.keys(env("Callback"))).toEqual(
+      expect.arrayContaining([...common, "RESULTS_QUEUE_URL", "CALLBACK_SECRET_ARN"]),
+    );
+    expect(Object.keys(env("Callback"))).not.toContain("MODELSLAB_API_KEY_SECRET_ARN");
+    expect(Object.keys(env("Finalize"))).toEqual(
+      expect.arrayContaining([...common, "JOBS_QUEUE_URL", "MODELSLAB_BASE_URL", "PUBLIC_BASE_URL"]),
+    );
+    expect(Object.keys(env("Finalize"))).not.toContain("MODELSLAB_API_KEY_SECRET_ARN");
+    expect(env("Dispatch").PUBLIC_BASE_URL).toEqual({ "Fn::GetAtt": ["HttpApi", "ApiEndpoint"] });
+  });
+
+  it("lets dispatch change its messages' visibility and read both secrets", () => {
+    service.hasResourceProperties("AWS::IAM::Policy", {
+      Roles: [{ Ref: "DispatchFunctionServiceRole" }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Action: Match.arrayWith(["sqs:ChangeMessageVisibility"]), Effect: "Allow" }),
+          Match.objectLike({ Action: Match.arrayWith(["secretsmanager:GetSecretValue"]), Effect: "Allow" }),
+        ]),
+      },
+    });
+  });
+
+  it("gives the authorizer read-only table access", () => {
+    const [, policy] = only(
+      service.findResources("AWS::IAM::Policy", {
+        Properties: { Roles: [{ Ref: "AuthorizerFunctionServiceRole" }] },
+      }),
+      "authorizer policy",
+    );
+    const actions = JSON.stringify(policy);
+    expect(actions).toContain("dynamodb:GetItem");
+    expect(actions).not.toContain("dynamodb:PutItem");
+  });
+});
+
+describe("ServiceStack: queue subscriptions and schedule", () => {
+  it("subscribes dispatch to the jobs queue and finalize to the results queue with partial batch responses", () => {
+    const expected = [
+      { fn: "DispatchFunction", queue: "JobsQueue", concurrency: { MaximumConcurrency: 2 } },
+      { fn: "FinalizeFunction", queue: "ResultsQueue", concurrency: Match.absent() },
+    ];
+    for (const { fn, queue, concurrency } of expected) {
+      const [, mapping] = only(
+        service.findResources("AWS::Lambda::EventSourceMapping", {
+          Properties: { FunctionName: { Ref: fn } },
+        }),
+        `${fn} mapping`,
+      );
+      expect(refTarget(followImport(mapping.Properties.EventSourceArn, stateful))).toBe(queue);
+      service.hasResourceProperties("AWS::Lambda::EventSourceMapping", {
+        FunctionName: { Ref: fn },
+        BatchSize: 10,
+        MaximumBatchingWindowInSeconds: 1,
+        FunctionResponseTypes: ["ReportBatchItemFailures"],
+        ScalingConfig: concurrency,
+      });
+    }
+  });
+
+  it("runs reconcile every minute", () => {
+    service.hasResourceProperties("AWS::Events::Rule", {
+      ScheduleExpression: "rate(1 minute)",
+      State: "ENABLED",
+      Targets: [Match.objectLike({ Arn: { "Fn::GetAtt": ["ReconcileFunction", "Arn"] } })],
+    });
+  });
+});
+
+describe("ServiceStack: HTTP API", () => {
+  const routeTo = (routeKey: string) => {
+    const [, route] = only(
+      service.findResources("AWS::ApiGatewayV2::Route", { Properties: { RouteKey: routeKey } }),
+      routeKey,
+    );
+    const target = route.Properties.Target as { "Fn::Join": [string, [string, { Ref: string }]] };
+    const integrationId = target["Fn::Join"][1][1].Ref;
+    const integration = resources(service, "AWS::ApiGatewayV2::Integration")[integrationId];
+    return { route, functionId: refTarget(integration?.Properties?.IntegrationUri) };
+  };
+
+  it("puts the job routes behind the API-key authorizer", () => {
+    for (const routeKey of [
+      "POST /v1/jobs",
+      "GET /v1/jobs",
+      "GET /v1/jobs/{id}",
+      "POST /v1/jobs/{id}/cancel",
+    ]) {
+      const { route, functionId } = routeTo(routeKey);
+      expect(functionId, routeKey).toBe("ApiFunction");
+      expect(route.Properties.AuthorizationType, routeKey).toBe("CUSTOM");
+      const authorizer = resources(service, "AWS::ApiGatewayV2::Authorizer")[
+        refTarget(route.Properties.AuthorizerId)
+      ];
+      expect(authorizer?.Properties).toMatchObject({
+        AuthorizerType: "REQUEST",
+        EnableSimpleResponses: true,
+        IdentitySource: ["$request.header.Authorization"],
+        AuthorizerResultTtlInSeconds: 300,
+      });
+      expect(JSON.stringify(authorizer?.Properties?.AuthorizerUri)).toContain('"AuthorizerFunction","Arn"');
+    }
+  });
+
+  it("leaves the OpenAPI document, the callback and the default route without authorizer", () => {
+    for (const [routeKey, fn] of [
+      ["GET /v1/openapi.json", "ApiFunction"],
+      ["$default", "ApiFunction"],
+      ["POST /callbacks/modelslab/{jobId}", "CallbackFunction"],
+    ] as const) {
+      const { route, functionId } = routeTo(routeKey);
+      expect(functionId, routeKey).toBe(fn);
+      expect(route.Properties.AuthorizerId, routeKey).toBeUndefined();
+      expect(route.Properties.AuthorizationType ?? "NONE", routeKey).toBe("NONE");
+    }
+  });
+
+  it("lets API Gateway invoke the routed functions", () => {
+    for (const fn of ["ApiFunction", "CallbackFunction", "AuthorizerFunction"]) {
+      service.hasResourceProperties("AWS::Lambda::Permission", {
+        Action: "lambda:InvokeFunction",
+        Principal: "apigateway.amazonaws.com",
+        FunctionName: { "Fn::GetAtt": [fn, "Arn"] },
+      });
+    }
+  });
+});

@@ -1,0 +1,203 @@
+import { createRequire } from "node:module";
+import type { AddressInfo } from "node:net";
+import { DescribeTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { GetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs";
+import { Duration } from "aws-cdk-lib";
+import { Queue, QueueEncryption } from "aws-cdk-lib/aws-sqs";
+import { startFauxqs } from "fauxqs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type CfnTemplate,
+  type LocalTopology,
+  provisionLocal,
+  synthesizeTemplates,
+} from "../../local/template.ts";
+import { INDEXES } from "../../shared/adapters/dynamo/table-design.ts";
+
+interface DynaliteServer {
+  listen(port: number, host: string, callback: () => void): void;
+  address(): AddressInfo;
+  close(callback: () => void): void;
+}
+// dynalite ships no types; load it through require so this file compiles whatever typings exist.
+const dynalite = createRequire(import.meta.url)("dynalite") as (
+  options: Record<string, unknown>,
+) => DynaliteServer;
+
+const REGION = "us-east-1";
+const credentials = { accessKeyId: "local", secretAccessKey: "local" };
+
+let dynamo: DynaliteServer;
+let fauxqs: Awaited<ReturnType<typeof startFauxqs>>;
+let endpoints: { dynamodb: string; sqs: string; region: string };
+let templates: Record<string, CfnTemplate>;
+let topology: LocalTopology;
+let dynamodbClient: DynamoDBClient;
+let sqsClient: SQSClient;
+
+beforeAll(async () => {
+  process.env.AWS_REGION = REGION;
+  dynamo = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  await new Promise<void>((resolve) => dynamo.listen(0, "127.0.0.1", resolve));
+  fauxqs = await startFauxqs({ port: 0, logger: false });
+  endpoints = { dynamodb: `http://127.0.0.1:${dynamo.address().port}`, sqs: fauxqs.address, region: REGION };
+  dynamodbClient = new DynamoDBClient({ region: REGION, endpoint: endpoints.dynamodb, credentials });
+  sqsClient = new SQSClient({ region: REGION, endpoint: endpoints.sqs, credentials });
+
+  // One synth for the whole file, with a queue a test added to the stateful stack.
+  templates = await synthesizeTemplates({
+    configure: ({ stacks }) => {
+      const dlq = new Queue(stacks.stateful, "ExtraDlq", { encryption: QueueEncryption.SQS_MANAGED });
+      new Queue(stacks.stateful, "ExtraQueue", {
+        encryption: QueueEncryption.SQS_MANAGED,
+        visibilityTimeout: Duration.seconds(42),
+        deliveryDelay: Duration.seconds(3),
+        deadLetterQueue: { queue: dlq, maxReceiveCount: 7 },
+      });
+    },
+  });
+  topology = await provisionLocal(templates, endpoints, { namePrefix: "t-" });
+});
+
+afterAll(async () => {
+  dynamodbClient?.destroy();
+  sqsClient?.destroy();
+  await fauxqs?.stop();
+  await new Promise<void>((resolve) => (dynamo ? dynamo.close(() => resolve()) : resolve()));
+});
+
+const queueAttributes = async (url: string) =>
+  (await sqsClient.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ["All"] })))
+    .Attributes ?? {};
+
+describe("provisionLocal", () => {
+  it("creates the table with the template's keys and indexes", async () => {
+    const table = topology.tables.JobsTable;
+    expect(table?.name).toBe("t-JobsTable");
+    const { Table } = await dynamodbClient.send(new DescribeTableCommand({ TableName: table?.name }));
+    expect(Table?.KeySchema).toEqual([
+      { AttributeName: "pk", KeyType: "HASH" },
+      { AttributeName: "sk", KeyType: "RANGE" },
+    ]);
+    const indexes = Object.fromEntries(
+      (Table?.GlobalSecondaryIndexes ?? []).map((i) => [i.IndexName, i.KeySchema]),
+    );
+    for (const index of Object.values(INDEXES)) {
+      expect(indexes[index.name], index.name).toEqual([
+        { AttributeName: index.partitionKey, KeyType: "HASH" },
+        { AttributeName: index.sortKey, KeyType: "RANGE" },
+      ]);
+    }
+    expect(Table?.AttributeDefinitions).toContainEqual({ AttributeName: "dueAt", AttributeType: "N" });
+  });
+
+  it("creates the work queues with redrive policies to their dead-letter queues", async () => {
+    for (const [queueId, dlqId] of [
+      ["JobsQueue", "JobsDlq"],
+      ["ResultsQueue", "ResultsDlq"],
+    ] as const) {
+      const queue = topology.queues[queueId];
+      const dlq = topology.queues[dlqId];
+      expect(queue && dlq, queueId).toBeTruthy();
+      const attributes = await queueAttributes(queue?.url ?? "");
+      expect(JSON.parse(attributes.RedrivePolicy ?? "{}")).toMatchObject({
+        deadLetterTargetArn: dlq?.arn,
+        maxReceiveCount: 5,
+      });
+      expect(queue?.dlqArn).toBe(dlq?.arn);
+      expect(Number(attributes.VisibilityTimeout)).toBe(queue?.visibilityTimeoutSeconds);
+      expect(Number((await queueAttributes(dlq?.url ?? "")).MessageRetentionPeriod)).toBe(14 * 86_400);
+    }
+    expect(topology.queues.JobsQueue?.visibilityTimeoutSeconds).toBeGreaterThanOrEqual(6 * 120);
+  });
+
+  it("creates a queue added to the CDK app, with its attributes and DLQ", async () => {
+    const extra = topology.queues.ExtraQueue;
+    expect(extra?.name).toBe("t-ExtraQueue");
+    const attributes = await queueAttributes(extra?.url ?? "");
+    expect(attributes).toMatchObject({ VisibilityTimeout: "42", DelaySeconds: "3" });
+    expect(JSON.parse(attributes.RedrivePolicy ?? "{}")).toMatchObject({
+      deadLetterTargetArn: topology.queues.ExtraDlq?.arn,
+      maxReceiveCount: 7,
+    });
+  });
+
+  it("accepts tables and queues that already exist (dynalite persists between runs)", async () => {
+    const again = await provisionLocal(templates, endpoints, { namePrefix: "t-" });
+    expect(again.tables).toEqual(topology.tables);
+    expect(again.queues).toEqual(topology.queues);
+  });
+
+  it("reads the functions, with local values for what the emulators provide", () => {
+    const api = topology.functions.ApiFunction;
+    expect(api).toMatchObject({
+      entry: "functions/api.ts",
+      handlerExport: "handler",
+      timeoutSeconds: 10,
+      memoryMb: 512,
+    });
+    expect(api?.environment).toMatchObject({
+      TABLE_NAME: "t-JobsTable",
+      JOBS_QUEUE_URL: topology.queues.JobsQueue?.url,
+    });
+    expect(topology.functions.DispatchFunction?.environment.RESULTS_QUEUE_URL).toBe(
+      topology.queues.ResultsQueue?.url,
+    );
+    expect(Object.keys(topology.functions).sort()).toEqual(
+      ["Api", "Authorizer", "Callback", "Dispatch", "Finalize", "Reconcile"]
+        .map((id) => `${id}Function`)
+        .sort(),
+    );
+  });
+
+  it("reports what has no local value instead of inventing it", () => {
+    const unresolved = topology.unresolved.map(({ functionId, variable }) => `${functionId}.${variable}`);
+    expect(unresolved).toEqual(
+      expect.arrayContaining([
+        "DispatchFunction.PUBLIC_BASE_URL",
+        "DispatchFunction.MODELSLAB_API_KEY_SECRET_ARN",
+        "DispatchFunction.CALLBACK_SECRET_ARN",
+        "CallbackFunction.CALLBACK_SECRET_ARN",
+      ]),
+    );
+    expect(topology.functions.DispatchFunction?.environment).not.toHaveProperty("PUBLIC_BASE_URL");
+  });
+
+  it("reads routes, authorizer, queue subscriptions and schedules from the template", () => {
+    const routes = Object.fromEntries(topology.routes.map((route) => [route.routeKey, route]));
+    expect(routes["POST /v1/jobs"]).toMatchObject({
+      functionId: "ApiFunction",
+      authorizer: {
+        functionId: "AuthorizerFunction",
+        identitySource: ["$request.header.Authorization"],
+        ttlSeconds: 300,
+      },
+    });
+    expect(routes["GET /v1/jobs/{id}"]?.authorizer?.functionId).toBe("AuthorizerFunction");
+    expect(routes.$default).toMatchObject({ functionId: "ApiFunction" });
+    expect(routes.$default?.authorizer).toBeUndefined();
+    expect(routes["POST /callbacks/modelslab/{jobId}"]).toMatchObject({ functionId: "CallbackFunction" });
+    expect(routes["POST /callbacks/modelslab/{jobId}"]?.authorizer).toBeUndefined();
+
+    expect(topology.eventSourceMappings).toEqual(
+      expect.arrayContaining([
+        {
+          queueLogicalId: "JobsQueue",
+          functionId: "DispatchFunction",
+          batchSize: 10,
+          maxBatchingWindowSeconds: 1,
+          reportBatchItemFailures: true,
+          maxConcurrency: 2,
+        },
+        {
+          queueLogicalId: "ResultsQueue",
+          functionId: "FinalizeFunction",
+          batchSize: 10,
+          maxBatchingWindowSeconds: 1,
+          reportBatchItemFailures: true,
+        },
+      ]),
+    );
+    expect(topology.schedules).toEqual([{ functionId: "ReconcileFunction", expression: "rate(1 minute)" }]);
+  });
+});
