@@ -107,8 +107,8 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     // The provider's POST can take 90 s.
     timeout: Duration.seconds(120),
     table: "readWrite",
-    // consume: it changes its own messages' visibility for backoff.
-    queues: { jobs: ["send", "consume"], results: ["send"] },
+    // Waiting for capacity re-sends a delayed message, so the event source's consume grant is enough.
+    queues: { jobs: ["send"], results: ["send"] },
     consumes: { queue: "jobs", batchSize: 10, maxBatchingWindow: Duration.seconds(1), maxConcurrency: 2 },
     provider: { settings: true, apiKey: true, callbackSecret: true },
   },

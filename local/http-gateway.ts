@@ -31,7 +31,10 @@ export class HttpGateway {
   private server: Server | undefined;
   private readonly routes: CompiledRoute[];
   private readonly defaultRoute: GatewayRoute | undefined;
-  private readonly authorizerCache = new Map<string, { expires: number; context: Record<string, unknown> | null }>();
+  private readonly authorizerCache = new Map<
+    string,
+    { expires: number; context: Record<string, unknown> | null }
+  >();
 
   constructor(routes: GatewayRoute[]) {
     this.defaultRoute = routes.find((r) => r.routeKey === "$default");
@@ -95,7 +98,10 @@ export class HttpGateway {
     writeLambdaResult(res, result);
   }
 
-  private match(method: string, path: string): { route: GatewayRoute; params: Record<string, string> } | null {
+  private match(
+    method: string,
+    path: string,
+  ): { route: GatewayRoute; params: Record<string, string> } | null {
     const parts = path.split("/").filter(Boolean);
     for (const route of this.routes) {
       if (route.method !== method && route.method !== "ANY") continue;
@@ -182,7 +188,8 @@ function buildEvent(
     else headers[name] = Array.isArray(value) ? value.join(",") : value;
   }
   const query: Record<string, string> = {};
-  for (const [name, value] of url.searchParams) query[name] = name in query ? `${query[name]},${value}` : value;
+  for (const [name, value] of url.searchParams)
+    query[name] = name in query ? `${query[name]},${value}` : value;
 
   let text: string | undefined;
   let isBase64Encoded = false;
@@ -234,7 +241,12 @@ function buildEvent(
 function writeLambdaResult(res: ServerResponse, result: unknown): void {
   // Payload 2.0: an object with statusCode is a full response; anything else is a 200 JSON body.
   if (result && typeof result === "object" && "statusCode" in result) {
-    const r = result as { statusCode: number; headers?: Record<string, string>; body?: string; isBase64Encoded?: boolean };
+    const r = result as {
+      statusCode: number;
+      headers?: Record<string, string>;
+      body?: string;
+      isBase64Encoded?: boolean;
+    };
     res.writeHead(r.statusCode, r.headers ?? {});
     res.end(r.body === undefined ? undefined : Buffer.from(r.body, r.isBase64Encoded ? "base64" : "utf8"));
     return;

@@ -64,7 +64,12 @@ export class LocalFunction {
         handler(event, context),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
-            () => reject(new FunctionTimeoutError(`${this.spec.logicalId} timed out after ${this.spec.timeoutSeconds} s`)),
+            () =>
+              reject(
+                new FunctionTimeoutError(
+                  `${this.spec.logicalId} timed out after ${this.spec.timeoutSeconds} s`,
+                ),
+              ),
             this.spec.timeoutSeconds * 1000,
           );
         }),

@@ -1,12 +1,14 @@
+import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { SQSClient } from "@aws-sdk/client-sqs";
 import { startFauxqs } from "fauxqs";
+import { createSqsClient } from "../shared/adapters/sqs/queue.ts";
 import { startDynalite } from "./dynalite.ts";
 import { HttpGateway } from "./http-gateway.ts";
 import { LocalFunction } from "./lambda-runtime.ts";
 import { Scheduler } from "./scheduler.ts";
+import { type Simulator, type SimulatorOptions, startSimulator } from "./simulator/index.ts";
 import { SqsPoller } from "./sqs-poller.ts";
 import { type LocalTopology, provisionLocal, synthesizeTemplates } from "./template.ts";
 
@@ -21,6 +23,11 @@ export interface LocalStackOptions {
   reconcileIntervalSeconds?: number;
   /** Extra environment for the functions, applied over what the template says. */
   environment?: Record<string, string>;
+  /**
+   * The provider: "simulator" (default) starts the ModelsLab-compatible simulator with these options
+   * and points everything at it; "configured" uses MODELSLAB_BASE_URL / MODELSLAB_API_KEY as given.
+   */
+  provider?: { kind: "simulator"; options?: Partial<SimulatorOptions> } | { kind: "configured" };
   log?: (line: string) => void;
 }
 
@@ -30,6 +37,8 @@ export interface LocalStack {
   functions: Record<string, LocalFunction>;
   endpoints: { dynamodb: string; sqs: string; region: string };
   pollers: SqsPoller[];
+  /** The provider simulator, when the stack started one. */
+  simulator: Simulator | null;
   /** Runs every scheduled function once, now (tests use it instead of waiting for the interval). */
   runSchedules(): Promise<void>;
   stop(): Promise<void>;
@@ -92,12 +101,41 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const url = await gateway.listen(options.port ?? 3000);
     stops.push(() => gateway.close());
 
+    const provider = options.provider ?? { kind: "simulator" };
+    let simulator: Simulator | null = null;
+    let providerEnvironment: Record<string, string>;
+    if (provider.kind === "simulator") {
+      const apiKey = `sim-${randomBytes(12).toString("hex")}`;
+      simulator = await startSimulator({ ...provider.options, apiKey });
+      stops.push(() => (simulator as Simulator).stop());
+      providerEnvironment = {
+        MODELSLAB_BASE_URL: simulator.url,
+        MODELSLAB_API_KEY: apiKey,
+        PROVIDER_OUTPUT_HOSTS: "127.0.0.1,localhost",
+      };
+    } else {
+      providerEnvironment = pick(process.env, [
+        "MODELSLAB_BASE_URL",
+        "MODELSLAB_API_KEY",
+        "PROVIDER_OUTPUT_HOSTS",
+      ]);
+    }
+
     // All functions share this process, so their environments merge; two functions must not give one
     // variable different values (the template would then mean different things locally and in AWS).
-    const environment = mergeEnvironments(topology, { PUBLIC_BASE_URL: url, ...options.environment });
+    const environment = mergeEnvironments(topology, {
+      PUBLIC_BASE_URL: url,
+      // Locally secrets are plain values; the *_SECRET_ARN variables (Secrets Manager in AWS) stay empty.
+      MODELSLAB_API_KEY_SECRET_ARN: "",
+      CALLBACK_SECRET_ARN: "",
+      CALLBACK_SECRET: process.env.CALLBACK_SECRET || randomBytes(32).toString("base64url"),
+      ...pick(process.env, PASS_THROUGH),
+      ...providerEnvironment,
+      ...options.environment,
+    });
     Object.assign(process.env, environment);
 
-    const sqs = new SQSClient({ region: REGION, endpoint: endpoints.sqs, credentials: { accessKeyId: "local", secretAccessKey: "local" } });
+    const sqs = createSqsClient();
     const pollers = topology.eventSourceMappings.map((mapping) => {
       const queue = required(topology.queues, mapping.queueLogicalId);
       return new SqsPoller(
@@ -134,6 +172,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       functions,
       endpoints,
       pollers,
+      simulator,
       runSchedules: () => scheduler.runOnce(),
       stop: stopAll,
     };
@@ -143,14 +182,33 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   }
 }
 
-function mergeEnvironments(topology: LocalTopology, overrides: Record<string, string>): Record<string, string> {
+/** Settings a developer may override for `npm start` from their shell. */
+const PASS_THROUGH = [
+  "MODELSLAB_MAX_CONCURRENCY",
+  "QUEUED_RESEND_AFTER_SECONDS",
+  "DEFAULT_DEADLINE_SECONDS",
+  "MAX_BODY_BYTES",
+  "LOG_LEVEL",
+  "POWERTOOLS_LOG_LEVEL",
+];
+
+function pick(env: NodeJS.ProcessEnv, names: readonly string[]): Record<string, string> {
+  return Object.fromEntries(names.flatMap((name) => (env[name] ? [[name, env[name] as string]] : [])));
+}
+
+function mergeEnvironments(
+  topology: LocalTopology,
+  overrides: Record<string, string>,
+): Record<string, string> {
   const merged: Record<string, string> = {};
   const owner: Record<string, string> = {};
   for (const [id, fn] of Object.entries(topology.functions)) {
     for (const [name, value] of Object.entries(fn.environment)) {
       if (name in overrides) continue;
       if (name in merged && merged[name] !== value) {
-        throw new Error(`${id} and ${owner[name]} set ${name} to different values; the local stack runs them in one process`);
+        throw new Error(
+          `${id} and ${owner[name]} set ${name} to different values; the local stack runs them in one process`,
+        );
       }
       merged[name] = value;
       owner[name] = id;
@@ -167,6 +225,7 @@ function mergeEnvironments(topology: LocalTopology, overrides: Record<string, st
 
 function required<T>(map: Record<string, T>, key: string): T {
   const value = map[key];
-  if (value === undefined) throw new Error(`The template refers to ${key}, which the local stack does not know`);
+  if (value === undefined)
+    throw new Error(`The template refers to ${key}, which the local stack does not know`);
   return value;
 }

@@ -47,8 +47,16 @@ export class NotFoundError extends AppError {
 }
 
 export class MethodNotAllowedError extends AppError {
-  constructor(method: string, path: string, readonly allowed: string[]) {
-    super("method_not_allowed", "METHOD_NOT_ALLOWED", `${method} is not allowed on ${path}; use ${allowed.join(", ")}.`);
+  constructor(
+    method: string,
+    path: string,
+    readonly allowed: string[],
+  ) {
+    super(
+      "method_not_allowed",
+      "METHOD_NOT_ALLOWED",
+      `${method} is not allowed on ${path}; use ${allowed.join(", ")}.`,
+    );
   }
 }
 
@@ -60,7 +68,11 @@ export class ConflictError extends AppError {
 
 export class PayloadTooLargeError extends AppError {
   constructor(limitBytes: number) {
-    super("payload_too_large", "PAYLOAD_TOO_LARGE", `The request body exceeds the limit of ${limitBytes} bytes.`);
+    super(
+      "payload_too_large",
+      "PAYLOAD_TOO_LARGE",
+      `The request body exceeds the limit of ${limitBytes} bytes.`,
+    );
   }
 }
 

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 
-export const sha256Hex = (value: string | Uint8Array): string => createHash("sha256").update(value).digest("hex");
+export const sha256Hex = (value: string | Uint8Array): string =>
+  createHash("sha256").update(value).digest("hex");
 
 /** JSON with object keys sorted at every depth, so equal bodies hash equally whatever their key order. */
 export function canonicalJson(value: unknown): string {

@@ -15,7 +15,12 @@ export function issuesToDetails(issues: readonly z.core.$ZodIssue[]): ErrorDetai
   });
 }
 
-export function parseOrThrow<S extends z.ZodType>(schema: S, input: unknown, what: string, code?: string): z.infer<S> {
+export function parseOrThrow<S extends z.ZodType>(
+  schema: S,
+  input: unknown,
+  what: string,
+  code?: string,
+): z.infer<S> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
   const details = issuesToDetails(result.error.issues);

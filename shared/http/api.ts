@@ -29,7 +29,8 @@ type RouteHandler = (context: RouteContext) => Promise<HttpResponse>;
 
 /** The tenant the Lambda authorizer resolved; empty when the key was unknown (the authorizer never says why). */
 export function tenantFromEvent(event: APIGatewayProxyEventV2): string | null {
-  const context = (event.requestContext as { authorizer?: { lambda?: Record<string, unknown> } }).authorizer?.lambda;
+  const context = (event.requestContext as { authorizer?: { lambda?: Record<string, unknown> } }).authorizer
+    ?.lambda;
   const tenantId = context?.tenantId;
   return typeof tenantId === "string" && tenantId.length > 0 ? tenantId : null;
 }

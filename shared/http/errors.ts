@@ -21,7 +21,8 @@ export function errorToHttp(error: unknown): HttpResponse {
   const appError: AppError = error;
   const headers: Record<string, string> = {};
   if (appError.kind === "unavailable") headers["retry-after"] = "1";
-  if (appError.kind === "unauthorized") headers["www-authenticate"] = 'Bearer realm="controlnet-orchestrator"';
+  if (appError.kind === "unauthorized")
+    headers["www-authenticate"] = 'Bearer realm="controlnet-orchestrator"';
   if ("allowed" in appError && Array.isArray(appError.allowed)) headers.allow = appError.allowed.join(", ");
   return json(
     STATUS_BY_KIND[appError.kind],

@@ -1,71 +1,107 @@
-import { OpenAPIRegistry, OpenApiGeneratorV31 } from "@asteasolutions/zod-to-openapi";
 import { z } from "zod";
 import {
   errorResponseSchema,
+  idempotencyKeySchema,
   jobListSchema,
   jobResourceSchema,
   listJobsQuerySchema,
   submitJobBodySchema,
 } from "../schemas/api.ts";
 
-/** Built from the same zod schemas that validate requests: there is no hand-written copy. */
+/**
+ * The OpenAPI 3.1 document, built from the same zod schemas that validate requests (zod 4 emits
+ * JSON Schema 2020-12, which OpenAPI 3.1 uses as is): there is no hand-written copy to drift.
+ */
 export function buildOpenApiDocument(): Record<string, unknown> {
-  const registry = new OpenAPIRegistry();
-  const bearer = registry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
-  const Job = registry.register("Job", jobResourceSchema);
-  const JobRequest = registry.register("JobRequest", submitJobBodySchema);
-  const JobList = registry.register("JobList", jobListSchema);
-  const ErrorResponse = registry.register("Error", errorResponseSchema);
-  const security = [{ [bearer.name]: [] }];
-  const jobIdParams = z.object({ id: z.string().describe("The job id returned by POST /v1/jobs.") });
+  const schema = (s: z.ZodType, io: "input" | "output") =>
+    z.toJSONSchema(s, { target: "draft-2020-12", io, unrepresentable: "any" });
+  const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+  const jsonContent = (name: string) => ({ "application/json": { schema: ref(name) } });
   const errors = (...codes: number[]) =>
-    Object.fromEntries(
-      codes.map((code) => [code, { description: "Error", content: { "application/json": { schema: ErrorResponse } } }]),
-    );
-  const jobAnswer = (description: string) => ({ description, content: { "application/json": { schema: Job } } });
+    Object.fromEntries(codes.map((code) => [code, { description: "Error", content: jsonContent("Error") }]));
+  const security = [{ bearer: [] }];
+  const jobId = {
+    name: "id",
+    in: "path",
+    required: true,
+    schema: { type: "string" },
+    description: "The job id.",
+  };
+  const query = schema(listJobsQuerySchema, "input") as { properties: Record<string, unknown> };
 
-  registry.registerPath({
-    method: "post",
-    path: "/v1/jobs",
-    summary: "Submit a ControlNet job",
-    security,
-    request: {
-      headers: z.object({ "idempotency-key": z.string().max(255).optional() }),
-      body: { required: true, content: { "application/json": { schema: JobRequest } } },
-    },
-    responses: { 202: jobAnswer("The job, queued (or the first job for a repeated Idempotency-Key)."), ...errors(400, 401, 409, 413, 415, 503) },
-  });
-  registry.registerPath({
-    method: "get",
-    path: "/v1/jobs",
-    summary: "List your jobs, newest first",
-    security,
-    request: { query: listJobsQuerySchema },
-    responses: { 200: { description: "A page of jobs.", content: { "application/json": { schema: JobList } } }, ...errors(400, 401) },
-  });
-  registry.registerPath({
-    method: "get",
-    path: "/v1/jobs/{id}",
-    summary: "Read a job",
-    security,
-    request: { params: jobIdParams },
-    responses: { 200: jobAnswer("The job."), ...errors(401, 404) },
-  });
-  registry.registerPath({
-    method: "post",
-    path: "/v1/jobs/{id}/cancel",
-    summary: "Cancel a job that is not yet terminal",
-    security,
-    request: { params: jobIdParams },
-    responses: { 200: jobAnswer("The cancelled job."), ...errors(401, 404, 409) },
-  });
-
-  return new OpenApiGeneratorV31(registry.definitions).generateDocument({
+  return {
     openapi: "3.1.0",
     info: {
       title: "ControlNet job orchestrator",
       version: "1.0.0",
-      description: "Submit ControlNet image jobs; they run on ModelsLab or self-hosted GPUs and land in your storage.",
+      description:
+        "Submit ControlNet image jobs; they run on ModelsLab (or self-hosted GPUs) and are stored for you.",
     },
-  }) as unknown as Record<string, unknown>;
+    components: {
+      securitySchemes: { bearer: { type: "http", scheme: "bearer" } },
+      schemas: {
+        JobRequest: schema(submitJobBodySchema, "input"),
+        Job: schema(jobResourceSchema, "output"),
+        JobList: schema(jobListSchema, "output"),
+        Error: schema(errorResponseSchema, "output"),
+      },
+    },
+    paths: {
+      "/v1/jobs": {
+        post: {
+          summary: "Submit a ControlNet job",
+          security,
+          parameters: [
+            {
+              name: "Idempotency-Key",
+              in: "header",
+              required: false,
+              schema: schema(idempotencyKeySchema, "input"),
+            },
+          ],
+          requestBody: { required: true, content: jsonContent("JobRequest") },
+          responses: {
+            202: {
+              description: "The job, queued (or the first job for a repeated Idempotency-Key).",
+              content: jsonContent("Job"),
+            },
+            ...errors(400, 401, 409, 413, 415, 503),
+          },
+        },
+        get: {
+          summary: "List your jobs, newest first",
+          security,
+          parameters: Object.entries(query.properties).map(([name, s]) => ({
+            name,
+            in: "query",
+            required: false,
+            schema: s,
+          })),
+          responses: {
+            200: { description: "A page of jobs.", content: jsonContent("JobList") },
+            ...errors(400, 401),
+          },
+        },
+      },
+      "/v1/jobs/{id}": {
+        get: {
+          summary: "Read a job",
+          security,
+          parameters: [jobId],
+          responses: { 200: { description: "The job.", content: jsonContent("Job") }, ...errors(401, 404) },
+        },
+      },
+      "/v1/jobs/{id}/cancel": {
+        post: {
+          summary: "Cancel a job that is not yet terminal",
+          security,
+          parameters: [jobId],
+          responses: {
+            200: { description: "The cancelled job.", content: jsonContent("Job") },
+            ...errors(401, 404, 409),
+          },
+        },
+      },
+    },
+  };
 }

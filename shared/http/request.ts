@@ -33,7 +33,8 @@ export function readBodyBytes(event: APIGatewayProxyEventV2, maxBytes: number): 
 
 /** Strict UTF-8, then JSON; each failure is a 400 with its own code. */
 export function parseJsonBytes(bytes: Buffer): unknown {
-  if (bytes.byteLength === 0) throw new ValidationError("The request body is empty; send a JSON object.", [], "INVALID_JSON");
+  if (bytes.byteLength === 0)
+    throw new ValidationError("The request body is empty; send a JSON object.", [], "INVALID_JSON");
 
   let text: string;
   try {

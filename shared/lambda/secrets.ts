@@ -13,7 +13,8 @@ export async function resolveSecret(
   const value = env[valueName];
   if (typeof value === "string" && value) return value;
   const arn = env[arnName];
-  if (typeof arn !== "string" || !arn) throw new ConfigError([`${valueName}: set ${valueName}, or ${arnName} to a Secrets Manager secret`]);
+  if (typeof arn !== "string" || !arn)
+    throw new ConfigError([`${valueName}: set ${valueName}, or ${arnName} to a Secrets Manager secret`]);
   const secret = await getSecret(arn, { maxAge: 300 });
   if (typeof secret !== "string" || secret.length === 0) {
     throw new ConfigError([`${arnName}: the secret ${arn} is empty or not a string`]);

@@ -31,7 +31,10 @@ export const orchestratorFields = {
     .max(128)
     .optional()
     .describe("Your own reference for this job, echoed back. Never sent to the provider."),
-  provider: z.enum(PROVIDER_CHOICES).default("auto").describe("Where the job runs: auto (default), modelslab or self-hosted."),
+  provider: z
+    .enum(PROVIDER_CHOICES)
+    .default("auto")
+    .describe("Where the job runs: auto (default), modelslab or self-hosted."),
   metadata: metadataSchema.optional(),
   deadline_seconds: z
     .number()
@@ -39,7 +42,9 @@ export const orchestratorFields = {
     .min(60)
     .max(86_400)
     .optional()
-    .describe("Seconds after submission by which the job must be terminal; defaults to the server's setting."),
+    .describe(
+      "Seconds after submission by which the job must be terminal; defaults to the server's setting.",
+    ),
 };
 
 export const submitJobBodySchema = z
@@ -48,7 +53,9 @@ export const submitJobBodySchema = z
   .describe("A ControlNet job: every provider parameter except `key`, plus orchestrator fields.");
 export type SubmitJobBody = z.infer<typeof submitJobBodySchema>;
 
-export const ORCHESTRATOR_FIELD_NAMES = Object.keys(orchestratorFields) as (keyof typeof orchestratorFields)[];
+export const ORCHESTRATOR_FIELD_NAMES = Object.keys(
+  orchestratorFields,
+) as (keyof typeof orchestratorFields)[];
 
 const timestamp = z.iso.datetime();
 
@@ -89,7 +96,10 @@ export type JobResource = z.infer<typeof jobResourceSchema>;
 
 export const jobListSchema = z.object({
   jobs: z.array(jobResourceSchema),
-  next_cursor: z.string().nullable().describe("Pass as `cursor` to read the next page; null on the last page."),
+  next_cursor: z
+    .string()
+    .nullable()
+    .describe("Pass as `cursor` to read the next page; null on the last page."),
 });
 
 export const listJobsQuerySchema = z.strictObject({

@@ -11,7 +11,8 @@ export class ConfigError extends Error {
   }
 }
 
-const int = (min: number, max: number, fallback: number) => z.coerce.number().int().min(min).max(max).default(fallback);
+const int = (min: number, max: number, fallback: number) =>
+  z.coerce.number().int().min(min).max(max).default(fallback);
 
 export const tableConfig = z.object({ TABLE_NAME: z.string().min(1) });
 export const jobsQueueConfig = z.object({ JOBS_QUEUE_URL: z.url() });
@@ -37,7 +38,10 @@ export const resultsQueueConfig = z.object({ RESULTS_QUEUE_URL: z.url() });
  * A secret comes either as a plain value (local stack, tests) or as the ARN of a Secrets Manager
  * secret that the function reads once at cold start (AWS). One of the two must be set.
  */
-const optionalSecret = z.string().optional().transform((value) => value || undefined);
+const optionalSecret = z
+  .string()
+  .optional()
+  .transform((value) => value || undefined);
 
 export const callbackSecretConfig = z.object({
   CALLBACK_SECRET: optionalSecret,
@@ -112,5 +116,7 @@ export type ReconcileConfig = z.infer<typeof reconcileConfig>;
 export function loadConfig<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
   const result = schema.safeParse(env);
   if (result.success) return result.data;
-  throw new ConfigError(result.error.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`));
+  throw new ConfigError(
+    result.error.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`),
+  );
 }

@@ -5,7 +5,10 @@ import type { Tenant, TenantStore } from "../ports/index.ts";
 const BEARER = /^Bearer ([\x21-\x7E]{16,256})$/;
 
 /** Resolves `Authorization: Bearer <key>` to a tenant. Keys are looked up by hash only. */
-export async function authenticate(tenants: TenantStore, authorization: string | undefined): Promise<Tenant | null> {
+export async function authenticate(
+  tenants: TenantStore,
+  authorization: string | undefined,
+): Promise<Tenant | null> {
   const match = authorization ? BEARER.exec(authorization.trim()) : null;
   if (!match?.[1]) return null;
   return tenants.findByApiKeyHash(sha256Hex(match[1]));

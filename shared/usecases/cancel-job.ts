@@ -9,15 +9,24 @@ const MAX_RACES = 5;
  * Cancels a job that is not yet terminal. A concurrent state change (dispatch, finalize) makes the
  * conditional write fail; we re-read and decide again, so the answer always reflects the stored state.
  */
-export async function cancelJob(deps: { jobs: JobStore; clock: Clock }, tenantId: string, id: string): Promise<Job> {
+export async function cancelJob(
+  deps: { jobs: JobStore; clock: Clock },
+  tenantId: string,
+  id: string,
+): Promise<Job> {
   for (let race = 0; ; race++) {
     const job = await getTenantJob(deps.jobs, tenantId, id);
     if (isTerminal(job.status)) {
-      throw new ConflictError("JOB_ALREADY_TERMINAL", `Job ${job.id} is already ${job.status} and cannot be cancelled.`);
+      throw new ConflictError(
+        "JOB_ALREADY_TERMINAL",
+        `Job ${job.id} is already ${job.status} and cannot be cancelled.`,
+      );
     }
     const endedAt = deps.clock.now().toISOString();
     const attempts = job.attempts.map((attempt) =>
-      attempt.outcome === "pending" ? { ...attempt, outcome: "cancelled" as const, ended_at: endedAt } : attempt,
+      attempt.outcome === "pending"
+        ? { ...attempt, outcome: "cancelled" as const, ended_at: endedAt }
+        : attempt,
     );
     try {
       return await deps.jobs.transition(job, "cancelled", {

@@ -4,7 +4,12 @@ import type { Job } from "../domain/job.ts";
 import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
 import type { Provider, ProviderResult } from "../ports/provider.ts";
 import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
-import { backoffSeconds, closeCurrentAttempt, type ProviderState, retryableFailures } from "./provider-attempts.ts";
+import {
+  backoffSeconds,
+  closeCurrentAttempt,
+  type ProviderState,
+  retryableFailures,
+} from "./provider-attempts.ts";
 
 export interface DispatchSettings {
   publicBaseUrl: string;
@@ -52,15 +57,25 @@ export type DispatchOutcome =
 export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage): Promise<DispatchOutcome> {
   const { jobs, gate, clock, settings } = deps;
   const job = await jobs.get(message.jobId);
-  if (!job || job.status !== "queued") return "ignored";
+  if (job?.status !== "queued") return "ignored";
   const now = clock.now();
 
   if (now.getTime() >= Date.parse(job.deadlineAt)) {
-    await failQueued(deps, job, "DEADLINE_EXCEEDED", "The job reached its deadline before a provider could take it.");
+    await failQueued(
+      deps,
+      job,
+      "DEADLINE_EXCEEDED",
+      "The job reached its deadline before a provider could take it.",
+    );
     return "failed";
   }
   if (job.provider === "self-hosted") {
-    await failQueued(deps, job, "SELF_HOSTED_UNAVAILABLE", "No self-hosted GPU workers are configured for this deployment.");
+    await failQueued(
+      deps,
+      job,
+      "SELF_HOSTED_UNAVAILABLE",
+      "No self-hosted GPU workers are configured for this deployment.",
+    );
     return "failed";
   }
 
@@ -74,7 +89,13 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
     processing = await jobs.transition(job, "processing", {
       attempts: [
         ...job.attempts,
-        { route: "modelslab", provider_id: null, started_at: now.toISOString(), ended_at: null, outcome: "pending" },
+        {
+          route: "modelslab",
+          provider_id: null,
+          started_at: now.toISOString(),
+          ended_at: null,
+          outcome: "pending",
+        },
       ],
       providerState: { phase: "submitting" } satisfies ProviderState as Record<string, unknown>,
       dueAt: now.getTime() + (settings.submitTimeoutSeconds + settings.checkMarginSeconds) * 1000,
@@ -95,7 +116,11 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
   return applySubmitResult(deps, processing, result);
 }
 
-async function applySubmitResult(deps: DispatchDeps, job: Job, result: ProviderResult): Promise<DispatchOutcome> {
+async function applySubmitResult(
+  deps: DispatchDeps,
+  job: Job,
+  result: ProviderResult,
+): Promise<DispatchOutcome> {
   const { clock, settings } = deps;
   const now = clock.now();
   switch (result.kind) {

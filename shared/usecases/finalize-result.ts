@@ -3,7 +3,12 @@ import type { Job, JobOutput } from "../domain/job.ts";
 import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
 import type { FinishedResult, ResultMessage } from "../schemas/messages.ts";
 import { type DispatchSettings, endAttemptAfterRejection } from "./dispatch-job.ts";
-import { closeCurrentAttempt, currentAttempt, type ProviderState, providerState } from "./provider-attempts.ts";
+import {
+  closeCurrentAttempt,
+  currentAttempt,
+  type ProviderState,
+  providerState,
+} from "./provider-attempts.ts";
 
 export interface FinalizeDeps {
   jobs: JobStore;

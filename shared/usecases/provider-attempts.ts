@@ -12,10 +12,16 @@ export function closeCurrentAttempt(job: Job, outcome: AttemptOutcome, at: Date,
   );
 }
 
-export const retryableFailures = (job: Job): number => job.attempts.filter((a) => a.outcome === "retried").length;
+export const retryableFailures = (job: Job): number =>
+  job.attempts.filter((a) => a.outcome === "retried").length;
 
 /** Exponential backoff with full jitter, in whole seconds (SQS delays are whole seconds, at most 900). */
-export function backoffSeconds(attempt: number, baseSeconds: number, maxSeconds: number, random = Math.random): number {
+export function backoffSeconds(
+  attempt: number,
+  baseSeconds: number,
+  maxSeconds: number,
+  random = Math.random,
+): number {
   const ceiling = Math.min(maxSeconds, baseSeconds * 2 ** Math.min(attempt, 20));
   return Math.max(1, Math.min(900, Math.round(ceiling / 2 + random() * (ceiling / 2))));
 }
@@ -31,4 +37,5 @@ export interface ProviderState {
   result?: unknown;
 }
 
-export const providerState = (job: Job): ProviderState => (job.providerState ?? { phase: "submitting" }) as unknown as ProviderState;
+export const providerState = (job: Job): ProviderState =>
+  (job.providerState ?? { phase: "submitting" }) as unknown as ProviderState;

@@ -33,9 +33,11 @@ export async function receiveCallback(
   }
   const { trackId, result } = deps.normalize(input.readBody());
   if (trackId !== input.jobId) {
-    throw new ValidationError("track_id does not name the job in the callback URL.", [
-      { path: "track_id", message: `expected ${input.jobId}` },
-    ], "TRACK_ID_MISMATCH");
+    throw new ValidationError(
+      "track_id does not name the job in the callback URL.",
+      [{ path: "track_id", message: `expected ${input.jobId}` }],
+      "TRACK_ID_MISMATCH",
+    );
   }
   // "processing" notifications carry nothing final; the reconciler and the final callback cover the rest.
   if (result.kind !== "done" && result.kind !== "rejected") return "acknowledged";

@@ -3,8 +3,13 @@ import type { Job } from "../domain/job.ts";
 import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
 import type { Provider } from "../ports/provider.ts";
 import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
-import { type FinalizeDeps, completeStoring } from "./finalize-result.ts";
-import { backoffSeconds, closeCurrentAttempt, type ProviderState, providerState } from "./provider-attempts.ts";
+import { completeStoring, type FinalizeDeps } from "./finalize-result.ts";
+import {
+  backoffSeconds,
+  closeCurrentAttempt,
+  type ProviderState,
+  providerState,
+} from "./provider-attempts.ts";
 
 export interface ReconcileSettings {
   queuedResendAfterSeconds: number;
@@ -73,11 +78,18 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   return report;
 }
 
-async function reconcileJob(deps: ReconcileDeps, job: Job, now: Date, report: ReconcileReport): Promise<void> {
+async function reconcileJob(
+  deps: ReconcileDeps,
+  job: Job,
+  now: Date,
+  report: ReconcileReport,
+): Promise<void> {
   const { settings } = deps;
   if (job.status === "queued") {
     // Push dueAt first: if the send then fails, a later run tries again.
-    const updated = await deps.jobs.update(job, { dueAt: now.getTime() + settings.queuedResendAfterSeconds * 1000 });
+    const updated = await deps.jobs.update(job, {
+      dueAt: now.getTime() + settings.queuedResendAfterSeconds * 1000,
+    });
     const message: DispatchMessage = { jobId: updated.id };
     await deps.jobsQueue.send(message);
     report.requeued++;
@@ -93,7 +105,10 @@ async function reconcileJob(deps: ReconcileDeps, job: Job, now: Date, report: Re
   if (now.getTime() >= Date.parse(job.deadlineAt)) {
     await deps.jobs.transition(job, "failed", {
       attempts: closeCurrentAttempt(job, "timed_out", now, "deadline exceeded"),
-      error: { code: "DEADLINE_EXCEEDED", message: "The provider did not finish the job before its deadline." },
+      error: {
+        code: "DEADLINE_EXCEEDED",
+        message: "The provider did not finish the job before its deadline.",
+      },
     });
     await deps.gate?.release(job.id);
     report.expired++;
@@ -102,13 +117,17 @@ async function reconcileJob(deps: ReconcileDeps, job: Job, now: Date, report: Re
 
   const state = providerState(job);
   const checks = (state.checks ?? 0) + 1;
-  const nextCheck = now.getTime() + backoffSeconds(checks, settings.pollBaseSeconds, settings.pollMaxSeconds) * 1000;
+  const nextCheck =
+    now.getTime() + backoffSeconds(checks, settings.pollBaseSeconds, settings.pollMaxSeconds) * 1000;
   // Never past the deadline: the deadline check must run on time.
   const dueAt = Math.min(nextCheck, Date.parse(job.deadlineAt));
 
   if (state.phase !== "accepted" || !state.providerId || !deps.provider || !deps.resultsQueue) {
     // No provider id (the POST's outcome is unknown): only the callback or the deadline can settle it.
-    await deps.jobs.update(job, { dueAt, providerState: { ...state, checks } as unknown as Record<string, unknown> });
+    await deps.jobs.update(job, {
+      dueAt,
+      providerState: { ...state, checks } as unknown as Record<string, unknown>,
+    });
     return;
   }
 

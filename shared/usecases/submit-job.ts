@@ -12,7 +12,11 @@ export interface SubmitJobDeps {
   jobs: JobStore;
   jobsQueue: Queue;
   clock: Clock;
-  settings: { defaultDeadlineSeconds: number; queuedResendAfterSeconds: number; idempotencyTtlSeconds: number };
+  settings: {
+    defaultDeadlineSeconds: number;
+    queuedResendAfterSeconds: number;
+    idempotencyTtlSeconds: number;
+  };
   /** Told when the queue send failed and the job was left for the reconciler to re-send. */
   onDeferredSend?: (jobId: string, error: unknown) => void;
 }
@@ -39,7 +43,12 @@ export async function submitJob(deps: SubmitJobDeps, input: SubmitJobInput): Pro
   const idempotencyKey =
     input.idempotencyKey === undefined
       ? undefined
-      : parseOrThrow(idempotencyKeySchema, input.idempotencyKey, "The Idempotency-Key header", "INVALID_IDEMPOTENCY_KEY");
+      : parseOrThrow(
+          idempotencyKeySchema,
+          input.idempotencyKey,
+          "The Idempotency-Key header",
+          "INVALID_IDEMPOTENCY_KEY",
+        );
 
   const now = deps.clock.now();
   const nowIso = now.toISOString();
@@ -84,7 +93,10 @@ export async function submitJob(deps: SubmitJobDeps, input: SubmitJobInput): Pro
     const existing = await deps.jobs.get(result.existingJobId);
     if (!existing || existing.tenantId !== input.tenantId) {
       // The key record outlived its job (retention) — refuse rather than create a twin.
-      throw new UnavailableError("IDEMPOTENCY_RECORD_ORPHANED", "The job for this Idempotency-Key is no longer available.");
+      throw new UnavailableError(
+        "IDEMPOTENCY_RECORD_ORPHANED",
+        "The job for this Idempotency-Key is no longer available.",
+      );
     }
     return { job: existing, replayed: true };
   }

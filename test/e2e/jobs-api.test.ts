@@ -30,7 +30,11 @@ const countJobs = async (client: TestClient) => {
 describe("jobs API on the local stack", () => {
   it("submits a job (202), reads it back and shows it in the list", async () => {
     const submitted = await alice.request("POST", "/v1/jobs", {
-      body: validJobRequest({ track_id: "order-1", metadata: { customer: "42" }, webhook: "https://client.example/hook" }),
+      body: validJobRequest({
+        track_id: "order-1",
+        metadata: { customer: "42" },
+        webhook: "https://client.example/hook",
+      }),
     });
     expect(submitted.status).toBe(202);
     expect(submitted.headers.get("location")).toBe(`/v1/jobs/${submitted.body.id}`);
@@ -61,7 +65,10 @@ describe("jobs API on the local stack", () => {
     let cursor: string | null = null;
     let pages = 0;
     do {
-      const page = await bob.request("GET", `/v1/jobs?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+      const page = await bob.request(
+        "GET",
+        `/v1/jobs?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`,
+      );
       expect(page.status).toBe(200);
       seen.push(...page.body.jobs.map((j: { id: string }) => j.id));
       cursor = page.body.next_cursor;
@@ -112,7 +119,9 @@ describe("jobs API on the local stack", () => {
   it("answers 401 without a valid key", async () => {
     const noKey = await fetch(`${stack.url}/v1/jobs`);
     expect(noKey.status).toBe(401);
-    const wrongKey: Response = await fetch(`${stack.url}/v1/jobs`, { headers: { authorization: "Bearer cnk_this-key-does-not-exist" } });
+    const wrongKey: Response = await fetch(`${stack.url}/v1/jobs`, {
+      headers: { authorization: "Bearer cnk_this-key-does-not-exist" },
+    });
     expect(wrongKey.status).toBe(401);
     expect(((await wrongKey.json()) as { error: { code: string } }).error.code).toBe("UNAUTHORIZED");
   });
@@ -134,11 +143,16 @@ describe("jobs API on the local stack", () => {
     expect(flux.status).toBe(400);
     expect(flux.body.error.details.map((d: { path: string }) => d.path)).toContain("controlnet_model");
 
-    const notJson = await alice.request("POST", "/v1/jobs", { rawBody: "{oops", headers: { "content-type": "application/json" } });
+    const notJson = await alice.request("POST", "/v1/jobs", {
+      rawBody: "{oops",
+      headers: { "content-type": "application/json" },
+    });
     expect(notJson.status).toBe(400);
     expect(notJson.body.error.code).toBe("INVALID_JSON");
 
-    const tooLarge = await alice.request("POST", "/v1/jobs", { body: validJobRequest({ prompt: "x".repeat(70_000) }) });
+    const tooLarge = await alice.request("POST", "/v1/jobs", {
+      body: validJobRequest({ prompt: "x".repeat(70_000) }),
+    });
     expect(tooLarge.status).toBe(413);
     expect(tooLarge.body.error.code).toBe("PAYLOAD_TOO_LARGE");
 
@@ -151,7 +165,10 @@ describe("jobs API on the local stack", () => {
 
     const badQuery = await alice.request("GET", "/v1/jobs?status=done&limit=0");
     expect(badQuery.status).toBe(400);
-    expect(badQuery.body.error.details.map((d: { path: string }) => d.path).sort()).toEqual(["limit", "status"]);
+    expect(badQuery.body.error.details.map((d: { path: string }) => d.path).sort()).toEqual([
+      "limit",
+      "status",
+    ]);
 
     const badCursor = await alice.request("GET", "/v1/jobs?cursor=not-a-cursor");
     expect(badCursor.status).toBe(400);

@@ -34,7 +34,11 @@ export class InMemoryJobStore implements JobStore {
       const key = `${job.tenantId}#${idem.keyHash}`;
       const existing = this.idempotency.get(key);
       if (existing && existing.expiresAt >= this.clock.now().getTime() / 1000) {
-        return { created: false, existingJobId: existing.jobId, sameRequest: existing.requestHash === idem.requestHash };
+        return {
+          created: false,
+          existingJobId: existing.jobId,
+          sameRequest: existing.requestHash === idem.requestHash,
+        };
       }
       this.idempotency.set(key, { jobId: job.id, requestHash: idem.requestHash, expiresAt: idem.expiresAt });
     }

@@ -4,7 +4,11 @@ import { type LocalStack, type LocalStackOptions, startLocalStack } from "../../
 export interface TestClient {
   apiKey: string;
   tenantId: string;
-  request(method: string, path: string, init?: { body?: unknown; rawBody?: string | Buffer; headers?: Record<string, string> }): Promise<{
+  request(
+    method: string,
+    path: string,
+    init?: { body?: unknown; rawBody?: string | Buffer; headers?: Record<string, string> },
+  ): Promise<{
     status: number;
     headers: Headers;
     body: any;
@@ -38,7 +42,11 @@ export function client(baseUrl: string, tenantId: string, apiKey: string): TestC
         body = JSON.stringify(init.body);
         headers["content-type"] ??= "application/json";
       }
-      const response = await fetch(`${baseUrl}${path}`, { method, headers, ...(body !== undefined && { body }) });
+      const response = await fetch(`${baseUrl}${path}`, {
+        method,
+        headers,
+        ...(body !== undefined && { body }),
+      });
       const text = await response.text();
       let parsed: unknown = text;
       try {

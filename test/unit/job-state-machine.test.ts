@@ -23,7 +23,9 @@ const ALLOWED = new Set([
 ]);
 
 describe("job state machine", () => {
-  const pairs = JOB_STATUSES.flatMap((from) => JOB_STATUSES.map((to) => [from, to] as [JobStatus, JobStatus]));
+  const pairs = JOB_STATUSES.flatMap((from) =>
+    JOB_STATUSES.map((to) => [from, to] as [JobStatus, JobStatus]),
+  );
 
   it.each(pairs)("%s → %s follows the transition table", (from, to) => {
     const allowed = ALLOWED.has(`${from}>${to}`);

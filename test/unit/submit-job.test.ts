@@ -6,7 +6,11 @@ import { type SubmitJobDeps, submitJob } from "../../shared/usecases/submit-job.
 import { FakeClock, FakeQueue, InMemoryJobStore } from "../support/fakes.ts";
 import { validJobRequest } from "../support/requests.ts";
 
-const settings = { defaultDeadlineSeconds: 3600, queuedResendAfterSeconds: 300, idempotencyTtlSeconds: 86_400 };
+const settings = {
+  defaultDeadlineSeconds: 3600,
+  queuedResendAfterSeconds: 300,
+  idempotencyTtlSeconds: 86_400,
+};
 
 describe("submitJob", () => {
   let clock: FakeClock;
@@ -23,10 +27,20 @@ describe("submitJob", () => {
   it("stores a queued job with the client's fields apart from the provider request, then queues it", async () => {
     const { job, replayed } = await submitJob(deps, {
       tenantId: "t1",
-      body: validJobRequest({ webhook: "https://client.example/hook", track_id: "order-7", metadata: { a: "b" } }),
+      body: validJobRequest({
+        webhook: "https://client.example/hook",
+        track_id: "order-7",
+        metadata: { a: "b" },
+      }),
     });
     expect(replayed).toBe(false);
-    expect(job).toMatchObject({ status: "queued", version: 1, trackId: "order-7", webhook: "https://client.example/hook", provider: "auto" });
+    expect(job).toMatchObject({
+      status: "queued",
+      version: 1,
+      trackId: "order-7",
+      webhook: "https://client.example/hook",
+      provider: "auto",
+    });
     expect(job.request).not.toHaveProperty("webhook");
     expect(job.request).not.toHaveProperty("track_id");
     expect(job.deadlineAt).toBe(new Date(clock.now().getTime() + 3_600_000).toISOString());
@@ -48,7 +62,11 @@ describe("submitJob", () => {
 
   describe("Idempotency-Key", () => {
     it("returns the first job for the same key and body (in any key order)", async () => {
-      const first = await submitJob(deps, { tenantId: "t1", body: validJobRequest({ samples: 2 }), idempotencyKey: "k-1" });
+      const first = await submitJob(deps, {
+        tenantId: "t1",
+        body: validJobRequest({ samples: 2 }),
+        idempotencyKey: "k-1",
+      });
       const reordered = Object.fromEntries(Object.entries(validJobRequest({ samples: 2 })).reverse());
       const second = await submitJob(deps, { tenantId: "t1", body: reordered, idempotencyKey: "k-1" });
       expect(second.replayed).toBe(true);
@@ -80,9 +98,11 @@ describe("submitJob", () => {
     });
 
     it("rejects a malformed key", async () => {
-      const error = await submitJob(deps, { tenantId: "t1", body: validJobRequest(), idempotencyKey: "has space" }).catch(
-        (e) => e,
-      );
+      const error = await submitJob(deps, {
+        tenantId: "t1",
+        body: validJobRequest(),
+        idempotencyKey: "has space",
+      }).catch((e) => e);
       expect(error).toMatchObject({ code: "INVALID_IDEMPOTENCY_KEY" });
       expect(jobs.jobs.size).toBe(0);
     });
@@ -91,7 +111,10 @@ describe("submitJob", () => {
   it("accepts the job when the queue send fails, and the reconciler re-sends it once due", async () => {
     queue.failNext = 1;
     const deferred: string[] = [];
-    const { job } = await submitJob({ ...deps, onDeferredSend: (id) => deferred.push(id) }, { tenantId: "t1", body: validJobRequest() });
+    const { job } = await submitJob(
+      { ...deps, onDeferredSend: (id) => deferred.push(id) },
+      { tenantId: "t1", body: validJobRequest() },
+    );
     expect(deferred).toEqual([job.id]);
     expect(queue.sent).toHaveLength(0);
 
@@ -99,7 +122,13 @@ describe("submitJob", () => {
       jobs,
       jobsQueue: queue,
       clock,
-      settings: { queuedResendAfterSeconds: 300, batchSize: 10, pollBaseSeconds: 10, pollMaxSeconds: 300, slotGraceSeconds: 60 },
+      settings: {
+        queuedResendAfterSeconds: 300,
+        batchSize: 10,
+        pollBaseSeconds: 10,
+        pollMaxSeconds: 300,
+        slotGraceSeconds: 60,
+      },
     };
     expect((await reconcile(reconcileDeps)).requeued).toBe(0); // not due yet
     clock.advance(300_000);
@@ -114,10 +143,15 @@ describe("cancelJob", () => {
   it("cancels a queued job and refuses once terminal", async () => {
     const clock = new FakeClock();
     const jobs = new InMemoryJobStore(clock);
-    const { job } = await submitJob({ jobs, jobsQueue: new FakeQueue(), clock, settings }, { tenantId: "t1", body: validJobRequest() });
+    const { job } = await submitJob(
+      { jobs, jobsQueue: new FakeQueue(), clock, settings },
+      { tenantId: "t1", body: validJobRequest() },
+    );
     const cancelled = await cancelJob({ jobs, clock }, "t1", job.id);
     expect(cancelled).toMatchObject({ status: "cancelled", version: 2, dueAt: null });
-    await expect(cancelJob({ jobs, clock }, "t1", job.id)).rejects.toMatchObject({ code: "JOB_ALREADY_TERMINAL" });
+    await expect(cancelJob({ jobs, clock }, "t1", job.id)).rejects.toMatchObject({
+      code: "JOB_ALREADY_TERMINAL",
+    });
     await expect(cancelJob({ jobs, clock }, "t2", job.id)).rejects.toMatchObject({ code: "JOB_NOT_FOUND" });
   });
 });

@@ -54,21 +54,25 @@ export class DynamoCapacityGate implements CapacityGate {
   }
 
   async release(jobId: string): Promise<void> {
-    await this.doc.send(
-      new UpdateCommand({
-        TableName: this.tableName,
-        Key: this.key,
-        UpdateExpression: "REMOVE #holders.#job",
-        ConditionExpression: "attribute_exists(#holders)",
-        ExpressionAttributeNames: { "#holders": "holders", "#job": jobId },
-      }),
-    ).catch((error) => {
-      if (!(error instanceof ConditionalCheckFailedException)) throw error;
-    });
+    await this.doc
+      .send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: this.key,
+          UpdateExpression: "REMOVE #holders.#job",
+          ConditionExpression: "attribute_exists(#holders)",
+          ExpressionAttributeNames: { "#holders": "holders", "#job": jobId },
+        }),
+      )
+      .catch((error) => {
+        if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      });
   }
 
   async holders(): Promise<Record<string, number>> {
-    const result = await this.doc.send(new GetCommand({ TableName: this.tableName, Key: this.key, ConsistentRead: true }));
+    const result = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: this.key, ConsistentRead: true }),
+    );
     return (result.Item?.holders as Record<string, number> | undefined) ?? {};
   }
 }

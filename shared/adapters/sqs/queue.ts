@@ -14,6 +14,9 @@ export function createSqsClient(options: SQSClientConfig = {}): SQSClient {
   return new SQSClient({
     maxAttempts: AWS_CLIENT_DEFAULTS.maxAttempts,
     requestHandler: boundedHttpHandler(),
+    // Address requests to the configured (or regional) endpoint, not to the host inside the queue
+    // URL: the same in AWS, and what makes emulators with their own URL scheme work.
+    useQueueUrlAsEndpoint: false,
     ...options,
   });
 }
