@@ -25,29 +25,40 @@ export type FinalizeOutcome = "ignored" | "succeeded" | "failed" | "retrying";
  * already terminal, or that belongs to an earlier attempt, changes nothing.
  */
 export async function finalizeResult(deps: FinalizeDeps, message: ResultMessage): Promise<FinalizeOutcome> {
+  // A lost race (the reconciler or a duplicate changed the job meanwhile) means: read again and decide again.
+  for (let race = 0; race < MAX_RACES; race++) {
+    try {
+      return await finalizeOnce(deps, message);
+    } catch (error) {
+      if (!(error instanceof StaleWriteError)) throw error;
+    }
+  }
+  throw new StaleWriteError(
+    `job ${message.jobId} kept changing while being finalized; the message will be retried`,
+  );
+}
+
+const MAX_RACES = 5;
+
+async function finalizeOnce(deps: FinalizeDeps, message: ResultMessage): Promise<FinalizeOutcome> {
   const job = await deps.jobs.get(message.jobId);
   if (!job) return "ignored";
   if (job.status === "storing") return completeStoring(deps, job);
   if (job.status !== "processing") return "ignored";
   if (!belongsToCurrentAttempt(job, message.result)) return "ignored";
 
-  try {
-    if (message.result.kind === "rejected") {
-      return await endAttemptAfterRejection(deps, job, message.result);
-    }
-    const now = deps.clock.now();
-    const state: ProviderState = { ...providerState(job), phase: "finished", result: message.result };
-    const storing = await deps.jobs.transition(job, "storing", {
-      attempts: closeCurrentAttempt(job, "succeeded", now),
-      providerState: state as unknown as Record<string, unknown>,
-      dueAt: now.getTime() + deps.settings.storingTimeoutSeconds * 1000,
-    });
-    await deps.gate.release(job.id);
-    return await completeStoring(deps, storing);
-  } catch (error) {
-    if (error instanceof StaleWriteError) return "ignored"; // another finalize got there first
-    throw error;
+  if (message.result.kind === "rejected") {
+    return endAttemptAfterRejection(deps, job, message.result);
   }
+  const now = deps.clock.now();
+  const state: ProviderState = { ...providerState(job), phase: "finished", result: message.result };
+  const storing = await deps.jobs.transition(job, "storing", {
+    attempts: closeCurrentAttempt(job, "succeeded", now),
+    providerState: state as unknown as Record<string, unknown>,
+    dueAt: now.getTime() + deps.settings.storingTimeoutSeconds * 1000,
+  });
+  await deps.gate.release(job.id);
+  return completeStoring(deps, storing);
 }
 
 /**
@@ -74,6 +85,7 @@ export async function completeStoring(deps: Pick<FinalizeDeps, "jobs">, job: Job
     await deps.jobs.transition(job, "succeeded", { outputs, providerState: undefined });
     return "succeeded";
   } catch (error) {
+    // Someone else completed (or cancelled) it first: that is the idempotent outcome.
     if (error instanceof StaleWriteError) return "ignored";
     throw error;
   }

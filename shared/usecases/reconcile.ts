@@ -133,9 +133,15 @@ async function reconcileJob(
 
   report.polled++;
   const result = await deps.provider.fetch(state.providerId, state.fetchUrl ?? null);
+  // Record the poll before publishing a result, so finalize never races this write.
+  const next: ProviderState = { ...state, checks };
+  const polled = await deps.jobs.update(job, {
+    dueAt,
+    providerState: next as unknown as Record<string, unknown>,
+  });
   if (result.kind === "done" || (result.kind === "rejected" && !result.retryable)) {
     const message: ResultMessage = {
-      jobId: job.id,
+      jobId: polled.id,
       source: "reconcile",
       observedAt: now.toISOString(),
       result: { ...result, providerId: result.providerId ?? state.providerId },
@@ -143,9 +149,7 @@ async function reconcileJob(
     await deps.resultsQueue.send(message);
     report.resolved++;
   }
-  // Still processing, or the poll itself failed: look again later (finalize may move the job first).
-  const next: ProviderState = { ...state, checks };
-  await deps.jobs.update(job, { dueAt, providerState: next as unknown as Record<string, unknown> });
+  // Otherwise still processing, or the poll itself failed: the next look is at dueAt.
 }
 
 async function healSlots(deps: ReconcileDeps, gate: CapacityGate, now: Date): Promise<number> {

@@ -21,7 +21,14 @@ export async function startTestStack(
   options: LocalStackOptions = {},
 ): Promise<{ stack: LocalStack; clients: TestClient[] }> {
   process.env.POWERTOOLS_LOG_LEVEL ??= "SILENT";
-  const stack = await startLocalStack({ port: 0, dataDir: null, reconcileIntervalSeconds: 3600, ...options });
+  const stack = await startLocalStack({
+    port: 0,
+    dataDir: null,
+    reconcileIntervalSeconds: 3600,
+    // DEBUG_LOCAL_STACK=1 shows the stack's own problems (poller and schedule errors) while debugging tests.
+    ...(process.env.DEBUG_LOCAL_STACK && { log: (line: string) => console.error(`[local] ${line}`) }),
+    ...options,
+  });
   const tableName = process.env.TABLE_NAME as string;
   const clients: TestClient[] = [];
   for (const tenant of tenants) {

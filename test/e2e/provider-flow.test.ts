@@ -1,0 +1,179 @@
+import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { Simulator } from "../../local/simulator/index.ts";
+import type { LocalStack } from "../../local/stack.ts";
+import { createSqsClient } from "../../shared/adapters/sqs/queue.ts";
+import { callbackToken } from "../../shared/domain/callback-token.ts";
+import { startImageServer } from "../support/image-server.ts";
+import { startTestStack, type TestClient } from "../support/local-stack.ts";
+import { validJobRequest } from "../support/requests.ts";
+import { waitFor } from "../support/wait.ts";
+
+let stack: LocalStack;
+let simulator: Simulator;
+let client: TestClient;
+let images: Awaited<ReturnType<typeof startImageServer>>;
+
+const FAST = {
+  MODELSLAB_MAX_CONCURRENCY: "5",
+  CHECK_MARGIN_SECONDS: "1",
+  POLL_BASE_SECONDS: "1",
+  POLL_MAX_SECONDS: "2",
+  DEFER_BASE_SECONDS: "1",
+  DEFER_MAX_SECONDS: "2",
+  RETRY_BASE_SECONDS: "1",
+  RETRY_MAX_SECONDS: "2",
+};
+
+beforeAll(async () => {
+  images = await startImageServer();
+  const started = await startTestStack(["acme"], {
+    environment: FAST,
+    reconcileIntervalSeconds: 1,
+    provider: { kind: "simulator", options: { concurrencyLimit: 5, completionDelayMs: 100 } },
+  });
+  stack = started.stack;
+  simulator = stack.simulator as Simulator;
+  client = started.clients[0] as TestClient;
+}, 60_000);
+afterAll(async () => {
+  await stack?.stop();
+  await images?.stop();
+});
+beforeEach(() => {
+  simulator.setOptions({
+    dropCallbackRate: 0,
+    duplicateCallbackRate: 0,
+    reorderCallbacks: false,
+    earlyCallbackRate: 0,
+  });
+});
+
+const submit = async (overrides: Record<string, unknown> = {}) => {
+  const response = await client.request("POST", "/v1/jobs", {
+    body: validJobRequest({ control_image: images.url, width: 128, height: 96, ...overrides }),
+  });
+  expect(response.status).toBe(202);
+  return response.body.id as string;
+};
+const getJob = async (id: string) => (await client.request("GET", `/v1/jobs/${id}`)).body;
+const waitTerminal = (ids: string[], timeoutMs = 30_000): Promise<any[]> =>
+  waitFor(
+    async () => {
+      const jobs: any[] = await Promise.all(ids.map(getJob));
+      return jobs.every((j) => ["succeeded", "failed", "cancelled"].includes(j.status)) ? jobs : null;
+    },
+    { timeoutMs, intervalMs: 200, what: "jobs to finish" },
+  );
+
+const sqs = createSqsClient();
+const queueDrained = async (logicalId: string) => {
+  const queue = stack.topology.queues[logicalId];
+  if (!queue) throw new Error(`no queue ${logicalId}`);
+  const { Attributes = {} } = await sqs.send(
+    new GetQueueAttributesCommand({
+      QueueUrl: queue.url,
+      AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    }),
+  );
+  return (
+    Attributes.ApproximateNumberOfMessages === "0" && Attributes.ApproximateNumberOfMessagesNotVisible === "0"
+  );
+};
+
+describe("jobs on the ModelsLab simulator", () => {
+  it("runs a submitted job to succeeded with its outputs", async () => {
+    const id = await submit({ samples: 2 });
+    const [job] = await waitTerminal([id]);
+    expect(job.status).toBe("succeeded");
+    expect(job.outputs).toHaveLength(2);
+    for (const output of job.outputs) expect(output.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\//);
+    expect(job.attempts).toEqual([
+      expect.objectContaining({ route: "modelslab", outcome: "succeeded", provider_id: expect.any(String) }),
+    ]);
+    expect(simulator.stats().acceptedByTrackId[id]).toBe(1);
+  });
+
+  it("finishes every job through the reconciler when every callback is lost", async () => {
+    simulator.setOptions({ dropCallbackRate: 1 });
+    const before = simulator.stats();
+    const ids = await Promise.all(Array.from({ length: 4 }, () => submit()));
+    const jobs = await waitTerminal(ids);
+    expect(jobs.map((j) => j.status)).toEqual(ids.map(() => "succeeded"));
+    const after = simulator.stats();
+    expect(after.callbacksDropped - before.callbacksDropped).toBeGreaterThanOrEqual(4);
+    expect(after.fetches).toBeGreaterThan(before.fetches);
+  });
+
+  it("ignores duplicated, reordered and early callbacks: nothing changes after terminal, nothing is sent twice", async () => {
+    simulator.setOptions({ duplicateCallbackRate: 1, reorderCallbacks: true, earlyCallbackRate: 0.5 });
+    const ids = await Promise.all(Array.from({ length: 6 }, () => submit()));
+    const terminal = await waitTerminal(ids);
+    expect(terminal.map((j) => j.status)).toEqual(ids.map(() => "succeeded"));
+    // Let every extra callback arrive and be finalized, then compare.
+    await waitFor(() => queueDrained("ResultsQueue"), { what: "results queue to drain" });
+    const later = await Promise.all(ids.map(getJob));
+    expect(later).toEqual(terminal);
+    for (const id of ids) expect(simulator.stats().acceptedByTrackId[id]).toBe(1);
+  });
+
+  it("refuses forged callbacks and changes nothing", async () => {
+    simulator.setOptions({ dropCallbackRate: 1 });
+    const [victim, other] = await Promise.all([submit(), submit()]);
+    await waitFor(async () => (await getJob(victim)).status === "processing" && true, { what: "processing" });
+    const before = await getJob(victim);
+    const secret = process.env.CALLBACK_SECRET as string;
+    const success = (trackId: string) => ({
+      status: "success",
+      id: 999_999,
+      output: ["http://127.0.0.1:1/forged.png"],
+      track_id: trackId,
+    });
+    const post = (jobId: string, token: string | null, body: unknown) =>
+      fetch(
+        `${stack.url}/callbacks/modelslab/${jobId}${token === null ? "" : `?token=${encodeURIComponent(token)}`}`,
+        {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(body),
+        },
+      );
+    expect((await post(victim, null, success(victim))).status).toBe(401);
+    expect((await post(victim, "not-the-token", success(victim))).status).toBe(401);
+    expect((await post(victim, callbackToken(secret, other), success(victim))).status).toBe(401);
+    const mismatch = await post(victim, callbackToken(secret, victim), success(other));
+    expect(mismatch.status).toBe(400);
+    expect(((await mismatch.json()) as any).error.code).toBe("TRACK_ID_MISMATCH");
+    const notJson = await fetch(
+      `${stack.url}/callbacks/modelslab/${victim}?token=${callbackToken(secret, victim)}`,
+      {
+        method: "POST",
+        body: "<html>",
+      },
+    );
+    expect(notJson.status).toBe(400);
+    const after = await getJob(victim);
+    expect(after.outputs).toEqual(before.outputs);
+    expect(after.outputs.some((o: { url: string }) => o.url.includes("forged"))).toBe(false);
+    await waitTerminal([victim, other]);
+  });
+
+  it("keeps a burst of 200 jobs within the provider limit of 5, with no 429 and all finished", async () => {
+    const before = simulator.stats();
+    const ids: string[] = [];
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (ids.length < 200) {
+          ids.push("");
+          ids[ids.length - 1] = await submit();
+        }
+      }),
+    );
+    const jobs = await waitTerminal(ids, 150_000);
+    expect(jobs.filter((j) => j.status !== "succeeded")).toEqual([]);
+    const after = simulator.stats();
+    expect(after.maxInFlight).toBeLessThanOrEqual(5);
+    expect(after.rejected429 - before.rejected429).toBe(0);
+    for (const id of ids) expect(after.acceptedByTrackId[id]).toBe(1);
+  }, 180_000);
+});
