@@ -98,7 +98,10 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
         },
       ],
       providerState: { phase: "submitting" } satisfies ProviderState as Record<string, unknown>,
-      dueAt: now.getTime() + (settings.submitTimeoutSeconds + settings.checkMarginSeconds) * 1000,
+      dueAt: beforeDeadline(
+        job,
+        now.getTime() + (settings.submitTimeoutSeconds + settings.checkMarginSeconds) * 1000,
+      ),
     });
   } catch (error) {
     if (!(error instanceof StaleWriteError)) throw error;
@@ -138,11 +141,29 @@ async function applySubmitResult(
           i === current.attempts.length - 1 ? { ...a, provider_id: result.providerId } : a,
         ),
         providerState: state as unknown as Record<string, unknown>,
-        dueAt: now.getTime() + firstCheck,
+        dueAt: beforeDeadline(job, now.getTime() + firstCheck),
       }));
       return "accepted";
     }
     case "done": {
+      // Record the provider id first: if the send below is lost, the reconciler can still fetch the result.
+      const providerId = result.providerId;
+      if (providerId) {
+        const state: ProviderState = {
+          phase: "accepted",
+          providerId,
+          etaSeconds: 0,
+          fetchUrl: null,
+          checks: 0,
+        };
+        await updateIfStillSubmitting(deps, job, (current) => ({
+          attempts: current.attempts.map((a, i) =>
+            i === current.attempts.length - 1 ? { ...a, provider_id: providerId } : a,
+          ),
+          providerState: state as unknown as Record<string, unknown>,
+          dueAt: beforeDeadline(job, now.getTime() + settings.checkMarginSeconds * 1000),
+        }));
+      }
       const message: ResultMessage = {
         jobId: job.id,
         source: "dispatch",
@@ -162,7 +183,7 @@ async function applySubmitResult(
       deps.log?.("provider outcome unknown", { jobId: job.id, reason: result.reason });
       await updateIfStillSubmitting(deps, job, () => ({
         providerState: { phase: "indeterminate" } satisfies ProviderState as Record<string, unknown>,
-        dueAt: now.getTime() + settings.checkMarginSeconds * 1000,
+        dueAt: beforeDeadline(job, now.getTime() + settings.checkMarginSeconds * 1000),
       }));
       return "indeterminate";
     }
@@ -209,6 +230,9 @@ export async function endAttemptAfterRejection(
   await deps.gate.release(job.id);
   return "failed";
 }
+
+/** A processing job's next look never falls after its deadline: the reconciler must fail it on time. */
+const beforeDeadline = (job: Job, dueAt: number): number => Math.min(dueAt, Date.parse(job.deadlineAt));
 
 /** Same-status update that gives way if the job moved on meanwhile (an early callback already finished it). */
 async function updateIfStillSubmitting(

@@ -1,6 +1,7 @@
 import { StaleWriteError } from "../../shared/domain/errors.ts";
 import { assertTransition, isTerminal, type Job, type JobStatus } from "../../shared/domain/job.ts";
 import type {
+  CapacityGate,
   Clock,
   CreateJobResult,
   IdempotencyRecord,
@@ -11,6 +12,7 @@ import type {
   Queue,
   SendOptions,
 } from "../../shared/ports/index.ts";
+import type { Provider, ProviderResult, ProviderSubmission } from "../../shared/ports/provider.ts";
 
 /** Plain in-memory fakes for use-case unit tests. Behaviour against real services is proven in test/integration. */
 export class FakeClock implements Clock {
@@ -106,4 +108,93 @@ export class FakeQueue implements Queue {
     }
     this.sent.push({ message, ...(options && { options }) });
   }
+}
+
+/**
+ * A provider scripted with results: each submit/fetch takes the next scripted answer (or the
+ * fallback when the script is empty) and records what it was called with.
+ */
+export class FakeProvider implements Provider {
+  readonly submissions: ProviderSubmission[] = [];
+  readonly fetches: { providerId: string; fetchUrl: string | null }[] = [];
+  readonly submitResults: ProviderResult[] = [];
+  readonly fetchResults: ProviderResult[] = [];
+
+  constructor(
+    private readonly fallback: ProviderResult = { kind: "indeterminate", reason: "nothing scripted" },
+  ) {}
+
+  scriptSubmit(...results: ProviderResult[]): this {
+    this.submitResults.push(...results);
+    return this;
+  }
+
+  scriptFetch(...results: ProviderResult[]): this {
+    this.fetchResults.push(...results);
+    return this;
+  }
+
+  async submit(submission: ProviderSubmission): Promise<ProviderResult> {
+    this.submissions.push(structuredClone(submission));
+    return structuredClone(this.submitResults.shift() ?? this.fallback);
+  }
+
+  async fetch(providerId: string, fetchUrl: string | null): Promise<ProviderResult> {
+    this.fetches.push({ providerId, fetchUrl });
+    return structuredClone(this.fetchResults.shift() ?? this.fallback);
+  }
+}
+
+/** The capacity gate with the DynamoDB gate's semantics: keyed by job id, re-acquire keeps the first time. */
+export class InMemoryCapacityGate implements CapacityGate {
+  readonly slots = new Map<string, number>();
+
+  constructor(public limit: number) {}
+
+  async tryAcquire(jobId: string, now: Date): Promise<boolean> {
+    if (this.slots.has(jobId)) return true;
+    if (this.slots.size >= this.limit) return false;
+    this.slots.set(jobId, now.getTime());
+    return true;
+  }
+
+  async release(jobId: string): Promise<void> {
+    this.slots.delete(jobId);
+  }
+
+  async holders(): Promise<Record<string, number>> {
+    return Object.fromEntries(this.slots);
+  }
+}
+
+let jobSeq = 0;
+/** A stored-shape job (queued, version 1, one hour to its deadline) to override one field at a time. */
+export function buildJob(clock: Clock, overrides: Partial<Job> = {}): Job {
+  const now = clock.now();
+  jobSeq++;
+  return {
+    id: `01JOB${String(jobSeq).padStart(21, "0")}`,
+    tenantId: "tenant-a",
+    status: "queued",
+    version: 1,
+    createdAt: now.toISOString(),
+    updatedAt: now.toISOString(),
+    trackId: "client-track",
+    metadata: {},
+    provider: "auto",
+    request: {
+      model_id: "sd15",
+      controlnet_model: "canny",
+      controlnet_type: "canny",
+      prompt: "a lighthouse at dusk",
+      control_image: "https://images.example.com/edges.png",
+    } as Job["request"],
+    webhook: "https://client.example/hook",
+    deadlineAt: new Date(now.getTime() + 3_600_000).toISOString(),
+    attempts: [],
+    outputs: [],
+    error: null,
+    dueAt: now.getTime() + 300_000,
+    ...overrides,
+  };
 }

@@ -1,0 +1,97 @@
+import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { DynamoCapacityGate } from "../../shared/adapters/dynamo/capacity-gate.ts";
+import { createDocumentClient } from "../../shared/adapters/dynamo/client.ts";
+import type { CapacityGate } from "../../shared/ports/index.ts";
+import { createTestTable, type Emulators, startEmulators } from "../support/emulators.ts";
+import { InMemoryCapacityGate } from "../support/fakes.ts";
+
+const T0 = new Date("2026-01-01T00:00:00.000Z");
+const at = (seconds: number) => new Date(T0.getTime() + seconds * 1000);
+
+/**
+ * One contract, two implementations: the DynamoDB gate against dynalite (this proves its `size(map)`
+ * condition holds under concurrency) and the in-memory fake the unit tests rely on.
+ */
+describe.each(["dynamo", "in-memory"] as const)("capacity gate (%s)", (kind) => {
+  let emulators: Emulators;
+  let doc: DynamoDBDocumentClient;
+  let tableCount = 0;
+  let gate: CapacityGate;
+
+  beforeAll(async () => {
+    if (kind === "in-memory") return;
+    emulators = await startEmulators();
+    doc = createDocumentClient({
+      endpoint: emulators.dynamoEndpoint,
+      region: emulators.region,
+      credentials: emulators.credentials,
+    });
+  });
+
+  afterAll(async () => {
+    doc?.destroy();
+    await emulators?.stop();
+  });
+
+  beforeEach(async () => {
+    if (kind === "in-memory") {
+      gate = new InMemoryCapacityGate(5);
+      return;
+    }
+    const table = `capacity-${++tableCount}`;
+    await createTestTable(emulators.dynamoEndpoint, table);
+    gate = new DynamoCapacityGate(doc, table, 5);
+  });
+
+  it("lets exactly `limit` of 50 concurrent acquirers in", async () => {
+    const ids = Array.from({ length: 50 }, (_, i) => `job-${String(i).padStart(2, "0")}`);
+    const results = await Promise.all(ids.map((id) => gate.tryAcquire(id, T0)));
+
+    expect(results.filter(Boolean)).toHaveLength(5);
+    const winners = ids.filter((_, i) => results[i]);
+    const holders = await gate.holders();
+    expect(Object.keys(holders).sort()).toEqual(winners.sort());
+    expect(Object.values(holders)).toEqual(Array(5).fill(T0.getTime()));
+  });
+
+  it("lets a holder re-acquire without taking another slot, keeping its first time", async () => {
+    expect(await gate.tryAcquire("a", at(0))).toBe(true);
+    expect(await gate.tryAcquire("a", at(10))).toBe(true);
+    expect(await gate.holders()).toEqual({ a: at(0).getTime() });
+
+    for (const id of ["b", "c", "d", "e"]) expect(await gate.tryAcquire(id, at(1))).toBe(true);
+    expect(await gate.tryAcquire("f", at(2))).toBe(false);
+    // Full, but a holder still gets its own slot back.
+    expect(await gate.tryAcquire("a", at(3))).toBe(true);
+    expect(Object.keys(await gate.holders())).toHaveLength(5);
+  });
+
+  it("frees a slot on release; releasing a non-holder changes nothing", async () => {
+    for (const id of ["a", "b", "c", "d", "e"]) await gate.tryAcquire(id, at(0));
+    expect(await gate.tryAcquire("f", at(1))).toBe(false);
+
+    await gate.release("nobody");
+    expect(Object.keys(await gate.holders()).sort()).toEqual(["a", "b", "c", "d", "e"]);
+    expect(await gate.tryAcquire("f", at(1))).toBe(false);
+
+    await gate.release("c");
+    expect(await gate.tryAcquire("f", at(2))).toBe(true);
+    expect(await gate.holders()).toEqual({
+      a: at(0).getTime(),
+      b: at(0).getTime(),
+      d: at(0).getTime(),
+      e: at(0).getTime(),
+      f: at(2).getTime(),
+    });
+    expect(await gate.tryAcquire("g", at(3))).toBe(false);
+  });
+
+  it("starts empty and tolerates a release before any acquire", async () => {
+    expect(await gate.holders()).toEqual({});
+    await gate.release("a");
+    expect(await gate.holders()).toEqual({});
+    expect(await gate.tryAcquire("a", at(0))).toBe(true);
+    expect(await gate.holders()).toEqual({ a: at(0).getTime() });
+  });
+});

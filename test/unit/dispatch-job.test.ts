@@ -1,0 +1,437 @@
+import { beforeEach, describe, expect, it } from "vitest";
+import { verifyCallbackToken } from "../../shared/domain/callback-token.ts";
+import type { Job } from "../../shared/domain/job.ts";
+import type { ProviderResult } from "../../shared/ports/provider.ts";
+import type { DispatchMessage } from "../../shared/schemas/messages.ts";
+import { type DispatchDeps, type DispatchSettings, dispatchJob } from "../../shared/usecases/dispatch-job.ts";
+import {
+  buildJob,
+  FakeClock,
+  FakeProvider,
+  FakeQueue,
+  InMemoryCapacityGate,
+  InMemoryJobStore,
+} from "../support/fakes.ts";
+
+const settings: DispatchSettings = {
+  publicBaseUrl: "https://api.example.com/",
+  callbackSecret: "callback-secret",
+  checkMarginSeconds: 60,
+  deferBaseSeconds: 2,
+  deferMaxSeconds: 60,
+  retryBaseSeconds: 5,
+  retryMaxSeconds: 120,
+  maxRetryableFailures: 2,
+  submitTimeoutSeconds: 90,
+  queuedResendAfterSeconds: 300,
+};
+
+const accepted = (
+  overrides: Partial<Extract<ProviderResult, { kind: "accepted" }>> = {},
+): ProviderResult => ({
+  kind: "accepted",
+  providerId: "9001",
+  etaSeconds: 12.5,
+  fetchUrl: "https://modelslab.com/api/v6/images/fetch/9001",
+  futureLinks: [],
+  ...overrides,
+});
+
+const rejected = (
+  overrides: Partial<Extract<ProviderResult, { kind: "rejected" }>> = {},
+): ProviderResult => ({
+  kind: "rejected",
+  providerId: null,
+  retryable: true,
+  reason: "Rate limit exceeded",
+  retryAfterSeconds: 30,
+  httpStatus: 429,
+  ...overrides,
+});
+
+describe("dispatchJob", () => {
+  let clock: FakeClock;
+  let jobs: InMemoryJobStore;
+  let gate: InMemoryCapacityGate;
+  let provider: FakeProvider;
+  let jobsQueue: FakeQueue;
+  let resultsQueue: FakeQueue;
+  let deps: DispatchDeps;
+
+  const store = async (overrides: Partial<Job> = {}): Promise<Job> => {
+    const job = buildJob(clock, overrides);
+    await jobs.create(job);
+    return job;
+  };
+  const stored = (id: string): Job => {
+    const job = jobs.jobs.get(id);
+    if (!job) throw new Error(`no job ${id}`);
+    return job;
+  };
+  const message = (job: Job, extra: Partial<DispatchMessage> = {}): DispatchMessage => ({
+    jobId: job.id,
+    ...extra,
+  });
+
+  beforeEach(() => {
+    clock = new FakeClock();
+    jobs = new InMemoryJobStore(clock);
+    gate = new InMemoryCapacityGate(5);
+    provider = new FakeProvider();
+    jobsQueue = new FakeQueue();
+    resultsQueue = new FakeQueue();
+    deps = { jobs, gate, provider, jobsQueue, resultsQueue, clock, settings };
+  });
+
+  it("takes a slot, moves the job to processing and posts it once with our webhook and track_id", async () => {
+    const job = await store();
+    provider.scriptSubmit(accepted());
+
+    expect(await dispatchJob(deps, message(job))).toBe("accepted");
+
+    expect(await gate.holders()).toEqual({ [job.id]: clock.now().getTime() });
+    expect(provider.submissions).toHaveLength(1);
+    const submission = provider.submissions[0];
+    expect(submission?.trackId).toBe(job.id);
+    expect(submission?.params).toEqual(job.request);
+    expect(submission?.params).not.toHaveProperty("webhook");
+    expect(submission?.params).not.toHaveProperty("track_id");
+    const url = new URL(submission?.webhook ?? "");
+    expect(`${url.origin}${url.pathname}`).toBe(`https://api.example.com/callbacks/modelslab/${job.id}`);
+    expect(verifyCallbackToken(settings.callbackSecret, job.id, url.searchParams.get("token") ?? "")).toBe(
+      true,
+    );
+    expect(submission?.webhook).not.toContain(job.webhook ?? "client.example");
+
+    const after = stored(job.id);
+    expect(after.status).toBe("processing");
+    expect(after.attempts).toEqual([
+      {
+        route: "modelslab",
+        provider_id: "9001",
+        started_at: clock.now().toISOString(),
+        ended_at: null,
+        outcome: "pending",
+      },
+    ]);
+    expect(after.providerState).toMatchObject({
+      phase: "accepted",
+      providerId: "9001",
+      etaSeconds: 12.5,
+      fetchUrl: "https://modelslab.com/api/v6/images/fetch/9001",
+    });
+    expect(after.dueAt).toBe(clock.now().getTime() + (12.5 + 60) * 1000);
+    expect(resultsQueue.sent).toHaveLength(0);
+  });
+
+  it("never schedules the first check past the deadline, however long the eta", async () => {
+    const deadline = clock.now().getTime() + 3_600_000;
+    const job = await store({ deadlineAt: new Date(deadline).toISOString() });
+    provider.scriptSubmit(accepted({ etaSeconds: 7_200 }));
+
+    expect(await dispatchJob(deps, message(job))).toBe("accepted");
+    expect(stored(job.id).dueAt).toBe(deadline);
+  });
+
+  it("never schedules the look after an unknown outcome past the deadline", async () => {
+    const deadline = clock.now().getTime() + 30_000;
+    const job = await store({ deadlineAt: new Date(deadline).toISOString() });
+    let dueWhileSubmitting: number | null = null;
+    provider.submit = async (submission) => {
+      provider.submissions.push(submission);
+      dueWhileSubmitting = stored(job.id).dueAt;
+      return { kind: "indeterminate", reason: "timeout" };
+    };
+
+    expect(await dispatchJob(deps, message(job))).toBe("indeterminate");
+    expect(dueWhileSubmitting).toBe(deadline);
+    expect(stored(job.id).dueAt).toBe(deadline);
+  });
+
+  it("does nothing on a second delivery of the same message", async () => {
+    const job = await store();
+    provider.scriptSubmit(accepted());
+    await dispatchJob(deps, message(job));
+    const version = stored(job.id).version;
+
+    expect(await dispatchJob(deps, message(job))).toBe("ignored");
+    expect(provider.submissions).toHaveLength(1);
+    expect(stored(job.id).version).toBe(version);
+    expect(Object.keys(await gate.holders())).toEqual([job.id]);
+  });
+
+  it("ignores a message for an unknown job", async () => {
+    expect(await dispatchJob(deps, { jobId: "01UNKNOWN00000000000000000" })).toBe("ignored");
+    expect(provider.submissions).toHaveLength(0);
+  });
+
+  describe("without provider capacity", () => {
+    beforeEach(() => {
+      gate.limit = 0;
+    });
+
+    it("defers with a new delayed message (deferrals + 1) and leaves the job queued", async () => {
+      const job = await store({ dueAt: clock.now().getTime() + 1_000 });
+
+      expect(await dispatchJob(deps, message(job))).toBe("deferred");
+
+      expect(provider.submissions).toHaveLength(0);
+      expect(stored(job.id).status).toBe("queued");
+      expect(jobsQueue.sent).toHaveLength(1);
+      const sent = jobsQueue.sent[0];
+      expect(sent?.message).toEqual({ jobId: job.id, deferrals: 1 });
+      const delay = sent?.options?.delaySeconds ?? -1;
+      expect(delay).toBeGreaterThanOrEqual(1);
+      expect(delay).toBeLessThanOrEqual(settings.deferBaseSeconds);
+      // The reconciler must not re-send the job while it only waits for its turn.
+      expect(stored(job.id).dueAt).toBeGreaterThanOrEqual(clock.now().getTime() + delay * 1000);
+      expect(await gate.holders()).toEqual({});
+    });
+
+    it("backs off exponentially with the deferral count, capped at the maximum", async () => {
+      const job = await store();
+      await dispatchJob(deps, message(job, { deferrals: 3 }));
+      const third = jobsQueue.sent[0];
+      expect(third?.message).toEqual({ jobId: job.id, deferrals: 4 });
+      expect(third?.options?.delaySeconds).toBeGreaterThanOrEqual(8);
+      expect(third?.options?.delaySeconds).toBeLessThanOrEqual(16);
+
+      await dispatchJob(deps, message(job, { deferrals: 40 }));
+      const late = jobsQueue.sent[1];
+      expect(late?.options?.delaySeconds).toBeGreaterThanOrEqual(settings.deferMaxSeconds / 2);
+      expect(late?.options?.delaySeconds).toBeLessThanOrEqual(settings.deferMaxSeconds);
+      expect(provider.submissions).toHaveLength(0);
+    });
+  });
+
+  it("fails a self-hosted job at once: no GPU workers are configured", async () => {
+    const job = await store({ provider: "self-hosted" });
+    expect(await dispatchJob(deps, message(job))).toBe("failed");
+    expect(stored(job.id)).toMatchObject({
+      status: "failed",
+      dueAt: null,
+      error: { code: "SELF_HOSTED_UNAVAILABLE" },
+    });
+    expect(provider.submissions).toHaveLength(0);
+    expect(await gate.holders()).toEqual({});
+  });
+
+  it("fails a job past its deadline without calling the provider", async () => {
+    const job = await store();
+    clock.advance(3_600_000);
+    expect(await dispatchJob(deps, message(job))).toBe("failed");
+    expect(stored(job.id)).toMatchObject({ status: "failed", error: { code: "DEADLINE_EXCEEDED" } });
+    expect(provider.submissions).toHaveLength(0);
+    expect(await gate.holders()).toEqual({});
+  });
+
+  it("puts an immediate result on the results queue (source dispatch)", async () => {
+    const job = await store();
+    provider.scriptSubmit({
+      kind: "done",
+      providerId: "77",
+      outputs: [{ kind: "url", url: "https://pub-x.r2.dev/a.png" }],
+      generationTimeSeconds: 1.2,
+      seed: 42,
+    });
+
+    expect(await dispatchJob(deps, message(job))).toBe("done");
+    expect(resultsQueue.sent).toEqual([
+      {
+        message: {
+          jobId: job.id,
+          source: "dispatch",
+          observedAt: clock.now().toISOString(),
+          result: {
+            kind: "done",
+            providerId: "77",
+            outputs: [{ kind: "url", url: "https://pub-x.r2.dev/a.png" }],
+            generationTimeSeconds: 1.2,
+            seed: 42,
+          },
+        },
+      },
+    ]);
+    expect(stored(job.id).status).toBe("processing");
+  });
+
+  it("records the provider id of an immediate result first, so a lost result send can be recovered by polling", async () => {
+    const job = await store();
+    provider.scriptSubmit({
+      kind: "done",
+      providerId: "77",
+      outputs: [{ kind: "url", url: "https://pub-x.r2.dev/a.png" }],
+      generationTimeSeconds: null,
+      seed: null,
+    });
+    resultsQueue.failNext = 1;
+
+    await expect(dispatchJob(deps, message(job))).rejects.toThrow("queue unavailable");
+    const after = stored(job.id);
+    expect(after.status).toBe("processing");
+    expect(after.attempts[0]?.provider_id).toBe("77");
+    expect(after.providerState).toMatchObject({ phase: "accepted", providerId: "77" });
+    expect(after.dueAt).toBeLessThanOrEqual(clock.now().getTime() + settings.checkMarginSeconds * 1000);
+    // The redelivered message posts nothing again.
+    expect(await dispatchJob(deps, message(job))).toBe("ignored");
+    expect(provider.submissions).toHaveLength(1);
+  });
+
+  describe("retryable rejection", () => {
+    it("re-queues the job with the provider's retry_after and releases the slot", async () => {
+      const job = await store();
+      provider.scriptSubmit(rejected({ retryAfterSeconds: 30 }));
+
+      expect(await dispatchJob(deps, message(job))).toBe("retrying");
+
+      const after = stored(job.id);
+      expect(after.status).toBe("queued");
+      expect(after.attempts).toHaveLength(1);
+      expect(after.attempts[0]).toMatchObject({
+        outcome: "retried",
+        ended_at: clock.now().toISOString(),
+        reason: "Rate limit exceeded",
+      });
+      expect(after.providerState).toBeUndefined();
+      expect(after.dueAt).toBe(clock.now().getTime() + (30 + settings.queuedResendAfterSeconds) * 1000);
+      expect(await gate.holders()).toEqual({});
+      expect(jobsQueue.sent).toEqual([{ message: { jobId: job.id }, options: { delaySeconds: 30 } }]);
+    });
+
+    it("fails PROVIDER_UNAVAILABLE once maxRetryableFailures retries are used up", async () => {
+      const job = await store();
+      provider.scriptSubmit(
+        rejected({ retryAfterSeconds: null }),
+        rejected({ retryAfterSeconds: null }),
+        rejected({ retryAfterSeconds: null, reason: "Service unavailable" }),
+      );
+      const outcomes: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        outcomes.push(await dispatchJob(deps, message(job)));
+        clock.advance(1_000);
+      }
+
+      expect(outcomes).toEqual(["retrying", "retrying", "failed"]);
+      expect(provider.submissions).toHaveLength(3);
+      const after = stored(job.id);
+      expect(after.status).toBe("failed");
+      expect(after.error?.code).toBe("PROVIDER_UNAVAILABLE");
+      expect(after.error?.message).toContain("Service unavailable");
+      expect(after.attempts.map((a) => a.outcome)).toEqual(["retried", "retried", "failed"]);
+      expect(await gate.holders()).toEqual({});
+      // Without retry_after the delay is the bounded backoff.
+      for (const sent of jobsQueue.sent) {
+        expect(sent.options?.delaySeconds).toBeGreaterThanOrEqual(1);
+        expect(sent.options?.delaySeconds).toBeLessThanOrEqual(settings.retryMaxSeconds);
+      }
+    });
+
+    it("fails instead of retrying when the delay would pass the deadline", async () => {
+      const job = await store({ deadlineAt: new Date(clock.now().getTime() + 20_000).toISOString() });
+      provider.scriptSubmit(rejected({ retryAfterSeconds: 30 }));
+      expect(await dispatchJob(deps, message(job))).toBe("failed");
+      expect(stored(job.id).error?.code).toBe("PROVIDER_UNAVAILABLE");
+      expect(jobsQueue.sent).toHaveLength(0);
+    });
+  });
+
+  it("fails PROVIDER_REJECTED with the provider's reason on a non-retryable rejection", async () => {
+    const job = await store();
+    provider.scriptSubmit(
+      rejected({
+        retryable: false,
+        reason: "Invalid controlnet_model",
+        retryAfterSeconds: null,
+        httpStatus: 400,
+      }),
+    );
+
+    expect(await dispatchJob(deps, message(job))).toBe("failed");
+    const after = stored(job.id);
+    expect(after).toMatchObject({
+      status: "failed",
+      dueAt: null,
+      error: { code: "PROVIDER_REJECTED", message: "Invalid controlnet_model" },
+    });
+    expect(after.attempts[0]).toMatchObject({ outcome: "failed", reason: "Invalid controlnet_model" });
+    expect(await gate.holders()).toEqual({});
+    expect(jobsQueue.sent).toHaveLength(0);
+  });
+
+  it("keeps an indeterminate job processing, never re-posts it and keeps its slot", async () => {
+    const job = await store();
+    provider.scriptSubmit({ kind: "indeterminate", reason: "socket hang up" });
+
+    expect(await dispatchJob(deps, message(job))).toBe("indeterminate");
+    const after = stored(job.id);
+    expect(after.status).toBe("processing");
+    expect(after.providerState).toMatchObject({ phase: "indeterminate" });
+    expect(after.attempts[0]).toMatchObject({ outcome: "pending", provider_id: null });
+    expect(after.dueAt).toBe(clock.now().getTime() + settings.checkMarginSeconds * 1000);
+
+    expect(await dispatchJob(deps, message(job))).toBe("ignored");
+    expect(provider.submissions).toHaveLength(1);
+    expect(Object.keys(await gate.holders())).toEqual([job.id]);
+  });
+
+  describe("a stale write race", () => {
+    /** A store whose job changes (another writer) between dispatch's read and its transition. */
+    const raceAfterGet = (change: (job: Job) => Partial<Job>) => {
+      const original = jobs.get.bind(jobs);
+      let raced = false;
+      jobs.get = async (id) => {
+        const read = await original(id);
+        const current = jobs.jobs.get(id);
+        if (!raced && current) {
+          raced = true;
+          jobs.jobs.set(id, { ...current, ...change(current), version: current.version + 1 });
+        }
+        return read;
+      };
+    };
+
+    it("posts nothing and gives the slot back when the job was cancelled meanwhile", async () => {
+      const job = await store();
+      raceAfterGet(() => ({ status: "cancelled", dueAt: null }));
+
+      expect(await dispatchJob(deps, message(job))).toBe("ignored");
+      expect(provider.submissions).toHaveLength(0);
+      expect(stored(job.id).status).toBe("cancelled");
+      expect(await gate.holders()).toEqual({});
+    });
+
+    it("posts nothing when the reconciler re-sent the still-queued job meanwhile (its message takes over)", async () => {
+      const job = await store();
+      raceAfterGet((current) => ({ dueAt: (current.dueAt ?? 0) + 300_000 }));
+
+      expect(await dispatchJob(deps, message(job))).toBe("ignored");
+      expect(provider.submissions).toHaveLength(0);
+      expect(stored(job.id).status).toBe("queued");
+      expect(await gate.holders()).toEqual({});
+    });
+
+    it("posts nothing and leaves the slot to the dispatcher that took the job", async () => {
+      const job = await store();
+      raceAfterGet(() => ({ status: "processing" }));
+
+      expect(await dispatchJob(deps, message(job))).toBe("ignored");
+      expect(provider.submissions).toHaveLength(0);
+      expect(Object.keys(await gate.holders())).toEqual([job.id]);
+    });
+  });
+
+  it("records acceptance only while the attempt is still the one submitted (an early callback may finish first)", async () => {
+    const job = await store();
+    // The provider answers "accepted" but the job was already finished by the callback meanwhile.
+    provider.submit = async (submission) => {
+      provider.submissions.push(submission);
+      const current = jobs.jobs.get(job.id);
+      if (current) jobs.jobs.set(job.id, { ...current, status: "storing", version: current.version + 1 });
+      return accepted();
+    };
+    expect(await dispatchJob(deps, message(job))).toBe("accepted");
+    const after = stored(job.id);
+    expect(after.status).toBe("storing");
+    expect(after.attempts[0]?.provider_id).toBeNull();
+  });
+});

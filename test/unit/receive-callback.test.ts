@@ -1,0 +1,139 @@
+import { beforeEach, describe, expect, it, vi } from "vitest";
+import { normalizeCallback } from "../../shared/adapters/modelslab/normalize.ts";
+import { callbackToken } from "../../shared/domain/callback-token.ts";
+import { UnauthorizedError, ValidationError } from "../../shared/domain/errors.ts";
+import { resultMessageSchema } from "../../shared/schemas/messages.ts";
+import { type ReceiveCallbackDeps, receiveCallback } from "../../shared/usecases/receive-callback.ts";
+import { FakeClock, FakeQueue } from "../support/fakes.ts";
+
+const SECRET = "callback-secret";
+const JOB_ID = "01JQ0000000000000000000ABC";
+
+const successBody = (trackId: unknown = JOB_ID) => ({
+  status: "success",
+  id: 9001,
+  output: ["https://pub-x.r2.dev/a.png"],
+  generationTime: 2.5,
+  track_id: trackId,
+  meta: { seed: 12 },
+});
+
+describe("receiveCallback", () => {
+  let clock: FakeClock;
+  let resultsQueue: FakeQueue;
+  let deps: ReceiveCallbackDeps;
+
+  beforeEach(() => {
+    clock = new FakeClock();
+    resultsQueue = new FakeQueue();
+    deps = { resultsQueue, clock, callbackSecret: SECRET, normalize: (body) => normalizeCallback(body) };
+  });
+
+  describe("token", () => {
+    it.each([
+      ["missing", undefined],
+      ["empty", ""],
+      ["wrong", "not-the-token"],
+      ["minted with another secret", callbackToken("other-secret", JOB_ID)],
+      ["for another job", callbackToken(SECRET, "01JQ0000000000000000000XYZ")],
+    ])("rejects a %s token without reading the body", async (_name, token) => {
+      const readBody = vi.fn(() => successBody());
+      const error = await receiveCallback(deps, { jobId: JOB_ID, token, readBody }).catch((e) => e);
+      expect(error).toBeInstanceOf(UnauthorizedError);
+      expect(readBody).not.toHaveBeenCalled();
+      expect(resultsQueue.sent).toHaveLength(0);
+    });
+  });
+
+  it("rejects a track_id that names another job and queues nothing", async () => {
+    const error = await receiveCallback(deps, {
+      jobId: JOB_ID,
+      token: callbackToken(SECRET, JOB_ID),
+      readBody: () => successBody("01JQ0000000000000000000XYZ"),
+    }).catch((e) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as ValidationError).code).toBe("TRACK_ID_MISMATCH");
+    expect(resultsQueue.sent).toHaveLength(0);
+  });
+
+  it("rejects a callback without any track_id", async () => {
+    const { track_id: _, ...body } = successBody();
+    const error = await receiveCallback(deps, {
+      jobId: JOB_ID,
+      token: callbackToken(SECRET, JOB_ID),
+      readBody: () => body,
+    }).catch((e) => e);
+    expect((error as ValidationError).code).toBe("TRACK_ID_MISMATCH");
+    expect(resultsQueue.sent).toHaveLength(0);
+  });
+
+  describe("a numeric track_id (the v5 API types it as an integer)", () => {
+    const call = (jobId: string, trackId: unknown) =>
+      receiveCallback(deps, {
+        jobId,
+        token: callbackToken(SECRET, jobId),
+        readBody: () => successBody(trackId),
+      });
+
+    it("is accepted when its decimal form is the job id", async () => {
+      expect(await call("123456", 123456)).toBe("queued");
+      expect(resultsQueue.sent).toHaveLength(1);
+    });
+
+    it.each([
+      ["leading zeros lost", "00123", 123],
+      ["a different number", "123456", 123457],
+      ["precision lost past 2^53", "18446744073709551617", Number("18446744073709551617")],
+      ["a fraction", "12", 12.5],
+    ])("is refused when it does not normalise equal (%s)", async (_name, jobId, trackId) => {
+      const error = await call(jobId, trackId).catch((e) => e);
+      expect((error as ValidationError).code).toBe("TRACK_ID_MISMATCH");
+      expect(resultsQueue.sent).toHaveLength(0);
+    });
+  });
+
+  it("queues one result message (source callback) for a finished job", async () => {
+    const outcome = await receiveCallback(deps, {
+      jobId: JOB_ID,
+      token: callbackToken(SECRET, JOB_ID),
+      readBody: () => successBody(),
+    });
+    expect(outcome).toBe("queued");
+    expect(resultsQueue.sent).toHaveLength(1);
+    const sent = resultsQueue.sent[0];
+    expect(sent?.options).toBeUndefined();
+    const message = resultMessageSchema.parse(sent?.message);
+    expect(message).toEqual({
+      jobId: JOB_ID,
+      source: "callback",
+      observedAt: clock.now().toISOString(),
+      result: {
+        kind: "done",
+        providerId: "9001",
+        outputs: [{ kind: "url", url: "https://pub-x.r2.dev/a.png" }],
+        generationTimeSeconds: 2.5,
+        seed: 12,
+      },
+    });
+  });
+
+  it("queues a provider failure as a rejected result", async () => {
+    await receiveCallback(deps, {
+      jobId: JOB_ID,
+      token: callbackToken(SECRET, JOB_ID),
+      readBody: () => ({ status: "failed", id: 9001, message: "NSFW content", track_id: JOB_ID }),
+    });
+    const message = resultMessageSchema.parse(resultsQueue.sent[0]?.message);
+    expect(message.result).toMatchObject({ kind: "rejected", providerId: "9001", retryable: false });
+  });
+
+  it("acknowledges a processing notification and queues nothing", async () => {
+    const outcome = await receiveCallback(deps, {
+      jobId: JOB_ID,
+      token: callbackToken(SECRET, JOB_ID),
+      readBody: () => ({ status: "processing", id: 9001, eta: 10, output: [], track_id: JOB_ID }),
+    });
+    expect(outcome).toBe("acknowledged");
+    expect(resultsQueue.sent).toHaveLength(0);
+  });
+});

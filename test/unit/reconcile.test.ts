@@ -1,0 +1,318 @@
+import { beforeEach, describe, expect, it } from "vitest";
+import type { Job } from "../../shared/domain/job.ts";
+import type { ProviderResult } from "../../shared/ports/provider.ts";
+import { resultMessageSchema } from "../../shared/schemas/messages.ts";
+import type { ProviderState } from "../../shared/usecases/provider-attempts.ts";
+import { type ReconcileDeps, type ReconcileSettings, reconcile } from "../../shared/usecases/reconcile.ts";
+import {
+  buildJob,
+  FakeClock,
+  FakeProvider,
+  FakeQueue,
+  InMemoryCapacityGate,
+  InMemoryJobStore,
+} from "../support/fakes.ts";
+
+const settings: ReconcileSettings = {
+  queuedResendAfterSeconds: 300,
+  batchSize: 50,
+  pollBaseSeconds: 10,
+  pollMaxSeconds: 300,
+  slotGraceSeconds: 600,
+};
+
+const FETCH_URL = "https://modelslab.com/api/v6/images/fetch/9001";
+
+const stillProcessing: ProviderResult = {
+  kind: "accepted",
+  providerId: "9001",
+  etaSeconds: 5,
+  fetchUrl: FETCH_URL,
+  futureLinks: [],
+};
+
+describe("reconcile", () => {
+  let clock: FakeClock;
+  let jobs: InMemoryJobStore;
+  let gate: InMemoryCapacityGate;
+  let provider: FakeProvider;
+  let jobsQueue: FakeQueue;
+  let resultsQueue: FakeQueue;
+  let deps: ReconcileDeps;
+
+  const stored = (id: string): Job => {
+    const job = jobs.jobs.get(id);
+    if (!job) throw new Error(`no job ${id}`);
+    return job;
+  };
+
+  /** A processing job due now (its first check near eta has come), holding a slot. */
+  const processingJob = async (state: ProviderState, overrides: Partial<Job> = {}): Promise<Job> => {
+    const now = clock.now();
+    const job = buildJob(clock, {
+      status: "processing",
+      version: 3,
+      attempts: [
+        {
+          route: "modelslab",
+          provider_id: state.providerId ?? null,
+          started_at: new Date(now.getTime() - 70_000).toISOString(),
+          ended_at: null,
+          outcome: "pending",
+        },
+      ],
+      providerState: state as unknown as Record<string, unknown>,
+      dueAt: now.getTime() - 1,
+      ...overrides,
+    });
+    await jobs.create(job);
+    await gate.tryAcquire(job.id, now);
+    return job;
+  };
+  const acceptedState: ProviderState = {
+    phase: "accepted",
+    providerId: "9001",
+    etaSeconds: 10,
+    fetchUrl: FETCH_URL,
+    checks: 0,
+  };
+
+  beforeEach(() => {
+    clock = new FakeClock();
+    jobs = new InMemoryJobStore(clock);
+    gate = new InMemoryCapacityGate(5);
+    provider = new FakeProvider();
+    jobsQueue = new FakeQueue();
+    resultsQueue = new FakeQueue();
+    deps = { jobs, jobsQueue, clock, settings, provider, resultsQueue, gate };
+  });
+
+  it("re-sends a due queued job and moves its dueAt on", async () => {
+    const job = buildJob(clock, { dueAt: clock.now().getTime() - 1 });
+    await jobs.create(job);
+    const notDue = buildJob(clock, { dueAt: clock.now().getTime() + 1_000 });
+    await jobs.create(notDue);
+
+    const report = await reconcile(deps);
+
+    expect(report).toMatchObject({ examined: 1, requeued: 1, errors: 0 });
+    expect(jobsQueue.sent).toEqual([{ message: { jobId: job.id } }]);
+    expect(stored(job.id).status).toBe("queued");
+    expect(stored(job.id).dueAt).toBe(clock.now().getTime() + settings.queuedResendAfterSeconds * 1000);
+    expect(stored(notDue.id)).toEqual(notDue);
+    expect(provider.fetches).toHaveLength(0);
+  });
+
+  it("polls an overdue accepted job with its provider id and fetch URL and queues a finished result", async () => {
+    const job = await processingJob(acceptedState);
+    provider.scriptFetch({
+      kind: "done",
+      providerId: null,
+      outputs: [{ kind: "url", url: "https://pub-x.r2.dev/a.png" }],
+      generationTimeSeconds: null,
+      seed: null,
+    });
+
+    const report = await reconcile(deps);
+
+    expect(report).toMatchObject({ polled: 1, resolved: 1, errors: 0 });
+    expect(provider.fetches).toEqual([{ providerId: "9001", fetchUrl: FETCH_URL }]);
+    expect(provider.submissions).toHaveLength(0);
+    expect(resultsQueue.sent).toHaveLength(1);
+    expect(resultMessageSchema.parse(resultsQueue.sent[0]?.message)).toEqual({
+      jobId: job.id,
+      source: "reconcile",
+      observedAt: clock.now().toISOString(),
+      result: {
+        kind: "done",
+        providerId: "9001",
+        outputs: [{ kind: "url", url: "https://pub-x.r2.dev/a.png" }],
+        generationTimeSeconds: null,
+        seed: null,
+      },
+    });
+    // The job itself is finalize's to move; reconcile only pushes its next look.
+    expect(stored(job.id).status).toBe("processing");
+    expect(stored(job.id).dueAt).toBeGreaterThan(clock.now().getTime());
+  });
+
+  it("records the poll before publishing its result, so finalize never races the reconciler's write", async () => {
+    const job = await processingJob(acceptedState);
+    provider.scriptFetch({
+      kind: "done",
+      providerId: "9001",
+      outputs: [{ kind: "url", url: "https://pub-x.r2.dev/a.png" }],
+      generationTimeSeconds: null,
+      seed: null,
+    });
+    let versionAtSend: number | undefined;
+    const send = resultsQueue.send.bind(resultsQueue);
+    resultsQueue.send = async (msg, options) => {
+      versionAtSend = stored(job.id).version;
+      return send(msg, options);
+    };
+
+    await reconcile(deps);
+    expect(versionAtSend).toBe(job.version + 1);
+    expect(stored(job.id).version).toBe(job.version + 1);
+  });
+
+  it("queues a non-retryable failure found by polling, but not a retryable one", async () => {
+    await processingJob(acceptedState);
+    await processingJob(acceptedState);
+    const rejected = (retryable: boolean): ProviderResult => ({
+      kind: "rejected",
+      providerId: "9001",
+      retryable,
+      reason: retryable ? "Rate limit exceeded" : "Generation failed",
+      retryAfterSeconds: null,
+      httpStatus: null,
+    });
+    provider.scriptFetch(rejected(false), rejected(true));
+
+    const report = await reconcile(deps);
+    expect(report).toMatchObject({ polled: 2, resolved: 1 });
+    expect(resultsQueue.sent).toHaveLength(1);
+    expect(resultsQueue.sent[0]?.message).toMatchObject({ result: { kind: "rejected", retryable: false } });
+  });
+
+  it("pushes dueAt with growing backoff while the provider is still processing", async () => {
+    const job = await processingJob(acceptedState);
+    provider.scriptFetch(stillProcessing, stillProcessing);
+
+    await reconcile(deps);
+    const first = stored(job.id);
+    const firstDelay = (first.dueAt ?? 0) - clock.now().getTime();
+    expect(firstDelay).toBeGreaterThanOrEqual(10_000);
+    expect(firstDelay).toBeLessThanOrEqual(20_000);
+    expect(first.providerState).toMatchObject({ phase: "accepted", providerId: "9001", checks: 1 });
+    expect(resultsQueue.sent).toHaveLength(0);
+
+    clock.advance(firstDelay);
+    await reconcile(deps);
+    const second = stored(job.id);
+    const secondDelay = (second.dueAt ?? 0) - clock.now().getTime();
+    expect(secondDelay).toBeGreaterThanOrEqual(20_000);
+    expect(secondDelay).toBeLessThanOrEqual(40_000);
+    expect(second.providerState).toMatchObject({ checks: 2 });
+    expect(provider.fetches).toHaveLength(2);
+  });
+
+  it("never pushes dueAt past the deadline", async () => {
+    const deadline = clock.now().getTime() + 5_000;
+    const job = await processingJob(
+      { ...acceptedState, checks: 10 },
+      { deadlineAt: new Date(deadline).toISOString() },
+    );
+    provider.scriptFetch(stillProcessing);
+
+    await reconcile(deps);
+    expect(stored(job.id).dueAt).toBe(deadline);
+  });
+
+  it("fails a processing job past its deadline: attempt timed out, slot released, no poll", async () => {
+    const job = await processingJob(acceptedState, {
+      deadlineAt: new Date(clock.now().getTime() - 1).toISOString(),
+    });
+
+    const report = await reconcile(deps);
+
+    expect(report).toMatchObject({ expired: 1, polled: 0 });
+    const after = stored(job.id);
+    expect(after).toMatchObject({ status: "failed", dueAt: null, error: { code: "DEADLINE_EXCEEDED" } });
+    expect(after.attempts[0]).toMatchObject({ outcome: "timed_out", ended_at: clock.now().toISOString() });
+    expect(await gate.holders()).toEqual({});
+    expect(provider.fetches).toHaveLength(0);
+  });
+
+  it.each([
+    ["indeterminate", { phase: "indeterminate" } as ProviderState],
+    ["submitting", { phase: "submitting" } as ProviderState],
+  ])("does not poll a %s job without a provider id, only looks again later", async (_name, state) => {
+    const job = await processingJob(state);
+
+    const report = await reconcile(deps);
+
+    expect(report).toMatchObject({ polled: 0, errors: 0 });
+    expect(provider.fetches).toHaveLength(0);
+    expect(provider.submissions).toHaveLength(0);
+    const after = stored(job.id);
+    expect(after.status).toBe("processing");
+    expect(after.dueAt).toBeGreaterThan(clock.now().getTime());
+    expect(after.providerState).toMatchObject({ phase: state.phase, checks: 1 });
+    expect(Object.keys(await gate.holders())).toEqual([job.id]);
+  });
+
+  it("completes a job left in storing", async () => {
+    const state: ProviderState = {
+      phase: "finished",
+      providerId: "9001",
+      result: {
+        kind: "done",
+        providerId: "9001",
+        outputs: [{ kind: "url", url: "https://pub-x.r2.dev/a.png" }],
+        generationTimeSeconds: null,
+        seed: null,
+      },
+    };
+    const job = buildJob(clock, {
+      status: "storing",
+      version: 5,
+      providerState: state as unknown as Record<string, unknown>,
+      dueAt: clock.now().getTime() - 1,
+    });
+    await jobs.create(job);
+
+    const report = await reconcile(deps);
+
+    expect(report).toMatchObject({ resumed: 1 });
+    expect(stored(job.id)).toMatchObject({ status: "succeeded", dueAt: null });
+    expect(stored(job.id).outputs.map((o) => o.url)).toEqual(["https://pub-x.r2.dev/a.png"]);
+  });
+
+  describe("slot healing", () => {
+    it("releases a slot held past the grace period by a job that is not processing", async () => {
+      const start = clock.now();
+      const failed = buildJob(clock, { status: "failed", dueAt: null });
+      const queued = buildJob(clock, { dueAt: start.getTime() + 3_600_000 });
+      await jobs.create(failed);
+      await jobs.create(queued);
+      await gate.tryAcquire(failed.id, start);
+      await gate.tryAcquire(queued.id, start);
+      await gate.tryAcquire("01GONE0000000000000000000", start);
+      const processing = await processingJob(acceptedState, { dueAt: start.getTime() + 3_600_000 });
+
+      clock.advance(settings.slotGraceSeconds * 1000);
+      const report = await reconcile(deps);
+
+      expect(report.slotsHealed).toBe(3);
+      expect(Object.keys(await gate.holders())).toEqual([processing.id]);
+    });
+
+    it("keeps a slot inside the grace period, whatever its job's state", async () => {
+      const queued = buildJob(clock, { dueAt: clock.now().getTime() + 3_600_000 });
+      await jobs.create(queued);
+      await gate.tryAcquire(queued.id, clock.now());
+
+      clock.advance(settings.slotGraceSeconds * 1000 - 1);
+      const report = await reconcile(deps);
+
+      expect(report.slotsHealed).toBe(0);
+      expect(Object.keys(await gate.holders())).toEqual([queued.id]);
+    });
+  });
+
+  it("counts an error for one job and still handles the others", async () => {
+    await processingJob(acceptedState);
+    const queued = buildJob(clock, { dueAt: clock.now().getTime() - 1 });
+    await jobs.create(queued);
+    provider.fetch = async () => {
+      throw new Error("network down");
+    };
+
+    const report = await reconcile(deps);
+
+    expect(report).toMatchObject({ examined: 2, requeued: 1, errors: 1 });
+    expect(jobsQueue.sent).toEqual([{ message: { jobId: queued.id } }]);
+  });
+});
