@@ -11,11 +11,21 @@ const stack = await startLocalStack({
   port,
   dataDir: resolve(REPO_ROOT, ".data/dynamodb"),
   reconcileIntervalSeconds: Number(process.env.RECONCILE_INTERVAL_SECONDS ?? 5),
+  // With a real key the stack calls the configured provider; without one, the local simulator.
+  provider: process.env.MODELSLAB_API_KEY
+    ? { kind: "configured" }
+    : { kind: "simulator", options: { completionDelayMs: 2000 } },
   log: (line) => console.error(line),
 });
 const tableName = process.env.TABLE_NAME;
 if (!tableName) throw new Error("the template gave the functions no TABLE_NAME");
 const { apiKey } = await ensureTenant(tableName, "dev", process.env.DEV_API_KEY || undefined);
+const provider = stack.simulator
+  ? `${stack.simulator.url} (local simulator; set MODELSLAB_API_KEY to call ModelsLab)`
+  : `${process.env.MODELSLAB_BASE_URL ?? "https://modelslab.com/api"} (MODELSLAB_API_KEY is set)`;
+const controlImage = stack.simulator
+  ? `${new URL(stack.simulator.url).origin}/samples/control.png`
+  : "https://example.com/your-control-image.png";
 
 console.log(`
 ControlNet orchestrator (local stack)
@@ -23,12 +33,14 @@ ControlNet orchestrator (local stack)
   OpenAPI      ${stack.url}/v1/openapi.json
   DynamoDB     ${stack.endpoints.dynamodb} (dynalite, data in .data/dynamodb)
   SQS          ${stack.endpoints.sqs} (fauxqs)
+  Provider     ${provider}
   Dev API key  ${apiKey}
 
 Try:
   curl -s -X POST ${stack.url}/v1/jobs \\
     -H "Authorization: Bearer ${apiKey}" -H "Content-Type: application/json" \\
-    -d '{"model_id":"sd15","controlnet_model":"canny","controlnet_type":"canny","prompt":"a lighthouse at dusk","control_image":"https://example.com/edges.png"}'
+    -d '{"model_id":"sd15","controlnet_model":"canny","controlnet_type":"canny","prompt":"a lighthouse at dusk","control_image":"${controlImage}"}'
+  curl -s ${stack.url}/v1/jobs/<id> -H "Authorization: Bearer ${apiKey}"
 `);
 
 let stopping = false;

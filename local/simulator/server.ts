@@ -12,6 +12,7 @@
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import sharp from "sharp";
 import { request } from "undici";
 import { renderOutputs } from "./image.ts";
 import { createPrng } from "./prng.ts";
@@ -174,6 +175,18 @@ const emptyStats = (): SimulatorStats => ({
   submitsByTrackId: {},
   acceptedByTrackId: {},
 });
+
+let sample: Promise<Buffer> | undefined;
+/** A 512×512 control image (a house outline) rendered once from SVG. */
+const samplePng = (): Promise<Buffer> =>
+  (sample ??= sharp(
+    Buffer.from(
+      `<svg xmlns="http://www.w3.org/2000/svg" width="512" height="512"><rect width="512" height="512" fill="black"/>` +
+        `<path d="M96 256 L256 96 L416 256 V432 H96 Z M208 432 V320 H304 V432" fill="none" stroke="white" stroke-width="12"/></svg>`,
+    ),
+  )
+    .png()
+    .toBuffer());
 
 export async function startSimulator(options: Partial<SimulatorOptions> = {}): Promise<Simulator> {
   let opts: SimulatorOptions = { ...DEFAULT_SIMULATOR_OPTIONS, ...options };
@@ -623,6 +636,12 @@ export async function startSimulator(options: Partial<SimulatorOptions> = {}): P
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? "/").split("?")[0] ?? "/";
     const method = req.method ?? "GET";
+    if (path === "/samples/control.png" && (method === "GET" || method === "HEAD")) {
+      // A control image for trying the local stack without internet access (see README).
+      const png = await samplePng();
+      res.writeHead(200, { "content-type": "image/png", "content-length": png.length }).end(png);
+      return;
+    }
     const output = /^\/outputs\/([^/]+)\/(\d+)\.png$/.exec(path);
     if (output) {
       if (method !== "GET" && method !== "HEAD") {
