@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { Annotations, type Duration, type RemovalPolicy, Stack } from "aws-cdk-lib";
+import type { Duration, RemovalPolicy } from "aws-cdk-lib";
 import type { ITable } from "aws-cdk-lib/aws-dynamodb";
 import { Architecture, type CfnFunction, Runtime, Tracing } from "aws-cdk-lib/aws-lambda";
 import { NodejsFunction, OutputFormat } from "aws-cdk-lib/aws-lambda-nodejs";
@@ -52,6 +52,11 @@ export class HouseFunction extends Construct {
   constructor(scope: Construct, id: string, props: HouseFunctionProps) {
     super(scope, id);
     this.entry = path.posix.normalize(props.entry.split(path.sep).join("/"));
+    const absoluteEntry = path.join(REPO_ROOT, this.entry);
+    // Even when bundling is skipped (tests, the local stack): a row without its module is a broken app.
+    if (!existsSync(absoluteEntry)) {
+      throw new Error(`HouseFunction ${id}: entry ${this.entry} does not exist (${absoluteEntry})`);
+    }
 
     this.logGroup = new LogGroup(this, "LogGroup", {
       retention: props.logRetention,
@@ -59,7 +64,7 @@ export class HouseFunction extends Construct {
     });
 
     this.function = new NodejsFunction(this, "Function", {
-      entry: this.bundlingEntry(),
+      entry: absoluteEntry,
       handler: HANDLER_EXPORT,
       runtime: Runtime.NODEJS_22_X,
       architecture: Architecture.ARM_64,
@@ -85,23 +90,6 @@ export class HouseFunction extends Construct {
     });
 
     (this.function.node.defaultChild as CfnFunction).addMetadata(LOCAL_ENTRY_METADATA, this.entry);
-  }
-
-  /**
-   * The file handed to NodejsFunction. A real synth bundles the entry, so it must exist. When bundling is
-   * skipped (tests, the local stack) nothing reads it, and NodejsFunction's existence check would only tie
-   * infra tests to other folders' progress: a missing entry is replaced by a stand-in file and a
-   * warning. The Metadata still names the real entry.
-   */
-  private bundlingEntry(): string {
-    const absolute = path.join(REPO_ROOT, this.entry);
-    if (existsSync(absolute) || Stack.of(this).bundlingRequired) return absolute;
-    Annotations.of(this).addWarningV2(
-      "house:missingEntry",
-      `${this.entry} does not exist; bundling is skipped, so a placeholder stands in`,
-    );
-    // Any existing file under the project root will do; this module is one.
-    return fileURLToPath(import.meta.url);
   }
 }
 

@@ -58,8 +58,9 @@ describe("prod stage", () => {
   let service: Template;
   let stackNames: string[];
   const extraRow = {
-    id: "Notify",
-    entry: "functions/notify.ts",
+    // Any existing module will do: the row is what is under test.
+    id: "Extra",
+    entry: "functions/callback.ts",
     memoryMb: 256,
     timeout: Duration.seconds(30),
     table: "read",
@@ -101,11 +102,18 @@ describe("prod stage", () => {
   });
 
   it("turns one more row of the function table into one more function", () => {
-    service.hasResource("AWS::Lambda::Function", {
-      Metadata: { "local:entry": "functions/notify.ts" },
-      Properties: Match.objectLike({ MemorySize: 256, Timeout: 30, Runtime: "nodejs22.x" }),
-    });
-    expect(resources(service, "AWS::Lambda::Function").NotifyFunction).toBeDefined();
+    const extra = resources(service, "AWS::Lambda::Function").ExtraFunction;
+    expect(extra?.Metadata?.["local:entry"]).toBe("functions/callback.ts");
+    expect(extra?.Properties).toMatchObject({ MemorySize: 256, Timeout: 30, Runtime: "nodejs22.x" });
+  });
+
+  it("fails the synth loudly when a row's module does not exist", () => {
+    expect(() =>
+      buildApp({
+        skipBundling: true,
+        functions: [...FUNCTIONS, { ...extraRow, id: "Missing", entry: "functions/missing.ts" }],
+      }),
+    ).toThrow(/Missing: entry functions\/missing.ts does not exist/);
   });
 });
 
