@@ -6,6 +6,14 @@ import { resolve } from "node:path";
 import { ensureTenant } from "./dev-tenant.ts";
 import { REPO_ROOT, startLocalStack } from "./stack.ts";
 
+// Ctrl-C during startup is honoured too: we stop as soon as the stack is up, never mid-creation.
+let signalled: string | null = null;
+let onSignal = (signal: string) => {
+  signalled = signal;
+};
+process.on("SIGINT", () => onSignal("SIGINT"));
+process.on("SIGTERM", () => onSignal("SIGTERM"));
+
 const port = Number(process.env.PORT ?? 3000);
 const stack = await startLocalStack({
   port,
@@ -44,12 +52,10 @@ Try:
 `);
 
 let stopping = false;
-const shutdown = async (signal: string) => {
+onSignal = (signal: string) => {
   if (stopping) return;
   stopping = true;
   console.error(`\n${signal}: stopping…`);
-  await stack.stop();
-  process.exit(0);
+  void stack.stop().then(() => process.exit(0));
 };
-process.on("SIGINT", () => void shutdown("SIGINT"));
-process.on("SIGTERM", () => void shutdown("SIGTERM"));
+if (signalled) onSignal(signalled);
