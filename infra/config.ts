@@ -32,6 +32,49 @@ export const infraConfigSchema = z.object({
   modelslabBaseUrl: z.url().default("https://modelslab.com/api"),
   /** The provider account's concurrent-request allowance the dispatcher must stay under. */
   modelslabMaxConcurrency: z.coerce.number().int().min(1).max(1_000).default(5),
+  /** Where alarm notifications go (an SNS email subscription, confirmed by the recipient); none if unset. */
+  alarmEmail: z.email().optional(),
+  /** Days after which uploaded control images (inputs) are deleted. */
+  inputsExpireDays: z.coerce.number().int().min(1).max(3650).default(7),
+  /** Days after which generated images move to S3 Standard-IA (0: never; S3 needs at least 30). */
+  outputsInfrequentAccessDays: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(3650)
+    .refine((days) => days === 0 || days >= 30, { message: "0 (never) or at least 30" })
+    .default(30),
+  /** Days after which generated images are deleted (0: never). */
+  outputsExpireDays: z.coerce.number().int().min(0).max(36500).default(90),
+  /** Days the S3 server access logs are kept. */
+  accessLogsExpireDays: z.coerce.number().int().min(1).max(3650).default(90),
+  /** GPU fallback: the EC2 instance type of the ECS capacity (g5 or g6 family: one NVIDIA GPU per xlarge). */
+  gpuInstanceType: z
+    .string()
+    .regex(/^g(5|6|6e)\.(xlarge|[248]xlarge|1[26]xlarge)$/, "a g5, g6 or g6e instance type, e.g. g5.xlarge")
+    .default("g5.xlarge"),
+  /** GPU fallback: tasks (one per instance, one GPU each) kept running when the queue is empty. */
+  gpuMinTasks: z.coerce.number().int().min(0).max(100).default(0),
+  /** GPU fallback: most tasks (and instances) at full backlog. */
+  gpuMaxTasks: z.coerce.number().int().min(1).max(100).default(2),
+  /** GPU fallback: queued jobs per running task before another task starts. */
+  gpuBacklogPerTask: z.coerce.number().int().min(1).max(1_000).default(4),
+  /** GPU fallback: where the worker loads its ONNX models from (`s3://bucket/prefix/`). */
+  modelS3Uri: z
+    .string()
+    .regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[^\s]*)?$/, "an s3://bucket/prefix URI")
+    .default("s3://controlnet-models-placeholder/onnx/"),
+  /**
+   * GPU fallback: the worker's container image URI. When unset the image is built from
+   * `worker/Dockerfile` as a Docker asset (a real deploy with Docker); tests and Docker-less synths set it.
+   */
+  workerImage: z
+    .string()
+    .regex(
+      /^[a-z0-9][a-z0-9._/:@-]*$/i,
+      "a container image URI, e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/worker:1",
+    )
+    .optional(),
   /** Target account/region; from context, else the CLI's CDK_DEFAULT_* (never looked up). */
   account: z
     .string()
@@ -41,6 +84,21 @@ export const infraConfigSchema = z.object({
     .string()
     .regex(/^[a-z]{2}(-[a-z]+)+-\d$/)
     .optional(),
+});
+
+export const infraConfigSchemaChecked = infraConfigSchema.superRefine((config, ctx) => {
+  if (config.gpuMinTasks > config.gpuMaxTasks) {
+    ctx.addIssue({ code: "custom", path: ["gpuMinTasks"], message: "must not exceed gpuMaxTasks" });
+  }
+  if (config.outputsExpireDays !== 0 && config.outputsInfrequentAccessDays !== 0) {
+    if (config.outputsExpireDays <= config.outputsInfrequentAccessDays) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["outputsExpireDays"],
+        message: "must be later than outputsInfrequentAccessDays (or 0)",
+      });
+    }
+  }
 });
 
 export type InfraConfig = z.infer<typeof infraConfigSchema>;
@@ -70,7 +128,7 @@ export function loadInfraConfig(
   }
   raw.account ??= env.CDK_DEFAULT_ACCOUNT || undefined;
   raw.region ??= env.CDK_DEFAULT_REGION || undefined;
-  const result = infraConfigSchema.safeParse(raw);
+  const result = infraConfigSchemaChecked.safeParse(raw);
   if (result.success) return result.data;
   throw new InfraConfigError(
     result.error.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`),
@@ -78,3 +136,10 @@ export function loadInfraConfig(
 }
 
 export const isProduction = (config: InfraConfig): boolean => config.stage === "prod";
+
+/** `s3://bucket/prefix/` → `{ bucket, prefix }` (prefix without leading slash, possibly empty). */
+export function parseS3Uri(uri: string): { bucket: string; prefix: string } {
+  const match = /^s3:\/\/([^/]+)\/?(.*)$/.exec(uri);
+  if (!match?.[1]) throw new Error(`not an s3:// URI: ${uri}`);
+  return { bucket: match[1], prefix: match[2] ?? "" };
+}

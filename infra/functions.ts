@@ -11,10 +11,32 @@ import { Schedule } from "aws-cdk-lib/aws-events";
 /** The queues of the stateful stack, by short name. */
 export type QueueName = "jobs" | "results";
 
-export const QUEUE_URL_VARIABLES = {
-  jobs: "JOBS_QUEUE_URL",
-  results: "RESULTS_QUEUE_URL",
-} as const satisfies Record<QueueName, string>;
+export interface QueueSpec {
+  /** Construct id: logical ids `<id>Queue`, `<id>Dlq`, `<id>DlqAlarm`, `<id>AgeAlarm`. */
+  id: string;
+  /** The environment variable a bound function (or task) reads the queue URL from. */
+  urlVariable: string;
+  /** Backlog alarm: the oldest message is older than this. */
+  maxMessageAge: Duration;
+  /**
+   * Visibility timeout for a queue no Lambda consumes (a container's own poller); a Lambda-consumed
+   * queue's comes from its consumer's timeout (`visibilityTimeoutFor`).
+   */
+  visibilityTimeout?: Duration;
+}
+
+/** Every queue of the app, one row each; the stateful stack makes each a `QueueWithDlq`. */
+export const QUEUES: Readonly<Record<QueueName, QueueSpec>> = {
+  // Dispatch delays messages while the provider is at capacity, so some age is normal.
+  jobs: { id: "Jobs", urlVariable: "JOBS_QUEUE_URL", maxMessageAge: Duration.minutes(15) },
+  results: { id: "Results", urlVariable: "RESULTS_QUEUE_URL", maxMessageAge: Duration.minutes(10) },
+};
+
+export const QUEUE_URL_VARIABLES = Object.fromEntries(
+  Object.entries(QUEUES).map(([name, spec]) => [name, spec.urlVariable]),
+) as Record<QueueName, string>;
+
+export const QUEUE_NAMES = Object.keys(QUEUES) as QueueName[];
 
 export type TableAccess = "read" | "readWrite";
 export type QueueAccess = "send" | "consume";

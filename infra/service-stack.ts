@@ -15,19 +15,23 @@ import {
 } from "aws-cdk-lib/aws-apigatewayv2";
 import { HttpLambdaAuthorizer, HttpLambdaResponseType } from "aws-cdk-lib/aws-apigatewayv2-authorizers";
 import { HttpLambdaIntegration } from "aws-cdk-lib/aws-apigatewayv2-integrations";
+import { SnsAction } from "aws-cdk-lib/aws-cloudwatch-actions";
 import type { ITable } from "aws-cdk-lib/aws-dynamodb";
 import { Rule } from "aws-cdk-lib/aws-events";
 import { LambdaFunction } from "aws-cdk-lib/aws-events-targets";
 import { SqsEventSource } from "aws-cdk-lib/aws-lambda-event-sources";
 import type { ISecret } from "aws-cdk-lib/aws-secretsmanager";
+import type { ITopic } from "aws-cdk-lib/aws-sns";
 import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import type { Construct } from "constructs";
 import { type InfraConfig, isProduction } from "./config.ts";
 import { bindQueue, bindSecret, bindTable, HouseFunction } from "./constructs/house-function.ts";
+import { OperationsDashboard } from "./constructs/operations-dashboard.ts";
 import { ReadableStack } from "./constructs/readable-stack.ts";
 import {
   FUNCTIONS,
   type FunctionSpec,
+  QUEUE_NAMES,
   QUEUE_URL_VARIABLES,
   type QueueAccess,
   type QueueName,
@@ -38,6 +42,8 @@ import {
 export interface StatefulResources {
   table: ITable;
   queues: Record<QueueName, IQueue>;
+  deadLetterQueues: Record<QueueName, IQueue>;
+  alarmTopic: ITopic;
   modelslabApiKey: ISecret;
   callbackSecret: ISecret;
 }
@@ -62,6 +68,7 @@ export const AUTHORIZER_CACHE_TTL = Duration.seconds(300);
 export class ServiceStack extends ReadableStack {
   readonly httpApi: HttpApi;
   readonly functions: Record<string, HouseFunction> = {};
+  readonly dashboard: OperationsDashboard;
 
   constructor(scope: Construct, id: string, props: ServiceStackProps) {
     super(scope, id, props);
@@ -76,8 +83,10 @@ export class ServiceStack extends ReadableStack {
       createDefaultStage: true,
     });
 
+    const alarmAction = new SnsAction(stateful.alarmTopic);
     for (const spec of specs) {
       const fn = new HouseFunction(this, spec.id, {
+        alarmAction,
         entry: spec.entry,
         memoryMb: spec.memoryMb,
         timeout: spec.timeout,
@@ -145,6 +154,18 @@ export class ServiceStack extends ReadableStack {
         });
       }
     }
+
+    this.dashboard = new OperationsDashboard(this, "Operations", {
+      dashboardName: `${SERVICE_NAME}-${config.stage}`,
+      httpApi: this.httpApi,
+      queues: Object.fromEntries(
+        QUEUE_NAMES.map((name) => [
+          name,
+          { queue: stateful.queues[name], dlq: stateful.deadLetterQueues[name] },
+        ]),
+      ),
+      functions: this.functions,
+    });
 
     new CfnOutput(this, "ApiUrl", { value: this.httpApi.apiEndpoint, description: "PUBLIC_BASE_URL" });
   }

@@ -1,12 +1,23 @@
-import { Duration, RemovalPolicy, type StackProps } from "aws-cdk-lib";
+import { RemovalPolicy, type StackProps, Validations } from "aws-cdk-lib";
+import { SnsAction } from "aws-cdk-lib/aws-cloudwatch-actions";
 import { AttributeType, BillingMode, ProjectionType, Table } from "aws-cdk-lib/aws-dynamodb";
 import { Secret } from "aws-cdk-lib/aws-secretsmanager";
-import { Queue, QueueEncryption } from "aws-cdk-lib/aws-sqs";
+import { Topic } from "aws-cdk-lib/aws-sns";
+import { EmailSubscription } from "aws-cdk-lib/aws-sns-subscriptions";
+import type { Queue } from "aws-cdk-lib/aws-sqs";
 import type { Construct } from "constructs";
 import { INDEXES, TABLE_KEYS, TTL_ATTRIBUTE } from "../shared/adapters/dynamo/table-design.ts";
 import { type InfraConfig, isProduction } from "./config.ts";
+import { QueueWithDlq } from "./constructs/queue-with-dlq.ts";
 import { ReadableStack } from "./constructs/readable-stack.ts";
-import { FUNCTIONS, type FunctionSpec, type QueueName, visibilityTimeoutFor } from "./functions.ts";
+import {
+  FUNCTIONS,
+  type FunctionSpec,
+  QUEUE_NAMES,
+  QUEUES,
+  type QueueName,
+  visibilityTimeoutFor,
+} from "./functions.ts";
 
 export interface StatefulStackProps extends StackProps {
   config: InfraConfig;
@@ -14,19 +25,19 @@ export interface StatefulStackProps extends StackProps {
   functions?: readonly FunctionSpec[];
 }
 
-/** Receives after which a message goes to its queue's dead-letter queue. */
-export const MAX_RECEIVE_COUNT = 5;
-export const DLQ_RETENTION = Duration.days(14);
-
 /**
- * Everything that holds state: the single table, the work queues each with its own dead-letter queue,
- * and the provider secrets. Kept apart from the service stack so replacing functions or the API never
+ * Everything that holds state: the single table, the work queues each with its own dead-letter queue
+ * and alarms, the alarm topic, and the provider secrets. Kept apart from the service stack so replacing functions or the API never
  * touches data. In `prod` all of it is retained and the table is deletion-protected.
  */
 export class StatefulStack extends ReadableStack {
   readonly table: Table;
   readonly queues: Record<QueueName, Queue>;
   readonly deadLetterQueues: Record<QueueName, Queue>;
+  /** Each queue with its DLQ and alarms. */
+  readonly queueSets: Record<QueueName, QueueWithDlq>;
+  /** Every alarm of the app notifies this topic (and the `alarmEmail` subscription when configured). */
+  readonly alarmTopic: Topic;
   /** ModelsLab API key (operators put the real value; the generated one is a placeholder). */
   readonly modelslabApiKey: Secret;
   /** Key of the per-job HMAC tokens in callback URLs. */
@@ -67,10 +78,35 @@ export class StatefulStack extends ReadableStack {
       projectionType: ProjectionType.ALL,
     });
 
-    const jobs = this.workQueue("Jobs", "jobs", functions, removalPolicy);
-    const results = this.workQueue("Results", "results", functions, removalPolicy);
-    this.queues = { jobs: jobs.queue, results: results.queue };
-    this.deadLetterQueues = { jobs: jobs.dlq, results: results.dlq };
+    this.alarmTopic = new Topic(this, "AlarmTopic", {
+      displayName: `ControlNet orchestrator alarms (${props.config.stage})`,
+      enforceSSL: true,
+    });
+    Validations.of(this.alarmTopic).acknowledge({
+      id: "AwsSolutions-SNS2",
+      reason:
+        "AlarmTopic carries only CloudWatch alarm state changes (alarm names, metric values), no job data; " +
+        "CloudWatch cannot publish to a topic under the AWS-managed SNS key, and a customer managed key " +
+        "would cost $1/month while idle",
+    });
+    if (props.config.alarmEmail) {
+      this.alarmTopic.addSubscription(new EmailSubscription(props.config.alarmEmail));
+    }
+    const alarmAction = new SnsAction(this.alarmTopic);
+
+    const queues = {} as Record<QueueName, QueueWithDlq>;
+    for (const name of QUEUE_NAMES) {
+      const spec = QUEUES[name];
+      queues[name] = new QueueWithDlq(this, spec.id, {
+        visibilityTimeout: visibilityTimeoutFor(name, functions) ?? spec.visibilityTimeout,
+        maxMessageAge: spec.maxMessageAge,
+        alarmAction,
+        removalPolicy,
+      });
+    }
+    this.queueSets = queues;
+    this.queues = mapRecord(queues, (set) => set.queue);
+    this.deadLetterQueues = mapRecord(queues, (set) => set.dlq);
 
     this.modelslabApiKey = new Secret(this, "ModelslabApiKeySecret", {
       description: `ModelsLab API key (${props.config.stage}); put the real value after the first deploy`,
@@ -82,27 +118,7 @@ export class StatefulStack extends ReadableStack {
       removalPolicy,
     });
   }
-
-  /** `<name>Queue` with its own `<name>Dlq`; visibility from the consumer's timeout in the function table. */
-  private workQueue(
-    name: string,
-    queue: QueueName,
-    functions: readonly FunctionSpec[],
-    removalPolicy: RemovalPolicy,
-  ): { queue: Queue; dlq: Queue } {
-    const dlq = new Queue(this, `${name}Dlq`, {
-      encryption: QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      retentionPeriod: DLQ_RETENTION,
-      removalPolicy,
-    });
-    const work = new Queue(this, `${name}Queue`, {
-      encryption: QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      visibilityTimeout: visibilityTimeoutFor(queue, functions),
-      deadLetterQueue: { queue: dlq, maxReceiveCount: MAX_RECEIVE_COUNT },
-      removalPolicy,
-    });
-    return { queue: work, dlq };
-  }
 }
+
+const mapRecord = <K extends string, A, B>(record: Record<K, A>, f: (value: A) => B): Record<K, B> =>
+  Object.fromEntries(Object.entries(record).map(([key, value]) => [key, f(value as A)])) as Record<K, B>;

@@ -1,7 +1,8 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Duration, RemovalPolicy } from "aws-cdk-lib";
+import { Duration, type RemovalPolicy } from "aws-cdk-lib";
+import { Alarm, ComparisonOperator, type IAlarmAction, TreatMissingData } from "aws-cdk-lib/aws-cloudwatch";
 import type { ITable } from "aws-cdk-lib/aws-dynamodb";
 import { Architecture, type CfnFunction, Runtime, Tracing } from "aws-cdk-lib/aws-lambda";
 import { NodejsFunction, OutputFormat } from "aws-cdk-lib/aws-lambda-nodejs";
@@ -33,6 +34,8 @@ export interface HouseFunctionProps {
   logRemovalPolicy: RemovalPolicy;
   environment?: Record<string, string>;
   description?: string;
+  /** Where the function's Errors and Throttles alarms notify (required: no function goes unwatched). */
+  alarmAction: IAlarmAction;
 }
 
 /**
@@ -41,11 +44,16 @@ export interface HouseFunctionProps {
  * with), X-Ray tracing, and its own log group with a retention. The template records the TypeScript
  * entry in Metadata (`local:entry`) so the local stack can import the same module.
  *
- * Children: `Function` (logical id `<id>Function`) and `LogGroup`.
+ * Every house function is watched: an alarm on any error (`<id>ErrorsAlarm`) and on any throttle
+ * (`<id>ThrottlesAlarm`) in a 5-minute window.
+ *
+ * Children: `Function` (logical id `<id>Function`), `LogGroup`, `ErrorsAlarm`, `ThrottlesAlarm`.
  */
 export class HouseFunction extends Construct {
   readonly function: NodejsFunction;
   readonly logGroup: LogGroup;
+  readonly errorsAlarm: Alarm;
+  readonly throttlesAlarm: Alarm;
   /** The entry, relative to the repository root (`functions/api.ts`). */
   readonly entry: string;
 
@@ -90,6 +98,30 @@ export class HouseFunction extends Construct {
     });
 
     (this.function.node.defaultChild as CfnFunction).addMetadata(LOCAL_ENTRY_METADATA, this.entry);
+
+    const alarm = (alarmId: string, metric: ReturnType<NodejsFunction["metricErrors"]>, what: string) => {
+      const created = new Alarm(this, alarmId, {
+        alarmDescription: `${id} (${this.entry}): ${what} in the last 5 minutes`,
+        metric,
+        threshold: 1,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: TreatMissingData.NOT_BREACHING,
+      });
+      created.addAlarmAction(props.alarmAction);
+      return created;
+    };
+    const period = Duration.minutes(5);
+    this.errorsAlarm = alarm(
+      "ErrorsAlarm",
+      this.function.metricErrors({ period, statistic: "Sum" }),
+      "invocations failed",
+    );
+    this.throttlesAlarm = alarm(
+      "ThrottlesAlarm",
+      this.function.metricThrottles({ period, statistic: "Sum" }),
+      "invocations were throttled",
+    );
   }
 }
 
