@@ -88,3 +88,32 @@ export interface CapacityGate {
   /** Current holders and when they acquired (epoch ms), for self-healing of lost releases. */
   holders(): Promise<Record<string, number>>;
 }
+
+export interface StoredObject {
+  key: string;
+  contentType: string | null;
+  bytes: number;
+  /** User metadata (x-amz-meta-*), lower-case keys. */
+  metadata: Record<string, string>;
+}
+
+export interface PutObjectOptions {
+  contentType: string;
+  metadata?: Record<string, string>;
+}
+
+/**
+ * The outputs bucket. `put` streams: a Readable body is uploaded in bounded parts and never held
+ * whole in memory. Writing a key again replaces the object.
+ */
+export interface ObjectStore {
+  put(
+    key: string,
+    body: import("node:stream").Readable | Uint8Array,
+    options: PutObjectOptions,
+  ): Promise<void>;
+  /** The object's size, type and metadata, or null when there is none. */
+  head(key: string): Promise<StoredObject | null>;
+  presignGet(key: string, expiresSeconds: number): Promise<string>;
+  presignPut(key: string, contentType: string, expiresSeconds: number): Promise<string>;
+}

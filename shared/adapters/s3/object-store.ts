@@ -1,0 +1,129 @@
+/**
+ * The ObjectStore port over S3. Uploads stream through `@aws-sdk/lib-storage`'s `Upload` in 5 MiB
+ * parts with a small queue, so at most `(queueSize + 1) × partSize` bytes of a body are in memory
+ * whatever its size; a small body becomes one PutObject.
+ */
+import type { Readable } from "node:stream";
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { NodeHttpHandler } from "@smithy/node-http-handler";
+import type { ObjectStore, PutObjectOptions, StoredObject } from "../../ports/index.ts";
+
+/** Bounded network behaviour for S3: parts are larger than DynamoDB items, so the socket timeout is longer. */
+export const S3_CLIENT_DEFAULTS = {
+  connectionTimeoutMs: 1_000,
+  requestTimeoutMs: 30_000,
+  maxAttempts: 3,
+} as const;
+
+/**
+ * The S3 client every S3 adapter is given; create it once per module (cold start). Region,
+ * credentials and endpoint come from the SDK's default chain unless `options` overrides them. With an
+ * endpoint override (`options.endpoint` or `AWS_ENDPOINT_URL_S3`, e.g. fauxqs locally) requests use
+ * path-style addressing, which emulators need.
+ */
+export function createS3Client(options: S3ClientConfig = {}, env: NodeJS.ProcessEnv = process.env): S3Client {
+  const overridden = options.endpoint !== undefined || Boolean(env.AWS_ENDPOINT_URL_S3);
+  return new S3Client({
+    maxAttempts: S3_CLIENT_DEFAULTS.maxAttempts,
+    requestHandler: new NodeHttpHandler({
+      connectionTimeout: S3_CLIENT_DEFAULTS.connectionTimeoutMs,
+      requestTimeout: S3_CLIENT_DEFAULTS.requestTimeoutMs,
+    }),
+    ...(overridden ? { forcePathStyle: true } : {}),
+    ...options,
+  });
+}
+
+export interface S3ObjectStoreOptions {
+  /** Multipart part size; S3's minimum (and the default) is 5 MiB. */
+  partSizeBytes?: number;
+  /** Parts uploaded concurrently. */
+  queueSize?: number;
+}
+
+const MIN_PART_SIZE = 5 * 1024 * 1024;
+
+const isNotFound = (error: unknown): boolean => {
+  const e = error as { name?: unknown; $metadata?: { httpStatusCode?: number } } | null;
+  return e?.name === "NotFound" || e?.name === "NoSuchKey" || e?.$metadata?.httpStatusCode === 404;
+};
+
+export class S3ObjectStore implements ObjectStore {
+  private readonly partSize: number;
+  private readonly queueSize: number;
+
+  constructor(
+    private readonly client: S3Client,
+    readonly bucket: string,
+    options: S3ObjectStoreOptions = {},
+  ) {
+    this.partSize = Math.max(MIN_PART_SIZE, options.partSizeBytes ?? MIN_PART_SIZE);
+    this.queueSize = Math.max(1, options.queueSize ?? 2);
+  }
+
+  async put(key: string, body: Readable | Uint8Array, options: PutObjectOptions): Promise<void> {
+    const params = {
+      Bucket: this.bucket,
+      Key: key,
+      ContentType: options.contentType,
+      ...(options.metadata ? { Metadata: options.metadata } : {}),
+    };
+    if (body instanceof Uint8Array) {
+      await this.client.send(new PutObjectCommand({ ...params, Body: body, ContentLength: body.byteLength }));
+      return;
+    }
+    const upload = new Upload({
+      client: this.client,
+      params: { ...params, Body: body },
+      partSize: this.partSize,
+      queueSize: this.queueSize,
+      leavePartsOnError: false,
+    });
+    // A failing source must fail the upload (lib-storage would otherwise wait for more data).
+    const failed = new Promise<never>((_, reject) => {
+      body.once("error", (error) => {
+        upload.abort().catch(() => undefined);
+        reject(error);
+      });
+    });
+    failed.catch(() => undefined);
+    await Promise.race([upload.done(), failed]);
+  }
+
+  async head(key: string): Promise<StoredObject | null> {
+    try {
+      const result = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return {
+        key,
+        contentType: result.ContentType ?? null,
+        bytes: result.ContentLength ?? 0,
+        metadata: result.Metadata ?? {},
+      };
+    } catch (error) {
+      if (isNotFound(error)) return null;
+      throw error;
+    }
+  }
+
+  presignGet(key: string, expiresSeconds: number): Promise<string> {
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
+      expiresIn: expiresSeconds,
+    });
+  }
+
+  presignPut(key: string, contentType: string, expiresSeconds: number): Promise<string> {
+    return getSignedUrl(
+      this.client,
+      new PutObjectCommand({ Bucket: this.bucket, Key: key, ContentType: contentType }),
+      { expiresIn: expiresSeconds, signableHeaders: new Set(["content-type"]) },
+    );
+  }
+}

@@ -1,0 +1,298 @@
+/**
+ * Copies one provider output into the outputs bucket, in one streaming pass:
+ *
+ *   download (safe-fetch: policy, byte limit, timeout) → sha256 → sniffer → S3 upload
+ *
+ * The object key is `{prefix}.{ext}` where the extension comes from the sniffed type, so the first
+ * bytes (at most the sniff limit, a few dozen bytes for PNG/WebP, a JPEG's metadata segments) are held
+ * back until the type is known; after that bytes flow straight through, and memory does not grow with
+ * the image's size.
+ *
+ * Idempotency: keys are deterministic (prefix + sniffed type), so copying the same result again
+ * overwrites the same key with the same bytes and returns the same record. (Skipping on an existing
+ * object is not possible safely: the sha256 is only known after the whole stream has passed, so it
+ * cannot be compared before writing.)
+ *
+ * Retryable refusals (403/404/5xx, timeouts, network) are retried with backoff until
+ * `policy.retryForMs` has passed; then, or at once for policy violations, oversize or non-images, the
+ * copy fails with `CopyFailed`. Errors of the object store itself (S3) pass through unchanged: they
+ * are infrastructure failures for the caller's own retry, not a verdict on the output.
+ */
+import { createHash, type Hash } from "node:crypto";
+import { Readable, Transform, type TransformCallback } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import {
+  type DownloadPolicy,
+  DownloadRefused,
+  type ResolveHost,
+  type SafeConnectOptions,
+  safeDownload,
+} from "../adapters/http/safe-fetch.ts";
+import {
+  DEFAULT_SNIFF_LIMIT_BYTES,
+  ImageSniffer,
+  NotAnImageError,
+  type SniffedImage,
+} from "../domain/image-sniff.ts";
+import type { Clock, ObjectStore } from "../ports/index.ts";
+import { systemClock } from "../ports/index.ts";
+import type { ProviderOutput } from "../ports/provider.ts";
+
+export interface CopiedOutput {
+  key: string;
+  content_type: SniffedImage["contentType"];
+  bytes: number;
+  sha256: string;
+  width: number;
+  height: number;
+}
+
+export interface CopyOutputDeps {
+  store: ObjectStore;
+  policy: DownloadPolicy;
+  clock?: Clock;
+  /** Waits between attempts; tests may shorten it. */
+  sleep?: (ms: number) => Promise<void>;
+  /** Name resolution for downloads (tests inject hostile answers). */
+  resolve?: ResolveHost;
+  /** Observes every address a download connects to. */
+  onConnect?: (address: string, hostname: string) => void;
+  /** Opens sockets to checked addresses (tests only; see safe-fetch). */
+  transport?: SafeConnectOptions["transport"];
+}
+
+export interface CopyOutputInput {
+  source: ProviderOutput;
+  /** `${tenant}/${jobId}/${index}`; the extension is added from the sniffed type. */
+  keyPrefix: string;
+}
+
+export type CopyFailureCode = DownloadRefused["code"] | "NOT_AN_IMAGE" | "INVALID_BASE64";
+
+export class CopyFailed extends Error {
+  constructor(
+    readonly code: CopyFailureCode,
+    message: string,
+    readonly attempts: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "CopyFailed";
+  }
+}
+
+const FIRST_RETRY_MS = 200;
+const MAX_RETRY_MS = 2_000;
+
+/** Holds chunks back until the sniffer knows the type, then lets everything through unchanged. */
+class SniffGate extends Transform {
+  readonly sniffed: Promise<SniffedImage>;
+  private readonly sniffer: ImageSniffer;
+  private held: Buffer[] = [];
+  private settle!: { resolve: (image: SniffedImage) => void; reject: (error: unknown) => void };
+
+  constructor(limitBytes: number) {
+    super();
+    this.sniffer = new ImageSniffer(limitBytes);
+    this.sniffed = new Promise<SniffedImage>((resolve, reject) => {
+      this.settle = { resolve, reject };
+    });
+    this.sniffed.catch(() => undefined);
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.sniffer.result) {
+      callback(null, chunk);
+      return;
+    }
+    try {
+      this.held.push(chunk);
+      const image = this.sniffer.push(chunk);
+      if (image) this.release(image);
+      callback();
+    } catch (error) {
+      this.fail(error);
+      callback(error as Error);
+    }
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.sniffer.result) {
+      callback();
+      return;
+    }
+    try {
+      this.release(this.sniffer.end());
+      callback();
+    } catch (error) {
+      this.fail(error);
+      callback(error as Error);
+    }
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.fail(error ?? new Error("The output stream closed before its image header."));
+    callback(error);
+  }
+
+  private release(image: SniffedImage): void {
+    for (const chunk of this.held) this.push(chunk);
+    this.held = [];
+    this.settle.resolve(image);
+  }
+
+  private fail(error: unknown): void {
+    this.held = [];
+    this.settle.reject(error);
+  }
+}
+
+class Hasher extends Transform {
+  readonly hash: Hash = createHash("sha256");
+  bytes = 0;
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    callback(null, chunk);
+  }
+}
+
+/** Streams `source` through hashing and sniffing into the store; one attempt. */
+async function storeStream(store: ObjectStore, keyPrefix: string, source: Readable): Promise<CopiedOutput> {
+  const hasher = new Hasher();
+  const gate = new SniffGate(DEFAULT_SNIFF_LIMIT_BYTES);
+  const flowing = pipeline(source, hasher, gate);
+  flowing.catch(() => undefined); // observed below; this only keeps an early rejection from going unhandled
+  // Surface a failure of the flow while waiting for the type (the gate's promise covers most of them).
+  const image = await Promise.race([gate.sniffed, flowing.then(() => gate.sniffed)]);
+  const key = `${keyPrefix}.${image.extension}`;
+  try {
+    await Promise.all([store.put(key, gate, { contentType: image.contentType }), flowing]);
+  } catch (error) {
+    source.destroy();
+    gate.destroy();
+    throw error;
+  }
+  return {
+    key,
+    content_type: image.contentType,
+    bytes: hasher.bytes,
+    sha256: hasher.hash.digest("hex"),
+    width: image.width,
+    height: image.height,
+  };
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const BASE64URL = /^[A-Za-z0-9_-]*={0,2}$/;
+
+function decodeBase64(data: string, maxBytes: number): Buffer {
+  const comma = data.startsWith("data:") ? data.indexOf(",") : -1;
+  if (data.startsWith("data:") && (comma === -1 || !data.slice(0, comma).endsWith(";base64"))) {
+    throw new CopyFailed("INVALID_BASE64", "The output is a data URL without base64 content.", 1);
+  }
+  const text = (comma === -1 ? data : data.slice(comma + 1)).replace(/\s+/g, "");
+  if (Math.floor((text.length * 3) / 4) - 2 > maxBytes) {
+    throw new CopyFailed("TOO_LARGE", `The output is larger than the ${maxBytes}-byte limit.`, 1);
+  }
+  if (text.length % 4 === 1 || !(BASE64.test(text) || BASE64URL.test(text))) {
+    throw new CopyFailed("INVALID_BASE64", "The output is not valid base64.", 1);
+  }
+  const bytes = Buffer.from(text, BASE64.test(text) ? "base64" : "base64url");
+  if (bytes.length > maxBytes) {
+    throw new CopyFailed("TOO_LARGE", `The output is larger than the ${maxBytes}-byte limit.`, 1);
+  }
+  return bytes;
+}
+
+/** Copies one output; see the module comment for the contract. */
+export async function copyOutput(deps: CopyOutputDeps, input: CopyOutputInput): Promise<CopiedOutput> {
+  const { source, keyPrefix } = input;
+  if (source.kind === "base64") {
+    const bytes = decodeBase64(source.data, deps.policy.maxBytes);
+    try {
+      // Chunks of 64 KiB so the gate sniffs the head and the upload sees a normal stream.
+      return await storeStream(deps.store, keyPrefix, Readable.from(chunks(bytes, 65_536)));
+    } catch (error) {
+      throw asCopyFailed(error, 1, "the base64 output") ?? error;
+    }
+  }
+
+  const clock = deps.clock ?? systemClock;
+  const wait = deps.sleep ?? ((ms: number) => sleep(ms));
+  const started = clock.now().getTime();
+  const host = safeHost(source.url);
+  let delay = FIRST_RETRY_MS;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await safeDownload(
+        source.url,
+        deps.policy,
+        (body) => storeStream(deps.store, keyPrefix, body),
+        connectOptions(deps),
+      );
+    } catch (error) {
+      const elapsed = clock.now().getTime() - started;
+      const retryable = error instanceof DownloadRefused && error.retryable;
+      if (retryable && elapsed + delay < deps.policy.retryForMs) {
+        await wait(delay);
+        delay = Math.min(delay * 2, MAX_RETRY_MS);
+        continue;
+      }
+      const failed = asCopyFailed(error, attempt, host, retryable ? elapsed : null);
+      if (failed) throw failed;
+      throw error;
+    }
+  }
+}
+
+function connectOptions(deps: CopyOutputDeps): SafeConnectOptions {
+  const options: SafeConnectOptions = {};
+  if (deps.resolve) options.resolve = deps.resolve;
+  if (deps.onConnect) options.onConnect = deps.onConnect;
+  if (deps.transport) options.transport = deps.transport;
+  return options;
+}
+
+function* chunks(bytes: Buffer, size: number): Generator<Buffer> {
+  for (let at = 0; at < bytes.length; at += size) yield bytes.subarray(at, at + size);
+}
+
+function safeHost(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return "an invalid URL";
+  }
+}
+
+/** Turns refusals and non-images into CopyFailed with a reason a client can read; null for other errors. */
+function asCopyFailed(error: unknown, attempts: number, from: string, gaveUpAfterMs: number | null = null) {
+  if (error instanceof CopyFailed) return error;
+  if (error instanceof NotAnImageError) {
+    return new CopyFailed(
+      "NOT_AN_IMAGE",
+      `The output from ${from} is not a PNG, JPEG or WebP image: ${error.message}`,
+      attempts,
+      {
+        cause: error,
+      },
+    );
+  }
+  if (error instanceof DownloadRefused) {
+    const after =
+      gaveUpAfterMs === null
+        ? ""
+        : ` (gave up after ${attempts} attempts over ${(gaveUpAfterMs / 1000).toFixed(1)} s)`;
+    return new CopyFailed(
+      error.code,
+      `The output could not be downloaded: ${error.message}${after}`,
+      attempts,
+      {
+        cause: error,
+      },
+    );
+  }
+  return null;
+}
