@@ -7,6 +7,16 @@ import { StatefulStack } from "./stateful-stack.ts";
 /** Context key with which CDK decides which stacks' assets to bundle (`[]`: none). */
 export const BUNDLING_STACKS_CONTEXT = "aws:cdk:bundling-stacks";
 
+/**
+ * Feature flags this app is written for, set here rather than in cdk.json so tests, the local stack and
+ * the CLI synthesize the same templates.
+ */
+export const FEATURE_FLAGS = {
+  // Server access logs are delivered under a bucket policy, not the legacy LogDeliveryWrite ACL (ACLs stay
+  // disabled on every bucket).
+  "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": true,
+} as const;
+
 export interface BuildAppOptions {
   /** CDK context (the CLI passes cdk.json's and `-c` values through the environment instead). */
   context?: Record<string, unknown>;
@@ -30,6 +40,7 @@ export const STACK_IDS = { stateful: "Stateful", service: "Service" } as const;
 export function buildApp(options: BuildAppOptions = {}): BuiltApp {
   const app = new App({
     context: {
+      ...FEATURE_FLAGS,
       ...options.context,
       ...(options.skipBundling ? { [BUNDLING_STACKS_CONTEXT]: [] } : {}),
     },

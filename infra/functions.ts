@@ -9,7 +9,7 @@ import { Schedule } from "aws-cdk-lib/aws-events";
  */
 
 /** The queues of the stateful stack, by short name. */
-export type QueueName = "jobs" | "results";
+export type QueueName = "jobs" | "results" | "notifications" | "fallback";
 
 export interface QueueSpec {
   /** Construct id: logical ids `<id>Queue`, `<id>Dlq`, `<id>DlqAlarm`, `<id>AgeAlarm`. */
@@ -30,6 +30,20 @@ export const QUEUES: Readonly<Record<QueueName, QueueSpec>> = {
   // Dispatch delays messages while the provider is at capacity, so some age is normal.
   jobs: { id: "Jobs", urlVariable: "JOBS_QUEUE_URL", maxMessageAge: Duration.minutes(15) },
   results: { id: "Results", urlVariable: "RESULTS_QUEUE_URL", maxMessageAge: Duration.minutes(10) },
+  // Client webhooks retry with backoff (delayed messages), so a notification may wait a while.
+  notifications: {
+    id: "Notifications",
+    urlVariable: "NOTIFICATIONS_QUEUE_URL",
+    maxMessageAge: Duration.minutes(30),
+  },
+  // Consumed by the GPU worker on ECS, which starts from zero instances (minutes) and may run a job for
+  // several minutes; the worker extends a message's visibility while it works.
+  fallback: {
+    id: "Fallback",
+    urlVariable: "FALLBACK_QUEUE_URL",
+    maxMessageAge: Duration.minutes(30),
+    visibilityTimeout: Duration.minutes(15),
+  },
 };
 
 export const QUEUE_URL_VARIABLES = Object.fromEntries(
@@ -39,6 +53,14 @@ export const QUEUE_URL_VARIABLES = Object.fromEntries(
 export const QUEUE_NAMES = Object.keys(QUEUES) as QueueName[];
 
 export type TableAccess = "read" | "readWrite";
+/** `put`: write objects only; `read`: get (and presign GETs of) objects; `readWrite`: both, plus list. */
+export type BucketAccess = "read" | "readWrite" | "put";
+/** The buckets of the stateful stack, by short name. */
+export type BucketName = "inputs" | "outputs";
+export const BUCKET_VARIABLES = {
+  inputs: "INPUTS_BUCKET",
+  outputs: "OUTPUTS_BUCKET",
+} as const satisfies Record<BucketName, string>;
 export type QueueAccess = "send" | "consume";
 
 /** Auth of an HTTP route: the API-key Lambda authorizer, or none (public or self-authenticating). */
@@ -77,6 +99,9 @@ export interface FunctionSpec {
   timeout: Duration;
   table?: TableAccess;
   queues?: Partial<Record<QueueName, readonly QueueAccess[]>>;
+  buckets?: Partial<Record<BucketName, BucketAccess>>;
+  /** EVENT_BUS_NAME + events:PutEvents on the app's bus (job lifecycle events). */
+  events?: boolean;
   consumes?: QueueSubscription;
   routes?: readonly RouteSpec[];
   /** This function is the HTTP API's Lambda authorizer (exactly one row sets it). */
@@ -93,6 +118,9 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     timeout: Duration.seconds(10),
     table: "readWrite",
     queues: { jobs: ["send"] },
+    // inputs: presigned uploads of control images; outputs: presigned GETs of results.
+    buckets: { inputs: "readWrite", outputs: "read" },
+    events: true,
     routes: [
       { routeKey: "POST /v1/jobs", auth: "apiKey" },
       { routeKey: "GET /v1/jobs", auth: "apiKey" },
@@ -131,6 +159,7 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     table: "readWrite",
     // Waiting for capacity re-sends a delayed message, so the event source's consume grant is enough.
     queues: { jobs: ["send"], results: ["send"] },
+    events: true,
     consumes: { queue: "jobs", batchSize: 10, maxBatchingWindow: Duration.seconds(1), maxConcurrency: 2 },
     provider: { settings: true, apiKey: true, callbackSecret: true },
   },
@@ -153,6 +182,9 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     table: "readWrite",
     // jobs: a failed attempt goes back to dispatch for a retry.
     queues: { jobs: ["send"] },
+    // Streams the provider's images into the outputs bucket (and reads them back to check).
+    buckets: { outputs: "readWrite" },
+    events: true,
     consumes: { queue: "results", batchSize: 10, maxBatchingWindow: Duration.seconds(1) },
     // Output host allow-list, retry timings, the provider's base URL.
     provider: { settings: true },

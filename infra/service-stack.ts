@@ -17,18 +17,29 @@ import { HttpLambdaAuthorizer, HttpLambdaResponseType } from "aws-cdk-lib/aws-ap
 import { HttpLambdaIntegration } from "aws-cdk-lib/aws-apigatewayv2-integrations";
 import { SnsAction } from "aws-cdk-lib/aws-cloudwatch-actions";
 import type { ITable } from "aws-cdk-lib/aws-dynamodb";
-import { Rule } from "aws-cdk-lib/aws-events";
+import { type IEventBus, Rule } from "aws-cdk-lib/aws-events";
 import { LambdaFunction } from "aws-cdk-lib/aws-events-targets";
 import { SqsEventSource } from "aws-cdk-lib/aws-lambda-event-sources";
+import type { IBucket } from "aws-cdk-lib/aws-s3";
 import type { ISecret } from "aws-cdk-lib/aws-secretsmanager";
 import type { ITopic } from "aws-cdk-lib/aws-sns";
 import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import type { Construct } from "constructs";
 import { type InfraConfig, isProduction } from "./config.ts";
-import { bindQueue, bindSecret, bindTable, HouseFunction } from "./constructs/house-function.ts";
+import {
+  bindBucket,
+  bindEventBus,
+  bindQueue,
+  bindSecret,
+  bindTable,
+  HouseFunction,
+} from "./constructs/house-function.ts";
 import { OperationsDashboard } from "./constructs/operations-dashboard.ts";
 import { ReadableStack } from "./constructs/readable-stack.ts";
 import {
+  BUCKET_VARIABLES,
+  type BucketAccess,
+  type BucketName,
   FUNCTIONS,
   type FunctionSpec,
   QUEUE_NAMES,
@@ -44,6 +55,9 @@ export interface StatefulResources {
   queues: Record<QueueName, IQueue>;
   deadLetterQueues: Record<QueueName, IQueue>;
   alarmTopic: ITopic;
+  inputsBucket: IBucket;
+  outputsBucket: IBucket;
+  eventBus: IEventBus;
   modelslabApiKey: ISecret;
   callbackSecret: ISecret;
 }
@@ -102,6 +116,13 @@ export class ServiceStack extends ReadableStack {
       >) {
         bindQueue(fn, stateful.queues[queue], QUEUE_URL_VARIABLES[queue], accesses);
       }
+      for (const [bucket, access] of Object.entries(spec.buckets ?? {}) as Array<
+        [BucketName, BucketAccess]
+      >) {
+        const target = bucket === "inputs" ? stateful.inputsBucket : stateful.outputsBucket;
+        bindBucket(fn, target, BUCKET_VARIABLES[bucket], access);
+      }
+      if (spec.events) bindEventBus(fn, stateful.eventBus);
       if (spec.provider?.settings) {
         fn.function.addEnvironment("MODELSLAB_BASE_URL", config.modelslabBaseUrl);
         fn.function.addEnvironment("MODELSLAB_MAX_CONCURRENCY", String(config.modelslabMaxConcurrency));

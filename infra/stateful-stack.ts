@@ -1,6 +1,15 @@
-import { RemovalPolicy, type StackProps, Validations } from "aws-cdk-lib";
+import { Duration, RemovalPolicy, type StackProps, Validations } from "aws-cdk-lib";
 import { SnsAction } from "aws-cdk-lib/aws-cloudwatch-actions";
 import { AttributeType, BillingMode, ProjectionType, Table } from "aws-cdk-lib/aws-dynamodb";
+import { EventBus } from "aws-cdk-lib/aws-events";
+import {
+  BlockPublicAccess,
+  Bucket,
+  BucketEncryption,
+  type LifecycleRule,
+  ObjectOwnership,
+  StorageClass,
+} from "aws-cdk-lib/aws-s3";
 import { Secret } from "aws-cdk-lib/aws-secretsmanager";
 import { Topic } from "aws-cdk-lib/aws-sns";
 import { EmailSubscription } from "aws-cdk-lib/aws-sns-subscriptions";
@@ -38,6 +47,14 @@ export class StatefulStack extends ReadableStack {
   readonly queueSets: Record<QueueName, QueueWithDlq>;
   /** Every alarm of the app notifies this topic (and the `alarmEmail` subscription when configured). */
   readonly alarmTopic: Topic;
+  /** Control images clients upload (presigned PUTs); expire after `inputsExpireDays`. */
+  readonly inputsBucket: Bucket;
+  /** Generated images; move to Standard-IA and expire per context. */
+  readonly outputsBucket: Bucket;
+  /** Server access logs of the other two buckets. */
+  readonly accessLogsBucket: Bucket;
+  /** Job lifecycle events (`controlnet-<stage>`); clients' rules subscribe to it. */
+  readonly eventBus: EventBus;
   /** ModelsLab API key (operators put the real value; the generated one is a placeholder). */
   readonly modelslabApiKey: Secret;
   /** Key of the per-job HMAC tokens in callback URLs. */
@@ -107,6 +124,68 @@ export class StatefulStack extends ReadableStack {
     this.queueSets = queues;
     this.queues = mapRecord(queues, (set) => set.queue);
     this.deadLetterQueues = mapRecord(queues, (set) => set.dlq);
+
+    const config = props.config;
+    // Buckets outlive the stacks in every stage: CloudFormation cannot delete a bucket that holds
+    // objects, and emptying one needs a custom-resource Lambda. `cdk destroy` leaves them (docs/deploy.md).
+    const bucketDefaults = {
+      encryption: BucketEncryption.S3_MANAGED,
+      blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      objectOwnership: ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      removalPolicy: RemovalPolicy.RETAIN,
+    } as const;
+    const abortUploads: LifecycleRule = {
+      id: "abort-incomplete-multipart-uploads",
+      abortIncompleteMultipartUploadAfter: Duration.days(1),
+    };
+    this.accessLogsBucket = new Bucket(this, "AccessLogsBucket", {
+      ...bucketDefaults,
+      lifecycleRules: [
+        { id: "expire-logs", expiration: Duration.days(config.accessLogsExpireDays) },
+        abortUploads,
+      ],
+    });
+    Validations.of(this.accessLogsBucket).acknowledge({
+      id: "AwsSolutions-S1",
+      reason:
+        "AccessLogsBucket is the target of the inputs and outputs buckets' server access logs; logging " +
+        "its own accesses into itself would log forever",
+    });
+    this.inputsBucket = new Bucket(this, "InputsBucket", {
+      ...bucketDefaults,
+      serverAccessLogsBucket: this.accessLogsBucket,
+      serverAccessLogsPrefix: "inputs/",
+      lifecycleRules: [
+        { id: "expire-inputs", expiration: Duration.days(config.inputsExpireDays) },
+        abortUploads,
+      ],
+    });
+    this.outputsBucket = new Bucket(this, "OutputsBucket", {
+      ...bucketDefaults,
+      serverAccessLogsBucket: this.accessLogsBucket,
+      serverAccessLogsPrefix: "outputs/",
+      lifecycleRules: [
+        {
+          id: "age-outputs",
+          ...(config.outputsInfrequentAccessDays > 0 && {
+            transitions: [
+              {
+                storageClass: StorageClass.INFREQUENT_ACCESS,
+                transitionAfter: Duration.days(config.outputsInfrequentAccessDays),
+              },
+            ],
+          }),
+          ...(config.outputsExpireDays > 0 && { expiration: Duration.days(config.outputsExpireDays) }),
+        },
+        abortUploads,
+      ].filter((rule) => rule.transitions || rule.expiration || rule.abortIncompleteMultipartUploadAfter),
+    });
+
+    this.eventBus = new EventBus(this, "EventBus", {
+      eventBusName: `controlnet-${config.stage}`,
+      description: "ControlNet orchestrator job lifecycle events",
+    });
 
     this.modelslabApiKey = new Secret(this, "ModelslabApiKeySecret", {
       description: `ModelsLab API key (${props.config.stage}); put the real value after the first deploy`,

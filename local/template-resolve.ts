@@ -71,6 +71,8 @@ export interface LocalResource {
 export const EMULATED_TYPES: ReadonlySet<string> = new Set([
   "AWS::DynamoDB::Table",
   "AWS::SQS::Queue",
+  "AWS::S3::Bucket",
+  "AWS::Events::EventBus",
   "AWS::Lambda::Function",
 ]);
 

@@ -107,6 +107,13 @@ export interface LocalTopology {
   tables: Record<string, { name: string; arn: string }>;
   /** By logical id. */
   queues: Record<string, LocalQueue>;
+  /**
+   * By logical id: the local name of each `AWS::S3::Bucket` (`${namePrefix}${logicalId}`, lower-cased).
+   * Only named here, so that `Ref`s to them resolve; creating them on an S3 emulator is the caller's job.
+   */
+  buckets: Record<string, { name: string; arn: string }>;
+  /** By logical id: each `AWS::Events::EventBus` (its template name, prefixed); not emulated. */
+  eventBuses: Record<string, { name: string; arn: string }>;
   /** By logical id; only functions whose template Metadata names a `local:entry`. */
   functions: Record<string, LocalFunction>;
   routes: LocalRoute[];
@@ -166,7 +173,9 @@ const credentials = { accessKeyId: "local", secretAccessKey: "local" };
 /**
  * Creates every `AWS::DynamoDB::Table` and `AWS::SQS::Queue` of the templates on the emulators (named
  * `${namePrefix}${logicalId}`; an existing table of that name is reused when its keys and indexes
- * match), then resolves the functions, routes, event source mappings and schedules to local values.
+ * match), names the S3 buckets and event buses, then resolves the functions, routes, event source
+ * mappings and schedules to local values. Every other resource type (alarms, topics, dashboards, IAM,
+ * ECS...) is ignored: a reference to one from a function's environment is reported in `unresolved`.
  */
 export async function provisionLocal(
   templates: Record<string, CfnTemplate>,
@@ -194,6 +203,8 @@ export async function provisionLocal(
   const topology: LocalTopology = {
     tables: {},
     queues: {},
+    buckets: {},
+    eventBuses: {},
     functions: {},
     routes: [],
     eventSourceMappings: [],
@@ -251,6 +262,30 @@ export async function provisionLocal(
         );
       }
       pending = waiting;
+    }
+
+    // Named, not created: references to them (function environments) resolve to these local names.
+    for (const { stackName, logicalId } of ofType("AWS::S3::Bucket")) {
+      claim("bucket", logicalId, topology.buckets);
+      const name = localBucketName(prefix, logicalId);
+      const arn = `arn:aws:s3:::${name}`;
+      topology.buckets[logicalId] = { name, arn };
+      register(stackName, logicalId, {
+        ref: name,
+        attributes: {
+          Arn: arn,
+          DomainName: `${name}.s3.amazonaws.com`,
+          RegionalDomainName: `${name}.s3.${region}.amazonaws.com`,
+        },
+      });
+    }
+    for (const { stackName, logicalId, resource } of ofType("AWS::Events::EventBus")) {
+      claim("event bus", logicalId, topology.eventBuses);
+      const templateName = resolver.resolve(stackName, resource.Properties?.Name);
+      const name = `${prefix}${typeof templateName === "string" ? templateName : logicalId}`;
+      const arn = `arn:aws:events:${region}:${LOCAL_ACCOUNT_ID}:event-bus/${name}`;
+      topology.eventBuses[logicalId] = { name, arn };
+      register(stackName, logicalId, { ref: name, attributes: { Arn: arn, Name: name } });
     }
 
     const functions = ofType("AWS::Lambda::Function").filter(
@@ -358,6 +393,17 @@ export async function provisionLocal(
     dynamodb.destroy();
     sqs.destroy();
   }
+}
+
+/** S3 names are lower-case letters, digits, dots and dashes, 3 to 63 characters. */
+function localBucketName(prefix: string, logicalId: string): string {
+  const name = `${prefix}${logicalId}`
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]/g, "-")
+    .replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, "");
+  if (name.length < 3 || name.length > 63)
+    throw new Error(`Local bucket name ${name} is not 3 to 63 characters`);
+  return name;
 }
 
 const functionArn = (region: string, logicalId: string) =>

@@ -4,13 +4,16 @@ import { fileURLToPath } from "node:url";
 import { Duration, type RemovalPolicy } from "aws-cdk-lib";
 import { Alarm, ComparisonOperator, type IAlarmAction, TreatMissingData } from "aws-cdk-lib/aws-cloudwatch";
 import type { ITable } from "aws-cdk-lib/aws-dynamodb";
+import type { IEventBus } from "aws-cdk-lib/aws-events";
+import { type IGrantable, PolicyStatement } from "aws-cdk-lib/aws-iam";
 import { Architecture, type CfnFunction, Runtime, Tracing } from "aws-cdk-lib/aws-lambda";
 import { NodejsFunction, OutputFormat } from "aws-cdk-lib/aws-lambda-nodejs";
 import { LogGroup, type RetentionDays } from "aws-cdk-lib/aws-logs";
+import type { IBucket } from "aws-cdk-lib/aws-s3";
 import type { ISecret } from "aws-cdk-lib/aws-secretsmanager";
 import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
-import type { QueueAccess, TableAccess } from "../functions.ts";
+import type { BucketAccess, QueueAccess, TableAccess } from "../functions.ts";
 
 /** The repository root: entries, the lock file and the bundling project root are relative to it. */
 export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -159,4 +162,52 @@ export function bindSecret(target: Bindable, secret: ISecret, variable: string):
   const fn = fnOf(target);
   fn.addEnvironment(variable, secret.secretArn);
   secret.grantRead(fn);
+}
+
+/**
+ * The S3 actions of each bucket access, on the bucket's objects. Multipart uploads (lib-storage's
+ * `Upload`) need only s3:PutObject plus s3:AbortMultipartUpload to clean up after a failure.
+ */
+export const BUCKET_OBJECT_ACTIONS: Record<BucketAccess, readonly string[]> = {
+  read: ["s3:GetObject"],
+  put: ["s3:PutObject", "s3:AbortMultipartUpload"],
+  readWrite: ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+};
+
+/**
+ * Grants a bucket access to any grantee (a function, the GPU task role): only the actions of `access`,
+ * only on the bucket's objects (under `prefix` when given). `readWrite` adds s3:ListBucket on the bucket
+ * so that a HeadObject of a missing key answers 404 rather than 403.
+ */
+export function grantBucket(grantee: IGrantable, bucket: IBucket, access: BucketAccess, prefix = ""): void {
+  grantee.grantPrincipal.addToPrincipalPolicy(
+    new PolicyStatement({
+      actions: [...BUCKET_OBJECT_ACTIONS[access]],
+      resources: [bucket.arnForObjects(`${prefix}*`)],
+    }),
+  );
+  if (access === "readWrite") {
+    grantee.grantPrincipal.addToPrincipalPolicy(
+      new PolicyStatement({ actions: ["s3:ListBucket"], resources: [bucket.bucketArn] }),
+    );
+  }
+}
+
+/** Sets `<variable>` to the bucket's name and grants the access together. */
+export function bindBucket(
+  target: Bindable,
+  bucket: IBucket,
+  variable: "INPUTS_BUCKET" | "OUTPUTS_BUCKET",
+  access: BucketAccess,
+): void {
+  const fn = fnOf(target);
+  fn.addEnvironment(variable, bucket.bucketName);
+  grantBucket(fn, bucket, access);
+}
+
+/** Sets EVENT_BUS_NAME and grants events:PutEvents on that bus only. */
+export function bindEventBus(target: Bindable, bus: IEventBus): void {
+  const fn = fnOf(target);
+  fn.addEnvironment("EVENT_BUS_NAME", bus.eventBusName);
+  bus.grantPutEventsTo(fn);
 }

@@ -1,7 +1,7 @@
 import { Match, Template } from "aws-cdk-lib/assertions";
 import { beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../infra/build-app.ts";
-import { FUNCTIONS, VISIBILITY_TIMEOUT_FACTOR } from "../../infra/functions.ts";
+import { FUNCTIONS, QUEUES, VISIBILITY_TIMEOUT_FACTOR } from "../../infra/functions.ts";
 import { INDEXES, TABLE_KEYS, TTL_ATTRIBUTE } from "../../shared/adapters/dynamo/table-design.ts";
 import { followImport, only, refTarget, resources } from "./support.ts";
 
@@ -58,7 +58,19 @@ describe("StatefulStack: table", () => {
   it("has readable logical ids", () => {
     expect(Object.keys(resources(stateful, "AWS::DynamoDB::Table"))).toEqual(["JobsTable"]);
     expect(Object.keys(resources(stateful, "AWS::SQS::Queue")).sort()).toEqual(
-      ["JobsDlq", "JobsQueue", "ResultsDlq", "ResultsQueue"].sort(),
+      [
+        "JobsDlq",
+        "JobsQueue",
+        "ResultsDlq",
+        "ResultsQueue",
+        "NotificationsDlq",
+        "NotificationsQueue",
+        "FallbackDlq",
+        "FallbackQueue",
+      ].sort(),
+    );
+    expect(Object.keys(resources(stateful, "AWS::S3::Bucket")).sort()).toEqual(
+      ["AccessLogsBucket", "InputsBucket", "OutputsBucket"].sort(),
     );
   });
 });
@@ -83,12 +95,16 @@ describe("StatefulStack: queues", () => {
       expect(targets.has(dlq), `${dlq} is shared`).toBe(false);
       targets.add(dlq);
     }
-    expect([...targets].sort()).toEqual(["JobsDlq", "ResultsDlq"]);
+    expect([...targets].sort()).toEqual(
+      Object.values(QUEUES)
+        .map((q) => `${q.id}Dlq`)
+        .sort(),
+    );
   });
 
   it("keeps dead letters 14 days", () => {
     const queues = resources(stateful, "AWS::SQS::Queue");
-    for (const id of ["JobsDlq", "ResultsDlq"]) {
+    for (const id of Object.values(QUEUES).map((q) => `${q.id}Dlq`)) {
       expect(queues[id]?.Properties?.MessageRetentionPeriod).toBe(14 * 86_400);
     }
   });

@@ -95,6 +95,8 @@ describe("provisionLocal", () => {
     for (const [queueId, dlqId] of [
       ["JobsQueue", "JobsDlq"],
       ["ResultsQueue", "ResultsDlq"],
+      ["NotificationsQueue", "NotificationsDlq"],
+      ["FallbackQueue", "FallbackDlq"],
     ] as const) {
       const queue = topology.queues[queueId];
       const dlq = topology.queues[dlqId];
@@ -109,6 +111,32 @@ describe("provisionLocal", () => {
       expect(Number((await queueAttributes(dlq?.url ?? "")).MessageRetentionPeriod)).toBe(14 * 86_400);
     }
     expect(topology.queues.JobsQueue?.visibilityTimeoutSeconds).toBeGreaterThanOrEqual(6 * 120);
+    expect(topology.queues.FallbackQueue?.visibilityTimeoutSeconds).toBe(15 * 60);
+  });
+
+  it("names the buckets and the event bus, and resolves function environments to those names", () => {
+    expect(topology.buckets).toEqual({
+      AccessLogsBucket: { name: "t-accesslogsbucket", arn: "arn:aws:s3:::t-accesslogsbucket" },
+      InputsBucket: { name: "t-inputsbucket", arn: "arn:aws:s3:::t-inputsbucket" },
+      OutputsBucket: { name: "t-outputsbucket", arn: "arn:aws:s3:::t-outputsbucket" },
+    });
+    expect(topology.eventBuses.EventBus).toEqual({
+      name: "t-controlnet-dev",
+      arn: `arn:aws:events:${REGION}:000000000000:event-bus/t-controlnet-dev`,
+    });
+    expect(topology.functions.ApiFunction?.environment).toMatchObject({
+      INPUTS_BUCKET: "t-inputsbucket",
+      OUTPUTS_BUCKET: "t-outputsbucket",
+      EVENT_BUS_NAME: "t-controlnet-dev",
+    });
+    expect(topology.functions.FinalizeFunction?.environment).toMatchObject({
+      OUTPUTS_BUCKET: "t-outputsbucket",
+      EVENT_BUS_NAME: "t-controlnet-dev",
+    });
+    const unresolved = topology.unresolved.map(({ variable }) => variable);
+    for (const variable of ["INPUTS_BUCKET", "OUTPUTS_BUCKET", "EVENT_BUS_NAME"]) {
+      expect(unresolved).not.toContain(variable);
+    }
   });
 
   it("creates a queue added to the CDK app, with its attributes and DLQ", async () => {
