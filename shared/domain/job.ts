@@ -77,6 +77,14 @@ export interface Job {
   dueAt: number | null;
   /** Provider bookkeeping for the current attempt (eta, fetch URL), opaque to the API. */
   providerState?: Record<string, unknown>;
+  /**
+   * The outbox flag of the terminal notification: set by the terminal transition (which keeps the job
+   * in the `due` index), cleared once the notification event is recorded. The reconciler re-sends
+   * the notify message of any terminal job still pending past its `dueAt`.
+   */
+  notifyPending?: boolean;
+  /** The client asked for a `job.processing` notification too. */
+  notifyProcessing?: boolean;
 }
 
 export class InvalidTransitionError extends Error {

@@ -2,6 +2,7 @@
  * Small ports the use cases depend on. Adapters in `shared/adapters/` implement them against AWS;
  * unit tests use the in-memory fakes in `test/support/fakes.ts`.
  */
+import type { LifecycleEvent, NotificationType } from "../domain/events.ts";
 import type { Job, JobStatus } from "../domain/job.ts";
 
 export interface Clock {
@@ -11,7 +12,9 @@ export interface Clock {
 export const systemClock: Clock = { now: () => new Date() };
 
 /** Fields a state change may set together with the new status. */
-export type JobPatch = Partial<Pick<Job, "attempts" | "outputs" | "error" | "dueAt" | "providerState">>;
+export type JobPatch = Partial<
+  Pick<Job, "attempts" | "outputs" | "error" | "dueAt" | "providerState" | "notifyPending">
+>;
 
 export interface IdempotencyRecord {
   /** sha256 of the tenant's Idempotency-Key header. */
@@ -116,4 +119,71 @@ export interface ObjectStore {
   head(key: string): Promise<StoredObject | null>;
   presignGet(key: string, expiresSeconds: number): Promise<string>;
   presignPut(key: string, contentType: string, expiresSeconds: number): Promise<string>;
+}
+
+export interface EventPublisher {
+  publish(events: LifecycleEvent[]): Promise<void>;
+}
+
+/** Webhook settings of a tenant: its default endpoint and the signing secrets in force (newest first). */
+export interface WebhookSettings {
+  url: string | null;
+  secrets: { secret: string; createdAt: string; retiresAt: string | null }[];
+}
+
+export interface WebhookSettingsStore {
+  getWebhookSettings(tenantId: string): Promise<WebhookSettings>;
+  setWebhookUrl(tenantId: string, url: string | null): Promise<void>;
+  /** Adds `secret` as the newest; older secrets retire at `previousRetireAt` (both sign until then). */
+  addWebhookSecret(tenantId: string, secret: string, now: Date, previousRetireAt: Date): Promise<void>;
+}
+
+export interface DeliveryAttempt {
+  attempt: number;
+  at: string;
+  status: number | null;
+  error: string | null;
+  duration_ms: number;
+}
+
+export type NotificationState = "pending" | "delivered" | "failed" | "gone" | "no_endpoint";
+
+/** A client notification: one event, its payload (fixed at creation) and every delivery try. */
+export interface NotificationRecord {
+  id: string;
+  jobId: string;
+  tenantId: string;
+  type: NotificationType;
+  createdAt: string;
+  payload: string;
+  url: string | null;
+  state: NotificationState;
+  attempts: DeliveryAttempt[];
+}
+
+export interface NotificationStore {
+  /** Creates the record unless one with its id exists; returns the stored one and whether it is new. */
+  createIfAbsent(record: NotificationRecord): Promise<{ record: NotificationRecord; created: boolean }>;
+  get(jobId: string, id: string): Promise<NotificationRecord | null>;
+  listForJob(jobId: string): Promise<NotificationRecord[]>;
+  /** Appends a try and sets the state; guarded on the number of tries seen, so a duplicate message cannot double-record. */
+  recordAttempt(
+    record: NotificationRecord,
+    attempt: DeliveryAttempt,
+    state: NotificationState,
+  ): Promise<NotificationRecord>;
+  /** Back to pending for a replay (the same id and payload). */
+  reopen(record: NotificationRecord): Promise<NotificationRecord>;
+}
+
+export interface WebhookDeliveryResult {
+  /** HTTP status, or null when no answer came (refused address, timeout, connection error). */
+  status: number | null;
+  error: string | null;
+  durationMs: number;
+}
+
+/** Posts one signed webhook, bounded in time and size, to an address the SSRF rules allow. */
+export interface WebhookSender {
+  send(url: string, headers: Record<string, string>, body: string): Promise<WebhookDeliveryResult>;
 }

@@ -44,3 +44,22 @@ export const resultMessageSchema = z.object({
   result: finishedResultSchema,
 });
 export type ResultMessage = z.infer<typeof resultMessageSchema>;
+
+/**
+ * Notifications queue. `job-event`: a job reached a state worth telling the client about (the
+ * outbox message of terminal transitions). `delivery`: try number `attempt` of one notification,
+ * not before `notBefore` (waits longer than SQS's 15-minute delay are chained).
+ */
+export const notifyMessageSchema = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("job-event"), jobId: z.string().min(1).max(64), status: z.string().min(1).max(32) }),
+  z.object({
+    kind: z.literal("delivery"),
+    jobId: z.string().min(1).max(64),
+    notificationId: z.string().min(1).max(128),
+    attempt: z.number().int().min(1),
+    /** The try number this round of deliveries started at (1, or the first try of a replay). */
+    roundStart: z.number().int().min(1),
+    notBefore: z.number().int(),
+  }),
+]);
+export type NotifyMessage = z.infer<typeof notifyMessageSchema>;

@@ -74,7 +74,7 @@ export class InMemoryJobStore implements JobStore {
 
   async findDue(now: Date, limit: number): Promise<Job[]> {
     return [...this.jobs.values()]
-      .filter((j) => !isTerminal(j.status) && j.dueAt !== null && j.dueAt <= now.getTime())
+      .filter((j) => (!isTerminal(j.status) || j.notifyPending) && j.dueAt !== null && j.dueAt <= now.getTime())
       .sort((a, b) => (a.dueAt ?? 0) - (b.dueAt ?? 0))
       .slice(0, limit)
       .map((j) => structuredClone(j));
@@ -91,7 +91,7 @@ export class InMemoryJobStore implements JobStore {
       version: stored.version + 1,
       updatedAt: this.clock.now().toISOString(),
     };
-    if (isTerminal(next.status)) next.dueAt = null;
+    if (isTerminal(next.status) && typeof patch.dueAt !== "number") next.dueAt = null;
     this.jobs.set(job.id, structuredClone(next));
     return structuredClone(next);
   }

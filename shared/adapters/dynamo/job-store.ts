@@ -41,7 +41,7 @@ export interface DynamoJobStoreOptions {
 /** Attributes the table adds to a job that are not part of the `Job` model. */
 const STORAGE_ONLY = new Set(["pk", "sk", "type", "tenantStatus", "dueShard", TTL_ATTRIBUTE]);
 
-const PATCH_FIELDS = ["attempts", "outputs", "error", "providerState"] as const;
+const PATCH_FIELDS = ["attempts", "outputs", "error", "providerState", "notifyPending"] as const;
 
 const CURSOR_VERSION = 1;
 const MAX_CURSOR_LENGTH = 200;
@@ -205,10 +205,8 @@ export class DynamoJobStore implements JobStore {
     return this.write(job, to, patch);
   }
 
+  /** Same-status update. A terminal job may still be due, but only while its notification is pending. */
   async update(job: Job, patch: JobPatch): Promise<Job> {
-    if (isTerminal(job.status) && patch.dueAt != null) {
-      throw new Error(`Job ${job.id} is ${job.status}; a terminal job is never due again.`);
-    }
     return this.write(job, job.status, patch);
   }
 
@@ -263,12 +261,15 @@ export class DynamoJobStore implements JobStore {
       names["#dueShard"] = "dueShard";
       remove.push("#dueAt", "#dueShard");
     };
-    if (isTerminal(to)) {
-      // Leave the sparse `due` index and let TTL collect the job after the retention period.
-      clearDue();
+    if (isTerminal(to) && to !== job.status) {
+      // Let TTL collect the job after the retention period.
       names["#ttl"] = TTL_ATTRIBUTE;
       values[":ttl"] = this.nowSeconds() + this.retentionSeconds;
       set.push("#ttl = :ttl");
+    }
+    if (isTerminal(to) && typeof patch.dueAt !== "number") {
+      // Leave the sparse `due` index (unless the caller keeps the job due for its pending notification).
+      clearDue();
     } else if (patch.dueAt === null) {
       clearDue();
     } else if (patch.dueAt !== undefined) {
@@ -323,7 +324,7 @@ export class DynamoJobStore implements JobStore {
         // The index lags the table: a job finished a moment ago may still be listed.
         for (const item of out.Items ?? []) {
           const job = fromItem(item);
-          if (!isTerminal(job.status)) found.push(job);
+          if (!isTerminal(job.status) || job.notifyPending) found.push(job);
         }
         startKey = out.LastEvaluatedKey;
       } while (startKey && found.length < limit);
@@ -356,7 +357,7 @@ export class DynamoJobStore implements JobStore {
       tenantStatus: `${job.tenantId}#${job.status}`,
     };
     // Key attributes of a GSI must be absent (not NULL) for the item to stay out of the sparse index.
-    if (isTerminal(job.status) || job.dueAt === null) {
+    if ((isTerminal(job.status) && !job.notifyPending) || job.dueAt === null) {
       delete item.dueAt;
     } else {
       item.dueShard = dueShardOf(job.id, this.dueShards);

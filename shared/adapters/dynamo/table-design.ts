@@ -35,3 +35,6 @@ export const idempotencyKey = (tenantId: string, keyHash: string) => ({
   pk: `IDEMP#${tenantId}#${keyHash}`,
   sk: "IDEMP",
 });
+
+/** Client notifications live beside their job: pk=JOB#<id>, sk=NOTIF#<notification id>. */
+export const notificationKey = (jobId: string, id: string) => ({ pk: `JOB#${jobId}`, sk: `NOTIF#${id}` });

@@ -1,12 +1,12 @@
 import { ConditionalCheckFailedException } from "@aws-sdk/client-dynamodb";
-import { type DynamoDBDocumentClient, GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
+import { type DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { AppError, ConflictError, NotFoundError, UnavailableError } from "../../domain/errors.ts";
-import type { Clock, Tenant, TenantStore } from "../../ports/index.ts";
+import type { Clock, Tenant, TenantStore, WebhookSettings, WebhookSettingsStore } from "../../ports/index.ts";
 import { systemClock } from "../../ports/index.ts";
 import { isTransientAwsError } from "./client.ts";
 import { apiKeyKey, tenantKey } from "./table-design.ts";
 
-export class DynamoTenantStore implements TenantStore {
+export class DynamoTenantStore implements TenantStore, WebhookSettingsStore {
   private readonly clock: Clock;
 
   constructor(
@@ -86,6 +86,59 @@ export class DynamoTenantStore implements TenantStore {
     } catch (error) {
       if (error instanceof ConditionalCheckFailedException) {
         throw new ConflictError("API_KEY_EXISTS", "This API key is already registered to another tenant.");
+      }
+      throw wrap(error);
+    }
+  }
+
+  async getWebhookSettings(tenantId: string): Promise<WebhookSettings> {
+    try {
+      const out = await this.doc.send(
+        new GetCommand({ TableName: this.tableName, Key: tenantKey(tenantId), ConsistentRead: true }),
+      );
+      if (!out.Item) throw new NotFoundError("TENANT_NOT_FOUND", `Tenant ${tenantId} does not exist.`);
+      const now = this.clock.now().toISOString();
+      const secrets = ((out.Item.webhookSecrets as WebhookSettings["secrets"] | undefined) ?? []).filter(
+        (s) => s.retiresAt === null || s.retiresAt > now,
+      );
+      return { url: typeof out.Item.webhookUrl === "string" ? out.Item.webhookUrl : null, secrets };
+    } catch (error) {
+      throw wrap(error);
+    }
+  }
+
+  async setWebhookUrl(tenantId: string, url: string | null): Promise<void> {
+    await this.updateTenant(
+      tenantId,
+      url === null ? "REMOVE webhookUrl" : "SET webhookUrl = :url",
+      url === null ? {} : { ":url": url },
+    );
+  }
+
+  async addWebhookSecret(tenantId: string, secret: string, now: Date, previousRetireAt: Date): Promise<void> {
+    const current = await this.getWebhookSettings(tenantId);
+    const retire = previousRetireAt.toISOString();
+    const secrets = [
+      { secret, createdAt: now.toISOString(), retiresAt: null },
+      ...current.secrets.map((s) => ({ ...s, retiresAt: s.retiresAt && s.retiresAt < retire ? s.retiresAt : retire })),
+    ];
+    await this.updateTenant(tenantId, "SET webhookSecrets = :secrets", { ":secrets": secrets });
+  }
+
+  private async updateTenant(tenantId: string, expression: string, values: Record<string, unknown>): Promise<void> {
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: tenantKey(tenantId),
+          UpdateExpression: expression,
+          ConditionExpression: "attribute_exists(pk)",
+          ...(Object.keys(values).length > 0 && { ExpressionAttributeValues: values }),
+        }),
+      );
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) {
+        throw new NotFoundError("TENANT_NOT_FOUND", `Tenant ${tenantId} does not exist.`);
       }
       throw wrap(error);
     }

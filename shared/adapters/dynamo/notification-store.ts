@@ -1,0 +1,103 @@
+import { ConditionalCheckFailedException } from "@aws-sdk/client-dynamodb";
+import { type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { StaleWriteError } from "../../domain/errors.ts";
+import type { DeliveryAttempt, NotificationRecord, NotificationState, NotificationStore } from "../../ports/index.ts";
+import { notificationKey, TTL_ATTRIBUTE } from "./table-design.ts";
+
+const FIELDS = ["id", "jobId", "tenantId", "type", "createdAt", "payload", "url", "state", "attempts"] as const;
+
+const fromItem = (item: Record<string, unknown>): NotificationRecord =>
+  Object.fromEntries(FIELDS.map((field) => [field, item[field] ?? null])) as unknown as NotificationRecord;
+
+/** Notification records in the jobs table, next to their job (one Query lists a job's notifications). */
+export class DynamoNotificationStore implements NotificationStore {
+  constructor(
+    private readonly doc: DynamoDBDocumentClient,
+    private readonly tableName: string,
+    private readonly retentionDays = 30,
+  ) {}
+
+  async createIfAbsent(record: NotificationRecord): Promise<{ record: NotificationRecord; created: boolean }> {
+    try {
+      await this.doc.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: {
+            ...notificationKey(record.jobId, record.id),
+            type_: "notification",
+            ...record,
+            [TTL_ATTRIBUTE]: Math.floor(Date.parse(record.createdAt) / 1000) + this.retentionDays * 86_400,
+          },
+          ConditionExpression: "attribute_not_exists(pk)",
+        }),
+      );
+      return { record, created: true };
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      const existing = await this.get(record.jobId, record.id);
+      if (!existing) throw error;
+      return { record: existing, created: false };
+    }
+  }
+
+  async get(jobId: string, id: string): Promise<NotificationRecord | null> {
+    const out = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: notificationKey(jobId, id), ConsistentRead: true }),
+    );
+    return out.Item ? fromItem(out.Item) : null;
+  }
+
+  async listForJob(jobId: string): Promise<NotificationRecord[]> {
+    const out = await this.doc.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        KeyConditionExpression: "pk = :pk AND begins_with(sk, :prefix)",
+        ExpressionAttributeValues: { ":pk": `JOB#${jobId}`, ":prefix": "NOTIF#" },
+        ConsistentRead: true,
+      }),
+    );
+    return (out.Items ?? []).map(fromItem);
+  }
+
+  async recordAttempt(
+    record: NotificationRecord,
+    attempt: DeliveryAttempt,
+    state: NotificationState,
+  ): Promise<NotificationRecord> {
+    return this.write(record, "SET attempts = list_append(attempts, :attempt), #state = :state", {
+      ":attempt": [attempt],
+      ":state": state,
+    });
+  }
+
+  async reopen(record: NotificationRecord): Promise<NotificationRecord> {
+    return this.write(record, "SET #state = :state", { ":state": "pending" });
+  }
+
+  /** Guarded on the tries seen: a duplicate queue message cannot record the same try twice. */
+  private async write(
+    record: NotificationRecord,
+    update: string,
+    values: Record<string, unknown>,
+  ): Promise<NotificationRecord> {
+    try {
+      const out = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: notificationKey(record.jobId, record.id),
+          UpdateExpression: update,
+          ConditionExpression: "size(attempts) = :seen",
+          ExpressionAttributeNames: { "#state": "state" },
+          ExpressionAttributeValues: { ...values, ":seen": record.attempts.length },
+          ReturnValues: "ALL_NEW",
+        }),
+      );
+      return fromItem(out.Attributes ?? {});
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) {
+        throw new StaleWriteError(`notification ${record.id} changed meanwhile`, { cause: error });
+      }
+      throw error;
+    }
+  }
+}

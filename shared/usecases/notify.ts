@@ -1,0 +1,182 @@
+import { Webhook } from "standardwebhooks";
+import { StaleWriteError } from "../domain/errors.ts";
+import { lifecycleEvent, type NotificationType, notificationId } from "../domain/events.ts";
+import { isTerminal, type Job } from "../domain/job.ts";
+import type {
+  Clock,
+  EventPublisher,
+  JobStore,
+  NotificationRecord,
+  NotificationState,
+  NotificationStore,
+  Queue,
+  WebhookSender,
+  WebhookSettingsStore,
+} from "../ports/index.ts";
+import type { JobResource } from "../schemas/api.ts";
+import type { NotifyMessage } from "../schemas/messages.ts";
+
+export interface NotifySettings {
+  /** Waits between tries, in seconds: about 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h by default. */
+  retryScheduleSeconds: number[];
+  /** ± fraction of each wait drawn at random, so retries of many events do not arrive together. */
+  jitter: number;
+}
+
+export interface NotifyDeps {
+  jobs: JobStore;
+  notifications: NotificationStore;
+  tenants: WebhookSettingsStore;
+  notifyQueue: Queue;
+  deadLetters: Queue;
+  events: EventPublisher;
+  sender: WebhookSender;
+  clock: Clock;
+  /** The job as GET /v1/jobs/{id} shows it (presigned output URLs). */
+  present: (job: Job) => Promise<JobResource>;
+  settings: NotifySettings;
+  random?: () => number;
+}
+
+export type NotifyOutcome = "ignored" | "recorded" | "delivered" | "retrying" | "failed" | "gone" | "no_endpoint" | "waiting";
+
+export async function handleNotifyMessage(deps: NotifyDeps, message: NotifyMessage): Promise<NotifyOutcome> {
+  if (message.kind === "job-event") return recordJobEvent(deps, message.jobId, message.status);
+  const now = deps.clock.now().getTime();
+  if (message.notBefore > now + 500) {
+    // SQS delays stop at 15 minutes: longer waits hop through the queue.
+    await deps.notifyQueue.send(message, { delaySeconds: Math.min(900, Math.ceil((message.notBefore - now) / 1000)) });
+    return "waiting";
+  }
+  const record = await deps.notifications.get(message.jobId, message.notificationId);
+  if (!record) return "ignored";
+  return deliver(deps, record, message.attempt, message.roundStart);
+}
+
+/**
+ * The outbox step: turns a job's state into a notification record (fixed id and payload), publishes
+ * the terminal lifecycle event, clears the job's outbox flag, and makes the first try.
+ */
+async function recordJobEvent(deps: NotifyDeps, jobId: string, status: string): Promise<NotifyOutcome> {
+  const job = await deps.jobs.get(jobId);
+  if (!job || job.status !== status) return "ignored"; // a processing event the job has moved past
+  const terminal = isTerminal(job.status);
+  if (!terminal && !(job.status === "processing" && job.notifyProcessing)) return "ignored";
+
+  if (terminal && job.notifyPending) await deps.events.publish([lifecycleEvent(job)]);
+
+  const url = job.webhook ?? (await deps.tenants.getWebhookSettings(job.tenantId)).url;
+  const type = `job.${job.status}` as NotificationType;
+  const now = deps.clock.now();
+  const { record } = await deps.notifications.createIfAbsent({
+    id: notificationId(job.id, job.status),
+    jobId: job.id,
+    tenantId: job.tenantId,
+    type,
+    createdAt: now.toISOString(),
+    payload: JSON.stringify({ type, timestamp: job.updatedAt, data: await deps.present(job) }),
+    url,
+    state: url ? "pending" : "no_endpoint",
+    attempts: [],
+  });
+
+  if (terminal && job.notifyPending) {
+    await deps.jobs.update(job, { notifyPending: false, dueAt: null }).catch((error) => {
+      if (!(error instanceof StaleWriteError)) throw error; // someone else cleared it
+    });
+  }
+  if (record.state !== "pending" || record.attempts.length > 0) return "recorded";
+  return deliver(deps, record, 1, 1);
+}
+
+async function deliver(
+  deps: NotifyDeps,
+  record: NotificationRecord,
+  attempt: number,
+  roundStart: number,
+): Promise<NotifyOutcome> {
+  // A duplicate message for a try already made, or an event that is settled, changes nothing.
+  if (record.state !== "pending" || record.attempts.length >= attempt || !record.url) return "ignored";
+  const settings = await deps.tenants.getWebhookSettings(record.tenantId);
+  const sentAt = deps.clock.now();
+  const headers = signedHeaders(record, settings.secrets.map((s) => s.secret), sentAt);
+  const result = await deps.sender.send(record.url, headers, record.payload);
+
+  const triesThisRound = attempt - roundStart + 1;
+  const state: NotificationState =
+    result.status !== null && result.status >= 200 && result.status < 300
+      ? "delivered"
+      : result.status === 410
+        ? "gone"
+        : triesThisRound > deps.settings.retryScheduleSeconds.length
+          ? "failed"
+          : "pending";
+  let updated: NotificationRecord;
+  try {
+    updated = await deps.notifications.recordAttempt(
+      record,
+      {
+        attempt,
+        at: sentAt.toISOString(),
+        status: result.status,
+        error: result.error,
+        duration_ms: Math.round(result.durationMs),
+      },
+      state,
+    );
+  } catch (error) {
+    if (error instanceof StaleWriteError) return "ignored"; // a concurrent duplicate recorded this try
+    throw error;
+  }
+
+  if (state === "pending") {
+    const base = deps.settings.retryScheduleSeconds[triesThisRound - 1] ?? 0;
+    const spread = base * deps.settings.jitter * ((deps.random ?? Math.random)() * 2 - 1);
+    const waitMs = Math.max(0, Math.round((base + spread) * 1000));
+    const next: NotifyMessage = {
+      kind: "delivery",
+      jobId: updated.jobId,
+      notificationId: updated.id,
+      attempt: attempt + 1,
+      roundStart,
+      notBefore: sentAt.getTime() + waitMs,
+    };
+    await deps.notifyQueue.send(next, { delaySeconds: Math.min(900, Math.ceil(waitMs / 1000)) });
+    return "retrying";
+  }
+  if (state === "failed") {
+    await deps.deadLetters.send({ kind: "notification-exhausted", jobId: updated.jobId, notificationId: updated.id });
+  }
+  return state === "delivered" ? "delivered" : state;
+}
+
+/** Standard Webhooks headers; during a secret rotation every secret in force signs (space-separated). */
+export function signedHeaders(record: NotificationRecord, secrets: string[], at: Date): Record<string, string> {
+  const signatures = secrets.map((secret) => new Webhook(secret).sign(record.id, at, record.payload));
+  return {
+    "content-type": "application/json",
+    "user-agent": "controlnet-orchestrator-webhooks/1",
+    "webhook-id": record.id,
+    "webhook-timestamp": String(Math.floor(at.getTime() / 1000)),
+    "webhook-signature": signatures.join(" "),
+  };
+}
+
+/** Sends a notification again from its first try (same webhook-id and payload). */
+export async function replayNotification(
+  deps: Pick<NotifyDeps, "notifications" | "notifyQueue" | "clock">,
+  record: NotificationRecord,
+): Promise<NotificationRecord> {
+  const reopened = record.state === "pending" ? record : await deps.notifications.reopen(record);
+  const attempt = reopened.attempts.length + 1;
+  const message: NotifyMessage = {
+    kind: "delivery",
+    jobId: reopened.jobId,
+    notificationId: reopened.id,
+    attempt,
+    roundStart: attempt,
+    notBefore: deps.clock.now().getTime(),
+  };
+  await deps.notifyQueue.send(message);
+  return reopened;
+}
