@@ -1,4 +1,5 @@
-import { App, Tags } from "aws-cdk-lib";
+import { App, Tags, Validations } from "aws-cdk-lib";
+import { AwsSolutionsChecks } from "cdk-nag";
 import { type InfraConfig, loadInfraConfig } from "./config.ts";
 import { FUNCTIONS, type FunctionSpec } from "./functions.ts";
 import { ServiceStack } from "./service-stack.ts";
@@ -67,6 +68,10 @@ export function buildApp(options: BuildAppOptions = {}): BuiltApp {
     functions,
     stateful,
   });
+
+  // Every synth (CLI, tests, the local stack) runs the AwsSolutions rules: an unacknowledged error fails
+  // it. Acknowledgements sit on the resource they concern, with the reason (Validations.of(x).acknowledge).
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
 
   Tags.of(app).add("project", "controlnet-orchestrator");
   Tags.of(app).add("stage", config.stage);

@@ -66,11 +66,18 @@ export type QueueAccess = "send" | "consume";
 /** Auth of an HTTP route: the API-key Lambda authorizer, or none (public or self-authenticating). */
 export type RouteAuth = "apiKey" | "none";
 
-export interface RouteSpec {
-  /** `"POST /v1/jobs"`, `"GET /v1/jobs/{id}"`, or `"$default"`. */
-  routeKey: string;
-  auth: RouteAuth;
-}
+export type RouteSpec =
+  | {
+      /** `"POST /v1/jobs"`, `"GET /v1/jobs/{id}"`, or `"$default"`. */
+      routeKey: string;
+      auth: "apiKey";
+    }
+  | {
+      routeKey: string;
+      auth: "none";
+      /** Why this route needs no authorizer: the cdk-nag AwsSolutions-APIG4 acknowledgement of the route. */
+      unauthenticatedBecause: string;
+    };
 
 export interface QueueSubscription {
   queue: QueueName;
@@ -117,7 +124,8 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     memoryMb: 512,
     timeout: Duration.seconds(10),
     table: "readWrite",
-    queues: { jobs: ["send"] },
+    // notifications: the outbox of job lifecycle notifications (cancel makes a job terminal).
+    queues: { jobs: ["send"], notifications: ["send"] },
     // inputs: presigned uploads of control images; outputs: presigned GETs of results.
     buckets: { inputs: "readWrite", outputs: "read" },
     events: true,
@@ -126,9 +134,18 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
       { routeKey: "GET /v1/jobs", auth: "apiKey" },
       { routeKey: "GET /v1/jobs/{id}", auth: "apiKey" },
       { routeKey: "POST /v1/jobs/{id}/cancel", auth: "apiKey" },
-      { routeKey: "GET /v1/openapi.json", auth: "none" },
-      // Everything else: the API answers 404/405 in its own error format.
-      { routeKey: "$default", auth: "none" },
+      {
+        routeKey: "GET /v1/openapi.json",
+        auth: "none",
+        unauthenticatedBecause:
+          "the OpenAPI document describes the public API; it holds no tenant data and clients read it before they have a key",
+      },
+      {
+        routeKey: "$default",
+        auth: "none",
+        unauthenticatedBecause:
+          "the catch-all route only answers 404/405 in the API's error format for paths and methods that do not exist",
+      },
     ],
   },
   {
@@ -158,7 +175,9 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     timeout: Duration.seconds(120),
     table: "readWrite",
     // Waiting for capacity re-sends a delayed message, so the event source's consume grant is enough.
-    queues: { jobs: ["send"], results: ["send"] },
+    queues: { jobs: ["send"], results: ["send"], notifications: ["send"] },
+    // inputs: the control image the provider is given (a presigned GET).
+    buckets: { inputs: "read" },
     events: true,
     consumes: { queue: "jobs", batchSize: 10, maxBatchingWindow: Duration.seconds(1), maxConcurrency: 2 },
     provider: { settings: true, apiKey: true, callbackSecret: true },
@@ -170,8 +189,14 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     timeout: Duration.seconds(10),
     table: "read",
     queues: { results: ["send"] },
-    // Authenticated by the per-job HMAC token in its URL, not by an API key.
-    routes: [{ routeKey: "POST /callbacks/modelslab/{jobId}", auth: "none" }],
+    routes: [
+      {
+        routeKey: "POST /callbacks/modelslab/{jobId}",
+        auth: "none",
+        unauthenticatedBecause:
+          "ModelsLab cannot send a tenant API key; each callback URL carries an unguessable per-job HMAC token that the callback function verifies before trusting anything",
+      },
+    ],
     provider: { callbackSecret: true },
   },
   {
@@ -181,7 +206,7 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     timeout: Duration.seconds(60),
     table: "readWrite",
     // jobs: a failed attempt goes back to dispatch for a retry.
-    queues: { jobs: ["send"] },
+    queues: { jobs: ["send"], notifications: ["send"] },
     // Streams the provider's images into the outputs bucket (and reads them back to check).
     buckets: { outputs: "readWrite" },
     events: true,

@@ -196,6 +196,19 @@ export class StatefulStack extends ReadableStack {
       generateSecretString: { passwordLength: 64, excludePunctuation: true },
       removalPolicy,
     });
+    Validations.of(this.modelslabApiKey).acknowledge({
+      id: "AwsSolutions-SMG4",
+      reason:
+        "ModelslabApiKeySecret holds a key issued by ModelsLab's dashboard; no API exists to rotate it, so " +
+        "operators rotate it by hand with put-secret-value (docs/deploy.md)",
+    });
+    Validations.of(this.callbackSecret).acknowledge({
+      id: "AwsSolutions-SMG4",
+      reason:
+        "CallbackSecret signs the tokens inside callback URLs already handed to ModelsLab for in-flight jobs; " +
+        "rotating it automatically would make their callbacks fail verification (reconcile would recover " +
+        "them late), so it is rotated deliberately between deployments",
+    });
   }
 }
 

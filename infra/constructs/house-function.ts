@@ -1,15 +1,22 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { Duration, type RemovalPolicy } from "aws-cdk-lib";
+import { Duration, type RemovalPolicy, Stack, Validations } from "aws-cdk-lib";
 import { Alarm, ComparisonOperator, type IAlarmAction, TreatMissingData } from "aws-cdk-lib/aws-cloudwatch";
 import type { ITable } from "aws-cdk-lib/aws-dynamodb";
 import type { IEventBus } from "aws-cdk-lib/aws-events";
-import { type IGrantable, PolicyStatement } from "aws-cdk-lib/aws-iam";
+import {
+  type IRole,
+  ManagedPolicy,
+  PolicyDocument,
+  PolicyStatement,
+  Role,
+  ServicePrincipal,
+} from "aws-cdk-lib/aws-iam";
 import { Architecture, type CfnFunction, Runtime, Tracing } from "aws-cdk-lib/aws-lambda";
 import { NodejsFunction, OutputFormat } from "aws-cdk-lib/aws-lambda-nodejs";
 import { LogGroup, type RetentionDays } from "aws-cdk-lib/aws-logs";
-import type { IBucket } from "aws-cdk-lib/aws-s3";
+import type { CfnBucket, IBucket } from "aws-cdk-lib/aws-s3";
 import type { ISecret } from "aws-cdk-lib/aws-secretsmanager";
 import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
@@ -55,6 +62,8 @@ export interface HouseFunctionProps {
 export class HouseFunction extends Construct {
   readonly function: NodejsFunction;
   readonly logGroup: LogGroup;
+  /** The execution role (`<id>Role`): only what the binders grant, plus writing its own log group. */
+  readonly role: Role;
   readonly errorsAlarm: Alarm;
   readonly throttlesAlarm: Alarm;
   /** The entry, relative to the repository root (`functions/api.ts`). */
@@ -74,7 +83,31 @@ export class HouseFunction extends Construct {
       removalPolicy: props.logRemovalPolicy,
     });
 
+    // Not AWSLambdaBasicExecutionRole (logs:CreateLogGroup/CreateLogStream/PutLogEvents on every log group
+    // of the account): this function may write to its own log group and nowhere else.
+    this.role = new Role(this, "Role", {
+      assumedBy: new ServicePrincipal("lambda.amazonaws.com"),
+      description: `Execution role of ${id} (${this.entry})`,
+      inlinePolicies: {
+        logs: new PolicyDocument({
+          statements: [
+            new PolicyStatement({
+              actions: ["logs:CreateLogStream", "logs:PutLogEvents"],
+              resources: [this.logGroup.logGroupArn],
+            }),
+          ],
+        }),
+      },
+    });
+    Validations.of(this.role).acknowledge({
+      id: "AwsSolutions-IAM5[Resource::*]",
+      reason:
+        `${id}'s active X-Ray tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which ` +
+        "support no resource-level permissions; every other statement of this role names its resources",
+    });
+
     this.function = new NodejsFunction(this, "Function", {
+      role: this.role,
       entry: absoluteEntry,
       handler: HANDLER_EXPORT,
       runtime: Runtime.NODEJS_22_X,
@@ -101,6 +134,12 @@ export class HouseFunction extends Construct {
     });
 
     (this.function.node.defaultChild as CfnFunction).addMetadata(LOCAL_ENTRY_METADATA, this.entry);
+    Validations.of(this.function).acknowledge({
+      id: "AwsSolutions-L1",
+      reason:
+        `${id} runs on Node.js 22, the runtime issue #6 sets for every function and the one the code and ` +
+        "its bundle target (esbuild node22) are tested on; moving to a newer runtime is a deliberate upgrade",
+    });
 
     const alarm = (alarmId: string, metric: ReturnType<NodejsFunction["metricErrors"]>, what: string) => {
       const created = new Alarm(this, alarmId, {
@@ -132,12 +171,39 @@ type Bindable = HouseFunction | NodejsFunction;
 const fnOf = (target: Bindable): NodejsFunction =>
   target instanceof HouseFunction ? target.function : target;
 
-/** Sets TABLE_NAME and grants the access together. */
-export function bindTable(target: Bindable, table: ITable, access: TableAccess): void {
+/** The DynamoDB actions the job and tenant stores use (TransactWriteItems is authorised per item action). */
+export const TABLE_ACTIONS: Record<TableAccess, readonly string[]> = {
+  read: ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem"],
+  readWrite: [
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+  ],
+};
+
+/**
+ * Sets TABLE_NAME and grants the access together: only the actions of `access` (no Scan, no streams), on
+ * the table and each named index (`indexNames`), never `index/*`.
+ */
+export function bindTable(
+  target: Bindable,
+  table: ITable,
+  access: TableAccess,
+  indexNames: readonly string[] = [],
+): void {
   const fn = fnOf(target);
   fn.addEnvironment("TABLE_NAME", table.tableName);
-  if (access === "read") table.grantReadData(fn);
-  else table.grantReadWriteData(fn);
+  fn.addToRolePolicy(
+    new PolicyStatement({
+      actions: [...TABLE_ACTIONS[access]],
+      resources: [table.tableArn, ...indexNames.map((name) => `${table.tableArn}/index/${name}`)],
+    }),
+  );
 }
 
 /**
@@ -174,35 +240,59 @@ export const BUCKET_OBJECT_ACTIONS: Record<BucketAccess, readonly string[]> = {
   readWrite: ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
 };
 
+const POLICY_IDS: Record<BucketAccess, string> = {
+  read: "ReadPolicy",
+  put: "PutPolicy",
+  readWrite: "ReadWritePolicy",
+};
+
 /**
- * Grants a bucket access to any grantee (a function, the GPU task role): only the actions of `access`,
- * only on the bucket's objects (under `prefix` when given). `readWrite` adds s3:ListBucket on the bucket
- * so that a HeadObject of a missing key answers 404 rather than 403.
+ * The customer managed policy of one kind of access to one bucket (`<bucket>ReadPolicy`,
+ * `<bucket>PutPolicy`, `<bucket>ReadWritePolicy`), made once, next to the bucket, in the bucket's stack:
+ * only the actions of `access`, only on the bucket's objects; `readWrite` adds s3:ListBucket on the bucket
+ * so that a HeadObject of a missing key answers 404 rather than 403. Living beside the bucket, its
+ * statements name the bucket by `Fn::GetAtt` whichever stack attaches it, so its acknowledgement is stable.
  */
-export function grantBucket(grantee: IGrantable, bucket: IBucket, access: BucketAccess, prefix = ""): void {
-  grantee.grantPrincipal.addToPrincipalPolicy(
-    new PolicyStatement({
-      actions: [...BUCKET_OBJECT_ACTIONS[access]],
-      resources: [bucket.arnForObjects(`${prefix}*`)],
-    }),
-  );
-  if (access === "readWrite") {
-    grantee.grantPrincipal.addToPrincipalPolicy(
-      new PolicyStatement({ actions: ["s3:ListBucket"], resources: [bucket.bucketArn] }),
-    );
-  }
+export function bucketAccessPolicy(bucket: IBucket, access: BucketAccess): ManagedPolicy {
+  const id = POLICY_IDS[access];
+  const existing = bucket.node.tryFindChild(id);
+  if (existing) return existing as ManagedPolicy;
+  const policy = new ManagedPolicy(bucket, id, {
+    description: `${access} access to the objects of ${bucket.node.id}`,
+    statements: [
+      new PolicyStatement({
+        actions: [...BUCKET_OBJECT_ACTIONS[access]],
+        resources: [bucket.arnForObjects("*")],
+      }),
+      ...(access === "readWrite"
+        ? [new PolicyStatement({ actions: ["s3:ListBucket"], resources: [bucket.bucketArn] })]
+        : []),
+    ],
+  });
+  const bucketId = Stack.of(bucket).resolve((bucket.node.defaultChild as CfnBucket).logicalId);
+  Validations.of(policy).acknowledge({
+    id: `AwsSolutions-IAM5[Resource::<${bucketId}.Arn>/*]`,
+    reason:
+      `${bucket.node.id} object keys are per tenant and job, made at run time, so ${access} access covers ` +
+      `the bucket's objects; the actions are only ${BUCKET_OBJECT_ACTIONS[access].join(", ")}`,
+  });
+  return policy;
+}
+
+/** Grants a bucket access to a role (a function's, the GPU task's) through `bucketAccessPolicy`. */
+export function grantBucket(role: IRole, bucket: IBucket, access: BucketAccess): void {
+  role.addManagedPolicy(bucketAccessPolicy(bucket, access));
 }
 
 /** Sets `<variable>` to the bucket's name and grants the access together. */
 export function bindBucket(
-  target: Bindable,
+  target: HouseFunction,
   bucket: IBucket,
   variable: "INPUTS_BUCKET" | "OUTPUTS_BUCKET",
   access: BucketAccess,
 ): void {
-  const fn = fnOf(target);
-  fn.addEnvironment(variable, bucket.bucketName);
-  grantBucket(fn, bucket, access);
+  target.function.addEnvironment(variable, bucket.bucketName);
+  grantBucket(target.role, bucket, access);
 }
 
 /** Sets EVENT_BUS_NAME and grants events:PutEvents on that bus only. */

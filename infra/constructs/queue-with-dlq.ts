@@ -17,6 +17,8 @@ export interface QueueWithDlqProps {
   alarmAction: IAlarmAction;
   removalPolicy: RemovalPolicy;
   maxReceiveCount?: number;
+  /** Delay of every message sent to the work queue. */
+  deliveryDelay?: Duration;
 }
 
 /**
@@ -47,6 +49,7 @@ export class QueueWithDlq extends Construct {
       encryption: QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
       visibilityTimeout: props.visibilityTimeout,
+      deliveryDelay: props.deliveryDelay,
       deadLetterQueue: { queue: this.dlq, maxReceiveCount: props.maxReceiveCount ?? MAX_RECEIVE_COUNT },
       removalPolicy: props.removalPolicy,
     });

@@ -207,7 +207,7 @@ describe("ServiceStack: functions", () => {
   it("lets dispatch send to the queues and read both secrets", () => {
     const [, policy] = only(
       service.findResources("AWS::IAM::Policy", {
-        Properties: { Roles: [{ Ref: "DispatchFunctionServiceRole" }] },
+        Properties: { Roles: [{ Ref: "DispatchRole" }] },
       }),
       "dispatch policy",
     );
@@ -222,7 +222,7 @@ describe("ServiceStack: functions", () => {
   it("gives the authorizer read-only table access", () => {
     const [, policy] = only(
       service.findResources("AWS::IAM::Policy", {
-        Properties: { Roles: [{ Ref: "AuthorizerFunctionServiceRole" }] },
+        Properties: { Roles: [{ Ref: "AuthorizerRole" }] },
       }),
       "authorizer policy",
     );

@@ -32,3 +32,6 @@ export function followImport(value: unknown, exporter: Template): unknown {
   if (!output) throw new Error(`no export ${name}`);
   return output.Value;
 }
+
+/** Context for a synth without Docker: the GPU worker's image comes from a registry, not worker/Dockerfile. */
+export const TEST_CONTEXT = { workerImage: "public.ecr.aws/docker/library/node:22" } as const;

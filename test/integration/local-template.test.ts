@@ -2,10 +2,11 @@ import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import { DescribeTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { GetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs";
-import { Duration } from "aws-cdk-lib";
-import { Queue, QueueEncryption } from "aws-cdk-lib/aws-sqs";
+import { Duration, RemovalPolicy } from "aws-cdk-lib";
+import { SnsAction } from "aws-cdk-lib/aws-cloudwatch-actions";
 import { startFauxqs } from "fauxqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { QueueWithDlq } from "../../infra/constructs/queue-with-dlq.ts";
 import {
   type CfnTemplate,
   type LocalTopology,
@@ -44,15 +45,17 @@ beforeAll(async () => {
   dynamodbClient = new DynamoDBClient({ region: REGION, endpoint: endpoints.dynamodb, credentials });
   sqsClient = new SQSClient({ region: REGION, endpoint: endpoints.sqs, credentials });
 
-  // One synth for the whole file, with a queue a test added to the stateful stack.
+  // One synth for the whole file, with a queue a test added to the stateful stack the way the app adds
+  // every queue (with its DLQ and alarms).
   templates = await synthesizeTemplates({
     configure: ({ stacks }) => {
-      const dlq = new Queue(stacks.stateful, "ExtraDlq", { encryption: QueueEncryption.SQS_MANAGED });
-      new Queue(stacks.stateful, "ExtraQueue", {
-        encryption: QueueEncryption.SQS_MANAGED,
+      new QueueWithDlq(stacks.stateful, "Extra", {
         visibilityTimeout: Duration.seconds(42),
         deliveryDelay: Duration.seconds(3),
-        deadLetterQueue: { queue: dlq, maxReceiveCount: 7 },
+        maxReceiveCount: 7,
+        maxMessageAge: Duration.minutes(5),
+        alarmAction: new SnsAction(stacks.stateful.alarmTopic),
+        removalPolicy: RemovalPolicy.DESTROY,
       });
     },
   });
