@@ -1,0 +1,67 @@
+/**
+ * Shared helpers for the worker tests: tiny model folders (built once per options per process), a
+ * scheduler factory over the ported schedulers, images as base64 PNG.
+ */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import sharp from "sharp";
+import { buildTinyModel, type TinyModelOptions } from "../../worker/src/models/tiny.ts";
+import type { Scheduler, SchedulerFactory } from "../../worker/src/pipeline/scheduler.ts";
+import type { Logger } from "../../worker/src/pipeline/session.ts";
+import { DDIMScheduler } from "../../worker/src/schedulers/ddim.ts";
+import {
+  EulerAncestralDiscreteScheduler,
+  EulerDiscreteScheduler,
+} from "../../worker/src/schedulers/euler.ts";
+
+const built = new Map<string, string>();
+
+export function tinyModel(options: TinyModelOptions = {}): string {
+  const key = JSON.stringify(options);
+  let dir = built.get(key);
+  if (!dir) {
+    dir = buildTinyModel(mkdtempSync(join(tmpdir(), "tiny-model-")), options);
+    built.set(key, dir);
+  }
+  return dir;
+}
+
+export const testSchedulers: SchedulerFactory = (name, config) => {
+  const make = (): unknown => {
+    if (name === "DDIMScheduler") return new DDIMScheduler(config);
+    if (name === "EulerAncestralDiscreteScheduler") return new EulerAncestralDiscreteScheduler(config);
+    if (name === "EulerDiscreteScheduler") return new EulerDiscreteScheduler(config);
+    throw new Error(`test scheduler ${name} not available`);
+  };
+  return make() as Scheduler;
+};
+
+export interface LogLine {
+  level: string;
+  message: string;
+  fields: Record<string, unknown>;
+}
+
+export function captureLog(): { log: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  return { lines, log: (level, message, fields = {}) => lines.push({ level, message, fields }) };
+}
+
+/** A PNG with a white square on a dark background, as base64 (no data: prefix). */
+export async function squarePng(size = 512, square = 0.5): Promise<string> {
+  const inner = Math.round(size * square);
+  const png = await sharp({ create: { width: size, height: size, channels: 3, background: "#202020" } })
+    .composite([
+      {
+        input: await sharp({ create: { width: inner, height: inner, channels: 3, background: "#f0f0f0" } })
+          .png()
+          .toBuffer(),
+        left: Math.round((size - inner) / 2),
+        top: Math.round((size - inner) / 2),
+      },
+    ])
+    .png()
+    .toBuffer();
+  return png.toString("base64");
+}

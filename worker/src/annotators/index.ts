@@ -1,0 +1,266 @@
+/**
+ * ControlNet annotators (`auto_hint`): turn an input image into the hint a ControlNet was trained on.
+ *
+ * Without weights, on OpenCV (wasm) and sharp: canny, tile, blur, gray, low_quality, shuffle, scribble,
+ * and qrcode (pass-through); inpaint's condition is built from the mask by the job (see job.ts).
+ * With an ONNX model under `<annotatorDir>/<name>/model.onnx`: depth, hed, mlsd, normal, openpose/pose,
+ * segmentation, softedge, lineart, face_detector; without one the job fails with
+ * "annotator model not installed".
+ */
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import sharp from "sharp";
+import { badInput } from "../errors.ts";
+import type { RgbImage } from "../images.ts";
+import { createRandom } from "../pipeline/random.ts";
+import type { SessionFactory } from "../pipeline/session.ts";
+import { floatTensor, readFloats } from "../pipeline/session.ts";
+
+type CV = typeof import("@techstark/opencv-js");
+type Mat = InstanceType<CV["Mat"]>;
+
+let cvPromise: Promise<CV> | null = null;
+
+/** OpenCV's wasm build, initialised once (about half a second on Node 20). */
+export function loadOpenCv(): Promise<CV> {
+  cvPromise ??= new Promise<CV>((resolve, reject) => {
+    try {
+      const require = createRequire(import.meta.url);
+      const cv = require("@techstark/opencv-js") as CV & { onRuntimeInitialized?: () => void };
+      if (typeof cv.Mat === "function") resolve(cv);
+      else
+        cv.onRuntimeInitialized = () => {
+          resolve(cv);
+        };
+    } catch (error) {
+      reject(error);
+    }
+  });
+  return cvPromise;
+}
+
+export const WEIGHTLESS = [
+  "canny",
+  "tile",
+  "blur",
+  "gray",
+  "low_quality",
+  "shuffle",
+  "scribble",
+  "qrcode",
+  "inpaint",
+] as const;
+export const MODEL_ANNOTATORS = [
+  "depth",
+  "hed",
+  "mlsd",
+  "normal",
+  "openpose",
+  "pose",
+  "segmentation",
+  "softedge",
+  "lineart",
+  "face_detector",
+] as const;
+
+export interface AnnotatorOptions {
+  /** Folder with <name>/model.onnx per model-based annotator; null when none is installed. */
+  annotatorDir: string | null;
+  sessions: SessionFactory;
+  /** Seed for the random parts (shuffle), so the same job gives the same hint. */
+  seed: number;
+}
+
+function withMats<T>(_cv: CV, fn: (track: (m: Mat) => Mat) => T): T {
+  const mats: Mat[] = [];
+  try {
+    return fn((m) => {
+      mats.push(m);
+      return m;
+    });
+  } finally {
+    for (const m of mats) m.delete();
+  }
+}
+
+function fromRgb(cv: CV, image: RgbImage): Mat {
+  const mat = new cv.Mat(image.height, image.width, cv.CV_8UC3);
+  mat.data.set(image.data);
+  return mat;
+}
+
+function toRgb(cv: CV, mat: Mat, width: number, height: number): RgbImage {
+  return withMats(cv, (track) => {
+    let rgb = mat;
+    if (mat.channels() === 1) {
+      rgb = track(new cv.Mat());
+      cv.cvtColor(mat, rgb, cv.COLOR_GRAY2RGB);
+    }
+    return { data: Uint8Array.from(rgb.data), width, height };
+  });
+}
+
+export async function annotate(name: string, image: RgbImage, options: AnnotatorOptions): Promise<RgbImage> {
+  const { width, height } = image;
+  if (name === "qrcode" || name === "inpaint") return image;
+  if ((MODEL_ANNOTATORS as readonly string[]).includes(name)) return modelAnnotator(name, image, options);
+  const cv = await loadOpenCv();
+  return withMats(cv, (track) => {
+    const src = track(fromRgb(cv, image));
+    const out = track(new cv.Mat());
+    switch (name) {
+      case "canny": {
+        const gray = track(new cv.Mat());
+        cv.cvtColor(src, gray, cv.COLOR_RGB2GRAY);
+        cv.Canny(gray, out, 100, 200);
+        break;
+      }
+      case "scribble": {
+        // Weight-free scribble: thick edges, white on black.
+        const gray = track(new cv.Mat());
+        cv.cvtColor(src, gray, cv.COLOR_RGB2GRAY);
+        cv.GaussianBlur(gray, gray, new cv.Size(5, 5), 0);
+        const edges = track(new cv.Mat());
+        cv.Canny(gray, edges, 50, 150);
+        const kernel = track(cv.Mat.ones(3, 3, cv.CV_8U));
+        cv.dilate(edges, out, kernel, new cv.Point(-1, -1), 2);
+        break;
+      }
+      case "blur":
+        cv.GaussianBlur(src, out, new cv.Size(0, 0), Math.max(width, height) / 128);
+        break;
+      case "gray":
+        cv.cvtColor(src, out, cv.COLOR_RGB2GRAY);
+        break;
+      case "low_quality": {
+        const small = track(new cv.Mat());
+        cv.resize(
+          src,
+          small,
+          new cv.Size(Math.max(1, width >> 2), Math.max(1, height >> 2)),
+          0,
+          0,
+          cv.INTER_AREA,
+        );
+        cv.resize(small, out, new cv.Size(width, height), 0, 0, cv.INTER_LINEAR);
+        break;
+      }
+      case "tile": {
+        // controlnet_aux's tile preprocessor: one pyramid level down and back up (detail removed).
+        const small = track(new cv.Mat());
+        cv.pyrDown(src, small);
+        cv.resize(small, out, new cv.Size(width, height), 0, 0, cv.INTER_CUBIC);
+        break;
+      }
+      case "shuffle":
+        contentShuffle(cv, src, out, width, height, options.seed, track);
+        break;
+      default:
+        throw badInput(`no annotator for ControlNet model "${name}"`);
+    }
+    return toRgb(cv, out, width, height);
+  });
+}
+
+/** controlnet_aux's ContentShuffleDetector: remap through smooth random flow fields. */
+function contentShuffle(
+  cv: CV,
+  src: Mat,
+  out: Mat,
+  width: number,
+  height: number,
+  seed: number,
+  track: (m: Mat) => Mat,
+): void {
+  const random = createRandom(seed ^ 0x5f3759df);
+  const field = (scale: number) => {
+    const f = 256;
+    const gw = Math.max(2, Math.ceil(width / f) + 1);
+    const gh = Math.max(2, Math.ceil(height / f) + 1);
+    const noise = track(new cv.Mat(gh, gw, cv.CV_32F));
+    const data = noise.data32F;
+    for (let i = 0; i < data.length; i++) data[i] = random.uniform() * scale;
+    const big = track(new cv.Mat());
+    cv.resize(noise, big, new cv.Size(width, height), 0, 0, cv.INTER_CUBIC);
+    return big;
+  };
+  const mapX = field(width);
+  const mapY = field(height);
+  cv.remap(src, out, mapX, mapY, cv.INTER_LINEAR, cv.BORDER_REFLECT);
+}
+
+/**
+ * A model-based annotator: an image-to-map ONNX model (input [1,3,S,S] in 0..1, first output a map).
+ * One channel → grey, three → RGB, more → class argmax on a palette (segmentation).
+ */
+async function modelAnnotator(name: string, image: RgbImage, options: AnnotatorOptions): Promise<RgbImage> {
+  const key = name === "pose" ? "openpose" : name;
+  const path = options.annotatorDir ? join(options.annotatorDir, key, "model.onnx") : null;
+  if (!path || !existsSync(path)) {
+    throw badInput(
+      `annotator model not installed: ${name} (auto_hint needs ${key}/model.onnx in ANNOTATOR_DIR)`,
+    );
+  }
+  const s = await options.sessions.load(path);
+  try {
+    const input = s.inputs[0];
+    const output = s.outputs[0];
+    if (!input || !output) throw badInput(`annotator model ${path} has no inputs or outputs`);
+    const fixedH = typeof input.shape[2] === "number" ? input.shape[2] : null;
+    const fixedW = typeof input.shape[3] === "number" ? input.shape[3] : null;
+    const H = fixedH ?? Math.round(image.height / 64) * 64;
+    const W = fixedW ?? Math.round(image.width / 64) * 64;
+    const resized = await sharp(image.data, {
+      raw: { width: image.width, height: image.height, channels: 3 },
+    })
+      .resize(W, H, { fit: "fill" })
+      .raw()
+      .toBuffer();
+    const plane = W * H;
+    const planar = new Float32Array(3 * plane);
+    for (let i = 0; i < plane; i++)
+      for (let c = 0; c < 3; c++) planar[c * plane + i] = (resized[i * 3 + c] as number) / 255;
+    const out = await s.session.run({ [input.name]: floatTensor(input, planar, [1, 3, H, W]) });
+    const tensor = out[output.name];
+    if (!tensor) throw new Error(`annotator ${name} gave no output`);
+    const data = readFloats(tensor);
+    const dims = tensor.dims;
+    const mh = dims[dims.length - 2] as number;
+    const mw = dims[dims.length - 1] as number;
+    const channels = dims.length >= 4 ? (dims[1] as number) : 1;
+    const mp = mh * mw;
+    const rgb = new Uint8Array(mp * 3);
+    if (channels > 3) {
+      for (let i = 0; i < mp; i++) {
+        let best = 0;
+        for (let c = 1; c < channels; c++)
+          if ((data[c * mp + i] as number) > (data[best * mp + i] as number)) best = c;
+        rgb[i * 3] = (best * 67) & 255;
+        rgb[i * 3 + 1] = (best * 131) & 255;
+        rgb[i * 3 + 2] = (best * 197) & 255;
+      }
+    } else {
+      let min = Number.POSITIVE_INFINITY;
+      let max = Number.NEGATIVE_INFINITY;
+      for (let i = 0; i < channels * mp; i++) {
+        const v = data[i] as number;
+        if (v < min) min = v;
+        if (v > max) max = v;
+      }
+      const range = max - min || 1;
+      for (let i = 0; i < mp; i++)
+        for (let c = 0; c < 3; c++) {
+          const v = data[(channels === 3 ? c : 0) * mp + i] as number;
+          rgb[i * 3 + c] = Math.round(((v - min) / range) * 255);
+        }
+    }
+    const back = await sharp(rgb, { raw: { width: mw, height: mh, channels: 3 } })
+      .resize(image.width, image.height, { fit: "fill" })
+      .raw()
+      .toBuffer();
+    return { data: new Uint8Array(back), width: image.width, height: image.height };
+  } finally {
+    await s.session.release();
+  }
+}

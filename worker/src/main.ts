@@ -1,0 +1,68 @@
+/**
+ * ECS entry point: configuration from the environment (parsed once), startWorker(), SIGTERM drain.
+ */
+import { z } from "zod";
+import { jsonLogger, startWorker } from "./start.ts";
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === "" ? null : v.trim()));
+
+export const workerConfigSchema = z.object({
+  FALLBACK_QUEUE_URL: z.string().min(1),
+  RESULTS_QUEUE_URL: z.string().min(1),
+  OUTPUTS_BUCKET: z.string().min(1),
+  MODEL_DIR: optionalString,
+  MODEL_S3_URI: optionalString.refine(
+    (v) => v === null || v.startsWith("s3://"),
+    "must be s3://bucket/prefix",
+  ),
+  ANNOTATOR_DIR: optionalString,
+  HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  EXECUTION_PROVIDER: z.enum(["auto", "cuda", "cpu"]).default("auto"),
+  VISIBILITY_TIMEOUT_SECONDS: z.coerce.number().int().min(30).max(43_200).default(120),
+  /** Keep under the task definition's stopTimeout (at most 120 s on Fargate/ECS). */
+  DRAIN_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(600).default(90),
+  MAX_STEPS: z.coerce.number().int().min(1).max(150).optional(),
+});
+export type WorkerConfig = z.infer<typeof workerConfigSchema>;
+
+async function main(): Promise<void> {
+  const parsed = workerConfigSchema.safeParse(process.env);
+  if (!parsed.success) {
+    jsonLogger("error", "invalid configuration", { issues: parsed.error.issues });
+    process.exit(2);
+  }
+  const config = parsed.data;
+  const worker = await startWorker({
+    fallbackQueueUrl: config.FALLBACK_QUEUE_URL,
+    resultsQueueUrl: config.RESULTS_QUEUE_URL,
+    outputsBucket: config.OUTPUTS_BUCKET,
+    modelDir: config.MODEL_DIR,
+    modelS3Uri: config.MODEL_S3_URI,
+    annotatorDir: config.ANNOTATOR_DIR,
+    executionProvider: config.EXECUTION_PROVIDER,
+    healthPort: config.HEALTH_PORT,
+    ...(config.MAX_STEPS ? { maxSteps: config.MAX_STEPS } : {}),
+    service: {
+      visibilityTimeoutSeconds: config.VISIBILITY_TIMEOUT_SECONDS,
+      heartbeatSeconds: Math.max(5, Math.floor(config.VISIBILITY_TIMEOUT_SECONDS / 4)),
+      drainTimeoutMs: config.DRAIN_TIMEOUT_SECONDS * 1000,
+    },
+  });
+  const shutdown = (signal: string) => {
+    jsonLogger("info", `${signal}: draining`, {});
+    void worker.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        jsonLogger("error", "stop failed", { error: String(error) });
+        process.exit(1);
+      },
+    );
+  };
+  process.once("SIGTERM", () => shutdown("SIGTERM"));
+  process.once("SIGINT", () => shutdown("SIGINT"));
+}
+
+await main();

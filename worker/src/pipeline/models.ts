@@ -1,0 +1,212 @@
+/**
+ * The model folder (diffusers layout of ONNX files) and the roles of each session's inputs and outputs,
+ * read from the loaded sessions.
+ */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { resourceError } from "../errors.ts";
+import { type IoSpec, type LoadedSession, type SessionFactory, sortByIndex } from "./session.ts";
+import { ClipTokenizer } from "./tokenizer.ts";
+
+export interface TextEncoderIo {
+  ids: IoSpec;
+  lastHidden: string;
+  /** hidden_states.{i} outputs in layer order (index 0 = embeddings), empty when not exported. */
+  hiddenStates: string[];
+}
+
+export interface DenoiserIo {
+  sample: IoSpec;
+  timestep: IoSpec;
+  encoderHiddenStates: IoSpec;
+  /** Input channels of `sample` (4, or 9 for an inpainting UNet); null when symbolic. */
+  channels: number | null;
+}
+
+export interface UnetIo extends DenoiserIo {
+  down: IoSpec[];
+  mid: IoSpec | null;
+  output: string;
+}
+
+export interface ControlNetIo extends DenoiserIo {
+  cond: IoSpec;
+  scale: IoSpec | null;
+  down: string[];
+  mid: string;
+}
+
+function find(specs: readonly IoSpec[], pattern: RegExp, what: string, path: string): IoSpec {
+  const spec = specs.find((s) => pattern.test(s.name));
+  if (!spec)
+    throw resourceError(
+      `unsupported export ${path}: no ${what} (has ${specs.map((s) => s.name).join(", ")})`,
+    );
+  return spec;
+}
+
+function denoiserIo(s: LoadedSession): DenoiserIo {
+  const sample = s.input("sample") ?? find(s.inputs, /sample|latent/i, "sample input", s.path);
+  const channels = typeof sample.shape[1] === "number" ? sample.shape[1] : null;
+  return {
+    sample,
+    timestep: find(s.inputs, /timestep|^t$/i, "timestep input", s.path),
+    encoderHiddenStates: find(
+      s.inputs,
+      /encoder_hidden_states|context/i,
+      "encoder_hidden_states input",
+      s.path,
+    ),
+    channels,
+  };
+}
+
+export function textEncoderIo(s: LoadedSession): TextEncoderIo {
+  const ids = s.input("input_ids") ?? find(s.inputs, /int(32|64)/, "ids input", s.path);
+  const last = s.outputs.find((o) => o.name === "last_hidden_state") ?? s.outputs[0];
+  if (!last) throw resourceError(`unsupported export ${s.path}: no outputs`);
+  const hidden = sortByIndex(s.outputs.filter((o) => /^hidden_states\W?\d+$/.test(o.name))).map(
+    (o) => o.name,
+  );
+  return { ids, lastHidden: last.name, hiddenStates: hidden };
+}
+
+export function unetIo(s: LoadedSession): UnetIo {
+  const base = denoiserIo(s);
+  const known = new Set([base.sample.name, base.timestep.name, base.encoderHiddenStates.name]);
+  const down = sortByIndex(s.inputs.filter((i) => /down/i.test(i.name)));
+  const mid = s.inputs.find((i) => /mid/i.test(i.name)) ?? null;
+  for (const spec of [...down, ...(mid ? [mid] : [])]) known.add(spec.name);
+  const unknown = s.inputs.filter((i) => !known.has(i.name));
+  if (unknown.length > 0) {
+    throw resourceError(
+      `unsupported UNet export ${s.path}: inputs ${unknown.map((i) => i.name).join(", ")} are not supported`,
+    );
+  }
+  const output = s.outputs[0];
+  if (!output) throw resourceError(`unsupported export ${s.path}: no outputs`);
+  return { ...base, down, mid, output: output.name };
+}
+
+export function controlNetIo(s: LoadedSession): ControlNetIo {
+  const base = denoiserIo(s);
+  const cond = find(
+    s.inputs,
+    /cond(?!itioning_scale)|controlnet_cond|image|hint/i,
+    "controlnet_cond input",
+    s.path,
+  );
+  const scale = s.inputs.find((i) => /scale/i.test(i.name)) ?? null;
+  const down = sortByIndex(s.outputs.filter((o) => /down/i.test(o.name))).map((o) => o.name);
+  const mid = find(s.outputs, /mid/i, "mid block output", s.path).name;
+  return { ...base, cond, scale, down, mid };
+}
+
+export interface ModelFolder {
+  dir: string;
+  tokenizer: ClipTokenizer;
+  schedulerConfig: Record<string, unknown>;
+  scalingFactor: number;
+  /** ControlNet names available in the folder → model path. */
+  controlnets: Map<string, string>;
+  paths: {
+    textEncoder: string;
+    unet: string;
+    unetInpaint: string | null;
+    vaeDecoder: string;
+    vaeEncoder: string | null;
+  };
+}
+
+function readJson(path: string): Record<string, unknown> | null {
+  return existsSync(path) ? (JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>) : null;
+}
+
+function required(dir: string, rel: string): string {
+  const path = join(dir, rel);
+  if (!existsSync(path)) throw resourceError(`model not installed: ${rel} missing in ${dir}`);
+  return path;
+}
+
+/** Reads the folder layout: controlnet/<name>/model.onnx, controlnet-<name>/model.onnx or controlnet/<name>.onnx. */
+export function readModelFolder(dir: string): ModelFolder {
+  const controlnets = new Map<string, string>();
+  const cnDir = join(dir, "controlnet");
+  if (existsSync(cnDir)) {
+    for (const entry of readdirSync(cnDir, { withFileTypes: true })) {
+      if (entry.isDirectory() && existsSync(join(cnDir, entry.name, "model.onnx")))
+        controlnets.set(entry.name, join(cnDir, entry.name, "model.onnx"));
+      else if (entry.isFile() && entry.name.endsWith(".onnx"))
+        controlnets.set(entry.name.slice(0, -5), join(cnDir, entry.name));
+    }
+  }
+  for (const entry of existsSync(dir) ? readdirSync(dir, { withFileTypes: true }) : []) {
+    const m = /^controlnet[-_](.+)$/.exec(entry.name);
+    if (m?.[1] && entry.isDirectory() && existsSync(join(dir, entry.name, "model.onnx")))
+      controlnets.set(m[1], join(dir, entry.name, "model.onnx"));
+  }
+  const vaeConfig =
+    readJson(join(dir, "vae_decoder", "config.json")) ?? readJson(join(dir, "vae", "config.json"));
+  const scaling = vaeConfig?.scaling_factor;
+  const optional = (rel: string) => (existsSync(join(dir, rel)) ? join(dir, rel) : null);
+  return {
+    dir,
+    tokenizer: ClipTokenizer.fromDir(join(required(dir, "tokenizer/vocab.json"), "..")),
+    schedulerConfig: readJson(join(dir, "scheduler", "scheduler_config.json")) ?? {},
+    scalingFactor: typeof scaling === "number" ? scaling : 0.18215,
+    controlnets,
+    paths: {
+      textEncoder: required(dir, "text_encoder/model.onnx"),
+      unet: required(dir, "unet/model.onnx"),
+      unetInpaint: optional("unet_inpaint/model.onnx"),
+      vaeDecoder: required(dir, "vae_decoder/model.onnx"),
+      vaeEncoder: optional("vae_encoder/model.onnx"),
+    },
+  };
+}
+
+/** Sessions, loaded on first use and kept. */
+export class ModelSet {
+  private readonly sessions = new Map<string, Promise<LoadedSession>>();
+
+  constructor(
+    readonly folder: ModelFolder,
+    readonly factory: SessionFactory,
+  ) {}
+
+  static open(dir: string, factory: SessionFactory): ModelSet {
+    return new ModelSet(readModelFolder(dir), factory);
+  }
+
+  session(path: string): Promise<LoadedSession> {
+    let s = this.sessions.get(path);
+    if (!s) {
+      s = this.factory.load(path);
+      this.sessions.set(path, s);
+      s.catch(() => this.sessions.delete(path));
+    }
+    return s;
+  }
+
+  /** Loads the always-needed sessions (text encoder, UNet, VAE decoder) up front. */
+  async warm(): Promise<void> {
+    const p = this.folder.paths;
+    await Promise.all([this.session(p.textEncoder), this.session(p.unet), this.session(p.vaeDecoder)]);
+  }
+
+  controlNetPath(name: string): string {
+    const path = this.folder.controlnets.get(name);
+    if (!path) {
+      throw resourceError(
+        `model not installed: ControlNet "${name}" is not in ${this.folder.dir} (have ${[...this.folder.controlnets.keys()].join(", ") || "none"})`,
+      );
+    }
+    return path;
+  }
+
+  async release(): Promise<void> {
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    await Promise.all(all.map(async (s) => (await s.catch(() => null))?.session.release()));
+  }
+}

@@ -1,0 +1,485 @@
+/**
+ * The ControlNet diffusion pipeline on ONNX Runtime: CLIP text encoding (with clip_skip), one or more
+ * ControlNets (each with its conditioning scale, guess_mode), the UNet with their residuals,
+ * classifier-free guidance, img2img and inpainting through the VAE, and the VAE decoder.
+ *
+ * Every tensor's name, dtype and shape comes from the loaded sessions (see models.ts).
+ */
+import type ort from "onnxruntime-node";
+import { badInput, resourceError, StopError } from "../errors.ts";
+import { controlNetIo, type ModelSet, textEncoderIo, unetIo } from "./models.ts";
+import { createRandom, type Random } from "./random.ts";
+import type { Scheduler, SchedulerFactory } from "./scheduler.ts";
+import { floatTensor, idsTensor, type LoadedSession, readFloats, timestepTensor } from "./session.ts";
+
+export interface ControlInput {
+  /** ControlNet name in the model folder (controlnet_model entry). */
+  name: string;
+  /** Conditioning image, planar [3, height, width], values in 0..1 (inpaint condition: -1 where masked). */
+  image: Float32Array;
+  scale: number;
+}
+
+export interface GenerateParams {
+  prompt: string;
+  negativePrompt: string;
+  width: number;
+  height: number;
+  samples: number;
+  steps: number;
+  guidanceScale: number;
+  seed: number;
+  /** 1 = the last layer (no skip), 2 = the penultimate, ... (the A1111 / ModelsLab convention). */
+  clipSkip: number;
+  scheduler: string;
+  controls: ControlInput[];
+  guessMode: boolean;
+  /** img2img: planar [3,H,W] in -1..1 and how much of it to repaint (0..1). */
+  init?: { image: Float32Array; strength: number };
+  /** Inpainting: [H,W], 1 where to repaint. Requires `init`. */
+  mask?: Float32Array;
+  signal?: AbortSignal;
+}
+
+export interface StepTiming {
+  totalMs: number;
+  modelMs: number;
+}
+
+export interface GenerateResult {
+  /** RGB, interleaved, width*height*3 bytes each. */
+  images: Uint8Array[];
+  width: number;
+  height: number;
+  seed: number;
+  steps: StepTiming[];
+}
+
+type Feeds = Record<string, ort.Tensor>;
+
+async function run(
+  s: LoadedSession,
+  feeds: Feeds,
+  timing: { modelMs: number },
+): Promise<ort.InferenceSession.ReturnType> {
+  const t0 = performance.now();
+  const out = await s.session.run(feeds);
+  timing.modelMs += performance.now() - t0;
+  return out;
+}
+
+function tile(data: Float32Array, times: number): Float32Array {
+  if (times === 1) return data;
+  const out = new Float32Array(data.length * times);
+  for (let i = 0; i < times; i++) out.set(data, i * data.length);
+  return out;
+}
+
+function get(out: ort.InferenceSession.ReturnType, name: string): ort.Tensor {
+  const t = out[name];
+  if (!t) throw new Error(`model gave no output ${name}`);
+  return t;
+}
+
+export class ControlNetPipeline {
+  constructor(
+    private readonly models: ModelSet,
+    private readonly createScheduler: SchedulerFactory,
+  ) {}
+
+  private scheduler(name: string): Scheduler {
+    const config = this.models.folder.schedulerConfig;
+    try {
+      return this.createScheduler(name, config);
+    } catch (error) {
+      throw badInput(`scheduler ${name} is not supported by the self-hosted worker`, error);
+    }
+  }
+
+  /** [n, 77, D] embeddings for `text`, tiled `n` times. */
+  private async encodeText(
+    text: string,
+    n: number,
+    clipSkip: number,
+    timing: { modelMs: number },
+  ): Promise<{ data: Float32Array; dims: number[] }> {
+    const s = await this.models.session(this.models.folder.paths.textEncoder);
+    const io = textEncoderIo(s);
+    const ids = this.models.folder.tokenizer.tokenize(text);
+    const out = await run(s, { [io.ids.name]: idsTensor(io.ids, ids, [1, ids.length]) }, timing);
+    let name = io.lastHidden;
+    let normalise = false;
+    if (clipSkip > 1 && io.hiddenStates.length > 1) {
+      const index = Math.max(0, io.hiddenStates.length - clipSkip);
+      name = io.hiddenStates[index] as string;
+      normalise = true;
+    }
+    const tensor = get(out, name);
+    let data: Float32Array = Float32Array.from(readFloats(tensor));
+    const dims = tensor.dims.slice();
+    if (normalise) layerNorm(data, dims[dims.length - 1] as number);
+    data = tile(data, n);
+    return { data, dims: [n, ...dims.slice(1)] };
+  }
+
+  async generate(p: GenerateParams): Promise<GenerateResult> {
+    const { width, height, samples } = p;
+    if (width % 8 !== 0 || height % 8 !== 0) throw badInput("width and height must be multiples of 8");
+    const h = height / 8;
+    const w = width / 8;
+    const latentSize = 4 * h * w;
+    const cfg = p.guidanceScale > 1;
+    const timing = { modelMs: 0 };
+    const random = createRandom(p.seed);
+    const folder = this.models.folder;
+
+    // Text.
+    const cond = await this.encodeText(p.prompt, samples, p.clipSkip, timing);
+    const uncond = cfg ? await this.encodeText(p.negativePrompt, samples, p.clipSkip, timing) : null;
+
+    // Sessions and their IO.
+    const wantsInpaintUnet = p.mask !== undefined && folder.paths.unetInpaint !== null;
+    const unetSession = await this.models.session(
+      wantsInpaintUnet ? (folder.paths.unetInpaint as string) : folder.paths.unet,
+    );
+    const unet = unetIo(unetSession);
+    const controls = await Promise.all(
+      p.controls.map(async (c) => {
+        const s = await this.models.session(this.models.controlNetPath(c.name));
+        const io = controlNetIo(s);
+        if (io.down.length !== unet.down.length || unet.mid === null) {
+          throw resourceError(
+            `ControlNet ${c.name} gives ${io.down.length} down residuals and a mid residual; the UNet takes ${unet.down.length}${unet.mid ? " and a mid residual" : " and no mid residual"}`,
+          );
+        }
+        return { ...c, session: s, io };
+      }),
+    );
+
+    // Scheduler and initial latents.
+    const scheduler = this.scheduler(p.scheduler);
+    scheduler.setTimesteps(p.steps);
+    let timesteps = scheduler.timesteps.slice();
+    const noise = random.normal(samples * latentSize);
+    let latents: Float32Array;
+    let initLatents: Float32Array | null = null;
+    let maskLatent: Float32Array | null = null;
+    if (p.init) {
+      initLatents = tile(await this.encodeImage(p.init.image, width, height, timing, random), samples);
+    }
+    if (p.mask) {
+      if (!initLatents) throw badInput("mask_image needs init_image");
+      maskLatent = tile(downsampleMask(p.mask, width, height), samples);
+    }
+    const strength = p.init ? p.init.strength : 1;
+    if (initLatents && strength < 1) {
+      const keep = Math.min(Math.floor(p.steps * strength), p.steps);
+      timesteps = timesteps.slice(Math.max(timesteps.length - Math.max(keep, 1), 0));
+      latents = scheduler.addNoise(initLatents, noise, timesteps[0] as number);
+    } else {
+      latents = new Float32Array(noise.length);
+      const sigma = scheduler.initNoiseSigma;
+      for (let i = 0; i < noise.length; i++) latents[i] = (noise[i] as number) * sigma;
+    }
+
+    // Constant inputs.
+    const batch = cfg ? 2 * samples : samples;
+    const ehsAll = uncond ? concat(uncond.data, cond.data) : cond.data;
+    const ehsDims = [batch, ...cond.dims.slice(1)];
+    const unetEhs = floatTensor(unet.encoderHiddenStates, ehsAll, ehsDims);
+    const guess = p.guessMode && cfg;
+    const cnBatch = guess ? samples : batch;
+    const cnEhs = (io: (typeof controls)[number]["io"]) =>
+      guess ? floatTensor(io.encoderHiddenStates, cond.data, [samples, ...cond.dims.slice(1)]) : null;
+    const controlFeeds = controls.map((c) => {
+      if (c.image.length !== 3 * width * height)
+        throw badInput(`control image for ${c.name} has the wrong size`);
+      return {
+        ...c,
+        condTensor: floatTensor(c.io.cond, tile(c.image, cnBatch), [cnBatch, 3, height, width]),
+        ehs: cnEhs(c.io) ?? floatTensor(c.io.encoderHiddenStates, ehsAll, ehsDims),
+      };
+    });
+    // guess_mode: residual i is scaled by 10^(-1 + i/12) (diffusers' logspace(-1, 0, 13)).
+    const residualCount = unet.down.length + 1;
+    const guessScales = Array.from({ length: residualCount }, (_, i) =>
+      guess ? 10 ** (-1 + i / Math.max(residualCount - 1, 1)) : 1,
+    );
+    const maskedImageLatents =
+      unet.channels === 9 && initLatents && maskLatent
+        ? maskImageLatents(initLatents, maskLatent, samples, h, w)
+        : null;
+
+    const steps: StepTiming[] = [];
+    const generator = () => random.gaussian();
+    for (let k = 0; k < timesteps.length; k++) {
+      if (p.signal?.aborted) throw new StopError();
+      const t = timesteps[k] as number;
+      const stepStart = performance.now();
+      const modelBefore = timing.modelMs;
+
+      const scaled = scheduler.scaleModelInput(latents, t);
+      const modelInput = cfg ? tile(scaled, 2) : scaled;
+
+      // ControlNets: residuals summed over every ControlNet. One ControlNet whose scale is applied in
+      // the model hands its output tensors to the UNet as they are (no copy, no dtype conversion).
+      const residualInputs = [...unet.down, ...(unet.mid ? [unet.mid] : [])];
+      const residualFeeds: Feeds = {};
+      let down: Float32Array[] | null = null;
+      let downDims: number[][] = [];
+      for (const c of controlFeeds) {
+        const input = guess ? scaled : modelInput;
+        const feeds: Feeds = {
+          [c.io.sample.name]: floatTensor(c.io.sample, input, [cnBatch, 4, h, w]),
+          [c.io.timestep.name]: timestepTensor(c.io.timestep, t, cnBatch),
+          [c.io.encoderHiddenStates.name]: c.ehs,
+          [c.io.cond.name]: c.condTensor,
+        };
+        const scaleInModel = c.io.scale !== null && !guess;
+        if (c.io.scale) feeds[c.io.scale.name] = scalarTensor(c.io.scale, scaleInModel ? c.scale : 1);
+        const out = await run(c.session, feeds, timing);
+        const names = [...c.io.down, c.io.mid];
+        const factor = scaleInModel ? 1 : c.scale;
+        const passThrough =
+          controlFeeds.length === 1 &&
+          !guess &&
+          factor === 1 &&
+          names.every((n, i) => get(out, n).type === residualInputs[i]?.type);
+        if (passThrough) {
+          names.forEach((n, i) => {
+            residualFeeds[(residualInputs[i] as { name: string }).name] = get(out, n);
+          });
+        } else if (!down) {
+          down = names.map((n, i) => {
+            const data = Float32Array.from(readFloats(get(out, n)));
+            const f = factor * (guessScales[i] as number);
+            if (f !== 1) for (let j = 0; j < data.length; j++) data[j] = (data[j] as number) * f;
+            return data;
+          });
+          downDims = names.map((n) => get(out, n).dims.slice());
+        } else {
+          names.forEach((n, i) => {
+            const src = readFloats(get(out, n));
+            const dst = (down as Float32Array[])[i] as Float32Array;
+            const f = factor * (guessScales[i] as number);
+            for (let j = 0; j < dst.length; j++) dst[j] = (dst[j] as number) + (src[j] as number) * f;
+          });
+        }
+      }
+
+      // UNet.
+      let unetSample = modelInput;
+      let unetChannels = 4;
+      if (unet.channels === 9 && maskLatent && maskedImageLatents) {
+        unetSample = concatChannels(
+          modelInput,
+          cfg ? tile(maskLatent, 2) : maskLatent,
+          cfg ? tile(maskedImageLatents, 2) : maskedImageLatents,
+          batch,
+          h,
+          w,
+        );
+        unetChannels = 9;
+      }
+      const feeds: Feeds = {
+        [unet.sample.name]: floatTensor(unet.sample, unetSample, [batch, unetChannels, h, w]),
+        [unet.timestep.name]: timestepTensor(unet.timestep, t, batch),
+        [unet.encoderHiddenStates.name]: unetEhs,
+        ...residualFeeds,
+      };
+      residualInputs.forEach((spec, i) => {
+        if (feeds[spec.name]) return;
+        const dims = (downDims[i] ?? residualDims(spec.shape, i, unet.down.length, h, w)).slice();
+        const perItem = dims.slice(1).reduce((a, b) => a * b, 1);
+        let data: Float32Array;
+        if (down) {
+          const res = down[i] as Float32Array;
+          // guess_mode: the unconditional half gets no ControlNet residuals.
+          data = guess ? concat(new Float32Array(perItem * samples), res) : res;
+        } else data = new Float32Array(perItem * batch);
+        feeds[spec.name] = floatTensor(spec, data, [batch, ...dims.slice(1)]);
+      });
+      const out = await run(unetSession, feeds, timing);
+      const pred = readFloats(get(out, unet.output));
+
+      // Classifier-free guidance.
+      let noisePred: Float32Array;
+      if (cfg) {
+        noisePred = new Float32Array(samples * latentSize);
+        const half = noisePred.length;
+        const g = p.guidanceScale;
+        for (let i = 0; i < half; i++) {
+          const u = pred[i] as number;
+          noisePred[i] = u + g * ((pred[half + i] as number) - u);
+        }
+      } else noisePred = Float32Array.from(pred);
+
+      latents = scheduler.step(noisePred, t, latents, { generator, shape: [samples, 4, h, w] }).prevSample;
+
+      // Inpainting with a plain UNet: keep the unmasked area on the init image's noise trajectory.
+      if (maskLatent && initLatents && unet.channels !== 9) {
+        const next = timesteps[k + 1];
+        const known = next === undefined ? initLatents : scheduler.addNoise(initLatents, noise, next);
+        for (let i = 0; i < latents.length; i++) {
+          const m = maskLatent[i] as number;
+          latents[i] = m * (latents[i] as number) + (1 - m) * (known[i] as number);
+        }
+      }
+      steps.push({ totalMs: performance.now() - stepStart, modelMs: timing.modelMs - modelBefore });
+    }
+
+    if (p.signal?.aborted) throw new StopError();
+    const images: Uint8Array[] = [];
+    for (let s = 0; s < samples; s++) {
+      images.push(await this.decode(latents.subarray(s * latentSize, (s + 1) * latentSize), h, w, timing));
+    }
+    return { images, width, height, seed: p.seed, steps };
+  }
+
+  private async encodeImage(
+    image: Float32Array,
+    width: number,
+    height: number,
+    timing: { modelMs: number },
+    random: Random,
+  ): Promise<Float32Array> {
+    const path = this.models.folder.paths.vaeEncoder;
+    if (!path)
+      throw badInput("init_image needs a VAE encoder, and this model has none (vae_encoder/model.onnx)");
+    const s = await this.models.session(path);
+    const input = s.inputs[0];
+    const output = s.outputs[0];
+    if (!input || !output) throw new Error(`VAE encoder ${path} has no inputs or outputs`);
+    const out = await run(s, { [input.name]: floatTensor(input, image, [1, 3, height, width]) }, timing);
+    const tensor = get(out, output.name);
+    const data = readFloats(tensor);
+    const channels = tensor.dims[1] ?? 4;
+    const plane = (height / 8) * (width / 8);
+    const latents = new Float32Array(4 * plane);
+    if (channels === 8) {
+      // Mean and log-variance: sample from the distribution, as diffusers' latent_dist.sample() does.
+      const eps = random.normal(4 * plane);
+      for (let i = 0; i < 4 * plane; i++) {
+        const logvar = Math.min(20, Math.max(-30, data[4 * plane + i] as number));
+        latents[i] = (data[i] as number) + Math.exp(0.5 * logvar) * (eps[i] as number);
+      }
+    } else latents.set(data.subarray(0, 4 * plane));
+    const sf = this.models.folder.scalingFactor;
+    for (let i = 0; i < latents.length; i++) latents[i] = (latents[i] as number) * sf;
+    return latents;
+  }
+
+  private async decode(
+    latent: Float32Array,
+    h: number,
+    w: number,
+    timing: { modelMs: number },
+  ): Promise<Uint8Array> {
+    const s = await this.models.session(this.models.folder.paths.vaeDecoder);
+    const input = s.inputs[0];
+    const output = s.outputs[0];
+    if (!input || !output) throw new Error("VAE decoder has no inputs or outputs");
+    const sf = this.models.folder.scalingFactor;
+    const scaled = new Float32Array(latent.length);
+    for (let i = 0; i < latent.length; i++) scaled[i] = (latent[i] as number) / sf;
+    const out = await run(s, { [input.name]: floatTensor(input, scaled, [1, 4, h, w]) }, timing);
+    const img = readFloats(get(out, output.name));
+    const H = h * 8;
+    const W = w * 8;
+    const plane = H * W;
+    const rgb = new Uint8Array(plane * 3);
+    for (let i = 0; i < plane; i++) {
+      for (let c = 0; c < 3; c++) {
+        const v = ((img[c * plane + i] as number) / 2 + 0.5) * 255;
+        rgb[i * 3 + c] = v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v);
+      }
+    }
+    return rgb;
+  }
+}
+
+function scalarTensor(spec: Parameters<typeof floatTensor>[0], value: number): ort.Tensor {
+  const dims = spec.shape.length === 0 ? [] : [1];
+  return floatTensor(spec, new Float32Array([value]), dims);
+}
+
+function residualDims(
+  shape: ReadonlyArray<number | string>,
+  i: number,
+  downCount: number,
+  h: number,
+  w: number,
+): number[] {
+  // Only used without any ControlNet: zeros in the shape the UNet declares (channels must be fixed).
+  const channels = typeof shape[1] === "number" ? shape[1] : 0;
+  const level = i >= downCount ? 3 : Math.min(3, Math.floor(i / 3));
+  const f = 2 ** level;
+  return [1, channels, Math.ceil(h / f), Math.ceil(w / f)];
+}
+
+function concat(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+function concatChannels(
+  latents: Float32Array,
+  mask: Float32Array,
+  masked: Float32Array,
+  batch: number,
+  h: number,
+  w: number,
+): Float32Array {
+  const plane = h * w;
+  const out = new Float32Array(batch * 9 * plane);
+  for (let b = 0; b < batch; b++) {
+    out.set(latents.subarray(b * 4 * plane, (b + 1) * 4 * plane), b * 9 * plane);
+    out.set(mask.subarray(b * 4 * plane, b * 4 * plane + plane), b * 9 * plane + 4 * plane);
+    out.set(masked.subarray(b * 4 * plane, (b + 1) * 4 * plane), b * 9 * plane + 5 * plane);
+  }
+  return out;
+}
+
+function maskImageLatents(
+  init: Float32Array,
+  mask: Float32Array,
+  samples: number,
+  h: number,
+  w: number,
+): Float32Array {
+  const out = new Float32Array(samples * 4 * h * w);
+  for (let i = 0; i < out.length; i++) out[i] = (init[i] as number) * (1 - (mask[i] as number));
+  return out;
+}
+
+/** [H,W] mask (1 = repaint) → [4, H/8, W/8] by area average, thresholded at 0.5. */
+function downsampleMask(mask: Float32Array, width: number, height: number): Float32Array {
+  const h = height / 8;
+  const w = width / 8;
+  const out = new Float32Array(4 * h * w);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      let sum = 0;
+      for (let dy = 0; dy < 8; dy++)
+        for (let dx = 0; dx < 8; dx++) sum += mask[(y * 8 + dy) * width + x * 8 + dx] as number;
+      const m = sum / 64 >= 0.5 ? 1 : 0;
+      for (let c = 0; c < 4; c++) out[c * h * w + y * w + x] = m;
+    }
+  }
+  return out;
+}
+
+/** In-place parameter-free layer norm over the last dimension (stands in for CLIP's final_layer_norm). */
+function layerNorm(data: Float32Array, dim: number): void {
+  for (let o = 0; o < data.length; o += dim) {
+    let mean = 0;
+    for (let i = 0; i < dim; i++) mean += data[o + i] as number;
+    mean /= dim;
+    let variance = 0;
+    for (let i = 0; i < dim; i++) variance += ((data[o + i] as number) - mean) ** 2;
+    const inv = 1 / Math.sqrt(variance / dim + 1e-5);
+    for (let i = 0; i < dim; i++) data[o + i] = ((data[o + i] as number) - mean) * inv;
+  }
+}
