@@ -5,12 +5,13 @@ import middy from "@middy/core";
 import type { SQSEvent, SQSRecord } from "aws-lambda";
 import { DynamoCapacityGate } from "../shared/adapters/dynamo/capacity-gate.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
-import { DynamoJobStore } from "../shared/adapters/dynamo/job-store.ts";
 import { ModelsLabProvider } from "../shared/adapters/modelslab/client.ts";
+import { createS3Client, S3ObjectStore } from "../shared/adapters/s3/object-store.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { logger } from "../shared/lambda/logger.ts";
 import { resolveSecret } from "../shared/lambda/secrets.ts";
 import { dispatchSettings } from "../shared/lambda/settings.ts";
+import { lifecycleJobStore } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { dispatchConfig, loadConfig } from "../shared/schemas/config.ts";
 import { dispatchMessageSchema } from "../shared/schemas/messages.ts";
@@ -19,8 +20,9 @@ import { dispatchJob } from "../shared/usecases/dispatch-job.ts";
 const config = loadConfig(dispatchConfig);
 const doc = createDocumentClient();
 const sqs = createSqsClient();
+const inputs = new S3ObjectStore(createS3Client(), config.INPUTS_BUCKET);
 const deps = {
-  jobs: new DynamoJobStore(doc, config.TABLE_NAME),
+  jobs: lifecycleJobStore(doc, sqs, config),
   gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
   provider: new ModelsLabProvider({
     baseUrl: config.MODELSLAB_BASE_URL,
@@ -31,6 +33,8 @@ const deps = {
   resultsQueue: new SqsQueue(sqs, config.RESULTS_QUEUE_URL),
   clock: systemClock,
   settings: dispatchSettings(config, await resolveSecret(config, "CALLBACK_SECRET", "CALLBACK_SECRET_ARN")),
+  // The provider fetches our stored inputs through presigned URLs valid for the job's first hours.
+  presignInput: (_bucket: string, key: string) => inputs.presignGet(key, 6 * 3_600),
   log: (message: string, data: Record<string, unknown>) => logger.warn(message, data),
 };
 

@@ -1,26 +1,33 @@
-/** Results queue consumer: the one place where provider results become terminal job states. */
+/** Results queue consumer: the one place where provider results become stored outputs and terminal states. */
 import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch";
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import type { SQSEvent, SQSRecord } from "aws-lambda";
 import { DynamoCapacityGate } from "../shared/adapters/dynamo/capacity-gate.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
-import { DynamoJobStore } from "../shared/adapters/dynamo/job-store.ts";
+import { createS3Client, S3ObjectStore } from "../shared/adapters/s3/object-store.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { logger } from "../shared/lambda/logger.ts";
 import { dispatchSettings } from "../shared/lambda/settings.ts";
+import { downloadPolicy, lifecycleJobStore, s3OutputCopier } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { finalizeConfig, loadConfig } from "../shared/schemas/config.ts";
 import { resultMessageSchema } from "../shared/schemas/messages.ts";
-import { finalizeResult } from "../shared/usecases/finalize-result.ts";
+import { type FinalizeDeps, finalizeResult } from "../shared/usecases/finalize-result.ts";
 
 const config = loadConfig(finalizeConfig);
 const doc = createDocumentClient();
-const deps = {
-  jobs: new DynamoJobStore(doc, config.TABLE_NAME),
+const sqs = createSqsClient();
+const deps: FinalizeDeps = {
+  jobs: lifecycleJobStore(doc, sqs, config),
   gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
-  jobsQueue: new SqsQueue(createSqsClient(), config.JOBS_QUEUE_URL),
+  jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL),
   clock: systemClock,
+  copyOutput: s3OutputCopier(
+    new S3ObjectStore(createS3Client(), config.OUTPUTS_BUCKET),
+    config.OUTPUTS_BUCKET,
+    downloadPolicy(config),
+  ),
   // Finalize never builds callback URLs; it only needs the retry settings.
   settings: { ...dispatchSettings(config, "unused"), storingTimeoutSeconds: config.STORING_TIMEOUT_SECONDS },
 };

@@ -7,11 +7,11 @@ import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import { DynamoCapacityGate } from "../shared/adapters/dynamo/capacity-gate.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
-import { DynamoJobStore } from "../shared/adapters/dynamo/job-store.ts";
 import { ModelsLabProvider } from "../shared/adapters/modelslab/client.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { logger } from "../shared/lambda/logger.ts";
 import { resolveSecret } from "../shared/lambda/secrets.ts";
+import { lifecycleJobStore } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { loadConfig, reconcileConfig } from "../shared/schemas/config.ts";
 import { reconcile } from "../shared/usecases/reconcile.ts";
@@ -20,7 +20,8 @@ const config = loadConfig(reconcileConfig);
 const doc = createDocumentClient();
 const sqs = createSqsClient();
 const deps = {
-  jobs: new DynamoJobStore(doc, config.TABLE_NAME),
+  jobs: lifecycleJobStore(doc, sqs, config),
+  notifications: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL),
   jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL),
   resultsQueue: new SqsQueue(sqs, config.RESULTS_QUEUE_URL),
   gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
@@ -35,6 +36,8 @@ const deps = {
     pollBaseSeconds: config.POLL_BASE_SECONDS,
     pollMaxSeconds: config.POLL_MAX_SECONDS,
     slotGraceSeconds: config.SLOT_GRACE_SECONDS,
+    storingRetrySeconds: config.STORING_TIMEOUT_SECONDS,
+    notifyGraceSeconds: config.NOTIFY_GRACE_SECONDS,
   },
   log: (message: string, data: Record<string, unknown>) => logger.warn(message, data),
 };

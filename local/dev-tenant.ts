@@ -2,19 +2,22 @@ import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { DynamoTenantStore } from "../shared/adapters/dynamo/tenant-store.ts";
 import { ConflictError } from "../shared/domain/errors.ts";
 import { sha256Hex } from "../shared/domain/hash.ts";
+import { newWebhookSecret } from "../shared/http/api.ts";
 import { newApiKey } from "../shared/usecases/authenticate.ts";
 
 export const DEV_TENANT_ID = "dev";
 
 /**
- * Makes sure the local dev tenant exists and that `apiKey` (DEV_API_KEY, or a fresh random key)
- * opens it. Idempotent across restarts: dynalite keeps its data between `npm start`s.
+ * Makes sure a local tenant exists, that `apiKey` (DEV_API_KEY, or a fresh random key) opens it and
+ * that it has a webhook signing secret (`webhookSecret`, e.g. DEV_WEBHOOK_SECRET, or a random one).
+ * Idempotent across restarts: dynalite keeps its data between `npm start`s.
  */
 export async function ensureTenant(
   tableName: string,
   tenantId: string = DEV_TENANT_ID,
   apiKey: string = newApiKey(),
-): Promise<{ tenantId: string; apiKey: string }> {
+  webhookSecret?: string,
+): Promise<{ tenantId: string; apiKey: string; webhookSecret: string }> {
   const doc = createDocumentClient();
   try {
     const tenants = new DynamoTenantStore(doc, tableName);
@@ -25,7 +28,16 @@ export async function ensureTenant(
       if (!(error instanceof ConflictError && error.code === "TENANT_EXISTS")) throw error;
     }
     await tenants.addApiKey(tenantId, sha256Hex(apiKey));
-    return { tenantId, apiKey };
+    const { secrets } = await tenants.getWebhookSettings(tenantId);
+    const current = secrets.find((s) => s.retiresAt === null)?.secret;
+    if (current && (webhookSecret === undefined || webhookSecret === current)) {
+      return { tenantId, apiKey, webhookSecret: current };
+    }
+    const secret = webhookSecret ?? newWebhookSecret();
+    const now = new Date();
+    // A changed DEV_WEBHOOK_SECRET replaces the old one at once: nobody else relies on it locally.
+    await tenants.addWebhookSecret(tenantId, secret, now, now);
+    return { tenantId, apiKey, webhookSecret: secret };
   } finally {
     doc.destroy();
   }

@@ -27,7 +27,12 @@ const stack = await startLocalStack({
 });
 const tableName = process.env.TABLE_NAME;
 if (!tableName) throw new Error("the template gave the functions no TABLE_NAME");
-const { apiKey } = await ensureTenant(tableName, "dev", process.env.DEV_API_KEY || undefined);
+const { apiKey, webhookSecret } = await ensureTenant(
+  tableName,
+  "dev",
+  process.env.DEV_API_KEY || undefined,
+  process.env.DEV_WEBHOOK_SECRET || undefined,
+);
 const provider = stack.simulator
   ? `${stack.simulator.url} (local simulator; set MODELSLAB_API_KEY to call ModelsLab)`
   : `${process.env.MODELSLAB_BASE_URL ?? "https://modelslab.com/api"} (MODELSLAB_API_KEY is set)`;
@@ -43,6 +48,7 @@ ControlNet orchestrator (local stack)
   SQS          ${stack.endpoints.sqs} (fauxqs)
   Provider     ${provider}
   Dev API key  ${apiKey}
+  Webhook key  ${webhookSecret} (verifies the Standard Webhooks signatures of notifications)
 
 Try:
   curl -s -X POST ${stack.url}/v1/jobs \\

@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { startFauxqs } from "fauxqs";
 import { createSqsClient } from "../shared/adapters/sqs/queue.ts";
 import { startDynalite } from "./dynalite.ts";
+import { type BusEvent, LocalEventBus } from "./event-bus.ts";
 import { HttpGateway } from "./http-gateway.ts";
 import { LocalFunction } from "./lambda-runtime.ts";
 import { Scheduler } from "./scheduler.ts";
@@ -39,6 +40,8 @@ export interface LocalStack {
   pollers: SqsPoller[];
   /** The provider simulator, when the stack started one. */
   simulator: Simulator | null;
+  /** Lifecycle events the functions published (EventBridge stand-in). */
+  events: BusEvent[];
   /** Runs every scheduled function once, now (tests use it instead of waiting for the interval). */
   runSchedules(): Promise<void>;
   stop(): Promise<void>;
@@ -66,6 +69,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 
     const fauxqs = await startFauxqs({ port: 0, logger: false });
     stops.push(() => fauxqs.stop());
+    const eventBus = new LocalEventBus(log);
+    const eventBusUrl = await eventBus.listen();
+    stops.push(() => eventBus.close());
     const endpoints = { dynamodb: dynamoEndpoint, sqs: fauxqs.address, region: REGION };
 
     // The functions' AWS SDK clients find the emulators through the standard environment variables.
@@ -76,10 +82,17 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       AWS_SECRET_ACCESS_KEY: "local",
       AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
       AWS_ENDPOINT_URL_SQS: endpoints.sqs,
+      AWS_ENDPOINT_URL_S3: endpoints.sqs, // fauxqs serves S3 too (path-style)
+      AWS_ENDPOINT_URL_EVENTBRIDGE: eventBusUrl,
     });
 
-    const templates = await synthesizeTemplates();
+    // The GPU service is not emulated here (the worker runs in-process with --with-worker), so its
+    // image is only a name in the template: no Docker build.
+    const templates = await synthesizeTemplates({
+      context: { workerImage: "local/controlnet-worker:unused" },
+    });
     const topology = await provisionLocal(templates, endpoints);
+    for (const bucket of Object.values(topology.buckets)) fauxqs.createBucket(bucket.name);
 
     const functions: Record<string, LocalFunction> = {};
     for (const [id, fn] of Object.entries(topology.functions)) {
@@ -125,6 +138,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     // variable different values (the template would then mean different things locally and in AWS).
     const environment = mergeEnvironments(topology, {
       PUBLIC_BASE_URL: url,
+      // Downloads and webhook deliveries may reach loopback (the simulator, test receivers) locally.
+      NETWORK_POLICY: "local",
       // Locally secrets are plain values; the *_SECRET_ARN variables (Secrets Manager in AWS) stay empty.
       MODELSLAB_API_KEY_SECRET_ARN: "",
       CALLBACK_SECRET_ARN: "",
@@ -173,6 +188,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       endpoints,
       pollers,
       simulator,
+      events: eventBus.events,
       runSchedules: () => scheduler.runOnce(),
       stop: stopAll,
     };

@@ -41,7 +41,12 @@ export const lifecycleEvent = (job: Job): LifecycleEvent => ({
     metadata: job.metadata,
     occurred_at: job.updatedAt,
     error: job.error,
-    outputs: job.outputs.map((o) => ({ key: o.key ?? null, url: o.url, content_type: o.content_type, bytes: o.bytes })),
+    outputs: job.outputs.map((o) => ({
+      key: o.key ?? null,
+      url: o.url,
+      content_type: o.content_type,
+      bytes: o.bytes,
+    })),
   },
 });
 

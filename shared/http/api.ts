@@ -1,9 +1,21 @@
+import { randomBytes, randomUUID } from "node:crypto";
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
-import { UnauthorizedError } from "../domain/errors.ts";
-import type { Clock, JobStore, Queue } from "../ports/index.ts";
+import { z } from "zod";
+import { ConflictError, UnauthorizedError } from "../domain/errors.ts";
+import { parseOrThrow } from "../domain/validation.ts";
+import type {
+  Clock,
+  JobStore,
+  NotificationRecord,
+  NotificationStore,
+  Queue,
+  WebhookSettingsStore,
+} from "../ports/index.ts";
 import { cancelJob } from "../usecases/cancel-job.ts";
-import { presentJob } from "../usecases/present-job.ts";
+import { replayNotification } from "../usecases/notify.ts";
+import type { JobPresenter } from "../usecases/present-job.ts";
 import { getTenantJob, listTenantJobs } from "../usecases/read-jobs.ts";
+import { type StageInputsDeps, stageInputs, uploadKey } from "../usecases/stage-inputs.ts";
 import { type SubmitJobDeps, submitJob } from "../usecases/submit-job.ts";
 import { buildOpenApiDocument } from "./openapi.ts";
 import { header, readJsonBody } from "./request.ts";
@@ -14,8 +26,13 @@ export interface ApiDeps {
   jobs: JobStore;
   jobsQueue: Queue;
   clock: Clock;
-  settings: SubmitJobDeps["settings"] & { maxBodyBytes: number };
+  settings: SubmitJobDeps["settings"] & { maxBodyBytes: number; uploadUrlExpirySeconds: number };
   onDeferredSend?: SubmitJobDeps["onDeferredSend"];
+  present: JobPresenter;
+  inputs: StageInputsDeps;
+  notifications: NotificationStore;
+  notifyQueue: Queue;
+  tenants: WebhookSettingsStore;
 }
 
 interface RouteContext {
@@ -35,31 +52,119 @@ export function tenantFromEvent(event: APIGatewayProxyEventV2): string | null {
   return typeof tenantId === "string" && tenantId.length > 0 ? tenantId : null;
 }
 
+const uploadBodySchema = z.strictObject({ content_type: z.enum(["image/png", "image/jpeg", "image/webp"]) });
+const webhookSettingsBodySchema = z.strictObject({
+  url: z
+    .url({ protocol: /^https?$/, error: "url must be an http(s) URL" })
+    .max(2048)
+    .nullable(),
+});
+
+const presentNotification = (record: NotificationRecord) => ({
+  id: record.id,
+  type: record.type,
+  created_at: record.createdAt,
+  url: record.url,
+  state: record.state,
+  attempts: record.attempts,
+});
+
+/** A new Standard Webhooks signing secret: `whsec_` + base64 of 32 random bytes. */
+export const newWebhookSecret = (): string => `whsec_${randomBytes(32).toString("base64")}`;
+
 export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Promise<HttpResponse> {
   let openApi: string | undefined;
   const router = new Router<RouteHandler>()
     .add("POST", "/v1/jobs", async ({ event, tenantId }) => {
       const body = readJsonBody(event, deps.settings.maxBodyBytes);
-      const { job, replayed } = await submitJob(deps, {
-        tenantId: tenantId(),
-        body,
-        idempotencyKey: header(event, "idempotency-key"),
-      });
-      return json(202, presentJob(job), {
+      const { job, replayed } = await submitJob(
+        { ...deps, stage: (tenant, jobId, request) => stageInputs(deps.inputs, tenant, jobId, request) },
+        { tenantId: tenantId(), body, idempotencyKey: header(event, "idempotency-key") },
+      );
+      return json(202, await deps.present(job), {
         location: `/v1/jobs/${job.id}`,
         ...(replayed && { "idempotent-replayed": "true" }),
       });
     })
     .add("GET", "/v1/jobs", async ({ event, tenantId }) => {
       const page = await listTenantJobs(deps.jobs, tenantId(), event.queryStringParameters ?? {});
-      return json(200, { jobs: page.jobs.map(presentJob), next_cursor: page.nextCursor });
+      return json(200, {
+        jobs: await Promise.all(page.jobs.map(deps.present)),
+        next_cursor: page.nextCursor,
+      });
     })
     .add("GET", "/v1/jobs/{id}", async ({ params, tenantId }) =>
-      json(200, presentJob(await getTenantJob(deps.jobs, tenantId(), params.id ?? ""))),
+      json(200, await deps.present(await getTenantJob(deps.jobs, tenantId(), params.id ?? ""))),
     )
     .add("POST", "/v1/jobs/{id}/cancel", async ({ params, tenantId }) =>
-      json(200, presentJob(await cancelJob(deps, tenantId(), params.id ?? ""))),
+      json(200, await deps.present(await cancelJob(deps, tenantId(), params.id ?? ""))),
     )
+    .add("GET", "/v1/jobs/{id}/notifications", async ({ params, tenantId }) => {
+      const job = await getTenantJob(deps.jobs, tenantId(), params.id ?? "");
+      const records = await deps.notifications.listForJob(job.id);
+      return json(200, { notifications: records.map(presentNotification) });
+    })
+    .add("POST", "/v1/jobs/{id}/notifications/replay", async ({ params, tenantId }) => {
+      const job = await getTenantJob(deps.jobs, tenantId(), params.id ?? "");
+      const records = (await deps.notifications.listForJob(job.id)).filter((r) => r.url !== null);
+      if (records.length === 0) {
+        throw new ConflictError(
+          "NOTHING_TO_REPLAY",
+          `Job ${job.id} has no notification with an endpoint to send again.`,
+        );
+      }
+      const replayed = await Promise.all(
+        records.map((record) => replayNotification({ ...deps, notifyQueue: deps.notifyQueue }, record)),
+      );
+      return json(202, { notifications: replayed.map(presentNotification) });
+    })
+    .add("POST", "/v1/uploads", async ({ event, tenantId }) => {
+      const { content_type } = parseOrThrow(
+        uploadBodySchema,
+        readJsonBody(event, 4096),
+        "The upload request",
+      );
+      const uploadId = randomUUID();
+      const expires = deps.settings.uploadUrlExpirySeconds;
+      const url = await deps.inputs.inputs.presignPut(uploadKey(tenantId(), uploadId), content_type, expires);
+      return json(201, {
+        upload_id: uploadId,
+        image: `upload:${uploadId}`,
+        upload_url: url,
+        method: "PUT",
+        headers: { "content-type": content_type },
+        expires_at: new Date(deps.clock.now().getTime() + expires * 1000).toISOString(),
+      });
+    })
+    .add("GET", "/v1/webhook", async ({ tenantId }) => {
+      const settings = await deps.tenants.getWebhookSettings(tenantId());
+      return json(200, {
+        url: settings.url,
+        secrets: settings.secrets.map(({ createdAt, retiresAt }) => ({
+          created_at: createdAt,
+          retires_at: retiresAt,
+        })),
+      });
+    })
+    .add("PUT", "/v1/webhook", async ({ event, tenantId }) => {
+      const { url } = parseOrThrow(
+        webhookSettingsBodySchema,
+        readJsonBody(event, 4096),
+        "The webhook settings",
+      );
+      await deps.tenants.setWebhookUrl(tenantId(), url);
+      return json(200, { url });
+    })
+    .add("POST", "/v1/webhook/secret/rotate", async ({ tenantId }) => {
+      // The new secret is shown once; the previous ones keep signing for 24 h so receivers can switch.
+      const secret = newWebhookSecret();
+      const now = deps.clock.now();
+      await deps.tenants.addWebhookSecret(tenantId(), secret, now, new Date(now.getTime() + 86_400_000));
+      return json(201, {
+        secret,
+        previous_secrets_retire_at: new Date(now.getTime() + 86_400_000).toISOString(),
+      });
+    })
     .add("GET", "/v1/openapi.json", async () => {
       openApi ??= JSON.stringify(buildOpenApiDocument());
       return { statusCode: 200, headers: { "content-type": "application/json" }, body: openApi };

@@ -36,6 +36,12 @@ export const orchestratorFields = {
     .default("auto")
     .describe("Where the job runs: auto (default), modelslab or self-hosted."),
   metadata: metadataSchema.optional(),
+  notify_processing: z
+    .boolean()
+    .optional()
+    .describe(
+      "Also send a job.processing notification when the job starts running (terminal states always notify).",
+    ),
   deadline_seconds: z
     .number()
     .int()

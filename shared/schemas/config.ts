@@ -17,11 +17,49 @@ const int = (min: number, max: number, fallback: number) =>
 export const tableConfig = z.object({ TABLE_NAME: z.string().min(1) });
 export const jobsQueueConfig = z.object({ JOBS_QUEUE_URL: z.url() });
 
+/** What every function that changes job states needs: the lifecycle bus and the notification outbox. */
+export const lifecycleConfig = z.object({
+  NOTIFICATIONS_QUEUE_URL: z.url(),
+  EVENT_BUS_NAME: z.string().min(1),
+  /** A terminal job whose notify message was lost is re-announced by the reconciler after this. */
+  NOTIFY_GRACE_SECONDS: int(1, 3_600, 60),
+});
+
+const seconds = (fallback: number[]) =>
+  z
+    .string()
+    .default(fallback.join(","))
+    .transform((value, ctx) => {
+      const parts = value.split(",").map((part) => Number(part.trim()));
+      if (parts.length === 0 || parts.some((n) => !Number.isFinite(n) || n < 0 || n > 86_400)) {
+        ctx.addIssue({ code: "custom", message: "a comma-separated list of seconds (0..86400)" });
+        return z.NEVER;
+      }
+      return parts;
+    });
+
+/**
+ * How downloads (provider outputs) and deliveries (client webhooks) may reach the network. `aws`:
+ * https only, no private, loopback, link-local or metadata addresses, checked at connection time.
+ * `local`: the local stack, where the simulator and test receivers live on loopback.
+ */
+export const networkConfig = z.object({
+  NETWORK_POLICY: z.enum(["aws", "local"]).default("aws"),
+  OUTPUT_MAX_BYTES: int(1024, 512 * 1024 * 1024, 64 * 1024 * 1024),
+  OUTPUT_DOWNLOAD_TIMEOUT_SECONDS: int(1, 300, 30),
+  OUTPUT_RETRY_FOR_SECONDS: int(0, 600, 20),
+  OUTPUT_URL_EXPIRY_SECONDS: int(60, 7 * 86_400, 3_600),
+});
+
 export const apiConfig = z.object({
   ...tableConfig.shape,
   ...jobsQueueConfig.shape,
-  /** Largest accepted request body. API Gateway → Lambda allows 6 MB; a job row must fit DynamoDB's 400 KB. */
-  MAX_BODY_BYTES: int(1024, 350_000, 262_144),
+  ...lifecycleConfig.shape,
+  ...networkConfig.shape,
+  OUTPUTS_BUCKET: z.string().min(1),
+  INPUTS_BUCKET: z.string().min(1),
+  /** Largest request body (base64 images included). API Gateway hands Lambda at most 6 MB. */
+  MAX_BODY_BYTES: int(1024, 6_000_000, 5_000_000),
   DEFAULT_DEADLINE_SECONDS: int(60, 86_400, 3_600),
   /** A queued job not picked up within this time gets its queue message sent again by the reconciler. */
   QUEUED_RESEND_AFTER_SECONDS: int(1, 86_400, 300),
@@ -33,6 +71,18 @@ export const authorizerConfig = tableConfig;
 export type AuthorizerConfig = z.infer<typeof authorizerConfig>;
 
 export const resultsQueueConfig = z.object({ RESULTS_QUEUE_URL: z.url() });
+
+export const notifyConfig = z.object({
+  ...tableConfig.shape,
+  ...lifecycleConfig.shape,
+  ...networkConfig.shape,
+  OUTPUTS_BUCKET: z.string().min(1),
+  NOTIFICATIONS_DLQ_URL: z.url(),
+  NOTIFY_RETRY_SCHEDULE_SECONDS: seconds([5, 300, 1_800, 7_200, 18_000, 36_000, 36_000]),
+  NOTIFY_TIMEOUT_SECONDS: int(1, 60, 15),
+  NOTIFY_JITTER: z.coerce.number().min(0).max(0.5).default(0.1),
+});
+export type NotifyConfig = z.infer<typeof notifyConfig>;
 
 /**
  * A secret comes either as a plain value (local stack, tests) or as the ARN of a Secrets Manager
@@ -81,6 +131,8 @@ export const providerSettingsConfig = z.object({
 
 export const dispatchConfig = z.object({
   ...tableConfig.shape,
+  ...lifecycleConfig.shape,
+  INPUTS_BUCKET: z.string().min(1),
   ...jobsQueueConfig.shape,
   ...resultsQueueConfig.shape,
   ...providerSettingsConfig.shape,
@@ -91,6 +143,9 @@ export type DispatchConfig = z.infer<typeof dispatchConfig>;
 
 export const finalizeConfig = z.object({
   ...tableConfig.shape,
+  ...lifecycleConfig.shape,
+  ...networkConfig.shape,
+  OUTPUTS_BUCKET: z.string().min(1),
   ...jobsQueueConfig.shape,
   ...providerSettingsConfig.shape,
 });
@@ -105,7 +160,7 @@ export const callbackConfig = z.object({
 export type CallbackConfig = z.infer<typeof callbackConfig>;
 
 export const reconcileConfig = z.object({
-  ...dispatchConfig.shape,
+  ...dispatchConfig.omit({ INPUTS_BUCKET: true }).shape,
   RECONCILE_BATCH_SIZE: int(1, 1_000, 100),
   POLL_BASE_SECONDS: int(1, 3_600, 10),
   POLL_MAX_SECONDS: int(1, 3_600, 300),

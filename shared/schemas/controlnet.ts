@@ -175,6 +175,11 @@ function numberOrList(min: number, max: number) {
  */
 const imageRef = z.string().superRefine((value, ctx) => {
   const fail = (message: string) => ctx.addIssue({ code: "custom", message });
+  if (value.startsWith("upload:")) {
+    if (!isUploadRef(value))
+      fail("an upload reference is upload:<upload_id> as POST /v1/uploads returned it");
+    return;
+  }
   if (/^https?:/i.test(value)) {
     if (value.length > MAX_IMAGE_URL_CHARS)
       fail(`image URL must be at most ${MAX_IMAGE_URL_CHARS} characters`);
@@ -190,6 +195,10 @@ const imageRef = z.string().superRefine((value, ctx) => {
     return fail("must be an http(s) URL or valid base64 image data");
   if (!looksLikeImage(data)) fail("base64 data must be a PNG, JPEG or WebP image");
 });
+
+/** `upload:<uuid>`: an image the client uploaded first through POST /v1/uploads. */
+export const UPLOAD_REF = /^upload:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
+export const isUploadRef = (value: string): boolean => UPLOAD_REF.test(value);
 
 /** The seed describes ip_adapter_image as a URL only, and `base64` as covering the other three images. */
 const imageUrl = z.string().max(MAX_IMAGE_URL_CHARS).refine(isHttpUrl, { message: "must be an http(s) URL" });
@@ -332,7 +341,9 @@ export function checkControlNetRules(value: ControlNetRequest, ctx: z.Refinement
   if (value.base64 !== "yes") {
     for (const field of ["init_image", "control_image", "mask_image"] as const) {
       const image = value[field];
-      if (image !== undefined && !isHttpUrl(image)) fail(field, 'base64 image data requires base64: "yes"');
+      if (image !== undefined && !isHttpUrl(image) && !isUploadRef(image)) {
+        fail(field, 'base64 image data requires base64: "yes"');
+      }
     }
   }
 }

@@ -51,7 +51,11 @@ export type ResultMessage = z.infer<typeof resultMessageSchema>;
  * not before `notBefore` (waits longer than SQS's 15-minute delay are chained).
  */
 export const notifyMessageSchema = z.discriminatedUnion("kind", [
-  z.object({ kind: z.literal("job-event"), jobId: z.string().min(1).max(64), status: z.string().min(1).max(32) }),
+  z.object({
+    kind: z.literal("job-event"),
+    jobId: z.string().min(1).max(64),
+    status: z.string().min(1).max(32),
+  }),
   z.object({
     kind: z.literal("delivery"),
     jobId: z.string().min(1).max(64),

@@ -10,6 +10,7 @@ import {
   type ProviderState,
   retryableFailures,
 } from "./provider-attempts.ts";
+import { providerParams } from "./stage-inputs.ts";
 
 export interface DispatchSettings {
   publicBaseUrl: string;
@@ -37,6 +38,8 @@ export interface DispatchDeps {
   resultsQueue: Queue;
   clock: Clock;
   settings: DispatchSettings;
+  /** Presigns a stored input (s3://bucket/key in the request) for the provider to fetch. */
+  presignInput?: (bucket: string, key: string) => Promise<string>;
   log?: (message: string, data: Record<string, unknown>) => void;
 }
 
@@ -111,8 +114,11 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
     return "ignored";
   }
 
+  const params = deps.presignInput
+    ? await providerParams(processing.request, deps.presignInput)
+    : (processing.request as Record<string, unknown>);
   const result = await deps.provider.submit({
-    params: processing.request as Record<string, unknown>,
+    params,
     webhook: callbackUrl(settings.publicBaseUrl, settings.callbackSecret, processing.id),
     trackId: processing.id,
   });

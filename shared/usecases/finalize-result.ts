@@ -1,6 +1,7 @@
 import { StaleWriteError } from "../domain/errors.ts";
 import type { Job, JobOutput } from "../domain/job.ts";
 import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
+import type { ProviderOutput } from "../ports/provider.ts";
 import type { FinishedResult, ResultMessage } from "../schemas/messages.ts";
 import { type DispatchSettings, endAttemptAfterRejection } from "./dispatch-job.ts";
 import {
@@ -12,6 +13,7 @@ import {
 
 export interface FinalizeDeps {
   jobs: JobStore;
+  copyOutput?: OutputCopier;
   gate: CapacityGate;
   jobsQueue: Queue;
   clock: Clock;
@@ -62,10 +64,30 @@ async function finalizeOnce(deps: FinalizeDeps, message: ResultMessage): Promise
 }
 
 /**
- * `storing → succeeded`: records the outputs of the kept result. Re-runnable from the stored job
- * alone, so the reconciler can finish a job whose finalize crashed half-way.
+ * Copies one provider output into our storage and describes it. Throws `OutputRefused` when the
+ * output can never be stored (not an image, too large, a forbidden address, gone for good); any other
+ * error is transient and the message is retried.
  */
-export async function completeStoring(deps: Pick<FinalizeDeps, "jobs">, job: Job): Promise<FinalizeOutcome> {
+export type OutputCopier = (job: Job, output: ProviderOutput, index: number) => Promise<JobOutput>;
+
+export class OutputRefused extends Error {
+  constructor(
+    message: string,
+    readonly code = "OUTPUT_COPY_FAILED",
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * `storing → succeeded`: copies the kept result's outputs into our bucket and records them. Re-runnable
+ * from the stored job alone (keys are deterministic, so a second copy overwrites with the same bytes),
+ * so the reconciler can resume a job whose finalize crashed half-way.
+ */
+export async function completeStoring(
+  deps: Pick<FinalizeDeps, "jobs" | "copyOutput">,
+  job: Job,
+): Promise<FinalizeOutcome> {
   const result = providerState(job).result as FinishedResult | undefined;
   try {
     if (result?.kind !== "done" || result.outputs.length === 0) {
@@ -74,14 +96,24 @@ export async function completeStoring(deps: Pick<FinalizeDeps, "jobs">, job: Job
       });
       return "failed";
     }
-    const outputs: JobOutput[] = result.outputs.map((output) => ({
-      url: output.kind === "url" ? output.url : `data:image/png;base64,${output.data}`,
-      content_type: null,
-      bytes: null,
-      sha256: null,
-      width: null,
-      height: null,
-    }));
+    let outputs: JobOutput[];
+    try {
+      outputs = deps.copyOutput
+        ? await Promise.all(
+            result.outputs.map((output, index) => (deps.copyOutput as OutputCopier)(job, output, index)),
+          )
+        : result.outputs.map(providerOutputAsIs);
+    } catch (error) {
+      if (!(error instanceof OutputRefused)) throw error;
+      await deps.jobs.transition(job, "failed", {
+        error: {
+          code: error.code,
+          message: `An output could not be stored: ${error.message}`.slice(0, 1000),
+        },
+        providerState: undefined,
+      });
+      return "failed";
+    }
     await deps.jobs.transition(job, "succeeded", { outputs, providerState: undefined });
     return "succeeded";
   } catch (error) {
@@ -90,6 +122,16 @@ export async function completeStoring(deps: Pick<FinalizeDeps, "jobs">, job: Job
     throw error;
   }
 }
+
+/** Without a copier (unit tests of the state flow), outputs are recorded as the provider gave them. */
+const providerOutputAsIs = (output: ProviderOutput): JobOutput => ({
+  url: output.kind === "url" ? output.url : `data:image/png;base64,${output.data}`,
+  content_type: null,
+  bytes: null,
+  sha256: null,
+  width: null,
+  height: null,
+});
 
 /** A result names its provider id when it knows it; one for another attempt's id is stale. */
 function belongsToCurrentAttempt(job: Job, result: FinishedResult): boolean {

@@ -71,13 +71,20 @@ export class LifecycleJobStore implements JobStore {
     try {
       await this.deps.events.publish([event]);
     } catch (error) {
-      this.deps.log?.("lifecycle event not published", { jobId: event.detail.job_id, type: event.type, error: String(error) });
+      this.deps.log?.("lifecycle event not published", {
+        jobId: event.detail.job_id,
+        type: event.type,
+        error: String(error),
+      });
     }
   }
 }
 
 /** Sends the notify message of a job's current state; a failure is repaired by the reconciler (terminal) or logged. */
-export async function sendJobEvent(deps: Pick<LifecycleDeps, "notifications" | "log">, job: Job): Promise<void> {
+export async function sendJobEvent(
+  deps: Pick<LifecycleDeps, "notifications" | "log">,
+  job: Job,
+): Promise<void> {
   const message: NotifyMessage = { kind: "job-event", jobId: job.id, status: job.status };
   try {
     await deps.notifications.send(message);

@@ -38,14 +38,24 @@ export interface NotifyDeps {
   random?: () => number;
 }
 
-export type NotifyOutcome = "ignored" | "recorded" | "delivered" | "retrying" | "failed" | "gone" | "no_endpoint" | "waiting";
+export type NotifyOutcome =
+  | "ignored"
+  | "recorded"
+  | "delivered"
+  | "retrying"
+  | "failed"
+  | "gone"
+  | "no_endpoint"
+  | "waiting";
 
 export async function handleNotifyMessage(deps: NotifyDeps, message: NotifyMessage): Promise<NotifyOutcome> {
   if (message.kind === "job-event") return recordJobEvent(deps, message.jobId, message.status);
   const now = deps.clock.now().getTime();
   if (message.notBefore > now + 500) {
     // SQS delays stop at 15 minutes: longer waits hop through the queue.
-    await deps.notifyQueue.send(message, { delaySeconds: Math.min(900, Math.ceil((message.notBefore - now) / 1000)) });
+    await deps.notifyQueue.send(message, {
+      delaySeconds: Math.min(900, Math.ceil((message.notBefore - now) / 1000)),
+    });
     return "waiting";
   }
   const record = await deps.notifications.get(message.jobId, message.notificationId);
@@ -99,7 +109,11 @@ async function deliver(
   if (record.state !== "pending" || record.attempts.length >= attempt || !record.url) return "ignored";
   const settings = await deps.tenants.getWebhookSettings(record.tenantId);
   const sentAt = deps.clock.now();
-  const headers = signedHeaders(record, settings.secrets.map((s) => s.secret), sentAt);
+  const headers = signedHeaders(
+    record,
+    settings.secrets.map((s) => s.secret),
+    sentAt,
+  );
   const result = await deps.sender.send(record.url, headers, record.payload);
 
   const triesThisRound = attempt - roundStart + 1;
@@ -145,13 +159,21 @@ async function deliver(
     return "retrying";
   }
   if (state === "failed") {
-    await deps.deadLetters.send({ kind: "notification-exhausted", jobId: updated.jobId, notificationId: updated.id });
+    await deps.deadLetters.send({
+      kind: "notification-exhausted",
+      jobId: updated.jobId,
+      notificationId: updated.id,
+    });
   }
   return state === "delivered" ? "delivered" : state;
 }
 
 /** Standard Webhooks headers; during a secret rotation every secret in force signs (space-separated). */
-export function signedHeaders(record: NotificationRecord, secrets: string[], at: Date): Record<string, string> {
+export function signedHeaders(
+  record: NotificationRecord,
+  secrets: string[],
+  at: Date,
+): Record<string, string> {
   const signatures = secrets.map((secret) => new Webhook(secret).sign(record.id, at, record.payload));
   return {
     "content-type": "application/json",

@@ -1,8 +1,12 @@
 import type { Job } from "../domain/job.ts";
+import type { ObjectStore } from "../ports/index.ts";
 import type { JobResource } from "../schemas/api.ts";
 
-/** The job as every API answer (and later every notification) shows it. */
-export function presentJob(job: Job): JobResource {
+/**
+ * The job as every API answer and every notification shows it. Stored outputs are shown as
+ * presigned GET URLs of our own bucket (`signedUrls`, by object key) — never provider URLs.
+ */
+export function presentJob(job: Job, signedUrls: ReadonlyMap<string, string> = new Map()): JobResource {
   return {
     id: job.id,
     status: job.status,
@@ -13,8 +17,8 @@ export function presentJob(job: Job): JobResource {
     provider: job.provider,
     request: job.request,
     attempts: job.attempts.map((a) => ({ ...a })),
-    outputs: job.outputs.map(({ url, content_type, bytes, sha256, width, height }) => ({
-      url,
+    outputs: job.outputs.map(({ url, key, content_type, bytes, sha256, width, height }) => ({
+      url: (key && signedUrls.get(key)) || url,
       content_type,
       bytes,
       sha256,
@@ -24,3 +28,16 @@ export function presentJob(job: Job): JobResource {
     error: job.error,
   };
 }
+
+/** Presents a job with fresh presigned URLs for its stored outputs. */
+export type JobPresenter = (job: Job) => Promise<JobResource>;
+
+export const presignedPresenter =
+  (outputs: ObjectStore, expiresSeconds: number): JobPresenter =>
+  async (job) => {
+    const keys = job.outputs.flatMap((o) => (o.key ? [o.key] : []));
+    const urls = await Promise.all(
+      keys.map(async (key) => [key, await outputs.presignGet(key, expiresSeconds)] as const),
+    );
+    return presentJob(job, new Map(urls));
+  };

@@ -1,9 +1,10 @@
 import { StaleWriteError } from "../domain/errors.ts";
 import type { Job } from "../domain/job.ts";
+import { isTerminal } from "../domain/job.ts";
 import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
 import type { Provider } from "../ports/provider.ts";
 import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
-import { completeStoring, type FinalizeDeps } from "./finalize-result.ts";
+import { sendJobEvent } from "./lifecycle.ts";
 import {
   backoffSeconds,
   closeCurrentAttempt,
@@ -19,6 +20,10 @@ export interface ReconcileSettings {
   pollMaxSeconds: number;
   /** A capacity slot held this long by a job that is no longer processing is released. */
   slotGraceSeconds: number;
+  /** A job stuck in storing this long is handed back to finalize (default 60). */
+  storingRetrySeconds?: number;
+  /** A terminal job whose notification is still pending is re-announced this often (default 60). */
+  notifyGraceSeconds?: number;
 }
 
 export interface ReconcileDeps {
@@ -30,6 +35,8 @@ export interface ReconcileDeps {
   provider?: Provider;
   resultsQueue?: Queue;
   gate?: CapacityGate;
+  /** The notifications queue (terminal jobs whose notify message was lost). */
+  notifications?: Queue;
   log?: (message: string, data: Record<string, unknown>) => void;
 }
 
@@ -40,6 +47,7 @@ export interface ReconcileReport {
   resolved: number;
   expired: number;
   resumed: number;
+  announced: number;
   slotsHealed: number;
   errors: number;
 }
@@ -60,6 +68,7 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
     resolved: 0,
     expired: 0,
     resumed: 0,
+    announced: 0,
     slotsHealed: 0,
     errors: 0,
   };
@@ -96,8 +105,29 @@ async function reconcileJob(
     return;
   }
   if (job.status === "storing") {
-    await completeStoring(deps as unknown as Pick<FinalizeDeps, "jobs">, job);
+    // Finalize crashed or timed out while copying: hand the kept result back to it (one ingestion path).
+    const kept = providerState(job).result as ResultMessage["result"] | undefined;
+    const updated = await deps.jobs.update(job, {
+      dueAt: now.getTime() + (settings.storingRetrySeconds ?? 60) * 1000,
+    });
+    if (kept && deps.resultsQueue) {
+      await deps.resultsQueue.send({
+        jobId: updated.id,
+        source: "reconcile",
+        observedAt: now.toISOString(),
+        result: kept,
+      });
+    }
     report.resumed++;
+    return;
+  }
+  if (isTerminal(job.status)) {
+    // A terminal job is only due while its notification is pending: announce it again.
+    if (job.notifyPending && deps.notifications) {
+      await deps.jobs.update(job, { dueAt: now.getTime() + (settings.notifyGraceSeconds ?? 60) * 1000 });
+      await sendJobEvent({ notifications: deps.notifications, ...(deps.log && { log: deps.log }) }, job);
+      report.announced++;
+    }
     return;
   }
   if (job.status !== "processing") return;

@@ -19,6 +19,8 @@ export interface SubmitJobDeps {
   };
   /** Told when the queue send failed and the job was left for the reconciler to re-send. */
   onDeferredSend?: (jobId: string, error: unknown) => void;
+  /** Checks and stores the request's images (base64 → object storage); nothing is written if it throws. */
+  stage?: (tenantId: string, jobId: string, request: ControlNetRequest) => Promise<ControlNetRequest>;
 }
 
 export interface SubmitJobInput {
@@ -52,12 +54,14 @@ export async function submitJob(deps: SubmitJobDeps, input: SubmitJobInput): Pro
 
   const now = deps.clock.now();
   const nowIso = now.toISOString();
-  const request = Object.fromEntries(
+  const id = newJobId(now.getTime());
+  const clientRequest = Object.fromEntries(
     Object.entries(body).filter(([name]) => !(ORCHESTRATOR_FIELD_NAMES as string[]).includes(name)),
   ) as ControlNetRequest;
+  const request = deps.stage ? await deps.stage(input.tenantId, id, clientRequest) : clientRequest;
   const deadlineSeconds = body.deadline_seconds ?? deps.settings.defaultDeadlineSeconds;
   const job: Job = {
-    id: newJobId(now.getTime()),
+    id,
     tenantId: input.tenantId,
     status: "queued",
     version: 1,
@@ -73,6 +77,7 @@ export async function submitJob(deps: SubmitJobDeps, input: SubmitJobInput): Pro
     outputs: [],
     error: null,
     dueAt: now.getTime() + deps.settings.queuedResendAfterSeconds * 1000,
+    ...(body.notify_processing && { notifyProcessing: true }),
   };
 
   const idempotency = idempotencyKey && {

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Simulator } from "../../local/simulator/index.ts";
@@ -87,7 +88,16 @@ describe("jobs on the ModelsLab simulator", () => {
     const [job] = await waitTerminal([id]);
     expect(job.status).toBe("succeeded");
     expect(job.outputs).toHaveLength(2);
-    for (const output of job.outputs) expect(output.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\//);
+    const outputsBucket = Object.values(stack.topology.buckets).find((b) => /output/i.test(b.name))?.name;
+    for (const output of job.outputs) {
+      // Our own storage, presigned — never the provider's URL.
+      expect(output.url).toContain(`/${outputsBucket}/${client.tenantId}/${id}/`);
+      expect(output.url).toContain("X-Amz-Signature=");
+      expect(output).toMatchObject({ content_type: "image/png", width: 128, height: 96 });
+      const bytes = Buffer.from(await (await fetch(output.url)).arrayBuffer());
+      expect(bytes.byteLength).toBe(output.bytes);
+      expect(createHash("sha256").update(bytes).digest("hex")).toBe(output.sha256);
+    }
     expect(job.attempts).toEqual([
       expect.objectContaining({ route: "modelslab", outcome: "succeeded", provider_id: expect.any(String) }),
     ]);

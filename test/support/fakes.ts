@@ -74,7 +74,9 @@ export class InMemoryJobStore implements JobStore {
 
   async findDue(now: Date, limit: number): Promise<Job[]> {
     return [...this.jobs.values()]
-      .filter((j) => (!isTerminal(j.status) || j.notifyPending) && j.dueAt !== null && j.dueAt <= now.getTime())
+      .filter(
+        (j) => (!isTerminal(j.status) || j.notifyPending) && j.dueAt !== null && j.dueAt <= now.getTime(),
+      )
       .sort((a, b) => (a.dueAt ?? 0) - (b.dueAt ?? 0))
       .slice(0, limit)
       .map((j) => structuredClone(j));

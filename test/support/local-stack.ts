@@ -4,6 +4,7 @@ import { type LocalStack, type LocalStackOptions, startLocalStack } from "../../
 export interface TestClient {
   apiKey: string;
   tenantId: string;
+  webhookSecret: string;
   request(
     method: string,
     path: string,
@@ -32,16 +33,17 @@ export async function startTestStack(
   const tableName = process.env.TABLE_NAME as string;
   const clients: TestClient[] = [];
   for (const tenant of tenants) {
-    const { apiKey, tenantId } = await ensureTenant(tableName, tenant);
-    clients.push(client(stack.url, tenantId, apiKey));
+    const { apiKey, tenantId, webhookSecret } = await ensureTenant(tableName, tenant);
+    clients.push(client(stack.url, tenantId, apiKey, webhookSecret));
   }
   return { stack, clients };
 }
 
-export function client(baseUrl: string, tenantId: string, apiKey: string): TestClient {
+export function client(baseUrl: string, tenantId: string, apiKey: string, webhookSecret = ""): TestClient {
   return {
     apiKey,
     tenantId,
+    webhookSecret,
     async request(method, path, init = {}) {
       const headers: Record<string, string> = { authorization: `Bearer ${apiKey}`, ...init.headers };
       let body: string | Buffer | undefined = init.rawBody;

@@ -243,7 +243,7 @@ describe("reconcile", () => {
     expect(Object.keys(await gate.holders())).toEqual([job.id]);
   });
 
-  it("completes a job left in storing", async () => {
+  it("hands a job left in storing back to finalize with its kept result", async () => {
     const state: ProviderState = {
       phase: "finished",
       providerId: "9001",
@@ -266,8 +266,10 @@ describe("reconcile", () => {
     const report = await reconcile(deps);
 
     expect(report).toMatchObject({ resumed: 1 });
-    expect(stored(job.id)).toMatchObject({ status: "succeeded", dueAt: null });
-    expect(stored(job.id).outputs.map((o) => o.url)).toEqual(["https://pub-x.r2.dev/a.png"]);
+    expect(stored(job.id)).toMatchObject({ status: "storing", dueAt: clock.now().getTime() + 60_000 });
+    expect(resultsQueue.sent.map((s) => s.message)).toEqual([
+      { jobId: job.id, source: "reconcile", observedAt: clock.now().toISOString(), result: state.result },
+    ]);
   });
 
   describe("slot healing", () => {

@@ -1,10 +1,31 @@
 import { ConditionalCheckFailedException } from "@aws-sdk/client-dynamodb";
-import { type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import {
+  type DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  UpdateCommand,
+} from "@aws-sdk/lib-dynamodb";
 import { StaleWriteError } from "../../domain/errors.ts";
-import type { DeliveryAttempt, NotificationRecord, NotificationState, NotificationStore } from "../../ports/index.ts";
+import type {
+  DeliveryAttempt,
+  NotificationRecord,
+  NotificationState,
+  NotificationStore,
+} from "../../ports/index.ts";
 import { notificationKey, TTL_ATTRIBUTE } from "./table-design.ts";
 
-const FIELDS = ["id", "jobId", "tenantId", "type", "createdAt", "payload", "url", "state", "attempts"] as const;
+const FIELDS = [
+  "id",
+  "jobId",
+  "tenantId",
+  "type",
+  "createdAt",
+  "payload",
+  "url",
+  "state",
+  "attempts",
+] as const;
 
 const fromItem = (item: Record<string, unknown>): NotificationRecord =>
   Object.fromEntries(FIELDS.map((field) => [field, item[field] ?? null])) as unknown as NotificationRecord;
@@ -17,7 +38,9 @@ export class DynamoNotificationStore implements NotificationStore {
     private readonly retentionDays = 30,
   ) {}
 
-  async createIfAbsent(record: NotificationRecord): Promise<{ record: NotificationRecord; created: boolean }> {
+  async createIfAbsent(
+    record: NotificationRecord,
+  ): Promise<{ record: NotificationRecord; created: boolean }> {
     try {
       await this.doc.send(
         new PutCommand({

@@ -120,12 +120,19 @@ export class DynamoTenantStore implements TenantStore, WebhookSettingsStore {
     const retire = previousRetireAt.toISOString();
     const secrets = [
       { secret, createdAt: now.toISOString(), retiresAt: null },
-      ...current.secrets.map((s) => ({ ...s, retiresAt: s.retiresAt && s.retiresAt < retire ? s.retiresAt : retire })),
+      ...current.secrets.map((s) => ({
+        ...s,
+        retiresAt: s.retiresAt && s.retiresAt < retire ? s.retiresAt : retire,
+      })),
     ];
     await this.updateTenant(tenantId, "SET webhookSecrets = :secrets", { ":secrets": secrets });
   }
 
-  private async updateTenant(tenantId: string, expression: string, values: Record<string, unknown>): Promise<void> {
+  private async updateTenant(
+    tenantId: string,
+    expression: string,
+    values: Record<string, unknown>,
+  ): Promise<void> {
     try {
       await this.doc.send(
         new UpdateCommand({

@@ -1,11 +1,14 @@
 import { EventBridgeClient, PutEventsCommand } from "@aws-sdk/client-eventbridge";
-import { LIFECYCLE_SOURCE, type LifecycleEvent } from "../../domain/events.ts";
 import { UnavailableError } from "../../domain/errors.ts";
+import { LIFECYCLE_SOURCE, type LifecycleEvent } from "../../domain/events.ts";
 import type { EventPublisher } from "../../ports/index.ts";
 import { AWS_CLIENT_DEFAULTS, boundedHttpHandler } from "../dynamo/client.ts";
 
 export const createEventBridgeClient = (): EventBridgeClient =>
-  new EventBridgeClient({ maxAttempts: AWS_CLIENT_DEFAULTS.maxAttempts, requestHandler: boundedHttpHandler() });
+  new EventBridgeClient({
+    maxAttempts: AWS_CLIENT_DEFAULTS.maxAttempts,
+    requestHandler: boundedHttpHandler(),
+  });
 
 /** Publishes lifecycle events on the product's bus (at most 10 per PutEvents call). */
 export class EventBridgePublisher implements EventPublisher {
@@ -29,7 +32,10 @@ export class EventBridgePublisher implements EventPublisher {
         }),
       );
       if ((out.FailedEntryCount ?? 0) > 0) {
-        throw new UnavailableError("EVENTS_UNAVAILABLE", `${out.FailedEntryCount} lifecycle event(s) were not accepted.`);
+        throw new UnavailableError(
+          "EVENTS_UNAVAILABLE",
+          `${out.FailedEntryCount} lifecycle event(s) were not accepted.`,
+        );
       }
     }
   }

@@ -41,7 +41,11 @@ export class SafeWebhookSender implements WebhookSender {
       return { status: response.statusCode, error: null, durationMs: elapsed() };
     } catch (error) {
       const refusal = findRefusal(error);
-      const reason = refusal ? `${refusal.code}: ${refusal.message}` : error instanceof Error ? error.message : String(error);
+      const reason = refusal
+        ? `${refusal.code}: ${refusal.message}`
+        : error instanceof Error
+          ? error.message
+          : String(error);
       return { status: null, error: reason.slice(0, 500), durationMs: elapsed() };
     }
   }

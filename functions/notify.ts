@@ -1,0 +1,55 @@
+/** Notifications queue consumer: records client notifications, publishes terminal lifecycle events, delivers signed webhooks with retries. */
+import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch";
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import middy from "@middy/core";
+import type { SQSEvent, SQSRecord } from "aws-lambda";
+import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
+import { DynamoNotificationStore } from "../shared/adapters/dynamo/notification-store.ts";
+import { DynamoTenantStore } from "../shared/adapters/dynamo/tenant-store.ts";
+import { createEventBridgeClient, EventBridgePublisher } from "../shared/adapters/eventbridge/publisher.ts";
+import { SafeWebhookSender } from "../shared/adapters/http/webhook-sender.ts";
+import { createS3Client, S3ObjectStore } from "../shared/adapters/s3/object-store.ts";
+import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
+import { logger } from "../shared/lambda/logger.ts";
+import { downloadPolicy, lifecycleJobStore } from "../shared/lambda/wiring.ts";
+import { systemClock } from "../shared/ports/index.ts";
+import { loadConfig, notifyConfig } from "../shared/schemas/config.ts";
+import { notifyMessageSchema } from "../shared/schemas/messages.ts";
+import { handleNotifyMessage, type NotifyDeps } from "../shared/usecases/notify.ts";
+import { presignedPresenter } from "../shared/usecases/present-job.ts";
+
+const config = loadConfig(notifyConfig);
+const doc = createDocumentClient();
+const sqs = createSqsClient();
+const deps: NotifyDeps = {
+  jobs: lifecycleJobStore(doc, sqs, config),
+  notifications: new DynamoNotificationStore(doc, config.TABLE_NAME),
+  tenants: new DynamoTenantStore(doc, config.TABLE_NAME),
+  notifyQueue: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL),
+  deadLetters: new SqsQueue(sqs, config.NOTIFICATIONS_DLQ_URL),
+  events: new EventBridgePublisher(createEventBridgeClient(), config.EVENT_BUS_NAME),
+  sender: new SafeWebhookSender({
+    ...downloadPolicy(config),
+    timeoutMs: config.NOTIFY_TIMEOUT_SECONDS * 1000,
+  }),
+  clock: systemClock,
+  present: presignedPresenter(
+    new S3ObjectStore(createS3Client(), config.OUTPUTS_BUCKET),
+    config.OUTPUT_URL_EXPIRY_SECONDS,
+  ),
+  settings: { retryScheduleSeconds: config.NOTIFY_RETRY_SCHEDULE_SECONDS, jitter: config.NOTIFY_JITTER },
+};
+
+const processor = new BatchProcessor(EventType.SQS);
+
+const notifyRecord = async (record: SQSRecord) => {
+  const message = notifyMessageSchema.parse(JSON.parse(record.body));
+  const outcome = await handleNotifyMessage(deps, message);
+  logger.info("notification step", { ...message, outcome });
+};
+
+export const handler = middy<SQSEvent>()
+  .use(injectLambdaContext(logger))
+  .handler((event, context) =>
+    processPartialResponse(event, notifyRecord, processor, { context, processInParallel: true }),
+  );

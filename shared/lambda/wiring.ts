@@ -1,0 +1,69 @@
+/**
+ * Composition helpers shared by the function entry points: each function still creates its clients
+ * once, at cold start, and passes them in.
+ */
+
+import type { SQSClient } from "@aws-sdk/client-sqs";
+import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+import { DynamoJobStore } from "../adapters/dynamo/job-store.ts";
+import { createEventBridgeClient, EventBridgePublisher } from "../adapters/eventbridge/publisher.ts";
+import type { DownloadPolicy } from "../adapters/http/safe-fetch.ts";
+import { SqsQueue } from "../adapters/sqs/queue.ts";
+import { type Clock, type JobStore, type ObjectStore, systemClock } from "../ports/index.ts";
+import { CopyFailed, copyOutput } from "../usecases/copy-output.ts";
+import { type OutputCopier, OutputRefused } from "../usecases/finalize-result.ts";
+import { LifecycleJobStore } from "../usecases/lifecycle.ts";
+import { logger } from "./logger.ts";
+
+/** The job store every state-changing function uses: DynamoDB, announcing each change (events + notification outbox). */
+export function lifecycleJobStore(
+  doc: DynamoDBDocumentClient,
+  sqs: SQSClient,
+  config: {
+    TABLE_NAME: string;
+    NOTIFICATIONS_QUEUE_URL: string;
+    EVENT_BUS_NAME: string;
+    NOTIFY_GRACE_SECONDS: number;
+  },
+  clock: Clock = systemClock,
+): JobStore {
+  return new LifecycleJobStore(new DynamoJobStore(doc, config.TABLE_NAME, { clock }), {
+    notifications: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL),
+    events: new EventBridgePublisher(createEventBridgeClient(), config.EVENT_BUS_NAME),
+    clock,
+    notifyGraceSeconds: config.NOTIFY_GRACE_SECONDS,
+    log: (message, data) => logger.warn(message, data),
+  });
+}
+
+export function downloadPolicy(config: {
+  NETWORK_POLICY: "aws" | "local";
+  PROVIDER_OUTPUT_HOSTS?: string[];
+  OUTPUT_MAX_BYTES: number;
+  OUTPUT_DOWNLOAD_TIMEOUT_SECONDS: number;
+  OUTPUT_RETRY_FOR_SECONDS: number;
+}): DownloadPolicy {
+  return {
+    mode: config.NETWORK_POLICY,
+    allowedHosts: config.PROVIDER_OUTPUT_HOSTS ?? [],
+    maxBytes: config.OUTPUT_MAX_BYTES,
+    timeoutMs: config.OUTPUT_DOWNLOAD_TIMEOUT_SECONDS * 1000,
+    retryForMs: config.OUTPUT_RETRY_FOR_SECONDS * 1000,
+  };
+}
+
+/** Finalize's output copier: provider output → outputs bucket `{tenant}/{jobId}/{index}.{ext}`. */
+export function s3OutputCopier(store: ObjectStore, bucket: string, policy: DownloadPolicy): OutputCopier {
+  return async (job, output, index) => {
+    try {
+      const copied = await copyOutput(
+        { store, policy },
+        { source: output, keyPrefix: `${job.tenantId}/${job.id}/${index}` },
+      );
+      return { url: `s3://${bucket}/${copied.key}`, ...copied };
+    } catch (error) {
+      if (error instanceof CopyFailed) throw new OutputRefused(error.message, `OUTPUT_${error.code}`);
+      throw error;
+    }
+  };
+}
