@@ -42,7 +42,7 @@ const config = (extra: Record<string, unknown> = {}) => ({
 /** The full_loop of these tests: scale input by init_noise_sigma, scale_model_input, model, step. */
 function fullLoop(s: KScheduler, generator?: () => number): Float32Array {
   s.setTimesteps(10);
-  let sample = dummySampleDeter().map((v) => Math.fround(v * s.initNoiseSigma));
+  let sample: Float32Array = dummySampleDeter().map((v) => Math.fround(v * s.initNoiseSigma));
   for (const t of s.timesteps) {
     sample = s.scaleModelInput(sample, t);
     sample = s.step(dummyModel(sample, t), t, sample, generator ? { generator } : {}).prevSample;
@@ -139,7 +139,7 @@ describe("k-diffusion schedulers: diffusers full-loop parity", () => {
   it("kdpm2 test_full_loop_with_noise (add_noise at timesteps[t_start * order])", () => {
     const s = new KDPM2DiscreteScheduler(config());
     s.setTimesteps(10);
-    let sample = dummySampleDeter().map((v) => Math.fround(v * s.initNoiseSigma));
+    let sample: Float32Array = dummySampleDeter().map((v) => Math.fround(v * s.initNoiseSigma));
     const timesteps = s.timesteps.slice((10 - 2) * s.order);
     sample = s.addNoise(sample, dummyNoiseDeter(), [timesteps[0] as number]);
     for (const t of timesteps) {
