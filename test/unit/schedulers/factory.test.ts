@@ -46,7 +46,7 @@ describe("createScheduler", () => {
       expect(s.timesteps.length).toBeGreaterThanOrEqual(20);
       const n = SHAPE.reduce((a, b) => a * b, 1);
       const g = seededNormal(42);
-      let sample = new Float32Array(n).map(() => Math.fround(g() * s.initNoiseSigma));
+      let sample: Float32Array = new Float32Array(n).map(() => Math.fround(g() * s.initNoiseSigma));
       const generator = seededNormal(7);
       for (const t of s.timesteps) {
         const input = s.scaleModelInput(sample, t);
