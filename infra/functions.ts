@@ -95,6 +95,8 @@ export interface ProviderNeeds {
   apiKey?: boolean;
   /** CALLBACK_SECRET_ARN + read grant. */
   callbackSecret?: boolean;
+  /** PROVIDER_OUTPUT_HOSTS: where outputs may be downloaded from (finalize) — also set with `settings`. */
+  outputHosts?: boolean;
 }
 
 export interface FunctionSpec {
@@ -110,6 +112,8 @@ export interface FunctionSpec {
   /** EVENT_BUS_NAME + events:PutEvents on the app's bus (job lifecycle events). */
   events?: boolean;
   consumes?: QueueSubscription;
+  /** Dead-letter queues it sends to itself (`<NAME>_DLQ_URL`), e.g. notifications whose retries ran out. */
+  deadLetters?: readonly QueueName[];
   routes?: readonly RouteSpec[];
   /** This function is the HTTP API's Lambda authorizer (exactly one row sets it). */
   httpAuthorizer?: boolean;
@@ -126,7 +130,7 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     table: "readWrite",
     // notifications: the outbox of job lifecycle notifications (cancel makes a job terminal).
     queues: { jobs: ["send"], notifications: ["send"] },
-    // inputs: presigned uploads of control images; outputs: presigned GETs of results.
+    // inputs: base64 images and presigned uploads of control images; outputs: presigned GETs of results.
     buckets: { inputs: "readWrite", outputs: "read" },
     events: true,
     routes: [
@@ -134,6 +138,12 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
       { routeKey: "GET /v1/jobs", auth: "apiKey" },
       { routeKey: "GET /v1/jobs/{id}", auth: "apiKey" },
       { routeKey: "POST /v1/jobs/{id}/cancel", auth: "apiKey" },
+      { routeKey: "GET /v1/jobs/{id}/notifications", auth: "apiKey" },
+      { routeKey: "POST /v1/jobs/{id}/notifications/replay", auth: "apiKey" },
+      { routeKey: "POST /v1/uploads", auth: "apiKey" },
+      { routeKey: "GET /v1/webhook", auth: "apiKey" },
+      { routeKey: "PUT /v1/webhook", auth: "apiKey" },
+      { routeKey: "POST /v1/webhook/secret/rotate", auth: "apiKey" },
       {
         routeKey: "GET /v1/openapi.json",
         auth: "none",
@@ -162,8 +172,10 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     memoryMb: 512,
     timeout: Duration.seconds(60),
     table: "readWrite",
-    // jobs: resend stuck queued jobs; results: what a provider fetch found (one ingestion path).
-    queues: { jobs: ["send"], results: ["send"] },
+    // jobs: resend stuck queued jobs; results: what a provider fetch found (one ingestion path);
+    // notifications: terminal jobs whose notify message was lost.
+    queues: { jobs: ["send"], results: ["send"], notifications: ["send"] },
+    events: true,
     schedule: Schedule.rate(Duration.minutes(1)),
     provider: { settings: true, apiKey: true, callbackSecret: true },
   },
@@ -213,6 +225,22 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     consumes: { queue: "results", batchSize: 10, maxBatchingWindow: Duration.seconds(1) },
     // Output host allow-list, retry timings, the provider's base URL.
     provider: { settings: true },
+  },
+  {
+    id: "Notify",
+    entry: "functions/notify.ts",
+    memoryMb: 512,
+    // One delivery try is at most 15 s; a batch of 10 runs in parallel.
+    timeout: Duration.seconds(30),
+    table: "readWrite",
+    // notifications: retries are delayed messages to itself.
+    queues: { notifications: ["send"] },
+    deadLetters: ["notifications"],
+    // Presigned output URLs in the notification payload.
+    buckets: { outputs: "read" },
+    events: true,
+    consumes: { queue: "notifications", batchSize: 10, maxBatchingWindow: Duration.seconds(1) },
+    provider: { outputHosts: true },
   },
 ];
 

@@ -169,7 +169,18 @@ export class ServiceStack extends ReadableStack {
         const target = bucket === "inputs" ? stateful.inputsBucket : stateful.outputsBucket;
         bindBucket(fn, target, BUCKET_VARIABLES[bucket], access);
       }
+      for (const queue of spec.deadLetters ?? []) {
+        bindQueue(
+          fn,
+          stateful.deadLetterQueues[queue],
+          QUEUE_URL_VARIABLES[queue].replace(/(_QUEUE)?_URL$/, "_DLQ_URL"),
+          ["send"],
+        );
+      }
       if (spec.events) bindEventBus(fn, stateful.eventBus);
+      if (spec.provider?.settings || spec.provider?.outputHosts) {
+        fn.function.addEnvironment("PROVIDER_OUTPUT_HOSTS", config.providerOutputHosts.join(","));
+      }
       if (spec.provider?.settings) {
         fn.function.addEnvironment("MODELSLAB_BASE_URL", config.modelslabBaseUrl);
         fn.function.addEnvironment("MODELSLAB_MAX_CONCURRENCY", String(config.modelslabMaxConcurrency));
