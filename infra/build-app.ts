@@ -2,6 +2,7 @@ import { App, Tags, Validations } from "aws-cdk-lib";
 import { AwsSolutionsChecks } from "cdk-nag";
 import { type InfraConfig, loadInfraConfig } from "./config.ts";
 import { FUNCTIONS, type FunctionSpec } from "./functions.ts";
+import { GpuStack } from "./gpu-fallback.ts";
 import { ServiceStack } from "./service-stack.ts";
 import { StatefulStack } from "./stateful-stack.ts";
 
@@ -23,6 +24,11 @@ export interface BuildAppOptions {
   context?: Record<string, unknown>;
   /** Don't run esbuild: templates only (tests, the local stack). The assets are then unusable. */
   skipBundling?: boolean;
+  /**
+   * CDK's built-in CloudFormation template validation (warnings; ~10 s per synth of this app). Default:
+   * on for real synths, off with `skipBundling` (tests, the local stack). cdk-nag runs either way.
+   */
+  templateValidation?: boolean;
   /** Cloud assembly directory; a fresh temporary one by default (the CLI sets its own). */
   outdir?: string;
   /** The function table (tests may add rows). */
@@ -32,11 +38,11 @@ export interface BuildAppOptions {
 export interface BuiltApp {
   app: App;
   config: InfraConfig;
-  stacks: { stateful: StatefulStack; service: ServiceStack };
+  stacks: { stateful: StatefulStack; service: ServiceStack; gpu: GpuStack };
 }
 
 /** Stack construct ids; the deployed stack names add the project and stage (`controlnet-dev-stateful`). */
-export const STACK_IDS = { stateful: "Stateful", service: "Service" } as const;
+export const STACK_IDS = { stateful: "Stateful", service: "Service", gpu: "Gpu" } as const;
 
 export function buildApp(options: BuildAppOptions = {}): BuiltApp {
   const app = new App({
@@ -46,6 +52,7 @@ export function buildApp(options: BuildAppOptions = {}): BuiltApp {
       ...(options.skipBundling ? { [BUNDLING_STACKS_CONTEXT]: [] } : {}),
     },
     ...(options.outdir ? { outdir: options.outdir } : {}),
+    builtinCloudFormationValidation: options.templateValidation ?? !options.skipBundling,
   });
   const config = loadInfraConfig((key) => app.node.tryGetContext(key));
   // Only what the context or the CLI's CDK_DEFAULT_* say: no account lookups at synth.
@@ -69,11 +76,22 @@ export function buildApp(options: BuildAppOptions = {}): BuiltApp {
     stateful,
   });
 
+  const gpu = new GpuStack(app, STACK_IDS.gpu, {
+    stackName: `controlnet-${config.stage}-gpu`,
+    description: "ControlNet orchestrator: GPU fallback workers on ECS (zero instances while idle)",
+    env,
+    config,
+    fallbackQueue: stateful.queues.fallback,
+    resultsQueue: stateful.queues.results,
+    outputsBucket: stateful.outputsBucket,
+    alarmTopic: stateful.alarmTopic,
+  });
+
   // Every synth (CLI, tests, the local stack) runs the AwsSolutions rules: an unacknowledged error fails
   // it. Acknowledgements sit on the resource they concern, with the reason (Validations.of(x).acknowledge).
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
 
   Tags.of(app).add("project", "controlnet-orchestrator");
   Tags.of(app).add("stage", config.stage);
-  return { app, config, stacks: { stateful, service } };
+  return { app, config, stacks: { stateful, service, gpu } };
 }

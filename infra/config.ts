@@ -32,6 +32,11 @@ export const infraConfigSchema = z.object({
   modelslabBaseUrl: z.url().default("https://modelslab.com/api"),
   /** The provider account's concurrent-request allowance the dispatcher must stay under. */
   modelslabMaxConcurrency: z.coerce.number().int().min(1).max(1_000).default(5),
+  /** Hosts provider outputs may be downloaded from (`*.r2.dev` matches any subdomain). */
+  providerOutputHosts: z
+    .union([z.array(z.string()), z.string().transform((value) => value.split(","))])
+    .default(["*.r2.dev", "cdn2.stablediffusionapi.com", "modelslab.com", "*.modelslab.com"])
+    .transform((hosts) => hosts.map((host) => host.trim().toLowerCase()).filter(Boolean)),
   /** Where alarm notifications go (an SNS email subscription, confirmed by the recipient); none if unset. */
   alarmEmail: z.email().optional(),
   /** Days after which uploaded control images (inputs) are deleted. */

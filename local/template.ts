@@ -155,7 +155,8 @@ export async function synthesizeTemplates(
     const built = buildApp({
       skipBundling: true,
       outdir,
-      ...(options.context && { context: options.context }),
+      // The local stack never runs the GPU fallback: a placeholder image spares a Docker asset (and worker/Dockerfile).
+      context: { workerImage: LOCAL_WORKER_IMAGE, ...options.context },
       ...(options.functions && { functions: options.functions }),
     });
     options.configure?.(built);
@@ -169,6 +170,9 @@ export async function synthesizeTemplates(
 }
 
 const credentials = { accessKeyId: "local", secretAccessKey: "local" };
+
+/** The worker image the local synth names (nothing pulls it). */
+export const LOCAL_WORKER_IMAGE = "local/controlnet-worker:unused";
 
 /**
  * Creates every `AWS::DynamoDB::Table` and `AWS::SQS::Queue` of the templates on the emulators (named

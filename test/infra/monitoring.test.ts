@@ -2,13 +2,16 @@ import { Match, Template } from "aws-cdk-lib/assertions";
 import { beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../infra/build-app.ts";
 import { FUNCTIONS, QUEUES } from "../../infra/functions.ts";
-import { only, refTarget, resources } from "./support.ts";
+import { only, refTarget, resources, TEST_CONTEXT } from "./support.ts";
 
 let stateful: Template;
 let service: Template;
 
 beforeAll(() => {
-  const { stacks } = buildApp({ skipBundling: true, context: { alarmEmail: "ops@example.com" } });
+  const { stacks } = buildApp({
+    skipBundling: true,
+    context: { ...TEST_CONTEXT, alarmEmail: "ops@example.com" },
+  });
   stateful = Template.fromStack(stacks.stateful);
   service = Template.fromStack(stacks.service);
 });

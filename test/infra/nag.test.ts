@@ -40,11 +40,14 @@ describe("cdk-nag AwsSolutions", () => {
   });
 
   it("acknowledges findings only on resources, each with a specific reason", () => {
-    const acks = acknowledgements(built.app);
+    // (CDK acknowledges some of its own CloudFormation-Validate rules; those are not ours.)
+    const acks = acknowledgements(built.app).filter(({ id }) => id.startsWith("AwsSolutions-"));
     expect(acks.length).toBeGreaterThan(0);
     for (const { construct, id, reason } of acks) {
       const where = `${id} at ${construct.node.path}`;
       expect(id, where).toMatch(/^AwsSolutions-[A-Z]+\d+(\[.+\])?$/);
+      // A wildcard acknowledgement names the one finding it accepts, never the whole rule.
+      if (id.startsWith("AwsSolutions-IAM5")) expect(id, where).toMatch(/\[(Action|Resource)::.+\]$/);
       expect(construct instanceof App || construct instanceof Stack, where).toBe(false);
       expect(reason.length, where).toBeGreaterThanOrEqual(60);
     }

@@ -3,13 +3,13 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../infra/build-app.ts";
 import { FUNCTIONS, QUEUES, VISIBILITY_TIMEOUT_FACTOR } from "../../infra/functions.ts";
 import { INDEXES, TABLE_KEYS, TTL_ATTRIBUTE } from "../../shared/adapters/dynamo/table-design.ts";
-import { followImport, only, refTarget, resources } from "./support.ts";
+import { followImport, only, refTarget, resources, TEST_CONTEXT } from "./support.ts";
 
 let stateful: Template;
 let service: Template;
 
 beforeAll(() => {
-  const { stacks } = buildApp({ skipBundling: true });
+  const { stacks } = buildApp({ skipBundling: true, context: TEST_CONTEXT });
   stateful = Template.fromStack(stacks.stateful);
   service = Template.fromStack(stacks.service);
 });

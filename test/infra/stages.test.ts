@@ -6,7 +6,7 @@ import { buildApp } from "../../infra/build-app.ts";
 import { InfraConfigError, loadInfraConfig } from "../../infra/config.ts";
 import { ReadableStack } from "../../infra/constructs/readable-stack.ts";
 import { FUNCTIONS } from "../../infra/functions.ts";
-import { resources } from "./support.ts";
+import { resources, TEST_CONTEXT } from "./support.ts";
 
 describe("infra config", () => {
   const context = (values: Record<string, unknown>) => (key: string) => values[key];
@@ -69,7 +69,7 @@ describe("prod stage", () => {
   beforeAll(() => {
     const { stacks } = buildApp({
       skipBundling: true,
-      context: { stage: "prod", logRetentionDays: "365" },
+      context: { ...TEST_CONTEXT, stage: "prod", logRetentionDays: "365" },
       functions: [...FUNCTIONS, extraRow],
     });
     stackNames = [stacks.stateful.stackName, stacks.service.stackName];
@@ -111,6 +111,7 @@ describe("prod stage", () => {
     expect(() =>
       buildApp({
         skipBundling: true,
+        context: TEST_CONTEXT,
         functions: [...FUNCTIONS, { ...extraRow, id: "Missing", entry: "functions/missing.ts" }],
       }),
     ).toThrow(/Missing: entry functions\/missing.ts does not exist/);

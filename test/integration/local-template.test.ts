@@ -7,6 +7,7 @@ import { SnsAction } from "aws-cdk-lib/aws-cloudwatch-actions";
 import { startFauxqs } from "fauxqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { QueueWithDlq } from "../../infra/constructs/queue-with-dlq.ts";
+import { FUNCTIONS } from "../../infra/functions.ts";
 import {
   type CfnTemplate,
   type LocalTopology,
@@ -175,7 +176,7 @@ describe("provisionLocal", () => {
       topology.queues.ResultsQueue?.url,
     );
     expect(Object.keys(topology.functions).sort()).toEqual(
-      ["Api", "Authorizer", "Callback", "Dispatch", "Finalize", "Reconcile"]
+      FUNCTIONS.map((spec) => spec.id)
         .map((id) => `${id}Function`)
         .sort(),
     );
