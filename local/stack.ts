@@ -29,6 +29,18 @@ export interface LocalStackOptions {
    * and points everything at it; "configured" uses MODELSLAB_BASE_URL / MODELSLAB_API_KEY as given.
    */
   provider?: { kind: "simulator"; options?: Partial<SimulatorOptions> } | { kind: "configured" };
+  /**
+   * Where the queue consumers (SQS pollers) and the schedule run. "in-process" (default): here.
+   * "none": not started at all; the caller runs them elsewhere (the chaos run starts them in a child
+   * process, `local/pollers-process.ts`, that it kills and restarts) — `pollers` is then empty and
+   * `runSchedules` does nothing.
+   */
+  queueConsumers?: "in-process" | "none";
+  /**
+   * Routes the functions' S3 traffic through another endpoint (e.g. `local/fault-proxy.ts` in front
+   * of fauxqs): called with fauxqs's address, answers the URL to use as AWS_ENDPOINT_URL_S3.
+   */
+  s3Endpoint?: (fauxqsAddress: string) => Promise<string>;
   log?: (line: string) => void;
 }
 
@@ -82,7 +94,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       AWS_SECRET_ACCESS_KEY: "local",
       AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
       AWS_ENDPOINT_URL_SQS: endpoints.sqs,
-      AWS_ENDPOINT_URL_S3: endpoints.sqs, // fauxqs serves S3 too (path-style)
+      // fauxqs serves S3 too (path-style)
+      AWS_ENDPOINT_URL_S3: options.s3Endpoint ? await options.s3Endpoint(endpoints.sqs) : endpoints.sqs,
       AWS_ENDPOINT_URL_EVENTBRIDGE: eventBusUrl,
     });
 
@@ -150,8 +163,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     });
     Object.assign(process.env, environment);
 
+    const consumersHere = (options.queueConsumers ?? "in-process") === "in-process";
     const sqs = createSqsClient();
-    const pollers = topology.eventSourceMappings.map((mapping) => {
+    const mappings = consumersHere ? topology.eventSourceMappings : [];
+    const pollers = mappings.map((mapping) => {
       const queue = required(topology.queues, mapping.queueLogicalId);
       return new SqsPoller(
         sqs,
@@ -174,11 +189,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     });
 
     const scheduler = new Scheduler(
-      topology.schedules.map((s) => required(functions, s.functionId)),
+      (consumersHere ? topology.schedules : []).map((s) => required(functions, s.functionId)),
       options.reconcileIntervalSeconds ?? 5,
       (error) => log(`schedule: ${String(error)}`),
     );
-    scheduler.start();
+    if (consumersHere) scheduler.start();
     stops.push(() => scheduler.stop());
 
     return {

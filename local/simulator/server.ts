@@ -65,6 +65,14 @@ export interface SimulatorOptions {
   rateLimitBurst: number;
   /** PRNG seed for every random choice. Setting it reseeds. Default 1. */
   random: number;
+  /** Probability that a job's output downloads are slow (each waits `outputDelayMs` before answering). */
+  outputSlowRate: number;
+  /** Delay of a slow output download. Default 1000 ms. */
+  outputDelayMs: number;
+  /** Probability that a job's output downloads fail their first `outputFailFirst` tries (404 or 503). */
+  outputFaultRate: number;
+  /** Failed tries per output of a faulty job before it is served. Default 2. */
+  outputFailFirst: number;
 }
 
 export interface SimulatorStats {
@@ -85,6 +93,15 @@ export interface SimulatorStats {
   submitsByTrackId: Record<string, number>;
   /** Accepted (billable) submits per track_id: more than 1 means the orchestrator double-posted. */
   acceptedByTrackId: Record<string, number>;
+  /**
+   * The most jobs the orchestrator had (or tried to have) running at once: jobs in flight when a
+   * submit arrived, plus that submit, whether or not it was then refused. Above `concurrencyLimit`
+   * means a submit was sent while the account was full (maxInFlight itself never exceeds the limit).
+   */
+  maxRequestedInFlight: number;
+  /** Output download requests, and those answered with an injected 404/503. */
+  outputRequests: number;
+  outputFaults: number;
 }
 
 export interface Simulator {
@@ -120,6 +137,10 @@ export const DEFAULT_SIMULATOR_OPTIONS: SimulatorOptions = {
   idStyle: "number",
   rateLimitBurst: 0,
   random: 1,
+  outputSlowRate: 0,
+  outputDelayMs: 1_000,
+  outputFaultRate: 0,
+  outputFailFirst: 2,
 };
 
 const MAX_BODY_BYTES = 25 * 1024 * 1024;
@@ -147,6 +168,10 @@ interface SimJob {
   reorder: boolean;
   webhookStatus: "pending" | "sent" | "failed" | "none";
   completion: Promise<void> | null;
+  /** Output download faults, chosen at submit time; tries so far per output index. */
+  outputSlow: boolean;
+  outputFailing: boolean;
+  outputTries: number[];
 }
 
 class HttpError extends Error {
@@ -174,6 +199,9 @@ const emptyStats = (): SimulatorStats => ({
   fetches: 0,
   submitsByTrackId: {},
   acceptedByTrackId: {},
+  maxRequestedInFlight: 0,
+  outputRequests: 0,
+  outputFaults: 0,
 });
 
 let sample: Promise<Buffer> | undefined;
@@ -475,6 +503,7 @@ export async function startSimulator(options: Partial<SimulatorOptions> = {}): P
 
     const badKey = keyProblem(body);
     if (badKey) throw badKey;
+    stats.maxRequestedInFlight = Math.max(stats.maxRequestedInFlight, stats.inFlight + 1);
     if (opts.rateLimitBurst > 0) {
       opts.rateLimitBurst--;
       throw rateLimited();
@@ -531,6 +560,9 @@ export async function startSimulator(options: Partial<SimulatorOptions> = {}): P
       reorder: opts.reorderCallbacks,
       webhookStatus: valid.webhook === null ? "none" : "pending",
       completion: null,
+      outputSlow: chance(opts.outputSlowRate),
+      outputFailing: chance(opts.outputFaultRate),
+      outputTries: [],
     };
     const early = chance(opts.earlyCallbackRate);
     remember(String(id), job);
@@ -600,14 +632,27 @@ export async function startSimulator(options: Partial<SimulatorOptions> = {}): P
     return [200, { status: "success", request_count: stats.inFlight, limit: opts.concurrencyLimit }];
   }
 
-  function serveOutput(res: ServerResponse, rawId: string, index: number): void {
+  async function serveOutput(res: ServerResponse, rawId: string, index: number): Promise<void> {
     let id: string;
     try {
       id = decodeURIComponent(rawId);
     } catch {
       id = rawId;
     }
-    const png = jobs.get(id)?.outputs[index];
+    stats.outputRequests++;
+    const job = jobs.get(id);
+    if (job?.outputSlow) await sleep(opts.outputDelayMs);
+    if (job?.outputFailing && job.outputs[index]) {
+      const tries = (job.outputTries[index] ?? 0) + 1;
+      job.outputTries[index] = tries;
+      if (tries <= opts.outputFailFirst) {
+        stats.outputFaults++;
+        const status = tries % 2 === 1 ? 503 : 404;
+        res.writeHead(status, { "content-type": "text/plain" }).end(status === 404 ? "Not Found" : "Busy");
+        return;
+      }
+    }
+    const png = job?.outputs[index];
     if (!png) {
       res.writeHead(404, { "content-type": "text/plain" }).end("Not Found");
       return;
@@ -648,7 +693,7 @@ export async function startSimulator(options: Partial<SimulatorOptions> = {}): P
         res.writeHead(405, { allow: "GET" }).end();
         return;
       }
-      serveOutput(res, output[1] ?? "", Number(output[2]));
+      await serveOutput(res, output[1] ?? "", Number(output[2]));
       return;
     }
 

@@ -1,0 +1,500 @@
+/**
+ * `npm run bench [-- --jobs N --concurrency N --json]`
+ *
+ * The whole pipeline on the local stack with a zero-latency ModelsLab simulator (jobs complete at
+ * once; callbacks, output downloads and client webhooks are real HTTP on loopback):
+ *
+ *   POST /v1/jobs → jobs queue → dispatch → provider → callback → results queue → finalize (output
+ *   copied into S3) → notifications queue → notify → the client's webhook
+ *
+ * 1. Throughput (jobs per second, first submit to last client notification) and the p50/p99 of
+ *    submit→succeeded (the job's terminal `updated_at`) and of callback→client notified (the
+ *    provider's callback reaching our API to the signed webhook reaching the client).
+ * 2. A floor: for one job of the run, every AWS call that named it (recorded by the meter) is replayed
+ *    directly against the same emulators for N fresh ids, at the same concurrency, together with the
+ *    same provider calls (submit, output download), one receive + delete per message sent, and the
+ *    client webhook POST. The ratio pipeline/floor is the orchestration's own overhead.
+ * 3. Cost: every AWS SDK request of the run is counted by `bench/lib/aws-meter.ts` (DynamoDB with its
+ *    consumed capacity), every Lambda invocation with its duration at its configured memory, every API
+ *    request, EventBridge event and log byte; per job × the list prices in `bench/prices.ts` = the
+ *    orchestration plane's cost per million jobs (target ≤ $10). The storage of the images (S3 PUTs
+ *    and bytes of the outputs) is reported apart, as is the idle polling of the queues.
+ *
+ * Caveats (printed): durations are measured on this machine with every function sharing one Node.js
+ * thread, so they over-state Lambda's; dynalite does not bill global secondary indexes, so their
+ * writes are estimated from the table design (3 indexes, projection ALL: every write of a job row is
+ * also written to each index that holds it, and twice where the index key changes).
+ */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Pool, request } from "undici";
+import { parseArgs, UsageError } from "./lib/args.ts";
+import { type AwsCall, awsMeter, installAwsMeter, meterLocalFunctions } from "./lib/aws-meter.ts";
+import { runPool } from "./lib/pool.ts";
+import { ms, rate, ratio, table } from "./lib/print.ts";
+import { percentile } from "./lib/stats.ts";
+import { LAMBDA_PLATFORM_LOG_BYTES_PER_INVOCATION, PRICES } from "./prices.ts";
+
+const TARGET_USD_PER_MILLION = 10;
+const WARMUP = 20;
+
+interface Report {
+  jobs: number;
+  concurrency: number;
+  jobs_per_second: number;
+  submit_to_succeeded_ms: { p50: number; p99: number };
+  callback_to_notified_ms: { p50: number; p99: number };
+  floor: { jobs_per_second: number; per_job_ms: { p50: number; p99: number } };
+  /** Pipeline over floor: floor throughput / pipeline throughput, and p50 latency ratio. */
+  ratio: { throughput: number; latency_p50: number };
+  per_job: Record<string, number>;
+  cost_per_million_usd: number;
+  cost_breakdown_per_million_usd: Record<string, number>;
+  storage_cost_per_million_usd: number;
+  storage_breakdown_per_million_usd: Record<string, number>;
+  idle: { empty_receives_per_second: number };
+  target_usd_per_million: number;
+  target_met: boolean;
+  prices_as_of: string;
+  notes: string[];
+}
+
+async function main(): Promise<number> {
+  let args: ReturnType<typeof parseArgs>;
+  try {
+    args = parseArgs(process.argv.slice(2), { integers: { jobs: 500, concurrency: 16 }, flags: ["json"] });
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(error.message);
+      return 2;
+    }
+    throw error;
+  }
+  const jobs = args.integers.jobs as number;
+  const concurrency = args.integers.concurrency as number;
+
+  // Logs: the functions log at the level the template sets (INFO); their bytes are counted (CloudWatch
+  // Logs ingestion is part of the cost) and kept off the terminal.
+  const realStdout = process.stdout.write.bind(process.stdout);
+  let logBytes = 0;
+  let countingLogs = false;
+  const swallow = (chunk: unknown): boolean => {
+    if (countingLogs)
+      logBytes += typeof chunk === "string" ? Buffer.byteLength(chunk) : (chunk as Buffer).length;
+    return true;
+  };
+  process.stdout.write = swallow as typeof process.stdout.write;
+  const say = (line: string) => realStdout(`${line}\n`);
+
+  installAwsMeter();
+  meterLocalFunctions();
+  awsMeter.keepInputs = true;
+  const { startLocalStack } = await import("../local/stack.ts");
+  const { ensureTenant } = await import("../local/dev-tenant.ts");
+
+  const limit = 256;
+  const stack = await startLocalStack({
+    port: 0,
+    dataDir: null,
+    reconcileIntervalSeconds: 3_600,
+    environment: { MODELSLAB_MAX_CONCURRENCY: String(limit) },
+    provider: {
+      kind: "simulator",
+      options: { completionDelayMs: 0, concurrencyLimit: limit, maxStoredJobs: (jobs + WARMUP) * 2 + 100 },
+    },
+  });
+  const simulator = stack.simulator;
+  if (!simulator) throw new Error("no simulator");
+  const closers: Array<() => Promise<void>> = [];
+  try {
+    const tenant = await ensureTenant(process.env.TABLE_NAME as string, "bench");
+
+    // The client's webhook endpoint: arrival time of each job's terminal notification.
+    const notifiedAt = new Map<string, number>();
+    const succeededAt = new Map<string, number>();
+    let receiverHits = 0;
+    const server: Server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        receiverHits++;
+        const now = Date.now();
+        try {
+          const event = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
+            type?: string;
+            data?: { id?: string; status?: string; updated_at?: string };
+          };
+          const id = event.data?.id;
+          if (id && event.type?.startsWith("job.") && !notifiedAt.has(id)) {
+            notifiedAt.set(id, now);
+            if (event.data?.updated_at) succeededAt.set(id, Date.parse(event.data.updated_at));
+          }
+        } catch {
+          // the floor's bodies are not JSON events
+        }
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((done) => server.listen(0, "127.0.0.1", () => done()));
+    closers.push(
+      () =>
+        new Promise<void>((done) => {
+          server.closeAllConnections();
+          server.close(() => done());
+        }),
+    );
+    const hookUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+
+    const callbackAt = new Map<string, number>();
+    const callbackFunctions = new Set(
+      stack.topology.routes.filter((r) => r.routeKey.includes("/callbacks/")).map((r) => r.functionId),
+    );
+    const apiFunctions = new Set(stack.topology.routes.map((r) => r.functionId));
+    awsMeter.onInvoke = (functionId, event) => {
+      if (!callbackFunctions.has(functionId)) return;
+      const id = (event as { pathParameters?: { jobId?: string } }).pathParameters?.jobId;
+      if (id && !callbackAt.has(id)) callbackAt.set(id, Date.now());
+    };
+
+    const http = new Pool(stack.url, { connections: concurrency, keepAliveTimeout: 60_000 });
+    closers.push(() => http.close());
+    const headers = { authorization: `Bearer ${tenant.apiKey}`, "content-type": "application/json" };
+    const controlImage = `${new URL(simulator.url).origin}/samples/control.png`;
+    const submittedAt = new Map<string, number>();
+    const body = JSON.stringify({
+      model_id: "sd15",
+      controlnet_model: "canny",
+      controlnet_type: "canny",
+      prompt: "a lighthouse at dusk",
+      control_image: controlImage,
+      width: 64,
+      height: 64,
+      webhook: hookUrl,
+    });
+    const submit = async (): Promise<string> => {
+      const started = Date.now();
+      const answer = await http.request({ method: "POST", path: "/v1/jobs", headers, body });
+      const text = await answer.body.text();
+      if (answer.statusCode !== 202) throw new Error(`POST /v1/jobs answered ${answer.statusCode}: ${text}`);
+      const id = (JSON.parse(text) as { id: string }).id;
+      submittedAt.set(id, started);
+      return id;
+    };
+    const runJobs = async (count: number): Promise<{ ids: string[]; wallMs: number }> => {
+      const ids: string[] = [];
+      const started = Date.now();
+      await runPool(count, concurrency, async () => {
+        ids.push(await submit());
+      });
+      const deadline = Date.now() + 120_000 + count * 200;
+      while (ids.some((id) => !notifiedAt.has(id))) {
+        if (Date.now() > deadline) throw new Error("jobs did not finish in time");
+        await new Promise((done) => setTimeout(done, 20));
+      }
+      const last = Math.max(...ids.map((id) => notifiedAt.get(id) ?? 0));
+      return { ids, wallMs: last - started };
+    };
+
+    say(`bench: ${jobs} jobs at concurrency ${concurrency} through the whole pipeline (warm-up ${WARMUP})`);
+    await runJobs(WARMUP);
+    await new Promise((done) => setTimeout(done, 1_500));
+    awsMeter.reset();
+    logBytes = 0;
+    countingLogs = true;
+    const measuredFrom = Date.now();
+    const run = await runJobs(jobs);
+    // Let the last deletes and late writes land inside the window.
+    await new Promise((done) => setTimeout(done, 1_500));
+    countingLogs = false;
+    const windowSeconds = (Date.now() - measuredFrom) / 1000;
+    const calls = [...awsMeter.calls];
+    const lambdas = [...awsMeter.lambdas];
+
+    const e2e = run.ids
+      .map((id) => (succeededAt.get(id) ?? 0) - (submittedAt.get(id) ?? 0))
+      .sort((a, b) => a - b);
+    const notify = run.ids
+      .filter((id) => callbackAt.has(id))
+      .map((id) => (notifiedAt.get(id) ?? 0) - (callbackAt.get(id) ?? 0))
+      .sort((a, b) => a - b);
+    const jobsPerSecond = (jobs * 1000) / run.wallMs;
+
+    // ---- the floor: one job's AWS calls, replayed directly, plus the same provider and webhook HTTP ----
+    for (const poller of stack.pollers) poller.pause(true);
+    await new Promise((done) => setTimeout(done, 1_200));
+    const sample = run.ids[Math.floor(run.ids.length / 2)] as string;
+    const script = calls.filter((c) => c.input !== undefined && JSON.stringify(c.input).includes(sample));
+    const providerKey = process.env.MODELSLAB_API_KEY as string;
+    awsMeter.enabled = false;
+    const floorOne = async (index: number): Promise<void> => {
+      const fresh = `${sample.slice(0, 16)}${String(index).padStart(10, "0")}`;
+      for (const call of script) {
+        const input = JSON.parse(JSON.stringify(call.input).replaceAll(sample, fresh)) as Record<
+          string,
+          unknown
+        >;
+        const Command = (call.command as { constructor: new (input: unknown) => unknown }).constructor;
+        const client = call.client as { send(command: unknown): Promise<unknown> };
+        await client.send(new Command(input)).catch(() => undefined);
+        if (call.operation === "SendMessage" && typeof input.QueueUrl === "string") {
+          await floorReceive(client, call, input.QueueUrl);
+        }
+        if (call.operation === "PutObject" || call.operation === "CreateMultipartUpload") {
+          // The output download that fed this upload, from the provider.
+          const out = await request(`${new URL(simulator.url).origin}/samples/control.png`);
+          await out.body.arrayBuffer();
+        }
+      }
+      // The provider submit (the simulator answers at once; its callback goes to the client hook here).
+      const submitted = await request(`${simulator.url}/v5/controlnet`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          key: providerKey,
+          model_id: "sd15",
+          controlnet_model: "canny",
+          controlnet_type: "canny",
+          prompt: "floor",
+          init_image: controlImage,
+          control_image: controlImage,
+          width: 64,
+          height: 64,
+          webhook: `${hookUrl}-floor`,
+          track_id: fresh,
+        }),
+      });
+      await submitted.body.text();
+      const hook = await request(`${hookUrl}-floor`, { method: "POST", body: "{}" });
+      await hook.body.dump();
+    };
+    await runPool(WARMUP, concurrency, floorOne);
+    const floor = await runPool(jobs, concurrency, floorOne);
+    awsMeter.enabled = true;
+    const floorSorted = [...floor.latenciesMs].sort((a, b) => a - b);
+    const floorPerSecond = (jobs * 1000) / floor.wallMs;
+
+    // ---- cost ----
+    const perJob = (n: number) => n / jobs;
+    const by = (service: string, filter: (c: AwsCall) => boolean = () => true) =>
+      calls.filter((c) => c.service === service && filter(c));
+    const dynamo = by("DynamoDB");
+    const rcu = dynamo.reduce((s, c) => s + c.rcu, 0);
+    const tableWcu = dynamo.reduce((s, c) => s + c.wcu, 0);
+    const gsiWcu = dynamo.reduce((s, c) => s + gsiWrites(c), 0);
+    const estimatedDynamo = dynamo.filter((c) => c.estimated).length;
+    const sqsAll = by("SQS");
+    const emptyReceives = sqsAll.filter((c) => c.operation === "ReceiveMessage" && c.received === 0).length;
+    const sqsRequests = sqsAll.length - emptyReceives;
+    const s3 = by("S3");
+    const s3Writes = s3.filter((c) =>
+      /^(PutObject|CreateMultipartUpload|UploadPart|CompleteMultipartUpload|CopyObject)$/.test(c.operation),
+    );
+    const s3Reads = s3.length - s3Writes.length;
+    const s3Bytes = s3Writes.reduce((s, c) => s + c.bytes, 0);
+    const events = by("EventBridge").reduce((s, c) => s + c.entries, 0);
+    const perFunction = new Map<string, { count: number; gbSeconds: number; ms: number }>();
+    for (const l of lambdas) {
+      const entry = perFunction.get(l.functionId) ?? { count: 0, gbSeconds: 0, ms: 0 };
+      entry.count++;
+      entry.ms += l.ms;
+      entry.gbSeconds += (Math.ceil(l.ms) / 1000) * (l.memoryMb / 1024);
+      perFunction.set(l.functionId, entry);
+    }
+    const invocations = lambdas.length;
+    const gbSeconds = [...perFunction.values()].reduce((s, f) => s + f.gbSeconds, 0);
+    const apiRequests = lambdas.filter(
+      (l) => apiFunctions.has(l.functionId) && !/Authorizer/i.test(l.functionId),
+    ).length;
+    const logGb = (logBytes + invocations * LAMBDA_PLATFORM_LOG_BYTES_PER_INVOCATION) / 1024 ** 3;
+
+    const M = 1_000_000;
+    const breakdown: Record<string, number> = {
+      api_gateway: perJob(apiRequests) * PRICES.apiGateway.httpApiPerMillionRequests,
+      lambda_requests: perJob(invocations) * PRICES.lambda.perMillionRequests,
+      lambda_compute: perJob(gbSeconds) * M * PRICES.lambda.perGbSecondArm,
+      sqs: perJob(sqsRequests) * PRICES.sqs.perMillionRequests,
+      dynamodb_reads: perJob(rcu) * PRICES.dynamodb.perMillionReadUnits,
+      dynamodb_writes: perJob(tableWcu + gsiWcu) * PRICES.dynamodb.perMillionWriteUnits,
+      eventbridge: perJob(events) * PRICES.eventBridge.perMillionEvents,
+      cloudwatch_logs: perJob(logGb) * M * PRICES.cloudWatchLogs.perGbIngested,
+    };
+    const cost = Object.values(breakdown).reduce((s, v) => s + v, 0);
+    const storage: Record<string, number> = {
+      s3_output_writes: perJob(s3Writes.length) * 1000 * PRICES.s3.perThousandWrites,
+      s3_other_requests: perJob(s3Reads) * 1000 * PRICES.s3.perThousandReads,
+      s3_output_bytes_one_month: (perJob(s3Bytes) * M * PRICES.s3.perGbMonth) / 1024 ** 3,
+    };
+    const storageCost = Object.values(storage).reduce((s, v) => s + v, 0);
+
+    const round = (n: number, digits = 3) => Math.round(n * 10 ** digits) / 10 ** digits;
+    const perJobFigures: Record<string, number> = {
+      api_requests: round(perJob(apiRequests)),
+      lambda_invocations: round(perJob(invocations)),
+      lambda_gb_seconds: round(perJob(gbSeconds), 5),
+      sqs_requests: round(perJob(sqsRequests)),
+      dynamodb_requests: round(perJob(dynamo.length)),
+      dynamodb_read_units: round(perJob(rcu)),
+      dynamodb_write_units_table: round(perJob(tableWcu)),
+      dynamodb_write_units_indexes_estimated: round(perJob(gsiWcu)),
+      eventbridge_events: round(perJob(events)),
+      s3_requests: round(perJob(s3.length)),
+      s3_output_bytes: round(perJob(s3Bytes), 0),
+      log_bytes: round(perJob(logBytes + invocations * LAMBDA_PLATFORM_LOG_BYTES_PER_INVOCATION), 0),
+    };
+    for (const [id, f] of perFunction) perJobFigures[`lambda_ms_${id}`] = round(f.ms / f.count, 1);
+
+    const notes = [
+      `durations measured in one Node.js process on this machine (all functions share one thread); billed as arm64 at each function's configured memory`,
+      `DynamoDB: ${dynamo.length - estimatedDynamo} of ${dynamo.length} calls reported consumed capacity (dynalite); ${estimatedDynamo} estimated from item sizes; index writes estimated (dynalite does not bill GSIs)`,
+      `SQS: ${emptyReceives} empty long polls in ${windowSeconds.toFixed(1)} s left out of the per-job figure (idle polling: a fixed cost of the event source mappings, not of jobs)`,
+      `logs: application logs at the template's level plus ${LAMBDA_PLATFORM_LOG_BYTES_PER_INVOCATION} B of START/END/REPORT per invocation`,
+      `floor: ${script.length} AWS calls that named one job, replayed per job + one receive/delete per message + provider submit, output download and client webhook POST`,
+    ];
+    const report: Report = {
+      jobs,
+      concurrency,
+      jobs_per_second: round(jobsPerSecond, 1),
+      submit_to_succeeded_ms: { p50: round(percentile(e2e, 0.5), 1), p99: round(percentile(e2e, 0.99), 1) },
+      callback_to_notified_ms: {
+        p50: round(percentile(notify, 0.5), 1),
+        p99: round(percentile(notify, 0.99), 1),
+      },
+      floor: {
+        jobs_per_second: round(floorPerSecond, 1),
+        per_job_ms: {
+          p50: round(percentile(floorSorted, 0.5), 1),
+          p99: round(percentile(floorSorted, 0.99), 1),
+        },
+      },
+      ratio: {
+        throughput: round(floorPerSecond / jobsPerSecond, 2),
+        latency_p50: round(percentile(e2e, 0.5) / percentile(floorSorted, 0.5), 2),
+      },
+      per_job: perJobFigures,
+      cost_per_million_usd: round(cost * 1, 2),
+      cost_breakdown_per_million_usd: Object.fromEntries(
+        Object.entries(breakdown).map(([k, v]) => [k, round(v, 3)]),
+      ),
+      storage_cost_per_million_usd: round(storageCost, 2),
+      storage_breakdown_per_million_usd: Object.fromEntries(
+        Object.entries(storage).map(([k, v]) => [k, round(v, 3)]),
+      ),
+      idle: { empty_receives_per_second: round(emptyReceives / windowSeconds, 1) },
+      target_usd_per_million: TARGET_USD_PER_MILLION,
+      target_met: cost <= TARGET_USD_PER_MILLION,
+      prices_as_of: PRICES.asOf,
+      notes,
+    };
+
+    say("");
+    say(
+      table([
+        ["", "jobs/s", "p50", "p99"],
+        [
+          "pipeline submit→succeeded",
+          rate(jobsPerSecond),
+          ms(report.submit_to_succeeded_ms.p50),
+          ms(report.submit_to_succeeded_ms.p99),
+        ],
+        [
+          "pipeline callback→notified",
+          "",
+          ms(report.callback_to_notified_ms.p50),
+          ms(report.callback_to_notified_ms.p99),
+        ],
+        [
+          "floor (same calls, direct)",
+          rate(floorPerSecond),
+          ms(report.floor.per_job_ms.p50),
+          ms(report.floor.per_job_ms.p99),
+        ],
+      ]),
+    );
+    say(
+      `ratio pipeline/floor: throughput ${ratio(report.ratio.throughput)}, p50 ${ratio(report.ratio.latency_p50)}`,
+    );
+    say("");
+    say("per job:");
+    say(table(Object.entries(perJobFigures).map(([k, v]) => [`  ${k}`, String(v)])));
+    say("");
+    say(
+      `orchestration plane: $${report.cost_per_million_usd} per million jobs (target ≤ $${TARGET_USD_PER_MILLION}: ${report.target_met ? "MET" : "NOT MET"})`,
+    );
+    say(table(Object.entries(report.cost_breakdown_per_million_usd).map(([k, v]) => [`  ${k}`, `$${v}`])));
+    say(`storage of the images (apart): $${report.storage_cost_per_million_usd} per million jobs`);
+    say(table(Object.entries(report.storage_breakdown_per_million_usd).map(([k, v]) => [`  ${k}`, `$${v}`])));
+    say(`prices: ${PRICES.asOf} (bench/prices.ts); provider and GPU costs not included`);
+    for (const note of notes) say(`note: ${note}`);
+    if (receiverHits === 0) throw new Error("no notification reached the client");
+    if (args.flags.has("json")) say(JSON.stringify(report));
+    return 0;
+  } finally {
+    for (const close of closers.reverse()) await close().catch(() => undefined);
+    await stack.stop();
+  }
+}
+
+async function floorReceive(
+  client: { send(command: unknown): Promise<unknown> },
+  call: AwsCall,
+  queueUrl: string,
+): Promise<void> {
+  const { ReceiveMessageCommand, DeleteMessageBatchCommand } = await import("@aws-sdk/client-sqs");
+  void call;
+  const got = (await client
+    .send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 1, WaitTimeSeconds: 0 }))
+    .catch(() => ({}))) as { Messages?: { ReceiptHandle?: string }[] };
+  const message = got.Messages?.[0];
+  if (message?.ReceiptHandle) {
+    await client
+      .send(
+        new DeleteMessageBatchCommand({
+          QueueUrl: queueUrl,
+          Entries: [{ Id: "0", ReceiptHandle: message.ReceiptHandle }],
+        }),
+      )
+      .catch(() => undefined);
+  }
+}
+
+/**
+ * Index writes a table write causes (dynalite bills none): a job row (sk JOB) lives in byTenant and
+ * byTenantStatus always and in `due` while due; projection ALL, so each write rewrites it in each
+ * (1 unit per KB), and an index whose key changes costs a delete plus a put.
+ */
+function gsiWrites(call: AwsCall): number {
+  if (call.service !== "DynamoDB" || call.wcu === 0) return 0;
+  const input = call.input as Record<string, unknown> | undefined;
+  const items: Record<string, unknown>[] = [];
+  if (/^TransactWrite/.test(call.operation)) {
+    for (const item of (input?.TransactItems as Record<string, Record<string, unknown>>[]) ?? []) {
+      const part = Object.values(item)[0];
+      if (part) items.push(part);
+    }
+  } else if (input) items.push(input);
+  let units = 0;
+  for (const part of items) {
+    const key = (part.Item ?? part.Key) as { sk?: unknown } | undefined;
+    if (key?.sk !== "JOB") continue;
+    const size = Math.max(1, Math.ceil(Buffer.byteLength(JSON.stringify(part.Item ?? {})) / 1024));
+    const expression = String(part.UpdateExpression ?? "");
+    const names = JSON.stringify(part.ExpressionAttributeNames ?? {});
+    const statusChanges = /tenantStatus/.test(names) || /tenantStatus/.test(expression);
+    const dueChanges = /dueShard|dueAt/.test(names);
+    units += size * (3 + (statusChanges ? 1 : 0) + (dueChanges ? 1 : 0));
+  }
+  return units;
+}
+
+main().then(
+  (code) => finish(code),
+  (error: unknown) => {
+    console.error("bench failed:", error);
+    finish(1);
+  },
+);
+
+function finish(code: number): void {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 2_000).unref();
+}
