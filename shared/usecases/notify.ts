@@ -95,6 +95,7 @@ async function recordJobEvent(deps: NotifyDeps, jobId: string, status: string): 
       if (!(error instanceof StaleWriteError)) throw error; // someone else cleared it
     });
   }
+  if (record.state === "no_endpoint") return "no_endpoint";
   if (record.state !== "pending" || record.attempts.length > 0) return "recorded";
   return deliver(deps, record, 1, 1);
 }

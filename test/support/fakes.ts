@@ -1,16 +1,30 @@
+import type { Readable } from "node:stream";
 import { StaleWriteError } from "../../shared/domain/errors.ts";
+import type { LifecycleEvent } from "../../shared/domain/events.ts";
 import { assertTransition, isTerminal, type Job, type JobStatus } from "../../shared/domain/job.ts";
 import type {
   CapacityGate,
   Clock,
   CreateJobResult,
+  DeliveryAttempt,
+  EventPublisher,
   IdempotencyRecord,
   JobPage,
   JobPatch,
   JobStore,
   ListJobsQuery,
+  NotificationRecord,
+  NotificationState,
+  NotificationStore,
+  ObjectStore,
+  PutObjectOptions,
   Queue,
   SendOptions,
+  StoredObject,
+  WebhookDeliveryResult,
+  WebhookSender,
+  WebhookSettings,
+  WebhookSettingsStore,
 } from "../../shared/ports/index.ts";
 import type { Provider, ProviderResult, ProviderSubmission } from "../../shared/ports/provider.ts";
 
@@ -199,4 +213,178 @@ export function buildJob(clock: Clock, overrides: Partial<Job> = {}): Job {
     dueAt: now.getTime() + 300_000,
     ...overrides,
   };
+}
+
+/** Notification records with the DynamoDB store's semantics: create-if-absent, writes guarded on the tries seen. */
+export class InMemoryNotificationStore implements NotificationStore {
+  readonly records = new Map<string, NotificationRecord>();
+
+  private static key = (jobId: string, id: string) => `${jobId}#${id}`;
+
+  async createIfAbsent(
+    record: NotificationRecord,
+  ): Promise<{ record: NotificationRecord; created: boolean }> {
+    const key = InMemoryNotificationStore.key(record.jobId, record.id);
+    const existing = this.records.get(key);
+    if (existing) return { record: structuredClone(existing), created: false };
+    this.records.set(key, structuredClone(record));
+    return { record: structuredClone(record), created: true };
+  }
+
+  async get(jobId: string, id: string): Promise<NotificationRecord | null> {
+    const record = this.records.get(InMemoryNotificationStore.key(jobId, id));
+    return record ? structuredClone(record) : null;
+  }
+
+  async listForJob(jobId: string): Promise<NotificationRecord[]> {
+    return [...this.records.values()].filter((r) => r.jobId === jobId).map((r) => structuredClone(r));
+  }
+
+  async recordAttempt(
+    record: NotificationRecord,
+    attempt: DeliveryAttempt,
+    state: NotificationState,
+  ): Promise<NotificationRecord> {
+    return this.write(record, (stored) => ({
+      ...stored,
+      attempts: [...stored.attempts, structuredClone(attempt)],
+      state,
+    }));
+  }
+
+  async reopen(record: NotificationRecord): Promise<NotificationRecord> {
+    return this.write(record, (stored) => ({ ...stored, state: "pending" }));
+  }
+
+  private write(
+    record: NotificationRecord,
+    change: (stored: NotificationRecord) => NotificationRecord,
+  ): NotificationRecord {
+    const key = InMemoryNotificationStore.key(record.jobId, record.id);
+    const stored = this.records.get(key);
+    if (!stored || stored.attempts.length !== record.attempts.length) {
+      throw new StaleWriteError(`notification ${record.id} changed meanwhile`);
+    }
+    const next = change(stored);
+    this.records.set(key, structuredClone(next));
+    return structuredClone(next);
+  }
+}
+
+/** Tenant webhook settings with the DynamoDB store's rotation rules (retired secrets are not returned). */
+export class InMemoryWebhookSettings implements WebhookSettingsStore {
+  readonly tenants = new Map<string, WebhookSettings>();
+
+  constructor(private readonly clock: Clock) {}
+
+  async getWebhookSettings(tenantId: string): Promise<WebhookSettings> {
+    const settings = this.tenants.get(tenantId) ?? { url: null, secrets: [] };
+    const now = this.clock.now().toISOString();
+    return {
+      url: settings.url,
+      secrets: settings.secrets
+        .filter((s) => s.retiresAt === null || s.retiresAt > now)
+        .map((s) => ({ ...s })),
+    };
+  }
+
+  async setWebhookUrl(tenantId: string, url: string | null): Promise<void> {
+    const settings = this.tenants.get(tenantId) ?? { url: null, secrets: [] };
+    this.tenants.set(tenantId, { ...settings, url });
+  }
+
+  async addWebhookSecret(tenantId: string, secret: string, now: Date, previousRetireAt: Date): Promise<void> {
+    const current = await this.getWebhookSettings(tenantId);
+    const retire = previousRetireAt.toISOString();
+    this.tenants.set(tenantId, {
+      url: current.url,
+      secrets: [
+        { secret, createdAt: now.toISOString(), retiresAt: null },
+        ...current.secrets.map((s) => ({
+          ...s,
+          retiresAt: s.retiresAt && s.retiresAt < retire ? s.retiresAt : retire,
+        })),
+      ],
+    });
+  }
+}
+
+/** Records published lifecycle events; `failNext` makes the next publishes throw. */
+export class FakeEventPublisher implements EventPublisher {
+  readonly published: LifecycleEvent[] = [];
+  failNext = 0;
+
+  async publish(events: LifecycleEvent[]): Promise<void> {
+    if (this.failNext > 0) {
+      this.failNext--;
+      throw new Error("event bus unavailable");
+    }
+    this.published.push(...structuredClone(events));
+  }
+}
+
+/**
+ * A webhook sender scripted with statuses (null: no answer): each send takes the next one, or the
+ * fallback when the script is empty, and records what it was called with.
+ */
+export class FakeWebhookSender implements WebhookSender {
+  readonly sent: { url: string; headers: Record<string, string>; body: string }[] = [];
+  readonly script: (number | null)[] = [];
+
+  constructor(private readonly fallback: number | null = 200) {}
+
+  answer(...statuses: (number | null)[]): this {
+    this.script.push(...statuses);
+    return this;
+  }
+
+  async send(url: string, headers: Record<string, string>, body: string): Promise<WebhookDeliveryResult> {
+    this.sent.push({ url, headers: { ...headers }, body });
+    const status = this.script.length > 0 ? (this.script.shift() ?? null) : this.fallback;
+    return { status, error: status === null ? "no answer" : null, durationMs: 12.4 };
+  }
+}
+
+/** An object store in memory; presigned URLs are fake but deterministic. */
+export class InMemoryObjectStore implements ObjectStore {
+  readonly objects = new Map<
+    string,
+    { body: Buffer; contentType: string; metadata: Record<string, string> }
+  >();
+
+  constructor(private readonly bucket = "test-bucket") {}
+
+  async put(key: string, body: Readable | Uint8Array, options: PutObjectOptions): Promise<void> {
+    let bytes: Buffer;
+    if (body instanceof Uint8Array) bytes = Buffer.from(body);
+    else {
+      const chunks: Buffer[] = [];
+      for await (const chunk of body) chunks.push(Buffer.from(chunk as Uint8Array));
+      bytes = Buffer.concat(chunks);
+    }
+    this.objects.set(key, {
+      body: bytes,
+      contentType: options.contentType,
+      metadata: { ...options.metadata },
+    });
+  }
+
+  async head(key: string): Promise<StoredObject | null> {
+    const object = this.objects.get(key);
+    if (!object) return null;
+    return {
+      key,
+      contentType: object.contentType,
+      bytes: object.body.length,
+      metadata: { ...object.metadata },
+    };
+  }
+
+  async presignGet(key: string, expiresSeconds: number): Promise<string> {
+    return `https://${this.bucket}.s3.example/${key}?X-Amz-Expires=${expiresSeconds}`;
+  }
+
+  async presignPut(key: string, contentType: string, expiresSeconds: number): Promise<string> {
+    return `https://${this.bucket}.s3.example/${key}?put&type=${encodeURIComponent(contentType)}&X-Amz-Expires=${expiresSeconds}`;
+  }
 }
