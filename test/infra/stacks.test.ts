@@ -323,3 +323,167 @@ describe("ServiceStack: HTTP API", () => {
     }
   });
 });
+
+describe("StatefulStack: buckets", () => {
+  const buckets = () => resources(stateful, "AWS::S3::Bucket");
+
+  it("encrypts every bucket, blocks public access, disables ACLs and denies plain HTTP", () => {
+    for (const [id, bucket] of Object.entries(buckets())) {
+      expect(bucket.Properties, id).toMatchObject({
+        BucketEncryption: {
+          ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: "AES256" } }],
+        },
+        PublicAccessBlockConfiguration: {
+          BlockPublicAcls: true,
+          BlockPublicPolicy: true,
+          IgnorePublicAcls: true,
+          RestrictPublicBuckets: true,
+        },
+        OwnershipControls: { Rules: [{ ObjectOwnership: "BucketOwnerEnforced" }] },
+      });
+      stateful.hasResourceProperties("AWS::S3::BucketPolicy", {
+        Bucket: { Ref: id },
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({ Effect: "Deny", Condition: { Bool: { "aws:SecureTransport": "false" } } }),
+          ]),
+        },
+      });
+    }
+  });
+
+  it("logs inputs and outputs accesses to the access-log bucket", () => {
+    for (const [id, prefix] of [
+      ["InputsBucket", "inputs/"],
+      ["OutputsBucket", "outputs/"],
+    ] as const) {
+      expect(buckets()[id]?.Properties?.LoggingConfiguration, id).toEqual({
+        DestinationBucketName: { Ref: "AccessLogsBucket" },
+        LogFilePrefix: prefix,
+      });
+    }
+    stateful.hasResourceProperties("AWS::S3::BucketPolicy", {
+      Bucket: { Ref: "AccessLogsBucket" },
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: "Allow", Principal: { Service: "logging.s3.amazonaws.com" } }),
+        ]),
+      },
+    });
+  });
+
+  it("expires inputs, ages and expires outputs, and aborts stale multipart uploads everywhere", () => {
+    const rules = (id: string) =>
+      (
+        (buckets()[id]?.Properties?.LifecycleConfiguration ?? { Rules: [] }) as {
+          Rules: Array<Record<string, unknown>>;
+        }
+      ).Rules;
+    expect(rules("InputsBucket")).toContainEqual(
+      expect.objectContaining({ ExpirationInDays: 7, Status: "Enabled" }),
+    );
+    expect(rules("OutputsBucket")).toContainEqual(
+      expect.objectContaining({
+        ExpirationInDays: 90,
+        Transitions: [{ StorageClass: "STANDARD_IA", TransitionInDays: 30 }],
+      }),
+    );
+    expect(rules("AccessLogsBucket")).toContainEqual(expect.objectContaining({ ExpirationInDays: 90 }));
+    for (const id of Object.keys(buckets())) {
+      expect(rules(id), id).toContainEqual(
+        expect.objectContaining({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }),
+      );
+    }
+  });
+
+  it("keeps buckets when a stack is deleted", () => {
+    for (const [id, bucket] of Object.entries(buckets())) expect(bucket.DeletionPolicy, id).toBe("Retain");
+  });
+
+  it("names the event bus after the stage", () => {
+    stateful.hasResourceProperties("AWS::Events::EventBus", { Name: "controlnet-dev" });
+  });
+});
+
+describe("ServiceStack: least privilege", () => {
+  type Statement = { Action: string | string[]; Resource: unknown };
+  const policyOf = (fn: string): Statement[] => {
+    const [, policy] = only(
+      service.findResources("AWS::IAM::Policy", { Properties: { Roles: [{ Ref: `${fn}Role` }] } }),
+      `${fn} policy`,
+    );
+    return (policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement;
+  };
+  const managedPoliciesOf = (fn: string): string[] => {
+    const role = resources(service, "AWS::IAM::Role")[`${fn}Role`];
+    return ((role?.Properties?.ManagedPolicyArns ?? []) as unknown[]).map((arn) =>
+      refTarget(followImport(arn, stateful)),
+    );
+  };
+
+  it("uses no AWS managed policy and lets each function write only its own log group", () => {
+    for (const spec of FUNCTIONS) {
+      const role = resources(service, "AWS::IAM::Role")[`${spec.id}Role`];
+      expect(JSON.stringify(role?.Properties?.ManagedPolicyArns ?? []), spec.id).not.toContain("aws:policy");
+      const inline = (role?.Properties?.Policies ?? []) as Array<{ PolicyName: string }>;
+      expect(
+        inline.map((policy) => policy.PolicyName),
+        spec.id,
+      ).toEqual(["logs"]);
+      const logs = JSON.stringify(role?.Properties?.Policies);
+      expect(logs).toContain(`"${spec.id}LogGroup","Arn"`);
+    }
+  });
+
+  it("grants table actions on the table and its named indexes, never index/*", () => {
+    for (const spec of FUNCTIONS) {
+      const text = JSON.stringify(policyOf(spec.id));
+      expect(text, spec.id).not.toContain("index/*");
+      expect(text, spec.id).not.toContain("dynamodb:Scan");
+      for (const index of Object.values(INDEXES)) expect(text, spec.id).toContain(`/index/${index.name}`);
+    }
+  });
+
+  it("binds buckets through per-access policies: api reads and writes inputs, reads outputs; finalize writes outputs", () => {
+    expect(managedPoliciesOf("Api").sort()).toEqual([
+      "InputsBucketReadWritePolicy",
+      "OutputsBucketReadPolicy",
+    ]);
+    expect(managedPoliciesOf("Finalize")).toEqual(["OutputsBucketReadWritePolicy"]);
+    expect(managedPoliciesOf("Authorizer")).toEqual([]);
+    expect(managedPoliciesOf("Callback")).toEqual([]);
+    const policies = resources(stateful, "AWS::IAM::ManagedPolicy");
+    const actionsOf = (id: string) =>
+      (
+        (policies[id]?.Properties?.PolicyDocument ?? { Statement: [] }) as { Statement: Statement[] }
+      ).Statement.flatMap((s) => [s.Action].flat());
+    expect(actionsOf("OutputsBucketReadPolicy")).toEqual(["s3:GetObject"]);
+    expect(actionsOf("InputsBucketReadWritePolicy").sort()).toEqual(
+      ["s3:AbortMultipartUpload", "s3:GetObject", "s3:ListBucket", "s3:PutObject"].sort(),
+    );
+    for (const id of Object.keys(policies))
+      expect(JSON.stringify(policies[id]), id).not.toContain("s3:Delete");
+  });
+
+  it("lets api, dispatch and finalize put events on the app's bus only, and sets EVENT_BUS_NAME", () => {
+    for (const id of ["Api", "Dispatch", "Finalize"]) {
+      const putEvents = policyOf(id).find((s) => s.Action === "events:PutEvents");
+      expect(refTarget(followImport(putEvents?.Resource, stateful)), id).toBe("EventBus");
+      const fn = resources(service, "AWS::Lambda::Function")[`${id}Function`];
+      const variables = (
+        (fn?.Properties?.Environment ?? { Variables: {} }) as { Variables: Record<string, unknown> }
+      ).Variables;
+      expect(refTarget(followImport(variables.EVENT_BUS_NAME, stateful)), id).toBe("EventBus");
+    }
+    expect(JSON.stringify(policyOf("Authorizer"))).not.toContain("events:PutEvents");
+  });
+
+  it("logs API access without query strings (callback tokens live there)", () => {
+    const [, stage] = only(resources(service, "AWS::ApiGatewayV2::Stage"), "stage");
+    expect(stage.Properties?.StageName).toBe("$default");
+    const settings = stage.Properties?.AccessLogSettings as { DestinationArn: unknown; Format: string };
+    expect(refTarget(settings.DestinationArn)).toBe("ApiAccessLogs");
+    expect(settings.Format).toContain("$context.requestId");
+    expect(settings.Format).not.toMatch(/querystring|\$context\.path.*\?/i);
+  });
+});

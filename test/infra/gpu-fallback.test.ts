@@ -1,0 +1,299 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { Match, Template } from "aws-cdk-lib/assertions";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildApp } from "../../infra/build-app.ts";
+import { InfraConfigError, loadInfraConfig } from "../../infra/config.ts";
+import {
+  backlogSteps,
+  SCALE_IN_IDLE_MINUTES,
+  WorkerImageError,
+  workerImage,
+} from "../../infra/gpu-fallback.ts";
+import { only, resources, TEST_CONTEXT } from "./support.ts";
+
+const CONTEXT = {
+  ...TEST_CONTEXT,
+  gpuInstanceType: "g6.xlarge",
+  gpuMaxTasks: "3",
+  gpuBacklogPerTask: "4",
+  modelS3Uri: "s3://my-models/controlnet/v1/",
+};
+
+let gpu: Template;
+const statefulExports: Record<string, string> = {};
+
+beforeAll(() => {
+  const { stacks } = buildApp({ skipBundling: true, context: CONTEXT });
+  gpu = Template.fromStack(stacks.gpu);
+  const outputs = Template.fromStack(stacks.stateful).toJSON().Outputs as Record<
+    string,
+    { Value: unknown; Export: { Name: string } }
+  >;
+  for (const output of Object.values(outputs)) {
+    statefulExports[output.Export.Name] = JSON.stringify(output.Value);
+  }
+});
+
+/** The stateful-stack logical id an `Fn::ImportValue` in the GPU stack points at. */
+const imported = (value: unknown): string => {
+  const name = (value as { "Fn::ImportValue"?: string })["Fn::ImportValue"];
+  const exported = name ? statefulExports[name] : undefined;
+  if (!exported) throw new Error(`not an import of the stateful stack: ${JSON.stringify(value)}`);
+  const target = /"(?:Ref|Fn::GetAtt)":\[?"([A-Za-z0-9]+)"/.exec(exported)?.[1];
+  if (!target) throw new Error(`export ${name} is ${exported}`);
+  return target;
+};
+
+describe("network: nothing that bills while idle", () => {
+  it("has public subnets only, no NAT gateway, and free S3/DynamoDB gateway endpoints", () => {
+    expect(Object.keys(resources(gpu, "AWS::EC2::NatGateway"))).toEqual([]);
+    for (const subnet of Object.values(resources(gpu, "AWS::EC2::Subnet"))) {
+      expect(subnet.Properties?.MapPublicIpOnLaunch).toBe(true);
+    }
+    const endpoints = Object.values(resources(gpu, "AWS::EC2::VPCEndpoint"));
+    expect(endpoints.map((e) => e.Properties?.VpcEndpointType ?? "Gateway")).toEqual(["Gateway", "Gateway"]);
+    expect(JSON.stringify(endpoints)).toMatch(/\.s3/);
+    expect(JSON.stringify(endpoints)).toMatch(/\.dynamodb/);
+  });
+
+  it("lets nothing in to the instances", () => {
+    const [, group] = only(resources(gpu, "AWS::EC2::SecurityGroup"), "security group");
+    expect(group.Properties?.SecurityGroupIngress).toBeUndefined();
+    expect(Object.keys(resources(gpu, "AWS::EC2::SecurityGroupIngress"))).toEqual([]);
+  });
+
+  it("logs rejected traffic", () => {
+    gpu.hasResourceProperties("AWS::EC2::FlowLog", { TrafficType: "REJECT" });
+  });
+});
+
+describe("GPU capacity", () => {
+  it("launches the configured g5/g6 type from the ECS GPU-optimised AMI, IMDSv2 only, encrypted disk", () => {
+    const [, template] = only(resources(gpu, "AWS::EC2::LaunchTemplate"), "launch template");
+    const data = template.Properties?.LaunchTemplateData as Record<string, unknown>;
+    expect(data.InstanceType).toBe("g6.xlarge");
+    const amiParameter = (data.ImageId as { Ref: string }).Ref;
+    expect(gpu.toJSON().Parameters[amiParameter].Default).toBe(
+      "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id",
+    );
+    expect(data.MetadataOptions).toEqual({ HttpTokens: "required", HttpPutResponseHopLimit: 1 });
+    expect(data.BlockDeviceMappings).toEqual([
+      expect.objectContaining({ Ebs: expect.objectContaining({ Encrypted: true }) }),
+    ]);
+  });
+
+  it("scales the instances from zero, managed by an ECS capacity provider", () => {
+    gpu.hasResourceProperties("AWS::AutoScaling::AutoScalingGroup", {
+      MinSize: "0",
+      MaxSize: "3",
+      NewInstancesProtectedFromScaleIn: true,
+    });
+    gpu.hasResourceProperties("AWS::ECS::CapacityProvider", {
+      AutoScalingGroupProvider: {
+        ManagedScaling: Match.objectLike({ Status: "ENABLED", TargetCapacity: 100 }),
+        ManagedTerminationProtection: "ENABLED",
+      },
+    });
+  });
+});
+
+describe("worker task and service", () => {
+  const container = () => {
+    const [, task] = only(resources(gpu, "AWS::ECS::TaskDefinition"), "task definition");
+    return ((task.Properties?.ContainerDefinitions ?? []) as Array<Record<string, unknown>>)[0] ?? {};
+  };
+
+  it("runs the configured image with one GPU, a reservation, a stop timeout and its own log group", () => {
+    const worker = container();
+    expect(worker.Image).toBe(TEST_CONTEXT.workerImage);
+    expect(worker.ResourceRequirements).toEqual([{ Type: "GPU", Value: "1" }]);
+    expect(worker.MemoryReservation).toBeGreaterThan(0);
+    expect(worker.StopTimeout).toBe(120);
+    const logGroup = (worker.LogConfiguration as { Options: Record<string, { Ref: string }> }).Options[
+      "awslogs-group"
+    ]?.Ref as string;
+    expect(resources(gpu, "AWS::Logs::LogGroup")[logGroup]?.Properties?.RetentionInDays).toBe(30);
+  });
+
+  it("passes the queues, the outputs bucket and the model URI", () => {
+    const env = Object.fromEntries(
+      (container().Environment as Array<{ Name: string; Value: unknown }>).map((e) => [e.Name, e.Value]),
+    );
+    expect(imported(env.FALLBACK_QUEUE_URL)).toBe("FallbackQueue");
+    expect(imported(env.RESULTS_QUEUE_URL)).toBe("ResultsQueue");
+    expect(imported(env.OUTPUTS_BUCKET)).toBe("OutputsBucket");
+    expect(env.MODEL_S3_URI).toBe("s3://my-models/controlnet/v1/");
+    expect(Number(env.DRAIN_TIMEOUT_SECONDS)).toBeLessThan(120);
+  });
+
+  it("starts with no task, on the GPU capacity provider", () => {
+    const [, service] = only(resources(gpu, "AWS::ECS::Service"), "service");
+    expect(service.Properties).toMatchObject({
+      DesiredCount: 0,
+      DeploymentConfiguration: expect.objectContaining({ MinimumHealthyPercent: 0, MaximumPercent: 100 }),
+    });
+    const [providerId] = only(resources(gpu, "AWS::ECS::CapacityProvider"), "capacity provider");
+    expect(service.Properties?.CapacityProviderStrategy).toEqual([
+      { CapacityProvider: { Ref: providerId }, Weight: 1 },
+    ]);
+  });
+
+  it("gives the task role exactly: consume fallback, send results, put outputs, read the models prefix", () => {
+    const [, task] = only(resources(gpu, "AWS::ECS::TaskDefinition"), "task");
+    const taskRoleArn = task.Properties?.TaskRoleArn as { "Fn::GetAtt": [string, string] };
+    const taskRoleId = taskRoleArn["Fn::GetAtt"][0];
+    const [, policy] = only(
+      gpu.findResources("AWS::IAM::Policy", { Properties: { Roles: [{ Ref: taskRoleId }] } }),
+      "task policy",
+    );
+    const statements = (
+      policy.Properties.PolicyDocument as {
+        Statement: Array<{ Action: string | string[]; Resource: unknown; Condition?: unknown }>;
+      }
+    ).Statement;
+    const byResource = statements.map((s) => ({
+      actions: [s.Action].flat().sort(),
+      resource: JSON.stringify(s.Resource),
+      condition: s.Condition,
+    }));
+    expect(byResource).toEqual([
+      {
+        actions: [
+          "sqs:ChangeMessageVisibility",
+          "sqs:DeleteMessage",
+          "sqs:GetQueueAttributes",
+          "sqs:GetQueueUrl",
+          "sqs:ReceiveMessage",
+        ],
+        resource: expect.stringContaining("FallbackQueueArn"),
+        condition: undefined,
+      },
+      {
+        actions: ["sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"],
+        resource: expect.stringContaining("ResultsQueueArn"),
+        condition: undefined,
+      },
+      {
+        actions: ["s3:GetObject"],
+        resource: expect.stringContaining(":s3:::my-models/controlnet/v1/*"),
+        condition: undefined,
+      },
+      {
+        actions: ["s3:ListBucket"],
+        resource: expect.stringContaining(':s3:::my-models"'),
+        condition: { StringLike: { "s3:prefix": ["controlnet/v1/*"] } },
+      },
+    ]);
+    const role = resources(gpu, "AWS::IAM::Role")[taskRoleId];
+    const managed = ((role?.Properties?.ManagedPolicyArns ?? []) as unknown[]).map(imported);
+    expect(managed).toEqual(["OutputsBucketPutPolicy"]);
+  });
+});
+
+describe("scaling on the fallback queue's backlog", () => {
+  const backlogAlarms = () =>
+    Object.values(resources(gpu, "AWS::CloudWatch::Alarm")).filter((alarm) =>
+      JSON.stringify(alarm.Properties?.Metrics ?? "").includes("visible + inflight"),
+    );
+
+  it("counts visible and in-flight messages of the fallback queue", () => {
+    const alarms = backlogAlarms();
+    expect(alarms.length).toBe(2);
+    for (const alarm of alarms) {
+      const metrics = alarm.Properties?.Metrics as Array<{
+        MetricStat?: { Metric: { MetricName: string; Dimensions: Array<{ Value: unknown }> } };
+      }>;
+      const names = metrics.flatMap((m) => (m.MetricStat ? [m.MetricStat.Metric.MetricName] : [])).sort();
+      expect(names).toEqual(["ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesVisible"]);
+      for (const metric of metrics) {
+        if (metric.MetricStat)
+          expect(imported(metric.MetricStat.Metric.Dimensions[0]?.Value)).toBe("FallbackQueue");
+      }
+    }
+  });
+
+  it("sets the task count from 0 to the configured maximum, one task per 4 queued jobs", () => {
+    gpu.hasResourceProperties("AWS::ApplicationAutoScaling::ScalableTarget", {
+      MinCapacity: 0,
+      MaxCapacity: 3,
+      ScalableDimension: "ecs:service:DesiredCount",
+    });
+    const policies = Object.values(resources(gpu, "AWS::ApplicationAutoScaling::ScalingPolicy")).map(
+      (p) =>
+        p.Properties?.StepScalingPolicyConfiguration as {
+          AdjustmentType: string;
+          StepAdjustments: Array<Record<string, number>>;
+        },
+    );
+    expect(policies.every((p) => p.AdjustmentType === "ExactCapacity")).toBe(true);
+    const scaleOut = policies.find((p) => p.StepAdjustments.length > 1);
+    // Threshold 1: backlog 1..4 → 1 task, 5..8 → 2, 9+ → 3.
+    expect(scaleOut?.StepAdjustments).toEqual([
+      { MetricIntervalLowerBound: 0, MetricIntervalUpperBound: 4, ScalingAdjustment: 1 },
+      { MetricIntervalLowerBound: 4, MetricIntervalUpperBound: 8, ScalingAdjustment: 2 },
+      { MetricIntervalLowerBound: 8, ScalingAdjustment: 3 },
+    ]);
+    const scaleIn = policies.find((p) => p.StepAdjustments.length === 1);
+    expect(scaleIn?.StepAdjustments).toEqual([{ MetricIntervalUpperBound: 0, ScalingAdjustment: 0 }]);
+  });
+
+  it("goes to zero tasks only after the queue has been empty a while", () => {
+    const idle = backlogAlarms().find(
+      (a) => a.Properties?.ComparisonOperator === "LessThanOrEqualToThreshold",
+    );
+    expect(idle?.Properties).toMatchObject({
+      Threshold: 0,
+      EvaluationPeriods: SCALE_IN_IDLE_MINUTES,
+      TreatMissingData: "breaching",
+    });
+  });
+
+  it("computes exact-capacity steps for any backlog per task", () => {
+    expect(backlogSteps(4, 1)).toEqual([
+      { lower: 1, upper: 5, change: 1 },
+      { lower: 5, change: 1 },
+    ]);
+    expect(backlogSteps(2, 3)).toEqual([
+      { lower: 1, upper: 3, change: 1 },
+      { lower: 3, upper: 5, change: 2 },
+      { lower: 5, change: 3 },
+    ]);
+  });
+});
+
+describe("worker image and GPU configuration", () => {
+  const dirs: string[] = [];
+  afterAll(() => {
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+  const config = (values: Record<string, unknown>) => loadInfraConfig((key) => values[key], {});
+
+  it("refuses to synth without workerImage or worker/Dockerfile, naming both", () => {
+    const root = mkdtempSync(path.join(tmpdir(), "no-worker-"));
+    dirs.push(root);
+    expect(() => workerImage(config({}), root)).toThrow(WorkerImageError);
+    expect(() => workerImage(config({}), root)).toThrow(/context workerImage.*worker\/Dockerfile/);
+  });
+
+  it("builds worker/Dockerfile as an asset when no image is given", () => {
+    const root = mkdtempSync(path.join(tmpdir(), "worker-"));
+    dirs.push(root);
+    mkdirSync(path.join(root, "worker"));
+    writeFileSync(path.join(root, "worker", "Dockerfile"), "FROM scratch\n");
+    expect(workerImage(config({}), root).asset).toBe(true);
+    expect(workerImage(config({ workerImage: "repo/worker:1" }), root).asset).toBe(false);
+  });
+
+  it("accepts g5/g6 instance types only, and min tasks no more than max", () => {
+    expect(config({ gpuInstanceType: "g5.2xlarge" }).gpuInstanceType).toBe("g5.2xlarge");
+    for (const bad of [
+      { gpuInstanceType: "p3.2xlarge" },
+      { gpuMinTasks: 3, gpuMaxTasks: 2 },
+      { modelS3Uri: "http://x" },
+    ]) {
+      expect(() => config(bad), JSON.stringify(bad)).toThrow(InfraConfigError);
+    }
+  });
+});
