@@ -1,7 +1,7 @@
-import { afterAll, describe, expect, it } from "vitest";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
 import { controlNetIo, ModelSet, textEncoderIo, unetIo } from "../../worker/src/pipeline/models.ts";
 import { ControlNetPipeline, type GenerateParams } from "../../worker/src/pipeline/pipeline.ts";
 import { SessionFactory } from "../../worker/src/pipeline/session.ts";
@@ -55,11 +55,18 @@ describe("IO introspection", () => {
     const p = models.folder.paths;
     const te = textEncoderIo(await models.session(p.textEncoder));
     expect(te.ids).toMatchObject({ name: "input_ids", type: "int32" });
-    expect(te.hiddenStates).toEqual(["hidden_states.0", "hidden_states.1", "hidden_states.2", "hidden_states.3"]);
+    expect(te.hiddenStates).toEqual([
+      "hidden_states.0",
+      "hidden_states.1",
+      "hidden_states.2",
+      "hidden_states.3",
+    ]);
     const unet = unetIo(await models.session(p.unet));
     expect(unet.sample.type).toBe("float32");
     expect(unet.timestep).toMatchObject({ type: "float32", shape: [1] });
-    expect(unet.down.map((d) => d.name)).toEqual(Array.from({ length: 12 }, (_, i) => `down_block_additional_residual_${i}`));
+    expect(unet.down.map((d) => d.name)).toEqual(
+      Array.from({ length: 12 }, (_, i) => `down_block_additional_residual_${i}`),
+    );
     expect(unet.mid?.name).toBe("mid_block_additional_residual");
     const cn = controlNetIo(await models.session(models.controlNetPath("canny")));
     expect(cn.scale?.name).toBe("conditioning_scale");
@@ -146,7 +153,9 @@ describe("pipeline", () => {
     const init = new Float32Array(3 * plane).fill(0.2);
     const out = await pipeline.generate(base({ steps: 4, init: { image: init, strength: 0.5 } }));
     expect(out.steps).toHaveLength(2);
-    const other = await pipeline.generate(base({ steps: 4, init: { image: init.map(() => -0.7), strength: 0.5 } }));
+    const other = await pipeline.generate(
+      base({ steps: 4, init: { image: init.map(() => -0.7), strength: 0.5 } }),
+    );
     expect(same(out.images[0] as Uint8Array, other.images[0] as Uint8Array)).toBe(false);
   });
 
@@ -156,7 +165,9 @@ describe("pipeline", () => {
     for (let y = 0; y < H; y++) for (let x = W / 2; x < W; x++) mask[y * W + x] = 1; // repaint the right half
     const out = await pipeline.generate(base({ init: { image: init, strength: 1 }, mask }));
     const img = out.images[0] as Uint8Array;
-    const decodedInit = await pipeline.generate(base({ init: { image: init, strength: 1 }, mask: new Float32Array(plane) }));
+    const decodedInit = await pipeline.generate(
+      base({ init: { image: init, strength: 1 }, mask: new Float32Array(plane) }),
+    );
     const ref = decodedInit.images[0] as Uint8Array;
     // The left (kept) half equals the result of keeping everything; the right half differs.
     let leftDiff = 0;
@@ -178,7 +189,11 @@ describe("pipeline", () => {
     const init = new Float32Array(3 * plane).fill(0.1);
     const mask = new Float32Array(plane).fill(1);
     const out = await p9.generate(
-      base({ init: { image: init, strength: 1 }, mask, controls: [{ name: "inpaint", image: checker(), scale: 1 }] }),
+      base({
+        init: { image: init, strength: 1 },
+        mask,
+        controls: [{ name: "inpaint", image: checker(), scale: 1 }],
+      }),
     );
     expect(out.images[0]).toHaveLength(plane * 3);
     const unet = unetIo(await models.session(models.folder.paths.unetInpaint as string));
@@ -186,7 +201,9 @@ describe("pipeline", () => {
   });
 
   it("a ControlNet missing from the folder is a resource error (retried elsewhere)", async () => {
-    await expect(pipeline.generate(base({ controls: [{ name: "mlsd", image: checker(), scale: 1 }] }))).rejects.toMatchObject({
+    await expect(
+      pipeline.generate(base({ controls: [{ name: "mlsd", image: checker(), scale: 1 }] })),
+    ).rejects.toMatchObject({
       kind: "resource",
       message: expect.stringContaining("model not installed"),
     });

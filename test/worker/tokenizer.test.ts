@@ -10,7 +10,13 @@ describe("CLIP tokenizer", () => {
 
   it("applies the BPE merges by rank and marks word ends", () => {
     expect(tok.encode("cat")).toEqual([id("cat</w>")]);
-    expect(tok.encode("A photo of a CAT")).toEqual([id("a</w>"), id("photo</w>"), id("of</w>"), id("a</w>"), id("cat</w>")]);
+    expect(tok.encode("A photo of a CAT")).toEqual([
+      id("a</w>"),
+      id("photo</w>"),
+      id("of</w>"),
+      id("a</w>"),
+      id("cat</w>"),
+    ]);
     // A word without merges falls back to byte tokens, the last one with </w>.
     expect(tok.encode("xyz")).toEqual([id("x"), id("y"), id("z</w>")]);
     // Prefixes of known words merge as far as the merges go.

@@ -20,18 +20,22 @@ import { floatTensor, readFloats } from "../pipeline/session.ts";
 type CV = typeof import("@techstark/opencv-js");
 type Mat = InstanceType<CV["Mat"]>;
 
-let cvPromise: Promise<CV> | null = null;
+let cvPromise: Promise<{ cv: CV }> | null = null;
 
-/** OpenCV's wasm build, initialised once (about half a second on Node 20). */
-export function loadOpenCv(): Promise<CV> {
-  cvPromise ??= new Promise<CV>((resolve, reject) => {
+/**
+ * OpenCV's wasm build, initialised once (about half a second on Node 20). The module object is a
+ * thenable (Emscripten), so it is wrapped: a promise resolved with it (or an async function returning
+ * it) would never settle.
+ */
+export function loadOpenCv(): Promise<{ cv: CV }> {
+  cvPromise ??= new Promise<{ cv: CV }>((resolve, reject) => {
     try {
       const require = createRequire(import.meta.url);
       const cv = require("@techstark/opencv-js") as CV & { onRuntimeInitialized?: () => void };
-      if (typeof cv.Mat === "function") resolve(cv);
+      if (typeof cv.Mat === "function") resolve({ cv });
       else
         cv.onRuntimeInitialized = () => {
-          resolve(cv);
+          resolve({ cv });
         };
     } catch (error) {
       reject(error);
@@ -105,7 +109,7 @@ export async function annotate(name: string, image: RgbImage, options: Annotator
   const { width, height } = image;
   if (name === "qrcode" || name === "inpaint") return image;
   if ((MODEL_ANNOTATORS as readonly string[]).includes(name)) return modelAnnotator(name, image, options);
-  const cv = await loadOpenCv();
+  const { cv } = await loadOpenCv();
   return withMats(cv, (track) => {
     const src = track(fromRgb(cv, image));
     const out = track(new cv.Mat());
