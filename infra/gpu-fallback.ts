@@ -1,6 +1,14 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { Aws, Duration, RemovalPolicy, type StackProps, Validations } from "aws-cdk-lib";
+import {
+  Aws,
+  CrossStackReferences,
+  Duration,
+  ReferenceStrength,
+  RemovalPolicy,
+  type StackProps,
+  Validations,
+} from "aws-cdk-lib";
 import {
   AdjustmentType,
   ScalableTarget,
@@ -363,6 +371,8 @@ export class GpuStack extends ReadableStack {
 
   constructor(scope: Construct, id: string, props: GpuStackProps) {
     super(scope, id, props);
+    // Strong references (exports + Fn::ImportValue): the stateful stack cannot drop what the workers use.
+    CrossStackReferences.of(this).consume(ReferenceStrength.STRONG);
     this.fallback = new GpuFallback(this, "Gpu", props);
   }
 }
