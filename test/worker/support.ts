@@ -7,13 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
 import { buildTinyModel, type TinyModelOptions } from "../../worker/src/models/tiny.ts";
-import type { Scheduler, SchedulerFactory } from "../../worker/src/pipeline/scheduler.ts";
+import type { SchedulerFactory } from "../../worker/src/pipeline/scheduler.ts";
 import type { Logger } from "../../worker/src/pipeline/session.ts";
-import { DDIMScheduler } from "../../worker/src/schedulers/ddim.ts";
-import {
-  EulerAncestralDiscreteScheduler,
-  EulerDiscreteScheduler,
-} from "../../worker/src/schedulers/euler.ts";
+import { createScheduler } from "../../worker/src/schedulers/index.ts";
 
 const built = new Map<string, string>();
 
@@ -27,15 +23,8 @@ export function tinyModel(options: TinyModelOptions = {}): string {
   return dir;
 }
 
-export const testSchedulers: SchedulerFactory = (name, config) => {
-  const make = (): unknown => {
-    if (name === "DDIMScheduler") return new DDIMScheduler(config);
-    if (name === "EulerAncestralDiscreteScheduler") return new EulerAncestralDiscreteScheduler(config);
-    if (name === "EulerDiscreteScheduler") return new EulerDiscreteScheduler(config);
-    throw new Error(`test scheduler ${name} not available`);
-  };
-  return make() as Scheduler;
-};
+/** The real scheduler ports (worker/src/schedulers). */
+export const testSchedulers: SchedulerFactory = (name, config) => createScheduler(name, config);
 
 export interface LogLine {
   level: string;

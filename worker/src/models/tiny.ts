@@ -30,6 +30,8 @@ export interface TinyModelOptions {
   controlnets?: readonly string[];
   /** Also write unet_inpaint/ (9 input channels). */
   inpaintUnet?: boolean;
+  /** Width of two extra 3×3 conv layers in the UNet (0 = none): a heavier model for benchmarks. */
+  unetWidth?: number;
   seed?: number;
 }
 
@@ -191,6 +193,15 @@ function buildUnet(o: Opts, inChannels: number): Uint8Array {
     addResidual(residualName("in", i, o), C * mult, TINY.residualLevel[i] as number);
   });
   addResidual(residualName("in", "mid", o), C * TINY.midMult, 3);
+  if (o.unetWidth > 0) {
+    const W = o.unetWidth;
+    const conv3 = (x: string, cin: number, cout: number) =>
+      g.node("Conv", [x, g.random([cout, cin, 3, 3], 1 / Math.sqrt(9 * cin)), g.random([cout], 0.01)], {
+        pads: [1, 1, 1, 1],
+      });
+    const body = g.node("Relu", [conv3(g.node("Relu", [conv3(acc, C, W)]), W, W)]);
+    acc = g.node("Add", [acc, g.conv1x1(body, W, C, 0.2)]);
+  }
   const out = g.conv1x1(g.node("Tanh", [acc]), C, 4, 0.8);
   floatOut(g, out, "out_sample", ["batch", 4, "height", "width"], o);
   return g.encode("unet");
@@ -255,6 +266,7 @@ export function buildTinyModel(dir: string, options: TinyModelOptions = {}): str
       "low_quality",
     ],
     inpaintUnet: false,
+    unetWidth: 0,
     seed: 1234,
     ...options,
   };

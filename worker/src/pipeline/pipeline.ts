@@ -43,7 +43,10 @@ export interface GenerateParams {
 
 export interface StepTiming {
   totalMs: number;
+  /** ONNX Runtime session.run time (ControlNets + UNet). */
   modelMs: number;
+  /** scaleModelInput + step (+ addNoise for inpainting). */
+  schedulerMs: number;
 }
 
 export interface GenerateResult {
@@ -174,7 +177,9 @@ export class ControlNetPipeline {
     const strength = p.init ? p.init.strength : 1;
     if (initLatents && strength < 1) {
       const keep = Math.min(Math.floor(p.steps * strength), p.steps);
-      timesteps = timesteps.slice(Math.max(timesteps.length - Math.max(keep, 1), 0));
+      // diffusers: timesteps[t_start * order:], with order 2 for Heun/KDPM2 (two entries per step).
+      const tStart = Math.max(p.steps - Math.max(keep, 1), 0);
+      timesteps = timesteps.slice(tStart * (scheduler.order ?? 1));
       latents = scheduler.addNoise(initLatents, noise, timesteps[0] as number);
     } else {
       latents = new Float32Array(noise.length);
@@ -218,7 +223,10 @@ export class ControlNetPipeline {
       const stepStart = performance.now();
       const modelBefore = timing.modelMs;
 
+      let schedulerMs = 0;
+      let mark = performance.now();
       const scaled = scheduler.scaleModelInput(latents, t);
+      schedulerMs += performance.now() - mark;
       const modelInput = cfg ? tile(scaled, 2) : scaled;
 
       // ControlNets: residuals summed over every ControlNet. One ControlNet whose scale is applied in
@@ -314,7 +322,9 @@ export class ControlNetPipeline {
         }
       } else noisePred = Float32Array.from(pred);
 
+      mark = performance.now();
       latents = scheduler.step(noisePred, t, latents, { generator, shape: [samples, 4, h, w] }).prevSample;
+      schedulerMs += performance.now() - mark;
 
       // Inpainting with a plain UNet: keep the unmasked area on the init image's noise trajectory.
       if (maskLatent && initLatents && unet.channels !== 9) {
@@ -325,7 +335,11 @@ export class ControlNetPipeline {
           latents[i] = m * (latents[i] as number) + (1 - m) * (known[i] as number);
         }
       }
-      steps.push({ totalMs: performance.now() - stepStart, modelMs: timing.modelMs - modelBefore });
+      steps.push({
+        totalMs: performance.now() - stepStart,
+        modelMs: timing.modelMs - modelBefore,
+        schedulerMs,
+      });
     }
 
     if (p.signal?.aborted) throw new StopError();

@@ -9,6 +9,8 @@ export interface Scheduler {
   setTimesteps(n: number): void;
   readonly timesteps: number[];
   readonly initNoiseSigma: number;
+  /** Timestep entries per step (2 for Heun, KDPM2); 1 when absent. */
+  readonly order?: number;
   scaleModelInput(sample: Float32Array, t: number): Float32Array;
   step(
     modelOutput: Float32Array,
@@ -21,10 +23,8 @@ export interface Scheduler {
 
 export type SchedulerFactory = (name: string, config?: Record<string, unknown>) => Scheduler;
 
-/** Loads createScheduler from worker/src/schedulers/ (written separately). */
+/** createScheduler from worker/src/schedulers/ (the diffusers scheduler ports). */
 export async function loadSchedulerFactory(): Promise<SchedulerFactory> {
-  // A computed specifier: the schedulers are written in parallel and may not exist yet at type-check time.
-  const specifier = "../schedulers/index.ts";
-  const mod = (await import(specifier)) as { createScheduler: SchedulerFactory };
-  return mod.createScheduler;
+  const { createScheduler } = await import("../schedulers/index.ts");
+  return (name, config) => createScheduler(name, config);
 }
