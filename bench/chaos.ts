@@ -114,6 +114,8 @@ export interface ChaosReport {
     };
     s3: { requests: number; writes: number; faulted: number };
     lost_job_states: Record<string, number>;
+    /** Up to 5 undelivered jobs: their state, what was delivered, their notification records. */
+    undelivered_notifications: Record<string, unknown>;
     examples: { lost: string[]; double_sent: string[]; undelivered: string[]; split_identity: string[] };
     shortened_settings: Record<string, string>;
   };
@@ -465,6 +467,20 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       if (!types?.has(`job.${job.status}`)) undelivered.push(job.id);
       if (types && [...types].some((type) => type !== `job.${job.status}`)) contradicting++;
     }
+    // What the product says about the undelivered ones (their notification records), for the report.
+    const undeliveredStates: Record<string, unknown> = {};
+    for (const id of undelivered.slice(0, 5)) {
+      try {
+        const answer = await http.request({ method: "GET", path: `/v1/jobs/${id}/notifications`, headers });
+        undeliveredStates[id] = {
+          job: final.find((j) => j.id === id)?.status,
+          delivered_types: [...(receiver.terminalTypes.get(id) ?? [])],
+          notifications: JSON.parse(await answer.body.text()),
+        };
+      } catch (error) {
+        undeliveredStates[id] = String(error);
+      }
+    }
     const doubleSent = ids.filter((id) => (stats.acceptedByTrackId[id] ?? 0) > 1);
     const split = [...receiver.ids.entries()].filter(([, set]) => set.size > 1).map(([key]) => key);
     const maxConcurrency = Math.max(stats.maxRequestedInFlight, stats.maxInFlight);
@@ -515,6 +531,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         },
         s3: { requests: s3.requests, writes: s3.writes, faulted: s3.faulted },
         lost_job_states: lostStates,
+        undelivered_notifications: undeliveredStates,
         examples: {
           lost: lost.slice(0, 5),
           double_sent: doubleSent.slice(0, 5),

@@ -229,10 +229,7 @@ async function main(): Promise<number> {
     const floorOne = async (index: number): Promise<void> => {
       const fresh = `${sample.slice(0, 16)}${String(index).padStart(10, "0")}`;
       for (const call of script) {
-        const input = JSON.parse(JSON.stringify(call.input).replaceAll(sample, fresh)) as Record<
-          string,
-          unknown
-        >;
+        const input = renamed(call.input, sample, fresh) as Record<string, unknown>;
         const Command = (call.command as { constructor: new (input: unknown) => unknown }).constructor;
         const client = call.client as { send(command: unknown): Promise<unknown> };
         await client.send(new Command(input)).catch(() => undefined);
@@ -455,6 +452,20 @@ async function floorReceive(
       )
       .catch(() => undefined);
   }
+}
+
+/** A deep copy with every string's `from` replaced by `to` (Dates, bytes and numbers kept as they are). */
+function renamed(value: unknown, from: string, to: string): unknown {
+  if (typeof value === "string") return value.replaceAll(from, to);
+  if (Array.isArray(value)) return value.map((v) => renamed(v, from, to));
+  if (value instanceof Date || value instanceof Uint8Array || value === null) return value;
+  if (value instanceof Set) return new Set([...value].map((v) => renamed(v, from, to)));
+  if (typeof value === "object") {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k.replaceAll(from, to), renamed(v, from, to)]),
+    );
+  }
+  return value;
 }
 
 /**

@@ -83,6 +83,7 @@ export function installAwsMeter(): void {
     const input = command.input ?? {};
     if (
       service === "DynamoDB" &&
+      !process.env.AWS_METER_NO_CAPACITY &&
       CAPACITY_OPERATIONS.has(operation) &&
       !("ReturnConsumedCapacity" in input)
     ) {
