@@ -84,7 +84,16 @@ export function workerImage(
   return {
     image: ContainerImage.fromAsset(repoRoot, {
       file: WORKER_DOCKERFILE,
-      exclude: ["node_modules", "**/node_modules", "cdk.out", ".git", ".scratch", "coverage", "*.log"],
+      exclude: [
+        "node_modules",
+        "**/node_modules",
+        "cdk.out",
+        ".git",
+        ".data",
+        ".scratch",
+        "coverage",
+        "*.log",
+      ],
     }),
     asset: true,
   };
