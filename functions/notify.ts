@@ -37,7 +37,11 @@ const deps: NotifyDeps = {
     new S3ObjectStore(createS3Client(), config.OUTPUTS_BUCKET),
     config.OUTPUT_URL_EXPIRY_SECONDS,
   ),
-  settings: { retryScheduleSeconds: config.NOTIFY_RETRY_SCHEDULE_SECONDS, jitter: config.NOTIFY_JITTER },
+  settings: {
+    retryScheduleSeconds: config.NOTIFY_RETRY_SCHEDULE_SECONDS,
+    jitter: config.NOTIFY_JITTER,
+    outboxGraceSeconds: config.NOTIFY_GRACE_SECONDS,
+  },
 };
 
 const processor = new BatchProcessor(EventType.SQS);

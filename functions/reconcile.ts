@@ -37,6 +37,7 @@ const deps = {
     pollMaxSeconds: config.POLL_MAX_SECONDS,
     slotGraceSeconds: config.SLOT_GRACE_SECONDS,
     storingRetrySeconds: config.STORING_TIMEOUT_SECONDS,
+    unknownOutcomeSeconds: config.UNKNOWN_OUTCOME_SECONDS,
     notifyGraceSeconds: config.NOTIFY_GRACE_SECONDS,
   },
   log: (message: string, data: Record<string, unknown>) => logger.warn(message, data),

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
-import { z } from "zod";
+import * as z from "zod";
 import { ConflictError, UnauthorizedError } from "../domain/errors.ts";
 import { parseOrThrow } from "../domain/validation.ts";
 import type {

@@ -159,6 +159,8 @@ export interface NotificationRecord {
   url: string | null;
   state: NotificationState;
   attempts: DeliveryAttempt[];
+  /** The try number the current round of deliveries started at (1, or the first try of a replay). */
+  roundStart?: number;
 }
 
 export interface NotificationStore {
@@ -172,7 +174,7 @@ export interface NotificationStore {
     attempt: DeliveryAttempt,
     state: NotificationState,
   ): Promise<NotificationRecord>;
-  /** Back to pending for a replay (the same id and payload). */
+  /** Back to pending for a replay (the same id and payload); the new round starts at the next try. */
   reopen(record: NotificationRecord): Promise<NotificationRecord>;
 }
 

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { JOB_STATUSES, PROVIDER_CHOICES } from "../domain/job.ts";
 import { checkControlNetRules, controlNetFields } from "./controlnet.ts";
 

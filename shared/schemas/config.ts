@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 
 /**
  * Configuration is read from environment variables once, at cold start. Each function parses only
@@ -165,6 +165,8 @@ export const reconcileConfig = z.object({
   POLL_BASE_SECONDS: int(1, 3_600, 10),
   POLL_MAX_SECONDS: int(1, 3_600, 300),
   SLOT_GRACE_SECONDS: int(1, 3_600, 60),
+  /** A provider request whose outcome is unknown (timeout, crashed dispatcher) fails this long after it was sent. */
+  UNKNOWN_OUTCOME_SECONDS: int(10, 86_400, 600),
 });
 export type ReconcileConfig = z.infer<typeof reconcileConfig>;
 

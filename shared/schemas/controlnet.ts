@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 
 /**
  * The ModelsLab ControlNet request parameters, as listed in the provider's seed

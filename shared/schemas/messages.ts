@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 
 /** Jobs queue: "look at this job and move it forward". The job row, not the message, is the truth. */
 export const dispatchMessageSchema = z.object({

@@ -21,6 +21,8 @@ export interface NotifySettings {
   retryScheduleSeconds: number[];
   /** ± fraction of each wait drawn at random, so retries of many events do not arrive together. */
   jitter: number;
+  /** How long after a try was due the reconciler re-announces a job whose notification stalled. */
+  outboxGraceSeconds: number;
 }
 
 export interface NotifyDeps {
@@ -90,14 +92,66 @@ async function recordJobEvent(deps: NotifyDeps, jobId: string, status: string): 
     attempts: [],
   });
 
-  if (terminal && job.notifyPending) {
-    await deps.jobs.update(job, { notifyPending: false, dueAt: null }).catch((error) => {
-      if (!(error instanceof StaleWriteError)) throw error; // someone else cleared it
-    });
+  if (record.state !== "pending") {
+    await settleOutbox(deps, job.id);
+    return record.state === "no_endpoint" ? "no_endpoint" : "recorded";
   }
-  if (record.state === "no_endpoint") return "no_endpoint";
-  if (record.state !== "pending" || record.attempts.length > 0) return "recorded";
-  return deliver(deps, record, 1, 1);
+  if (record.attempts.length === 0) return deliver(deps, record, 1, 1);
+  // Tried before and still pending: the next try's message may have been lost with a crashed
+  // process. Schedule it again (a duplicate is harmless: each try number is recorded once).
+  await scheduleNextTry(deps, record, record.roundStart ?? 1);
+  return "retrying";
+}
+
+/**
+ * The job's outbox flag stays set until its notification is settled (delivered, gone, failed, or
+ * nowhere to send), so the reconciler re-announces a terminal job whose notification stalled.
+ */
+async function settleOutbox(deps: NotifyDeps, jobId: string): Promise<void> {
+  for (let race = 0; race < 3; race++) {
+    const job = await deps.jobs.get(jobId);
+    if (!job || !isTerminal(job.status) || !job.notifyPending) return;
+    try {
+      await deps.jobs.update(job, { notifyPending: false, dueAt: null });
+      return;
+    } catch (error) {
+      if (!(error instanceof StaleWriteError)) throw error;
+    }
+  }
+}
+
+/** Sends the message of the next try (not before its scheduled time) and moves the outbox's check after it. */
+async function scheduleNextTry(
+  deps: NotifyDeps,
+  record: NotificationRecord,
+  roundStart: number,
+): Promise<void> {
+  const tries = record.attempts.length;
+  const last = record.attempts.at(-1);
+  const base = deps.settings.retryScheduleSeconds[tries - roundStart] ?? 0;
+  const spread = base * deps.settings.jitter * ((deps.random ?? Math.random)() * 2 - 1);
+  const notBefore =
+    (last ? Date.parse(last.at) : deps.clock.now().getTime()) +
+    Math.max(0, Math.round((base + spread) * 1000));
+  const next: NotifyMessage = {
+    kind: "delivery",
+    jobId: record.jobId,
+    notificationId: record.id,
+    attempt: tries + 1,
+    roundStart,
+    notBefore,
+  };
+  const waitMs = Math.max(0, notBefore - deps.clock.now().getTime());
+  await deps.notifyQueue.send(next, { delaySeconds: Math.min(900, Math.ceil(waitMs / 1000)) });
+  // If this message is lost too, the reconciler re-announces the job shortly after the try was due.
+  const job = await deps.jobs.get(record.jobId);
+  if (job && isTerminal(job.status) && job.notifyPending) {
+    await deps.jobs
+      .update(job, { dueAt: notBefore + deps.settings.outboxGraceSeconds * 1000 })
+      .catch((error) => {
+        if (!(error instanceof StaleWriteError)) throw error;
+      });
+  }
 }
 
 async function deliver(
@@ -145,20 +199,10 @@ async function deliver(
   }
 
   if (state === "pending") {
-    const base = deps.settings.retryScheduleSeconds[triesThisRound - 1] ?? 0;
-    const spread = base * deps.settings.jitter * ((deps.random ?? Math.random)() * 2 - 1);
-    const waitMs = Math.max(0, Math.round((base + spread) * 1000));
-    const next: NotifyMessage = {
-      kind: "delivery",
-      jobId: updated.jobId,
-      notificationId: updated.id,
-      attempt: attempt + 1,
-      roundStart,
-      notBefore: sentAt.getTime() + waitMs,
-    };
-    await deps.notifyQueue.send(next, { delaySeconds: Math.min(900, Math.ceil(waitMs / 1000)) });
+    await scheduleNextTry(deps, updated, roundStart);
     return "retrying";
   }
+  await settleOutbox(deps, updated.jobId);
   if (state === "failed") {
     await deps.deadLetters.send({
       kind: "notification-exhausted",
@@ -191,7 +235,7 @@ export async function replayNotification(
   record: NotificationRecord,
 ): Promise<NotificationRecord> {
   const reopened = record.state === "pending" ? record : await deps.notifications.reopen(record);
-  const attempt = reopened.attempts.length + 1;
+  const attempt = reopened.roundStart ?? reopened.attempts.length + 1;
   const message: NotifyMessage = {
     kind: "delivery",
     jobId: reopened.jobId,

@@ -8,6 +8,7 @@ import { sendJobEvent } from "./lifecycle.ts";
 import {
   backoffSeconds,
   closeCurrentAttempt,
+  currentAttempt,
   type ProviderState,
   providerState,
 } from "./provider-attempts.ts";
@@ -20,6 +21,8 @@ export interface ReconcileSettings {
   pollMaxSeconds: number;
   /** A capacity slot held this long by a job that is no longer processing is released. */
   slotGraceSeconds: number;
+  /** A job whose provider request has an unknown outcome is failed this long after it was sent (default 600). */
+  unknownOutcomeSeconds?: number;
   /** A job stuck in storing this long is handed back to finalize (default 60). */
   storingRetrySeconds?: number;
   /** A terminal job whose notification is still pending is re-announced this often (default 60). */
@@ -153,7 +156,24 @@ async function reconcileJob(
   const dueAt = Math.min(nextCheck, Date.parse(job.deadlineAt));
 
   if (state.phase !== "accepted" || !state.providerId || !deps.provider || !deps.resultsQueue) {
-    // No provider id (the POST's outcome is unknown): only the callback or the deadline can settle it.
+    // No provider id: the POST timed out, or its dispatcher died mid-call. Only a callback can tell
+    // whether the provider took it; re-posting could bill twice. Past the window in which any real
+    // job would have called back, give up on it and free its capacity slot.
+    const started = Date.parse(currentAttempt(job)?.started_at ?? job.updatedAt);
+    if (now.getTime() - started >= (settings.unknownOutcomeSeconds ?? 600) * 1000) {
+      await deps.jobs.transition(job, "failed", {
+        attempts: closeCurrentAttempt(job, "failed", now, "provider outcome unknown"),
+        error: {
+          code: "PROVIDER_OUTCOME_UNKNOWN",
+          message:
+            "The provider request's outcome could not be learned (no answer, no callback); it was not re-sent to avoid double billing.",
+        },
+      });
+      await deps.gate?.release(job.id);
+      report.expired++;
+      return;
+    }
+    // Until then only the callback or the deadline can settle it.
     await deps.jobs.update(job, {
       dueAt,
       providerState: { ...state, checks } as unknown as Record<string, unknown>,

@@ -253,7 +253,11 @@ export class InMemoryNotificationStore implements NotificationStore {
   }
 
   async reopen(record: NotificationRecord): Promise<NotificationRecord> {
-    return this.write(record, (stored) => ({ ...stored, state: "pending" }));
+    return this.write(record, (stored) => ({
+      ...stored,
+      state: "pending",
+      roundStart: stored.attempts.length + 1,
+    }));
   }
 
   private write(

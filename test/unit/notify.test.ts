@@ -39,7 +39,7 @@ function setup(options: { now?: Date; schedule?: number[]; fallback?: number | n
     sender,
     clock,
     present: async (job) => presentJob(job),
-    settings: { retryScheduleSeconds: options.schedule ?? SCHEDULE, jitter: 0 },
+    settings: { retryScheduleSeconds: options.schedule ?? SCHEDULE, jitter: 0, outboxGraceSeconds: 60 },
     random: () => 0.5,
   };
   tenants.tenants.set("tenant-a", {
@@ -343,7 +343,7 @@ describe("notify: deliveries and retries", () => {
 
   it("jitter spreads each wait by at most ± the configured fraction", async () => {
     const env = setup();
-    env.deps.settings = { retryScheduleSeconds: [100], jitter: 0.2 };
+    env.deps.settings = { retryScheduleSeconds: [100], jitter: 0.2, outboxGraceSeconds: 60 };
     env.deps.random = () => 1; // the top of the range: +20 %
     env.sender.answer(500);
     const job = terminalJob(env);

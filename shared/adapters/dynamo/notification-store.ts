@@ -15,20 +15,24 @@ import type {
 } from "../../ports/index.ts";
 import { notificationKey, TTL_ATTRIBUTE } from "./table-design.ts";
 
-const FIELDS = [
-  "id",
-  "jobId",
-  "tenantId",
-  "type",
-  "createdAt",
-  "payload",
-  "url",
-  "state",
-  "attempts",
-] as const;
+const FIELDS = ["jobId", "type", "createdAt", "payload", "url", "state", "attempts", "roundStart"] as const;
+
+/**
+ * `id` and `tenantId` are stored under other names: they are the key attributes of the tenant's job
+ * indexes, and a notification must never appear in a tenant's job list.
+ */
+const toItem = ({ id, tenantId, ...rest }: NotificationRecord) => ({
+  ...rest,
+  notificationId: id,
+  ownerTenantId: tenantId,
+});
 
 const fromItem = (item: Record<string, unknown>): NotificationRecord =>
-  Object.fromEntries(FIELDS.map((field) => [field, item[field] ?? null])) as unknown as NotificationRecord;
+  ({
+    ...Object.fromEntries(FIELDS.map((field) => [field, item[field] ?? (field === "roundStart" ? 1 : null)])),
+    id: item.notificationId,
+    tenantId: item.ownerTenantId,
+  }) as unknown as NotificationRecord;
 
 /** Notification records in the jobs table, next to their job (one Query lists a job's notifications). */
 export class DynamoNotificationStore implements NotificationStore {
@@ -47,8 +51,8 @@ export class DynamoNotificationStore implements NotificationStore {
           TableName: this.tableName,
           Item: {
             ...notificationKey(record.jobId, record.id),
-            type_: "notification",
-            ...record,
+            kind: "notification",
+            ...toItem(record),
             [TTL_ATTRIBUTE]: Math.floor(Date.parse(record.createdAt) / 1000) + this.retentionDays * 86_400,
           },
           ConditionExpression: "attribute_not_exists(pk)",
@@ -94,7 +98,10 @@ export class DynamoNotificationStore implements NotificationStore {
   }
 
   async reopen(record: NotificationRecord): Promise<NotificationRecord> {
-    return this.write(record, "SET #state = :state", { ":state": "pending" });
+    return this.write(record, "SET #state = :state, roundStart = :round", {
+      ":state": "pending",
+      ":round": record.attempts.length + 1,
+    });
   }
 
   /** Guarded on the tries seen: a duplicate queue message cannot record the same try twice. */
