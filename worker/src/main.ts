@@ -1,7 +1,7 @@
 /**
  * ECS entry point: configuration from the environment (parsed once), startWorker(), SIGTERM drain.
  */
-import { z } from "zod";
+import * as z from "zod";
 import { jsonLogger, startWorker } from "./start.ts";
 
 const optionalString = z

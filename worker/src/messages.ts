@@ -2,7 +2,7 @@
  * The fallback queue's message: one job for the self-hosted worker. The orchestrator sends it with the
  * request already validated by the public API.
  */
-import { z } from "zod";
+import * as z from "zod";
 import { controlNetRequestSchema } from "../../shared/schemas/controlnet.ts";
 
 export const workerJobMessageSchema = z.object({
