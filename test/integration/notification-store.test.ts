@@ -160,7 +160,8 @@ describe("DynamoNotificationStore", () => {
     const failed = await store.recordAttempt(created, attempt(1), "failed");
 
     const reopened = await store.reopen(failed);
-    expect(reopened).toEqual({ ...failed, state: "pending" });
+    // The replay is a new round of tries, starting after the ones already made.
+    expect(reopened).toEqual({ ...failed, state: "pending", roundStart: failed.attempts.length + 1 });
     expect(await store.get(JOB_A, created.id)).toEqual(reopened);
 
     // Another try landed meanwhile: a reopen from the older view is refused.

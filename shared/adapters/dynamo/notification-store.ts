@@ -29,7 +29,12 @@ const toItem = ({ id, tenantId, ...rest }: NotificationRecord) => ({
 
 const fromItem = (item: Record<string, unknown>): NotificationRecord =>
   ({
-    ...Object.fromEntries(FIELDS.map((field) => [field, item[field] ?? (field === "roundStart" ? 1 : null)])),
+    ...Object.fromEntries(
+      FIELDS.filter((field) => field in item || field !== "roundStart").map((field) => [
+        field,
+        item[field] ?? null,
+      ]),
+    ),
     id: item.notificationId,
     tenantId: item.ownerTenantId,
   }) as unknown as NotificationRecord;
