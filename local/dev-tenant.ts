@@ -2,8 +2,7 @@ import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { DynamoTenantStore } from "../shared/adapters/dynamo/tenant-store.ts";
 import { ConflictError } from "../shared/domain/errors.ts";
 import { sha256Hex } from "../shared/domain/hash.ts";
-import { newWebhookSecret } from "../shared/http/api.ts";
-import { newApiKey } from "../shared/usecases/authenticate.ts";
+import { newApiKey, newWebhookSecret } from "../shared/usecases/authenticate.ts";
 
 export const DEV_TENANT_ID = "dev";
 

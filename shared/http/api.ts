@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import * as z from "zod";
 import { ConflictError, UnauthorizedError } from "../domain/errors.ts";
@@ -11,6 +11,7 @@ import type {
   Queue,
   WebhookSettingsStore,
 } from "../ports/index.ts";
+import { newWebhookSecret } from "../usecases/authenticate.ts";
 import { cancelJob } from "../usecases/cancel-job.ts";
 import { replayNotification } from "../usecases/notify.ts";
 import type { JobPresenter } from "../usecases/present-job.ts";
@@ -68,9 +69,6 @@ const presentNotification = (record: NotificationRecord) => ({
   state: record.state,
   attempts: record.attempts,
 });
-
-/** A new Standard Webhooks signing secret: `whsec_` + base64 of 32 random bytes. */
-export const newWebhookSecret = (): string => `whsec_${randomBytes(32).toString("base64")}`;
 
 export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Promise<HttpResponse> {
   let openApi: string | undefined;

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { sha256Hex } from "../domain/hash.ts";
-import type { Tenant, TenantStore } from "../ports/index.ts";
+import type { Tenant, TenantStore, WebhookSettingsStore } from "../ports/index.ts";
 
 const BEARER = /^Bearer ([\x21-\x7E]{16,256})$/;
 
@@ -17,12 +17,24 @@ export async function authenticate(
 /** A new API key: shown once to its owner, stored only as its sha256. */
 export const newApiKey = (): string => `cnk_${randomBytes(24).toString("base64url")}`;
 
+/** A new Standard Webhooks signing secret: `whsec_` + base64 of 32 random bytes. */
+export const newWebhookSecret = (): string => `whsec_${randomBytes(32).toString("base64")}`;
+
+/**
+ * Creates a tenant with its first API key and webhook signing secret. Both are returned once: the key
+ * is stored only as a hash, the secret only where the notifier can sign with it.
+ */
 export async function createTenant(
-  tenants: TenantStore,
+  tenants: TenantStore & WebhookSettingsStore,
   tenant: Tenant,
-  apiKey: string = newApiKey(),
-): Promise<{ tenant: Tenant; apiKey: string }> {
+  options: { apiKey?: string; webhookSecret?: string; webhookUrl?: string | null; now?: Date } = {},
+): Promise<{ tenant: Tenant; apiKey: string; webhookSecret: string }> {
+  const apiKey = options.apiKey ?? newApiKey();
+  const webhookSecret = options.webhookSecret ?? newWebhookSecret();
+  const now = options.now ?? new Date();
   await tenants.createTenant(tenant);
   await tenants.addApiKey(tenant.id, sha256Hex(apiKey));
-  return { tenant, apiKey };
+  await tenants.addWebhookSecret(tenant.id, webhookSecret, now, now);
+  if (options.webhookUrl) await tenants.setWebhookUrl(tenant.id, options.webhookUrl);
+  return { tenant, apiKey, webhookSecret };
 }

@@ -1,0 +1,53 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createDocumentClient } from "../../shared/adapters/dynamo/client.ts";
+import { DynamoTenantStore } from "../../shared/adapters/dynamo/tenant-store.ts";
+import { authenticate, createTenant } from "../../shared/usecases/authenticate.ts";
+import {
+  createTestTable,
+  type Emulators,
+  LOCAL_CREDENTIALS,
+  LOCAL_REGION,
+  startEmulators,
+} from "../support/emulators.ts";
+
+let emulators: Emulators;
+let tenants: DynamoTenantStore;
+
+beforeAll(async () => {
+  emulators = await startEmulators();
+  await createTestTable(emulators.dynamoEndpoint, "tenants");
+  const doc = createDocumentClient({
+    endpoint: emulators.dynamoEndpoint,
+    region: LOCAL_REGION,
+    credentials: LOCAL_CREDENTIALS,
+  });
+  tenants = new DynamoTenantStore(doc, "tenants");
+});
+afterAll(async () => {
+  await emulators?.stop();
+});
+
+describe("createTenant", () => {
+  it("creates a tenant whose API key authenticates and whose webhook secret signs", async () => {
+    const created = await createTenant(
+      tenants,
+      { id: "acme", name: "Acme", createdAt: new Date().toISOString() },
+      {
+        webhookUrl: "https://hooks.acme.example/controlnet",
+      },
+    );
+    expect(created.apiKey).toMatch(/^cnk_/);
+    expect(created.webhookSecret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/);
+    expect((await authenticate(tenants, `Bearer ${created.apiKey}`))?.id).toBe("acme");
+    expect(await authenticate(tenants, "Bearer cnk_not-the-key-at-all-0000")).toBeNull();
+    const settings = await tenants.getWebhookSettings("acme");
+    expect(settings.url).toBe("https://hooks.acme.example/controlnet");
+    expect(settings.secrets.map((s) => s.secret)).toEqual([created.webhookSecret]);
+  });
+
+  it("refuses a second tenant with the same id", async () => {
+    await expect(
+      createTenant(tenants, { id: "acme", name: "Again", createdAt: new Date().toISOString() }),
+    ).rejects.toMatchObject({ code: "TENANT_EXISTS" });
+  });
+});

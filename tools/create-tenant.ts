@@ -1,0 +1,44 @@
+/**
+ * Creates a tenant in a deployed (or local) stack and prints its API key and webhook signing secret —
+ * the only time either is shown.
+ *
+ *   npm run tenant:create -- --table <TableName> --id acme [--name "Acme Inc."] [--webhook https://…]
+ *
+ * Uses the standard AWS credential chain and region (AWS_PROFILE, AWS_REGION, ...). The table name is
+ * in the stateful stack's resources (logical id JobsTable).
+ */
+import { parseArgs } from "node:util";
+import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
+import { DynamoTenantStore } from "../shared/adapters/dynamo/tenant-store.ts";
+import { createTenant } from "../shared/usecases/authenticate.ts";
+
+const { values } = parseArgs({
+  options: {
+    table: { type: "string" },
+    id: { type: "string" },
+    name: { type: "string" },
+    webhook: { type: "string" },
+  },
+});
+if (!values.table || !values.id || !/^[a-z0-9][a-z0-9-]{1,62}$/.test(values.id)) {
+  console.error(
+    "usage: npm run tenant:create -- --table <TableName> --id <lower-case-id> [--name <name>] [--webhook <url>]",
+  );
+  process.exit(2);
+}
+const doc = createDocumentClient();
+try {
+  const { apiKey, webhookSecret } = await createTenant(
+    new DynamoTenantStore(doc, values.table),
+    { id: values.id, name: values.name ?? values.id, createdAt: new Date().toISOString() },
+    { webhookUrl: values.webhook ?? null },
+  );
+  console.log(
+    JSON.stringify({ tenant_id: values.id, api_key: apiKey, webhook_secret: webhookSecret }, null, 2),
+  );
+  console.error(
+    "Store both now: they are not shown again (rotate the secret with POST /v1/webhook/secret/rotate).",
+  );
+} finally {
+  doc.destroy();
+}
