@@ -1,5 +1,8 @@
 import { TransactionCanceledException } from "@aws-sdk/client-dynamodb";
 import {
+  BatchGetCommand,
+  type BatchGetCommandOutput,
+  DeleteCommand,
   type DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
@@ -9,7 +12,7 @@ import {
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { createDocumentClient } from "../../shared/adapters/dynamo/client.ts";
 import { DynamoJobStore, dueShardOf, encodeCursor } from "../../shared/adapters/dynamo/job-store.ts";
-import { idempotencyKey, jobKey } from "../../shared/adapters/dynamo/table-design.ts";
+import { INDEXES, idempotencyKey, jobKey } from "../../shared/adapters/dynamo/table-design.ts";
 import {
   ConflictError,
   StaleWriteError,
@@ -86,6 +89,29 @@ const rawItem = async (key: Record<string, string>) =>
   (await doc.send(new GetCommand({ TableName: table, Key: key, ConsistentRead: true }))).Item;
 
 const allItems = async () => (await doc.send(new ScanCommand({ TableName: table }))).Items ?? [];
+
+const indexItems = async (index: keyof typeof INDEXES) =>
+  (await doc.send(new ScanCommand({ TableName: table, IndexName: INDEXES[index].name }))).Items ?? [];
+
+type Send = (command: unknown) => Promise<unknown>;
+
+/**
+ * Intercepts the store's BatchGetItem calls: `around` sees each one with the real `send`, and decides
+ * what it answers. Restored by the returned function.
+ */
+function interceptBatchGet(around: (command: BatchGetCommand, send: Send) => Promise<unknown>): {
+  calls: BatchGetCommand[];
+  restore: () => void;
+} {
+  const send = doc.send.bind(doc) as Send;
+  const calls: BatchGetCommand[] = [];
+  const spy = vi.spyOn(doc, "send").mockImplementation(((command: unknown) => {
+    if (!(command instanceof BatchGetCommand)) return send(command);
+    calls.push(command);
+    return around(command, send);
+  }) as never);
+  return { calls, restore: () => spy.mockRestore() };
+}
 
 describe("create and get", () => {
   it("writes the job with its index attributes and reads it back unchanged", async () => {
@@ -198,6 +224,21 @@ describe("create with an idempotency key", () => {
   });
 });
 
+describe("index projections", () => {
+  it("keeps only keys in byTenant and byTenantStatus, and status/notifyPending in due", async () => {
+    const job = buildJob({ providerState: { eta: 12 }, webhook: "https://c/hook" });
+    await store.create(job);
+    const keys = { pk: `JOB#${job.id}`, sk: "JOB" };
+    expect(await indexItems("byTenant")).toEqual([{ ...keys, tenantId: "tenant-a", id: job.id }]);
+    expect(await indexItems("byTenantStatus")).toEqual([
+      { ...keys, tenantStatus: "tenant-a#queued", id: job.id },
+    ]);
+    expect(await indexItems("due")).toEqual([
+      { ...keys, dueShard: dueShardOf(job.id, 4), dueAt: job.dueAt, status: "queued" },
+    ]);
+  });
+});
+
 describe("listByTenant", () => {
   async function seed(): Promise<Job[]> {
     const statuses: JobStatus[] = [
@@ -274,6 +315,109 @@ describe("listByTenant", () => {
     const error = await store.listByTenant("tenant-a", { limit: 5, cursor }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ValidationError);
     expect(error).toMatchObject({ code: "INVALID_CURSOR", details: [{ path: "cursor" }] });
+  });
+
+  it("reads the page from the table in index order, consistently, with one BatchGetItem", async () => {
+    const jobs = await seed();
+    const { calls, restore } = interceptBatchGet((command, send) => send(command));
+    try {
+      const page = await store.listByTenant("tenant-a", { limit: 4 });
+      expect(page.jobs).toEqual([jobs[6], jobs[5], jobs[4], jobs[3]]);
+    } finally {
+      restore();
+    }
+    expect(calls).toHaveLength(1);
+    expect(calls[0]?.input.RequestItems?.[table]).toMatchObject({ ConsistentRead: true });
+    expect(calls[0]?.input.RequestItems?.[table]?.Keys).toHaveLength(4);
+  });
+
+  it("drops a job that vanished between the index query and the read, and keeps paging", async () => {
+    const jobs = await seed();
+    const gone = jobs[5];
+    const { restore } = interceptBatchGet(async (command, send) => {
+      await send(new DeleteCommand({ TableName: table, Key: jobKey(gone?.id ?? "") }));
+      return send(command);
+    });
+    try {
+      const page = await store.listByTenant("tenant-a", { limit: 3 });
+      expect(page.jobs.map((j) => j.id)).toEqual([jobs[6]?.id, jobs[4]?.id]);
+      // The cursor still follows the index: the next page starts after the third id listed.
+      const next = await store.listByTenant("tenant-a", { limit: 3, cursor: page.nextCursor ?? "" });
+      expect(next.jobs.map((j) => j.id)).toEqual([jobs[3]?.id, jobs[2]?.id, jobs[1]?.id]);
+    } finally {
+      restore();
+    }
+  });
+
+  it("leaves out a job whose status changed since the status index listed it", async () => {
+    const jobs = await seed();
+    const moved = jobs[6] as Job;
+    let once = true;
+    const { restore } = interceptBatchGet(async (command, send) => {
+      if (once) {
+        once = false;
+        const item = (await rawItem(jobKey(moved.id))) ?? {};
+        await send(new PutCommand({ TableName: table, Item: { ...item, status: "processing" } }));
+      }
+      return send(command);
+    });
+    try {
+      const page = await store.listByTenant("tenant-a", { status: "queued", limit: 10 });
+      expect(page.jobs.map((j) => j.id)).toEqual([jobs[4]?.id, jobs[2]?.id, jobs[0]?.id]);
+    } finally {
+      restore();
+    }
+  });
+
+  it("retries the keys BatchGetItem leaves unprocessed, and gives up after a bounded number", async () => {
+    const jobs = await seed();
+    // First answer: only the first key read, the rest unprocessed.
+    let first = true;
+    const partial = interceptBatchGet(async (command, send) => {
+      const request = command.input.RequestItems?.[table];
+      const keys = request?.Keys ?? [];
+      if (!first || keys.length < 2) return send(command);
+      first = false;
+      const out = (await send(
+        new BatchGetCommand({ RequestItems: { [table]: { ...request, Keys: keys.slice(0, 1) } } }),
+      )) as BatchGetCommandOutput;
+      return { ...out, UnprocessedKeys: { [table]: { ...request, Keys: keys.slice(1) } } };
+    });
+    try {
+      const page = await store.listByTenant("tenant-a", { limit: 5 });
+      expect(page.jobs).toEqual([jobs[6], jobs[5], jobs[4], jobs[3], jobs[2]]);
+      expect(partial.calls).toHaveLength(2);
+      expect(partial.calls[1]?.input.RequestItems?.[table]?.Keys).toHaveLength(4);
+    } finally {
+      partial.restore();
+    }
+
+    const never = interceptBatchGet(async (command) => ({
+      Responses: { [table]: [] },
+      UnprocessedKeys: { [table]: command.input.RequestItems?.[table] },
+      $metadata: {},
+    }));
+    try {
+      const error = await store.listByTenant("tenant-a", { limit: 2 }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(UnavailableError);
+      expect(error).toMatchObject({ code: "STORE_UNAVAILABLE" });
+      expect(never.calls).toHaveLength(5);
+    } finally {
+      never.restore();
+    }
+  });
+
+  it("reads a page of more than 100 jobs in chunks of 100", async () => {
+    const jobs = Array.from({ length: 105 }, () => buildJob({ tenantId: "tenant-big" }));
+    for (const job of jobs) await store.create(job);
+    const { calls, restore } = interceptBatchGet((command, send) => send(command));
+    try {
+      const page = await store.listByTenant("tenant-big", { limit: 105 });
+      expect(page.jobs.map((j) => j.id)).toEqual(jobs.map((j) => j.id).reverse());
+    } finally {
+      restore();
+    }
+    expect(calls.map((c) => c.input.RequestItems?.[table]?.Keys?.length)).toEqual([100, 5]);
   });
 
   it("accepts its own cursor format", async () => {
@@ -379,12 +523,8 @@ describe("transition and update", () => {
     const job = buildJob();
     await store.create(job);
     const later = await store.update(job, { dueAt: NOW.getTime() + 99_000 });
-    expect(later).toEqual({
-      ...job,
-      version: 2,
-      updatedAt: NOW.toISOString(),
-      dueAt: NOW.getTime() + 99_000,
-    });
+    // Bookkeeping only: the client-visible updatedAt stays as it was.
+    expect(later).toEqual({ ...job, version: 2, dueAt: NOW.getTime() + 99_000 });
     const cleared = await store.update(later, { dueAt: null, providerState: undefined });
     expect(cleared.dueAt).toBeNull();
     expect(await rawItem(jobKey(job.id))).not.toHaveProperty("dueShard");
@@ -430,6 +570,59 @@ describe("findDue", () => {
       }),
     );
     expect(await store.findDue(NOW, 10)).toEqual([]);
+  });
+
+  it("returns a terminal job whose notification is pending, read in full from the table", async () => {
+    const t = NOW.getTime();
+    const running = buildJob({ dueAt: t - 2_000, providerState: { eta: 3 } });
+    const notifying = buildJob({ dueAt: t - 1_000 });
+    const done = buildJob({ dueAt: t - 3_000 });
+    for (const job of [running, notifying, done]) await store.create(job);
+    const stored = await store.transition(notifying, "failed", { notifyPending: true, dueAt: t - 1_000 });
+    await store.transition(done, "failed");
+    expect(await indexItems("due")).toContainEqual(expect.objectContaining({ notifyPending: true }));
+    expect(await store.findDue(NOW, 10)).toEqual([running, stored]);
+  });
+
+  it("checks the selected jobs again against the table: one finished meanwhile is left out", async () => {
+    const t = NOW.getTime();
+    const jobs = [3, 2, 1].map((n) => buildJob({ dueAt: t - n * 1_000 }));
+    for (const job of jobs) await store.create(job);
+    const [first, second, third] = jobs as [Job, Job, Job];
+    const { calls, restore } = interceptBatchGet(async (command, send) => {
+      const item = (await rawItem(jobKey(second.id))) ?? {};
+      // The table moved on after the index was read (a lagging index, or a race with a worker).
+      const { dueAt: _dueAt, dueShard: _dueShard, ...rest } = item;
+      await send(new PutCommand({ TableName: table, Item: { ...rest, status: "cancelled" } }));
+      return send(command);
+    });
+    try {
+      const found = await store.findDue(NOW, 10);
+      expect(found.map((j) => j.id)).toEqual([first.id, third.id]);
+    } finally {
+      restore();
+    }
+    expect(calls).toHaveLength(1);
+    expect(calls[0]?.input.RequestItems?.[table]).toMatchObject({ ConsistentRead: true });
+    // Oldest first, limited before the read: only the selected jobs are read.
+    const { calls: limited, restore: restoreLimited } = interceptBatchGet((command, send) => send(command));
+    try {
+      expect((await store.findDue(NOW, 1)).map((j) => j.id)).toEqual([first.id]);
+    } finally {
+      restoreLimited();
+    }
+    expect(limited[0]?.input.RequestItems?.[table]?.Keys).toEqual([jobKey(first.id)]);
+  });
+
+  it("does not read the table when nothing is due", async () => {
+    await store.create(buildJob({ dueAt: NOW.getTime() + 1_000 }));
+    const { calls, restore } = interceptBatchGet((command, send) => send(command));
+    try {
+      expect(await store.findDue(NOW, 10)).toEqual([]);
+    } finally {
+      restore();
+    }
+    expect(calls).toHaveLength(0);
   });
 });
 

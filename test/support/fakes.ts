@@ -1,9 +1,13 @@
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
+import type { BreakerSettings } from "../../shared/adapters/dynamo/circuit-breaker.ts";
+import { touchesPublicFields } from "../../shared/adapters/dynamo/job-store.ts";
 import { StaleWriteError } from "../../shared/domain/errors.ts";
 import type { LifecycleEvent } from "../../shared/domain/events.ts";
 import { assertTransition, isTerminal, type Job, type JobStatus } from "../../shared/domain/job.ts";
 import type {
+  BreakerState,
   CapacityGate,
+  CircuitBreaker,
   Clock,
   CreateJobResult,
   DeliveryAttempt,
@@ -105,7 +109,9 @@ export class InMemoryJobStore implements JobStore {
       ...stored,
       ...patch,
       version: stored.version + 1,
-      updatedAt: this.clock.now().toISOString(),
+      updatedAt: touchesPublicFields(stored.status, patch.status ?? stored.status, patch)
+        ? this.clock.now().toISOString()
+        : stored.updatedAt,
     };
     if (isTerminal(next.status) && typeof patch.dueAt !== "number") next.dueAt = null;
     this.jobs.set(job.id, structuredClone(next));
@@ -180,6 +186,56 @@ export class InMemoryCapacityGate implements CapacityGate {
 
   async holders(): Promise<Record<string, number>> {
     return Object.fromEntries(this.slots);
+  }
+}
+
+/** The circuit breaker with the DynamoDB breaker's semantics (sliding window, one probe when half-open). */
+export class InMemoryCircuitBreaker implements CircuitBreaker {
+  failures: number[] = [];
+  openedAt: number | null = null;
+  probeAt: number | null = null;
+
+  constructor(
+    public settings: BreakerSettings = { failureThreshold: 3, windowSeconds: 60, coolDownSeconds: 30 },
+  ) {}
+
+  async state(now: Date): Promise<BreakerState> {
+    if (this.openedAt === null) return "closed";
+    return now.getTime() < this.openedAt + this.settings.coolDownSeconds * 1000 ? "open" : "half-open";
+  }
+
+  async claimProbe(now: Date): Promise<boolean> {
+    const cooled = now.getTime() - this.settings.coolDownSeconds * 1000;
+    if (this.openedAt === null || this.openedAt > cooled) return false;
+    if (this.probeAt !== null && this.probeAt > cooled) return false;
+    this.probeAt = now.getTime();
+    return true;
+  }
+
+  async record(outcome: "success" | "failure", now: Date, probe = false): Promise<void> {
+    const t = now.getTime();
+    if (probe) {
+      if (this.probeAt === null) return;
+      this.probeAt = null;
+      if (outcome === "success") {
+        this.openedAt = null;
+        this.failures = [];
+      } else this.openedAt = t;
+      return;
+    }
+    if (outcome === "success") return;
+    this.failures.push(t);
+    this.failures = this.failures.filter((at) => at > t - this.settings.windowSeconds * 1000);
+    if (this.failures.length >= this.settings.failureThreshold && this.openedAt === null) {
+      this.openedAt = t;
+      this.probeAt = null;
+    }
+  }
+
+  /** Opens it now (tests). */
+  open(now: Date): void {
+    this.openedAt = now.getTime();
+    this.probeAt = null;
   }
 }
 
@@ -382,6 +438,11 @@ export class InMemoryObjectStore implements ObjectStore {
       bytes: object.body.length,
       metadata: { ...object.metadata },
     };
+  }
+
+  async get(key: string): Promise<Readable | null> {
+    const object = this.objects.get(key);
+    return object ? Readable.from([object.body]) : null;
   }
 
   async presignGet(key: string, expiresSeconds: number): Promise<string> {

@@ -1,5 +1,6 @@
 import { ConditionalCheckFailedException, TransactionCanceledException } from "@aws-sdk/client-dynamodb";
 import {
+  BatchGetCommand,
   type DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
@@ -28,7 +29,7 @@ import {
   systemClock,
 } from "../../ports/index.ts";
 import { isTransientAwsError } from "./client.ts";
-import { DUE_SHARDS, INDEXES, idempotencyKey, jobKey, TTL_ATTRIBUTE } from "./table-design.ts";
+import { DUE_SHARDS, INDEXES, idempotencyKey, jobKey, TABLE_KEYS, TTL_ATTRIBUTE } from "./table-design.ts";
 
 export interface DynamoJobStoreOptions {
   /** Partitions of the sparse `due` index; must match what earlier writers used (table-design DUE_SHARDS). */
@@ -45,6 +46,12 @@ const PATCH_FIELDS = ["attempts", "outputs", "error", "providerState", "notifyPe
 
 const CURSOR_VERSION = 1;
 const MAX_CURSOR_LENGTH = 200;
+/** BatchGetItem reads at most 100 items per request. */
+const BATCH_GET_MAX_KEYS = 100;
+/** Requests per chunk of a BatchGetItem before keys DynamoDB keeps leaving unprocessed fail the read. */
+const BATCH_GET_ATTEMPTS = 5;
+const JOB_PK_PREFIX = jobKey("").pk;
+
 /** Bounded retries of a transaction that lost to a concurrent one on the same item. */
 const TRANSACTION_CONFLICT_ATTEMPTS = 3;
 
@@ -189,12 +196,20 @@ export class DynamoJobStore implements JobStore {
       };
     }
     try {
+      // The indexes hold ids only (KEYS_ONLY): select the page there, read the jobs from the table.
       const out = await this.doc.send(new QueryCommand(input));
+      const ids = (out.Items ?? []).map((item) => item[index.sortKey]).filter(isString);
+      const found = await this.readJobs(ids);
+      const jobs: Job[] = [];
+      for (const id of ids) {
+        const job = found.get(id);
+        // Gone since the index listed it (TTL), or (index lag) no longer in the status asked for.
+        if (!job || job.tenantId !== tenantId) continue;
+        if (byStatus && job.status !== query.status) continue;
+        jobs.push(job);
+      }
       const lastId = out.LastEvaluatedKey?.[index.sortKey];
-      return {
-        jobs: (out.Items ?? []).map(fromItem),
-        nextCursor: typeof lastId === "string" ? encodeCursor(lastId) : null,
-      };
+      return { jobs, nextCursor: typeof lastId === "string" ? encodeCursor(lastId) : null };
     } catch (error) {
       throw this.wrap(error, "listByTenant");
     }
@@ -210,14 +225,32 @@ export class DynamoJobStore implements JobStore {
     return this.write(job, job.status, patch);
   }
 
+  /**
+   * The `due` index carries only its keys, `status` and `notifyPending`: the selection (which jobs,
+   * oldest first) is made on it, then the selected jobs are read from the table and checked again,
+   * since the index lags the table.
+   */
   async findDue(now: Date, limit: number): Promise<Job[]> {
     if (limit < 1) return [];
+    const nowMs = now.getTime();
     const shards = Array.from({ length: this.dueShards }, (_, i) => String(i));
-    const perShard = await Promise.all(shards.map((shard) => this.dueInShard(shard, now.getTime(), limit)));
-    return perShard
+    const perShard = await Promise.all(shards.map((shard) => this.dueInShard(shard, nowMs, limit)));
+    const selected = perShard
       .flat()
-      .sort((a, b) => (a.dueAt ?? 0) - (b.dueAt ?? 0) || (a.id < b.id ? -1 : 1))
+      .sort((a, b) => a.dueAt - b.dueAt || (a.id < b.id ? -1 : 1))
       .slice(0, limit);
+    let found: Map<string, Job>;
+    try {
+      found = await this.readJobs(selected.map((entry) => entry.id));
+    } catch (error) {
+      throw this.wrap(error, "findDue");
+    }
+    const jobs: Job[] = [];
+    for (const { id } of selected) {
+      const job = found.get(id);
+      if (job && isDue(job, nowMs)) jobs.push(job);
+    }
+    return jobs;
   }
 
   /** One UpdateItem, guarded by the status and version the caller read: the write is all or nothing. */
@@ -225,16 +258,21 @@ export class DynamoJobStore implements JobStore {
     const names: Record<string, string> = {
       "#status": "status",
       "#version": "version",
-      "#updatedAt": "updatedAt",
     };
     const values: Record<string, unknown> = {
       ":from": job.status,
       ":version": job.version,
       ":to": to,
       ":one": 1,
-      ":now": this.clock.now().toISOString(),
     };
-    const set = ["#status = :to", "#version = #version + :one", "#updatedAt = :now"];
+    const set = ["#status = :to", "#version = #version + :one"];
+    // `updated_at` is what a client sees change: states, attempts, outputs, errors — not the
+    // orchestrator's own bookkeeping (next check time, provider polling state, notification outbox).
+    if (touchesPublicFields(job.status, to, patch)) {
+      names["#updatedAt"] = "updatedAt";
+      values[":now"] = this.clock.now().toISOString();
+      set.push("#updatedAt = :now");
+    }
     const remove: string[] = [];
 
     if (to !== job.status) {
@@ -304,8 +342,9 @@ export class DynamoJobStore implements JobStore {
     }
   }
 
-  private async dueInShard(shard: string, nowMs: number, limit: number): Promise<Job[]> {
-    const found: Job[] = [];
+  /** Up to `limit` due entries of one shard, oldest first, selected on the index's projection. */
+  private async dueInShard(shard: string, nowMs: number, limit: number): Promise<DueEntry[]> {
+    const found: DueEntry[] = [];
     let startKey: Record<string, unknown> | undefined;
     try {
       do {
@@ -323,8 +362,11 @@ export class DynamoJobStore implements JobStore {
         );
         // The index lags the table: a job finished a moment ago may still be listed.
         for (const item of out.Items ?? []) {
-          const job = fromItem(item);
-          if (!isTerminal(job.status) || job.notifyPending) found.push(job);
+          const pk = item[TABLE_KEYS.partitionKey];
+          const dueAt = item[INDEXES.due.sortKey];
+          if (typeof pk !== "string" || !pk.startsWith(JOB_PK_PREFIX) || typeof dueAt !== "number") continue;
+          if (isTerminal(item.status as JobStatus) && item.notifyPending !== true) continue;
+          found.push({ id: pk.slice(JOB_PK_PREFIX.length), dueAt });
         }
         startKey = out.LastEvaluatedKey;
       } while (startKey && found.length < limit);
@@ -332,6 +374,38 @@ export class DynamoJobStore implements JobStore {
       throw this.wrap(error, "findDue");
     }
     return found.slice(0, limit);
+  }
+
+  /**
+   * Reads jobs by id with strongly consistent BatchGetItem (100 keys a request), retrying the keys
+   * DynamoDB leaves unprocessed a bounded number of times. Jobs that do not exist are absent.
+   */
+  private async readJobs(ids: readonly string[]): Promise<Map<string, Job>> {
+    const jobs = new Map<string, Job>();
+    const unique = [...new Set(ids)];
+    for (let start = 0; start < unique.length; start += BATCH_GET_MAX_KEYS) {
+      let keys: Record<string, unknown>[] = unique.slice(start, start + BATCH_GET_MAX_KEYS).map(jobKey);
+      for (let attempt = 1; keys.length > 0; attempt++) {
+        if (attempt > BATCH_GET_ATTEMPTS) {
+          throw new UnavailableError(
+            "STORE_UNAVAILABLE",
+            `The job store is unavailable (${keys.length} jobs left unread); try again.`,
+          );
+        }
+        if (attempt > 1) await pause(Math.min(25 * 2 ** (attempt - 2), 400) * (0.5 + Math.random()));
+        const out = await this.doc.send(
+          new BatchGetCommand({
+            RequestItems: { [this.tableName]: { Keys: keys, ConsistentRead: true } },
+          }),
+        );
+        for (const item of out.Responses?.[this.tableName] ?? []) {
+          const job = fromItem(item);
+          jobs.set(job.id, job);
+        }
+        keys = out.UnprocessedKeys?.[this.tableName]?.Keys ?? [];
+      }
+    }
+    return jobs;
   }
 
   private async readIdempotency(
@@ -384,6 +458,22 @@ export class DynamoJobStore implements JobStore {
     return error;
   }
 }
+
+/** A job the `due` index lists: its id and the index's `dueAt`. */
+interface DueEntry {
+  id: string;
+  dueAt: number;
+}
+
+/** What `findDue` returns: due by `nowMs`, and not terminal unless its notification is pending. */
+function isDue(job: Job, nowMs: number): boolean {
+  return job.dueAt !== null && job.dueAt <= nowMs && (!isTerminal(job.status) || job.notifyPending === true);
+}
+
+const isString = (value: unknown): value is string => typeof value === "string";
+
+export const touchesPublicFields = (from: JobStatus, to: JobStatus, patch: JobPatch): boolean =>
+  from !== to || "attempts" in patch || "outputs" in patch || "error" in patch;
 
 function fromItem(item: Record<string, unknown>): Job {
   const job: Record<string, unknown> = {};
