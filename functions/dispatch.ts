@@ -1,16 +1,21 @@
-/** Jobs queue consumer: capacity gate, `queued → processing`, POST to ModelsLab with our callback URL. */
+/**
+ * Jobs queue consumer: capacity gate, `queued → processing`, POST to ModelsLab with our callback URL —
+ * or the self-hosted fallback queue (`self-hosted` jobs; `auto` jobs while the breaker is open or when
+ * capacity would come too late).
+ */
 import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch";
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import type { SQSEvent, SQSRecord } from "aws-lambda";
 import { DynamoCapacityGate } from "../shared/adapters/dynamo/capacity-gate.ts";
+import { DynamoCircuitBreaker } from "../shared/adapters/dynamo/circuit-breaker.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { ModelsLabProvider } from "../shared/adapters/modelslab/client.ts";
 import { createS3Client, S3ObjectStore } from "../shared/adapters/s3/object-store.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { logger } from "../shared/lambda/logger.ts";
 import { resolveSecret } from "../shared/lambda/secrets.ts";
-import { dispatchSettings } from "../shared/lambda/settings.ts";
+import { breakerSettings, dispatchSettings } from "../shared/lambda/settings.ts";
 import { lifecycleJobStore } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { dispatchConfig, loadConfig } from "../shared/schemas/config.ts";
@@ -31,6 +36,8 @@ const deps = {
   }),
   jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL),
   resultsQueue: new SqsQueue(sqs, config.RESULTS_QUEUE_URL),
+  fallbackQueue: new SqsQueue(sqs, config.FALLBACK_QUEUE_URL),
+  breaker: new DynamoCircuitBreaker(doc, config.TABLE_NAME, breakerSettings(config)),
   clock: systemClock,
   settings: dispatchSettings(config, await resolveSecret(config, "CALLBACK_SECRET", "CALLBACK_SECRET_ARN")),
   // The provider fetches our stored inputs through presigned URLs valid for the job's first hours.

@@ -18,8 +18,11 @@ import { type FinalizeDeps, finalizeResult } from "../shared/usecases/finalize-r
 const config = loadConfig(finalizeConfig);
 const doc = createDocumentClient();
 const sqs = createSqsClient();
+const inputs = new S3ObjectStore(createS3Client(), config.INPUTS_BUCKET);
 const deps: FinalizeDeps = {
   jobs: lifecycleJobStore(doc, sqs, config),
+  fallbackQueue: new SqsQueue(sqs, config.FALLBACK_QUEUE_URL),
+  presignInput: (_bucket: string, key: string) => inputs.presignGet(key, 6 * 3_600),
   gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
   jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL),
   clock: systemClock,

@@ -8,6 +8,7 @@ import middy from "@middy/core";
 import { DynamoCapacityGate } from "../shared/adapters/dynamo/capacity-gate.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { ModelsLabProvider } from "../shared/adapters/modelslab/client.ts";
+import { createS3Client, S3ObjectStore } from "../shared/adapters/s3/object-store.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { logger } from "../shared/lambda/logger.ts";
 import { resolveSecret } from "../shared/lambda/secrets.ts";
@@ -19,11 +20,14 @@ import { reconcile } from "../shared/usecases/reconcile.ts";
 const config = loadConfig(reconcileConfig);
 const doc = createDocumentClient();
 const sqs = createSqsClient();
+const inputs = new S3ObjectStore(createS3Client(), config.INPUTS_BUCKET);
 const deps = {
   jobs: lifecycleJobStore(doc, sqs, config),
   notifications: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL),
   jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL),
   resultsQueue: new SqsQueue(sqs, config.RESULTS_QUEUE_URL),
+  fallbackQueue: new SqsQueue(sqs, config.FALLBACK_QUEUE_URL),
+  presignInput: (_bucket: string, key: string) => inputs.presignGet(key, 6 * 3_600),
   gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
   provider: new ModelsLabProvider({
     baseUrl: config.MODELSLAB_BASE_URL,

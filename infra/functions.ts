@@ -174,7 +174,10 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     table: "readWrite",
     // jobs: resend stuck queued jobs; results: what a provider fetch found (one ingestion path);
     // notifications: terminal jobs whose notify message was lost.
-    queues: { jobs: ["send"], results: ["send"], notifications: ["send"] },
+    // fallback: re-sends a worker message whose send was lost.
+    queues: { jobs: ["send"], results: ["send"], notifications: ["send"], fallback: ["send"] },
+    // inputs: stored control images become presigned GETs in a re-sent worker message.
+    buckets: { inputs: "read" },
     events: true,
     schedule: Schedule.rate(Duration.minutes(1)),
     provider: { settings: true, apiKey: true, callbackSecret: true },
@@ -187,8 +190,9 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     timeout: Duration.seconds(120),
     table: "readWrite",
     // Waiting for capacity re-sends a delayed message, so the event source's consume grant is enough.
-    queues: { jobs: ["send"], results: ["send"], notifications: ["send"] },
-    // inputs: the control image the provider is given (a presigned GET).
+    // fallback: self-hosted jobs, and `auto` jobs the provider cannot take (breaker open, no capacity in time).
+    queues: { jobs: ["send"], results: ["send"], notifications: ["send"], fallback: ["send"] },
+    // inputs: the control image the provider (or worker) is given (a presigned GET).
     buckets: { inputs: "read" },
     events: true,
     consumes: { queue: "jobs", batchSize: 10, maxBatchingWindow: Duration.seconds(1), maxConcurrency: 2 },
@@ -217,10 +221,12 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     memoryMb: 512,
     timeout: Duration.seconds(60),
     table: "readWrite",
-    // jobs: a failed attempt goes back to dispatch for a retry.
-    queues: { jobs: ["send"], notifications: ["send"] },
-    // Streams the provider's images into the outputs bucket (and reads them back to check).
-    buckets: { outputs: "readWrite" },
+    // jobs: a failed attempt goes back to dispatch for a retry; fallback: an `auto` job whose provider
+    // attempts failed too often goes to the self-hosted workers.
+    queues: { jobs: ["send"], notifications: ["send"], fallback: ["send"] },
+    // Streams the provider's images into the outputs bucket (and reads them back to check; the worker's
+    // outputs are read back from it); inputs: presigned GETs in a worker message.
+    buckets: { outputs: "readWrite", inputs: "read" },
     events: true,
     consumes: { queue: "results", batchSize: 10, maxBatchingWindow: Duration.seconds(1) },
     // Output host allow-list, retry timings, the provider's base URL.

@@ -3,6 +3,7 @@
  * example; Ctrl-C stops everything cleanly.
  */
 import { resolve } from "node:path";
+import { parseArgs } from "node:util";
 import { ensureTenant } from "./dev-tenant.ts";
 import { REPO_ROOT, startLocalStack } from "./stack.ts";
 
@@ -14,6 +15,12 @@ let onSignal = (signal: string) => {
 process.on("SIGINT", () => onSignal("SIGINT"));
 process.on("SIGTERM", () => onSignal("SIGTERM"));
 
+const { values: args } = parseArgs({
+  options: { "with-worker": { type: "boolean", default: false } },
+  strict: true,
+});
+const withWorker = args["with-worker"] === true;
+
 const port = Number(process.env.PORT ?? 3000);
 const stack = await startLocalStack({
   port,
@@ -23,6 +30,8 @@ const stack = await startLocalStack({
   provider: process.env.MODELSLAB_API_KEY
     ? { kind: "configured" }
     : { kind: "simulator", options: { completionDelayMs: 2000 } },
+  // `npm start -- --with-worker`: the self-hosted GPU worker runs here on the CPU (MODEL_DIR, or a tiny model).
+  worker: withWorker,
   log: (line) => console.error(line),
 });
 const tableName = process.env.TABLE_NAME;
@@ -47,6 +56,7 @@ ControlNet orchestrator (local stack)
   DynamoDB     ${stack.endpoints.dynamodb} (dynalite, data in .data/dynamodb)
   SQS          ${stack.endpoints.sqs} (fauxqs)
   Provider     ${provider}
+  GPU worker   ${stack.worker ? `in-process on the CPU (${process.env.MODEL_DIR ? `MODEL_DIR ${process.env.MODEL_DIR}` : "tiny random-weight model: outputs are noise"})` : "not running (npm start -- --with-worker runs it; self-hosted jobs wait until then)"}
   Dev API key  ${apiKey}
   Webhook key  ${webhookSecret} (verifies the Standard Webhooks signatures of notifications)
 

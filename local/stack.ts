@@ -4,6 +4,7 @@ import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startFauxqs } from "fauxqs";
 import { createSqsClient } from "../shared/adapters/sqs/queue.ts";
+import { type RunningWorker, type StartWorkerOptions, startWorker } from "../worker/src/start.ts";
 import { startDynalite } from "./dynalite.ts";
 import { type BusEvent, LocalEventBus } from "./event-bus.ts";
 import { HttpGateway } from "./http-gateway.ts";
@@ -41,6 +42,12 @@ export interface LocalStackOptions {
    * of fauxqs): called with fauxqs's address, answers the URL to use as AWS_ENDPOINT_URL_S3.
    */
   s3Endpoint?: (fauxqsAddress: string) => Promise<string>;
+  /**
+   * Runs the self-hosted GPU worker in this process (`startWorker`, on the CPU) against the local
+   * fallback queue, outputs bucket and results queue. `true` uses MODEL_DIR when set, else a tiny
+   * random-weight model; an object passes options through (tests).
+   */
+  worker?: boolean | Partial<StartWorkerOptions>;
   log?: (line: string) => void;
 }
 
@@ -52,6 +59,8 @@ export interface LocalStack {
   pollers: SqsPoller[];
   /** The provider simulator, when the stack started one. */
   simulator: Simulator | null;
+  /** The in-process self-hosted worker, when asked for. */
+  worker: RunningWorker | null;
   /** Lifecycle events the functions published (EventBridge stand-in). */
   events: BusEvent[];
   /** Runs every scheduled function once, now (tests use it instead of waiting for the interval). */
@@ -196,6 +205,31 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     if (consumersHere) scheduler.start();
     stops.push(() => scheduler.stop());
 
+    let worker: RunningWorker | null = null;
+    if (options.worker) {
+      const own = typeof options.worker === "object" ? options.worker : {};
+      const started = await startWorker({
+        fallbackQueueUrl: requiredEnv(environment, "FALLBACK_QUEUE_URL"),
+        resultsQueueUrl: requiredEnv(environment, "RESULTS_QUEUE_URL"),
+        outputsBucket: requiredEnv(environment, "OUTPUTS_BUCKET"),
+        modelDir: process.env.MODEL_DIR || null,
+        executionProvider: "cpu",
+        healthPort: null,
+        endpoints: {
+          sqs: endpoints.sqs,
+          s3: process.env.AWS_ENDPOINT_URL_S3 ?? endpoints.sqs,
+          region: REGION,
+          credentials: { accessKeyId: "local", secretAccessKey: "local" },
+        },
+        log: (level, message, fields = {}) => log(`worker ${level}: ${message} ${JSON.stringify(fields)}`),
+        // Short long-polls, so that stopping the stack does not wait out a 20 s receive.
+        service: { waitTimeSeconds: 1 },
+        ...own,
+      });
+      worker = started;
+      stops.push(() => started.stop());
+    }
+
     return {
       url,
       topology,
@@ -203,6 +237,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       endpoints,
       pollers,
       simulator,
+      worker,
       events: eventBus.events,
       runSchedules: () => scheduler.runOnce(),
       stop: stopAll,
@@ -252,6 +287,12 @@ function mergeEnvironments(
     );
   }
   return { ...merged, ...overrides };
+}
+
+function requiredEnv(environment: Record<string, string>, name: string): string {
+  const value = environment[name];
+  if (!value) throw new Error(`The template gives the functions no ${name}; the local worker needs it`);
+  return value;
 }
 
 function required<T>(map: Record<string, T>, key: string): T {

@@ -1,4 +1,5 @@
 import type { z } from "zod";
+import type { BreakerSettings } from "../adapters/dynamo/circuit-breaker.ts";
 import type { providerSettingsConfig } from "../schemas/config.ts";
 import type { DispatchSettings } from "../usecases/dispatch-job.ts";
 
@@ -16,4 +17,12 @@ export const dispatchSettings = (config: ProviderSettings, callbackSecret: strin
   maxRetryableFailures: config.MAX_RETRYABLE_FAILURES,
   submitTimeoutSeconds: config.MODELSLAB_SUBMIT_TIMEOUT_SECONDS,
   queuedResendAfterSeconds: config.QUEUED_RESEND_AFTER_SECONDS,
+  expectedRunSeconds: config.EXPECTED_RUN_SECONDS,
+});
+
+/** The provider's circuit breaker settings. */
+export const breakerSettings = (config: ProviderSettings): BreakerSettings => ({
+  failureThreshold: config.BREAKER_FAILURE_THRESHOLD,
+  windowSeconds: config.BREAKER_WINDOW_SECONDS,
+  coolDownSeconds: config.BREAKER_COOLDOWN_SECONDS,
 });

@@ -52,12 +52,16 @@ export function downloadPolicy(config: {
   };
 }
 
-/** Finalize's output copier: provider output → outputs bucket `{tenant}/{jobId}/{index}.{ext}`. */
+/**
+ * Finalize's output copier: provider output → outputs bucket `{tenant}/{jobId}/{index}.{ext}`. A
+ * worker's output (`s3://<bucket>/…`, already in this bucket) is read back and described; `s3://`
+ * URLs of any other bucket are refused.
+ */
 export function s3OutputCopier(store: ObjectStore, bucket: string, policy: DownloadPolicy): OutputCopier {
   return async (job, output, index) => {
     try {
       const copied = await copyOutput(
-        { store, policy },
+        { store, policy, ownBucket: bucket },
         { source: output, keyPrefix: `${job.tenantId}/${job.id}/${index}` },
       );
       return { url: `s3://${bucket}/${copied.key}`, ...copied };

@@ -92,6 +92,22 @@ export interface CapacityGate {
   holders(): Promise<Record<string, number>>;
 }
 
+/** What the circuit breaker says about calling the provider now. */
+export type BreakerState = "closed" | "open" | "half-open";
+
+/**
+ * A circuit breaker on the provider, shared by every dispatcher: failures (retryable rejections,
+ * unknown outcomes) are counted in a sliding window; past a threshold it opens, after a cool-down it
+ * is half-open and lets exactly one probe through (`claimProbe`), and a probe's success closes it.
+ */
+export interface CircuitBreaker {
+  state(now: Date): Promise<BreakerState>;
+  /** True for the one caller that may probe the provider while half-open (a conditional write). */
+  claimProbe(now: Date): Promise<boolean>;
+  /** `probe`: this outcome is the probe's (it closes or re-opens the breaker). */
+  record(outcome: "success" | "failure", now: Date, probe?: boolean): Promise<void>;
+}
+
 export interface StoredObject {
   key: string;
   contentType: string | null;
@@ -117,6 +133,8 @@ export interface ObjectStore {
   ): Promise<void>;
   /** The object's size, type and metadata, or null when there is none. */
   head(key: string): Promise<StoredObject | null>;
+  /** The object's bytes as a stream, or null when there is none. */
+  get(key: string): Promise<import("node:stream").Readable | null>;
   presignGet(key: string, expiresSeconds: number): Promise<string>;
   presignPut(key: string, contentType: string, expiresSeconds: number): Promise<string>;
 }

@@ -71,6 +71,8 @@ export const authorizerConfig = tableConfig;
 export type AuthorizerConfig = z.infer<typeof authorizerConfig>;
 
 export const resultsQueueConfig = z.object({ RESULTS_QUEUE_URL: z.url() });
+/** The self-hosted GPU workers' queue (`provider: self-hosted`, and `auto` jobs the provider cannot take). */
+export const fallbackQueueConfig = z.object({ FALLBACK_QUEUE_URL: z.url() });
 
 export const notifyConfig = z.object({
   ...tableConfig.shape,
@@ -127,6 +129,13 @@ export const providerSettingsConfig = z.object({
   RETRY_MAX_SECONDS: int(1, 900, 300),
   MAX_RETRYABLE_FAILURES: int(0, 100, 5),
   STORING_TIMEOUT_SECONDS: int(10, 3_600, 300),
+  /** An `auto` job that would wait for capacity past (deadline − this) goes to the self-hosted fallback. */
+  EXPECTED_RUN_SECONDS: int(1, 3_600, 120),
+  /** The provider's circuit breaker: this many failures (retryable rejections, timeouts) within the window open it… */
+  BREAKER_FAILURE_THRESHOLD: int(1, 1_000, 5),
+  BREAKER_WINDOW_SECONDS: int(1, 3_600, 60),
+  /** …and after this cool-down one probe may go through; its success closes it. */
+  BREAKER_COOLDOWN_SECONDS: int(1, 3_600, 30),
 });
 
 export const dispatchConfig = z.object({
@@ -135,6 +144,7 @@ export const dispatchConfig = z.object({
   INPUTS_BUCKET: z.string().min(1),
   ...jobsQueueConfig.shape,
   ...resultsQueueConfig.shape,
+  ...fallbackQueueConfig.shape,
   ...providerSettingsConfig.shape,
   ...callbackSecretConfig.shape,
   ...modelsLabKeyConfig.shape,
@@ -146,7 +156,9 @@ export const finalizeConfig = z.object({
   ...lifecycleConfig.shape,
   ...networkConfig.shape,
   OUTPUTS_BUCKET: z.string().min(1),
+  INPUTS_BUCKET: z.string().min(1),
   ...jobsQueueConfig.shape,
+  ...fallbackQueueConfig.shape,
   ...providerSettingsConfig.shape,
 });
 export type FinalizeConfig = z.infer<typeof finalizeConfig>;
@@ -160,7 +172,7 @@ export const callbackConfig = z.object({
 export type CallbackConfig = z.infer<typeof callbackConfig>;
 
 export const reconcileConfig = z.object({
-  ...dispatchConfig.omit({ INPUTS_BUCKET: true }).shape,
+  ...dispatchConfig.shape,
   RECONCILE_BATCH_SIZE: int(1, 1_000, 100),
   POLL_BASE_SECONDS: int(1, 3_600, 10),
   POLL_MAX_SECONDS: int(1, 3_600, 300),

@@ -1,4 +1,5 @@
 import * as z from "zod";
+import { controlNetRequestSchema } from "./controlnet.ts";
 
 /** Jobs queue: "look at this job and move it forward". The job row, not the message, is the truth. */
 export const dispatchMessageSchema = z.object({
@@ -67,3 +68,26 @@ export const notifyMessageSchema = z.discriminatedUnion("kind", [
   }),
 ]);
 export type NotifyMessage = z.infer<typeof notifyMessageSchema>;
+
+/**
+ * Fallback queue: one job for the self-hosted GPU worker. Dispatch sends it (and the reconciler
+ * re-sends a lost one) with the request already validated by the public API; the worker consumes it.
+ */
+export const workerJobMessageSchema = z.object({
+  jobId: z.string().min(1).max(64),
+  tenantId: z.string().min(1).max(128),
+  /** Which attempt of the job this is (its index in the job's attempts; for logs and bookkeeping). */
+  attempt: z.number().int().min(0),
+  request: controlNetRequestSchema,
+  /** Output objects go to `${outputsPrefix}/${index}.png` in the outputs bucket: "<tenant>/<jobId>". */
+  outputsPrefix: z
+    .string()
+    .min(1)
+    .max(512)
+    .regex(/^[A-Za-z0-9._\-/]+$/, "must be an S3 key prefix of A-Z a-z 0-9 . _ - /")
+    .refine(
+      (p) => !p.startsWith("/") && !p.endsWith("/") && !p.includes(".."),
+      "must not start or end with / or contain ..",
+    ),
+});
+export type WorkerJobMessage = z.infer<typeof workerJobMessageSchema>;

@@ -50,6 +50,12 @@ export interface CopiedOutput {
 
 export interface CopyOutputDeps {
   store: ObjectStore;
+  /**
+   * The bucket `store` writes to. An output given as `s3://<this bucket>/<key>` (the self-hosted
+   * worker's, already in our storage) is read back from it, under the job's own prefix only; any other
+   * `s3://` URL is refused.
+   */
+  ownBucket?: string;
   policy: DownloadPolicy;
   clock?: Clock;
   /** Waits between attempts; tests may shorten it. */
@@ -68,7 +74,12 @@ export interface CopyOutputInput {
   keyPrefix: string;
 }
 
-export type CopyFailureCode = DownloadRefused["code"] | "NOT_AN_IMAGE" | "INVALID_BASE64";
+export type CopyFailureCode =
+  | DownloadRefused["code"]
+  | "NOT_AN_IMAGE"
+  | "INVALID_BASE64"
+  | "NOT_OUR_OBJECT"
+  | "OBJECT_NOT_FOUND";
 
 export class CopyFailed extends Error {
   constructor(
@@ -158,8 +169,16 @@ class Hasher extends Transform {
   }
 }
 
-/** Streams `source` through hashing and sniffing into the store; one attempt. */
-async function storeStream(store: ObjectStore, keyPrefix: string, source: Readable): Promise<CopiedOutput> {
+/**
+ * Streams `source` through hashing and sniffing into the store; one attempt. When the source already
+ * is the object at the key it would be stored under (`storedAt`), it is only read and described.
+ */
+async function storeStream(
+  store: ObjectStore,
+  keyPrefix: string,
+  source: Readable,
+  storedAt: string | null = null,
+): Promise<CopiedOutput> {
   const hasher = new Hasher();
   const gate = new SniffGate(DEFAULT_SNIFF_LIMIT_BYTES);
   const flowing = pipeline(source, hasher, gate);
@@ -168,7 +187,8 @@ async function storeStream(store: ObjectStore, keyPrefix: string, source: Readab
   const image = await Promise.race([gate.sniffed, flowing.then(() => gate.sniffed)]);
   const key = `${keyPrefix}.${image.extension}`;
   try {
-    await Promise.all([store.put(key, gate, { contentType: image.contentType }), flowing]);
+    const sink = key === storedAt ? drain(gate) : store.put(key, gate, { contentType: image.contentType });
+    await Promise.all([sink, flowing]);
   } catch (error) {
     source.destroy();
     gate.destroy();
@@ -182,6 +202,61 @@ async function storeStream(store: ObjectStore, keyPrefix: string, source: Readab
     width: image.width,
     height: image.height,
   };
+}
+
+async function drain(stream: Readable): Promise<void> {
+  for await (const _chunk of stream) {
+    // described, not stored: the bytes are already where they belong
+  }
+}
+
+const S3_URL = /^s3:\/\/([^/]+)\/(.+)$/;
+
+/** An output already in our outputs bucket (the self-hosted worker's): read back, described, moved to its canonical key if need be. */
+async function describeOwnObject(
+  deps: CopyOutputDeps,
+  url: string,
+  keyPrefix: string,
+): Promise<CopiedOutput> {
+  const match = S3_URL.exec(url);
+  const bucket = match?.[1];
+  const key = match?.[2];
+  const jobFolder = keyPrefix.slice(0, keyPrefix.lastIndexOf("/") + 1);
+  if (
+    !deps.ownBucket ||
+    bucket !== deps.ownBucket ||
+    !key ||
+    !jobFolder ||
+    !key.startsWith(jobFolder) ||
+    key.includes("..")
+  ) {
+    throw new CopyFailed("NOT_OUR_OBJECT", "The output is an s3:// URL outside this job's outputs.", 1);
+  }
+  const body = await deps.store.get(key);
+  if (!body) throw new CopyFailed("OBJECT_NOT_FOUND", `The output object ${key} does not exist.`, 1);
+  try {
+    return await storeStream(deps.store, keyPrefix, limit(body, deps.policy.maxBytes), key);
+  } catch (error) {
+    body.destroy();
+    throw asCopyFailed(error, 1, "our outputs bucket") ?? error;
+  }
+}
+
+/** Fails the stream past `maxBytes` (the same bound as any download). */
+function limit(source: Readable, maxBytes: number): Readable {
+  let seen = 0;
+  return source.pipe(
+    new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        seen += chunk.length;
+        if (seen > maxBytes) {
+          callback(new CopyFailed("TOO_LARGE", `The output is larger than the ${maxBytes}-byte limit.`, 1));
+          return;
+        }
+        callback(null, chunk);
+      },
+    }),
+  );
 }
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -218,6 +293,8 @@ export async function copyOutput(deps: CopyOutputDeps, input: CopyOutputInput): 
       throw asCopyFailed(error, 1, "the base64 output") ?? error;
     }
   }
+
+  if (source.url.startsWith("s3://")) return describeOwnObject(deps, source.url, keyPrefix);
 
   const clock = deps.clock ?? systemClock;
   const wait = deps.sleep ?? ((ms: number) => sleep(ms));

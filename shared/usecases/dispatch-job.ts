@@ -1,12 +1,13 @@
 import { callbackUrl } from "../domain/callback-token.ts";
 import { StaleWriteError } from "../domain/errors.ts";
 import type { Job } from "../domain/job.ts";
-import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
+import type { CapacityGate, CircuitBreaker, Clock, JobStore, Queue } from "../ports/index.ts";
 import type { Provider, ProviderResult } from "../ports/provider.ts";
-import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
+import type { DispatchMessage, ResultMessage, WorkerJobMessage } from "../schemas/messages.ts";
 import {
   backoffSeconds,
   closeCurrentAttempt,
+  currentAttempt,
   type ProviderState,
   retryableFailures,
 } from "./provider-attempts.ts";
@@ -28,6 +29,11 @@ export interface DispatchSettings {
   /** How long the provider POST may take before the outcome is unknown (the client's timeout). */
   submitTimeoutSeconds: number;
   queuedResendAfterSeconds: number;
+  /**
+   * How long a provider run is expected to take. An `auto` job that would wait for capacity past
+   * (deadline − this) goes to the self-hosted fallback instead (default 120).
+   */
+  expectedRunSeconds?: number;
 }
 
 export interface DispatchDeps {
@@ -38,6 +44,10 @@ export interface DispatchDeps {
   resultsQueue: Queue;
   clock: Clock;
   settings: DispatchSettings;
+  /** The self-hosted GPU workers' queue. Without it, `self-hosted` jobs fail and `auto` jobs never fall back. */
+  fallbackQueue?: Queue;
+  /** The provider's circuit breaker, shared by every dispatcher; while open, `auto` jobs go to the fallback. */
+  breaker?: CircuitBreaker;
   /** Presigns a stored input (s3://bucket/key in the request) for the provider to fetch. */
   presignInput?: (bucket: string, key: string) => Promise<string>;
   log?: (message: string, data: Record<string, unknown>) => void;
@@ -50,7 +60,8 @@ export type DispatchOutcome =
   | "done"
   | "retrying"
   | "failed"
-  | "indeterminate";
+  | "indeterminate"
+  | "fallback";
 
 /**
  * Moves one queued job to the provider: capacity slot first, then `queued → processing` by a
@@ -73,6 +84,7 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
     return "failed";
   }
   if (job.provider === "self-hosted") {
+    if (deps.fallbackQueue) return routeToFallback(fallback(deps), job, "self-hosted requested");
     await failQueued(
       deps,
       job,
@@ -82,9 +94,29 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
     return "failed";
   }
 
+  // `auto` jobs consult the breaker; `modelslab` jobs never fall back, so they always try the provider.
+  const canFallBack = job.provider === "auto" && deps.fallbackQueue !== undefined;
+  const breaker = canFallBack ? await deps.breaker?.state(now) : undefined;
+  if (breaker === "open") return routeToFallback(fallback(deps), job, "provider circuit open");
+
   if (!(await gate.tryAcquire(job.id, now))) {
-    await defer(deps, job, message.deferrals ?? 0);
+    const deferrals = message.deferrals ?? 0;
+    const delay = backoffSeconds(deferrals, settings.deferBaseSeconds, settings.deferMaxSeconds);
+    const latestStart = Date.parse(job.deadlineAt) - (settings.expectedRunSeconds ?? 120) * 1000;
+    if (canFallBack && now.getTime() + delay * 1000 > latestStart) {
+      return routeToFallback(fallback(deps), job, "no provider capacity before the deadline");
+    }
+    await defer(deps, job, deferrals, delay);
     return "deferred";
+  }
+  let probe = false;
+  if (breaker === "half-open") {
+    // One dispatcher probes the provider; everyone else keeps going to the fallback meanwhile.
+    probe = (await deps.breaker?.claimProbe(now)) ?? false;
+    if (!probe) {
+      await gate.release(job.id);
+      return routeToFallback(fallback(deps), job, "provider circuit half-open (a probe is in flight)");
+    }
   }
 
   let processing: Job;
@@ -122,7 +154,20 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
     webhook: callbackUrl(settings.publicBaseUrl, settings.callbackSecret, processing.id),
     trackId: processing.id,
   });
+  await recordOutcome(deps, result, probe);
   return applySubmitResult(deps, processing, result);
+}
+
+/** Feeds the breaker: retryable rejections and unknown outcomes are failures; any answer is a success. */
+async function recordOutcome(deps: DispatchDeps, result: ProviderResult, probe: boolean): Promise<void> {
+  if (!deps.breaker) return;
+  const failed = result.kind === "indeterminate" || (result.kind === "rejected" && result.retryable);
+  try {
+    await deps.breaker.record(failed ? "failure" : "success", deps.clock.now(), probe);
+  } catch (error) {
+    // The breaker is advice: losing one record must not lose the job's result.
+    deps.log?.("circuit breaker record failed", { error: String(error) });
+  }
 }
 
 async function applySubmitResult(
@@ -202,10 +247,13 @@ async function applySubmitResult(
  * reason. Shared by dispatch (rejected POST) and finalize (a `failed` result).
  */
 export async function endAttemptAfterRejection(
-  deps: Pick<DispatchDeps, "jobs" | "gate" | "jobsQueue" | "clock" | "settings">,
+  deps: Pick<
+    DispatchDeps,
+    "jobs" | "gate" | "jobsQueue" | "clock" | "settings" | "fallbackQueue" | "presignInput"
+  >,
   job: Job,
   result: Extract<ProviderResult, { kind: "rejected" }>,
-): Promise<"retrying" | "failed"> {
+): Promise<"retrying" | "failed" | "fallback"> {
   const { settings, clock } = deps;
   const now = clock.now();
   const failures = retryableFailures(job) + 1;
@@ -214,8 +262,26 @@ export async function endAttemptAfterRejection(
       ? Math.min(900, Math.ceil(result.retryAfterSeconds))
       : backoffSeconds(failures - 1, settings.retryBaseSeconds, settings.retryMaxSeconds);
   const fitsDeadline = now.getTime() + delay * 1000 < Date.parse(job.deadlineAt);
+  const retriesLeft = failures <= settings.maxRetryableFailures;
 
-  if (result.retryable && failures <= settings.maxRetryableFailures && fitsDeadline) {
+  // An `auto` job whose provider attempts keep failing retryably goes to the self-hosted workers
+  // instead of failing (once: a failing fallback attempt is not sent to the fallback again).
+  if (
+    result.retryable &&
+    (!retriesLeft || !fitsDeadline) &&
+    job.provider === "auto" &&
+    deps.fallbackQueue &&
+    currentAttempt(job)?.route === "modelslab"
+  ) {
+    await routeToFallback(
+      fallback(deps),
+      job,
+      `provider failed retryably ${failures} times: ${result.reason}`,
+    );
+    await deps.gate.release(job.id);
+    return "fallback";
+  }
+  if (result.retryable && retriesLeft && fitsDeadline) {
     const requeued = await deps.jobs.transition(job, "queued", {
       attempts: closeCurrentAttempt(job, "retried", now, result.reason),
       providerState: undefined,
@@ -271,9 +337,8 @@ async function failQueued(deps: DispatchDeps, job: Job, code: string, message: s
  * No capacity: put the job back in the queue with backoff. A new delayed message rather than a
  * visibility change, so waiting never counts towards the queue's maxReceiveCount (and the DLQ).
  */
-async function defer(deps: DispatchDeps, job: Job, deferrals: number): Promise<void> {
+async function defer(deps: DispatchDeps, job: Job, deferrals: number, delay: number): Promise<void> {
   const { settings, clock } = deps;
-  const delay = backoffSeconds(deferrals, settings.deferBaseSeconds, settings.deferMaxSeconds);
   const message: DispatchMessage = { jobId: job.id, deferrals: deferrals + 1 };
   await deps.jobsQueue.send(message, { delaySeconds: delay });
   // Keep the reconciler from re-sending a job that is only waiting its turn.
@@ -283,4 +348,83 @@ async function defer(deps: DispatchDeps, job: Job, deferrals: number): Promise<v
       if (!(error instanceof StaleWriteError)) throw error;
     });
   }
+}
+
+export type FallbackDeps = Pick<DispatchDeps, "jobs" | "clock" | "presignInput"> & {
+  fallbackQueue: Queue;
+  settings: Pick<DispatchSettings, "queuedResendAfterSeconds">;
+};
+
+/** The deps of a caller that has checked it has a fallback queue. */
+function fallback<D extends Pick<DispatchDeps, "fallbackQueue">>(deps: D): D & { fallbackQueue: Queue } {
+  if (!deps.fallbackQueue) throw new Error("routing to the fallback without a fallback queue");
+  return deps as D & { fallbackQueue: Queue };
+}
+
+/**
+ * Hands the job to the self-hosted GPU workers: a new `self-hosted` attempt (the job keeps its id;
+ * a provider attempt still pending is closed as failed with `reason`), then the worker message. The
+ * job row is written first; if the send is lost, the reconciler sends it again (`sent: false`).
+ * Works from `queued` (dispatch) and from `processing` (a provider attempt that gave up).
+ */
+export async function routeToFallback(
+  deps: FallbackDeps,
+  job: Job,
+  reason: string,
+): Promise<"fallback" | "ignored"> {
+  const now = deps.clock.now();
+  const attempts = [
+    ...closeCurrentAttempt(job, "failed", now, reason),
+    {
+      route: "self-hosted" as const,
+      provider_id: null,
+      started_at: now.toISOString(),
+      ended_at: null,
+      outcome: "pending" as const,
+      reason: reason.slice(0, 500),
+    },
+  ];
+  const patch = {
+    attempts,
+    providerState: { phase: "self-hosted", sent: false } satisfies ProviderState as Record<string, unknown>,
+    // If the send below is lost, the reconciler sends again after this.
+    dueAt: beforeDeadline(job, now.getTime() + deps.settings.queuedResendAfterSeconds * 1000),
+  };
+  let routed: Job;
+  try {
+    routed =
+      job.status === "queued"
+        ? await deps.jobs.transition(job, "processing", patch)
+        : await deps.jobs.update(job, patch);
+  } catch (error) {
+    // From queued, someone else moved the job: nothing to do. From processing, the caller decides again.
+    if (error instanceof StaleWriteError && job.status === "queued") return "ignored";
+    throw error;
+  }
+  await sendToFallback(deps, routed);
+  return "fallback";
+}
+
+/** Sends (or re-sends) the worker message of a job whose current attempt is self-hosted, then marks it sent. */
+export async function sendToFallback(deps: FallbackDeps, job: Job): Promise<void> {
+  const message: WorkerJobMessage = {
+    jobId: job.id,
+    tenantId: job.tenantId,
+    attempt: job.attempts.length - 1,
+    // Stored inputs (s3://) become presigned URLs the worker can fetch, as for the provider.
+    request: (deps.presignInput
+      ? await providerParams(job.request, deps.presignInput)
+      : job.request) as WorkerJobMessage["request"],
+    outputsPrefix: `${job.tenantId}/${job.id}`,
+  };
+  await deps.fallbackQueue.send(message);
+  // The worker may even have finished already: then the job moved on and there is nothing to mark.
+  await deps.jobs
+    .update(job, {
+      providerState: { phase: "self-hosted", sent: true } satisfies ProviderState as Record<string, unknown>,
+      dueAt: Date.parse(job.deadlineAt),
+    })
+    .catch((error) => {
+      if (!(error instanceof StaleWriteError)) throw error;
+    });
 }

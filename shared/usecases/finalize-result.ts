@@ -13,6 +13,9 @@ import {
 
 export interface FinalizeDeps {
   jobs: JobStore;
+  /** The self-hosted workers' queue: `auto` jobs whose provider attempts keep failing go there. */
+  fallbackQueue?: Queue;
+  presignInput?: (bucket: string, key: string) => Promise<string>;
   copyOutput?: OutputCopier;
   gate: CapacityGate;
   jobsQueue: Queue;
@@ -20,7 +23,7 @@ export interface FinalizeDeps {
   settings: DispatchSettings & { storingTimeoutSeconds: number };
 }
 
-export type FinalizeOutcome = "ignored" | "succeeded" | "failed" | "retrying";
+export type FinalizeOutcome = "ignored" | "succeeded" | "failed" | "retrying" | "fallback";
 
 /**
  * The one place where results become terminal states. Idempotent: a result for a job that is
@@ -47,7 +50,7 @@ async function finalizeOnce(deps: FinalizeDeps, message: ResultMessage): Promise
   if (!job) return "ignored";
   if (job.status === "storing") return completeStoring(deps, job);
   if (job.status !== "processing") return "ignored";
-  if (!belongsToCurrentAttempt(job, message.result)) return "ignored";
+  if (!belongsToCurrentAttempt(job, message)) return "ignored";
 
   if (message.result.kind === "rejected") {
     return endAttemptAfterRejection(deps, job, message.result);
@@ -133,8 +136,17 @@ const providerOutputAsIs = (output: ProviderOutput): JobOutput => ({
   height: null,
 });
 
-/** A result names its provider id when it knows it; one for another attempt's id is stale. */
-function belongsToCurrentAttempt(job: Job, result: FinishedResult): boolean {
-  const attemptId = currentAttempt(job)?.provider_id ?? null;
+/**
+ * A worker's result belongs to a self-hosted attempt, anyone else's to a provider attempt (a late
+ * provider callback after the job went to the fallback is stale, and so is a late worker result after
+ * a retry went back to the provider). A result names its provider id when it knows it; one for
+ * another attempt's id is stale.
+ */
+function belongsToCurrentAttempt(job: Job, message: ResultMessage): boolean {
+  const attempt = currentAttempt(job);
+  const route = message.source === "worker" ? "self-hosted" : "modelslab";
+  if (attempt && attempt.route !== route) return false;
+  const attemptId = attempt?.provider_id ?? null;
+  const { result } = message;
   return result.providerId === null || attemptId === null || result.providerId === attemptId;
 }

@@ -27,7 +27,9 @@ export function backoffSeconds(
 }
 
 export interface ProviderState {
-  phase: "submitting" | "accepted" | "indeterminate" | "finished";
+  phase: "submitting" | "accepted" | "indeterminate" | "finished" | "self-hosted";
+  /** Self-hosted attempts: the worker message was sent (else the reconciler sends it again). */
+  sent?: boolean;
   providerId?: string | null;
   etaSeconds?: number | null;
   fetchUrl?: string | null;

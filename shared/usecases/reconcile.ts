@@ -4,6 +4,7 @@ import { isTerminal } from "../domain/job.ts";
 import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
 import type { Provider } from "../ports/provider.ts";
 import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
+import { sendToFallback } from "./dispatch-job.ts";
 import { sendJobEvent } from "./lifecycle.ts";
 import {
   backoffSeconds,
@@ -40,6 +41,9 @@ export interface ReconcileDeps {
   gate?: CapacityGate;
   /** The notifications queue (terminal jobs whose notify message was lost). */
   notifications?: Queue;
+  /** The self-hosted workers' queue: a lost worker message is sent again. */
+  fallbackQueue?: Queue;
+  presignInput?: (bucket: string, key: string) => Promise<string>;
   log?: (message: string, data: Record<string, unknown>) => void;
 }
 
@@ -149,6 +153,26 @@ async function reconcileJob(
   }
 
   const state = providerState(job);
+  if (currentAttempt(job)?.route === "self-hosted") {
+    // Nothing to poll: the worker reports on the results queue, and the deadline settles the rest.
+    // A worker message whose send was lost (the job row says so) is sent again.
+    if (!state.sent && deps.fallbackQueue) {
+      await sendToFallback(
+        {
+          jobs: deps.jobs,
+          clock: deps.clock,
+          settings,
+          fallbackQueue: deps.fallbackQueue,
+          ...(deps.presignInput && { presignInput: deps.presignInput }),
+        },
+        job,
+      );
+      report.requeued++;
+    } else {
+      await deps.jobs.update(job, { dueAt: Date.parse(job.deadlineAt) });
+    }
+    return;
+  }
   const checks = (state.checks ?? 0) + 1;
   const nextCheck =
     now.getTime() + backoffSeconds(checks, settings.pollBaseSeconds, settings.pollMaxSeconds) * 1000;

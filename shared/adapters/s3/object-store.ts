@@ -113,6 +113,16 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
+  async get(key: string): Promise<Readable | null> {
+    try {
+      const result = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      return (result.Body as Readable | undefined) ?? null;
+    } catch (error) {
+      if (isNotFound(error)) return null;
+      throw error;
+    }
+  }
+
   presignGet(key: string, expiresSeconds: number): Promise<string> {
     return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
       expiresIn: expiresSeconds,
