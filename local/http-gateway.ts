@@ -187,7 +187,8 @@ function buildEvent(
     if (name === "cookie") cookies.push(...String(value).split(/;\s*/));
     else headers[name] = Array.isArray(value) ? value.join(",") : value;
   }
-  const query: Record<string, string> = {};
+  // No prototype: `?__proto__=x` or `?constructor=x` must arrive as own keys, as API Gateway's JSON has them.
+  const query: Record<string, string> = Object.create(null);
   for (const [name, value] of url.searchParams)
     query[name] = name in query ? `${query[name]},${value}` : value;
 

@@ -11,6 +11,12 @@ export function issuesToDetails(issues: readonly z.core.$ZodIssue[]): ErrorDetai
         message: key === "key" ? "key is owned by the orchestrator; do not send it" : "unknown field",
       }));
     }
+    if (issue.code === "invalid_key") {
+      // "Invalid key in record" says nothing; the key schema's own messages say what is wrong.
+      return [
+        { path: base, message: issue.issues.map((inner) => inner.message).join("; ") || issue.message },
+      ];
+    }
     return [{ path: base || "(body)", message: issue.message }];
   });
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import * as z from "zod";
-import { ConflictError, UnauthorizedError } from "../domain/errors.ts";
+import { ConflictError, UnauthorizedError, ValidationError } from "../domain/errors.ts";
 import { parseOrThrow } from "../domain/validation.ts";
 import type {
   Clock,
@@ -16,7 +16,7 @@ import { cancelJob } from "../usecases/cancel-job.ts";
 import { replayNotification } from "../usecases/notify.ts";
 import type { JobPresenter } from "../usecases/present-job.ts";
 import { getTenantJob, listTenantJobs } from "../usecases/read-jobs.ts";
-import { type StageInputsDeps, stageInputs, uploadKey } from "../usecases/stage-inputs.ts";
+import { checkOutboundUrl, type StageInputsDeps, stageInputs, uploadKey } from "../usecases/stage-inputs.ts";
 import { type SubmitJobDeps, submitJob } from "../usecases/submit-job.ts";
 import { buildOpenApiDocument } from "./openapi.ts";
 import { header, readJsonBody } from "./request.ts";
@@ -76,7 +76,11 @@ export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Pro
     .add("POST", "/v1/jobs", async ({ event, tenantId }) => {
       const body = readJsonBody(event, deps.settings.maxBodyBytes);
       const { job, replayed } = await submitJob(
-        { ...deps, stage: (tenant, jobId, request) => stageInputs(deps.inputs, tenant, jobId, request) },
+        {
+          ...deps,
+          stage: (tenant, jobId, request) => stageInputs(deps.inputs, tenant, jobId, request),
+          checkWebhook: (url) => checkOutboundUrl(url, deps.inputs),
+        },
         { tenantId: tenantId(), body, idempotencyKey: header(event, "idempotency-key") },
       );
       return json(202, await deps.present(job), {
@@ -150,6 +154,12 @@ export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Pro
         readJsonBody(event, 4096),
         "The webhook settings",
       );
+      const problem = url === null ? null : await checkOutboundUrl(url, deps.inputs);
+      if (problem) {
+        throw new ValidationError("The webhook settings are invalid: url.", [
+          { path: "url", message: problem },
+        ]);
+      }
       await deps.tenants.setWebhookUrl(tenantId(), url);
       return json(200, { url });
     })

@@ -7,16 +7,41 @@ import { checkControlNetRules, controlNetFields } from "./controlnet.ts";
  * these same objects, so the documentation cannot drift from the validation.
  */
 
+/**
+ * Names of Object.prototype members (and `prototype`): as metadata keys they are dropped (`__proto__`)
+ * or shadow built-ins (`constructor` broke the DynamoDB marshaller: a 500), so they are refused.
+ */
+const RESERVED_METADATA_KEYS = new Set([...Object.getOwnPropertyNames(Object.prototype), "prototype"]);
+
 const metadataSchema = z
-  .record(
+  .preprocess(
+    (value, ctx) => {
+      // zod skips an own `__proto__` key of a record silently (it cannot be copied); refuse it instead.
+      if (typeof value === "object" && value !== null && Object.hasOwn(value, "__proto__")) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["__proto__"],
+          message: 'metadata key "__proto__" is reserved',
+          input: value,
+        });
+      }
+      return value;
+    },
     z
-      .string()
-      .min(1)
-      .max(64)
-      .regex(/^[A-Za-z0-9_.:-]+$/, "metadata keys use letters, digits and _ . : -"),
-    z.string().max(512),
+      .record(
+        z
+          .string()
+          .min(1)
+          .max(64)
+          .regex(/^[A-Za-z0-9_.:-]+$/, "metadata keys use letters, digits and _ . : -")
+          .refine((key) => !RESERVED_METADATA_KEYS.has(key), {
+            error: (issue) =>
+              `metadata key ${JSON.stringify(issue.input)} is reserved (a built-in object property name)`,
+          }),
+        z.string().max(512),
+      )
+      .refine((value) => Object.keys(value).length <= 20, "metadata holds at most 20 entries"),
   )
-  .refine((value) => Object.keys(value).length <= 20, "metadata holds at most 20 entries")
   .describe("Your own string key/values, echoed back on the job and in notifications (at most 20).");
 
 export const orchestratorFields = {

@@ -56,7 +56,7 @@ export async function stageInputs(
         return;
       }
       if (/^https?:/i.test(value)) {
-        const problem = await checkInputUrl(value, deps);
+        const problem = await checkOutboundUrl(value, deps);
         if (problem) problems.push({ path: field, message: problem });
         return;
       }
@@ -82,7 +82,14 @@ export async function stageInputs(
   return { ...request, ...staged };
 }
 
-async function checkInputUrl(value: string, deps: StageInputsDeps): Promise<string | null> {
+/**
+ * The address rules every URL we (or the provider) will connect to must meet — image inputs here, and
+ * webhook URLs at submit, which deliveries check again: a message saying what is wrong, or null.
+ */
+export async function checkOutboundUrl(
+  value: string,
+  deps: Pick<StageInputsDeps, "policy" | "resolve">,
+): Promise<string | null> {
   let url: URL;
   try {
     url = checkUrl(value, {

@@ -1,4 +1,4 @@
-import { ConflictError, UnavailableError } from "../domain/errors.ts";
+import { ConflictError, UnavailableError, ValidationError } from "../domain/errors.ts";
 import { canonicalJson, sha256Hex } from "../domain/hash.ts";
 import { newJobId } from "../domain/ids.ts";
 import type { Job } from "../domain/job.ts";
@@ -21,6 +21,8 @@ export interface SubmitJobDeps {
   onDeferredSend?: (jobId: string, error: unknown) => void;
   /** Checks and stores the request's images (base64 → object storage); nothing is written if it throws. */
   stage?: (tenantId: string, jobId: string, request: ControlNetRequest) => Promise<ControlNetRequest>;
+  /** Checks `webhook` against the address rules deliveries follow: what is wrong, or null. */
+  checkWebhook?: (url: string) => Promise<string | null>;
 }
 
 export interface SubmitJobInput {
@@ -51,6 +53,14 @@ export async function submitJob(deps: SubmitJobDeps, input: SubmitJobInput): Pro
           "The Idempotency-Key header",
           "INVALID_IDEMPOTENCY_KEY",
         );
+
+  // Deliveries refuse such a URL anyway; refusing it now tells the client while it is listening.
+  const webhookProblem = body.webhook === undefined ? null : await deps.checkWebhook?.(body.webhook);
+  if (webhookProblem) {
+    throw new ValidationError("The job request is invalid: webhook.", [
+      { path: "webhook", message: webhookProblem },
+    ]);
+  }
 
   const now = deps.clock.now();
   const nowIso = now.toISOString();

@@ -16,6 +16,7 @@ import {
   UnavailableError,
   ValidationError,
 } from "../../domain/errors.ts";
+import { sha256Hex } from "../../domain/hash.ts";
 import { isJobId } from "../../domain/ids.ts";
 import { assertTransition, isTerminal, type Job, type JobStatus } from "../../domain/job.ts";
 import {
@@ -174,7 +175,7 @@ export class DynamoJobStore implements JobStore {
   }
 
   async listByTenant(tenantId: string, query: ListJobsQuery): Promise<JobPage> {
-    const afterId = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+    const afterId = query.cursor === undefined ? undefined : decodeCursor(query.cursor, tenantId);
     const byStatus = query.status !== undefined;
     const index = byStatus ? INDEXES.byTenantStatus : INDEXES.byTenant;
     const partition = byStatus ? `${tenantId}#${query.status}` : tenantId;
@@ -209,7 +210,7 @@ export class DynamoJobStore implements JobStore {
         jobs.push(job);
       }
       const lastId = out.LastEvaluatedKey?.[index.sortKey];
-      return { jobs, nextCursor: typeof lastId === "string" ? encodeCursor(lastId) : null };
+      return { jobs, nextCursor: typeof lastId === "string" ? encodeCursor(lastId, tenantId) : null };
     } catch (error) {
       throw this.wrap(error, "listByTenant");
     }
@@ -491,12 +492,16 @@ function duplicateJob(id: string, cause: unknown): ConflictError {
   return error;
 }
 
-export function encodeCursor(id: string): string {
-  return Buffer.from(JSON.stringify({ v: CURSOR_VERSION, id }), "utf8").toString("base64url");
+/** A short digest of the tenant a cursor was issued to: another API key's cursor is refused, not reinterpreted. */
+const cursorOwner = (tenantId: string): string => sha256Hex(`cursor:${tenantId}`).slice(0, 16);
+
+export function encodeCursor(id: string, tenantId?: string): string {
+  const owner = tenantId === undefined ? {} : { t: cursorOwner(tenantId) };
+  return Buffer.from(JSON.stringify({ v: CURSOR_VERSION, id, ...owner }), "utf8").toString("base64url");
 }
 
 /** Returns the id of the last job of the previous page, or throws INVALID_CURSOR. */
-export function decodeCursor(cursor: string): string {
+export function decodeCursor(cursor: string, tenantId?: string): string {
   const invalid = (message: string) =>
     new ValidationError(
       "The cursor is not valid; use the nextCursor of a previous page.",
@@ -513,9 +518,12 @@ export function decodeCursor(cursor: string): string {
     throw invalid("not valid JSON");
   }
   if (typeof parsed !== "object" || parsed === null) throw invalid("not an object");
-  const { v, id } = parsed as { v?: unknown; id?: unknown };
+  const { v, id, t } = parsed as { v?: unknown; id?: unknown; t?: unknown };
   if (v !== CURSOR_VERSION) throw invalid("unknown cursor version");
   if (typeof id !== "string" || !isJobId(id)) throw invalid("does not name a job");
+  if (t !== undefined && (tenantId === undefined || t !== cursorOwner(tenantId))) {
+    throw invalid("was issued to another API key");
+  }
   return id;
 }
 
