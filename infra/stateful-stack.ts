@@ -15,7 +15,12 @@ import { Topic } from "aws-cdk-lib/aws-sns";
 import { EmailSubscription } from "aws-cdk-lib/aws-sns-subscriptions";
 import type { Queue } from "aws-cdk-lib/aws-sqs";
 import type { Construct } from "constructs";
-import { INDEXES, TABLE_KEYS, TTL_ATTRIBUTE } from "../shared/adapters/dynamo/table-design.ts";
+import {
+  INDEXES,
+  type IndexProjection,
+  TABLE_KEYS,
+  TTL_ATTRIBUTE,
+} from "../shared/adapters/dynamo/table-design.ts";
 import { type InfraConfig, isProduction } from "./config.ts";
 import { QueueWithDlq } from "./constructs/queue-with-dlq.ts";
 import { ReadableStack } from "./constructs/readable-stack.ts";
@@ -79,20 +84,20 @@ export class StatefulStack extends ReadableStack {
       indexName: INDEXES.byTenant.name,
       partitionKey: { name: INDEXES.byTenant.partitionKey, type: AttributeType.STRING },
       sortKey: { name: INDEXES.byTenant.sortKey, type: AttributeType.STRING },
-      projectionType: ProjectionType.ALL,
+      ...cdkProjection(INDEXES.byTenant.projection),
     });
     this.table.addGlobalSecondaryIndex({
       indexName: INDEXES.byTenantStatus.name,
       partitionKey: { name: INDEXES.byTenantStatus.partitionKey, type: AttributeType.STRING },
       sortKey: { name: INDEXES.byTenantStatus.sortKey, type: AttributeType.STRING },
-      projectionType: ProjectionType.ALL,
+      ...cdkProjection(INDEXES.byTenantStatus.projection),
     });
     this.table.addGlobalSecondaryIndex({
       indexName: INDEXES.due.name,
       partitionKey: { name: INDEXES.due.partitionKey, type: AttributeType.STRING },
       // Epoch seconds: a number so the reconciler's `dueAt <= now` range query orders numerically.
       sortKey: { name: INDEXES.due.sortKey, type: AttributeType.NUMBER },
-      projectionType: ProjectionType.ALL,
+      ...cdkProjection(INDEXES.due.projection),
     });
 
     this.alarmTopic = new Topic(this, "AlarmTopic", {
@@ -214,3 +219,13 @@ export class StatefulStack extends ReadableStack {
 
 const mapRecord = <K extends string, A, B>(record: Record<K, A>, f: (value: A) => B): Record<K, B> =>
   Object.fromEntries(Object.entries(record).map(([key, value]) => [key, f(value as A)])) as Record<K, B>;
+
+/** An index's projection (table-design.ts) as the CDK's GSI props. */
+function cdkProjection(projection: IndexProjection): {
+  projectionType: ProjectionType;
+  nonKeyAttributes?: string[];
+} {
+  return projection.type === "INCLUDE"
+    ? { projectionType: ProjectionType.INCLUDE, nonKeyAttributes: [...projection.nonKeyAttributes] }
+    : { projectionType: ProjectionType.KEYS_ONLY };
+}

@@ -15,9 +15,18 @@
  * no faults).
  *
  * Lambda durations are recorded by `meterLocalFunctions` (wraps `LocalFunction.prototype.invoke`).
+ *
+ * Global secondary index writes are not billed by dynalite at all; `estimateIndexWrites` estimates
+ * them from a recorded call's input and the table design (see there).
  */
 import { Client } from "@smithy/core/client";
 import { LocalFunction } from "../../local/lambda-runtime.ts";
+import {
+  INDEXES,
+  type IndexProjection,
+  jobKey,
+  TABLE_KEYS,
+} from "../../shared/adapters/dynamo/table-design.ts";
 
 export interface AwsCall {
   service: string;
@@ -260,4 +269,121 @@ function estimateRead(operation: string, input: Record<string, unknown>): number
   const factor = consistent ? 1 : 0.5;
   if (/^Transact/.test(operation)) return 2 * ((input.TransactItems as unknown[]) ?? []).length;
   return factor; // one item up to 4 KB
+}
+
+/**
+ * Write units the global secondary indexes would consume for one recorded DynamoDB call (dynalite
+ * bills none). Needs the call's input (`keepInputs`); a failed call (a conditional check that did not
+ * pass, a cancelled transaction) writes no index.
+ *
+ * The estimate follows the projections of table-design.ts: KEYS_ONLY and INCLUDE index items are the
+ * keys plus a few small attributes, far under 1 KB, so each index item written costs 1 WCU, and an
+ * index is written only when the write changes its key or one of its projected attributes:
+ *   - Put (alone, in a transaction or a batch) of an item that has both key attributes of an index:
+ *     1 per such index (an index item created; an overwrite that changes nothing is still counted).
+ *   - Update: for each index, a key attribute SET = 2 (the old index item deleted, the new one put;
+ *     an item entering the index costs 1, counted as 2); a key attribute REMOVEd = 1 (the item leaves
+ *     the index); otherwise a projected non-key attribute SET or REMOVEd = 1 (updated in place).
+ *     A SET to the value the ConditionExpression requires the attribute to already have (the job
+ *     store's `#status = :to` guarded by `#status = :from` when `:to` equals `:from`) changes nothing
+ *     and is not counted. Whether the item was in the index before is not known from the request, so
+ *     an update of an item outside a sparse index (`due`) is still counted: an upper bound.
+ *   - Delete: 1 per index (assumed present).
+ * Updates and deletes count only for job items (sort key JOB): no other item carries index
+ * attributes (notifications keep their tenant and id under other names).
+ * Conditions and keys are read from the expression text; names are resolved through
+ * ExpressionAttributeNames.
+ */
+export function estimateIndexWrites(call: AwsCall): number {
+  if (call.service !== "DynamoDB" || !call.ok || !WRITES.test(call.operation)) return 0;
+  const input = call.input as Record<string, unknown> | undefined;
+  if (!input) return 0;
+  const parts: Array<{ kind: string; part: Record<string, unknown> }> = [];
+  if (/^TransactWrite/.test(call.operation)) {
+    for (const item of (input.TransactItems as Record<string, Record<string, unknown>>[]) ?? []) {
+      for (const [kind, part] of Object.entries(item)) parts.push({ kind, part });
+    }
+  } else if (/^BatchWrite/.test(call.operation)) {
+    const tables = (input.RequestItems as Record<string, Record<string, Record<string, unknown>>[]>) ?? {};
+    for (const request of Object.values(tables).flat()) {
+      if (request.PutRequest) parts.push({ kind: "Put", part: request.PutRequest });
+      if (request.DeleteRequest) parts.push({ kind: "Delete", part: request.DeleteRequest });
+    }
+  } else {
+    parts.push({ kind: call.operation.replace(/Item$/, ""), part: input });
+  }
+  let units = 0;
+  for (const { kind, part } of parts) {
+    for (const index of Object.values(INDEXES)) units += indexItemWrites(index, kind, part);
+  }
+  return units;
+}
+
+const JOB_SORT_KEY = jobKey("").sk;
+
+interface IndexShape {
+  partitionKey: string;
+  sortKey: string;
+  projection: IndexProjection;
+}
+
+function indexItemWrites(index: IndexShape, kind: string, part: Record<string, unknown>): number {
+  const keys = [index.partitionKey, index.sortKey];
+  if (kind === "Put") {
+    const item = (part.Item as Record<string, unknown> | undefined) ?? {};
+    return keys.every((k) => item[k] !== undefined && item[k] !== null) ? 1 : 0;
+  }
+  if (kind !== "Update" && kind !== "Delete") return 0; // ConditionCheck writes nothing
+  // Only job items carry index attributes (tenants, keys, idempotency records and notifications
+  // store theirs under other names), and an update or delete names the item only by its key.
+  const key = (part.Key as Record<string, unknown> | undefined) ?? {};
+  if (key[TABLE_KEYS.sortKey] !== JOB_SORT_KEY) return 0;
+  if (kind === "Delete") return 1;
+  const { set, removed } = updatedAttributes(part);
+  if (keys.some((k) => set.has(k))) return 2;
+  if (keys.some((k) => removed.has(k))) return 1;
+  // The table's own keys are in every index item but never change in an update.
+  const projected = index.projection.type === "INCLUDE" ? index.projection.nonKeyAttributes : [];
+  return projected.some((a) => set.has(a) || removed.has(a)) ? 1 : 0;
+}
+
+/** The attributes an UpdateExpression changes: SET (less those set to the value the condition requires) and REMOVE. */
+function updatedAttributes(part: Record<string, unknown>): { set: Set<string>; removed: Set<string> } {
+  const names = (part.ExpressionAttributeNames as Record<string, string> | undefined) ?? {};
+  const values = (part.ExpressionAttributeValues as Record<string, unknown> | undefined) ?? {};
+  const resolve = (token: string) => names[token] ?? token;
+  const expression = String(part.UpdateExpression ?? "");
+  const condition = String(part.ConditionExpression ?? "");
+  const required = new Map<string, unknown>();
+  for (const [, name, value] of condition.matchAll(/([#\w.]+)\s*=\s*(:\w+)/g)) {
+    if (name && value) required.set(resolve(name), values[value]);
+  }
+  const set = new Set<string>();
+  const removed = new Set<string>();
+  // Clauses: SET a = b, c = d REMOVE e, f (ADD/DELETE treated as SET).
+  for (const [, action, body] of expression.matchAll(
+    /\b(SET|REMOVE|ADD|DELETE)\b\s+(.*?)(?=\s+\b(?:SET|REMOVE|ADD|DELETE)\b|$)/gis,
+  )) {
+    for (const clause of (body ?? "").split(",")) {
+      const [target = "", source] = clause
+        .split(/=|\s+/)
+        .map((t) => t.trim())
+        .filter(Boolean);
+      const name = resolve(target);
+      if (!name) continue;
+      if (action?.toUpperCase() === "REMOVE") {
+        removed.add(name);
+        continue;
+      }
+      const unchanged =
+        source?.startsWith(":") &&
+        required.has(name) &&
+        JSON.stringify(required.get(name)) === JSON.stringify(values[source]);
+      if (!unchanged) set.add(name);
+    }
+  }
+  // A table key attribute is never SET by an update; keep the sets about non-key attributes.
+  set.delete(TABLE_KEYS.partitionKey);
+  set.delete(TABLE_KEYS.sortKey);
+  return { set, removed };
 }

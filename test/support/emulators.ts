@@ -5,7 +5,12 @@
 import { CreateTableCommand, DescribeTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { startFauxqs } from "fauxqs";
 import { startDynalite } from "../../local/dynalite.ts";
-import { INDEXES, TABLE_KEYS } from "../../shared/adapters/dynamo/table-design.ts";
+import {
+  INDEXES,
+  type IndexProjection,
+  projectionOf,
+  TABLE_KEYS,
+} from "../../shared/adapters/dynamo/table-design.ts";
 
 export const LOCAL_REGION = "us-east-1";
 export const LOCAL_CREDENTIALS = { accessKeyId: "local", secretAccessKey: "local" } as const;
@@ -34,13 +39,18 @@ export async function startEmulators(): Promise<Emulators> {
 /** Creates the single table exactly as table-design.ts describes it and waits until it is ACTIVE. */
 export async function createTestTable(endpoint: string, name: string): Promise<void> {
   const client = new DynamoDBClient({ endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
-  const gsi = (index: { name: string; partitionKey: string; sortKey: string }) => ({
+  const gsi = (index: {
+    name: string;
+    partitionKey: string;
+    sortKey: string;
+    projection: IndexProjection;
+  }) => ({
     IndexName: index.name,
     KeySchema: [
       { AttributeName: index.partitionKey, KeyType: "HASH" as const },
       { AttributeName: index.sortKey, KeyType: "RANGE" as const },
     ],
-    Projection: { ProjectionType: "ALL" as const },
+    Projection: projectionOf(index.projection),
   });
   try {
     await client.send(

@@ -14,17 +14,57 @@ export const TABLE_KEYS = { partitionKey: "pk", sortKey: "sk" } as const;
 /** Epoch-seconds attribute DynamoDB TTL deletes on (idempotency keys, finished jobs after retention). */
 export const TTL_ATTRIBUTE = "ttl";
 
+/**
+ * What a global secondary index copies of each item besides the table and index keys. An index write
+ * costs as much as the item it copies, and happens whenever an update touches the index's key or a
+ * projected attribute, so the indexes project only what their readers need and fetch the jobs from
+ * the table (BatchGetItem) once selected.
+ */
+export type IndexProjection =
+  | { readonly type: "KEYS_ONLY" }
+  | { readonly type: "INCLUDE"; readonly nonKeyAttributes: readonly string[] };
+
 export const INDEXES = {
-  /** A tenant's jobs, newest first (ULID ids sort by time). */
-  byTenant: { name: "byTenant", partitionKey: "tenantId", sortKey: "id" },
-  /** A tenant's jobs in one status, newest first. partition = `<tenantId>#<status>`. */
-  byTenantStatus: { name: "byTenantStatus", partitionKey: "tenantStatus", sortKey: "id" },
+  /** A tenant's jobs, newest first (ULID ids sort by time). Ids only: a page is read from the table. */
+  byTenant: {
+    name: "byTenant",
+    partitionKey: "tenantId",
+    sortKey: "id",
+    projection: { type: "KEYS_ONLY" },
+  },
+  /** A tenant's jobs in one status, newest first. partition = `<tenantId>#<status>`. Ids only. */
+  byTenantStatus: {
+    name: "byTenantStatus",
+    partitionKey: "tenantStatus",
+    sortKey: "id",
+    projection: { type: "KEYS_ONLY" },
+  },
   /**
    * Sparse index of non-terminal jobs by the time the reconciler should look at them. The partition
-   * is one of DUE_SHARDS values so no single partition takes every write at scale.
+   * is one of DUE_SHARDS values so no single partition takes every write at scale. It carries what
+   * the reconciler selects on (a terminal job stays due only while its notification is pending), so
+   * the selection needs no table read; the selected jobs are then read from the table.
    */
-  due: { name: "due", partitionKey: "dueShard", sortKey: "dueAt" },
-} as const;
+  due: {
+    name: "due",
+    partitionKey: "dueShard",
+    sortKey: "dueAt",
+    projection: { type: "INCLUDE", nonKeyAttributes: ["status", "notifyPending"] },
+  },
+} as const satisfies Record<
+  string,
+  { name: string; partitionKey: string; sortKey: string; projection: IndexProjection }
+>;
+
+/** The CloudFormation / DynamoDB API form of an index's projection (CreateTable, the template). */
+export function projectionOf(projection: IndexProjection): {
+  ProjectionType: "KEYS_ONLY" | "INCLUDE";
+  NonKeyAttributes?: string[];
+} {
+  return projection.type === "INCLUDE"
+    ? { ProjectionType: "INCLUDE", NonKeyAttributes: [...projection.nonKeyAttributes] }
+    : { ProjectionType: "KEYS_ONLY" };
+}
 
 export const DUE_SHARDS = 4;
 
