@@ -16,7 +16,13 @@ import { cancelJob } from "../usecases/cancel-job.ts";
 import { replayNotification } from "../usecases/notify.ts";
 import type { JobPresenter } from "../usecases/present-job.ts";
 import { getTenantJob, listTenantJobs } from "../usecases/read-jobs.ts";
-import { checkOutboundUrl, type StageInputsDeps, stageInputs, uploadKey } from "../usecases/stage-inputs.ts";
+import {
+  checkOutboundUrl,
+  discardStagedInputs,
+  type StageInputsDeps,
+  stageInputs,
+  uploadKey,
+} from "../usecases/stage-inputs.ts";
 import { type SubmitJobDeps, submitJob } from "../usecases/submit-job.ts";
 import { buildOpenApiDocument } from "./openapi.ts";
 import { header, readJsonBody } from "./request.ts";
@@ -79,6 +85,7 @@ export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Pro
         {
           ...deps,
           stage: (tenant, jobId, request) => stageInputs(deps.inputs, tenant, jobId, request),
+          discard: (tenant, jobId, request) => discardStagedInputs(deps.inputs, tenant, jobId, request),
           checkWebhook: (url) => checkOutboundUrl(url, deps.inputs),
         },
         { tenantId: tenantId(), body, idempotencyKey: header(event, "idempotency-key") },

@@ -135,6 +135,8 @@ export interface ObjectStore {
   head(key: string): Promise<StoredObject | null>;
   /** The object's bytes as a stream, or null when there is none. */
   get(key: string): Promise<import("node:stream").Readable | null>;
+  /** Removes the object; removing one that is not there is not an error. */
+  delete(key: string): Promise<void>;
   presignGet(key: string, expiresSeconds: number): Promise<string>;
   presignPut(key: string, contentType: string, expiresSeconds: number): Promise<string>;
 }

@@ -132,3 +132,21 @@ export async function providerParams(
   if (params.base64 !== undefined) params.base64 = "no";
   return params;
 }
+
+/** Deletes the images `stageInputs` stored for a job that was then not written (uploads stay the client's). */
+export async function discardStagedInputs(
+  deps: Pick<StageInputsDeps, "inputs" | "inputsBucket">,
+  tenantId: string,
+  jobId: string,
+  request: ControlNetRequest,
+): Promise<void> {
+  const prefix = `${tenantId}/${jobId}/`;
+  await Promise.all(
+    IMAGE_FIELDS.map(async (field) => {
+      const value = request[field as keyof ControlNetRequest];
+      const match = typeof value === "string" ? S3_REF.exec(value) : null;
+      if (match?.[1] === deps.inputsBucket && match[2]?.startsWith(prefix))
+        await deps.inputs.delete(match[2]);
+    }),
+  );
+}

@@ -19,6 +19,8 @@ export interface SubmitJobDeps {
   };
   /** Told when the queue send failed and the job was left for the reconciler to re-send. */
   onDeferredSend?: (jobId: string, error: unknown) => void;
+  /** Removes what `stage` stored when the job itself is not written (an idempotent replay, a conflict). */
+  discard?: (tenantId: string, jobId: string, request: ControlNetRequest) => Promise<void>;
   /** Checks and stores the request's images (base64 → object storage); nothing is written if it throws. */
   stage?: (tenantId: string, jobId: string, request: ControlNetRequest) => Promise<ControlNetRequest>;
   /** Checks `webhook` against the address rules deliveries follow: what is wrong, or null. */
@@ -97,8 +99,13 @@ export async function submitJob(deps: SubmitJobDeps, input: SubmitJobInput): Pro
     expiresAt: Math.floor(now.getTime() / 1000) + deps.settings.idempotencyTtlSeconds,
   };
 
-  const result = await deps.jobs.create(job, idempotency || undefined);
+  const result = await deps.jobs.create(job, idempotency || undefined).catch(async (error) => {
+    await deps.discard?.(input.tenantId, id, request);
+    throw error;
+  });
   if (!result.created) {
+    // A replay or a conflict: this request's job was never written, so neither may its images be.
+    await deps.discard?.(input.tenantId, id, request);
     if (!result.sameRequest) {
       throw new ConflictError(
         "IDEMPOTENCY_KEY_REUSED",

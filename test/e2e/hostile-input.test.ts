@@ -1010,11 +1010,9 @@ describe("hostile input", () => {
     expect(await getJob(alice, victim)).toEqual(job);
   });
 
-  // Known issue: base64 images are stored (staged) before the job and its Idempotency-Key are written,
-  // so a 409 for a reused key (and every idempotent replay) leaves an unreferenced input object behind
-  // until the inputs bucket's expiry rule removes it. Fixing it needs a delete on the ObjectStore port
-  // (or staging after the write). This flips to failing once fixed: then make it a plain `it`.
-  it.fails("stores no input image for a 409 on a reused Idempotency-Key (known issue)", async () => {
+  // Base64 images are staged before the job and its Idempotency-Key are written; a 409 (or a replay)
+  // removes them again, so nothing is left behind.
+  it("stores no input image for a 409 on a reused Idempotency-Key", async () => {
     const inputs = stack.topology.buckets.InputsBucket?.name as string;
     const objects = await listBucket(stack.endpoints.sqs, inputs);
     const conflict = await submit(valid({ seed: 3 }), { "idempotency-key": USED_KEY });

@@ -429,6 +429,10 @@ export class InMemoryObjectStore implements ObjectStore {
     });
   }
 
+  async delete(key: string): Promise<void> {
+    this.objects.delete(key);
+  }
+
   async head(key: string): Promise<StoredObject | null> {
     const object = this.objects.get(key);
     if (!object) return null;

@@ -5,6 +5,7 @@
  */
 import type { Readable } from "node:stream";
 import {
+  DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
   PutObjectCommand,
@@ -121,6 +122,10 @@ export class S3ObjectStore implements ObjectStore {
       if (isNotFound(error)) return null;
       throw error;
     }
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
   }
 
   presignGet(key: string, expiresSeconds: number): Promise<string> {
