@@ -22,14 +22,20 @@
  *
  * Caveats (printed): durations are measured on this machine with every function sharing one Node.js
  * thread, so they over-state Lambda's; dynalite does not bill global secondary indexes, so their
- * writes are estimated from the table design (3 indexes, projection ALL: every write of a job row is
- * also written to each index that holds it, and twice where the index key changes).
+ * writes are estimated from the table design's projections by `estimateIndexWrites` (1 unit per index
+ * item written, only where a write changes the index's key or projected attributes).
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Pool, request } from "undici";
 import { parseArgs, UsageError } from "./lib/args.ts";
-import { type AwsCall, awsMeter, installAwsMeter, meterLocalFunctions } from "./lib/aws-meter.ts";
+import {
+  type AwsCall,
+  awsMeter,
+  estimateIndexWrites,
+  installAwsMeter,
+  meterLocalFunctions,
+} from "./lib/aws-meter.ts";
 import { runPool } from "./lib/pool.ts";
 import { ms, rate, ratio, table } from "./lib/print.ts";
 import { percentile } from "./lib/stats.ts";
@@ -277,7 +283,7 @@ async function main(): Promise<number> {
     const dynamo = by("DynamoDB");
     const rcu = dynamo.reduce((s, c) => s + c.rcu, 0);
     const tableWcu = dynamo.reduce((s, c) => s + c.wcu, 0);
-    const gsiWcu = dynamo.reduce((s, c) => s + gsiWrites(c), 0);
+    const gsiWcu = dynamo.reduce((s, c) => s + estimateIndexWrites(c), 0);
     const estimatedDynamo = dynamo.filter((c) => c.estimated).length;
     const sqsAll = by("SQS");
     const emptyReceives = sqsAll.filter((c) => c.operation === "ReceiveMessage" && c.received === 0).length;
@@ -466,35 +472,6 @@ function renamed(value: unknown, from: string, to: string): unknown {
     );
   }
   return value;
-}
-
-/**
- * Index writes a table write causes (dynalite bills none): a job row (sk JOB) lives in byTenant and
- * byTenantStatus always and in `due` while due; projection ALL, so each write rewrites it in each
- * (1 unit per KB), and an index whose key changes costs a delete plus a put.
- */
-function gsiWrites(call: AwsCall): number {
-  if (call.service !== "DynamoDB" || call.wcu === 0) return 0;
-  const input = call.input as Record<string, unknown> | undefined;
-  const items: Record<string, unknown>[] = [];
-  if (/^TransactWrite/.test(call.operation)) {
-    for (const item of (input?.TransactItems as Record<string, Record<string, unknown>>[]) ?? []) {
-      const part = Object.values(item)[0];
-      if (part) items.push(part);
-    }
-  } else if (input) items.push(input);
-  let units = 0;
-  for (const part of items) {
-    const key = (part.Item ?? part.Key) as { sk?: unknown } | undefined;
-    if (key?.sk !== "JOB") continue;
-    const size = Math.max(1, Math.ceil(Buffer.byteLength(JSON.stringify(part.Item ?? {})) / 1024));
-    const expression = String(part.UpdateExpression ?? "");
-    const names = JSON.stringify(part.ExpressionAttributeNames ?? {});
-    const statusChanges = /tenantStatus/.test(names) || /tenantStatus/.test(expression);
-    const dueChanges = /dueShard|dueAt/.test(names);
-    units += size * (3 + (statusChanges ? 1 : 0) + (dueChanges ? 1 : 0));
-  }
-  return units;
 }
 
 main().then(

@@ -163,9 +163,21 @@ function numberOrList(min: number, max: number) {
         }
       }
     });
-  return z.union([z.number().min(min).max(max), list], {
+  return z.union([storableNumber(min, max), list], {
     error: `must be a number from ${min} to ${max} or a comma-separated list of such numbers`,
   });
+}
+
+/**
+ * A fractional parameter in [min, max]. Sub-microscopic values such as 5e-324 are refused: they mean
+ * nothing to the provider and DynamoDB cannot store numbers below 1e-130.
+ */
+function storableNumber(min: number, max: number) {
+  return z
+    .number()
+    .min(min)
+    .max(max)
+    .refine((value) => value === 0 || Math.abs(value) >= 1e-6, { message: "must be 0 or at least 0.000001" });
 }
 
 /**
@@ -238,7 +250,7 @@ export const controlNetFields = {
   num_inference_steps: int(1, 50).optional(),
   safety_checker: yesNo.optional(),
   ip_adapter_id: z.enum(IP_ADAPTER_IDS).optional(),
-  ip_adapter_scale: z.number().min(0).max(1).optional(),
+  ip_adapter_scale: storableNumber(0, 1).optional(),
   ip_adapter_image: imageUrl.optional(),
   enhance_prompt: yesNo.optional(),
   /**
@@ -247,8 +259,8 @@ export const controlNetFields = {
    */
   controlnet_conditioning_scale: numberOrList(0.1, 5).optional(),
   /** Only meaningful with init_image; allowed without it (harmless). */
-  strength: z.number().min(0).max(1).optional(),
-  guidance_scale: z.number().min(1).max(20).optional(),
+  strength: storableNumber(0, 1).optional(),
+  guidance_scale: storableNumber(1, 20).optional(),
   /** null asks the provider for a random seed (echoed back in meta.seed). */
   seed: z.int().min(0).nullable().optional(),
   upscale: yesNo.optional(),

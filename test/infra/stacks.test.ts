@@ -2,7 +2,12 @@ import { Match, Template } from "aws-cdk-lib/assertions";
 import { beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../infra/build-app.ts";
 import { FUNCTIONS, QUEUES, VISIBILITY_TIMEOUT_FACTOR } from "../../infra/functions.ts";
-import { INDEXES, TABLE_KEYS, TTL_ATTRIBUTE } from "../../shared/adapters/dynamo/table-design.ts";
+import {
+  INDEXES,
+  projectionOf,
+  TABLE_KEYS,
+  TTL_ATTRIBUTE,
+} from "../../shared/adapters/dynamo/table-design.ts";
 import { followImport, only, refTarget, resources, TEST_CONTEXT } from "./support.ts";
 
 let stateful: Template;
@@ -38,7 +43,7 @@ describe("StatefulStack: table", () => {
               { AttributeName: index.partitionKey, KeyType: "HASH" },
               { AttributeName: index.sortKey, KeyType: "RANGE" },
             ],
-            Projection: { ProjectionType: "ALL" },
+            Projection: projectionOf(index.projection),
           }),
         ),
       ),

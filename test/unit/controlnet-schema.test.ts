@@ -378,3 +378,22 @@ describe("checkControlNetRules", () => {
     ).toEqual(["controlnet_model", "controlnet_model", "init_image", "ip_adapter_scale"]);
   });
 });
+
+describe("numbers DynamoDB can store", () => {
+  // Found by the fuzz test: 5e-324 passed the range check and made the job write fail with a 500.
+  it.each(["strength", "guidance_scale", "ip_adapter_scale", "controlnet_conditioning_scale"])(
+    "refuses a denormal %s",
+    (field) => {
+      const result = z
+        .strictObject(controlNetFields)
+        .safeParse({
+          model_id: "sd15",
+          controlnet_model: "canny",
+          controlnet_type: "canny",
+          [field]: 5e-324,
+        });
+      expect(result.success).toBe(false);
+      expect(result.error?.issues.some((issue) => issue.path[0] === field)).toBe(true);
+    },
+  );
+});
