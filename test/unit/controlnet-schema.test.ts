@@ -384,14 +384,12 @@ describe("numbers DynamoDB can store", () => {
   it.each(["strength", "guidance_scale", "ip_adapter_scale", "controlnet_conditioning_scale"])(
     "refuses a denormal %s",
     (field) => {
-      const result = z
-        .strictObject(controlNetFields)
-        .safeParse({
-          model_id: "sd15",
-          controlnet_model: "canny",
-          controlnet_type: "canny",
-          [field]: 5e-324,
-        });
+      const result = z.strictObject(controlNetFields).safeParse({
+        model_id: "sd15",
+        controlnet_model: "canny",
+        controlnet_type: "canny",
+        [field]: 5e-324,
+      });
       expect(result.success).toBe(false);
       expect(result.error?.issues.some((issue) => issue.path[0] === field)).toBe(true);
     },
