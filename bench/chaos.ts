@@ -361,6 +361,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         webhook: receiver.url,
         track_id: `chaos-${index}`,
         deadline_seconds: deadlineSeconds,
+        // The provider path is what is shaken here; `auto` would send jobs to the GPU fallback once the
+        // circuit breaker opens, and the local stack runs no worker unless asked (--with-worker).
+        provider: "modelslab",
       });
       const requestHeaders = { ...headers, "idempotency-key": `chaos-${seed}-${index}` };
       for (let attempt = 1; attempt <= 5; attempt++) {
