@@ -3,49 +3,11 @@
  * `{ field: ["message", ...] }`, the shape of the real API's validation errors. Numbers may arrive as
  * JSON numbers or numeric strings (the provider coerces both).
  */
+import { CONTROLNET_MODELS, SCHEDULERS } from "../../shared/schemas/controlnet.ts";
 
-export const SIM_CONTROLNET_MODELS = new Set([
-  "canny",
-  "depth",
-  "hed",
-  "mlsd",
-  "normal",
-  "openpose",
-  "scribble",
-  "segmentation",
-  "inpaint",
-  "softedge",
-  "lineart",
-  "shuffle",
-  "tile",
-  "face_detector",
-  "qrcode",
-  "blur",
-  "pose",
-  "gray",
-  "low_quality",
-]);
-
-export const SIM_SCHEDULERS = new Set([
-  "DDPMScheduler",
-  "DDIMScheduler",
-  "PNDMScheduler",
-  "LMSDiscreteScheduler",
-  "EulerDiscreteScheduler",
-  "EulerAncestralDiscreteScheduler",
-  "DPMSolverMultistepScheduler",
-  "HeunDiscreteScheduler",
-  "KDPM2DiscreteScheduler",
-  "DPMSolverSinglestepScheduler",
-  "KDPM2AncestralDiscreteScheduler",
-  "UniPCMultistepScheduler",
-  "DDIMInverseScheduler",
-  "DEISMultistepScheduler",
-  "IPNDMScheduler",
-  "KarrasVeScheduler",
-  "ScoreSdeVeScheduler",
-  "LCMScheduler",
-]);
+// The provider's lists are the seed's: the same ones the orchestrator validates against.
+export const SIM_CONTROLNET_MODELS: ReadonlySet<string> = new Set(CONTROLNET_MODELS);
+export const SIM_SCHEDULERS: ReadonlySet<string> = new Set(SCHEDULERS);
 
 const FLUX_MODELS = new Set(["canny", "tile", "depth", "blur", "pose", "gray", "low_quality"]);
 
