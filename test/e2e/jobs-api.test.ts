@@ -33,7 +33,7 @@ describe("jobs API on the local stack", () => {
       body: validJobRequest({
         track_id: "order-1",
         metadata: { customer: "42" },
-        webhook: "https://client.example/hook",
+        webhook: "http://127.0.0.1:9/hook",
       }),
     });
     expect(submitted.status).toBe(202);
