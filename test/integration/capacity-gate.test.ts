@@ -1,9 +1,8 @@
 import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { DynamoCapacityGate } from "../../shared/adapters/dynamo/capacity-gate.ts";
-import { createDocumentClient } from "../../shared/adapters/dynamo/client.ts";
 import type { CapacityGate } from "../../shared/ports/index.ts";
-import { createTestTable, type Emulators, startEmulators } from "../support/emulators.ts";
+import { useDynamoTables } from "../support/emulators.ts";
 import { InMemoryCapacityGate } from "../support/fakes.ts";
 
 const T0 = new Date("2026-01-01T00:00:00.000Z");
@@ -14,33 +13,18 @@ const at = (seconds: number) => new Date(T0.getTime() + seconds * 1000);
  * condition holds under concurrency) and the in-memory fake the unit tests rely on.
  */
 describe.each(["dynamo", "in-memory"] as const)("capacity gate (%s)", (kind) => {
-  let emulators: Emulators;
   let doc: DynamoDBDocumentClient;
-  let tableCount = 0;
   let gate: CapacityGate;
 
-  beforeAll(async () => {
-    if (kind === "in-memory") return;
-    emulators = await startEmulators();
-    doc = createDocumentClient({
-      endpoint: emulators.dynamoEndpoint,
-      region: emulators.region,
-      credentials: emulators.credentials,
-    });
-  });
-
-  afterAll(async () => {
-    doc?.destroy();
-    await emulators?.stop();
-  });
+  const dynamo = useDynamoTables({ enabled: kind !== "in-memory" });
 
   beforeEach(async () => {
     if (kind === "in-memory") {
       gate = new InMemoryCapacityGate(5);
       return;
     }
-    const table = `capacity-${++tableCount}`;
-    await createTestTable(emulators.dynamoEndpoint, table);
+    doc = dynamo.doc;
+    const table = await dynamo.newTable("capacity");
     gate = new DynamoCapacityGate(doc, table, 5);
   });
 

@@ -1,9 +1,8 @@
 import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { DynamoCircuitBreaker } from "../../shared/adapters/dynamo/circuit-breaker.ts";
-import { createDocumentClient } from "../../shared/adapters/dynamo/client.ts";
 import type { CircuitBreaker } from "../../shared/ports/index.ts";
-import { createTestTable, type Emulators, startEmulators } from "../support/emulators.ts";
+import { useDynamoTables } from "../support/emulators.ts";
 import { InMemoryCircuitBreaker } from "../support/fakes.ts";
 
 const T0 = new Date("2026-01-01T00:00:00.000Z");
@@ -12,32 +11,18 @@ const SETTINGS = { failureThreshold: 3, windowSeconds: 60, coolDownSeconds: 30 }
 
 /** One contract, two implementations: the DynamoDB breaker against dynalite and the unit tests' fake. */
 describe.each(["dynamo", "in-memory"] as const)("circuit breaker (%s)", (kind) => {
-  let emulators: Emulators;
   let doc: DynamoDBDocumentClient;
-  let tableCount = 0;
   let breaker: CircuitBreaker;
   let make: () => CircuitBreaker;
 
-  beforeAll(async () => {
-    if (kind === "in-memory") return;
-    emulators = await startEmulators();
-    doc = createDocumentClient({
-      endpoint: emulators.dynamoEndpoint,
-      region: emulators.region,
-      credentials: emulators.credentials,
-    });
-  });
-  afterAll(async () => {
-    doc?.destroy();
-    await emulators?.stop();
-  });
+  const dynamo = useDynamoTables({ enabled: kind !== "in-memory" });
   beforeEach(async () => {
     if (kind === "in-memory") {
       const shared = new InMemoryCircuitBreaker({ ...SETTINGS });
       make = () => shared;
     } else {
-      const table = `breaker-${++tableCount}`;
-      await createTestTable(emulators.dynamoEndpoint, table);
+      doc = dynamo.doc;
+      const table = await dynamo.newTable("breaker");
       // Every dispatcher has its own adapter; they share the item.
       make = () => new DynamoCircuitBreaker(doc, table, SETTINGS);
     }

@@ -1,30 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDocumentClient } from "../../shared/adapters/dynamo/client.ts";
+import { beforeAll, describe, expect, it } from "vitest";
 import { DynamoTenantStore } from "../../shared/adapters/dynamo/tenant-store.ts";
 import { authenticate, createTenant } from "../../shared/usecases/authenticate.ts";
-import {
-  createTestTable,
-  type Emulators,
-  LOCAL_CREDENTIALS,
-  LOCAL_REGION,
-  startEmulators,
-} from "../support/emulators.ts";
+import { useDynamoTables } from "../support/emulators.ts";
 
-let emulators: Emulators;
+const dynamo = useDynamoTables();
 let tenants: DynamoTenantStore;
 
 beforeAll(async () => {
-  emulators = await startEmulators();
-  await createTestTable(emulators.dynamoEndpoint, "tenants");
-  const doc = createDocumentClient({
-    endpoint: emulators.dynamoEndpoint,
-    region: LOCAL_REGION,
-    credentials: LOCAL_CREDENTIALS,
-  });
-  tenants = new DynamoTenantStore(doc, "tenants");
-});
-afterAll(async () => {
-  await emulators?.stop();
+  tenants = new DynamoTenantStore(dynamo.doc, await dynamo.newTable("tenants"));
 });
 
 describe("createTenant", () => {

@@ -9,7 +9,7 @@ import {
   ScanCommand,
   TransactWriteCommand,
 } from "@aws-sdk/lib-dynamodb";
-import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { beforeEach, describe, expect, it, vi } from "vitest";
 import { createDocumentClient } from "../../shared/adapters/dynamo/client.ts";
 import { DynamoJobStore, dueShardOf, encodeCursor } from "../../shared/adapters/dynamo/job-store.ts";
 import { INDEXES, idempotencyKey, jobKey } from "../../shared/adapters/dynamo/table-design.ts";
@@ -22,7 +22,7 @@ import {
 import { newJobId } from "../../shared/domain/ids.ts";
 import { InvalidTransitionError, type Job, type JobStatus } from "../../shared/domain/job.ts";
 import type { Clock } from "../../shared/ports/index.ts";
-import { createTestTable, type Emulators, startEmulators } from "../support/emulators.ts";
+import { useDynamoTables } from "../support/emulators.ts";
 
 const NOW = new Date("2025-01-01T00:00:00.000Z");
 const NOW_S = Math.floor(NOW.getTime() / 1000);
@@ -58,30 +58,15 @@ function buildJob(overrides: Partial<Job> = {}): Job {
     ...overrides,
   };
 }
-
-let emulators: Emulators;
 let doc: DynamoDBDocumentClient;
 let table: string;
 let store: DynamoJobStore;
-let tableCount = 0;
 
-beforeAll(async () => {
-  emulators = await startEmulators();
-  doc = createDocumentClient({
-    endpoint: emulators.dynamoEndpoint,
-    region: emulators.region,
-    credentials: emulators.credentials,
-  });
-});
-
-afterAll(async () => {
-  doc?.destroy();
-  await emulators?.stop();
-});
+const dynamo = useDynamoTables();
 
 beforeEach(async () => {
-  table = `jobs-${++tableCount}`;
-  await createTestTable(emulators.dynamoEndpoint, table);
+  doc = dynamo.doc;
+  table = await dynamo.newTable("jobs");
   store = new DynamoJobStore(doc, table, { clock });
 });
 

@@ -1,39 +1,24 @@
 import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { GetCommand } from "@aws-sdk/lib-dynamodb";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { createDocumentClient } from "../../shared/adapters/dynamo/client.ts";
 import { apiKeyKey } from "../../shared/adapters/dynamo/table-design.ts";
 import { DynamoTenantStore } from "../../shared/adapters/dynamo/tenant-store.ts";
 import { ConflictError, NotFoundError, UnavailableError } from "../../shared/domain/errors.ts";
-import { createTestTable, type Emulators, startEmulators } from "../support/emulators.ts";
+import { useDynamoTables } from "../support/emulators.ts";
 
 const HASH_A = "a".repeat(64);
 const HASH_B = "b".repeat(64);
 const acme = { id: "acme", name: "Acme Corp", createdAt: "2025-01-01T00:00:00.000Z" };
-
-let emulators: Emulators;
 let doc: DynamoDBDocumentClient;
 let table: string;
 let store: DynamoTenantStore;
-let tableCount = 0;
 
-beforeAll(async () => {
-  emulators = await startEmulators();
-  doc = createDocumentClient({
-    endpoint: emulators.dynamoEndpoint,
-    region: emulators.region,
-    credentials: emulators.credentials,
-  });
-});
-
-afterAll(async () => {
-  doc?.destroy();
-  await emulators?.stop();
-});
+const dynamo = useDynamoTables();
 
 beforeEach(async () => {
-  table = `tenants-${++tableCount}`;
-  await createTestTable(emulators.dynamoEndpoint, table);
+  doc = dynamo.doc;
+  table = await dynamo.newTable("tenants");
   store = new DynamoTenantStore(doc, table, { clock: { now: () => new Date("2025-02-02T00:00:00.000Z") } });
 });
 

@@ -4,38 +4,23 @@
  */
 import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { createDocumentClient } from "../../shared/adapters/dynamo/client.ts";
+import { beforeEach, describe, expect, it } from "vitest";
 import { DynamoNotificationStore } from "../../shared/adapters/dynamo/notification-store.ts";
 import { jobKey, notificationKey } from "../../shared/adapters/dynamo/table-design.ts";
 import { DynamoTenantStore } from "../../shared/adapters/dynamo/tenant-store.ts";
 import { NotFoundError, StaleWriteError } from "../../shared/domain/errors.ts";
 import type { DeliveryAttempt, NotificationRecord } from "../../shared/ports/index.ts";
-import { createTestTable, type Emulators, startEmulators } from "../support/emulators.ts";
+import { useDynamoTables } from "../support/emulators.ts";
 import { FakeClock } from "../support/fakes.ts";
 
-let emulators: Emulators;
 let doc: DynamoDBDocumentClient;
 let table: string;
-let tableCount = 0;
 
-beforeAll(async () => {
-  emulators = await startEmulators();
-  doc = createDocumentClient({
-    endpoint: emulators.dynamoEndpoint,
-    region: emulators.region,
-    credentials: emulators.credentials,
-  });
-});
-
-afterAll(async () => {
-  doc?.destroy();
-  await emulators?.stop();
-});
+const dynamo = useDynamoTables();
 
 beforeEach(async () => {
-  table = `notifications-${++tableCount}`;
-  await createTestTable(emulators.dynamoEndpoint, table);
+  doc = dynamo.doc;
+  table = await dynamo.newTable("notifications");
 });
 
 const JOB_A = "01JOBA00000000000000000000";

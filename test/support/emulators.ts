@@ -3,8 +3,11 @@
  * fauxqs (SQS), each on a random loopback port.
  */
 import { CreateTableCommand, DescribeTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { startFauxqs } from "fauxqs";
+import { afterAll, beforeAll } from "vitest";
 import { startDynalite } from "../../local/dynalite.ts";
+import { createDocumentClient } from "../../shared/adapters/dynamo/client.ts";
 import {
   INDEXES,
   type IndexProjection,
@@ -83,4 +86,52 @@ export async function createTestTable(endpoint: string, name: string): Promise<v
   } finally {
     client.destroy();
   }
+}
+
+export interface DynamoFixture {
+  readonly emulators: Emulators;
+  readonly doc: DynamoDBDocumentClient;
+  /** A new, empty table of the single-table design (one per test keeps tests independent). */
+  newTable(prefix: string): Promise<string>;
+}
+
+/**
+ * Registers vitest hooks that start the emulators and a document client on them for the enclosing
+ * suite, and stop them after. `enabled: false` registers nothing (contract tests also run in memory).
+ */
+export function useDynamoTables({ enabled = true }: { enabled?: boolean } = {}): DynamoFixture {
+  let emulators: Emulators | undefined;
+  let doc: DynamoDBDocumentClient | undefined;
+  let tables = 0;
+  if (enabled) {
+    beforeAll(async () => {
+      emulators = await startEmulators();
+      doc = createDocumentClient({
+        endpoint: emulators.dynamoEndpoint,
+        region: emulators.region,
+        credentials: emulators.credentials,
+      });
+    });
+    afterAll(async () => {
+      doc?.destroy();
+      await emulators?.stop();
+    });
+  }
+  const started = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error("the emulators are not started (use inside a test)");
+    return value;
+  };
+  return {
+    get emulators() {
+      return started(emulators);
+    },
+    get doc() {
+      return started(doc);
+    },
+    async newTable(prefix) {
+      const name = `${prefix}-${++tables}`;
+      await createTestTable(started(emulators).dynamoEndpoint, name);
+      return name;
+    },
+  };
 }
