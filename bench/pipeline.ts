@@ -68,7 +68,7 @@ interface Report {
 async function main(): Promise<number> {
   let args: ReturnType<typeof parseArgs>;
   try {
-    args = parseArgs(process.argv.slice(2), { integers: { jobs: 500, concurrency: 16 }, flags: ["json"] });
+    args = parseArgs(process.argv.slice(2), { integers: { jobs: 500, concurrency: 16 }, flags: ["json", "explain"] });
   } catch (error) {
     if (error instanceof UsageError) {
       console.error(error.message);
@@ -310,6 +310,8 @@ async function main(): Promise<number> {
     ).length;
     const logGb = (logBytes + invocations * LAMBDA_PLATFORM_LOG_BYTES_PER_INVOCATION) / 1024 ** 3;
 
+    if (args.flags.has("explain")) explainDynamoWrites(dynamo, jobs);
+
     const M = 1_000_000;
     const breakdown: Record<string, number> = {
       api_gateway: perJob(apiRequests) * PRICES.apiGateway.httpApiPerMillionRequests,
@@ -485,4 +487,42 @@ main().then(
 function finish(code: number): void {
   process.exitCode = code;
   setTimeout(() => process.exit(code), 2_000).unref();
+}
+
+/** `--explain`: DynamoDB write units per job, by call shape (operation + the attributes it writes). */
+function explainDynamoWrites(dynamo: AwsCall[], jobs: number): void {
+  const shapes = new Map<string, { calls: number; table: number; index: number }>();
+  for (const call of dynamo) {
+    if (call.wcu === 0 && estimateIndexWrites(call) === 0) continue;
+    const shape = `${call.operation} ${writeShape(call.input)}`;
+    const entry = shapes.get(shape) ?? { calls: 0, table: 0, index: 0 };
+    entry.calls++;
+    entry.table += call.wcu;
+    entry.index += estimateIndexWrites(call);
+    shapes.set(shape, entry);
+  }
+  process.stderr.write("DynamoDB writes per job by shape (calls, table WCU, index WCU est.):\n");
+  const rows = [...shapes].sort((a, b) => b[1].table + b[1].index - (a[1].table + a[1].index));
+  for (const [shape, e] of rows) {
+    const f = (n: number) => (n / jobs).toFixed(2).padStart(6);
+    process.stderr.write(`  ${f(e.calls)} ${f(e.table)} ${f(e.index)}  ${shape.slice(0, 200)}\n`);
+  }
+}
+
+function writeShape(input: unknown): string {
+  const text = (part: Record<string, unknown>): string => {
+    const names = (part.ExpressionAttributeNames as Record<string, string> | undefined) ?? {};
+    const expr = String(part.UpdateExpression ?? "").replace(/#\w+/g, (t) => names[t] ?? t);
+    const key = part.Key as Record<string, unknown> | undefined;
+    const item = part.Item as Record<string, unknown> | undefined;
+    const sk = String((key ?? item ?? {}).sk ?? "").replace(/[0-9A-Z]{20,}/g, "…");
+    return `[${sk}] ${expr || Object.keys(item ?? {}).join(",")}`;
+  };
+  const record = (input ?? {}) as Record<string, unknown>;
+  if (Array.isArray(record.TransactItems)) {
+    return (record.TransactItems as Record<string, Record<string, unknown>>[])
+      .map((t) => Object.entries(t).map(([k, v]) => `${k}${text(v)}`).join(""))
+      .join(" + ");
+  }
+  return text(record);
 }
