@@ -21,20 +21,14 @@ export class DynamoCapacityGate implements CapacityGate {
   }
 
   async tryAcquire(jobId: string, now: Date): Promise<boolean> {
-    try {
-      await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: this.key,
-          UpdateExpression: "SET #holders = if_not_exists(#holders, :empty)",
-          ExpressionAttributeNames: { "#holders": "holders" },
-          ExpressionAttributeValues: { ":empty": {} },
-          ConditionExpression: "attribute_not_exists(#holders)",
-        }),
-      );
-    } catch (error) {
-      if (!(error instanceof ConditionalCheckFailedException)) throw error;
-    }
+    // One write on the common path; the holders map is created only on the first refusal (a failed
+    // conditional write costs a write unit too, so creating it up front on every acquire doubled them).
+    if (await this.acquire(jobId, now)) return true;
+    if (!(await this.createHolders())) return false; // The map existed: the gate is full.
+    return this.acquire(jobId, now);
+  }
+
+  private async acquire(jobId: string, now: Date): Promise<boolean> {
     try {
       await this.doc.send(
         new UpdateCommand({
@@ -44,6 +38,30 @@ export class DynamoCapacityGate implements CapacityGate {
           ConditionExpression: "size(#holders) < :limit OR attribute_exists(#holders.#job)",
           ExpressionAttributeNames: { "#holders": "holders", "#job": jobId },
           ExpressionAttributeValues: { ":now": now.getTime(), ":limit": this.limit },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
+      // Without the map, DynamoDB may refuse the nested path itself instead of failing the condition.
+      if (error instanceof Error && error.name === "ValidationException" && /document path/i.test(error.message)) {
+        return false;
+      }
+      throw error;
+    }
+  }
+
+  /** Creates the empty holders map; false when it already existed. */
+  private async createHolders(): Promise<boolean> {
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: this.key,
+          UpdateExpression: "SET #holders = :empty",
+          ExpressionAttributeNames: { "#holders": "holders" },
+          ExpressionAttributeValues: { ":empty": {} },
+          ConditionExpression: "attribute_not_exists(#holders)",
         }),
       );
       return true;
