@@ -37,6 +37,11 @@ export const infraConfigSchema = z.object({
     .union([z.array(z.string()), z.string().transform((value) => value.split(","))])
     .default(["*.r2.dev", "cdn2.stablediffusionapi.com", "modelslab.com", "*.modelslab.com"])
     .transform((hosts) => hosts.map((host) => host.trim().toLowerCase()).filter(Boolean)),
+  /**
+   * Which job state changes are published on the event bus: `terminal` (succeeded, failed,
+   * cancelled) or `all` (every transition, about $3 more per million jobs in EventBridge events).
+   */
+  lifecycleEvents: z.enum(["terminal", "all"]).default("terminal"),
   /** Where alarm notifications go (an SNS email subscription, confirmed by the recipient); none if unset. */
   alarmEmail: z.email().optional(),
   /** Days after which uploaded control images (inputs) are deleted. */

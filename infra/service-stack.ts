@@ -177,7 +177,10 @@ export class ServiceStack extends ReadableStack {
           ["send"],
         );
       }
-      if (spec.events) bindEventBus(fn, stateful.eventBus);
+      if (spec.events) {
+        bindEventBus(fn, stateful.eventBus);
+        fn.function.addEnvironment("LIFECYCLE_EVENTS", config.lifecycleEvents);
+      }
       if (spec.provider?.settings || spec.provider?.outputHosts) {
         fn.function.addEnvironment("PROVIDER_OUTPUT_HOSTS", config.providerOutputHosts.join(","));
       }

@@ -24,6 +24,7 @@ export function lifecycleJobStore(
     NOTIFICATIONS_QUEUE_URL: string;
     EVENT_BUS_NAME: string;
     NOTIFY_GRACE_SECONDS: number;
+    LIFECYCLE_EVENTS: "terminal" | "all";
   },
   clock: Clock = systemClock,
 ): JobStore {
@@ -32,6 +33,7 @@ export function lifecycleJobStore(
     events: new EventBridgePublisher(createEventBridgeClient(), config.EVENT_BUS_NAME),
     clock,
     notifyGraceSeconds: config.NOTIFY_GRACE_SECONDS,
+    publish: config.LIFECYCLE_EVENTS,
     log: (message, data) => logger.warn(message, data),
   });
 }

@@ -23,6 +23,11 @@ export const lifecycleConfig = z.object({
   EVENT_BUS_NAME: z.string().min(1),
   /** A terminal job whose notify message was lost is re-announced by the reconciler after this. */
   NOTIFY_GRACE_SECONDS: int(1, 3_600, 60),
+  /**
+   * Which state changes go to EventBridge: `terminal` (succeeded, failed, cancelled) or `all` (every
+   * transition too). Each event is billed, so `all` adds about $3 per million jobs.
+   */
+  LIFECYCLE_EVENTS: z.enum(["terminal", "all"]).default("terminal"),
 });
 
 const seconds = (fallback: number[]) =>

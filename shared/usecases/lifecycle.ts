@@ -19,12 +19,14 @@ export interface LifecycleDeps {
   clock: Clock;
   /** How long after a terminal transition the reconciler re-sends a notify message still pending. */
   notifyGraceSeconds: number;
+  /** `all`: every state change is published; `terminal` (default): only the terminal ones (from the outbox). */
+  publish?: "terminal" | "all";
   log?: (message: string, data: Record<string, unknown>) => void;
 }
 
 /**
  * A JobStore that announces state changes, so no use case can forget to: every change is published
- * as a lifecycle event, and a terminal one (or `processing`, when the client asked) becomes a notify
+ * as a lifecycle event (only the terminal ones unless `publish` is "all"), and a terminal one (or `processing`, when the client asked) becomes a notify
  * message. Terminal transitions also set the job's outbox flag (`notifyPending` with a `dueAt`) in
  * the same write, so a crash before the message is sent is repaired by the reconciler.
  */
@@ -36,7 +38,7 @@ export class LifecycleJobStore implements JobStore {
 
   async create(job: Job, idempotency?: IdempotencyRecord): Promise<CreateJobResult> {
     const result = await this.inner.create(job, idempotency);
-    if (result.created) await this.publish(lifecycleEvent(result.job));
+    if (result.created && this.deps.publish === "all") await this.publish(lifecycleEvent(result.job));
     return result;
   }
 
@@ -62,7 +64,7 @@ export class LifecycleJobStore implements JobStore {
       : {};
     const next = await this.inner.transition(job, to, { ...patch, ...outbox });
     // Terminal events are published by the notify step from the outbox (at least once).
-    if (!isTerminal(to)) await this.publish(lifecycleEvent(next));
+    if (!isTerminal(to) && this.deps.publish === "all") await this.publish(lifecycleEvent(next));
     if (isTerminal(to) || (to === "processing" && next.notifyProcessing)) await sendJobEvent(this.deps, next);
     return next;
   }

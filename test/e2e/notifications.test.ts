@@ -24,6 +24,8 @@ beforeAll(async () => {
       // The 5 s, 5 min, 30 min… schedule, compressed to seconds.
       NOTIFY_RETRY_SCHEDULE_SECONDS: "1,1,1,1,1,1,1",
       NOTIFY_JITTER: "0",
+      // Every transition on the bus (the default publishes terminal states only).
+      LIFECYCLE_EVENTS: "all",
     },
     provider: { kind: "simulator", options: { completionDelayMs: 50 } },
   });

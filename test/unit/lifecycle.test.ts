@@ -4,7 +4,7 @@ import { buildJob, FakeClock, FakeEventPublisher, FakeQueue, InMemoryJobStore } 
 
 const GRACE_SECONDS = 120;
 
-function setup() {
+function setup(publish: "terminal" | "all" = "all") {
   const clock = new FakeClock();
   const inner = new InMemoryJobStore(clock);
   const notifications = new FakeQueue();
@@ -15,6 +15,7 @@ function setup() {
     events,
     clock,
     notifyGraceSeconds: GRACE_SECONDS,
+    publish,
     log,
   });
   return { clock, inner, notifications, events, log, store };
@@ -177,11 +178,41 @@ describe("LifecycleJobStore: non-terminal transitions", () => {
       events,
       clock,
       notifyGraceSeconds: 60,
+      publish: "all",
     });
     const job = buildJob(clock);
     inner.jobs.set(job.id, structuredClone(job));
     await expect(store.transition(job, "processing")).resolves.toMatchObject({ status: "processing" });
   });
+});
+
+describe("LifecycleJobStore: publish terminal only (the default deployment)", () => {
+  it.each([undefined, "terminal"] as const)(
+    "with publish=%s, create and non-terminal transitions publish nothing; terminal ones still notify",
+    async (publish) => {
+      const clock = new FakeClock();
+      const inner = new InMemoryJobStore(clock);
+      const events = new FakeEventPublisher();
+      const notifications = new FakeQueue();
+      const store = new LifecycleJobStore(inner, {
+        notifications,
+        events,
+        clock,
+        notifyGraceSeconds: 60,
+        ...(publish && { publish }),
+      });
+      const job = buildJob(clock);
+      expect((await store.create(job)).created).toBe(true);
+      const processing = await store.transition(job, "processing");
+      expect(events.published).toEqual([]);
+      await store.transition(processing, "failed");
+      // The terminal event is published by the notify step from the outbox, not here.
+      expect(events.published).toEqual([]);
+      expect(notifications.sent).toEqual([
+        { message: { kind: "job-event", jobId: processing.id, status: "failed" } },
+      ]);
+    },
+  );
 });
 
 describe("LifecycleJobStore: create and pass-through", () => {
