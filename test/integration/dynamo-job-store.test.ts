@@ -110,9 +110,10 @@ describe("create and get", () => {
       type: "job",
       tenantId: "tenant-a",
       id: job.id,
-      tenantStatus: "tenant-a#queued",
+      tenantStatus: "tenant-a#active",
       dueShard: dueShardOf(job.id, 4),
       dueAt: job.dueAt,
+      wakeAt: job.dueAt,
     });
     expect(item).not.toHaveProperty("ttl");
     expect(await store.get(job.id)).toEqual(job);
@@ -125,6 +126,7 @@ describe("create and get", () => {
     const item = await rawItem(jobKey(job.id));
     expect(item).not.toHaveProperty("dueAt");
     expect(item).not.toHaveProperty("dueShard");
+    expect(item).not.toHaveProperty("wakeAt");
   });
 
   it("returns null for an unknown job", async () => {
@@ -210,17 +212,15 @@ describe("create with an idempotency key", () => {
 });
 
 describe("index projections", () => {
-  it("keeps only keys in byTenant and byTenantStatus, and status/notifyPending in due", async () => {
+  it("keeps only keys in every index", async () => {
     const job = buildJob({ providerState: { eta: 12 }, webhook: "https://c/hook" });
     await store.create(job);
     const keys = { pk: `JOB#${job.id}`, sk: "JOB" };
     expect(await indexItems("byTenant")).toEqual([{ ...keys, tenantId: "tenant-a", id: job.id }]);
     expect(await indexItems("byTenantStatus")).toEqual([
-      { ...keys, tenantStatus: "tenant-a#queued", id: job.id },
+      { ...keys, tenantStatus: "tenant-a#active", id: job.id },
     ]);
-    expect(await indexItems("due")).toEqual([
-      { ...keys, dueShard: dueShardOf(job.id, 4), dueAt: job.dueAt, status: "queued" },
-    ]);
+    expect(await indexItems("due")).toEqual([{ ...keys, dueShard: dueShardOf(job.id, 4), wakeAt: job.dueAt }]);
   });
 });
 
@@ -328,10 +328,10 @@ describe("listByTenant", () => {
     });
     try {
       const page = await store.listByTenant("tenant-a", { limit: 3 });
-      expect(page.jobs.map((j) => j.id)).toEqual([jobs[6]?.id, jobs[4]?.id]);
-      // The cursor still follows the index: the next page starts after the third id listed.
+      // The page is filled from further down the index; the cursor follows the index.
+      expect(page.jobs.map((j) => j.id)).toEqual([jobs[6]?.id, jobs[4]?.id, jobs[3]?.id]);
       const next = await store.listByTenant("tenant-a", { limit: 3, cursor: page.nextCursor ?? "" });
-      expect(next.jobs.map((j) => j.id)).toEqual([jobs[3]?.id, jobs[2]?.id, jobs[1]?.id]);
+      expect(next.jobs.map((j) => j.id)).toEqual([jobs[2]?.id, jobs[1]?.id, jobs[0]?.id]);
     } finally {
       restore();
     }
@@ -416,7 +416,7 @@ describe("listByTenant", () => {
 });
 
 describe("transition and update", () => {
-  it("moves the job, bumps the version, applies the patch and the new tenantStatus in one write", async () => {
+  it("moves the job, bumps the version and applies the patch in one write", async () => {
     const job = buildJob();
     await store.create(job);
     const attempt = {
@@ -441,8 +441,36 @@ describe("transition and update", () => {
       providerState: { eta: 5 },
     });
     expect(await store.get(job.id)).toEqual(moved);
-    expect(await rawItem(jobKey(job.id))).toMatchObject({ tenantStatus: "tenant-a#processing" });
+    // Unfinished jobs share the `active` status partition: only finishing moves the status index.
+    expect(await rawItem(jobKey(job.id))).toMatchObject({ tenantStatus: "tenant-a#active" });
     expect((await store.listByTenant("tenant-a", { status: "processing", limit: 5 })).jobs).toEqual([moved]);
+    expect((await store.listByTenant("tenant-a", { status: "queued", limit: 5 })).jobs).toEqual([]);
+  });
+
+  it("moves wakeAt only when dueAt moves earlier than it; a later dueAt leaves the due index alone", async () => {
+    const t = NOW.getTime();
+    const job = buildJob({ dueAt: t + 10_000 });
+    await store.create(job);
+    const later = await store.transition(job, "processing", { dueAt: t + 60_000 });
+    expect(await rawItem(jobKey(job.id))).toMatchObject({ dueAt: t + 60_000, wakeAt: t + 10_000 });
+    const earlier = await store.update(later, { dueAt: t + 5_000 });
+    expect(await rawItem(jobKey(job.id))).toMatchObject({ dueAt: t + 5_000, wakeAt: t + 5_000 });
+    // A job object the store did not hand out (its wakeAt unknown) sets wakeAt outright.
+    await store.update({ ...earlier }, { dueAt: t + 90_000 });
+    expect(await rawItem(jobKey(job.id))).toMatchObject({ dueAt: t + 90_000, wakeAt: t + 90_000 });
+  });
+
+  it("sets wakeAt outright when a reconciler moved it past the new dueAt since the job was read", async () => {
+    const t = NOW.getTime();
+    const job = buildJob({ dueAt: t - 1_000 });
+    await store.create(job);
+    const read = (await store.get(job.id)) as Job;
+    const moved = await store.update(read, { dueAt: t + 60_000 }); // wakeAt stays at t - 1000
+    const stale = (await store.get(job.id)) as Job; // read while wakeAt is t - 1000
+    expect(await store.findDue(NOW, 10)).toEqual([]); // listed early: wakeAt moved up to t + 60000
+    expect(await rawItem(jobKey(job.id))).toMatchObject({ wakeAt: t + 60_000, version: moved.version });
+    await store.update(stale, { dueAt: t + 20_000 });
+    expect(await rawItem(jobKey(job.id))).toMatchObject({ dueAt: t + 20_000, wakeAt: t + 20_000 });
   });
 
   it("throws StaleWriteError for a stale copy and changes nothing", async () => {
@@ -477,7 +505,7 @@ describe("transition and update", () => {
     expect(await store.get(job.id)).toEqual(job);
   });
 
-  it("a terminal state clears dueAt/dueShard and sets ttl from the retention period", async () => {
+  it("a terminal state clears dueAt/dueShard/wakeAt and sets ttl from the retention period", async () => {
     const job = buildJob();
     await store.create(job);
     const processing = await store.transition(job, "processing");
@@ -491,6 +519,8 @@ describe("transition and update", () => {
     const item = await rawItem(jobKey(job.id));
     expect(item).not.toHaveProperty("dueAt");
     expect(item).not.toHaveProperty("dueShard");
+    expect(item).not.toHaveProperty("wakeAt");
+    expect(item?.tenantStatus).toBe("tenant-a#failed");
     expect(item?.ttl).toBe(NOW_S + 30 * 86_400);
 
     const shortStore = new DynamoJobStore(doc, table, { clock, retentionDays: 1 });
@@ -547,7 +577,24 @@ describe("findDue", () => {
     expect(await store.findDue(NOW, 0)).toEqual([]);
   });
 
-  it("skips an index entry whose status is terminal (index lag)", async () => {
+  it("moves up a job listed early and does not return it; a finished one leaves the index", async () => {
+    const t = NOW.getTime();
+    const early = buildJob({ dueAt: t - 5_000 });
+    const finished = buildJob({ dueAt: t - 4_000 });
+    for (const job of [early, finished]) await store.create(job);
+    const waiting = await store.transition(early, "processing", { dueAt: t + 30_000 });
+    // A terminal job still listed (as after a crash between writes): the table says nothing is due.
+    const item = (await rawItem(jobKey(finished.id))) ?? {};
+    await doc.send(new PutCommand({ TableName: table, Item: { ...item, status: "failed", dueAt: undefined } }));
+
+    expect(await store.findDue(NOW, 10)).toEqual([]);
+    expect(await rawItem(jobKey(early.id))).toMatchObject({ wakeAt: t + 30_000, version: waiting.version });
+    expect(await rawItem(jobKey(finished.id))).not.toHaveProperty("wakeAt");
+    expect(await indexItems("due")).toEqual([expect.objectContaining({ wakeAt: t + 30_000 })]);
+    expect((await store.findDue(new Date(t + 30_000), 10)).map((j) => j.id)).toEqual([early.id]);
+  });
+
+  it("skips an index entry whose job is terminal in the table (index lag)", async () => {
     const job = buildJob({ dueAt: NOW.getTime() - 1 });
     await store.create(job);
     // Simulate a lagging index: a terminal item that still carries its due attributes.
@@ -568,7 +615,7 @@ describe("findDue", () => {
     for (const job of [running, notifying, done]) await store.create(job);
     const stored = await store.transition(notifying, "failed", { notifyPending: true, dueAt: t - 1_000 });
     await store.transition(done, "failed");
-    expect(await indexItems("due")).toContainEqual(expect.objectContaining({ notifyPending: true }));
+    expect(await indexItems("due")).toHaveLength(2);
     expect(await store.findDue(NOW, 10)).toEqual([running, stored]);
   });
 

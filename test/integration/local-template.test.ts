@@ -92,7 +92,7 @@ describe("provisionLocal", () => {
         { AttributeName: index.sortKey, KeyType: "RANGE" },
       ]);
     }
-    expect(Table?.AttributeDefinitions).toContainEqual({ AttributeName: "dueAt", AttributeType: "N" });
+    expect(Table?.AttributeDefinitions).toContainEqual({ AttributeName: "wakeAt", AttributeType: "N" });
   });
 
   it("creates the work queues with redrive policies to their dead-letter queues", async () => {

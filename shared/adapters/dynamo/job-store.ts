@@ -41,7 +41,13 @@ export interface DynamoJobStoreOptions {
 }
 
 /** Attributes the table adds to a job that are not part of the `Job` model. */
-const STORAGE_ONLY = new Set(["pk", "sk", "type", "tenantStatus", "dueShard", TTL_ATTRIBUTE]);
+const STORAGE_ONLY = new Set(["pk", "sk", "type", "tenantStatus", "dueShard", "wakeAt", TTL_ATTRIBUTE]);
+
+/**
+ * The `wakeAt` each job object was read with (see INDEXES.due): lets a write that moves `dueAt` later
+ * leave the index alone. Jobs built elsewhere are absent, and their writes set `wakeAt` outright.
+ */
+const wakeSeen = new WeakMap<Job, number | null>();
 
 const PATCH_FIELDS = ["attempts", "outputs", "error", "providerState", "notifyPending"] as const;
 
@@ -52,6 +58,18 @@ const BATCH_GET_MAX_KEYS = 100;
 /** Requests per chunk of a BatchGetItem before keys DynamoDB keeps leaving unprocessed fail the read. */
 const BATCH_GET_ATTEMPTS = 5;
 const JOB_PK_PREFIX = jobKey("").pk;
+
+/** Index queries one filtered list page may take before it answers a short page with a cursor. */
+const MAX_LIST_QUERIES = 5;
+
+/**
+ * The `byTenantStatus` partition of a job: `<tenant>#<status>` once it is finished, `<tenant>#active`
+ * before. Unfinished states change several times per job; keeping them in one partition means the
+ * index is written twice per job (create, finish) instead of on every transition.
+ */
+export function tenantStatusOf(tenantId: string, status: JobStatus): string {
+  return `${tenantId}#${isTerminal(status) ? status : "active"}`;
+}
 
 /** Bounded retries of a transaction that lost to a concurrent one on the same item. */
 const TRANSACTION_CONFLICT_ATTEMPTS = 3;
@@ -85,6 +103,7 @@ export class DynamoJobStore implements JobStore {
 
   async create(job: Job, idempotency?: IdempotencyRecord): Promise<CreateJobResult> {
     const item = this.toItem(job);
+    wakeSeen.set(job, typeof item.wakeAt === "number" ? item.wakeAt : null);
     if (!idempotency) {
       try {
         await this.doc.send(
@@ -178,38 +197,44 @@ export class DynamoJobStore implements JobStore {
     const afterId = query.cursor === undefined ? undefined : decodeCursor(query.cursor, tenantId);
     const byStatus = query.status !== undefined;
     const index = byStatus ? INDEXES.byTenantStatus : INDEXES.byTenant;
-    const partition = byStatus ? `${tenantId}#${query.status}` : tenantId;
-    const input: QueryCommandInput = {
-      TableName: this.tableName,
-      IndexName: index.name,
-      KeyConditionExpression: "#p = :p",
-      ExpressionAttributeNames: { "#p": index.partitionKey },
-      ExpressionAttributeValues: { ":p": partition },
-      ScanIndexForward: false,
-      Limit: Math.max(1, Math.floor(query.limit)),
-    };
-    if (afterId !== undefined) {
-      // Rebuilt from the caller's own tenant, so a cursor can never reach into another tenant's jobs.
-      input.ExclusiveStartKey = {
-        ...jobKey(afterId),
-        [index.partitionKey]: partition,
-        [index.sortKey]: afterId,
-      };
-    }
+    const partition = byStatus ? tenantStatusOf(tenantId, query.status as JobStatus) : tenantId;
+    const limit = Math.max(1, Math.floor(query.limit));
+    // Rebuilt from the caller's own tenant, so a cursor can never reach into another tenant's jobs.
+    let startKey: Record<string, unknown> | undefined =
+      afterId === undefined
+        ? undefined
+        : { ...jobKey(afterId), [index.partitionKey]: partition, [index.sortKey]: afterId };
+    const jobs: Job[] = [];
     try {
       // The indexes hold ids only (KEYS_ONLY): select the page there, read the jobs from the table.
-      const out = await this.doc.send(new QueryCommand(input));
-      const ids = (out.Items ?? []).map((item) => item[index.sortKey]).filter(isString);
-      const found = await this.readJobs(ids);
-      const jobs: Job[] = [];
-      for (const id of ids) {
-        const job = found.get(id);
-        // Gone since the index listed it (TTL), or (index lag) no longer in the status asked for.
-        if (!job || job.tenantId !== tenantId) continue;
-        if (byStatus && job.status !== query.status) continue;
-        jobs.push(job);
+      // Unfinished jobs share one `active` partition, so a filter on one of their states may need
+      // more than one query to fill a page (bounded: a short page with a cursor says "go on").
+      for (let queries = 0; queries < MAX_LIST_QUERIES; queries++) {
+        const out = await this.doc.send(
+          new QueryCommand({
+            TableName: this.tableName,
+            IndexName: index.name,
+            KeyConditionExpression: "#p = :p",
+            ExpressionAttributeNames: { "#p": index.partitionKey },
+            ExpressionAttributeValues: { ":p": partition },
+            ScanIndexForward: false,
+            Limit: limit - jobs.length,
+            ...(startKey && { ExclusiveStartKey: startKey }),
+          }),
+        );
+        const ids = (out.Items ?? []).map((item) => item[index.sortKey]).filter(isString);
+        const found = await this.readJobs(ids);
+        for (const id of ids) {
+          const job = found.get(id);
+          // Gone since the index listed it (TTL), or (index lag) no longer in the status asked for.
+          if (!job || job.tenantId !== tenantId) continue;
+          if (byStatus && job.status !== query.status) continue;
+          jobs.push(job);
+        }
+        startKey = out.LastEvaluatedKey;
+        if (!startKey || jobs.length >= limit) break;
       }
-      const lastId = out.LastEvaluatedKey?.[index.sortKey];
+      const lastId = startKey?.[index.sortKey];
       return { jobs, nextCursor: typeof lastId === "string" ? encodeCursor(lastId, tenantId) : null };
     } catch (error) {
       throw this.wrap(error, "listByTenant");
@@ -227,9 +252,9 @@ export class DynamoJobStore implements JobStore {
   }
 
   /**
-   * The `due` index carries only its keys, `status` and `notifyPending`: the selection (which jobs,
-   * oldest first) is made on it, then the selected jobs are read from the table and checked again,
-   * since the index lags the table.
+   * The `due` index carries only its keys: the selection (which jobs, earliest `wakeAt` first) is made
+   * on it, then the selected jobs are read from the table, which decides (the index lags the table,
+   * and lists a job early when a transition moved its `dueAt` later; those are moved up here).
    */
   async findDue(now: Date, limit: number): Promise<Job[]> {
     if (limit < 1) return [];
@@ -238,7 +263,7 @@ export class DynamoJobStore implements JobStore {
     const perShard = await Promise.all(shards.map((shard) => this.dueInShard(shard, nowMs, limit)));
     const selected = perShard
       .flat()
-      .sort((a, b) => a.dueAt - b.dueAt || (a.id < b.id ? -1 : 1))
+      .sort((a, b) => a.wakeAt - b.wakeAt || (a.id < b.id ? -1 : 1))
       .slice(0, limit);
     let found: Map<string, Job>;
     try {
@@ -247,15 +272,52 @@ export class DynamoJobStore implements JobStore {
       throw this.wrap(error, "findDue");
     }
     const jobs: Job[] = [];
+    const early: Job[] = [];
     for (const { id } of selected) {
       const job = found.get(id);
-      if (job && isDue(job, nowMs)) jobs.push(job);
+      if (!job) continue;
+      if (isDue(job, nowMs)) jobs.push(job);
+      else early.push(job);
     }
+    // Listed before its time (a transition moved `dueAt` later and left `wakeAt`): move it up.
+    await Promise.all(early.map((job) => this.rewake(job)));
     return jobs;
   }
 
+  /**
+   * Sets `wakeAt` to the job's `dueAt` (or takes it out of the index when nothing is due), unless the
+   * job changed since it was read. Not a state change: the version stays.
+   */
+  private async rewake(job: Job): Promise<void> {
+    const due = job.dueAt !== null && (!isTerminal(job.status) || job.notifyPending === true);
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: jobKey(job.id),
+          UpdateExpression: due ? "SET #wakeAt = :dueAt" : "REMOVE #wakeAt, #dueShard",
+          ConditionExpression: "#version = :version",
+          ExpressionAttributeNames: {
+            "#version": "version",
+            "#wakeAt": "wakeAt",
+            ...(!due && { "#dueShard": "dueShard" }),
+          },
+          ExpressionAttributeValues: { ":version": job.version, ...(due && { ":dueAt": job.dueAt }) },
+        }),
+      );
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return; // changed meanwhile: its writer set it
+      throw this.wrap(error, "findDue");
+    }
+  }
+
   /** One UpdateItem, guarded by the status and version the caller read: the write is all or nothing. */
-  private async write(job: Job, to: JobStatus, patch: JobPatch): Promise<Job> {
+  private async write(
+    job: Job,
+    to: JobStatus,
+    patch: JobPatch,
+    options: { forceWake?: boolean } = {},
+  ): Promise<Job> {
     const names: Record<string, string> = {
       "#status": "status",
       "#version": "version",
@@ -276,9 +338,11 @@ export class DynamoJobStore implements JobStore {
     }
     const remove: string[] = [];
 
-    if (to !== job.status) {
+    // The status index moves only when a job finishes (an index write costs as much as a table write).
+    const phase = tenantStatusOf(job.tenantId, to);
+    if (phase !== tenantStatusOf(job.tenantId, job.status)) {
       names["#tenantStatus"] = "tenantStatus";
-      values[":tenantStatus"] = `${job.tenantId}#${to}`;
+      values[":tenantStatus"] = phase;
       set.push("#tenantStatus = :tenantStatus");
     }
     for (const field of PATCH_FIELDS) {
@@ -298,7 +362,8 @@ export class DynamoJobStore implements JobStore {
     const clearDue = () => {
       names["#dueAt"] = "dueAt";
       names["#dueShard"] = "dueShard";
-      remove.push("#dueAt", "#dueShard");
+      names["#wakeAt"] = "wakeAt";
+      remove.push("#dueAt", "#dueShard", "#wakeAt");
     };
     if (isTerminal(to) && to !== job.status) {
       // Let TTL collect the job after the retention period.
@@ -306,6 +371,8 @@ export class DynamoJobStore implements JobStore {
       values[":ttl"] = this.nowSeconds() + this.retentionSeconds;
       set.push("#ttl = :ttl");
     }
+    let condition = "#status = :from AND #version = :version";
+    let keptWake = false;
     if (isTerminal(to) && typeof patch.dueAt !== "number") {
       // Leave the sparse `due` index (unless the caller keeps the job due for its pending notification).
       clearDue();
@@ -313,10 +380,20 @@ export class DynamoJobStore implements JobStore {
       clearDue();
     } else if (patch.dueAt !== undefined) {
       names["#dueAt"] = "dueAt";
-      names["#dueShard"] = "dueShard";
       values[":dueAt"] = patch.dueAt;
-      values[":dueShard"] = dueShardOf(job.id, this.dueShards);
-      set.push("#dueAt = :dueAt", "#dueShard = :dueShard");
+      set.push("#dueAt = :dueAt");
+      names["#wakeAt"] = "wakeAt";
+      const wake = wakeSeen.get(job);
+      if (!options.forceWake && typeof wake === "number" && wake <= patch.dueAt) {
+        // Listed early already: the reconciler will find it no later than needed. The condition
+        // guards against a reconciler having moved `wakeAt` since this job was read.
+        keptWake = true;
+        condition += " AND #wakeAt <= :dueAt";
+      } else {
+        names["#dueShard"] = "dueShard";
+        values[":dueShard"] = dueShardOf(job.id, this.dueShards);
+        set.push("#wakeAt = :dueAt", "#dueShard = :dueShard");
+      }
     }
 
     try {
@@ -325,7 +402,7 @@ export class DynamoJobStore implements JobStore {
           TableName: this.tableName,
           Key: jobKey(job.id),
           UpdateExpression: `SET ${set.join(", ")}${remove.length ? ` REMOVE ${remove.join(", ")}` : ""}`,
-          ConditionExpression: "#status = :from AND #version = :version",
+          ConditionExpression: condition,
           ExpressionAttributeNames: names,
           ExpressionAttributeValues: values,
           ReturnValues: "ALL_NEW",
@@ -334,6 +411,10 @@ export class DynamoJobStore implements JobStore {
       if (!out.Attributes) throw new Error(`UpdateItem on job ${job.id} returned no attributes.`);
       return fromItem(out.Attributes);
     } catch (error) {
+      // Perhaps only `wakeAt` moved past the new `dueAt` since the read: write it outright instead.
+      if (error instanceof ConditionalCheckFailedException && keptWake) {
+        return this.write(job, to, patch, { forceWake: true });
+      }
       if (error instanceof ConditionalCheckFailedException) {
         throw new StaleWriteError(`Job ${job.id} is no longer ${job.status} at version ${job.version}.`, {
           cause: error,
@@ -353,8 +434,8 @@ export class DynamoJobStore implements JobStore {
           new QueryCommand({
             TableName: this.tableName,
             IndexName: INDEXES.due.name,
-            KeyConditionExpression: "#shard = :shard AND #dueAt <= :now",
-            ExpressionAttributeNames: { "#shard": INDEXES.due.partitionKey, "#dueAt": INDEXES.due.sortKey },
+            KeyConditionExpression: "#shard = :shard AND #wakeAt <= :now",
+            ExpressionAttributeNames: { "#shard": INDEXES.due.partitionKey, "#wakeAt": INDEXES.due.sortKey },
             ExpressionAttributeValues: { ":shard": shard, ":now": nowMs },
             ScanIndexForward: true,
             Limit: limit,
@@ -364,10 +445,9 @@ export class DynamoJobStore implements JobStore {
         // The index lags the table: a job finished a moment ago may still be listed.
         for (const item of out.Items ?? []) {
           const pk = item[TABLE_KEYS.partitionKey];
-          const dueAt = item[INDEXES.due.sortKey];
-          if (typeof pk !== "string" || !pk.startsWith(JOB_PK_PREFIX) || typeof dueAt !== "number") continue;
-          if (isTerminal(item.status as JobStatus) && item.notifyPending !== true) continue;
-          found.push({ id: pk.slice(JOB_PK_PREFIX.length), dueAt });
+          const wakeAt = item[INDEXES.due.sortKey];
+          if (typeof pk !== "string" || !pk.startsWith(JOB_PK_PREFIX) || typeof wakeAt !== "number") continue;
+          found.push({ id: pk.slice(JOB_PK_PREFIX.length), wakeAt });
         }
         startKey = out.LastEvaluatedKey;
       } while (startKey && found.length < limit);
@@ -429,13 +509,14 @@ export class DynamoJobStore implements JobStore {
       ...job,
       ...jobKey(job.id),
       type: "job",
-      tenantStatus: `${job.tenantId}#${job.status}`,
+      tenantStatus: tenantStatusOf(job.tenantId, job.status),
     };
     // Key attributes of a GSI must be absent (not NULL) for the item to stay out of the sparse index.
     if ((isTerminal(job.status) && !job.notifyPending) || job.dueAt === null) {
       delete item.dueAt;
     } else {
       item.dueShard = dueShardOf(job.id, this.dueShards);
+      item.wakeAt = job.dueAt;
     }
     if (isTerminal(job.status)) item[TTL_ATTRIBUTE] = this.nowSeconds() + this.retentionSeconds;
     return item;
@@ -460,10 +541,10 @@ export class DynamoJobStore implements JobStore {
   }
 }
 
-/** A job the `due` index lists: its id and the index's `dueAt`. */
+/** A job the `due` index lists: its id and the index's `wakeAt`. */
 interface DueEntry {
   id: string;
-  dueAt: number;
+  wakeAt: number;
 }
 
 /** What `findDue` returns: due by `nowMs`, and not terminal unless its notification is pending. */
@@ -483,7 +564,9 @@ function fromItem(item: Record<string, unknown>): Job {
   }
   job.dueAt = typeof item.dueAt === "number" ? item.dueAt : null;
   // This store is the only writer of job items, so the shape is the one `toItem` wrote.
-  return job as unknown as Job;
+  const read = job as unknown as Job;
+  wakeSeen.set(read, typeof item.wakeAt === "number" ? item.wakeAt : null);
+  return read;
 }
 
 function duplicateJob(id: string, cause: unknown): ConflictError {

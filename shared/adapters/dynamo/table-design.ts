@@ -32,7 +32,11 @@ export const INDEXES = {
     sortKey: "id",
     projection: { type: "KEYS_ONLY" },
   },
-  /** A tenant's jobs in one status, newest first. partition = `<tenantId>#<status>`. Ids only. */
+  /**
+   * A tenant's jobs by phase, newest first: partition = `<tenantId>#<status>` for finished jobs and
+   * `<tenantId>#active` for unfinished ones (filtered by status after the read), so the index changes
+   * only when a job is created and when it finishes. Ids only.
+   */
   byTenantStatus: {
     name: "byTenantStatus",
     partitionKey: "tenantStatus",
@@ -40,16 +44,19 @@ export const INDEXES = {
     projection: { type: "KEYS_ONLY" },
   },
   /**
-   * Sparse index of non-terminal jobs by the time the reconciler should look at them. The partition
-   * is one of DUE_SHARDS values so no single partition takes every write at scale. It carries what
-   * the reconciler selects on (a terminal job stays due only while its notification is pending), so
-   * the selection needs no table read; the selected jobs are then read from the table.
+   * Sparse index of the jobs the reconciler must look at, by `wakeAt`: a time at or before the job's
+   * own `dueAt` (the next check its state needs). Transitions move `dueAt` freely (a plain attribute)
+   * but move `wakeAt` only when the new `dueAt` is earlier, so a job that finishes before its first
+   * check costs two index writes in all (enter, leave) instead of two per transition; the reconciler
+   * moves `wakeAt` up to `dueAt` when it finds a job listed early. The partition is one of DUE_SHARDS
+   * values so no single partition takes every write at scale. Keys only: the selected jobs are read
+   * from the table, which decides.
    */
   due: {
     name: "due",
     partitionKey: "dueShard",
-    sortKey: "dueAt",
-    projection: { type: "INCLUDE", nonKeyAttributes: ["status", "notifyPending"] },
+    sortKey: "wakeAt",
+    projection: { type: "KEYS_ONLY" },
   },
 } as const satisfies Record<
   string,
