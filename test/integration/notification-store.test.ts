@@ -57,6 +57,31 @@ describe("DynamoNotificationStore", () => {
     store = new DynamoNotificationStore(doc, table);
   });
 
+  it("stores a long payload deflated (fewer write units per try) and reads it back exactly", async () => {
+    const url = `https://outputs.s3.amazonaws.com/o/${JOB_A}/0.png?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIA%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=${"ab12".repeat(16)}`;
+    const payload = JSON.stringify({
+      type: "job.succeeded",
+      data: { id: JOB_A, outputs: [url, url, url] },
+      é: "ü",
+    });
+    const long = record({ payload });
+    await store.createIfAbsent(long);
+    const raw = (await doc.send(new GetCommand({ TableName: table, Key: notificationKey(JOB_A, long.id) })))
+      .Item;
+    expect(raw).not.toHaveProperty("payload");
+    expect((raw?.payloadZ as Uint8Array).byteLength).toBeLessThan(Buffer.byteLength(payload) / 2);
+    expect(await store.get(JOB_A, long.id)).toEqual(long);
+    const tried = await store.recordAttempt(long, attempt(1), "pending");
+    expect(tried.payload).toBe(payload);
+    // A short payload stays as it is.
+    const short = record({ id: `msg_${JOB_B}_failed`, jobId: JOB_B, payload: "{}" });
+    await store.createIfAbsent(short);
+    const rawShort = (
+      await doc.send(new GetCommand({ TableName: table, Key: notificationKey(JOB_B, short.id) }))
+    ).Item;
+    expect(rawShort?.payload).toBe("{}");
+  });
+
   it("creates a record once: a second create returns the stored one unchanged", async () => {
     const first = record();
     expect(await store.createIfAbsent(first)).toEqual({ record: first, created: true });

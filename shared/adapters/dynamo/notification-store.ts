@@ -6,6 +6,7 @@ import {
   QueryCommand,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
+import { deflateRawSync, inflateRawSync } from "node:zlib";
 import { StaleWriteError } from "../../domain/errors.ts";
 import type {
   DeliveryAttempt,
@@ -18,11 +19,20 @@ import { notificationKey, TTL_ATTRIBUTE } from "./table-design.ts";
 const FIELDS = ["jobId", "type", "createdAt", "payload", "url", "state", "attempts", "roundStart"] as const;
 
 /**
+ * Payloads longer than this are stored deflated (`payloadZ`, binary): a write costs one unit per KB of
+ * the whole item, every try rewrites the item, and the presigned URLs in a payload compress to about half.
+ */
+const COMPRESS_FROM_BYTES = 256;
+
+/**
  * `id` and `tenantId` are stored under other names: they are the key attributes of the tenant's job
  * indexes, and a notification must never appear in a tenant's job list.
  */
-const toItem = ({ id, tenantId, ...rest }: NotificationRecord) => ({
+const toItem = ({ id, tenantId, payload, ...rest }: NotificationRecord) => ({
   ...rest,
+  ...(Buffer.byteLength(payload) >= COMPRESS_FROM_BYTES
+    ? { payloadZ: deflateRawSync(payload) }
+    : { payload }),
   notificationId: id,
   ownerTenantId: tenantId,
 });
@@ -35,6 +45,7 @@ const fromItem = (item: Record<string, unknown>): NotificationRecord =>
         item[field] ?? null,
       ]),
     ),
+    ...(item.payloadZ instanceof Uint8Array && { payload: inflateRawSync(item.payloadZ).toString("utf8") }),
     id: item.notificationId,
     tenantId: item.ownerTenantId,
   }) as unknown as NotificationRecord;
