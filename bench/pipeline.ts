@@ -68,7 +68,10 @@ interface Report {
 async function main(): Promise<number> {
   let args: ReturnType<typeof parseArgs>;
   try {
-    args = parseArgs(process.argv.slice(2), { integers: { jobs: 500, concurrency: 16 }, flags: ["json", "explain"] });
+    args = parseArgs(process.argv.slice(2), {
+      integers: { jobs: 500, concurrency: 16 },
+      flags: ["json", "explain"],
+    });
   } catch (error) {
     if (error instanceof UsageError) {
       console.error(error.message);
@@ -515,13 +518,17 @@ function writeShape(input: unknown): string {
     const expr = String(part.UpdateExpression ?? "").replace(/#\w+/g, (t) => names[t] ?? t);
     const key = part.Key as Record<string, unknown> | undefined;
     const item = part.Item as Record<string, unknown> | undefined;
-    const sk = String((key ?? item ?? {}).sk ?? "").replace(/[0-9A-Z]{20,}/g, "…");
+    const sk = String(key?.sk ?? item?.sk ?? "").replace(/[0-9A-Z]{20,}/g, "…");
     return `[${sk}] ${expr || Object.keys(item ?? {}).join(",")}`;
   };
   const record = (input ?? {}) as Record<string, unknown>;
   if (Array.isArray(record.TransactItems)) {
     return (record.TransactItems as Record<string, Record<string, unknown>>[])
-      .map((t) => Object.entries(t).map(([k, v]) => `${k}${text(v)}`).join(""))
+      .map((t) =>
+        Object.entries(t)
+          .map(([k, v]) => `${k}${text(v)}`)
+          .join(""),
+      )
       .join(" + ");
   }
   return text(record);

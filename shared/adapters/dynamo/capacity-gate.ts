@@ -44,7 +44,11 @@ export class DynamoCapacityGate implements CapacityGate {
     } catch (error) {
       if (error instanceof ConditionalCheckFailedException) return false;
       // Without the map, DynamoDB may refuse the nested path itself instead of failing the condition.
-      if (error instanceof Error && error.name === "ValidationException" && /document path/i.test(error.message)) {
+      if (
+        error instanceof Error &&
+        error.name === "ValidationException" &&
+        /document path/i.test(error.message)
+      ) {
         return false;
       }
       throw error;

@@ -1,3 +1,4 @@
+import { deflateRawSync, inflateRawSync } from "node:zlib";
 import { ConditionalCheckFailedException } from "@aws-sdk/client-dynamodb";
 import {
   type DynamoDBDocumentClient,
@@ -6,7 +7,6 @@ import {
   QueryCommand,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
-import { deflateRawSync, inflateRawSync } from "node:zlib";
 import { StaleWriteError } from "../../domain/errors.ts";
 import type {
   DeliveryAttempt,
