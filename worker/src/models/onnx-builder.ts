@@ -69,6 +69,8 @@ export class GraphBuilder {
   private readonly outputs: ReturnType<typeof onnx.ValueInfoProto.create>[] = [];
   private counter = 0;
   private readonly rng: () => number;
+  private readonly external: Uint8Array[] = [];
+  private externalLength = 0;
 
   constructor(seed: number) {
     this.rng = mulberry32(seed);
@@ -101,6 +103,41 @@ export class GraphBuilder {
       }),
     );
     return id;
+  }
+
+  /**
+   * A float32 initializer stored as external data (as exports over 2 GB store every weight): its bytes
+   * go to `externalData()`, to be written next to the model as `location`.
+   */
+  externalFloats(dims: readonly number[], data: Float32Array, name: string, location: string): string {
+    const bytes = new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+    this.initializers.push(
+      onnx.TensorProto.create({
+        name,
+        dims: [...dims],
+        dataType: ELEM.float,
+        dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+        externalData: [
+          onnx.StringStringEntryProto.create({ key: "location", value: location }),
+          onnx.StringStringEntryProto.create({ key: "offset", value: String(this.externalLength) }),
+          onnx.StringStringEntryProto.create({ key: "length", value: String(bytes.length) }),
+        ],
+      }),
+    );
+    this.external.push(bytes);
+    this.externalLength += bytes.length;
+    return name;
+  }
+
+  /** The bytes of every externalFloats initializer, in order (the external data file). */
+  externalData(): Uint8Array {
+    const out = new Uint8Array(this.externalLength);
+    let offset = 0;
+    for (const b of this.external) {
+      out.set(b, offset);
+      offset += b.length;
+    }
+    return out;
   }
 
   int64s(values: readonly number[], name?: string): string {

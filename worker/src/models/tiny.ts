@@ -1,15 +1,27 @@
 /**
- * Builds a tiny SD-1.5-shaped model folder (diffusers layout, ONNX files) with random weights: tiny
- * channel counts, but the real input/output names, ranks and residual layout (12 down residuals at
- * latent/1, /2, /4, /8 and a mid residual), so the pipeline runs exactly as on a real export.
+ * Builds a tiny SD-1.5-shaped (or, with `sdxl`, SDXL-shaped) model folder (diffusers layout, ONNX
+ * files) with random weights: tiny channel counts, but the real input/output names, dtypes, ranks and
+ * residual layout (SD: 12 down residuals at latent/1, /2, /4, /8 and a mid residual; SDXL: 9 down
+ * residuals at /1, /2, /4 and a mid residual at /4), so the pipeline runs exactly as on a real export.
+ *
+ * The text encoders end, like CLIP, in a final layer norm with (random) weight and bias that produces
+ * last_hidden_state from the last hidden state; `hidden_states.{i}` are the embeddings and each layer's
+ * output before it.
+ *
+ * SDXL (optimum's export signatures): text_encoder (CLIPTextModel: last_hidden_state, pooler_output,
+ * hidden_states.*), text_encoder_2 (CLIPTextModelWithProjection: text_embeds [B, P], last_hidden_state,
+ * hidden_states.*), tokenizer_2 (pads with "!"), a UNet and ControlNets that also take text_embeds
+ * [B, P] and time_ids [B, 6], encoder_hidden_states of both encoders' widths together, and a VAE
+ * config with scaling_factor 0.13025.
  *
  * Variants cover what exporters differ in: int32 or int64 ids, fp16 or fp32 tensors, float or int64
- * timestep, residual naming and order, a conditioning_scale input or not, a 9-channel inpainting UNet.
+ * timestep, residual naming and order, a conditioning_scale input or not, a 9-channel inpainting UNet,
+ * a fused (opset 17) or decomposed (older opsets) final layer norm.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BOS, bytesToUnicode, EOS } from "../pipeline/tokenizer.ts";
-import { type Dim, type ElemName, GraphBuilder } from "./onnx-builder.ts";
+import { type Dim, type ElemName, GraphBuilder, mulberry32 } from "./onnx-builder.ts";
 
 export interface TinyModelOptions {
   /** Input ids dtype of the text encoder. */
@@ -32,19 +44,55 @@ export interface TinyModelOptions {
   inpaintUnet?: boolean;
   /** Width of two extra 3×3 conv layers in the UNet (0 = none): a heavier model for benchmarks. */
   unetWidth?: number;
+  /** SDXL signatures: two text encoders, text_embeds/time_ids inputs, 9 down residuals. */
+  sdxl?: boolean;
+  /**
+   * The text encoders' final layer norm: one LayerNormalization node whose weight and bias are named
+   * like transformers' (`text_model.final_layer_norm.*`), or the ReduceMean/Sub/Pow/Sqrt/Div/Mul/Add
+   * chain that opset < 17 exports give, with anonymous weight names.
+   */
+  finalLayerNorm?: "fused" | "decomposed";
+  /** Epsilon of the final layer norm (CLIP's is 1e-5). */
+  layerNormEpsilon?: number;
+  /** model_index.json force_zeros_for_empty_prompt (SDXL; omitted when undefined). */
+  forceZerosForEmptyPrompt?: boolean;
   seed?: number;
 }
 
+interface ResidualLayout {
+  /** Channel multipliers of the down residuals and their level (latent size / 2^level). */
+  residualMult: readonly number[];
+  residualLevel: readonly number[];
+  midMult: number;
+  midLevel: number;
+}
+
 export const TINY = {
+  /** Width of text_encoder (SD's only one; SDXL's CLIP-L stand-in). */
   hidden: 8,
+  /** Width of SDXL's text_encoder_2 and of its text_embeds projection. */
+  hidden2: 12,
+  projection: 12,
   layers: 3,
   base: 4,
   seqLen: 77,
-  /** Channel multipliers of the 12 down residuals and their level (latent size / 2^level). */
-  residualMult: [1, 1, 1, 1, 2, 2, 2, 4, 4, 4, 4, 4],
-  residualLevel: [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3],
-  midMult: 4,
+  sd: {
+    residualMult: [1, 1, 1, 1, 2, 2, 2, 4, 4, 4, 4, 4],
+    residualLevel: [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3],
+    midMult: 4,
+    midLevel: 3,
+  } satisfies ResidualLayout,
+  sdxl: {
+    residualMult: [1, 1, 1, 1, 2, 2, 2, 4, 4],
+    residualLevel: [0, 0, 0, 1, 1, 1, 2, 2, 2],
+    midMult: 4,
+    midLevel: 2,
+  } satisfies ResidualLayout,
 } as const;
+
+const layout = (o: Opts): ResidualLayout => (o.sdxl ? TINY.sdxl : TINY.sd);
+/** encoder_hidden_states width: SDXL's is both text encoders' together. */
+const contextDim = (o: Opts): number => (o.sdxl ? TINY.hidden + TINY.hidden2 : TINY.hidden);
 
 const WORDS = ["a", "photo", "of", "cat", "dog", "house", "lighthouse", "at", "dusk", "red", "blue", "the"];
 
@@ -73,7 +121,8 @@ export function tinyVocab(): { vocab: Record<string, number>; merges: string[] }
   return { vocab: Object.fromEntries(tokens.map((t, i) => [t, i])), merges };
 }
 
-type Opts = Required<TinyModelOptions>;
+type Opts = Required<Omit<TinyModelOptions, "forceZerosForEmptyPrompt">> &
+  Pick<TinyModelOptions, "forceZerosForEmptyPrompt">;
 
 function floatIn(g: GraphBuilder, name: string, shape: Dim[], o: Opts): string {
   if (o.float === "float32") return g.input(name, "float", shape);
@@ -100,10 +149,24 @@ function timestepEmbedding(g: GraphBuilder, o: Opts): string {
 
 /** encoder_hidden_states [B,77,D] → [B,1,1,1] plus a per-channel projection [B,C,1,1]. */
 function textContext(g: GraphBuilder, o: Opts, channels: number): string {
-  const ehs = floatIn(g, "encoder_hidden_states", ["batch", TINY.seqLen, TINY.hidden], o);
+  const D = contextDim(o);
+  const ehs = floatIn(g, "encoder_hidden_states", ["batch", TINY.seqLen, D], o);
   const pooled = g.node("ReduceMean", [ehs], { axes: [1], keepdims: 0 }); // [B,D]
-  const proj = g.node("MatMul", [pooled, g.random([TINY.hidden, channels], 0.6)]); // [B,C]
+  const proj = g.node("MatMul", [pooled, g.random([D, channels], 0.6)]); // [B,C]
   return g.node("Reshape", [proj, g.int64s([-1, channels, 1, 1])]);
+}
+
+/**
+ * SDXL's added conditioning: text_embeds [B,P] and time_ids [B,6] (sizes in pixels, scaled down and
+ * through Sin as a stand-in for the sinusoidal embedding) → [B,C,1,1].
+ */
+function addedConditioning(g: GraphBuilder, o: Opts, channels: number): string {
+  const textEmbeds = floatIn(g, "text_embeds", ["batch", TINY.projection], o);
+  const timeIds = floatIn(g, "time_ids", ["batch", 6], o);
+  const fromText = g.node("MatMul", [textEmbeds, g.random([TINY.projection, channels], 0.6)]);
+  const ids = g.node("Sin", [g.node("Mul", [timeIds, g.scalar(1 / 97)])]);
+  const fromIds = g.node("MatMul", [ids, g.random([6, channels], 0.6)]);
+  return g.node("Reshape", [g.node("Add", [fromText, fromIds]), g.int64s([-1, channels, 1, 1])]);
 }
 
 function residualName(kind: "out" | "in", i: number | "mid", o: Opts): string {
@@ -114,34 +177,77 @@ function residualName(kind: "out" | "in", i: number | "mid", o: Opts): string {
 
 const levelDims = (level: number): Dim[] => [`h${level}`, `w${level}`];
 
-function buildTextEncoder(o: Opts, vocabSize: number): Uint8Array {
-  const g = new GraphBuilder(o.seed + 1);
+/**
+ * The weight and bias of the tiny text encoders' final layer norm (`hidden` wide, for the folder's
+ * `seed`): random, so that applying it or not makes a difference. Tests compute layer norms with them.
+ */
+export function tinyFinalLayerNorm(
+  seed: number,
+  hidden: number,
+): { weight: Float32Array; bias: Float32Array } {
+  const weight = new Float32Array(hidden);
+  const bias = new Float32Array(hidden);
+  const rng = mulberry32(seed + 7 + hidden);
+  for (let i = 0; i < hidden; i++) {
+    weight[i] = 0.5 + rng() * 1.5;
+    bias[i] = (rng() * 2 - 1) * 0.5;
+  }
+  return { weight, bias };
+}
+
+/** CLIP's final layer norm over the last axis: fused, or decomposed as opset < 17 exports it. */
+function finalLayerNorm(g: GraphBuilder, o: Opts, h: string, hidden: number): string {
+  const { weight, bias } = tinyFinalLayerNorm(o.seed, hidden);
+  const eps = o.layerNormEpsilon;
+  if (o.finalLayerNorm === "fused") {
+    const w = g.floats([hidden], weight, "text_model.final_layer_norm.weight");
+    const b = g.floats([hidden], bias, "text_model.final_layer_norm.bias");
+    return g.node("LayerNormalization", [h, w, b], { axis: -1, epsilon: eps });
+  }
+  const mean = g.node("ReduceMean", [h], { axes: [-1], keepdims: 1 });
+  const centred = g.node("Sub", [h, mean]);
+  const variance = g.node("ReduceMean", [g.node("Pow", [centred, g.scalar(2)])], { axes: [-1], keepdims: 1 });
+  const std = g.node("Sqrt", [g.node("Add", [variance, g.scalar(eps)])]);
+  const normed = g.node("Div", [centred, std]);
+  return g.node("Add", [g.node("Mul", [normed, g.floats([hidden], weight)]), g.floats([hidden], bias)]);
+}
+
+/**
+ * A CLIP-shaped text encoder: embeddings, `layers` residual blocks, final layer norm. With
+ * `projection`, a CLIPTextModelWithProjection (text_embeds first, as optimum exports it).
+ */
+function buildTextEncoder(
+  o: Opts,
+  vocabSize: number,
+  hidden: number,
+  seed: number,
+  projection: number | null,
+  name: string,
+): Uint8Array {
+  const g = new GraphBuilder(seed);
   const ids = g.input("input_ids", o.ids, ["batch", "sequence"]);
-  const emb = g.node("Gather", [g.random([vocabSize, TINY.hidden], 1), ids], { axis: 0 });
-  let h = g.node("Add", [emb, g.random([TINY.seqLen, TINY.hidden], 0.2)]);
+  const emb = g.node("Gather", [g.random([vocabSize, hidden], 1), ids], { axis: 0 });
+  let h = g.node("Add", [emb, g.random([TINY.seqLen, hidden], 0.2)]);
   const hs: string[] = [h];
   for (let l = 0; l < TINY.layers; l++) {
-    const mixed = g.node("Tanh", [g.node("MatMul", [h, g.random([TINY.hidden, TINY.hidden], 0.8)])]);
+    const mixed = g.node("Tanh", [g.node("MatMul", [h, g.random([hidden, hidden], 0.8)])]);
     h = g.node("Add", [h, mixed]);
     hs.push(h);
   }
-  const scale = g.floats([TINY.hidden], new Float32Array(TINY.hidden).fill(1));
-  const bias = g.floats([TINY.hidden], new Float32Array(TINY.hidden));
-  const last = g.node("LayerNormalization", [h, scale, bias], { axis: -1, epsilon: 1e-5 });
-  floatOut(g, last, "last_hidden_state", ["batch", "sequence", TINY.hidden], o);
-  floatOut(
-    g,
-    g.node("ReduceMean", [last], { axes: [1], keepdims: 0 }),
-    "pooler_output",
-    ["batch", TINY.hidden],
-    o,
-  );
+  const last = finalLayerNorm(g, o, h, hidden);
+  const pooled = g.node("ReduceMean", [last], { axes: [1], keepdims: 0 });
+  if (projection !== null) {
+    const embeds = g.node("MatMul", [pooled, g.random([hidden, projection], 1 / Math.sqrt(hidden))]);
+    floatOut(g, embeds, "text_embeds", ["batch", projection], o);
+  }
+  floatOut(g, last, "last_hidden_state", ["batch", "sequence", hidden], o);
+  if (projection === null) floatOut(g, pooled, "pooler_output", ["batch", hidden], o);
   if (o.hiddenStates) {
     hs.forEach((value, i) => {
-      floatOut(g, value, `hidden_states.${i}`, ["batch", "sequence", TINY.hidden], o);
+      floatOut(g, value, `hidden_states.${i}`, ["batch", "sequence", hidden], o);
     });
   }
-  return g.encode("text_encoder");
+  return g.encode(name);
 }
 
 function buildControlNet(o: Opts, seed: number): Uint8Array {
@@ -154,24 +260,26 @@ function buildControlNet(o: Opts, seed: number): Uint8Array {
   const condEmb = g.node("Conv", [cond, g.random([C, 3, 8, 8], 0.05)], { strides: [8, 8] });
   let h = g.conv1x1(sample, 4, C);
   h = g.node("Add", [g.node("Add", [h, condEmb]), g.node("Add", [temb, ctx])]);
-  const levels = [h];
-  for (let l = 1; l < 4; l++) {
-    levels.push(g.node("AveragePool", [levels[l - 1] as string], { kernel_shape: [2, 2], strides: [2, 2] }));
-  }
   let scale: string | null = null;
   if (o.scaleInput) scale = floatIn(g, "conditioning_scale", [], o);
+  if (o.sdxl) h = g.node("Add", [h, addedConditioning(g, o, C)]);
+  const L = layout(o);
+  const levels = [h];
+  for (let l = 1; l <= L.midLevel; l++) {
+    levels.push(g.node("AveragePool", [levels[l - 1] as string], { kernel_shape: [2, 2], strides: [2, 2] }));
+  }
   const outs: { name: string; value: string; shape: Dim[] }[] = [];
-  TINY.residualMult.forEach((mult, i) => {
-    const level = TINY.residualLevel[i] as number;
+  L.residualMult.forEach((mult, i) => {
+    const level = L.residualLevel[i] as number;
     let r = g.conv1x1(levels[level] as string, C, C * mult, 0.5);
     if (scale) r = g.node("Mul", [r, scale]);
     outs.push({ name: residualName("out", i, o), value: r, shape: ["batch", C * mult, ...levelDims(level)] });
   });
-  let mid = g.conv1x1(levels[3] as string, C, C * TINY.midMult, 0.5);
+  let mid = g.conv1x1(levels[L.midLevel] as string, C, C * L.midMult, 0.5);
   if (scale) mid = g.node("Mul", [mid, scale]);
   const ordered = o.shuffleOutputs ? [...outs].reverse() : outs;
   for (const out of ordered) floatOut(g, out.value, out.name, out.shape, o);
-  floatOut(g, mid, residualName("out", "mid", o), ["batch", C * TINY.midMult, ...levelDims(3)], o);
+  floatOut(g, mid, residualName("out", "mid", o), ["batch", C * L.midMult, ...levelDims(L.midLevel)], o);
   return g.encode("controlnet");
 }
 
@@ -182,6 +290,8 @@ function buildUnet(o: Opts, inChannels: number): Uint8Array {
   const temb = timestepEmbedding(g, o);
   const ctx = textContext(g, o, C);
   let acc = g.node("Add", [g.conv1x1(sample, inChannels, C), g.node("Add", [temb, ctx])]);
+  if (o.sdxl) acc = g.node("Add", [acc, addedConditioning(g, o, C)]);
+  const L = layout(o);
   const size = g.node("Shape", [acc]);
   const addResidual = (name: string, channels: number, level: number) => {
     const r = floatIn(g, name, ["batch", channels, ...levelDims(level)], o);
@@ -189,10 +299,10 @@ function buildUnet(o: Opts, inChannels: number): Uint8Array {
     if (level > 0) p = g.node("Resize", [p, "", "", size], { mode: "nearest" });
     acc = g.node("Add", [acc, p]);
   };
-  TINY.residualMult.forEach((mult, i) => {
-    addResidual(residualName("in", i, o), C * mult, TINY.residualLevel[i] as number);
+  L.residualMult.forEach((mult, i) => {
+    addResidual(residualName("in", i, o), C * mult, L.residualLevel[i] as number);
   });
-  addResidual(residualName("in", "mid", o), C * TINY.midMult, 3);
+  addResidual(residualName("in", "mid", o), C * L.midMult, L.midLevel);
   if (o.unetWidth > 0) {
     const W = o.unetWidth;
     const conv3 = (x: string, cin: number, cout: number) =>
@@ -267,6 +377,9 @@ export function buildTinyModel(dir: string, options: TinyModelOptions = {}): str
     ],
     inpaintUnet: false,
     unetWidth: 0,
+    sdxl: false,
+    finalLayerNorm: "fused",
+    layerNormEpsilon: 1e-5,
     seed: 1234,
     ...options,
   };
@@ -275,8 +388,24 @@ export function buildTinyModel(dir: string, options: TinyModelOptions = {}): str
   write(dir, "tokenizer/merges.txt", `#version: 0.2\n${merges.join("\n")}\n`);
   write(dir, "tokenizer/special_tokens_map.json", JSON.stringify({ pad_token: EOS }));
   write(dir, "scheduler/scheduler_config.json", JSON.stringify(TINY_SCHEDULER_CONFIG, null, 2));
-  write(dir, "vae_decoder/config.json", JSON.stringify({ scaling_factor: 0.18215 }));
-  write(dir, "text_encoder/model.onnx", buildTextEncoder(o, Object.keys(vocab).length));
+  write(dir, "vae_decoder/config.json", JSON.stringify({ scaling_factor: o.sdxl ? 0.13025 : 0.18215 }));
+  const vocabSize = Object.keys(vocab).length;
+  write(
+    dir,
+    "text_encoder/model.onnx",
+    buildTextEncoder(o, vocabSize, TINY.hidden, o.seed + 1, null, "text_encoder"),
+  );
+  if (o.sdxl) {
+    // SDXL's second tokenizer is the same BPE, padding with "!".
+    write(dir, "tokenizer_2/vocab.json", JSON.stringify(vocab));
+    write(dir, "tokenizer_2/merges.txt", `#version: 0.2\n${merges.join("\n")}\n`);
+    write(dir, "tokenizer_2/special_tokens_map.json", JSON.stringify({ pad_token: "!" }));
+    write(
+      dir,
+      "text_encoder_2/model.onnx",
+      buildTextEncoder(o, vocabSize, TINY.hidden2, o.seed + 2, TINY.projection, "text_encoder_2"),
+    );
+  }
   write(dir, "unet/model.onnx", buildUnet(o, 4));
   if (o.inpaintUnet) write(dir, "unet_inpaint/model.onnx", buildUnet(o, 9));
   write(dir, "vae_decoder/model.onnx", buildVaeDecoder(o));
@@ -287,7 +416,13 @@ export function buildTinyModel(dir: string, options: TinyModelOptions = {}): str
   write(
     dir,
     "model_index.json",
-    JSON.stringify({ _class_name: "OnnxStableDiffusionControlNetPipeline", tiny: true }),
+    JSON.stringify({
+      _class_name: o.sdxl ? "ORTStableDiffusionXLPipeline" : "OnnxStableDiffusionControlNetPipeline",
+      tiny: true,
+      ...(o.forceZerosForEmptyPrompt === undefined
+        ? {}
+        : { force_zeros_for_empty_prompt: o.forceZerosForEmptyPrompt }),
+    }),
   );
   return dir;
 }

@@ -5,6 +5,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { resourceError } from "../errors.ts";
+import { findFinalLayerNorm, type LayerNormParams } from "./onnx-graph.ts";
 import { type IoSpec, type LoadedSession, type SessionFactory, sortByIndex } from "./session.ts";
 import { ClipTokenizer } from "./tokenizer.ts";
 
@@ -13,6 +14,16 @@ export interface TextEncoderIo {
   lastHidden: string;
   /** hidden_states.{i} outputs in layer order (index 0 = embeddings), empty when not exported. */
   hiddenStates: string[];
+  /** The projected pooled output (`text_embeds`, [B, P]) of a CLIPTextModelWithProjection; else null. */
+  textEmbeds: string | null;
+}
+
+/** SDXL's added conditioning inputs (UNet and ControlNet): pooled text embeddings and size/crop ids. */
+export interface AddedCondIo {
+  /** [B, 1280]: text_encoder_2's text_embeds. */
+  textEmbeds: IoSpec;
+  /** [B, 6]: original size (h, w), crop top-left (y, x), target size (h, w). */
+  timeIds: IoSpec;
 }
 
 export interface DenoiserIo {
@@ -21,6 +32,8 @@ export interface DenoiserIo {
   encoderHiddenStates: IoSpec;
   /** Input channels of `sample` (4, or 9 for an inpainting UNet); null when symbolic. */
   channels: number | null;
+  /** SDXL's text_embeds / time_ids inputs, when the export has both; null for SD 1.x/2.x. */
+  added: AddedCondIo | null;
 }
 
 export interface UnetIo extends DenoiserIo {
@@ -45,10 +58,22 @@ function find(specs: readonly IoSpec[], pattern: RegExp, what: string, path: str
   return spec;
 }
 
+function addedCondIo(s: LoadedSession): AddedCondIo | null {
+  const textEmbeds = s.input("text_embeds");
+  const timeIds = s.input("time_ids");
+  if (!textEmbeds && !timeIds) return null;
+  if (!textEmbeds || !timeIds)
+    throw resourceError(
+      `unsupported export ${s.path}: SDXL conditioning needs both text_embeds and time_ids inputs (has ${s.inputs.map((i) => i.name).join(", ")})`,
+    );
+  return { textEmbeds, timeIds };
+}
+
 function denoiserIo(s: LoadedSession): DenoiserIo {
   const sample = s.input("sample") ?? find(s.inputs, /sample|latent/i, "sample input", s.path);
   const channels = typeof sample.shape[1] === "number" ? sample.shape[1] : null;
   return {
+    added: addedCondIo(s),
     sample,
     timestep: find(s.inputs, /timestep|^t$/i, "timestep input", s.path),
     encoderHiddenStates: find(
@@ -68,12 +93,19 @@ export function textEncoderIo(s: LoadedSession): TextEncoderIo {
   const hidden = sortByIndex(s.outputs.filter((o) => /^hidden_states\W?\d+$/.test(o.name))).map(
     (o) => o.name,
   );
-  return { ids, lastHidden: last.name, hiddenStates: hidden };
+  const textEmbeds =
+    s.outputs.find((o) => o.name === "text_embeds") ??
+    s.outputs.find(
+      (o) => /text_embeds|pooled/i.test(o.name) && o.shape.length === 2 && o.name !== "pooler_output",
+    ) ??
+    null;
+  return { ids, lastHidden: last.name, hiddenStates: hidden, textEmbeds: textEmbeds?.name ?? null };
 }
 
 export function unetIo(s: LoadedSession): UnetIo {
   const base = denoiserIo(s);
   const known = new Set([base.sample.name, base.timestep.name, base.encoderHiddenStates.name]);
+  if (base.added) for (const spec of [base.added.textEmbeds, base.added.timeIds]) known.add(spec.name);
   const down = sortByIndex(s.inputs.filter((i) => /down/i.test(i.name)));
   const mid = s.inputs.find((i) => /mid/i.test(i.name)) ?? null;
   for (const spec of [...down, ...(mid ? [mid] : [])]) known.add(spec.name);
@@ -105,12 +137,24 @@ export function controlNetIo(s: LoadedSession): ControlNetIo {
 export interface ModelFolder {
   dir: string;
   tokenizer: ClipTokenizer;
+  /** SDXL's second tokenizer (tokenizer_2/, pads with "!"); null without text_encoder_2. */
+  tokenizer2: ClipTokenizer | null;
   schedulerConfig: Record<string, unknown>;
+  /** vae_decoder/config.json (or vae/) scaling_factor; else 0.13025 with text_encoder_2 (SDXL), 0.18215. */
   scalingFactor: number;
+  /**
+   * SDXL: an empty negative prompt gives zero negative embeddings (diffusers' force_zeros_for_empty_prompt,
+   * from model_index.json; true when absent, as diffusers' SDXL pipelines default).
+   */
+  forceZerosForEmptyPrompt: boolean;
+  /** text_encoder/config.json layer_norm_eps (CLIP: 1e-5), used when the graph does not show epsilon. */
+  layerNormEps: number;
   /** ControlNet names available in the folder → model path. */
   controlnets: Map<string, string>;
   paths: {
     textEncoder: string;
+    /** SDXL's CLIPTextModelWithProjection (text_encoder_2/model.onnx); null for SD 1.x/2.x. */
+    textEncoder2: string | null;
     unet: string;
     unetInpaint: string | null;
     vaeDecoder: string;
@@ -149,14 +193,23 @@ export function readModelFolder(dir: string): ModelFolder {
     readJson(join(dir, "vae_decoder", "config.json")) ?? readJson(join(dir, "vae", "config.json"));
   const scaling = vaeConfig?.scaling_factor;
   const optional = (rel: string) => (existsSync(join(dir, rel)) ? join(dir, rel) : null);
+  const textEncoder2 = optional("text_encoder_2/model.onnx");
+  const index = readJson(join(dir, "model_index.json"));
+  const eps = readJson(join(dir, "text_encoder", "config.json"))?.layer_norm_eps;
   return {
     dir,
     tokenizer: ClipTokenizer.fromDir(join(required(dir, "tokenizer/vocab.json"), "..")),
+    tokenizer2: textEncoder2
+      ? ClipTokenizer.fromDir(join(required(dir, "tokenizer_2/vocab.json"), ".."))
+      : null,
     schedulerConfig: readJson(join(dir, "scheduler", "scheduler_config.json")) ?? {},
-    scalingFactor: typeof scaling === "number" ? scaling : 0.18215,
+    scalingFactor: typeof scaling === "number" ? scaling : textEncoder2 ? 0.13025 : 0.18215,
+    forceZerosForEmptyPrompt: index?.force_zeros_for_empty_prompt !== false,
+    layerNormEps: typeof eps === "number" && eps > 0 ? eps : 1e-5,
     controlnets,
     paths: {
       textEncoder: required(dir, "text_encoder/model.onnx"),
+      textEncoder2,
       unet: required(dir, "unet/model.onnx"),
       unetInpaint: optional("unet_inpaint/model.onnx"),
       vaeDecoder: required(dir, "vae_decoder/model.onnx"),
@@ -168,6 +221,7 @@ export function readModelFolder(dir: string): ModelFolder {
 /** Sessions, loaded on first use and kept. */
 export class ModelSet {
   private readonly sessions = new Map<string, Promise<LoadedSession>>();
+  private readonly layerNorms = new Map<string, LayerNormParams>();
 
   constructor(
     readonly folder: ModelFolder,
@@ -188,10 +242,31 @@ export class ModelSet {
     return s;
   }
 
-  /** Loads the always-needed sessions (text encoder, UNet, VAE decoder) up front. */
+  /** Loads the always-needed sessions (text encoder(s), UNet, VAE decoder) up front. */
   async warm(): Promise<void> {
     const p = this.folder.paths;
-    await Promise.all([this.session(p.textEncoder), this.session(p.unet), this.session(p.vaeDecoder)]);
+    await Promise.all(
+      [p.textEncoder, p.textEncoder2, p.unet, p.vaeDecoder].map((path) => path && this.session(path)),
+    );
+  }
+
+  /**
+   * The final layer norm of the text encoder at `path` (the one producing `output`), read from the
+   * ONNX file once and kept. A resource error when the export does not show one.
+   */
+  finalLayerNorm(path: string, output: string): LayerNormParams {
+    const key = `${path}\0${output}`;
+    let p = this.layerNorms.get(key);
+    if (!p) {
+      const found = findFinalLayerNorm(path, output, this.folder.layerNormEps);
+      if (!found)
+        throw resourceError(
+          `unsupported export ${path}: clip_skip > 1 needs the text encoder's final layer norm, and no layer norm produces ${output} (nor are there final_layer_norm initializers)`,
+        );
+      p = found;
+      this.layerNorms.set(key, p);
+    }
+    return p;
   }
 
   controlNetPath(name: string): string {

@@ -1,16 +1,19 @@
 /**
- * The ControlNet diffusion pipeline on ONNX Runtime: CLIP text encoding (with clip_skip), one or more
- * ControlNets (each with its conditioning scale, guess_mode), the UNet with their residuals,
- * classifier-free guidance, img2img and inpainting through the VAE, and the VAE decoder.
+ * The ControlNet diffusion pipeline on ONNX Runtime: CLIP text encoding (with clip_skip; text.ts), one
+ * or more ControlNets (each with its conditioning scale, guess_mode), the UNet with their residuals,
+ * classifier-free guidance, img2img and inpainting through the VAE, and the VAE decoder. SD 1.x/2.x and
+ * SDXL: an export is SDXL when its UNet takes text_embeds and time_ids (then two text encoders, pooled
+ * embeddings and size ids go to the UNet and the ControlNets).
  *
  * Every tensor's name, dtype and shape comes from the loaded sessions (see models.ts).
  */
 import type ort from "onnxruntime-node";
 import { badInput, resourceError, StopError } from "../errors.ts";
-import { controlNetIo, type ModelSet, textEncoderIo, unetIo } from "./models.ts";
+import { controlNetIo, type ModelSet, unetIo } from "./models.ts";
 import { createRandom, type Random } from "./random.ts";
 import type { Scheduler, SchedulerFactory } from "./scheduler.ts";
-import { floatTensor, idsTensor, type LoadedSession, readFloats, timestepTensor } from "./session.ts";
+import { floatTensor, type LoadedSession, readFloats, timestepTensor } from "./session.ts";
+import { addedConditionFeeds, encodePrompts } from "./text.ts";
 
 export interface ControlInput {
   /** ControlNet name in the model folder (controlnet_model entry). */
@@ -29,7 +32,10 @@ export interface GenerateParams {
   steps: number;
   guidanceScale: number;
   seed: number;
-  /** 1 = the last layer (no skip), 2 = the penultimate, ... (the A1111 / ModelsLab convention). */
+  /**
+   * 1 = the last layer (no skip), 2 = the penultimate, ... (the A1111 / ModelsLab convention; diffusers'
+   * clip_skip is this minus 1). Exact, as diffusers computes it: see text.ts.
+   */
   clipSkip: number;
   scheduler: string;
   controls: ControlInput[];
@@ -99,32 +105,6 @@ export class ControlNetPipeline {
     }
   }
 
-  /** [n, 77, D] embeddings for `text`, tiled `n` times. */
-  private async encodeText(
-    text: string,
-    n: number,
-    clipSkip: number,
-    timing: { modelMs: number },
-  ): Promise<{ data: Float32Array; dims: number[] }> {
-    const s = await this.models.session(this.models.folder.paths.textEncoder);
-    const io = textEncoderIo(s);
-    const ids = this.models.folder.tokenizer.tokenize(text);
-    const out = await run(s, { [io.ids.name]: idsTensor(io.ids, ids, [1, ids.length]) }, timing);
-    let name = io.lastHidden;
-    let normalise = false;
-    if (clipSkip > 1 && io.hiddenStates.length > 1) {
-      const index = Math.max(0, io.hiddenStates.length - clipSkip);
-      name = io.hiddenStates[index] as string;
-      normalise = true;
-    }
-    const tensor = get(out, name);
-    let data: Float32Array = Float32Array.from(readFloats(tensor));
-    const dims = tensor.dims.slice();
-    if (normalise) layerNorm(data, dims[dims.length - 1] as number);
-    data = tile(data, n);
-    return { data, dims: [n, ...dims.slice(1)] };
-  }
-
   async generate(p: GenerateParams): Promise<GenerateResult> {
     const { width, height, samples } = p;
     if (width % 8 !== 0 || height % 8 !== 0) throw badInput("width and height must be multiples of 8");
@@ -136,16 +116,26 @@ export class ControlNetPipeline {
     const random = createRandom(p.seed);
     const folder = this.models.folder;
 
-    // Text.
-    const cond = await this.encodeText(p.prompt, samples, p.clipSkip, timing);
-    const uncond = cfg ? await this.encodeText(p.negativePrompt, samples, p.clipSkip, timing) : null;
-
     // Sessions and their IO.
     const wantsInpaintUnet = p.mask !== undefined && folder.paths.unetInpaint !== null;
     const unetSession = await this.models.session(
       wantsInpaintUnet ? (folder.paths.unetInpaint as string) : folder.paths.unet,
     );
     const unet = unetIo(unetSession);
+
+    // Text (SDXL when the UNet takes text_embeds and time_ids).
+    const text = await encodePrompts(this.models, {
+      prompt: p.prompt,
+      negativePrompt: p.negativePrompt,
+      samples,
+      clipSkip: p.clipSkip,
+      cfg,
+      sdxl: unet.added !== null,
+      timing,
+    });
+    const cond = text.cond;
+    const uncond = text.uncond;
+
     const controls = await Promise.all(
       p.controls.map(async (c) => {
         const s = await this.models.session(this.models.controlNetPath(c.name));
@@ -153,6 +143,11 @@ export class ControlNetPipeline {
         if (io.down.length !== unet.down.length || unet.mid === null) {
           throw resourceError(
             `ControlNet ${c.name} gives ${io.down.length} down residuals and a mid residual; the UNet takes ${unet.down.length}${unet.mid ? " and a mid residual" : " and no mid residual"}`,
+          );
+        }
+        if ((io.added === null) !== (unet.added === null)) {
+          throw resourceError(
+            `ControlNet ${c.name} is ${io.added ? "an SDXL" : "an SD 1.x/2.x"} model and the UNet is ${unet.added ? "SDXL" : "not"}`,
           );
         }
         return { ...c, session: s, io };
@@ -196,11 +191,14 @@ export class ControlNetPipeline {
     const cnBatch = guess ? samples : batch;
     const cnEhs = (io: (typeof controls)[number]["io"]) =>
       guess ? floatTensor(io.encoderHiddenStates, cond.data, [samples, ...cond.dims.slice(1)]) : null;
+    // SDXL: pooled text embeddings and size ids, for the UNet and (cond half in guess_mode) ControlNets.
+    const unetAdded = unet.added ? addedConditionFeeds(unet.added, text, height, width, "all") : {};
     const controlFeeds = controls.map((c) => {
       if (c.image.length !== 3 * width * height)
         throw badInput(`control image for ${c.name} has the wrong size`);
       return {
         ...c,
+        added: c.io.added ? addedConditionFeeds(c.io.added, text, height, width, guess ? "cond" : "all") : {},
         condTensor: floatTensor(c.io.cond, tile(c.image, cnBatch), [cnBatch, 3, height, width]),
         ehs: cnEhs(c.io) ?? floatTensor(c.io.encoderHiddenStates, ehsAll, ehsDims),
       };
@@ -242,6 +240,7 @@ export class ControlNetPipeline {
           [c.io.timestep.name]: timestepTensor(c.io.timestep, t, cnBatch),
           [c.io.encoderHiddenStates.name]: c.ehs,
           [c.io.cond.name]: c.condTensor,
+          ...c.added,
         };
         const scaleInModel = c.io.scale !== null && !guess;
         if (c.io.scale) feeds[c.io.scale.name] = scalarTensor(c.io.scale, scaleInModel ? c.scale : 1);
@@ -293,6 +292,7 @@ export class ControlNetPipeline {
         [unet.sample.name]: floatTensor(unet.sample, unetSample, [batch, unetChannels, h, w]),
         [unet.timestep.name]: timestepTensor(unet.timestep, t, batch),
         [unet.encoderHiddenStates.name]: unetEhs,
+        ...unetAdded,
         ...residualFeeds,
       };
       residualInputs.forEach((spec, i) => {
@@ -426,7 +426,8 @@ function residualDims(
 ): number[] {
   // Only used without any ControlNet: zeros in the shape the UNet declares (channels must be fixed).
   const channels = typeof shape[1] === "number" ? shape[1] : 0;
-  const level = i >= downCount ? 3 : Math.min(3, Math.floor(i / 3));
+  // Three residuals per level; the mid block is at the deepest level (3 for SD's 12, 2 for SDXL's 9).
+  const level = Math.min(3, Math.floor((i >= downCount ? downCount - 1 : i) / 3));
   const f = 2 ** level;
   return [1, channels, Math.ceil(h / f), Math.ceil(w / f)];
 }
@@ -483,17 +484,4 @@ function downsampleMask(mask: Float32Array, width: number, height: number): Floa
     }
   }
   return out;
-}
-
-/** In-place parameter-free layer norm over the last dimension (stands in for CLIP's final_layer_norm). */
-function layerNorm(data: Float32Array, dim: number): void {
-  for (let o = 0; o < data.length; o += dim) {
-    let mean = 0;
-    for (let i = 0; i < dim; i++) mean += data[o + i] as number;
-    mean /= dim;
-    let variance = 0;
-    for (let i = 0; i < dim; i++) variance += ((data[o + i] as number) - mean) ** 2;
-    const inv = 1 / Math.sqrt(variance / dim + 1e-5);
-    for (let i = 0; i < dim; i++) data[o + i] = ((data[o + i] as number) - mean) * inv;
-  }
 }
