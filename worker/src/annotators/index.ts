@@ -5,10 +5,10 @@
  * and qrcode (pass-through); inpaint's condition is built from the mask by the job (see job.ts).
  * With an ONNX model under `<annotatorDir>/<name>/model.onnx`: depth, hed, mlsd, normal, openpose/pose,
  * segmentation, softedge, lineart, face_detector; without one the job fails with
- * "annotator model not installed".
+ * "annotator model not installed". openpose/pose decode and draw a real OpenPose skeleton (openpose.ts);
+ * the others map the model's output to an image directly.
  */
 import { existsSync } from "node:fs";
-import { createRequire } from "node:module";
 import { join } from "node:path";
 import sharp from "sharp";
 import { badInput } from "../errors.ts";
@@ -16,33 +16,10 @@ import type { RgbImage } from "../images.ts";
 import { createRandom } from "../pipeline/random.ts";
 import type { SessionFactory } from "../pipeline/session.ts";
 import { floatTensor, readFloats } from "../pipeline/session.ts";
+import { type CV, fromRgb, loadOpenCv, type Mat, toRgb, withMats } from "./opencv.ts";
+import { openpose } from "./openpose.ts";
 
-type CV = typeof import("@techstark/opencv-js");
-type Mat = InstanceType<CV["Mat"]>;
-
-let cvPromise: Promise<{ cv: CV }> | null = null;
-
-/**
- * OpenCV's wasm build, initialised once (about half a second on Node 20). The module object is a
- * thenable (Emscripten), so it is wrapped: a promise resolved with it (or an async function returning
- * it) would never settle.
- */
-export function loadOpenCv(): Promise<{ cv: CV }> {
-  cvPromise ??= new Promise<{ cv: CV }>((resolve, reject) => {
-    try {
-      const require = createRequire(import.meta.url);
-      const cv = require("@techstark/opencv-js") as CV & { onRuntimeInitialized?: () => void };
-      if (typeof cv.Mat === "function") resolve({ cv });
-      else
-        cv.onRuntimeInitialized = () => {
-          resolve({ cv });
-        };
-    } catch (error) {
-      reject(error);
-    }
-  });
-  return cvPromise;
-}
+export { loadOpenCv };
 
 export const WEIGHTLESS = [
   "canny",
@@ -76,41 +53,12 @@ export interface AnnotatorOptions {
   seed: number;
 }
 
-function withMats<T>(_cv: CV, fn: (track: (m: Mat) => Mat) => T): T {
-  const mats: Mat[] = [];
-  try {
-    return fn((m) => {
-      mats.push(m);
-      return m;
-    });
-  } finally {
-    for (const m of mats) m.delete();
-  }
-}
-
-function fromRgb(cv: CV, image: RgbImage): Mat {
-  const mat = new cv.Mat(image.height, image.width, cv.CV_8UC3);
-  mat.data.set(image.data);
-  return mat;
-}
-
-function toRgb(cv: CV, mat: Mat, width: number, height: number): RgbImage {
-  return withMats(cv, (track) => {
-    let rgb = mat;
-    if (mat.channels() === 1) {
-      rgb = track(new cv.Mat());
-      cv.cvtColor(mat, rgb, cv.COLOR_GRAY2RGB);
-    }
-    return { data: Uint8Array.from(rgb.data), width, height };
-  });
-}
-
 export async function annotate(name: string, image: RgbImage, options: AnnotatorOptions): Promise<RgbImage> {
   const { width, height } = image;
   if (name === "qrcode" || name === "inpaint") return image;
   if ((MODEL_ANNOTATORS as readonly string[]).includes(name)) return modelAnnotator(name, image, options);
   const { cv } = await loadOpenCv();
-  return withMats(cv, (track) => {
+  return withMats((track) => {
     const src = track(fromRgb(cv, image));
     const out = track(new cv.Mat());
     switch (name) {
@@ -163,7 +111,7 @@ export async function annotate(name: string, image: RgbImage, options: Annotator
       default:
         throw badInput(`no annotator for ControlNet model "${name}"`);
     }
-    return toRgb(cv, out, width, height);
+    return toRgb(cv, out);
   });
 }
 
@@ -195,8 +143,9 @@ function contentShuffle(
 }
 
 /**
- * A model-based annotator: an image-to-map ONNX model (input [1,3,S,S] in 0..1, first output a map).
- * One channel → grey, three → RGB, more → class argmax on a palette (segmentation).
+ * A model-based annotator. openpose/pose: the CMU body model, decoded and drawn as controlnet_aux does
+ * (openpose.ts). The others: an image-to-map ONNX model (input [1,3,S,S] in 0..1, first output a map);
+ * one channel → grey, three → RGB, more → class argmax on a palette (segmentation).
  */
 async function modelAnnotator(name: string, image: RgbImage, options: AnnotatorOptions): Promise<RgbImage> {
   const key = name === "pose" ? "openpose" : name;
@@ -208,6 +157,7 @@ async function modelAnnotator(name: string, image: RgbImage, options: AnnotatorO
   }
   const s = await options.sessions.load(path);
   try {
+    if (key === "openpose") return await openpose(image, s);
     const input = s.inputs[0];
     const output = s.outputs[0];
     if (!input || !output) throw badInput(`annotator model ${path} has no inputs or outputs`);
