@@ -220,7 +220,9 @@ describe("index projections", () => {
     expect(await indexItems("byTenantStatus")).toEqual([
       { ...keys, tenantStatus: "tenant-a#active", id: job.id },
     ]);
-    expect(await indexItems("due")).toEqual([{ ...keys, dueShard: dueShardOf(job.id, 4), wakeAt: job.dueAt }]);
+    expect(await indexItems("due")).toEqual([
+      { ...keys, dueShard: dueShardOf(job.id, 4), wakeAt: job.dueAt },
+    ]);
   });
 });
 
@@ -585,7 +587,9 @@ describe("findDue", () => {
     const waiting = await store.transition(early, "processing", { dueAt: t + 30_000 });
     // A terminal job still listed (as after a crash between writes): the table says nothing is due.
     const item = (await rawItem(jobKey(finished.id))) ?? {};
-    await doc.send(new PutCommand({ TableName: table, Item: { ...item, status: "failed", dueAt: undefined } }));
+    await doc.send(
+      new PutCommand({ TableName: table, Item: { ...item, status: "failed", dueAt: undefined } }),
+    );
 
     expect(await store.findDue(NOW, 10)).toEqual([]);
     expect(await rawItem(jobKey(early.id))).toMatchObject({ wakeAt: t + 30_000, version: waiting.version });
