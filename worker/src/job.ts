@@ -130,6 +130,7 @@ export async function buildParams(
     steps,
     guidanceScale: r.guidance_scale ?? DEFAULTS.guidanceScale,
     seed,
+    // The API's clip_skip (1 = no skip) is diffusers' clip_skip + 1; pipeline/text.ts applies it exactly.
     clipSkip: r.clip_skip ?? 1,
     scheduler: r.scheduler ?? DEFAULTS.scheduler,
     controls,
