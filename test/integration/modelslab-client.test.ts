@@ -1,6 +1,6 @@
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, createServer as createNetServer } from "node:net";
 import sharp from "sharp";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_SIMULATOR_OPTIONS, type Simulator, startSimulator } from "../../local/simulator/index.ts";
@@ -255,6 +255,68 @@ describe("ModelsLabProvider against the simulator", () => {
       retryable: true,
       providerId: "1",
     });
+  });
+
+  it("a connection that is not up within connectTimeoutMs (TLS never completes) is rejected, retryable: nothing was sent", async () => {
+    const held: import("node:net").Socket[] = [];
+    const silent = createNetServer((socket) => held.push(socket)); // accepts TCP, never answers the TLS hello
+    silent.listen(0, "127.0.0.1");
+    await once(silent, "listening");
+    try {
+      const port = (silent.address() as AddressInfo).port;
+      const client = new ModelsLabProvider({
+        baseUrl: `https://127.0.0.1:${port}/api`,
+        apiKey: KEY,
+        connectTimeoutMs: 200,
+        submitTimeoutMs: 5_000,
+      });
+      const started = Date.now();
+      const result = await client.submit(submission());
+      expect(result).toMatchObject({ kind: "rejected", retryable: true, httpStatus: null });
+      if (result.kind === "rejected") expect(result.reason).toMatch(/nothing was sent.*ERR_CONNECT_TIMEOUT/);
+      expect(Date.now() - started).toBeLessThan(2_000);
+    } finally {
+      for (const socket of held) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
+  it("a connection reset mid-answer leaves a submit indeterminate and a fetch retryable, not as timeouts", async () => {
+    const resetting = createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "application/json", "content-length": "1000" });
+      res.write('{"status":"proc');
+      setTimeout(() => res.socket?.destroy(), 20);
+    });
+    resetting.listen(0, "127.0.0.1");
+    await once(resetting, "listening");
+    try {
+      const url = `http://127.0.0.1:${(resetting.address() as AddressInfo).port}/api`;
+      const client = new ModelsLabProvider({ baseUrl: url, apiKey: KEY });
+      const submitted = await client.submit(submission());
+      expect(submitted.kind).toBe("indeterminate");
+      if (submitted.kind === "indeterminate") expect(submitted.reason).toMatch(/the connection failed/);
+      const fetched = await client.fetch("7", null);
+      expect(fetched).toMatchObject({ kind: "rejected", retryable: true, providerId: "7" });
+      if (fetched.kind === "rejected") expect(fetched.reason).toMatch(/the connection failed/);
+    } finally {
+      await closeServer(resetting);
+    }
+  });
+
+  it("keeps the connection alive between calls", async () => {
+    const recorder = await startRecorder();
+    let connections = 0;
+    recorder.server.on("connection", () => {
+      connections++;
+    });
+    try {
+      const client = new ModelsLabProvider({ baseUrl: recorder.url, apiKey: KEY });
+      for (let i = 0; i < 3; i++) expect((await client.fetch("1", null)).kind).toBe("done");
+      expect(recorder.received).toHaveLength(3);
+      expect(connections).toBe(1);
+    } finally {
+      await closeServer(recorder.server);
+    }
   });
 
   it("a response over the size cap is rejected without being read whole", async () => {

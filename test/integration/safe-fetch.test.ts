@@ -1,15 +1,21 @@
 /**
  * safeDownload against a real loopback HTTP server. aws-mode rules are exercised by resolving test
  * names to a public address and routing the (checked) socket to the loopback server through the
- * `transport` seam; no traffic ever leaves loopback.
+ * `transport` seam; no traffic ever leaves loopback. The default transport's TLS (name sent and
+ * verified while the socket goes to the checked address, handshake deadline) is exercised against
+ * loopback TLS servers.
  */
 import { createServer, type Server } from "node:http";
 import net, { type AddressInfo } from "node:net";
 import { text } from "node:stream/consumers";
 import tls from "node:tls";
-import type { buildConnector } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { type DownloadPolicy, DownloadRefused, safeDownload } from "../../shared/adapters/http/safe-fetch.ts";
+import {
+  type Connector,
+  type DownloadPolicy,
+  DownloadRefused,
+  safeDownload,
+} from "../../shared/adapters/http/safe-fetch.ts";
 
 let server: Server;
 let port: number;
@@ -201,7 +207,7 @@ describe("safeDownload in aws mode", () => {
   ]);
   /** Routes sockets for checked addresses to the loopback server (never to the address itself). */
   const routed: string[] = [];
-  const transport: buildConnector.connector = (options, callback) => {
+  const transport: Connector = (options, callback) => {
     routed.push(options.hostname);
     if (options.hostname !== PUBLIC) {
       callback(new Error(`test transport asked for ${options.hostname}`), null);
@@ -270,5 +276,86 @@ describe("safeDownload in aws mode", () => {
 
   it("refuses an over-size body", async () => {
     expect((await refusal(readText("https://cdn.test/chunked-big", policy, options))).code).toBe("TOO_LARGE");
+  });
+});
+
+/** A self-signed certificate for cdn.test (test only): trusted by nobody, so a handshake must fail on it. */
+const TEST_KEY = `-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgcZ2tmxmh1DsRjPj6
+vNgRXtcw7a8en1PTbzaMCdHjwXihRANCAASroUM5r2H3WJaRACer9900rj46//Pk
+02gUbTLbZ3pIHnkb7iERfQmM9nk/Wiz092hojhgqOsnJagkAvVYPHS4G
+-----END PRIVATE KEY-----`;
+const TEST_CERT = `-----BEGIN CERTIFICATE-----
+MIIBkjCCATigAwIBAgIUI+RLEFKXokAOCrnrGS8isyMJoT0wCgYIKoZIzj0EAwIw
+EzERMA8GA1UEAwwIY2RuLnRlc3QwIBcNMjYxMTI1MDU1NzU2WhgPMjEyNjExMDEw
+NTU3NTZaMBMxETAPBgNVBAMMCGNkbi50ZXN0MFkwEwYHKoZIzj0CAQYIKoZIzj0D
+AQcDQgAEq6FDOa9h91iWkQAnq/fdNK4+Ov/z5NNoFG0y22d6SB55G+4hEX0JjPZ5
+P1os9PdoaI4YKjrJyWoJAL1WDx0uBqNoMGYwHQYDVR0OBBYEFALy/8JHBhnQgEcT
+L1wdL9kwscecMB8GA1UdIwQYMBaAFALy/8JHBhnQgEcTL1wdL9kwscecMA8GA1Ud
+EwEB/wQFMAMBAf8wEwYDVR0RBAwwCoIIY2RuLnRlc3QwCgYIKoZIzj0EAwIDSAAw
+RQIhALWABot9pMn+cO3E2lpqpdti2TXKXqZGnyVyqYICUSQAAiBe1fC6W3aAK/lC
+inh0VInZ0SM86CIqzfkRvU41CsNvpQ==
+-----END CERTIFICATE-----`;
+
+describe("safeDownload's default transport over TLS", () => {
+  /** cdn.test resolves to loopback; local mode lets the download go there (on any port). */
+  const policy = (timeoutMs = 1_000): DownloadPolicy => ({
+    mode: "local",
+    allowedHosts: ["cdn.test"],
+    maxBytes: 2_000,
+    timeoutMs,
+    retryForMs: 0,
+  });
+  const resolve = async () => [{ address: "127.0.0.1", family: 4 }];
+
+  it("opens TLS to the checked address, sends the host name (SNI) and refuses an untrusted certificate", async () => {
+    const names: string[] = [];
+    const context = tls.createSecureContext({ key: TEST_KEY, cert: TEST_CERT });
+    const tlsServer = tls.createServer({
+      key: TEST_KEY,
+      cert: TEST_CERT,
+      SNICallback: (name, done) => {
+        names.push(name);
+        done(null, context);
+      },
+    });
+    tlsServer.on("tlsClientError", () => undefined);
+    await new Promise<void>((done) => tlsServer.listen(0, "127.0.0.1", done));
+    const tlsPort = (tlsServer.address() as AddressInfo).port;
+    const tlsConnect = vi.spyOn(tls, "connect");
+    const seen: string[] = [];
+    try {
+      const error = await readText(`https://cdn.test:${tlsPort}/hello`, policy(), {
+        resolve,
+        onConnect: (address: string) => seen.push(address),
+      }).then(
+        () => null,
+        (e: unknown) => e as { code?: string },
+      );
+      expect(error?.code).toMatch(/SELF_SIGNED|CERT/);
+      expect(seen).toEqual(["127.0.0.1"]);
+      expect(names).toEqual(["cdn.test"]);
+      expect(tlsConnect).toHaveBeenCalledWith(
+        expect.objectContaining({ host: "127.0.0.1", port: tlsPort, servername: "cdn.test" }),
+      );
+    } finally {
+      await new Promise((done) => tlsServer.close(done));
+    }
+  });
+
+  it("times out a TLS handshake that never completes as a retryable TIMEOUT", async () => {
+    const held: net.Socket[] = [];
+    const silent = net.createServer((socket) => held.push(socket)); // accepts, never answers
+    await new Promise<void>((done) => silent.listen(0, "127.0.0.1", done));
+    const silentPort = (silent.address() as AddressInfo).port;
+    try {
+      const started = Date.now();
+      const error = await refusal(readText(`https://cdn.test:${silentPort}/hello`, policy(300), { resolve }));
+      expect(error).toMatchObject({ code: "TIMEOUT", retryable: true });
+      expect(Date.now() - started).toBeLessThan(2_000);
+    } finally {
+      for (const socket of held) socket.destroy();
+      await new Promise((done) => silent.close(done));
+    }
   });
 });

@@ -12,12 +12,16 @@
  * - the body stays under `maxBytes` (Content-Length and counted bytes) and the whole exchange under
  *   `timeoutMs`.
  * Every refusal is a `DownloadRefused` with a stable code and a `retryable` flag.
+ *
+ * Over `node:http`: the connector is the `createConnection` of an `http.Agent` (`SafeAgent`); see
+ * `request.ts` for why not undici.
  */
 import { lookup as dnsLookup } from "node:dns/promises";
-import type { IncomingHttpHeaders } from "node:http";
-import { isIP } from "node:net";
-import { type Readable, Transform, type TransformCallback } from "node:stream";
-import { Agent, buildConnector, request } from "undici";
+import http, { type ClientRequestArgs, type IncomingHttpHeaders } from "node:http";
+import net, { isIP, type Socket } from "node:net";
+import { type Duplex, type Readable, Transform, type TransformCallback } from "node:stream";
+import tls from "node:tls";
+import { CONNECT_TIMEOUT_CODE, connectTimeoutError, exchange } from "./request.ts";
 
 export interface DownloadPolicy {
   /** aws: https only, public addresses only. local: http allowed and loopback too (simulator). */
@@ -299,6 +303,19 @@ export type ResolveHost = (hostname: string) => Promise<LookupAddress[]>;
 
 const systemResolve: ResolveHost = (hostname) => dnsLookup(hostname, { all: true, verbatim: true });
 
+/** What a connection is for: `hostname` is the URL's host (a name or an IP literal), `port` a decimal. */
+export interface ConnectOptions {
+  hostname: string;
+  protocol: string;
+  port: string;
+  /** TLS server name (SNI and certificate check); the host name by default. */
+  servername?: string;
+}
+/** Reports the connected socket (a TLS socket for https, already through its handshake) or an error. */
+export type ConnectCallback = (...args: [null, Socket] | [Error, null]) => void;
+/** Opens one connection (the shape of undici's `buildConnector.connector`, which tests still type it as). */
+export type Connector = (options: ConnectOptions, callback: ConnectCallback) => void;
+
 export interface SafeConnectOptions {
   /** Name resolution; tests inject one to simulate hostile DNS answers. */
   resolve?: ResolveHost;
@@ -306,21 +323,61 @@ export interface SafeConnectOptions {
   onConnect?: (address: string, hostname: string) => void;
   /**
    * Opens the socket once the address has passed the checks (`hostname` is then that address).
-   * Defaults to undici's connector; tests route it to a loopback server to exercise aws-mode rules.
+   * Defaults to `net.connect` / `tls.connect`; tests route it to a loopback server to exercise aws-mode rules.
    */
-  transport?: buildConnector.connector;
+  transport?: Connector;
 }
 
 /**
- * An undici connector that refuses forbidden addresses before any socket exists: IP literals are
- * checked as they are; names are resolved here, every address is checked, and the socket is opened
- * to the first checked address (TLS still verifies the certificate against the name).
+ * The default transport: a TCP connection to the (checked) address, with TLS on top for https (the
+ * certificate verified against `servername`), reported once it is up or failed; one that is not up
+ * within `timeoutMs` fails with `CONNECT_TIMEOUT_CODE`.
+ */
+function directTransport(timeoutMs: number): Connector {
+  return (options, callback) => {
+    const port = Number(options.port);
+    const socket: Socket =
+      options.protocol === "https:"
+        ? tls.connect({
+            host: options.hostname,
+            port,
+            ALPNProtocols: ["http/1.1"],
+            ...(options.servername ? { servername: options.servername } : {}),
+          })
+        : net.connect({ host: options.hostname, port });
+    let settled = false;
+    const settle = (error: Error | null) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.off("error", settle);
+      if (error) {
+        socket.destroy();
+        callback(error, null);
+      } else {
+        callback(null, socket);
+      }
+    };
+    const timer = setTimeout(
+      () => settle(connectTimeoutError(timeoutMs, `${options.hostname}:${options.port}`)),
+      timeoutMs,
+    );
+    socket.once(options.protocol === "https:" ? "secureConnect" : "connect", () => settle(null));
+    socket.on("error", settle);
+  };
+}
+
+/**
+ * A connector that refuses forbidden addresses before any socket exists: IP literals are checked as
+ * they are; names are resolved here, every address is checked, and the socket is opened to the first
+ * checked address itself (TLS still verifies the certificate against the name). Checking in a `lookup`
+ * hook instead would run inside `net.connect`, after a socket exists; here nothing is opened at all.
  */
 export function createGuardedConnector(
   policy: Pick<DownloadPolicy, "mode" | "timeoutMs">,
   options: SafeConnectOptions = {},
-): buildConnector.connector {
-  const base = options.transport ?? buildConnector({ timeout: Math.min(policy.timeoutMs, 10_000) });
+): Connector {
+  const base = options.transport ?? directTransport(Math.min(policy.timeoutMs, 10_000));
   const resolve = options.resolve ?? systemResolve;
   return (connectOptions, callback) => {
     const hostname = normaliseIp(connectOptions.hostname.toLowerCase());
@@ -372,13 +429,67 @@ export function createGuardedConnector(
   };
 }
 
-/** An undici Agent whose every connection goes through `createGuardedConnector`. */
-export function createSafeAgent(policy: DownloadPolicy, options: SafeConnectOptions = {}): Agent {
-  return new Agent({
-    connect: createGuardedConnector(policy, options),
-    headersTimeout: policy.timeoutMs,
-    bodyTimeout: policy.timeoutMs,
-    connections: 4,
+/**
+ * An `http.Agent` whose every new connection comes from a connector. It serves one scheme: a
+ * `ClientRequest` checks the URL's scheme against `agent.protocol` and takes the default port from the
+ * agent, and the connector (not the agent) adds TLS for https.
+ */
+class ConnectorAgent extends http.Agent {
+  constructor(
+    private readonly connector: Connector,
+    private readonly scheme: "http:" | "https:",
+    options: http.AgentOptions,
+  ) {
+    super(options);
+    Object.assign(this, { protocol: scheme, defaultPort: scheme === "https:" ? 443 : 80 });
+  }
+
+  override createConnection(
+    options: ClientRequestArgs,
+    callback?: (error: Error | null, socket: Duplex) => void,
+  ): undefined {
+    const hostname = options.host ?? options.hostname ?? "";
+    const port = options.port ?? (this.scheme === "https:" ? 443 : 80);
+    this.connector({ hostname, protocol: this.scheme, port: String(port) }, (error, socket) => {
+      if (error) callback?.(error, undefined as unknown as Duplex);
+      else callback?.(null, socket);
+    });
+    return undefined;
+  }
+}
+
+/** A pair of guarded agents (http and https) over one connector; `for(url)` picks the URL's. */
+export class SafeAgent {
+  private readonly agents: Record<"http:" | "https:", ConnectorAgent>;
+
+  constructor(connector: Connector, options: http.AgentOptions = {}) {
+    this.agents = {
+      "http:": new ConnectorAgent(connector, "http:", options),
+      "https:": new ConnectorAgent(connector, "https:", options),
+    };
+  }
+
+  for(url: URL): http.Agent {
+    return this.agents[url.protocol === "https:" ? "https:" : "http:"];
+  }
+
+  /** Closes every pooled connection. */
+  destroy(): void {
+    this.agents["http:"].destroy();
+    this.agents["https:"].destroy();
+  }
+}
+
+/**
+ * Agents whose every connection goes through `createGuardedConnector`. Connections are kept alive
+ * between requests (redirects on the same host, webhooks to the same receiver) and a pooled one is
+ * closed after 4 s idle, or sooner when the server's Keep-Alive hint says so.
+ */
+export function createSafeAgent(policy: DownloadPolicy, options: SafeConnectOptions = {}): SafeAgent {
+  return new SafeAgent(createGuardedConnector(policy, options), {
+    keepAlive: true,
+    timeout: 4_000,
+    maxSockets: 4,
   });
 }
 
@@ -416,7 +527,7 @@ export class ByteLimit extends Transform {
 const tooLarge = (maxBytes: number) =>
   new DownloadRefused("TOO_LARGE", `The output is larger than the ${maxBytes}-byte limit.`);
 
-/** Drops a response body we will not read (undici reports a destroyed body as an error). */
+/** Drops a response body we will not read (a stream destroyed mid-way may still report an error). */
 function discard(body: Readable): void {
   body.on("error", () => undefined);
   body.destroy();
@@ -425,18 +536,17 @@ function discard(body: Readable): void {
 const RETRYABLE_STATUSES = new Set([403, 404, 408, 425, 429]);
 const isRetryableStatus = (status: number) => RETRYABLE_STATUSES.has(status) || status >= 500;
 
-const TIMEOUT_CODES = new Set(["UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT"]);
+const TIMEOUT_CODES = new Set([CONNECT_TIMEOUT_CODE]);
 const NETWORK_CODES = new Set([
   "ECONNREFUSED",
   "ECONNRESET",
+  "ECONNABORTED",
   "EPIPE",
   "ETIMEDOUT",
   "EHOSTUNREACH",
   "ENETUNREACH",
   "EAI_AGAIN",
   "ENOTFOUND",
-  "UND_ERR_SOCKET",
-  "UND_ERR_CLOSED",
   "ERR_STREAM_PREMATURE_CLOSE",
 ]);
 
@@ -493,19 +603,18 @@ export async function safeDownload<T>(
 ): Promise<T> {
   let current = checkUrl(url, policy);
   const originalHost = urlHost(current);
-  const agent = createSafeAgent(policy, options);
+  const agents = createSafeAgent(policy, options);
   const timeout = new AbortController();
   const timer = setTimeout(() => timeout.abort(), policy.timeoutMs);
   const signal = options.signal ? AbortSignal.any([timeout.signal, options.signal]) : timeout.signal;
   try {
     for (let redirects = 0; ; redirects++) {
-      const response = await request(current, {
+      const { status, headers, body } = await exchange(current, {
         method: "GET",
-        dispatcher: agent,
+        agent: agents.for(current),
         signal,
         headers: { accept: "image/png, image/jpeg, image/webp;q=0.9, */*;q=0.1" },
       });
-      const { statusCode: status, headers, body } = response;
       if (status >= 300 && status < 400 && status !== 304) {
         discard(body);
         const location = headers.location;
@@ -562,6 +671,6 @@ export async function safeDownload<T>(
     throw classify(error, urlHost(current), timeout.signal.aborted, policy);
   } finally {
     clearTimeout(timer);
-    agent.destroy().catch(() => undefined);
+    agents.destroy();
   }
 }

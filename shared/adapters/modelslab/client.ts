@@ -1,10 +1,12 @@
 /**
- * The ModelsLab ControlNet API over HTTP (undici), behind the `Provider` port.
+ * The ModelsLab ControlNet API over HTTP (`node:http`/`node:https`, kept-alive connections; see
+ * `../http/request.ts` for why not undici), behind the `Provider` port.
  *
  * - Never throws for anything the provider or the network does: every outcome is a ProviderResult.
  * - The API key only ever goes to the configured base URL's origin: a `fetch_result` URL on any other
  *   origin is ignored and the canonical fetch route on the base URL is used instead.
- * - Every call has a deadline (headers, body and an overall AbortSignal) and a response size cap.
+ * - Every call has a deadline (an overall AbortSignal, body included), a connect timeout and a response
+ *   size cap.
  * - Transport failures are classified by when they happened. Failing to connect (refused, DNS, connect
  *   timeout, TLS) means nothing was sent: `rejected`, retryable. A timeout or reset after the request
  *   was sent leaves a generation POST in doubt: `indeterminate` (the caller must not post again;
@@ -12,8 +14,10 @@
  * - A response over the size cap is `rejected`, not retryable: repeating the same call would get the
  *   same answer, and for a submit a retry could bill twice.
  */
-import { type Dispatcher, request } from "undici";
+import type { Agent } from "node:http";
+import type { Readable } from "node:stream";
 import type { Provider, ProviderResult, ProviderSubmission } from "../../ports/provider.ts";
+import { CONNECT_TIMEOUT_CODE, exchange } from "../http/request.ts";
 import { type NormalizeOptions, normalizeProviderBody, type UnexpectedResponse } from "./normalize.ts";
 
 export interface ModelsLabProviderOptions {
@@ -26,8 +30,10 @@ export interface ModelsLabProviderOptions {
   fetchTimeoutMs?: number;
   /** Largest response body read. Default 32 MiB (base64 outputs can be big). */
   maxResponseBytes?: number;
-  /** undici dispatcher (Agent, MockAgent...); the global one by default. */
-  dispatcher?: Dispatcher;
+  /** A connection was not up (TCP and TLS) within this: nothing was sent. Default 10 s (or the deadline). */
+  connectTimeoutMs?: number;
+  /** The `http.Agent` that pools connections; Node's global agent of the base URL's scheme by default. */
+  agent?: Agent;
   /** Submit route under the base URL. Default "/v5/controlnet" ("/v6/images/controlnet" also works). */
   submitPath?: string;
   /** Hook for answers worth logging with their raw body (unknown status, HTML error pages...). */
@@ -37,6 +43,7 @@ export interface ModelsLabProviderOptions {
 export const DEFAULT_SUBMIT_TIMEOUT_MS = 90_000;
 export const DEFAULT_FETCH_TIMEOUT_MS = 15_000;
 export const DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
 /** Error codes that mean the connection was never established, so the request was never sent. */
 const NOT_SENT_CODES = new Set([
@@ -50,10 +57,12 @@ const NOT_SENT_CODES = new Set([
   "EHOSTDOWN",
   "ENETDOWN",
   "EADDRNOTAVAIL",
-  "UND_ERR_CONNECT_TIMEOUT",
-  "UND_ERR_CLIENT_DESTROYED",
-  "UND_ERR_CLOSED",
-  "UND_ERR_INVALID_ARG",
+  CONNECT_TIMEOUT_CODE,
+  // The request could not even be built (thrown by node:http before any connection).
+  "ERR_INVALID_URL",
+  "ERR_INVALID_PROTOCOL",
+  "ERR_INVALID_CHAR",
+  "ERR_INVALID_HTTP_TOKEN",
   "CERT_HAS_EXPIRED",
   "DEPTH_ZERO_SELF_SIGNED_CERT",
   "SELF_SIGNED_CERT_IN_CHAIN",
@@ -94,8 +103,8 @@ class ResponseTooLarge extends Error {
   }
 }
 
-/** Stops reading a body; undici reports the abort as an 'error' event, which must not go unhandled. */
-function discard(stream: Dispatcher.ResponseData["body"]): void {
+/** Stops reading a body; a destroyed stream may report an 'error' event, which must not go unhandled. */
+function discard(stream: Readable): void {
   stream.on("error", () => {});
   stream.destroy();
 }
@@ -109,7 +118,8 @@ export class ModelsLabProvider implements Provider {
   private readonly submitTimeoutMs: number;
   private readonly fetchTimeoutMs: number;
   private readonly maxResponseBytes: number;
-  private readonly dispatcher: Dispatcher | undefined;
+  private readonly connectTimeoutMs: number;
+  private readonly agent: Agent | undefined;
   private readonly submitPath: string;
   private readonly onUnexpected: ModelsLabProviderOptions["onUnexpected"];
 
@@ -125,7 +135,8 @@ export class ModelsLabProvider implements Provider {
     this.submitTimeoutMs = options.submitTimeoutMs ?? DEFAULT_SUBMIT_TIMEOUT_MS;
     this.fetchTimeoutMs = options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
     this.maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
-    this.dispatcher = options.dispatcher;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    this.agent = options.agent;
     this.submitPath = `/${(options.submitPath ?? "/v5/controlnet").replace(/^\/+/, "")}`;
     this.onUnexpected = options.onUnexpected;
   }
@@ -187,16 +198,15 @@ export class ModelsLabProvider implements Provider {
     const signal = AbortSignal.timeout(timeoutMs);
     let httpStatus: number | null = null;
     try {
-      const response = await request(url, {
+      const response = await exchange(new URL(url), {
         method: "POST",
         headers: { "content-type": "application/json", accept: "application/json" },
         body,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
         signal,
-        ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
+        connectTimeoutMs: Math.min(this.connectTimeoutMs, timeoutMs),
+        ...(this.agent ? { agent: this.agent } : {}),
       });
-      httpStatus = response.statusCode;
+      httpStatus = response.status;
       const text = await this.readCapped(response.body, response.headers["content-length"]);
       const retryAfter = response.headers["retry-after"];
       const options: NormalizeOptions = {
@@ -209,14 +219,11 @@ export class ModelsLabProvider implements Provider {
       }
       return normalizeProviderBody(text, httpStatus, options);
     } catch (error) {
-      return this.transportFailure(operation, error, httpStatus, timeoutMs, knownProviderId);
+      return this.transportFailure(operation, error, httpStatus, timeoutMs, knownProviderId, signal.aborted);
     }
   }
 
-  private async readCapped(
-    stream: Dispatcher.ResponseData["body"],
-    contentLength: string | string[] | undefined,
-  ): Promise<string> {
+  private async readCapped(stream: Readable, contentLength: string | string[] | undefined): Promise<string> {
     const declared = typeof contentLength === "string" ? Number(contentLength) : Number.NaN;
     if (Number.isFinite(declared) && declared > this.maxResponseBytes) {
       discard(stream);
@@ -242,6 +249,7 @@ export class ModelsLabProvider implements Provider {
     httpStatus: number | null,
     timeoutMs: number,
     knownProviderId: string | null,
+    deadlinePassed: boolean,
   ): ProviderResult {
     if (error instanceof ResponseTooLarge) {
       return {
@@ -264,7 +272,9 @@ export class ModelsLabProvider implements Provider {
         httpStatus: null,
       };
     }
-    const timedOut = /timeout|timed out|abort/i.test(`${detail} ${(error as { name?: string })?.name ?? ""}`);
+    // The deadline's abort surfaces as "aborted" (ECONNRESET on the body): tell it by the signal, not by text.
+    const timedOut =
+      deadlinePassed || /timeout|timed out/i.test(`${detail} ${(error as { name?: string })?.name ?? ""}`);
     const what = timedOut ? `no complete answer within ${timeoutMs} ms` : "the connection failed";
     if (operation === "submit") {
       return {
