@@ -1,28 +1,27 @@
 import { stat } from "node:fs/promises";
+import path from "node:path";
 import { type BuildOptions, build, type Metafile } from "esbuild";
+import { HOUSE_BUNDLING } from "../../infra/constructs/house-bundling.ts";
 
 /**
- * The esbuild options the house construct gives NodejsFunction (`infra/constructs/house-function.ts`,
- * `bundling`), as CDK turns them into esbuild arguments: `--bundle --platform=node --target=node22
- * --format=esm --minify --sourcemap --banner:js=... --main-fields=module,main`, no externals
- * (`bundleAwsSDK: true`, `externalModules: []`), sources content kept, run from the repository root.
- *
- * A MIRROR: the construct does not export its options yet (see the bench report's proposal). Keep it in
- * step with the construct's `bundling` block and its `ESM_REQUIRE_BANNER` until it does.
+ * The esbuild options the house construct gives NodejsFunction, from the same object
+ * (`infra/constructs/house-bundling.ts`), as CDK turns them into esbuild arguments: `--bundle
+ * --platform=node --target=node22 --format=esm --minify --sourcemap --sources-content=false
+ * --banner:js=... --main-fields=module,main --alias:...`, no externals (`bundleAwsSDK: true`), run from the
+ * repository root (aliases are resolved from there).
  */
-export const HOUSE_ESM_REQUIRE_BANNER =
-  "import { createRequire as __houseCreateRequire } from 'node:module';const require = __houseCreateRequire(import.meta.url);";
-
 export const HOUSE_BUNDLE_OPTIONS = {
   bundle: true,
   platform: "node",
-  target: "node22",
-  format: "esm",
-  mainFields: ["module", "main"],
-  banner: { js: HOUSE_ESM_REQUIRE_BANNER },
-  minify: true,
-  sourcemap: true,
-  external: [],
+  target: HOUSE_BUNDLING.target,
+  format: HOUSE_BUNDLING.format,
+  mainFields: [...HOUSE_BUNDLING.mainFields],
+  banner: { js: HOUSE_BUNDLING.banner },
+  minify: HOUSE_BUNDLING.minify,
+  sourcemap: HOUSE_BUNDLING.sourceMap,
+  sourcesContent: HOUSE_BUNDLING.sourcesContent,
+  external: [...HOUSE_BUNDLING.external],
+  alias: { ...HOUSE_BUNDLING.alias },
 } as const satisfies BuildOptions;
 
 export interface BundleResult {
@@ -35,11 +34,27 @@ export interface BundleResult {
   metafile: Metafile;
 }
 
-/** Bundles `entry` to `outfile` (`.mjs`) with the house options; `root` plays the project root. */
-export async function bundleLikeHouse(entry: string, outfile: string, root: string): Promise<BundleResult> {
+/**
+ * Bundles `entry` to `outfile` (`.mjs`) with the house options; `root` must be the repository root. The
+ * entry is a file, or TypeScript source (`{ contents }`) resolved as if it were a file in `root`.
+ */
+export async function bundleLikeHouse(
+  entry: string | { contents: string },
+  outfile: string,
+  root: string,
+): Promise<BundleResult> {
   const result = await build({
     ...HOUSE_BUNDLE_OPTIONS,
-    entryPoints: [entry],
+    ...(typeof entry === "string"
+      ? { entryPoints: [entry] }
+      : {
+          stdin: {
+            contents: entry.contents,
+            loader: "ts",
+            resolveDir: root,
+            sourcefile: path.basename(outfile),
+          },
+        }),
     outfile,
     absWorkingDir: root,
     metafile: true,

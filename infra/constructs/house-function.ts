@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { Duration, type RemovalPolicy, Stack, Validations } from "aws-cdk-lib";
+import { AssetStaging, Duration, type RemovalPolicy, Stack, Validations } from "aws-cdk-lib";
 import { Alarm, ComparisonOperator, type IAlarmAction, TreatMissingData } from "aws-cdk-lib/aws-cloudwatch";
 import type { ITable } from "aws-cdk-lib/aws-dynamodb";
 import type { IEventBus } from "aws-cdk-lib/aws-events";
@@ -21,6 +21,7 @@ import type { ISecret } from "aws-cdk-lib/aws-secretsmanager";
 import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
 import type { BucketAccess, QueueAccess, TableAccess } from "../functions.ts";
+import { HOUSE_BUNDLING } from "./house-bundling.ts";
 
 /** The repository root: entries, the lock file and the bundling project root are relative to it. */
 export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -30,10 +31,6 @@ export const LOCAL_ENTRY_METADATA = "local:entry";
 
 /** The handler export every function module provides. */
 export const HANDLER_EXPORT = "handler";
-
-/** ESM bundles have no `require`; some bundled CommonJS dependencies still call it. */
-const ESM_REQUIRE_BANNER =
-  "import { createRequire as __houseCreateRequire } from 'node:module';const require = __houseCreateRequire(import.meta.url);";
 
 export interface HouseFunctionProps {
   /** Module under `functions/`, relative to the repository root. */
@@ -49,9 +46,11 @@ export interface HouseFunctionProps {
 }
 
 /**
- * The house Lambda: Node.js 22 on arm64, an ESM bundle made by esbuild (minified, with source maps, the
- * AWS SDK bundled rather than taken from the runtime so the code runs against the SDK it was tested
- * with), X-Ray tracing, and its own log group with a retention. The template records the TypeScript
+ * The house Lambda: Node.js 22 on arm64, an ESM bundle made by esbuild with `HOUSE_BUNDLING`
+ * (`house-bundling.ts`, shared with `npm run bench:cold`: minified, with source maps without sources
+ * content, the AWS SDK bundled rather than taken from the runtime so the code runs against the SDK it
+ * was tested with, its default credential chain reduced to the environment variables Lambda sets),
+ * X-Ray tracing, and its own log group with a retention. The template records the TypeScript
  * entry in Metadata (`local:entry`) so the local stack can import the same module.
  *
  * Every house function is watched: an alarm on any error (`<id>ErrorsAlarm`) and on any throttle
@@ -122,14 +121,21 @@ export class HouseFunction extends Construct {
       projectRoot: REPO_ROOT,
       depsLockFilePath: path.join(REPO_ROOT, "package-lock.json"),
       bundling: {
-        format: OutputFormat.ESM,
-        target: "node22",
-        mainFields: ["module", "main"],
-        banner: ESM_REQUIRE_BANNER,
-        minify: true,
-        sourceMap: true,
+        format: HOUSE_BUNDLING.format === "esm" ? OutputFormat.ESM : OutputFormat.CJS,
+        target: HOUSE_BUNDLING.target,
+        mainFields: [...HOUSE_BUNDLING.mainFields],
+        banner: HOUSE_BUNDLING.banner,
+        minify: HOUSE_BUNDLING.minify,
+        sourceMap: HOUSE_BUNDLING.sourceMap,
+        sourcesContent: HOUSE_BUNDLING.sourcesContent,
         bundleAwsSDK: true,
-        externalModules: [],
+        externalModules: [...HOUSE_BUNDLING.external],
+        // `--alias:<package>=<./path>`; esbuild resolves the path from its working directory, the project
+        // root locally and `workingDirectory` (the mounted project) when bundling in Docker.
+        esbuildArgs: {
+          "--alias": Object.entries(HOUSE_BUNDLING.alias).map(([from, to]) => `${from}=${to}`),
+        },
+        workingDirectory: AssetStaging.BUNDLING_INPUT_DIR,
       },
     });
 
