@@ -11,12 +11,21 @@ export interface Scheduler {
   readonly initNoiseSigma: number;
   /** Timestep entries per step (2 for Heun, KDPM2); 1 when absent. */
   readonly order?: number;
-  scaleModelInput(sample: Float32Array, t: number): Float32Array;
+  /**
+   * The model input for `sample` at `t`. With `out` (same length), the result is written there and `out`
+   * returned, so a caller can keep one buffer across steps (the pipeline copies it there otherwise).
+   */
+  scaleModelInput(sample: Float32Array, t: number, out?: Float32Array): Float32Array;
   step(
     modelOutput: Float32Array,
     t: number,
     sample: Float32Array,
-    opts?: { generator?: () => number; shape?: readonly [number, number, number, number] },
+    opts?: {
+      generator?: () => number;
+      shape?: readonly [number, number, number, number];
+      /** false: predOriginalSample is not needed (a scheduler may skip it). */
+      predOriginalSample?: boolean;
+    },
   ): StepResult;
   addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array;
 }

@@ -26,6 +26,8 @@ export interface StepOptions {
   useClippedModelOutput?: boolean;
   /** NCHW shape of `sample`; needed where the step works per batch element (thresholding, learned variance). */
   shape?: Shape4;
+  /** false: the caller does not read `predOriginalSample`, so a step may leave it out (saves a tensor). */
+  predOriginalSample?: boolean;
 }
 
 export interface StepResult {
@@ -437,7 +439,12 @@ export function randn(n: number, generator: Generator | undefined, name: string)
 }
 
 export function clamp(x: Float32Array, lo: number, hi: number): Float32Array {
-  return x.map((v) => (v < lo ? lo : Math.min(v, hi)));
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i] as number;
+    out[i] = v < lo ? lo : Math.min(v, hi);
+  }
+  return out;
 }
 
 /** Batch size of a flat tensor: from `shape` when given, else 1. */
@@ -609,8 +616,16 @@ export abstract class SchedulerBase {
     return this.stepIndex;
   }
 
-  scaleModelInput(sample: Float32Array, _t: number): Float32Array {
-    return sample;
+  /** The identity here; with `out`, the sample is copied there (the contract: `out` receives the result). */
+  scaleModelInput(sample: Float32Array, _t: number, out?: Float32Array): Float32Array {
+    if (!out || out === sample) return sample;
+    if (out.length !== sample.length) {
+      throw new RangeError(
+        `${this.name}: scaleModelInput out has ${out.length} elements, not ${sample.length}`,
+      );
+    }
+    out.set(sample);
+    return out;
   }
 }
 

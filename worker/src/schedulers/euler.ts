@@ -20,7 +20,7 @@ import {
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
 } from "./common.ts";
-import { KSchedulerBase, kInitNoiseSigma, kPredictX0, kScale, kSchedule } from "./k-sigmas.ts";
+import { KSchedulerBase, kEulerUpdate, kInitNoiseSigma, kScale, kSchedule } from "./k-sigmas.ts";
 
 export const EULER_DEFAULTS = {
   num_train_timesteps: 1000,
@@ -115,9 +115,9 @@ export class EulerDiscreteScheduler extends KSchedulerBase {
     this.setSchedule(n, this.spacing);
   }
 
-  override scaleModelInput(sample: Float32Array, t: number): Float32Array {
+  override scaleModelInput(sample: Float32Array, t: number, out?: Float32Array): Float32Array {
     const i = this.initStepIndex(t);
-    return kScale(sample, this.sigmas[i] as number);
+    return kScale(sample, this.sigmas[i] as number, out);
   }
 
   step(modelOutput: Float32Array, t: number, sample: Float32Array, opts: EulerStepOptions = {}): StepResult {
@@ -136,16 +136,24 @@ export class EulerDiscreteScheduler extends KSchedulerBase {
       const noise = opts.varianceNoise ?? randn(sample.length, opts.generator, this.name);
       const sNoise = opts.s_noise ?? 1;
       const amp = f32(Math.sqrt(f32(f32(sigmaHat * sigmaHat) - f32(sigma * sigma))));
-      x = sample.map((v, k) => f32(v + f32(f32((noise[k] as number) * sNoise) * amp)));
+      x = new Float32Array(sample.length);
+      for (let k = 0; k < x.length; k++)
+        x[k] = (sample[k] as number) + f32(f32((noise[k] as number) * sNoise) * amp);
     }
-    const x0 = kPredictX0(this.predictionType, modelOutput, x, sigmaHat);
     const dt = f32((this.sigmas[i + 1] as number) - sigmaHat);
-    const prev = new Float32Array(x.length);
-    for (let k = 0; k < prev.length; k++) {
-      const s = x[k] as number;
-      const d = f32(f32(s - (x0[k] as number)) / sigmaHat);
-      prev[k] = f32(s + f32(d * dt));
-    }
+    const keep = opts.predOriginalSample !== false;
+    const { prev, x0 } = kEulerUpdate(
+      this.predictionType,
+      modelOutput,
+      x,
+      sigmaHat,
+      sigmaHat,
+      dt,
+      x,
+      null,
+      0,
+      keep,
+    );
     this.stepIndex = i + 1;
     return { prevSample: prev, predOriginalSample: x0 };
   }
@@ -204,9 +212,9 @@ export class EulerAncestralDiscreteScheduler extends KSchedulerBase {
     this.setSchedule(n, this.spacing);
   }
 
-  override scaleModelInput(sample: Float32Array, t: number): Float32Array {
+  override scaleModelInput(sample: Float32Array, t: number, out?: Float32Array): Float32Array {
     const i = this.initStepIndex(t);
-    return kScale(sample, this.sigmas[i] as number);
+    return kScale(sample, this.sigmas[i] as number, out);
   }
 
   step(modelOutput: Float32Array, t: number, sample: Float32Array, opts: StepOptions = {}): StepResult {
@@ -215,7 +223,6 @@ export class EulerAncestralDiscreteScheduler extends KSchedulerBase {
     const i = this.initStepIndex(t);
     const sigma = this.sigmas[i] as number;
     const sigmaTo = this.sigmas[i + 1] as number;
-    const x0 = kPredictX0(this.predictionType, modelOutput, sample, sigma);
     const from2 = f32(sigma * sigma);
     const to2 = f32(sigmaTo * sigmaTo);
     const sigmaUp = f32(Math.sqrt(f32(f32(to2 * f32(from2 - to2)) / from2)));
@@ -223,12 +230,18 @@ export class EulerAncestralDiscreteScheduler extends KSchedulerBase {
     const dt = f32(sigmaDown - sigma);
     const noise = opts.varianceNoise ?? randn(sample.length, opts.generator, this.name);
     assertSameLength(this.name, noise, sample);
-    const prev = new Float32Array(sample.length);
-    for (let k = 0; k < prev.length; k++) {
-      const s = sample[k] as number;
-      const d = f32(f32(s - (x0[k] as number)) / sigma);
-      prev[k] = f32(f32(s + f32(d * dt)) + f32((noise[k] as number) * sigmaUp));
-    }
+    const { prev, x0 } = kEulerUpdate(
+      this.predictionType,
+      modelOutput,
+      sample,
+      sigma,
+      sigma,
+      dt,
+      sample,
+      noise,
+      sigmaUp,
+      opts.predOriginalSample !== false,
+    );
     this.stepIndex = i + 1;
     return { prevSample: prev, predOriginalSample: x0 };
   }

@@ -3,6 +3,7 @@ import {
   type AlphaSchedule,
   assertSameLength,
   checkInferenceSteps,
+  clamp,
   f32,
   makeAlphaSchedule,
   mergeConfig,
@@ -92,9 +93,9 @@ export class HeunDiscreteScheduler extends KSchedulerBase {
     return this.dt === null;
   }
 
-  override scaleModelInput(sample: Float32Array, t: number): Float32Array {
+  override scaleModelInput(sample: Float32Array, t: number, out?: Float32Array): Float32Array {
     const i = this.initStepIndex(t);
-    return kScale(sample, this.sigmas[i] as number);
+    return kScale(sample, this.sigmas[i] as number, out);
   }
 
   step(modelOutput: Float32Array, t: number, sample: Float32Array, _opts: StepOptions = {}): StepResult {
@@ -107,21 +108,22 @@ export class HeunDiscreteScheduler extends KSchedulerBase {
     const sigmaHat = sigma;
     const sigmaInput = first ? sigmaHat : sigmaNext;
     let x0 = kPredictX0(this.predictionType, modelOutput, sample, sigmaInput);
-    if (this.config.clip_sample) {
-      const r = this.config.clip_sample_range;
-      x0 = x0.map((v) => (v < -r ? -r : Math.min(v, r)));
-    }
+    if (this.config.clip_sample)
+      x0 = clamp(x0, -this.config.clip_sample_range, this.config.clip_sample_range);
     const n = sample.length;
     const prev = new Float32Array(n);
     if (first) {
-      const derivative = new Float32Array(n);
-      for (let k = 0; k < n; k++)
-        derivative[k] = f32(f32((sample[k] as number) - (x0[k] as number)) / sigmaHat);
       const dt = f32(sigmaNext - sigmaHat);
+      const derivative = new Float32Array(n);
+      for (let k = 0; k < n; k++) {
+        const s = sample[k] as number;
+        const d = f32(f32(s - (x0[k] as number)) / sigmaHat);
+        derivative[k] = d;
+        prev[k] = s + f32(d * dt);
+      }
       this.prevDerivative = derivative;
       this.dt = dt;
       this.firstSample = sample;
-      for (let k = 0; k < n; k++) prev[k] = f32((sample[k] as number) + f32((derivative[k] as number) * dt));
     } else {
       const pd = this.prevDerivative as Float32Array;
       const dt = this.dt as number;

@@ -56,7 +56,8 @@ export interface Scheduler {
   /** Model evaluations per entry of `timesteps` bookkeeping (2 for Heun, KDPM2, KDPM2 a, KarrasVe). */
   readonly order: number;
   setTimesteps(n: number): void;
-  scaleModelInput(sample: Float32Array, t: number): Float32Array;
+  /** The model input for `sample` at `t`; with `out` (same length), written there and `out` returned. */
+  scaleModelInput(sample: Float32Array, t: number, out?: Float32Array): Float32Array;
   step(modelOutput: Float32Array, t: number, sample: Float32Array, opts?: StepOptions): StepResult;
   addNoise(
     original: Float32Array,

@@ -15,6 +15,7 @@ import {
   sigmaToT,
   type TimestepSpacing,
 } from "./common.ts";
+import { simdDivide, simdEulerEpsilon } from "./simd.ts";
 
 export interface KScheduleInput {
   alphasCumprod: Float64Array;
@@ -65,10 +66,16 @@ export function kInitNoiseSigma(sigmas: ArrayLike<number>, spacing: TimestepSpac
   return f32(Math.sqrt(f32(f32(max * max) + 1)));
 }
 
-/** `sample / sqrt(sigma^2 + 1)` in float32. */
-export function kScale(sample: Float32Array, sigma: number): Float32Array {
+/** `sample / sqrt(sigma^2 + 1)` in float32, into `out` when given (it may be `sample` itself). */
+export function kScale(sample: Float32Array, sigma: number, out?: Float32Array): Float32Array {
   const d = f32(Math.sqrt(f32(f32(sigma * sigma) + 1)));
-  return sample.map((v) => f32(v / d));
+  const n = sample.length;
+  const res = out ?? new Float32Array(n);
+  if (res.length !== n) throw new RangeError(`scaleModelInput: out has ${res.length} elements, not ${n}`);
+  if (simdDivide(sample, d, res)) return res;
+  // A Float32Array store rounds to float32, as f32() would.
+  for (let i = 0; i < n; i++) res[i] = (sample[i] as number) / d;
+  return res;
 }
 
 /** x0 from the model output at noise level `sigma` (epsilon / v_prediction / sample). */
@@ -91,6 +98,53 @@ export function kPredictX0(
     out[i] = f32(f32((modelOutput[i] as number) * c) + f32((sample[i] as number) / s2p1));
   }
   return out;
+}
+
+/**
+ * The k-diffusion Euler update in one pass: `x0` from the model output at noise level `sigma` (as
+ * kPredictX0), then `prev = base + ((sample - x0) / denom) * dt`, plus `noise * noiseScale` when `noise` is
+ * given; every operation rounded to float32 as the separate tensor ops would be. Returns `prev` and `x0`
+ * (`x0` is `modelOutput` itself for prediction_type "sample", as in kPredictX0; it may be left out when not
+ * `keepX0`).
+ */
+export function kEulerUpdate(
+  prediction: PredictionType,
+  modelOutput: Float32Array,
+  sample: Float32Array,
+  sigma: number,
+  denom: number,
+  dt: number,
+  base: Float32Array,
+  noise: Float32Array | null = null,
+  noiseScale = 0,
+  keepX0 = true,
+): { prev: Float32Array; x0: Float32Array | undefined } {
+  if (prediction === "epsilon") {
+    const fast = simdEulerEpsilon(modelOutput, sample, sigma, denom, dt, base, noise, noiseScale, keepX0);
+    if (fast) return fast;
+  }
+  const n = sample.length;
+  const prev = new Float32Array(n);
+  if (prediction === "epsilon") {
+    // The common case, fused: x0 and prev in the same pass.
+    const x0 = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      const s = sample[i] as number;
+      const x = f32(s - f32(sigma * (modelOutput[i] as number)));
+      x0[i] = x;
+      const d = f32(f32(s - x) / denom);
+      const v = f32((base[i] as number) + f32(d * dt));
+      prev[i] = noise ? v + f32((noise[i] as number) * noiseScale) : v;
+    }
+    return { prev, x0 };
+  }
+  const x0 = kPredictX0(prediction, modelOutput, sample, sigma);
+  for (let i = 0; i < n; i++) {
+    const d = f32(f32((sample[i] as number) - (x0[i] as number)) / denom);
+    const v = f32((base[i] as number) + f32(d * dt));
+    prev[i] = noise ? v + f32((noise[i] as number) * noiseScale) : v;
+  }
+  return { prev, x0 };
 }
 
 /** Base for schedulers that hold `sigmas` aligned with `timesteps` (plus one trailing sigma). */

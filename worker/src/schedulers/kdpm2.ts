@@ -22,7 +22,7 @@ import {
   type TimestepSpacing,
 } from "./common.ts";
 import { interleave } from "./heun.ts";
-import { KSchedulerBase, kInitNoiseSigma, kPredictX0, kScale, kSchedule } from "./k-sigmas.ts";
+import { KSchedulerBase, kEulerUpdate, kInitNoiseSigma, kScale, kSchedule } from "./k-sigmas.ts";
 
 export const KDPM2_DEFAULTS = {
   num_train_timesteps: 1000,
@@ -120,13 +120,13 @@ export class KDPM2DiscreteScheduler extends KDPM2Base {
     this.beginIndex = null;
   }
 
-  override scaleModelInput(sample: Float32Array, t: number): Float32Array {
+  override scaleModelInput(sample: Float32Array, t: number, out?: Float32Array): Float32Array {
     const i = this.initStepIndex(t);
     const sigma = (this.stateInFirstOrder ? this.sigmas[i] : this.sigmasInterpol[i]) as number;
-    return kScale(sample, sigma);
+    return kScale(sample, sigma, out);
   }
 
-  step(modelOutput: Float32Array, t: number, sample: Float32Array, _opts: StepOptions = {}): StepResult {
+  step(modelOutput: Float32Array, t: number, sample: Float32Array, opts: StepOptions = {}): StepResult {
     this.requireTimesteps();
     assertSameLength(this.name, modelOutput, sample);
     const i = this.initStepIndex(t);
@@ -135,24 +135,29 @@ export class KDPM2DiscreteScheduler extends KDPM2Base {
     const sigmaInterpol = (first ? this.sigmasInterpol[i + 1] : this.sigmasInterpol[i]) as number;
     const sigmaNext = (first ? this.sigmas[i + 1] : this.sigmas[i]) as number;
     const sigmaHat = sigma;
-    const x0 = kPredictX0(this.predictionType, modelOutput, sample, first ? sigmaHat : sigmaInterpol);
-    const n = sample.length;
-    const prev = new Float32Array(n);
     let base = sample;
     let dt: number;
     const denom = first ? sigmaHat : sigmaInterpol;
     if (first) {
       dt = f32(sigmaInterpol - sigmaHat);
-      this.firstSample = sample;
     } else {
       dt = f32(sigmaNext - sigmaHat);
       base = this.firstSample as Float32Array;
-      this.firstSample = null;
     }
-    for (let k = 0; k < n; k++) {
-      const d = f32(f32((sample[k] as number) - (x0[k] as number)) / denom);
-      prev[k] = f32((base[k] as number) + f32(d * dt));
-    }
+    const keep = opts.predOriginalSample !== false;
+    const { prev, x0 } = kEulerUpdate(
+      this.predictionType,
+      modelOutput,
+      sample,
+      denom,
+      denom,
+      dt,
+      base,
+      null,
+      0,
+      keep,
+    );
+    this.firstSample = first ? sample : null;
     this.stepIndex = i + 1;
     return { prevSample: prev, predOriginalSample: x0 };
   }
@@ -207,10 +212,10 @@ export class KDPM2AncestralDiscreteScheduler extends KDPM2Base {
     this.beginIndex = null;
   }
 
-  override scaleModelInput(sample: Float32Array, t: number): Float32Array {
+  override scaleModelInput(sample: Float32Array, t: number, out?: Float32Array): Float32Array {
     const i = this.initStepIndex(t);
     const sigma = (this.stateInFirstOrder ? this.sigmas[i] : this.sigmasInterpol[i - 1]) as number;
-    return kScale(sample, sigma);
+    return kScale(sample, sigma, out);
   }
 
   step(modelOutput: Float32Array, t: number, sample: Float32Array, opts: StepOptions = {}): StepResult {
@@ -225,26 +230,28 @@ export class KDPM2AncestralDiscreteScheduler extends KDPM2Base {
     const sigmaDown = at(this.sigmasDown, i - 1);
     const sigmaHat = sigma;
     const noise = first ? null : (opts.varianceNoise ?? randn(sample.length, opts.generator, this.name));
-    const x0 = kPredictX0(this.predictionType, modelOutput, sample, first ? sigmaHat : sigmaInterpol);
-    const n = sample.length;
-    const prev = new Float32Array(n);
     const denom = first ? sigmaHat : sigmaInterpol;
     let base = sample;
     let dt: number;
     if (first) {
       dt = f32(sigmaInterpol - sigmaHat);
-      this.firstSample = sample;
     } else {
       dt = f32(sigmaDown - sigmaHat);
       base = this.firstSample as Float32Array;
-      this.firstSample = null;
     }
-    for (let k = 0; k < n; k++) {
-      const d = f32(f32((sample[k] as number) - (x0[k] as number)) / denom);
-      let v = f32((base[k] as number) + f32(d * dt));
-      if (noise) v = f32(v + f32((noise[k] as number) * sigmaUp));
-      prev[k] = v;
-    }
+    const { prev, x0 } = kEulerUpdate(
+      this.predictionType,
+      modelOutput,
+      sample,
+      denom,
+      denom,
+      dt,
+      base,
+      noise,
+      sigmaUp,
+      opts.predOriginalSample !== false,
+    );
+    this.firstSample = first ? sample : null;
     this.stepIndex = i + 1;
     return { prevSample: prev, predOriginalSample: x0 };
   }

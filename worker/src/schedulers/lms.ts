@@ -77,9 +77,9 @@ export class LMSDiscreteScheduler extends KSchedulerBase {
     this.setSchedule(n);
   }
 
-  override scaleModelInput(sample: Float32Array, t: number): Float32Array {
+  override scaleModelInput(sample: Float32Array, t: number, out?: Float32Array): Float32Array {
     const i = this.initStepIndex(t);
-    return kScale(sample, this.sigmas[i] as number);
+    return kScale(sample, this.sigmas[i] as number, out);
   }
 
   /** diffusers' get_lms_coefficient: integral of the Lagrange basis polynomial over [sigma_t, sigma_t+1]. */
