@@ -9,10 +9,11 @@
  */
 import type ort from "onnxruntime-node";
 import { badInput, resourceError, StopError } from "../errors.ts";
+import { simdGuidance } from "../schedulers/simd.ts";
 import { controlNetIo, type ModelSet, unetIo } from "./models.ts";
 import { createRandom, type Random } from "./random.ts";
 import type { Scheduler, SchedulerFactory } from "./scheduler.ts";
-import { floatTensor, type LoadedSession, readFloats, timestepTensor } from "./session.ts";
+import { floatTensor, type IoSpec, type LoadedSession, readFloats, timestepTensor } from "./session.ts";
 import { addedConditionFeeds, encodePrompts } from "./text.ts";
 
 export interface ControlInput {
@@ -65,6 +66,13 @@ export interface GenerateResult {
 }
 
 type Feeds = Record<string, ort.Tensor>;
+
+/** A residual input of the UNet: its buffer, where this step's values start in it, and its tensor. */
+interface Residual {
+  data: Float32Array;
+  offset: number;
+  input: () => ort.Tensor;
+}
 
 async function run(
   s: LoadedSession,
@@ -191,16 +199,33 @@ export class ControlNetPipeline {
     const cnBatch = guess ? samples : batch;
     const cnEhs = (io: (typeof controls)[number]["io"]) =>
       guess ? floatTensor(io.encoderHiddenStates, cond.data, [samples, ...cond.dims.slice(1)]) : null;
+    // Buffers and tensors the steps reuse, so that a step allocates little: the model input (the scaled
+    // latents, twice with CFG: unconditional and conditional halves) and the ONNX Runtime tensors over it,
+    // which it reads in place (float32; a float16 input is converted at each step).
+    const latentLength = samples * latentSize;
+    const modelInput = new Float32Array(batch * latentSize);
+    const scaledInput = modelInput.subarray(0, latentLength);
     // SDXL: pooled text embeddings and size ids, for the UNet and (cond half in guess_mode) ControlNets.
     const unetAdded = unet.added ? addedConditionFeeds(unet.added, text, height, width, "all") : {};
     const controlFeeds = controls.map((c) => {
       if (c.image.length !== 3 * width * height)
         throw badInput(`control image for ${c.name} has the wrong size`);
+      const scaleInModel = c.io.scale !== null && !guess;
+      // The inputs that are the same at every step; the loop sets the sample and the timestep.
+      const feeds: Feeds = {
+        [c.io.encoderHiddenStates.name]:
+          cnEhs(c.io) ?? floatTensor(c.io.encoderHiddenStates, ehsAll, ehsDims),
+        [c.io.cond.name]: floatTensor(c.io.cond, tile(c.image, cnBatch), [cnBatch, 3, height, width]),
+        ...(c.io.added ? addedConditionFeeds(c.io.added, text, height, width, guess ? "cond" : "all") : {}),
+      };
+      if (c.io.scale) feeds[c.io.scale.name] = scalarTensor(c.io.scale, scaleInModel ? c.scale : 1);
       return {
         ...c,
-        added: c.io.added ? addedConditionFeeds(c.io.added, text, height, width, guess ? "cond" : "all") : {},
-        condTensor: floatTensor(c.io.cond, tile(c.image, cnBatch), [cnBatch, 3, height, width]),
-        ehs: cnEhs(c.io) ?? floatTensor(c.io.encoderHiddenStates, ehsAll, ehsDims),
+        feeds,
+        outputs: [...c.io.down, c.io.mid],
+        factor: scaleInModel ? 1 : c.scale,
+        sample: reusableInput(c.io.sample, guess ? scaledInput : modelInput, [cnBatch, 4, h, w]),
+        timestep: timestepInput(c.io.timestep, cnBatch),
       };
     });
     // guess_mode: residual i is scaled by 10^(-1 + i/12) (diffusers' logspace(-1, 0, 13)).
@@ -213,8 +238,35 @@ export class ControlNetPipeline {
         ? maskImageLatents(initLatents, maskLatent, samples, h, w)
         : null;
 
+    // Buffers and tensors the steps reuse (see also modelInput above).
+    let unetInput: Float32Array = modelInput;
+    let unetChannels = 4;
+    if (unet.channels === 9 && maskLatent && maskedImageLatents) {
+      // Inpainting UNet: [latents, mask, masked image latents] per batch item; only the latents change.
+      unetChannels = 9;
+      unetInput = concatChannels(
+        modelInput,
+        cfg ? tile(maskLatent, 2) : maskLatent,
+        cfg ? tile(maskedImageLatents, 2) : maskedImageLatents,
+        batch,
+        h,
+        w,
+      );
+    }
+    const unetSample = reusableInput(unet.sample, unetInput, [batch, unetChannels, h, w]);
+    const unetTimestep = timestepInput(unet.timestep, batch);
+    const unetFeeds: Feeds = { [unet.encoderHiddenStates.name]: unetEhs, ...unetAdded };
+    const residualInputs = [...unet.down, ...(unet.mid ? [unet.mid] : [])];
+    // Residuals summed over the ControlNets (or zeros without any), allocated at the first step, when the
+    // outputs' sizes are known; guess_mode: the unconditional half stays zero (no ControlNet residuals).
+    let residuals: Residual[] | null = null;
+    const stepOptions = {
+      generator: () => random.gaussian(),
+      shape: [samples, 4, h, w] as const,
+      predOriginalSample: false,
+    };
+
     const steps: StepTiming[] = [];
-    const generator = () => random.gaussian();
     for (let k = 0; k < timesteps.length; k++) {
       if (p.signal?.aborted) throw new StopError();
       const t = timesteps[k] as number;
@@ -223,117 +275,82 @@ export class ControlNetPipeline {
 
       let schedulerMs = 0;
       let mark = performance.now();
-      const scaled = scheduler.scaleModelInput(latents, t);
+      const scaled = scheduler.scaleModelInput(latents, t, scaledInput);
       schedulerMs += performance.now() - mark;
-      const modelInput = cfg ? tile(scaled, 2) : scaled;
+      if (scaled !== scaledInput) scaledInput.set(scaled);
+      if (cfg) modelInput.copyWithin(latentLength, 0, latentLength);
+      if (unetInput !== modelInput) {
+        const item = 4 * h * w;
+        for (let b = 0; b < batch; b++) {
+          unetInput.set(modelInput.subarray(b * item, (b + 1) * item), b * 9 * h * w);
+        }
+      }
 
       // ControlNets: residuals summed over every ControlNet. One ControlNet whose scale is applied in
       // the model hands its output tensors to the UNet as they are (no copy, no dtype conversion).
-      const residualInputs = [...unet.down, ...(unet.mid ? [unet.mid] : [])];
-      const residualFeeds: Feeds = {};
-      let down: Float32Array[] | null = null;
-      let downDims: number[][] = [];
+      let summed = false;
       for (const c of controlFeeds) {
-        const input = guess ? scaled : modelInput;
-        const feeds: Feeds = {
-          [c.io.sample.name]: floatTensor(c.io.sample, input, [cnBatch, 4, h, w]),
-          [c.io.timestep.name]: timestepTensor(c.io.timestep, t, cnBatch),
-          [c.io.encoderHiddenStates.name]: c.ehs,
-          [c.io.cond.name]: c.condTensor,
-          ...c.added,
-        };
-        const scaleInModel = c.io.scale !== null && !guess;
-        if (c.io.scale) feeds[c.io.scale.name] = scalarTensor(c.io.scale, scaleInModel ? c.scale : 1);
-        const out = await run(c.session, feeds, timing);
-        const names = [...c.io.down, c.io.mid];
-        const factor = scaleInModel ? 1 : c.scale;
+        c.feeds[c.io.sample.name] = c.sample();
+        c.feeds[c.io.timestep.name] = c.timestep(t);
+        const out = await run(c.session, c.feeds, timing);
         const passThrough =
           controlFeeds.length === 1 &&
           !guess &&
-          factor === 1 &&
-          names.every((n, i) => get(out, n).type === residualInputs[i]?.type);
+          c.factor === 1 &&
+          c.outputs.every((n, i) => get(out, n).type === residualInputs[i]?.type);
         if (passThrough) {
-          names.forEach((n, i) => {
-            residualFeeds[(residualInputs[i] as { name: string }).name] = get(out, n);
+          c.outputs.forEach((n, i) => {
+            unetFeeds[(residualInputs[i] as { name: string }).name] = get(out, n);
           });
-        } else if (!down) {
-          down = names.map((n, i) => {
-            const data = Float32Array.from(readFloats(get(out, n)));
-            const f = factor * (guessScales[i] as number);
-            if (f !== 1) for (let j = 0; j < data.length; j++) data[j] = (data[j] as number) * f;
-            return data;
-          });
-          downDims = names.map((n) => get(out, n).dims.slice());
-        } else {
-          names.forEach((n, i) => {
-            const src = readFloats(get(out, n));
-            const dst = (down as Float32Array[])[i] as Float32Array;
-            const f = factor * (guessScales[i] as number);
-            for (let j = 0; j < dst.length; j++) dst[j] = (dst[j] as number) + (src[j] as number) * f;
-          });
+          continue;
         }
+        residuals ??= c.outputs.map((n, i) => {
+          const dims = get(out, n).dims;
+          const perItem = dims.slice(1).reduce((a, b) => a * b, 1);
+          const data = new Float32Array(perItem * batch);
+          const input = reusableInput(residualInputs[i] as IoSpec, data, [batch, ...dims.slice(1)]);
+          return { data, offset: guess ? perItem * samples : 0, input };
+        });
+        c.outputs.forEach((n, i) => {
+          const { data, offset } = (residuals as Residual[])[i] as Residual;
+          const f = c.factor * (guessScales[i] as number);
+          addScaled(data, offset, readFloats(get(out, n)), f, summed);
+        });
+        summed = true;
+      }
+      if (controlFeeds.length === 0) {
+        residuals ??= residualInputs.map((spec, i) => {
+          const dims = residualDims(spec.shape, i, unet.down.length, h, w);
+          const data = new Float32Array(dims.slice(1).reduce((a, b) => a * b, 1) * batch);
+          return { data, offset: 0, input: reusableInput(spec, data, [batch, ...dims.slice(1)]) };
+        });
+        summed = true;
+      }
+      if (summed) {
+        residualInputs.forEach((spec, i) => {
+          unetFeeds[spec.name] = ((residuals as Residual[])[i] as Residual).input();
+        });
       }
 
       // UNet.
-      let unetSample = modelInput;
-      let unetChannels = 4;
-      if (unet.channels === 9 && maskLatent && maskedImageLatents) {
-        unetSample = concatChannels(
-          modelInput,
-          cfg ? tile(maskLatent, 2) : maskLatent,
-          cfg ? tile(maskedImageLatents, 2) : maskedImageLatents,
-          batch,
-          h,
-          w,
-        );
-        unetChannels = 9;
-      }
-      const feeds: Feeds = {
-        [unet.sample.name]: floatTensor(unet.sample, unetSample, [batch, unetChannels, h, w]),
-        [unet.timestep.name]: timestepTensor(unet.timestep, t, batch),
-        [unet.encoderHiddenStates.name]: unetEhs,
-        ...unetAdded,
-        ...residualFeeds,
-      };
-      residualInputs.forEach((spec, i) => {
-        if (feeds[spec.name]) return;
-        const dims = (downDims[i] ?? residualDims(spec.shape, i, unet.down.length, h, w)).slice();
-        const perItem = dims.slice(1).reduce((a, b) => a * b, 1);
-        let data: Float32Array;
-        if (down) {
-          const res = down[i] as Float32Array;
-          // guess_mode: the unconditional half gets no ControlNet residuals.
-          data = guess ? concat(new Float32Array(perItem * samples), res) : res;
-        } else data = new Float32Array(perItem * batch);
-        feeds[spec.name] = floatTensor(spec, data, [batch, ...dims.slice(1)]);
-      });
-      const out = await run(unetSession, feeds, timing);
+      unetFeeds[unet.sample.name] = unetSample();
+      unetFeeds[unet.timestep.name] = unetTimestep(t);
+      const out = await run(unetSession, unetFeeds, timing);
       const pred = readFloats(get(out, unet.output));
 
-      // Classifier-free guidance.
-      let noisePred: Float32Array;
-      if (cfg) {
-        noisePred = new Float32Array(samples * latentSize);
-        const half = noisePred.length;
-        const g = p.guidanceScale;
-        for (let i = 0; i < half; i++) {
-          const u = pred[i] as number;
-          noisePred[i] = u + g * ((pred[half + i] as number) - u);
-        }
-      } else noisePred = Float32Array.from(pred);
+      // Classifier-free guidance, in place: ONNX Runtime gives new output buffers at every run (no outputs are
+      // preallocated), so the model output is ours to overwrite and a multistep scheduler may keep it.
+      const noisePred = cfg ? guidance(pred, latentLength, p.guidanceScale) : pred;
 
       mark = performance.now();
-      latents = scheduler.step(noisePred, t, latents, { generator, shape: [samples, 4, h, w] }).prevSample;
+      latents = scheduler.step(noisePred, t, latents, stepOptions).prevSample;
       schedulerMs += performance.now() - mark;
 
       // Inpainting with a plain UNet: keep the unmasked area on the init image's noise trajectory.
       if (maskLatent && initLatents && unet.channels !== 9) {
         const next = timesteps[k + 1];
         const known = next === undefined ? initLatents : scheduler.addNoise(initLatents, noise, next);
-        for (let i = 0; i < latents.length; i++) {
-          const m = maskLatent[i] as number;
-          latents[i] = m * (latents[i] as number) + (1 - m) * (known[i] as number);
-        }
+        blend(latents, known, maskLatent);
       }
       steps.push({
         totalMs: performance.now() - stepStart,
@@ -410,6 +427,73 @@ export class ControlNetPipeline {
     }
     return rgb;
   }
+}
+
+// The per-step loops over whole tensors live in small functions of their own, which V8 optimises; in the
+// body of the long async generate() they would run far slower.
+
+/**
+ * Classifier-free guidance: `u + g * (c - u)` over the [uncond, cond] halves of `pred`, written over the
+ * unconditional half, which it returns.
+ */
+function guidance(pred: Float32Array, half: number, g: number): Float32Array {
+  const out = pred.subarray(0, half);
+  if (simdGuidance(pred, half, g, out)) return out;
+  for (let i = 0; i < half; i++) {
+    const u = pred[i] as number;
+    pred[i] = u + g * ((pred[half + i] as number) - u);
+  }
+  return out;
+}
+
+/** `dst[offset..] = src * f`, or `+= src * f` when `accumulate`. */
+function addScaled(
+  dst: Float32Array,
+  offset: number,
+  src: Float32Array,
+  f: number,
+  accumulate: boolean,
+): void {
+  const n = src.length;
+  if (accumulate) {
+    for (let j = 0; j < n; j++) dst[offset + j] = (dst[offset + j] as number) + (src[j] as number) * f;
+  } else if (f === 1) dst.set(src, offset);
+  else for (let j = 0; j < n; j++) dst[offset + j] = (src[j] as number) * f;
+}
+
+/** Inpainting: `latents = m * latents + (1 - m) * known`, in place. */
+function blend(latents: Float32Array, known: Float32Array, mask: Float32Array): void {
+  for (let i = 0; i < latents.length; i++) {
+    const m = mask[i] as number;
+    latents[i] = m * (latents[i] as number) + (1 - m) * (known[i] as number);
+  }
+}
+
+/**
+ * A step input over `data`, which the loop rewrites in place: float32 wraps it in one tensor that every
+ * step passes again (ONNX Runtime reads the buffer at each run); float16 converts it at each step.
+ */
+function reusableInput(spec: IoSpec, data: Float32Array, dims: readonly number[]): () => ort.Tensor {
+  if (spec.type !== "float32") return () => floatTensor(spec, data, dims);
+  const tensor = floatTensor(spec, data, dims);
+  return () => tensor;
+}
+
+/** The timestep input of a step: one tensor whose data each step overwrites (float16: a new tensor). */
+function timestepInput(spec: IoSpec, batch: number): (t: number) => ort.Tensor {
+  const tensor = timestepTensor(spec, 0, batch);
+  const data: unknown = tensor.data;
+  // The same values as timestepTensor writes: float32 as is, integers rounded.
+  let fill: ((t: number) => void) | null = null;
+  if (data instanceof Float32Array) fill = (t) => data.fill(t);
+  else if (data instanceof Int32Array) fill = (t) => data.fill(Math.round(t));
+  else if (data instanceof BigInt64Array) fill = (t) => data.fill(BigInt(Math.round(t)));
+  if (!fill) return (t) => timestepTensor(spec, t, batch);
+  const write = fill;
+  return (t) => {
+    write(t);
+    return tensor;
+  };
 }
 
 function scalarTensor(spec: Parameters<typeof floatTensor>[0], value: number): ort.Tensor {
