@@ -6,7 +6,8 @@
  *
  * Options: --steps N (20) --runs N (3) --size N (512) --samples N (1) --controlnets N (1) --threads N
  * (0 = ONNX Runtime's default) --unet-width N (0 = the test model; e.g. 64 for a heavier UNet)
- * --json --cuda. `MODEL_DIR` benchmarks a real model folder instead of the tiny one.
+ * --json --cuda. `MODEL_DIR` benchmarks a real model folder instead of the tiny one; `SCHEDULER` picks the
+ * scheduler (a diffusers class name; EulerDiscreteScheduler by default).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -69,13 +70,14 @@ const params = {
   guidanceScale: 7.5,
   seed: 42,
   clipSkip: 1,
-  scheduler: "EulerDiscreteScheduler",
+  scheduler: process.env.SCHEDULER ?? "EulerDiscreteScheduler",
   controls: names.map((name) => ({ name, image: control, scale: 1 })),
   guessMode: false,
 };
 
-// Warm-up run (session first-run allocations, JIT), then measured runs.
-await pipeline.generate({ ...params, steps: 2 });
+// A full warm-up run (ONNX Runtime's first-run allocations, V8's optimised code for the step loops, the
+// scheduler's WebAssembly kernels), so the measured runs show the steady state; then the measured runs.
+await pipeline.generate(params);
 const steps: StepTiming[] = [];
 const jobMs: number[] = [];
 for (let r = 0; r < opt("runs"); r++) {
@@ -98,9 +100,13 @@ const sched = steps.map((s) => s.schedulerMs);
 const other = steps.map((s) => s.totalMs - s.modelMs);
 const rest = steps.map((s) => s.totalMs - s.modelMs - s.schedulerMs);
 const otherShare = mean(other) / mean(total);
+// On a shared machine a few steps stall for milliseconds (other processes, GC), in either part of the
+// step; the share of the medians shows the typical step without them.
+const otherShareOfMedians = median(other) / median(total);
 const summary = {
   provider: sessions.activeProvider,
   model: process.env.MODEL_DIR ? modelDir : "tiny",
+  scheduler: params.scheduler,
   size,
   samples: params.samples,
   controlnets: names.length,
@@ -112,6 +118,7 @@ const summary = {
   schedulerMs: { mean: mean(sched), median: median(sched) },
   guidanceAndCopiesMs: { mean: mean(rest), median: median(rest) },
   otherShare,
+  otherShareOfMedians,
   otherUnder5Percent: otherShare < 0.05,
   jobMs: { mean: mean(jobMs) },
 };
@@ -121,35 +128,47 @@ if (json) {
 } else {
   console.log(
     `worker pipeline, ${summary.provider}, ${summary.model} model, ${size}x${size}, ${params.samples} sample(s), ` +
-      `${names.length} ControlNet(s), CFG on, ${params.steps} steps x ${summary.runs} runs`,
+      `${names.length} ControlNet(s), CFG on, ${params.scheduler}, ${params.steps} steps x ${summary.runs} runs`,
   );
   console.log(
     table([
-      ["per step", "mean", "median", "share"],
-      ["total", ms(summary.stepMs.mean), ms(summary.stepMs.median), "100%"],
+      ["per step", "mean", "median", "share", "share (medians)"],
+      ["total", ms(summary.stepMs.mean), ms(summary.stepMs.median), "100%", "100%"],
       [
         "model (ControlNet + UNet)",
         ms(summary.modelMs.mean),
         ms(summary.modelMs.median),
         pct(mean(model) / mean(total)),
+        pct(median(model) / median(total)),
       ],
-      ["everything else", ms(summary.otherMs.mean), ms(summary.otherMs.median), pct(otherShare)],
+      [
+        "everything else",
+        ms(summary.otherMs.mean),
+        ms(summary.otherMs.median),
+        pct(otherShare),
+        pct(otherShareOfMedians),
+      ],
       [
         "  scheduler",
         ms(summary.schedulerMs.mean),
         ms(summary.schedulerMs.median),
         pct(mean(sched) / mean(total)),
+        pct(median(sched) / median(total)),
       ],
       [
         "  guidance, copies, tensors",
         ms(summary.guidanceAndCopiesMs.mean),
         ms(summary.guidanceAndCopiesMs.median),
         pct(mean(rest) / mean(total)),
+        pct(median(rest) / median(total)),
       ],
     ]),
   );
   console.log(`whole job (text, steps, VAE): ${ms(summary.jobMs.mean)} mean`);
-  console.log(`everything else ${otherShare < 0.05 ? "under" : "OVER"} 5% of a step`);
+  console.log(
+    `everything else ${otherShare < 0.05 ? "under" : "OVER"} 5% of a step (${pct(otherShare)} of the mean step; ` +
+      `${pct(otherShareOfMedians)} of the median step)`,
+  );
 }
 
 function pct(x: number): string {
