@@ -33,7 +33,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import type { z } from "zod";
-import { AWS_CLIENT_DEFAULTS } from "../shared/adapters/dynamo/client.ts";
+import { AWS_CLIENT_DEFAULTS } from "../shared/adapters/aws-client.ts";
 import { S3_CLIENT_DEFAULTS } from "../shared/adapters/s3/object-store.ts";
 import {
   apiConfig,
@@ -65,8 +65,8 @@ type SdkClient = "dynamodb" | "sqs" | "s3" | "eventbridge" | "secrets-manager";
 /**
  * How an SDK floor imports and constructs each client: as its house factory does (same options; the
  * timeouts and attempts come from the house constants, `AWS_CLIENT_DEFAULTS` and `S3_CLIENT_DEFAULTS`),
- * but straight from the SDK packages, so that whatever a house module imports besides its client (e.g.
- * `sqs/queue.ts` importing `dynamo/client.ts`, hence the DynamoDB client) counts as ours, not as the SDK's.
+ * but straight from the SDK packages, so that whatever a house module imports besides its client counts
+ * as ours, not as the SDK's.
  * Secrets Manager has no house factory: `resolveSecret` uses Powertools Parameters, which builds a
  * default `SecretsManagerClient` at cold start.
  */

@@ -2,7 +2,7 @@ import { EventBridgeClient, PutEventsCommand } from "@aws-sdk/client-eventbridge
 import { UnavailableError } from "../../domain/errors.ts";
 import { LIFECYCLE_SOURCE, type LifecycleEvent } from "../../domain/events.ts";
 import type { EventPublisher } from "../../ports/index.ts";
-import { AWS_CLIENT_DEFAULTS, boundedHttpHandler } from "../dynamo/client.ts";
+import { AWS_CLIENT_DEFAULTS, boundedHttpHandler } from "../aws-client.ts";
 
 export const createEventBridgeClient = (): EventBridgeClient =>
   new EventBridgeClient({

@@ -1,7 +1,7 @@
 import { SendMessageCommand, SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
 import { UnavailableError } from "../../domain/errors.ts";
 import type { Queue, SendOptions } from "../../ports/index.ts";
-import { AWS_CLIENT_DEFAULTS, boundedHttpHandler } from "../dynamo/client.ts";
+import { AWS_CLIENT_DEFAULTS, boundedHttpHandler } from "../aws-client.ts";
 
 /** SQS's own bound on per-message delay. */
 export const MAX_DELAY_SECONDS = 900;
