@@ -447,6 +447,113 @@ export function clamp(x: Float32Array, lo: number, hi: number): Float32Array {
   return out;
 }
 
+/**
+ * `sum_k c_k * x_k` elementwise, rounding like a chain of float32 tensor ops (each product, then each
+ * partial sum from the left). One pass, unrolled for up to five terms.
+ */
+export function combo(terms: readonly (readonly [number, Float32Array])[]): Float32Array {
+  const cs = terms.map(([c]) => f32(c));
+  const xs = terms.map(([, x]) => x);
+  const n = (xs[0] as Float32Array).length;
+  const out = new Float32Array(n);
+  const [c0 = 0, c1 = 0, c2 = 0, c3 = 0, c4 = 0] = cs;
+  const [x0, x1, x2, x3, x4] = xs as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+  // A Float32Array store rounds to float32, as the last f32() of the chain would.
+  switch (terms.length) {
+    case 1:
+      for (let i = 0; i < n; i++) out[i] = c0 * (x0[i] as number);
+      return out;
+    case 2:
+      for (let i = 0; i < n; i++) out[i] = f32(c0 * (x0[i] as number)) + f32(c1 * (x1[i] as number));
+      return out;
+    case 3:
+      for (let i = 0; i < n; i++) {
+        const a = f32(f32(c0 * (x0[i] as number)) + f32(c1 * (x1[i] as number)));
+        out[i] = a + f32(c2 * (x2[i] as number));
+      }
+      return out;
+    case 4:
+      for (let i = 0; i < n; i++) {
+        const a = f32(f32(c0 * (x0[i] as number)) + f32(c1 * (x1[i] as number)));
+        const b = f32(a + f32(c2 * (x2[i] as number)));
+        out[i] = b + f32(c3 * (x3[i] as number));
+      }
+      return out;
+    case 5:
+      for (let i = 0; i < n; i++) {
+        const a = f32(f32(c0 * (x0[i] as number)) + f32(c1 * (x1[i] as number)));
+        const b = f32(a + f32(c2 * (x2[i] as number)));
+        const c = f32(b + f32(c3 * (x3[i] as number)));
+        out[i] = c + f32(c4 * (x4[i] as number));
+      }
+      return out;
+  }
+  for (let i = 0; i < n; i++) {
+    let acc = f32(c0 * (x0[i] as number));
+    for (let k = 1; k < xs.length; k++)
+      acc = f32(acc + f32((cs[k] as number) * ((xs[k] as Float32Array)[i] as number)));
+    out[i] = acc;
+  }
+  return out;
+}
+
+/** `a - b` in float32. */
+export function sub(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = (a[i] as number) - (b[i] as number);
+  return out;
+}
+
+/** `c * x` in float32. */
+export function scaled(x: Float32Array, c: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = c * (x[i] as number);
+  return out;
+}
+
+/** `(sample - alpha * x) / sigma` in float32 (each op rounded): epsilon from x0, or x0 from epsilon. */
+export function fromOther(sample: Float32Array, x: Float32Array, alpha: number, sigma: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++)
+    out[i] = f32((sample[i] as number) - f32(alpha * (x[i] as number))) / sigma;
+  return out;
+}
+
+/** `a + b` in float32. */
+export function plus(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = (a[i] as number) + (b[i] as number);
+  return out;
+}
+
+/** `x / d` in float32. */
+export function divided(x: Float32Array, d: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = (x[i] as number) / d;
+  return out;
+}
+
+/** `a - c * b` in float32 (each op rounded). */
+export function subScaled(a: Float32Array, c: number, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = (a[i] as number) - f32(c * (b[i] as number));
+  return out;
+}
+
+/** `a + c * b` in float32 (the product rounded, then the sum; `c` as given). */
+export function plusScaled(a: Float32Array, c: number, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = (a[i] as number) + f32(c * (b[i] as number));
+  return out;
+}
+
+/** `(a - b) / d` in float32 (each op rounded). */
+export function subDiv(a: Float32Array, b: Float32Array, d: number): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = f32((a[i] as number) - (b[i] as number)) / d;
+  return out;
+}
+
 /** Batch size of a flat tensor: from `shape` when given, else 1. */
 export function batchOf(length: number, shape: Shape4 | undefined, name: string): number {
   if (!shape) return 1;

@@ -4,6 +4,7 @@ import {
   assertSameLength,
   batchOf,
   checkInferenceSteps,
+  clamp,
   f32,
   makeAlphaSchedule,
   mergeConfig,
@@ -101,15 +102,17 @@ export class DDIMScheduler extends SchedulerBase {
         batchOf(x0.length, opts.shape, this.name),
       );
     } else if (this.config.clip_sample) {
-      const r = this.config.clip_sample_range;
-      x0 = x0.map((v) => (v < -r ? -r : Math.min(v, r)));
+      x0 = clamp(x0, -this.config.clip_sample_range, this.config.clip_sample_range);
     }
     const variance = this.getVariance(t, prevT);
     const std = f32(eta * f32(Math.sqrt(variance)));
     const sa = f32(Math.sqrt(a));
     const sb = f32(Math.sqrt(b));
     if (opts.useClippedModelOutput) {
-      eps = eps.map((_, i) => f32(f32((sample[i] as number) - f32(sa * (x0[i] as number))) / sb));
+      const clipped = new Float32Array(eps.length);
+      for (let i = 0; i < clipped.length; i++)
+        clipped[i] = f32((sample[i] as number) - f32(sa * (x0[i] as number))) / sb;
+      eps = clipped;
     }
     const dirCoeff = f32(Math.sqrt(f32(f32(1 - aPrev) - f32(std * std))));
     const x0Coeff = f32(Math.sqrt(aPrev));
@@ -205,8 +208,7 @@ export class DDIMInverseScheduler extends SchedulerBase {
     const eps = pred.eps;
     let x0 = pred.x0;
     if (this.config.clip_sample) {
-      const r = this.config.clip_sample_range;
-      x0 = x0.map((v) => (v < -r ? -r : Math.min(v, r)));
+      x0 = clamp(x0, -this.config.clip_sample_range, this.config.clip_sample_range);
     }
     const dirCoeff = f32(Math.sqrt(f32(1 - aPrev)));
     const x0Coeff = f32(Math.sqrt(aPrev));

@@ -4,6 +4,7 @@ import {
   assertSameLength,
   batchOf,
   checkInferenceSteps,
+  clamp,
   f32,
   makeAlphaSchedule,
   mergeConfig,
@@ -157,8 +158,7 @@ export class DDPMScheduler extends SchedulerBase {
         batchOf(x0.length, shape, this.name),
       );
     } else if (this.config.clip_sample) {
-      const r = this.config.clip_sample_range;
-      x0 = x0.map((v) => (v < -r ? -r : Math.min(v, r)));
+      x0 = clamp(x0, -this.config.clip_sample_range, this.config.clip_sample_range);
     }
     const c0 = f32(f32(f32(Math.sqrt(alphaProdTPrev)) * currentBetaT) / betaProdT);
     const ct = f32(f32(f32(Math.sqrt(currentAlphaT)) * betaProdTPrev) / betaProdT);

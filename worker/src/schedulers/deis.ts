@@ -3,7 +3,9 @@ import {
   type AlphaSchedule,
   assertSameLength,
   checkInferenceSteps,
+  combo,
   f32,
+  fromOther,
   makeAlphaSchedule,
   mergeConfig,
   oneOf,
@@ -13,10 +15,11 @@ import {
   SchedulerConfigError,
   type StepOptions,
   type StepResult,
+  scaled,
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
 } from "./common.ts";
-import { alphaSigma, combo, dataPrediction, SolverBase, solverSchedule } from "./solver-common.ts";
+import { alphaSigma, dataPrediction, SolverBase, solverSchedule } from "./solver-common.ts";
 
 export const DEIS_DEFAULTS = {
   num_train_timesteps: 1000,
@@ -108,7 +111,7 @@ export class DEISMultistepScheduler extends SolverBase {
       shape: opts.shape,
       name: this.name,
     });
-    const eps = x0.map((x, k) => f32(f32((sample[k] as number) - f32(cur.alpha * x)) / cur.sigma));
+    const eps = fromOther(sample, x0, cur.alpha, cur.sigma);
     this.modelOutputs.shift();
     this.modelOutputs.push(eps);
     const mo = this.modelOutputs;
@@ -135,7 +138,7 @@ export class DEISMultistepScheduler extends SolverBase {
         [coef1, m(1)],
         [coef2, m(2)],
       ]);
-      prev = inner.map((v) => f32(at.alpha * v));
+      prev = scaled(inner, at.alpha);
     } else {
       const s1 = alphaSigma(this.sigmas[i - 1] as number);
       const s2 = alphaSigma(this.sigmas[i - 2] as number);
@@ -156,7 +159,7 @@ export class DEISMultistepScheduler extends SolverBase {
         [coef2, m(2)],
         [coef3, m(3)],
       ]);
-      prev = inner.map((v) => f32(at.alpha * v));
+      prev = scaled(inner, at.alpha);
     }
     if (this.lowerOrderNums < c.solver_order) this.lowerOrderNums++;
     this.stepIndex = i + 1;

@@ -3,6 +3,7 @@ import {
   type AlphaSchedule,
   assertSameLength,
   checkInferenceSteps,
+  combo,
   f32,
   makeAlphaSchedule,
   mergeConfig,
@@ -14,18 +15,11 @@ import {
   SchedulerConfigError,
   type StepOptions,
   type StepResult,
+  sub,
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
 } from "./common.ts";
-import {
-  alphaSigma,
-  combo,
-  dataPrediction,
-  noisePrediction,
-  SolverBase,
-  solverSchedule,
-  sub,
-} from "./solver-common.ts";
+import { alphaSigma, dataPrediction, noisePrediction, SolverBase, solverSchedule } from "./solver-common.ts";
 
 export type DpmAlgorithm = "dpmsolver" | "dpmsolver++" | "sde-dpmsolver" | "sde-dpmsolver++";
 

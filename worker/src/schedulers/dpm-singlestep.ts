@@ -3,6 +3,8 @@ import {
   type AlphaSchedule,
   assertSameLength,
   checkInferenceSteps,
+  combo,
+  divided,
   f32,
   makeAlphaSchedule,
   mergeConfig,
@@ -14,17 +16,10 @@ import {
   SchedulerConfigError,
   type StepOptions,
   type StepResult,
+  sub,
 } from "./common.ts";
 import { type DpmAlgorithm, resolveAlgorithm, resolveSolverType } from "./dpm-multistep.ts";
-import {
-  alphaSigma,
-  combo,
-  dataPrediction,
-  noisePrediction,
-  SolverBase,
-  solverSchedule,
-  sub,
-} from "./solver-common.ts";
+import { alphaSigma, dataPrediction, noisePrediction, SolverBase, solverSchedule } from "./solver-common.ts";
 
 export const DPM_SINGLESTEP_DEFAULTS = {
   num_train_timesteps: 1000,
@@ -225,11 +220,14 @@ export class DPMSolverSinglestepScheduler extends SolverBase {
     const D0 = m(3);
     const D10 = combo([[f32(1 / r1), sub(m(2), m(3))]]);
     const D11 = combo([[f32(1 / r0), sub(m(1), m(3))]]);
-    const D1 = combo([
-      [r0, D10],
-      [-r1, D11],
-    ]).map((v) => f32(v / f32(r0 - r1)));
-    const D2 = combo([[2, sub(D11, D10)]]).map((v) => f32(v / f32(r0 - r1)));
+    const D1 = divided(
+      combo([
+        [r0, D10],
+        [-r1, D11],
+      ]),
+      f32(r0 - r1),
+    );
+    const D2 = divided(combo([[2, sub(D11, D10)]]), f32(r0 - r1));
     const emh1 = f32(f32(Math.exp(-h)) - 1);
     const eh1 = f32(f32(Math.exp(h)) - 1);
     const h2 = f32(h * h);

@@ -10,12 +10,14 @@ import {
   type Generator,
   mergeConfig,
   perBatch,
+  plusScaled,
   type RawConfig,
   randn,
   SchedulerBase,
   type Shape4,
   type StepOptions,
   type StepResult,
+  subDiv,
 } from "./common.ts";
 
 export const KARRAS_VE_DEFAULTS = {
@@ -67,7 +69,9 @@ export class KarrasVeScheduler extends SchedulerBase {
     const eps = randn(sample.length, generator, this.name);
     const sigmaHat = f32(sigma + gamma * sigma);
     const amp = f32(Math.sqrt(f32(sigmaHat ** 2 - sigma ** 2)));
-    const sampleHat = sample.map((v, i) => f32(v + f32(amp * f32(s_noise * (eps[i] as number)))));
+    const sampleHat = new Float32Array(sample.length);
+    for (let i = 0; i < sampleHat.length; i++)
+      sampleHat[i] = (sample[i] as number) + f32(amp * f32(s_noise * (eps[i] as number)));
     return { sampleHat, sigmaHat };
   }
 
@@ -79,10 +83,10 @@ export class KarrasVeScheduler extends SchedulerBase {
     sampleHat: Float32Array,
   ): { prevSample: Float32Array; derivative: Float32Array; predOriginalSample: Float32Array } {
     assertSameLength(this.name, modelOutput, sampleHat);
-    const x0 = sampleHat.map((s, i) => f32(s + f32(sigmaHat * (modelOutput[i] as number))));
-    const derivative = sampleHat.map((s, i) => f32(f32(s - (x0[i] as number)) / sigmaHat));
+    const x0 = plusScaled(sampleHat, sigmaHat, modelOutput);
+    const derivative = subDiv(sampleHat, x0, sigmaHat);
     const dt = f32(sigmaPrev - sigmaHat);
-    const prev = sampleHat.map((s, i) => f32(s + f32(dt * (derivative[i] as number))));
+    const prev = plusScaled(sampleHat, dt, derivative);
     return { prevSample: prev, derivative, predOriginalSample: x0 };
   }
 
@@ -95,12 +99,14 @@ export class KarrasVeScheduler extends SchedulerBase {
     samplePrev: Float32Array,
     derivative: Float32Array,
   ): { prevSample: Float32Array; predOriginalSample: Float32Array } {
-    const x0 = samplePrev.map((s, i) => f32(s + f32(sigmaPrev * (modelOutput[i] as number))));
-    const corr = samplePrev.map((s, i) => f32(f32(s - (x0[i] as number)) / sigmaPrev));
+    const x0 = plusScaled(samplePrev, sigmaPrev, modelOutput);
+    const corr = subDiv(samplePrev, x0, sigmaPrev);
     const dt = f32(sigmaPrev - sigmaHat);
-    const prev = sampleHat.map((s, i) =>
-      f32(s + f32(dt * f32(f32(0.5 * (derivative[i] as number)) + f32(0.5 * (corr[i] as number))))),
-    );
+    const prev = new Float32Array(sampleHat.length);
+    for (let i = 0; i < prev.length; i++) {
+      const d = f32(f32(0.5 * (derivative[i] as number)) + f32(0.5 * (corr[i] as number)));
+      prev[i] = (sampleHat[i] as number) + f32(dt * d);
+    }
     return { prevSample: prev, predOriginalSample: x0 };
   }
 

@@ -4,6 +4,7 @@ import {
   assertSameLength,
   batchOf,
   checkInferenceSteps,
+  clamp,
   f32,
   makeAlphaSchedule,
   mergeConfig,
@@ -119,16 +120,20 @@ export class LCMScheduler extends SchedulerBase {
         batchOf(x0.length, opts.shape, this.name),
       );
     } else if (this.config.clip_sample) {
-      const r = this.config.clip_sample_range;
-      x0 = x0.map((v) => (v < -r ? -r : Math.min(v, r)));
+      x0 = clamp(x0, -this.config.clip_sample_range, this.config.clip_sample_range);
     }
-    const denoised = x0.map((v, k) => f32(f32(cOut * v) + f32(cSkip * (sample[k] as number))));
+    const n = sample.length;
+    const denoised = new Float32Array(n);
+    for (let k = 0; k < n; k++)
+      denoised[k] = f32(cOut * (x0[k] as number)) + f32(cSkip * (sample[k] as number));
     let prev = denoised;
     if (i !== (this.numInferenceSteps as number) - 1) {
       const noise = opts.varianceNoise ?? randn(sample.length, opts.generator, this.name);
       const sa = f32(Math.sqrt(aPrev));
       const sb = f32(Math.sqrt(f32(1 - aPrev)));
-      prev = denoised.map((v, k) => f32(f32(sa * v) + f32(sb * (noise[k] as number))));
+      prev = new Float32Array(n);
+      for (let k = 0; k < n; k++)
+        prev[k] = f32(sa * (denoised[k] as number)) + f32(sb * (noise[k] as number));
     }
     this.stepIndex = i + 1;
     return { prevSample: prev, predOriginalSample: denoised };

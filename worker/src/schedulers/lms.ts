@@ -112,14 +112,41 @@ export class LMSDiscreteScheduler extends KSchedulerBase {
     const order = Math.min(i + 1, maxOrder);
     const coeffs = Array.from({ length: order }, (_, c) => this.lmsCoefficient(order, i, c));
     const recent = [...this.derivatives].reverse();
-    const prev = new Float32Array(sample.length);
-    for (let k = 0; k < prev.length; k++) {
-      let acc = 0;
-      for (let c = 0; c < order; c++)
-        acc = f32(acc + f32((coeffs[c] as number) * ((recent[c] as Float32Array)[k] as number)));
-      prev[k] = f32((sample[k] as number) + acc);
-    }
+    const prev = lmsCombine(sample, coeffs, recent);
     this.stepIndex = i + 1;
     return { prevSample: prev, predOriginalSample: x0 };
   }
+}
+
+/**
+ * `sample + sum_c coeffs[c] * recent[c]`, the sum accumulated from 0 in float32 as diffusers' Python `sum`
+ * of tensors does; one pass, unrolled for the usual orders.
+ */
+function lmsCombine(
+  sample: Float32Array,
+  coeffs: readonly number[],
+  recent: readonly Float32Array[],
+): Float32Array {
+  const n = sample.length;
+  const prev = new Float32Array(n);
+  const order = coeffs.length;
+  if (order <= 4 && recent.length >= order) {
+    const [c0 = 0, c1 = 0, c2 = 0, c3 = 0] = coeffs;
+    const [r0, r1, r2, r3] = recent as [Float32Array, Float32Array, Float32Array, Float32Array];
+    for (let k = 0; k < n; k++) {
+      let acc = f32(0 + f32(c0 * (r0[k] as number)));
+      if (order > 1) acc = f32(acc + f32(c1 * (r1[k] as number)));
+      if (order > 2) acc = f32(acc + f32(c2 * (r2[k] as number)));
+      if (order > 3) acc = f32(acc + f32(c3 * (r3[k] as number)));
+      prev[k] = (sample[k] as number) + acc;
+    }
+    return prev;
+  }
+  for (let k = 0; k < n; k++) {
+    let acc = 0;
+    for (let c = 0; c < order; c++)
+      acc = f32(acc + f32((coeffs[c] as number) * ((recent[c] as Float32Array)[k] as number)));
+    prev[k] = (sample[k] as number) + acc;
+  }
+  return prev;
 }

@@ -6,6 +6,8 @@ import {
   addNoiseVP,
   assertSameLength,
   checkInferenceSteps,
+  combo,
+  divided,
   f32,
   makeAlphaSchedule,
   mergeConfig,
@@ -14,12 +16,14 @@ import {
   npRound,
   oneOf,
   perBatch,
+  plus,
   type RawConfig,
   SchedulerBase,
   SchedulerConfigError,
   type Shape4,
   type StepOptions,
   type StepResult,
+  scaled,
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
   torchLinspaceF32,
@@ -36,21 +40,6 @@ export const PNDM_DEFAULTS = {
   prediction_type: "epsilon",
   timestep_spacing: "leading",
   steps_offset: 0,
-};
-
-const lin = (terms: readonly (readonly [number, Float32Array])[]): Float32Array => {
-  const n = (terms[0] as readonly [number, Float32Array])[1].length;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    let acc = 0;
-    for (let k = 0; k < terms.length; k++) {
-      const [c, x] = terms[k] as readonly [number, Float32Array];
-      const term = f32(f32(c) * (x[i] as number));
-      acc = k === 0 ? term : f32(acc + term);
-    }
-    out[i] = acc;
-  }
-  return out;
 };
 
 export class PNDMScheduler extends SchedulerBase {
@@ -139,17 +128,15 @@ export class PNDMScheduler extends SchedulerBase {
     let out = modelOutput;
     const phase = this.counter % 4;
     if (phase === 0) {
-      this.curModelOutput = lin([[1 / 6, modelOutput]]);
+      this.curModelOutput = combo([[1 / 6, modelOutput]]);
       this.ets.push(modelOutput);
       this.curSample = sample;
     } else if (phase === 1 || phase === 2) {
-      const add = lin([[1 / 3, modelOutput]]);
-      const cur = this.curModelOutput as Float32Array;
-      this.curModelOutput = cur.map((v, i) => f32(v + (add[i] as number)));
+      const add = combo([[1 / 3, modelOutput]]);
+      this.curModelOutput = plus(this.curModelOutput as Float32Array, add);
     } else {
-      const add = lin([[1 / 6, modelOutput]]);
-      const cur = this.curModelOutput as Float32Array;
-      out = cur.map((v, i) => f32(v + (add[i] as number)));
+      const add = combo([[1 / 6, modelOutput]]);
+      out = plus(this.curModelOutput as Float32Array, add);
       this.curModelOutput = null;
     }
     const curSample = this.curSample ?? sample;
@@ -184,27 +171,36 @@ export class PNDMScheduler extends SchedulerBase {
       out = modelOutput;
       this.curSample = sample;
     } else if (e.length === 1 && this.counter === 1) {
-      out = modelOutput.map((v, i) => f32(f32(v + (at(1)[i] as number)) / 2));
+      out = divided(plus(modelOutput, at(1)), 2);
       x = this.curSample as Float32Array;
       this.curSample = null;
     } else if (e.length === 2) {
-      out = lin([
-        [3, at(1)],
-        [-1, at(2)],
-      ]).map((v) => f32(v / 2));
+      out = divided(
+        combo([
+          [3, at(1)],
+          [-1, at(2)],
+        ]),
+        2,
+      );
     } else if (e.length === 3) {
-      out = lin([
-        [23, at(1)],
-        [-16, at(2)],
-        [5, at(3)],
-      ]).map((v) => f32(v / 12));
+      out = divided(
+        combo([
+          [23, at(1)],
+          [-16, at(2)],
+          [5, at(3)],
+        ]),
+        12,
+      );
     } else {
-      out = lin([
-        [55, at(1)],
-        [-59, at(2)],
-        [37, at(3)],
-        [-9, at(4)],
-      ]).map((v) => f32(f32(1 / 24) * v));
+      out = scaled(
+        combo([
+          [55, at(1)],
+          [-59, at(2)],
+          [37, at(3)],
+          [-9, at(4)],
+        ]),
+        f32(1 / 24),
+      );
     }
     const prev = this.prevSample(x, timestep, prevT, out);
     this.counter += 1;
@@ -226,7 +222,10 @@ export class PNDMScheduler extends SchedulerBase {
     if (this.predictionType === "v_prediction") {
       const sa = f32(Math.sqrt(a));
       const sb = f32(Math.sqrt(b));
-      m = modelOutput.map((v, i) => f32(f32(sa * v) + f32(sb * (sample[i] as number))));
+      m = combo([
+        [sa, modelOutput],
+        [sb, sample],
+      ]);
     }
     const sampleCoeff = f32(Math.sqrt(f32(aPrev / a)));
     const denom = f32(f32(a * f32(Math.sqrt(bPrev))) + f32(Math.sqrt(f32(f32(a * b) * aPrev))));
@@ -304,30 +303,42 @@ export class IPNDMScheduler extends SchedulerBase {
     const i = this.initStepIndex(t);
     const beta = this.betas[i] as number;
     const alpha = this.alphas[i] as number;
-    const ets = sample.map((v, k) => f32(f32(v * beta) + f32((modelOutput[k] as number) * alpha)));
+    const ets = combo([
+      [beta, sample],
+      [alpha, modelOutput],
+    ]);
     this.ets.push(ets);
     const e = this.ets;
     const at = (k: number) => e[e.length - k] as Float32Array;
     let m: Float32Array;
     if (e.length === 1) m = ets;
     else if (e.length === 2)
-      m = lin([
-        [3, at(1)],
-        [-1, at(2)],
-      ]).map((v) => f32(v / 2));
+      m = divided(
+        combo([
+          [3, at(1)],
+          [-1, at(2)],
+        ]),
+        2,
+      );
     else if (e.length === 3)
-      m = lin([
-        [23, at(1)],
-        [-16, at(2)],
-        [5, at(3)],
-      ]).map((v) => f32(v / 12));
+      m = divided(
+        combo([
+          [23, at(1)],
+          [-16, at(2)],
+          [5, at(3)],
+        ]),
+        12,
+      );
     else
-      m = lin([
-        [55, at(1)],
-        [-59, at(2)],
-        [37, at(3)],
-        [-9, at(4)],
-      ]).map((v) => f32(f32(1 / 24) * v));
+      m = scaled(
+        combo([
+          [55, at(1)],
+          [-59, at(2)],
+          [37, at(3)],
+          [-9, at(4)],
+        ]),
+        f32(1 / 24),
+      );
     const nextAlpha = this.alphas[i + 1] as number;
     const nextSigma = this.betas[i + 1] as number;
     const div = Math.max(alpha, 1e-8);

@@ -10,6 +10,7 @@ import {
   mergeConfig,
   npLinspace,
   perBatch,
+  plusScaled,
   type RawConfig,
   randn,
   SchedulerBase,
@@ -66,8 +67,8 @@ export class ScoreSdeVeScheduler extends SchedulerBase {
     const diffusion = f32(Math.sqrt(f32(f32(sigma * sigma) - f32(adjacent * adjacent))));
     const d2 = f32(diffusion * diffusion);
     const noise = opts.varianceNoise ?? randn(sample.length, opts.generator, this.name);
-    const mean = sample.map((s, i) => f32(s + f32(d2 * (modelOutput[i] as number))));
-    const prev = mean.map((m, i) => f32(m + f32(diffusion * (noise[i] as number))));
+    const mean = plusScaled(sample, d2, modelOutput);
+    const prev = plusScaled(mean, diffusion, noise);
     return { prevSample: prev, predOriginalSample: mean };
   }
 
@@ -87,9 +88,9 @@ export class ScoreSdeVeScheduler extends SchedulerBase {
       return total / batch;
     };
     const stepSize = f32((this.config.snr * norm(noise)) / norm(modelOutput)) ** 2 * 2;
-    const mean = sample.map((s, i) => f32(s + f32(stepSize * (modelOutput[i] as number))));
+    const mean = plusScaled(sample, stepSize, modelOutput);
     const amp = f32(Math.sqrt(stepSize * 2));
-    const prev = mean.map((m, i) => f32(m + f32(amp * (noise[i] as number))));
+    const prev = plusScaled(mean, amp, noise);
     return { prevSample: prev, predOriginalSample: mean };
   }
 

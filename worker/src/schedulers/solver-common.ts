@@ -67,26 +67,6 @@ export function alphaSigma(sigma: number): { alpha: number; sigma: number; lambd
   return { alpha, sigma: s, lambda };
 }
 
-/** `sum_k c_k * x_k` elementwise, rounding like a chain of float32 tensor ops. */
-export function combo(terms: readonly (readonly [number, Float32Array])[]): Float32Array {
-  const n = (terms[0] as readonly [number, Float32Array])[1].length;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    let acc = 0;
-    for (let k = 0; k < terms.length; k++) {
-      const [c, x] = terms[k] as readonly [number, Float32Array];
-      const term = f32(f32(c) * (x[i] as number));
-      acc = k === 0 ? term : f32(acc + term);
-    }
-    out[i] = acc;
-  }
-  return out;
-}
-
-export function sub(a: Float32Array, b: Float32Array): Float32Array {
-  return a.map((v, i) => f32(v - (b[i] as number)));
-}
-
 /** x0 (data) prediction from the model output at noise level `sigma`. */
 export function dataPrediction(
   prediction: PredictionType,
@@ -96,13 +76,18 @@ export function dataPrediction(
   threshold: { enabled: boolean; ratio: number; maxValue: number; shape?: Shape4; name: string },
 ): Float32Array {
   const { alpha, sigma: s } = alphaSigma(sigma);
+  const n = modelOutput.length;
   let x0: Float32Array;
-  if (prediction === "epsilon") {
-    x0 = modelOutput.map((m, i) => f32(f32((sample[i] as number) - f32(s * m)) / alpha));
-  } else if (prediction === "sample") {
+  if (prediction === "sample") {
     x0 = modelOutput;
+  } else if (prediction === "epsilon") {
+    x0 = new Float32Array(n);
+    for (let i = 0; i < n; i++)
+      x0[i] = f32((sample[i] as number) - f32(s * (modelOutput[i] as number))) / alpha;
   } else {
-    x0 = modelOutput.map((m, i) => f32(f32(alpha * (sample[i] as number)) - f32(s * m)));
+    x0 = new Float32Array(n);
+    for (let i = 0; i < n; i++)
+      x0[i] = f32(alpha * (sample[i] as number)) - f32(s * (modelOutput[i] as number));
   }
   if (threshold.enabled) {
     x0 = thresholdSample(
@@ -124,22 +109,30 @@ export function noisePrediction(
   threshold: { enabled: boolean; ratio: number; maxValue: number; shape?: Shape4; name: string },
 ): Float32Array {
   const { alpha, sigma: s } = alphaSigma(sigma);
+  const n = modelOutput.length;
   let eps: Float32Array;
   if (prediction === "epsilon") eps = modelOutput;
   else if (prediction === "sample") {
-    eps = modelOutput.map((m, i) => f32(f32((sample[i] as number) - f32(alpha * m)) / s));
+    eps = new Float32Array(n);
+    for (let i = 0; i < n; i++)
+      eps[i] = f32((sample[i] as number) - f32(alpha * (modelOutput[i] as number))) / s;
   } else {
-    eps = modelOutput.map((m, i) => f32(f32(alpha * m) + f32(s * (sample[i] as number))));
+    eps = new Float32Array(n);
+    for (let i = 0; i < n; i++)
+      eps[i] = f32(alpha * (modelOutput[i] as number)) + f32(s * (sample[i] as number));
   }
   if (threshold.enabled) {
-    let x0: Float32Array = eps.map((e, i) => f32(f32((sample[i] as number) - f32(s * e)) / alpha));
+    let x0: Float32Array = new Float32Array(n);
+    for (let i = 0; i < n; i++) x0[i] = f32((sample[i] as number) - f32(s * (eps[i] as number))) / alpha;
     x0 = thresholdSample(
       x0,
       threshold.ratio,
       threshold.maxValue,
       batchOf(x0.length, threshold.shape, threshold.name),
     );
-    eps = x0.map((x, i) => f32(f32((sample[i] as number) - f32(alpha * x)) / s));
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) out[i] = f32((sample[i] as number) - f32(alpha * (x0[i] as number))) / s;
+    eps = out;
   }
   return eps;
 }

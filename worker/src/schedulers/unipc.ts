@@ -3,6 +3,7 @@ import {
   type AlphaSchedule,
   assertSameLength,
   checkInferenceSteps,
+  combo,
   f32,
   makeAlphaSchedule,
   mergeConfig,
@@ -14,18 +15,13 @@ import {
   type StepOptions,
   type StepResult,
   solveLinear,
+  sub,
+  subDiv,
+  subScaled,
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
 } from "./common.ts";
-import {
-  alphaSigma,
-  combo,
-  dataPrediction,
-  noisePrediction,
-  SolverBase,
-  solverSchedule,
-  sub,
-} from "./solver-common.ts";
+import { alphaSigma, dataPrediction, noisePrediction, SolverBase, solverSchedule } from "./solver-common.ts";
 
 export const UNIPC_DEFAULTS = {
   num_train_timesteps: 1000,
@@ -135,7 +131,7 @@ export class UniPCMultistepScheduler extends SolverBase {
       const mi = mo[mo.length - (k + 1)] as Float32Array;
       const rk = f32(f32(si.lambda - s0.lambda) / h);
       rks.push(rk);
-      D1s.push(sub(mi, m0).map((v) => f32(v / rk)));
+      D1s.push(subDiv(mi, m0, rk));
     }
     rks.push(1);
     const { R, b, hPhi1, Bh } = this.coefficients(rks, h, order);
@@ -162,7 +158,7 @@ export class UniPCMultistepScheduler extends SolverBase {
     if (D1s.length === 0) return base;
     const predRes = combo(D1s.map((d, k) => [rhos[k] as number, d] as const));
     const coeff = f32((px0 ? t.alpha : t.sigma) * Bh);
-    return base.map((v, k) => f32(v - f32(coeff * (predRes[k] as number))));
+    return subScaled(base, coeff, predRes);
   }
 
   private corrector(
@@ -184,7 +180,7 @@ export class UniPCMultistepScheduler extends SolverBase {
       const mi = mo[mo.length - (k + 1)] as Float32Array;
       const rk = f32(f32(si.lambda - s0.lambda) / h);
       rks.push(rk);
-      D1s.push(sub(mi, m0).map((v) => f32(v / rk)));
+      D1s.push(subDiv(mi, m0, rk));
     }
     rks.push(1);
     const { R, b, hPhi1, Bh } = this.coefficients(rks, h, order);
@@ -204,10 +200,12 @@ export class UniPCMultistepScheduler extends SolverBase {
     const D1t = sub(modelT, m0);
     const last = rhos[rhos.length - 1] as number;
     const coeff = f32((px0 ? t.alpha : t.sigma) * Bh);
-    return base.map((v, k) => {
+    const out = new Float32Array(base.length);
+    for (let k = 0; k < out.length; k++) {
       const inner = f32((corrRes ? (corrRes[k] as number) : 0) + f32(last * (D1t[k] as number)));
-      return f32(v - f32(coeff * inner));
-    });
+      out[k] = (base[k] as number) - f32(coeff * inner);
+    }
+    return out;
   }
 
   step(modelOutput: Float32Array, t: number, sample: Float32Array, opts: StepOptions = {}): StepResult {
