@@ -32,7 +32,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import type { z } from "zod";
+import type * as z from "zod/mini";
 import { AWS_CLIENT_DEFAULTS } from "../shared/adapters/aws-client.ts";
 import { S3_CLIENT_DEFAULTS } from "../shared/adapters/s3/object-store.ts";
 import {
@@ -57,7 +57,7 @@ const MAX_RATIO = 1.5;
 const GUARD_LINGER_MS = 250;
 const EMPTY = "(empty handler)";
 
-type ConfigSchema = z.ZodObject<z.ZodRawShape>;
+type ConfigSchema = z.ZodMiniObject;
 
 /** The AWS SDK clients the functions construct, and how the house builds each (factory and options). */
 type SdkClient = "dynamodb" | "sqs" | "s3" | "eventbridge" | "secrets-manager";
@@ -188,7 +188,7 @@ function functionEnv(name: string, schema: ConfigSchema): Record<string, string>
       env[key] = "x";
       continue;
     }
-    if ((field as z.ZodType).safeParse(undefined).success) continue;
+    if ((field as z.ZodMiniType).safeParse(undefined).success) continue;
     const value = dummyFor(key);
     if (value === undefined) throw new Error(`bench:cold: no dummy value for ${name}'s required ${key}`);
     env[key] = value;
