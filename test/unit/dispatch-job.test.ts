@@ -133,6 +133,29 @@ describe("dispatchJob", () => {
     expect(stored(job.id).dueAt).toBe(deadline);
   });
 
+  it("while the POST is in flight, keeps a later check time the job already has, else looks after the submit timeout", async () => {
+    const due = (job: { id: string }) => {
+      let seen: number | null = null;
+      provider.submit = async (submission) => {
+        provider.submissions.push(submission);
+        seen = stored(job.id).dueAt;
+        return { kind: "indeterminate", reason: "timeout" };
+      };
+      return () => seen;
+    };
+    const afterTimeout =
+      clock.now().getTime() + (settings.submitTimeoutSeconds + settings.checkMarginSeconds) * 1000;
+    const later = await store({ dueAt: afterTimeout + 120_000 });
+    const seenLater = due(later);
+    expect(await dispatchJob(deps, message(later))).toBe("indeterminate");
+    expect(seenLater()).toBe(afterTimeout + 120_000);
+
+    const sooner = await store({ dueAt: clock.now().getTime() + 1_000 });
+    const seenSooner = due(sooner);
+    expect(await dispatchJob(deps, message(sooner))).toBe("indeterminate");
+    expect(seenSooner()).toBe(afterTimeout);
+  });
+
   it("never schedules the look after an unknown outcome past the deadline", async () => {
     const deadline = clock.now().getTime() + 30_000;
     const job = await store({ deadlineAt: new Date(deadline).toISOString() });
