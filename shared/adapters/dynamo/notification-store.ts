@@ -16,7 +16,7 @@ import type {
 } from "../../ports/index.ts";
 import { notificationKey, TTL_ATTRIBUTE } from "./table-design.ts";
 
-const FIELDS = ["jobId", "type", "createdAt", "payload", "url", "state", "attempts", "roundStart"] as const;
+const FIELDS = ["type", "createdAt", "payload", "url", "state", "attempts", "roundStart"] as const;
 
 /**
  * Payloads longer than this are stored deflated (`payloadZ`, binary): a write costs one unit per KB of
@@ -25,17 +25,20 @@ const FIELDS = ["jobId", "type", "createdAt", "payload", "url", "state", "attemp
 const COMPRESS_FROM_BYTES = 256;
 
 /**
- * `id` and `tenantId` are stored under other names: they are the key attributes of the tenant's job
- * indexes, and a notification must never appear in a tenant's job list.
+ * `tenantId` is stored under another name: it is the key attribute of the tenant's job indexes, and a
+ * notification must never appear in a tenant's job list. `id` and `jobId` are read from the item's key
+ * (`notificationKey`), not stored twice: every try rewrites the item, and a write costs a unit per KB.
  */
-const toItem = ({ id, tenantId, payload, ...rest }: NotificationRecord) => ({
+const toItem = ({ id: _id, jobId: _jobId, tenantId, payload, ...rest }: NotificationRecord) => ({
   ...rest,
   ...(Buffer.byteLength(payload) >= COMPRESS_FROM_BYTES
     ? { payloadZ: deflateRawSync(payload) }
     : { payload }),
-  notificationId: id,
   ownerTenantId: tenantId,
 });
+
+const JOB_PREFIX = notificationKey("", "").pk;
+const NOTIFICATION_PREFIX = notificationKey("", "").sk;
 
 const fromItem = (item: Record<string, unknown>): NotificationRecord =>
   ({
@@ -46,7 +49,8 @@ const fromItem = (item: Record<string, unknown>): NotificationRecord =>
       ]),
     ),
     ...(item.payloadZ instanceof Uint8Array && { payload: inflateRawSync(item.payloadZ).toString("utf8") }),
-    id: item.notificationId,
+    id: String(item.sk).slice(NOTIFICATION_PREFIX.length),
+    jobId: String(item.pk).slice(JOB_PREFIX.length),
     tenantId: item.ownerTenantId,
   }) as unknown as NotificationRecord;
 
@@ -67,7 +71,6 @@ export class DynamoNotificationStore implements NotificationStore {
           TableName: this.tableName,
           Item: {
             ...notificationKey(record.jobId, record.id),
-            kind: "notification",
             ...toItem(record),
             [TTL_ATTRIBUTE]: Math.floor(Date.parse(record.createdAt) / 1000) + this.retentionDays * 86_400,
           },
