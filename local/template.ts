@@ -501,7 +501,7 @@ async function createTable(client: DynamoDBClient, input: CreateTableCommandInpu
   if (want !== have) {
     throw new Error(
       `Local table ${input.TableName} exists with another shape (${have}; the template wants ${want}). ` +
-        "dynalite cannot add indexes to a table: delete the local data folder and start again.",
+        "dynalite cannot change indexes: delete the local data folder (`.data/dynamodb`, jobs and tenants go with it) and start again.",
     );
   }
 }
