@@ -483,6 +483,8 @@ describe("ServiceStack: least privilege", () => {
         (fn?.Properties?.Environment ?? { Variables: {} }) as { Variables: Record<string, unknown> }
       ).Variables;
       expect(refTarget(followImport(variables.EVENT_BUS_NAME, stateful)), id).toBe("EventBus");
+      // Each event is billed: only terminal states unless the deployment asks for every transition.
+      expect(variables.LIFECYCLE_EVENTS, id).toBe("terminal");
     }
     expect(JSON.stringify(policyOf("Authorizer"))).not.toContain("events:PutEvents");
   });

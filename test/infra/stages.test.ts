@@ -16,6 +16,7 @@ describe("infra config", () => {
       stage: "dev",
       logRetentionDays: 30,
       logLevel: "INFO",
+      lifecycleEvents: "terminal",
       account: undefined,
       region: undefined,
     });
@@ -23,7 +24,12 @@ describe("infra config", () => {
 
   it("takes strings from `-c key=value` and the CLI's CDK_DEFAULT_* variables", () => {
     const config = loadInfraConfig(
-      context({ stage: "prod", logRetentionDays: "90", modelslabMaxConcurrency: "12" }),
+      context({
+        stage: "prod",
+        logRetentionDays: "90",
+        modelslabMaxConcurrency: "12",
+        lifecycleEvents: "all",
+      }),
       {
         CDK_DEFAULT_ACCOUNT: "123456789012",
         CDK_DEFAULT_REGION: "eu-west-1",
@@ -33,6 +39,7 @@ describe("infra config", () => {
       stage: "prod",
       logRetentionDays: 90,
       modelslabMaxConcurrency: 12,
+      lifecycleEvents: "all",
       account: "123456789012",
       region: "eu-west-1",
     });
