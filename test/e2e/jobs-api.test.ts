@@ -8,7 +8,12 @@ let alice: TestClient;
 let bob: TestClient;
 
 beforeAll(async () => {
-  const started = await startTestStack(["alice", "bob"], { environment: { MAX_BODY_BYTES: "65536" } });
+  // The API alone: no queue consumers, so submitted jobs stay queued while the tests look at them
+  // (with dispatch running, a job could move on between two requests of a test).
+  const started = await startTestStack(["alice", "bob"], {
+    environment: { MAX_BODY_BYTES: "65536" },
+    queueConsumers: "none",
+  });
   stack = started.stack;
   [alice, bob] = started.clients as [TestClient, TestClient];
 });
