@@ -1,4 +1,5 @@
 import * as z from "zod";
+import { isUploadRef } from "../domain/uploads.ts";
 
 /**
  * The ModelsLab ControlNet request parameters, as listed in the provider's seed
@@ -207,10 +208,6 @@ const imageRef = z.string().superRefine((value, ctx) => {
     return fail("must be an http(s) URL or valid base64 image data");
   if (!looksLikeImage(data)) fail("base64 data must be a PNG, JPEG or WebP image");
 });
-
-/** `upload:<uuid>`: an image the client uploaded first through POST /v1/uploads. */
-export const UPLOAD_REF = /^upload:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
-export const isUploadRef = (value: string): boolean => UPLOAD_REF.test(value);
 
 /** The seed describes ip_adapter_image as a URL only, and `base64` as covering the other three images. */
 const imageUrl = z.string().max(MAX_IMAGE_URL_CHARS).refine(isHttpUrl, { message: "must be an http(s) URL" });

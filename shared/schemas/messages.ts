@@ -1,11 +1,21 @@
-import * as z from "zod";
-import { controlNetRequestSchema } from "./controlnet.ts";
+import { en } from "zod/locales";
+import * as z from "zod/mini";
+
+/*
+ * zod/mini, not classic zod, as in config.ts: the same parsing and the same issues, and the functions that
+ * parse these messages (dispatch, finalize, notify) then bundle no classic zod. The worker's message, whose
+ * request is the classic seed schema, lives in worker-job.ts. English messages unless a locale was chosen
+ * (zod/mini sets none; classic sets English when its first schema is built).
+ */
+if (!z.config().localeError) z.config(en());
+
+const jobId = () => z.string().check(z.minLength(1), z.maxLength(64));
 
 /** Jobs queue: "look at this job and move it forward". The job row, not the message, is the truth. */
 export const dispatchMessageSchema = z.object({
-  jobId: z.string().min(1).max(64),
+  jobId: jobId(),
   /** How many times dispatch has put this job back for lack of provider capacity (drives backoff). */
-  deferrals: z.number().int().min(0).optional(),
+  deferrals: z.optional(z.number().check(z.int(), z.gte(0))),
 });
 export type DispatchMessage = z.infer<typeof dispatchMessageSchema>;
 
@@ -18,18 +28,18 @@ const providerOutputSchema = z.discriminatedUnion("kind", [
 export const finishedResultSchema = z.discriminatedUnion("kind", [
   z.object({
     kind: z.literal("done"),
-    providerId: z.string().nullable(),
+    providerId: z.nullable(z.string()),
     outputs: z.array(providerOutputSchema),
-    generationTimeSeconds: z.number().nullable(),
-    seed: z.number().nullable(),
+    generationTimeSeconds: z.nullable(z.number()),
+    seed: z.nullable(z.number()),
   }),
   z.object({
     kind: z.literal("rejected"),
-    providerId: z.string().nullable(),
+    providerId: z.nullable(z.string()),
     retryable: z.boolean(),
     reason: z.string(),
-    retryAfterSeconds: z.number().nullable(),
-    httpStatus: z.number().nullable(),
+    retryAfterSeconds: z.nullable(z.number()),
+    httpStatus: z.nullable(z.number()),
   }),
 ]);
 export type FinishedResult = z.infer<typeof finishedResultSchema>;
@@ -39,7 +49,7 @@ export type FinishedResult = z.infer<typeof finishedResultSchema>;
  * dispatcher on an immediate answer, GPU worker). Only finalize turns it into a terminal state.
  */
 export const resultMessageSchema = z.object({
-  jobId: z.string().min(1).max(64),
+  jobId: jobId(),
   source: z.enum(["callback", "reconcile", "dispatch", "worker"]),
   observedAt: z.iso.datetime(),
   result: finishedResultSchema,
@@ -54,40 +64,20 @@ export type ResultMessage = z.infer<typeof resultMessageSchema>;
 export const notifyMessageSchema = z.discriminatedUnion("kind", [
   z.object({
     kind: z.literal("job-event"),
-    jobId: z.string().min(1).max(64),
-    status: z.string().min(1).max(32),
+    jobId: jobId(),
+    status: z.string().check(z.minLength(1), z.maxLength(32)),
   }),
   z.object({
     kind: z.literal("delivery"),
-    jobId: z.string().min(1).max(64),
-    notificationId: z.string().min(1).max(128),
-    attempt: z.number().int().min(1),
+    jobId: jobId(),
+    notificationId: z.string().check(z.minLength(1), z.maxLength(128)),
+    attempt: z.number().check(z.int(), z.gte(1)),
     /** The try number this round of deliveries started at (1, or the first try of a replay). */
-    roundStart: z.number().int().min(1),
-    notBefore: z.number().int(),
+    roundStart: z.number().check(z.int(), z.gte(1)),
+    notBefore: z.number().check(z.int()),
   }),
 ]);
 export type NotifyMessage = z.infer<typeof notifyMessageSchema>;
 
-/**
- * Fallback queue: one job for the self-hosted GPU worker. Dispatch sends it (and the reconciler
- * re-sends a lost one) with the request already validated by the public API; the worker consumes it.
- */
-export const workerJobMessageSchema = z.object({
-  jobId: z.string().min(1).max(64),
-  tenantId: z.string().min(1).max(128),
-  /** Which attempt of the job this is (its index in the job's attempts; for logs and bookkeeping). */
-  attempt: z.number().int().min(0),
-  request: controlNetRequestSchema,
-  /** Output objects go to `${outputsPrefix}/${index}.png` in the outputs bucket: "<tenant>/<jobId>". */
-  outputsPrefix: z
-    .string()
-    .min(1)
-    .max(512)
-    .regex(/^[A-Za-z0-9._\-/]+$/, "must be an S3 key prefix of A-Z a-z 0-9 . _ - /")
-    .refine(
-      (p) => !p.startsWith("/") && !p.endsWith("/") && !p.includes(".."),
-      "must not start or end with / or contain ..",
-    ),
-});
-export type WorkerJobMessage = z.infer<typeof workerJobMessageSchema>;
+/** Fallback queue (dispatch sends it, the self-hosted worker consumes it): see worker-job.ts. */
+export type { WorkerJobMessage } from "./worker-job.ts";

@@ -3,8 +3,9 @@ import { isIP } from "node:net";
 import { checkUrl, type DownloadPolicy, isAddressAllowed, urlHost } from "../adapters/http/safe-fetch.ts";
 import { type ErrorDetail, ValidationError } from "../domain/errors.ts";
 import { NotAnImageError, sniffImage } from "../domain/image-sniff.ts";
+import { UPLOAD_REF } from "../domain/uploads.ts";
 import type { ObjectStore } from "../ports/index.ts";
-import { type ControlNetRequest, UPLOAD_REF } from "../schemas/controlnet.ts";
+import type { ControlNetRequest } from "../schemas/controlnet.ts";
 
 export const IMAGE_FIELDS = ["init_image", "control_image", "mask_image", "ip_adapter_image"] as const;
 type ImageField = (typeof IMAGE_FIELDS)[number];

@@ -1,7 +1,7 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import type { Job } from "../../shared/domain/job.ts";
 import type { ProviderResult } from "../../shared/ports/provider.ts";
-import { workerJobMessageSchema } from "../../shared/schemas/messages.ts";
+import { workerJobMessageSchema } from "../../shared/schemas/worker-job.ts";
 import { type DispatchDeps, type DispatchSettings, dispatchJob } from "../../shared/usecases/dispatch-job.ts";
 import { finalizeResult } from "../../shared/usecases/finalize-result.ts";
 import { reconcile } from "../../shared/usecases/reconcile.ts";

@@ -1,0 +1,107 @@
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+import { describe, expect, it } from "vitest";
+import {
+  dispatchMessageSchema,
+  notifyMessageSchema,
+  resultMessageSchema,
+} from "../../shared/schemas/messages.ts";
+
+const issues = (result: { error?: { issues: Array<{ path: PropertyKey[]; message: string }> } }) =>
+  result.error?.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`) ?? [];
+
+describe("queue message schemas (zod/mini)", () => {
+  it("parse as classic zod did: unknown keys stripped, optional fields left out", () => {
+    expect(dispatchMessageSchema.parse({ jobId: "01J", extra: 1 })).toEqual({ jobId: "01J" });
+    expect(dispatchMessageSchema.parse({ jobId: "01J", deferrals: 2 })).toEqual({
+      jobId: "01J",
+      deferrals: 2,
+    });
+    const result = {
+      jobId: "01J",
+      source: "worker",
+      observedAt: "2024-05-01T12:00:00.000Z",
+      result: {
+        kind: "done",
+        providerId: null,
+        outputs: [{ kind: "url", url: "https://x/1.png", more: true }],
+        generationTimeSeconds: 1.5,
+        seed: null,
+      },
+    };
+    expect(resultMessageSchema.parse(result)).toEqual({
+      ...result,
+      result: { ...result.result, outputs: [{ kind: "url", url: "https://x/1.png" }] },
+    });
+    const delivery = {
+      kind: "delivery",
+      jobId: "01J",
+      notificationId: "n1",
+      attempt: 2,
+      roundStart: 1,
+      notBefore: 1_714_564_800,
+    };
+    expect(notifyMessageSchema.parse(delivery)).toEqual(delivery);
+  });
+
+  it("name every problem in English, with classic zod's messages and paths", () => {
+    expect(issues(dispatchMessageSchema.safeParse({ jobId: "", deferrals: 1.5 }))).toEqual([
+      "jobId: Too small: expected string to have >=1 characters",
+      "deferrals: Invalid input: expected int, received number",
+    ]);
+    expect(
+      issues(
+        resultMessageSchema.safeParse({
+          jobId: "x".repeat(65),
+          source: "elsewhere",
+          observedAt: "2024-05-01",
+          result: { kind: "maybe" },
+        }),
+      ),
+    ).toEqual([
+      "jobId: Too big: expected string to have <=64 characters",
+      'source: Invalid option: expected one of "callback"|"reconcile"|"dispatch"|"worker"',
+      "observedAt: Invalid ISO datetime",
+      "result.kind: Invalid discriminator value. Expected 'done' | 'rejected'",
+    ]);
+    expect(
+      issues(
+        notifyMessageSchema.safeParse({
+          kind: "delivery",
+          jobId: "01J",
+          notificationId: "n1",
+          attempt: 0,
+          roundStart: 1,
+          notBefore: "soon",
+        }),
+      ),
+    ).toEqual([
+      "attempt: Too small: expected number to be >=1",
+      "notBefore: Invalid input: expected number, received string",
+    ]);
+  });
+
+  it.each(["reconcile", "dispatch", "finalize", "notify"])(
+    "keep classic zod and the seed schema out of the %s bundle",
+    async (name) => {
+      const result = await build({
+        entryPoints: [`functions/${name}.ts`],
+        absWorkingDir: fileURLToPath(new URL("../../", import.meta.url)),
+        bundle: true,
+        platform: "node",
+        format: "esm",
+        write: false,
+        metafile: true,
+        logLevel: "silent",
+      });
+      const inputs = Object.keys(result.metafile.inputs);
+      expect(inputs.some((input) => input.includes("node_modules/zod/v4/mini/"))).toBe(true);
+      expect(
+        inputs.filter(
+          (input) =>
+            input.includes("node_modules/zod/v4/classic/") || input === "shared/schemas/controlnet.ts",
+        ),
+      ).toEqual([]);
+    },
+  );
+});
