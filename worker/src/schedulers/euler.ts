@@ -85,7 +85,7 @@ export class EulerDiscreteScheduler extends KSchedulerBase {
     this.numInferenceSteps = null;
   }
 
-  private setSchedule(n: number, spacing: TimestepSpacing): void {
+  protected setSchedule(n: number, spacing: TimestepSpacing = this.spacing): void {
     const ks = kSchedule({
       alphasCumprod: this.alphaSchedule.alphasCumprod,
       spacing,
@@ -107,17 +107,6 @@ export class EulerDiscreteScheduler extends KSchedulerBase {
     this.initNoiseSigma = kInitNoiseSigma(this.sigmas, this.spacing);
     this.stepIndex = null;
     this.beginIndex = null;
-  }
-
-  setTimesteps(n: number): void {
-    checkInferenceSteps(this.name, n);
-    this.numInferenceSteps = n;
-    this.setSchedule(n, this.spacing);
-  }
-
-  override scaleModelInput(sample: Float32Array, t: number, out?: Float32Array): Float32Array {
-    const i = this.initStepIndex(t);
-    return kScale(sample, this.sigmas[i] as number, out);
   }
 
   step(modelOutput: Float32Array, t: number, sample: Float32Array, opts: EulerStepOptions = {}): StepResult {
@@ -189,7 +178,7 @@ export class EulerAncestralDiscreteScheduler extends KSchedulerBase {
     this.numInferenceSteps = null;
   }
 
-  private setSchedule(n: number, spacing: TimestepSpacing): void {
+  protected setSchedule(n: number, spacing: TimestepSpacing = this.spacing): void {
     const ks = kSchedule({
       alphasCumprod: this.alphaSchedule.alphasCumprod,
       spacing,
@@ -204,17 +193,6 @@ export class EulerAncestralDiscreteScheduler extends KSchedulerBase {
     this.initNoiseSigma = kInitNoiseSigma(this.sigmas, this.spacing);
     this.stepIndex = null;
     this.beginIndex = null;
-  }
-
-  setTimesteps(n: number): void {
-    checkInferenceSteps(this.name, n);
-    this.numInferenceSteps = n;
-    this.setSchedule(n, this.spacing);
-  }
-
-  override scaleModelInput(sample: Float32Array, t: number, out?: Float32Array): Float32Array {
-    const i = this.initStepIndex(t);
-    return kScale(sample, this.sigmas[i] as number, out);
   }
 
   step(modelOutput: Float32Array, t: number, sample: Float32Array, opts: StepOptions = {}): StepResult {

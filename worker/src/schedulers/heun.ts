@@ -62,7 +62,7 @@ export class HeunDiscreteScheduler extends KSchedulerBase {
     this.numInferenceSteps = null;
   }
 
-  private setSchedule(n: number): void {
+  protected setSchedule(n: number): void {
     const ks = kSchedule({
       alphasCumprod: this.alphaSchedule.alphasCumprod,
       spacing: this.spacing,
@@ -82,20 +82,9 @@ export class HeunDiscreteScheduler extends KSchedulerBase {
     this.beginIndex = null;
   }
 
-  setTimesteps(n: number): void {
-    checkInferenceSteps(this.name, n);
-    this.numInferenceSteps = n;
-    this.setSchedule(n);
-  }
-
   /** True when the next `step` is the first (Euler) half of a Heun step. */
   get stateInFirstOrder(): boolean {
     return this.dt === null;
-  }
-
-  override scaleModelInput(sample: Float32Array, t: number, out?: Float32Array): Float32Array {
-    const i = this.initStepIndex(t);
-    return kScale(sample, this.sigmas[i] as number, out);
   }
 
   step(modelOutput: Float32Array, t: number, sample: Float32Array, _opts: StepOptions = {}): StepResult {

@@ -2,6 +2,7 @@
 import {
   type AlphaSchedule,
   addNoiseVE,
+  checkInferenceSteps,
   f32,
   indexForTimestep,
   karrasSigmas,
@@ -151,6 +152,21 @@ export function kEulerUpdate(
 export abstract class KSchedulerBase extends SchedulerBase {
   sigmas: number[] = [];
   protected abstract readonly alphaSchedule: AlphaSchedule;
+
+  /** Computes `timesteps`, `sigmas` and `initNoiseSigma` for `n` steps and resets the step state. */
+  protected abstract setSchedule(n: number): void;
+
+  setTimesteps(n: number): void {
+    checkInferenceSteps(this.name, n);
+    this.numInferenceSteps = n;
+    this.setSchedule(n);
+  }
+
+  /** The model input at `t`: the sample over sqrt(sigma^2 + 1). KDPM2 overrides it (interpolated sigmas). */
+  override scaleModelInput(sample: Float32Array, t: number, out?: Float32Array): Float32Array {
+    const i = this.initStepIndex(t);
+    return kScale(sample, this.sigmas[i] as number, out);
+  }
 
   /** Index of `sigmas` that add_noise uses for timestep `t` (diffusers' add_noise step_indices). */
   protected noiseIndex(t: number): number {

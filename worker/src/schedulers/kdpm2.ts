@@ -77,14 +77,6 @@ abstract class KDPM2Base extends KSchedulerBase {
     });
   }
 
-  protected abstract setSchedule(n: number): void;
-
-  setTimesteps(n: number): void {
-    checkInferenceSteps(this.name, n);
-    this.numInferenceSteps = n;
-    this.setSchedule(n);
-  }
-
   /** True when the next `step` is the first half of a DPM-Solver-2 step. */
   get stateInFirstOrder(): boolean {
     return this.firstSample === null;

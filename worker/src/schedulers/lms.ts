@@ -53,7 +53,7 @@ export class LMSDiscreteScheduler extends KSchedulerBase {
     this.numInferenceSteps = null;
   }
 
-  private setSchedule(n: number): void {
+  protected setSchedule(n: number): void {
     const ks = kSchedule({
       alphasCumprod: this.alphaSchedule.alphasCumprod,
       spacing: this.spacing,
@@ -69,17 +69,6 @@ export class LMSDiscreteScheduler extends KSchedulerBase {
     this.derivatives = [];
     this.stepIndex = null;
     this.beginIndex = null;
-  }
-
-  setTimesteps(n: number): void {
-    checkInferenceSteps(this.name, n);
-    this.numInferenceSteps = n;
-    this.setSchedule(n);
-  }
-
-  override scaleModelInput(sample: Float32Array, t: number, out?: Float32Array): Float32Array {
-    const i = this.initStepIndex(t);
-    return kScale(sample, this.sigmas[i] as number, out);
   }
 
   /** diffusers' get_lms_coefficient: integral of the Lagrange basis polynomial over [sigma_t, sigma_t+1]. */
