@@ -5,7 +5,6 @@
 import {
   type AlphaSchedule,
   assertSameLength,
-  checkInferenceSteps,
   f32,
   makeAlphaSchedule,
   mergeConfig,
@@ -20,7 +19,7 @@ import {
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
 } from "./common.ts";
-import { KSchedulerBase, kEulerUpdate, kInitNoiseSigma, kScale, kSchedule } from "./k-sigmas.ts";
+import { KSchedulerBase, kEulerUpdate, kInitNoiseSigma, kSchedule } from "./k-sigmas.ts";
 
 export const EULER_DEFAULTS = {
   num_train_timesteps: 1000,

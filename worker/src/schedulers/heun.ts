@@ -2,7 +2,6 @@
 import {
   type AlphaSchedule,
   assertSameLength,
-  checkInferenceSteps,
   clamp,
   f32,
   makeAlphaSchedule,
@@ -16,7 +15,7 @@ import {
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
 } from "./common.ts";
-import { KSchedulerBase, kInitNoiseSigma, kPredictX0, kScale, kSchedule } from "./k-sigmas.ts";
+import { KSchedulerBase, kInitNoiseSigma, kPredictX0, kSchedule } from "./k-sigmas.ts";
 
 export const HEUN_DEFAULTS = {
   num_train_timesteps: 1000,

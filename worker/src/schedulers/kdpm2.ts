@@ -6,7 +6,6 @@
 import {
   type AlphaSchedule,
   assertSameLength,
-  checkInferenceSteps,
   f32,
   makeAlphaSchedule,
   mergeConfig,

@@ -2,7 +2,6 @@
 import {
   type AlphaSchedule,
   assertSameLength,
-  checkInferenceSteps,
   f32,
   integrate,
   makeAlphaSchedule,
@@ -16,7 +15,7 @@ import {
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
 } from "./common.ts";
-import { KSchedulerBase, kInitNoiseSigma, kPredictX0, kScale, kSchedule } from "./k-sigmas.ts";
+import { KSchedulerBase, kInitNoiseSigma, kPredictX0, kSchedule } from "./k-sigmas.ts";
 
 export const LMS_DEFAULTS = {
   num_train_timesteps: 1000,
