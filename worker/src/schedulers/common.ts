@@ -303,23 +303,13 @@ export function spacedTimesteps(
   n: number,
   stepsOffset: number,
 ): number[] {
-  const out: number[] = [];
-  if (spacing === "linspace") {
-    const lin = npLinspace(0, numTrain - 1, n);
-    for (let i = n - 1; i >= 0; i--) out.push(npRound(lin[i] as number));
-  } else if (spacing === "leading") {
-    const ratio = Math.floor(numTrain / n);
-    for (let i = n - 1; i >= 0; i--) out.push(i * ratio + stepsOffset);
-  } else {
-    const ratio = numTrain / n;
-    for (const v of npArange(numTrain, 0, -ratio)) out.push(npRound(v) - 1);
-  }
-  return out;
+  return descendingTimesteps(spacing, numTrain, n, stepsOffset, npRound);
 }
 
 /**
- * Float timesteps, descending, as the k-diffusion family (Euler, Heun, LMS, KDPM2) computes them.
- * `float32` rounds like `np.linspace(..., dtype=np.float32)`.
+ * Float timesteps, descending, as the k-diffusion family (Euler, Heun, LMS, KDPM2) computes them: as
+ * `spacedTimesteps` but linspace values are not rounded (`float32` rounds like
+ * `np.linspace(..., dtype=np.float32)`).
  */
 export function kTimesteps(
   spacing: TimestepSpacing,
@@ -328,10 +318,21 @@ export function kTimesteps(
   stepsOffset: number,
   float32: boolean,
 ): number[] {
+  return descendingTimesteps(spacing, numTrain, n, stepsOffset, float32 ? f32 : (v) => v);
+}
+
+/** The spacings both families share; they differ only in what a linspace value becomes (`linspaceValue`). */
+function descendingTimesteps(
+  spacing: TimestepSpacing,
+  numTrain: number,
+  n: number,
+  stepsOffset: number,
+  linspaceValue: (v: number) => number,
+): number[] {
   const out: number[] = [];
   if (spacing === "linspace") {
     const lin = npLinspace(0, numTrain - 1, n);
-    for (let i = n - 1; i >= 0; i--) out.push(float32 ? f32(lin[i] as number) : (lin[i] as number));
+    for (let i = n - 1; i >= 0; i--) out.push(linspaceValue(lin[i] as number));
   } else if (spacing === "leading") {
     const ratio = Math.floor(numTrain / n);
     for (let i = n - 1; i >= 0; i--) out.push(i * ratio + stepsOffset);
