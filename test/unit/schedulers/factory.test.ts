@@ -1,5 +1,6 @@
 /** createScheduler: names, config loading (diffusers snake_case JSON), validation, and an SD 1.5 smoke run. */
 import { describe, expect, it } from "vitest";
+import { SCHEDULERS } from "../../../shared/schemas/controlnet.ts";
 import type { SchedulerFactory } from "../../../worker/src/pipeline/scheduler.ts";
 import {
   createScheduler,
@@ -10,26 +11,8 @@ import {
 } from "../../../worker/src/schedulers/index.ts";
 import { dummyModel, SD15_SCHEDULER_CONFIG, SHAPE, seededNormal } from "./helpers.ts";
 
-const SEED_NAMES = [
-  "DDPMScheduler",
-  "DDIMScheduler",
-  "PNDMScheduler",
-  "LMSDiscreteScheduler",
-  "EulerDiscreteScheduler",
-  "EulerAncestralDiscreteScheduler",
-  "DPMSolverMultistepScheduler",
-  "HeunDiscreteScheduler",
-  "KDPM2DiscreteScheduler",
-  "DPMSolverSinglestepScheduler",
-  "KDPM2AncestralDiscreteScheduler",
-  "UniPCMultistepScheduler",
-  "DDIMInverseScheduler",
-  "DEISMultistepScheduler",
-  "IPNDMScheduler",
-  "KarrasVeScheduler",
-  "ScoreSdeVeScheduler",
-  "LCMScheduler",
-];
+/** The API's list of the seed's schedulers: the worker must build exactly these, in the seed's order. */
+const SEED_NAMES = SCHEDULERS;
 
 describe("createScheduler", () => {
   it("knows exactly the 18 seed names and satisfies the pipeline's SchedulerFactory contract", () => {
