@@ -1,5 +1,3 @@
-import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
 import { describe, expect, it } from "vitest";
 import {
   authorizerConfig,
@@ -11,6 +9,7 @@ import {
   notifyConfig,
   reconcileConfig,
 } from "../../shared/schemas/config.ts";
+import { bundledInputs } from "../support/bundle.ts";
 
 const QUEUE = "https://sqs.us-east-1.amazonaws.com/000000000000/q";
 
@@ -151,6 +150,18 @@ describe("loadConfig", () => {
     ).toEqual(["MODELSLAB_BASE_URL: Invalid URL", "PUBLIC_BASE_URL: Invalid URL"]);
   });
 
+  /** The reconcile function's variables without a default, in schema order. */
+  const RECONCILE_REQUIRED = [
+    "TABLE_NAME",
+    "NOTIFICATIONS_QUEUE_URL",
+    "EVENT_BUS_NAME",
+    "INPUTS_BUCKET",
+    "JOBS_QUEUE_URL",
+    "RESULTS_QUEUE_URL",
+    "FALLBACK_QUEUE_URL",
+    "PUBLIC_BASE_URL",
+  ];
+
   it("fails fast naming every problem", () => {
     expect(() => loadConfig(authorizerConfig, { TABLE_NAME: "" })).toThrow(
       new ConfigError(["TABLE_NAME: Too small: expected string to have >=1 characters"]),
@@ -164,18 +175,7 @@ describe("loadConfig", () => {
     }
     expect(thrown).toBeInstanceOf(ConfigError);
     const { problems: named, message } = thrown as ConfigError;
-    expect(named).toEqual(
-      [
-        "TABLE_NAME",
-        "NOTIFICATIONS_QUEUE_URL",
-        "EVENT_BUS_NAME",
-        "INPUTS_BUCKET",
-        "JOBS_QUEUE_URL",
-        "RESULTS_QUEUE_URL",
-        "FALLBACK_QUEUE_URL",
-        "PUBLIC_BASE_URL",
-      ].map(missing),
-    );
+    expect(named).toEqual(RECONCILE_REQUIRED.map(missing));
     expect(message).toBe(`Invalid configuration:\n  ${named.join("\n  ")}`);
   });
 
@@ -183,30 +183,11 @@ describe("loadConfig", () => {
     const required = Object.entries(reconcileConfig.shape)
       .filter(([, field]) => !field.safeParse(undefined).success)
       .map(([key]) => key);
-    expect(required).toEqual([
-      "TABLE_NAME",
-      "NOTIFICATIONS_QUEUE_URL",
-      "EVENT_BUS_NAME",
-      "INPUTS_BUCKET",
-      "JOBS_QUEUE_URL",
-      "RESULTS_QUEUE_URL",
-      "FALLBACK_QUEUE_URL",
-      "PUBLIC_BASE_URL",
-    ]);
+    expect(required).toEqual(RECONCILE_REQUIRED);
   });
 
   it("does not bundle classic zod (the authorizer and callback bundles' size budget)", async () => {
-    const result = await build({
-      entryPoints: ["shared/schemas/config.ts"],
-      absWorkingDir: fileURLToPath(new URL("../../", import.meta.url)),
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      write: false,
-      metafile: true,
-      logLevel: "silent",
-    });
-    const inputs = Object.keys(result.metafile.inputs);
+    const inputs = await bundledInputs("shared/schemas/config.ts");
     expect(inputs.some((input) => input.includes("node_modules/zod/"))).toBe(true);
     expect(inputs.filter((input) => input.includes("node_modules/zod/v4/classic/"))).toEqual([]);
   });

@@ -1,11 +1,10 @@
-import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
 import { describe, expect, it } from "vitest";
 import {
   dispatchMessageSchema,
   notifyMessageSchema,
   resultMessageSchema,
 } from "../../shared/schemas/messages.ts";
+import { bundledInputs } from "../support/bundle.ts";
 
 const issues = (result: { error?: { issues: Array<{ path: PropertyKey[]; message: string }> } }) =>
   result.error?.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`) ?? [];
@@ -84,17 +83,7 @@ describe("queue message schemas (zod/mini)", () => {
   it.each(["reconcile", "dispatch", "finalize", "notify"])(
     "keep classic zod and the seed schema out of the %s bundle",
     async (name) => {
-      const result = await build({
-        entryPoints: [`functions/${name}.ts`],
-        absWorkingDir: fileURLToPath(new URL("../../", import.meta.url)),
-        bundle: true,
-        platform: "node",
-        format: "esm",
-        write: false,
-        metafile: true,
-        logLevel: "silent",
-      });
-      const inputs = Object.keys(result.metafile.inputs);
+      const inputs = await bundledInputs(`functions/${name}.ts`);
       expect(inputs.some((input) => input.includes("node_modules/zod/v4/mini/"))).toBe(true);
       expect(
         inputs.filter(
