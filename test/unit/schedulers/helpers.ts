@@ -1,3 +1,4 @@
+import { createRandom } from "../../../worker/src/pipeline/random.ts";
 /** Ports of diffusers' SchedulerCommonTest fixtures (tests/schedulers/test_schedulers.py). */
 import type { Shape4 } from "../../../worker/src/schedulers/common.ts";
 
@@ -38,30 +39,9 @@ export function meanAbs(x: Float32Array): number {
   return sumAbs(x) / x.length;
 }
 
-/** Seeded standard normals (mulberry32 + Box–Muller). */
+/** Seeded standard normals: the worker's own generator (`createRandom`), one draw per call. */
 export function seededNormal(seed: number): () => number {
-  let a = seed >>> 0;
-  const uniform = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  let spare: number | null = null;
-  return () => {
-    if (spare !== null) {
-      const s = spare;
-      spare = null;
-      return s;
-    }
-    let u = 0;
-    while (u === 0) u = uniform();
-    const v = uniform();
-    const r = Math.sqrt(-2 * Math.log(u));
-    spare = r * Math.sin(2 * Math.PI * v);
-    return r * Math.cos(2 * Math.PI * v);
-  };
+  return createRandom(seed).gaussian;
 }
 
 /** A typical Stable Diffusion 1.5 `scheduler/scheduler_config.json`. */
