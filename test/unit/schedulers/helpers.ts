@@ -1,5 +1,5 @@
-import { createRandom } from "../../../worker/src/pipeline/random.ts";
 /** Ports of diffusers' SchedulerCommonTest fixtures (tests/schedulers/test_schedulers.py). */
+import { createRandom } from "../../../worker/src/pipeline/random.ts";
 import type { Shape4 } from "../../../worker/src/schedulers/common.ts";
 
 export const SHAPE: Shape4 = [4, 3, 8, 8];
