@@ -1,16 +1,13 @@
-import { en } from "zod/locales";
 import * as z from "zod/mini";
+import "./mini-locale.ts";
 
 /*
  * zod/mini, not classic zod: the same core (same parsing, same issues), through tree-shakable functions
  * instead of methods. Functions that parse nothing but their environment (authorizer, callback) then
  * bundle about 26 KB of zod instead of about 90 KB (`npm run bench:cold -- --explain`); those that
- * also bundle classic zod (the API and message schemas) share the core and grow by 1 to 3 KB.
- *
- * Classic zod sets English messages when its first schema is built; zod/mini sets no locale ("Invalid
- * input" for everything), so do as classic does: English unless something already chose a locale.
+ * also bundle classic zod (the API schemas) share the core and grow by 1 to 3 KB. English messages as
+ * with classic zod: `mini-locale.ts`.
  */
-if (!z.config().localeError) z.config(en());
 
 /**
  * Configuration is read from environment variables once, at cold start. Each function parses only

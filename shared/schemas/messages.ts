@@ -1,13 +1,11 @@
-import { en } from "zod/locales";
 import * as z from "zod/mini";
+import "./mini-locale.ts";
 
 /*
  * zod/mini, not classic zod, as in config.ts: the same parsing and the same issues, and the functions that
  * parse these messages (dispatch, finalize, notify) then bundle no classic zod. The worker's message, whose
- * request is the classic seed schema, lives in worker-job.ts. English messages unless a locale was chosen
- * (zod/mini sets none; classic sets English when its first schema is built).
+ * request is the classic seed schema, lives in worker-job.ts. English messages: `mini-locale.ts`.
  */
-if (!z.config().localeError) z.config(en());
 
 const jobId = () => z.string().check(z.minLength(1), z.maxLength(64));
 
