@@ -81,12 +81,6 @@ export class StatefulStack extends ReadableStack {
       removalPolicy,
     });
     this.table.addGlobalSecondaryIndex({
-      indexName: INDEXES.byTenant.name,
-      partitionKey: { name: INDEXES.byTenant.partitionKey, type: AttributeType.STRING },
-      sortKey: { name: INDEXES.byTenant.sortKey, type: AttributeType.STRING },
-      ...cdkProjection(INDEXES.byTenant.projection),
-    });
-    this.table.addGlobalSecondaryIndex({
       indexName: INDEXES.byTenantStatus.name,
       partitionKey: { name: INDEXES.byTenantStatus.partitionKey, type: AttributeType.STRING },
       sortKey: { name: INDEXES.byTenantStatus.sortKey, type: AttributeType.STRING },

@@ -1,4 +1,4 @@
-import { TransactionCanceledException } from "@aws-sdk/client-dynamodb";
+import { DescribeTableCommand, TransactionCanceledException } from "@aws-sdk/client-dynamodb";
 import {
   BatchGetCommand,
   type BatchGetCommandOutput,
@@ -6,12 +6,19 @@ import {
   type DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
+  QueryCommand,
   ScanCommand,
   TransactWriteCommand,
 } from "@aws-sdk/lib-dynamodb";
+import fc from "fast-check";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import { createDocumentClient } from "../../shared/adapters/dynamo/client.ts";
-import { DynamoJobStore, dueShardOf, encodeCursor } from "../../shared/adapters/dynamo/job-store.ts";
+import {
+  DynamoJobStore,
+  dueShardOf,
+  encodeCursor,
+  mergeNewestFirst,
+} from "../../shared/adapters/dynamo/job-store.ts";
 import { INDEXES, idempotencyKey, jobKey } from "../../shared/adapters/dynamo/table-design.ts";
 import {
   ConflictError,
@@ -216,13 +223,22 @@ describe("index projections", () => {
     const job = buildJob({ providerState: { eta: 12 }, webhook: "https://c/hook" });
     await store.create(job);
     const keys = { pk: `JOB#${job.id}`, sk: "JOB" };
-    expect(await indexItems("byTenant")).toEqual([{ ...keys, tenantId: "tenant-a", id: job.id }]);
     expect(await indexItems("byTenantStatus")).toEqual([
       { ...keys, tenantStatus: "tenant-a#active", id: job.id },
     ]);
     expect(await indexItems("due")).toEqual([
       { ...keys, dueShard: dueShardOf(job.id, 4), wakeAt: job.dueAt },
     ]);
+  });
+
+  it("has no byTenant index: the unfiltered listing reads byTenantStatus, one index write less per job", async () => {
+    expect(Object.keys(INDEXES).sort()).toEqual(["byTenantStatus", "due"]);
+    const { Table } = await doc.send(new DescribeTableCommand({ TableName: table }));
+    expect(Table?.GlobalSecondaryIndexes?.map((index) => index.IndexName).sort()).toEqual([
+      "byTenantStatus",
+      "due",
+    ]);
+    expect(Table?.AttributeDefinitions?.map((a) => a.AttributeName)).not.toContain("tenantId");
   });
 });
 
@@ -414,6 +430,279 @@ describe("listByTenant", () => {
     const jobs = await seed();
     const page = await store.listByTenant("tenant-a", { limit: 10, cursor: encodeCursor(jobs[3]?.id ?? "") });
     expect(page.jobs.map((j) => j.id)).toEqual([jobs[2]?.id, jobs[1]?.id, jobs[0]?.id]);
+  });
+});
+
+describe("listByTenant without a status: the tenant's partitions merged", () => {
+  // Runs of one partition and interleavings, so that one partition's query hits its Limit while
+  // others still hold newer or older jobs.
+  const STATUSES: JobStatus[] = [
+    "succeeded",
+    "queued",
+    "queued",
+    "queued",
+    "queued",
+    "queued",
+    "failed",
+    "succeeded",
+    "cancelled",
+    "processing",
+    "succeeded",
+    "succeeded",
+    "succeeded",
+    "succeeded",
+    "storing",
+    "failed",
+    "failed",
+    "cancelled",
+    "queued",
+    "succeeded",
+    "processing",
+    "cancelled",
+    "cancelled",
+    "failed",
+    "queued",
+  ];
+
+  /** 25 jobs of tenant-a in every phase (some finished through a transition), and others' jobs between them. */
+  async function seedMixed(): Promise<Job[]> {
+    const jobs: Job[] = [];
+    for (const [i, status] of STATUSES.entries()) {
+      if (i % 6 === 3) await store.create(buildJob({ tenantId: "tenant-b", status }));
+      if (i % 5 === 2 && (status === "failed" || status === "cancelled")) {
+        // Created unfinished, then finished: the job moves from the active partition to its own.
+        const job = buildJob();
+        await store.create(job);
+        jobs.push(await store.transition(job, status));
+        continue;
+      }
+      const job = buildJob({ status, dueAt: isTerminalStatus(status) ? null : NOW.getTime() });
+      await store.create(job);
+      jobs.push(job);
+    }
+    return jobs;
+  }
+
+  const isTerminalStatus = (status: JobStatus) => ["succeeded", "failed", "cancelled"].includes(status);
+
+  async function pageThrough(tenantId: string, limits: number[]): Promise<Job[][]> {
+    const pages: Job[][] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await store.listByTenant(tenantId, {
+        limit: limits[pages.length % limits.length] ?? 1,
+        cursor,
+      });
+      pages.push(page.jobs);
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor && pages.length < 50);
+    return pages;
+  }
+
+  it.each([
+    ["4", [4]],
+    ["7", [7]],
+    ["4 then 7", [4, 7]],
+    ["1", [1]],
+    ["25", [25]],
+  ])("lists every job once, newest first, in full pages (limit %s)", async (_, limits) => {
+    const jobs = await seedMixed();
+    expect(new Set(jobs.map((j) => j.status))).toEqual(
+      new Set(["queued", "processing", "storing", "succeeded", "failed", "cancelled"]),
+    );
+    const pages = await pageThrough("tenant-a", limits);
+    expect(pages.flat()).toEqual([...jobs].reverse());
+    // Same page sizes as one index gave: every page but the last is full.
+    for (const [i, page] of pages.slice(0, -1).entries()) {
+      expect(page).toHaveLength(limits[i % limits.length] ?? 0);
+    }
+  });
+
+  it("queries the caller's four partitions of byTenantStatus, below the cursor's id", async () => {
+    const jobs = await seedMixed();
+    const send = doc.send.bind(doc) as Send;
+    const queries: QueryCommand[] = [];
+    const spy = vi.spyOn(doc, "send").mockImplementation(((command: unknown) => {
+      if (command instanceof QueryCommand) queries.push(command);
+      return send(command);
+    }) as never);
+    let page: Awaited<ReturnType<typeof store.listByTenant>>;
+    try {
+      const first = await store.listByTenant("tenant-a", { limit: 4 });
+      expect(queries).toHaveLength(4);
+      page = await store.listByTenant("tenant-a", { limit: 4, cursor: first.nextCursor ?? "" });
+    } finally {
+      spy.mockRestore();
+    }
+    expect(page.jobs).toEqual(jobs.slice(17, 21).reverse());
+    expect(queries.map((q) => q.input.IndexName)).toEqual(Array(8).fill(INDEXES.byTenantStatus.name));
+    expect(queries.map((q) => q.input.ExpressionAttributeValues?.[":p"]).sort()).toEqual(
+      ["active", "active", "cancelled", "cancelled", "failed", "failed", "succeeded", "succeeded"].map(
+        (phase) => `tenant-a#${phase}`,
+      ),
+    );
+    for (const query of queries.slice(4)) {
+      expect(query.input).toMatchObject({
+        KeyConditionExpression: "#p = :p AND #id < :below",
+        ExpressionAttributeValues: { ":below": jobs[21]?.id },
+        ScanIndexForward: false,
+        Limit: 4,
+      });
+      expect(query.input.ExclusiveStartKey).toBeUndefined();
+    }
+  });
+
+  it("refuses another tenant's cursor, and shows a tenant none of another's jobs", async () => {
+    const jobs = await seedMixed();
+    const page = await store.listByTenant("tenant-a", { limit: 4 });
+    const error = await store
+      .listByTenant("tenant-b", { limit: 10, cursor: page.nextCursor ?? "" })
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "INVALID_CURSOR", details: [{ path: "cursor" }] });
+    const others = (await pageThrough("tenant-b", [3])).flat();
+    expect(others.length).toBeGreaterThan(0);
+    expect(others.every((job) => job.tenantId === "tenant-b")).toBe(true);
+    expect(others.map((j) => j.id)).not.toContain(jobs[0]?.id);
+  });
+
+  it("lists a job the index shows in two partitions (a finish not yet propagated) once", async () => {
+    const jobs = await seedMixed();
+    const finishing = jobs[24] as Job; // queued, in tenant-a#active
+    // Index lag as the index can show it: the job's id listed under its new partition too.
+    await doc.send(
+      new PutCommand({
+        TableName: table,
+        Item: { pk: `JOB#${finishing.id}`, sk: "LAG", tenantStatus: "tenant-a#succeeded", id: finishing.id },
+      }),
+    );
+    expect(
+      (await indexItems("byTenantStatus"))
+        .filter((item) => item.id === finishing.id)
+        .map((i) => i.tenantStatus),
+    ).toHaveLength(2);
+    for (const limits of [[1], [4], [25], [30]]) {
+      const pages = await pageThrough("tenant-a", limits);
+      expect(pages.flat()).toEqual([...jobs].reverse());
+      expect(pages[0]).toHaveLength(Math.min(limits[0] ?? 0, 25));
+    }
+  });
+
+  it("skips nothing when a partition's query stops before its Limit (the 1 MB page size)", async () => {
+    const jobs = await seedMixed();
+    const send = doc.send.bind(doc) as Send;
+    // Every query of the active and succeeded partitions answers one id and a LastEvaluatedKey.
+    const spy = vi.spyOn(doc, "send").mockImplementation(((command: unknown) => {
+      const partition = command instanceof QueryCommand && command.input.ExpressionAttributeValues?.[":p"];
+      if (partition === "tenant-a#active" || partition === "tenant-a#succeeded") {
+        return send(new QueryCommand({ ...(command as QueryCommand).input, Limit: 1 }));
+      }
+      return send(command);
+    }) as never);
+    try {
+      for (const limits of [[3], [7], [25]]) {
+        expect((await pageThrough("tenant-a", limits)).flat()).toEqual([...jobs].reverse());
+      }
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it("fills the page from further down when jobs vanished after the index listed them", async () => {
+    const jobs = await seedMixed();
+    const gone = [jobs[23], jobs[22], jobs[21]].map((j) => j?.id ?? "");
+    let once = true;
+    const { calls, restore } = interceptBatchGet(async (command, send) => {
+      if (once) {
+        once = false;
+        for (const id of gone) await send(new DeleteCommand({ TableName: table, Key: jobKey(id) }));
+      }
+      return send(command);
+    });
+    try {
+      const page = await store.listByTenant("tenant-a", { limit: 4 });
+      expect(page.jobs.map((j) => j.id)).toEqual([jobs[24], jobs[20], jobs[19], jobs[18]].map((j) => j?.id));
+      expect(calls).toHaveLength(2);
+      const all = (await pageThrough("tenant-a", [5])).flat();
+      expect(all).toEqual([jobs[24], ...jobs.slice(0, 21).reverse()]);
+    } finally {
+      restore();
+    }
+  });
+});
+
+describe("mergeNewestFirst", () => {
+  const ID_COUNT = 60;
+  const idOf = (n: number) => `01J${String(n).padStart(4, "0")}`;
+
+  /**
+   * One partition's Query as DynamoDB answers it: ids below `below`, newest first, at most `limit`;
+   * a LastEvaluatedKey when it stopped at its Limit (even with nothing after) or earlier (`cut`: the
+   * 1 MB page size, which KEYS_ONLY pages never reach in practice).
+   */
+  function query(partition: readonly string[], below: string | undefined, limit: number, cut: number) {
+    const available = partition.filter((id) => below === undefined || id < below);
+    const ids = available.slice(0, Math.max(1, Math.min(limit, cut)));
+    const truncated = ids.length > 0 && (ids.length === limit || ids.length < available.length);
+    return truncated ? { ids, reached: ids.at(-1) } : { ids };
+  }
+
+  const scenario = fc.record({
+    // Each id's partition; some ids (index lag) are listed in a second one too.
+    placement: fc.array(
+      fc.record({ home: fc.nat({ max: 3 }), also: fc.option(fc.nat({ max: 3 }), { freq: 5 }) }),
+      { maxLength: ID_COUNT },
+    ),
+    limits: fc.array(fc.integer({ min: 1, max: 12 }), { minLength: 1, maxLength: 4 }),
+    cuts: fc.array(fc.integer({ min: 1, max: 20 }), { minLength: 1, maxLength: 8 }),
+    early: fc.boolean(),
+  });
+
+  it("pages through every id exactly once, newest first, whatever the partitions and limits", () => {
+    fc.assert(
+      fc.property(scenario, ({ placement, limits, cuts, early }) => {
+        const partitions: string[][] = [[], [], [], []];
+        placement.forEach(({ home, also }, n) => {
+          partitions[home]?.push(idOf(n));
+          if (also !== null && also !== home) partitions[also]?.push(idOf(n));
+        });
+        for (const partition of partitions) partition.reverse(); // newest first, as the index answers
+        const seen: string[] = [];
+        let below: string | undefined;
+        let calls = 0;
+        for (let page = 0; page <= ID_COUNT + 1; page++) {
+          const limit = limits[page % limits.length] ?? 1;
+          const slices = partitions.map((partition) =>
+            query(partition, below, limit, early ? (cuts[calls++ % cuts.length] ?? limit) : limit),
+          );
+          const { ids, next } = mergeNewestFirst(slices, limit);
+          expect(ids.length).toBeLessThanOrEqual(limit);
+          // Without early stops (DynamoDB with KEYS_ONLY pages) every page that says "go on" is full.
+          if (!early && next !== null) expect(ids).toHaveLength(limit);
+          if (next !== null) expect(next <= (ids.at(-1) ?? next)).toBe(true);
+          seen.push(...ids);
+          if (next === null) break;
+          expect(below === undefined || next < below).toBe(true);
+          below = next;
+        }
+        const expected = placement.map((_, n) => idOf(n)).reverse();
+        expect(seen).toEqual(expected);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("stops at the highest point a truncated partition reached", () => {
+    // Partition 0 stopped at C (Limit 2); partition 1 is complete: its B and A are left for the next page.
+    const page = mergeNewestFirst([{ ids: ["E", "C"], reached: "C" }, { ids: ["D", "B", "A"] }], 5);
+    expect(page).toEqual({ ids: ["E", "D", "C"], next: "C" });
+    expect(mergeNewestFirst([{ ids: ["E", "C"], reached: "C" }, { ids: ["D", "B", "A"] }], 2)).toEqual({
+      ids: ["E", "D"],
+      next: "D",
+    });
+    expect(mergeNewestFirst([{ ids: ["B"] }, { ids: ["C", "B", "A"] }, { ids: [] }], 3)).toEqual({
+      ids: ["C", "B", "A"],
+      next: null,
+    });
   });
 });
 

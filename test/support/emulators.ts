@@ -63,9 +63,8 @@ export async function createTestTable(endpoint: string, name: string): Promise<v
         AttributeDefinitions: [
           { AttributeName: TABLE_KEYS.partitionKey, AttributeType: "S" },
           { AttributeName: TABLE_KEYS.sortKey, AttributeType: "S" },
-          { AttributeName: INDEXES.byTenant.partitionKey, AttributeType: "S" },
-          { AttributeName: INDEXES.byTenant.sortKey, AttributeType: "S" },
           { AttributeName: INDEXES.byTenantStatus.partitionKey, AttributeType: "S" },
+          { AttributeName: INDEXES.byTenantStatus.sortKey, AttributeType: "S" },
           { AttributeName: INDEXES.due.partitionKey, AttributeType: "S" },
           { AttributeName: INDEXES.due.sortKey, AttributeType: "N" },
         ],
@@ -73,7 +72,7 @@ export async function createTestTable(endpoint: string, name: string): Promise<v
           { AttributeName: TABLE_KEYS.partitionKey, KeyType: "HASH" },
           { AttributeName: TABLE_KEYS.sortKey, KeyType: "RANGE" },
         ],
-        GlobalSecondaryIndexes: [gsi(INDEXES.byTenant), gsi(INDEXES.byTenantStatus), gsi(INDEXES.due)],
+        GlobalSecondaryIndexes: [gsi(INDEXES.byTenantStatus), gsi(INDEXES.due)],
       }),
     );
     // createTableMs: 0 makes the table ACTIVE on the next tick; poll without a fixed sleep.
