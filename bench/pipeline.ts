@@ -355,6 +355,11 @@ async function main(): Promise<number> {
       `durations measured in one Node.js process on this machine (all functions share one thread); billed as arm64 at each function's configured memory`,
       `DynamoDB: ${dynamo.length - estimatedDynamo} of ${dynamo.length} calls reported consumed capacity (dynalite); ${estimatedDynamo} estimated from item sizes; index writes estimated (dynalite does not bill GSIs)`,
       `SQS: ${emptyReceives} empty long polls in ${windowSeconds.toFixed(1)} s left out of the per-job figure (idle polling: a fixed cost of the event source mappings, not of jobs)`,
+      `API Gateway: requests to the HTTP API's routes (${[...apiFunctions].join(", ")}); ${
+        stack.topology.functionUrls.length > 0
+          ? `function URLs (${stack.topology.functionUrls.map((u) => u.functionId).join(", ")}) cost only their invocations`
+          : "no function URLs"
+      }`,
       `logs: application logs at the template's level plus ${LAMBDA_PLATFORM_LOG_BYTES_PER_INVOCATION} B of START/END/REPORT per invocation`,
       `floor: ${script.length} AWS calls that named one job, replayed per job + one receive/delete per message + provider submit, output download and client webhook POST`,
     ];

@@ -42,6 +42,12 @@ export const infraConfigSchema = z.object({
    * cancelled) or `all` (every transition, about $3 more per million jobs in EventBridge events).
    */
   lifecycleEvents: z.enum(["terminal", "all"]).default("terminal"),
+  /**
+   * Where the provider's callbacks come in: `function-url` (default), a Lambda function URL on the
+   * callback function (no API Gateway request charge: about $1 less per million jobs), or `http-api`,
+   * a route of the HTTP API (one public endpoint, API Gateway throttling and access logs).
+   */
+  callbackIngress: z.enum(["function-url", "http-api"]).default("function-url"),
   /** Where alarm notifications go (an SNS email subscription, confirmed by the recipient); none if unset. */
   alarmEmail: z.email().optional(),
   /** Days after which uploaded control images (inputs) are deleted. */

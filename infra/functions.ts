@@ -89,7 +89,7 @@ export interface QueueSubscription {
 
 /** What a function needs of the provider: plain settings, and which secrets it reads. */
 export interface ProviderNeeds {
-  /** MODELSLAB_BASE_URL, MODELSLAB_MAX_CONCURRENCY, PUBLIC_BASE_URL. */
+  /** MODELSLAB_BASE_URL, MODELSLAB_MAX_CONCURRENCY, CALLBACK_BASE_URL (the callback receiver's origin). */
   settings?: boolean;
   /** MODELSLAB_API_KEY_SECRET_ARN + read grant. */
   apiKey?: boolean;
@@ -115,6 +115,12 @@ export interface FunctionSpec {
   /** Dead-letter queues it sends to itself (`<NAME>_DLQ_URL`), e.g. notifications whose retries ran out. */
   deadLetters?: readonly QueueName[];
   routes?: readonly RouteSpec[];
+  /**
+   * This function receives the provider's callbacks (exactly one row sets it): with the
+   * `function-url` callback ingress its routes are served by a Lambda function URL instead of the
+   * HTTP API, and CALLBACK_BASE_URL names whichever serves them.
+   */
+  callbackReceiver?: boolean;
   /** This function is the HTTP API's Lambda authorizer (exactly one row sets it). */
   httpAuthorizer?: boolean;
   schedule?: Schedule;
@@ -203,8 +209,8 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     entry: "functions/callback.ts",
     memoryMb: 256,
     timeout: Duration.seconds(10),
-    table: "read",
     queues: { results: ["send"] },
+    callbackReceiver: true,
     routes: [
       {
         routeKey: "POST /callbacks/modelslab/{jobId}",

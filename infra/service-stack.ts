@@ -23,6 +23,7 @@ import { SnsAction } from "aws-cdk-lib/aws-cloudwatch-actions";
 import type { ITable } from "aws-cdk-lib/aws-dynamodb";
 import { type IEventBus, Rule } from "aws-cdk-lib/aws-events";
 import { LambdaFunction } from "aws-cdk-lib/aws-events-targets";
+import { FunctionUrlAuthType, InvokeMode } from "aws-cdk-lib/aws-lambda";
 import { SqsEventSource } from "aws-cdk-lib/aws-lambda-event-sources";
 import { LogGroup } from "aws-cdk-lib/aws-logs";
 import type { IBucket } from "aws-cdk-lib/aws-s3";
@@ -104,6 +105,8 @@ export const AUTHORIZER_CACHE_TTL = Duration.seconds(300);
  */
 export class ServiceStack extends ReadableStack {
   readonly httpApi: HttpApi;
+  /** Origin of the provider's callbacks: the callback function's URL, or the HTTP API's (`callbackIngress`). */
+  readonly callbackBaseUrl: string;
   readonly functions: Record<string, HouseFunction> = {};
   readonly dashboard: OperationsDashboard;
   readonly accessLogGroup: LogGroup;
@@ -187,7 +190,6 @@ export class ServiceStack extends ReadableStack {
       if (spec.provider?.settings) {
         fn.function.addEnvironment("MODELSLAB_BASE_URL", config.modelslabBaseUrl);
         fn.function.addEnvironment("MODELSLAB_MAX_CONCURRENCY", String(config.modelslabMaxConcurrency));
-        fn.function.addEnvironment("PUBLIC_BASE_URL", this.httpApi.apiEndpoint);
       }
       if (spec.provider?.apiKey) bindSecret(fn, stateful.modelslabApiKey, "MODELSLAB_API_KEY_SECRET_ARN");
       if (spec.provider?.callbackSecret) bindSecret(fn, stateful.callbackSecret, "CALLBACK_SECRET_ARN");
@@ -211,6 +213,24 @@ export class ServiceStack extends ReadableStack {
       }
     }
 
+    // The provider's callbacks: a function URL costs nothing beyond the invocation (an HTTP API
+    // request is $1 per million, one per job); the receiver checks path, method and token itself.
+    const receivers = specs.filter((spec) => spec.callbackReceiver);
+    if (receivers.length > 1) throw new Error("At most one function may receive the provider's callbacks");
+    const receiverSpec = receivers[0];
+    const callbackUrl =
+      receiverSpec && config.callbackIngress === "function-url"
+        ? this.fn(receiverSpec.id).function.addFunctionUrl({
+            authType: FunctionUrlAuthType.NONE,
+            invokeMode: InvokeMode.BUFFERED,
+          })
+        : undefined;
+    this.callbackBaseUrl = callbackUrl?.url ?? this.httpApi.apiEndpoint;
+    for (const spec of specs) {
+      if (spec.provider?.settings)
+        this.fn(spec.id).function.addEnvironment("CALLBACK_BASE_URL", this.callbackBaseUrl);
+    }
+
     const authorizers = specs.filter((spec) => spec.httpAuthorizer);
     const authorizerSpec = authorizers[0];
     if (authorizers.length > 1) throw new Error("At most one function may be the HTTP authorizer");
@@ -223,7 +243,7 @@ export class ServiceStack extends ReadableStack {
       });
 
     for (const spec of specs) {
-      if (!spec.routes?.length) continue;
+      if (!spec.routes?.length || (spec === receiverSpec && callbackUrl)) continue;
       const integration = new HttpLambdaIntegration(`${spec.id}Integration`, this.fn(spec.id).function);
       for (const route of spec.routes) {
         if (route.auth === "apiKey" && !authorizer)
@@ -255,7 +275,11 @@ export class ServiceStack extends ReadableStack {
       functions: this.functions,
     });
 
-    new CfnOutput(this, "ApiUrl", { value: this.httpApi.apiEndpoint, description: "PUBLIC_BASE_URL" });
+    new CfnOutput(this, "ApiUrl", { value: this.httpApi.apiEndpoint, description: "The API's base URL" });
+    new CfnOutput(this, "CallbackBaseUrl", {
+      value: this.callbackBaseUrl,
+      description: "CALLBACK_BASE_URL: where the provider's callbacks arrive",
+    });
   }
 
   private fn(id: string): HouseFunction {

@@ -29,14 +29,22 @@ const TEXT_TYPES = /^(application\/(json|.*\+json|xml|x-www-form-urlencoded)|tex
  */
 export class HttpGateway {
   private server: Server | undefined;
-  private readonly routes: CompiledRoute[];
-  private readonly defaultRoute: GatewayRoute | undefined;
+  private routes: CompiledRoute[] = [];
+  private defaultRoute: GatewayRoute | undefined;
   private readonly authorizerCache = new Map<
     string,
     { expires: number; context: Record<string, unknown> | null }
   >();
 
-  constructor(routes: GatewayRoute[]) {
+  constructor(routes: GatewayRoute[] = []) {
+    this.setRoutes(routes);
+  }
+
+  /**
+   * Replaces the routes. The local stack listens before it provisions (so the template's references
+   * to the API's URL resolve to the real local address) and routes once the functions exist.
+   */
+  setRoutes(routes: GatewayRoute[]): void {
     this.defaultRoute = routes.find((r) => r.routeKey === "$default");
     this.routes = routes
       .filter((r) => r.routeKey !== "$default")
@@ -50,31 +58,19 @@ export class HttpGateway {
   }
 
   async listen(port: number, host = "127.0.0.1"): Promise<string> {
-    this.server = createServer((req, res) => {
-      this.handle(req, res).catch((error) => {
-        console.error("gateway failure", error);
-        if (!res.headersSent) send(res, 500, { message: "Internal Server Error" });
-      });
-    });
-    await new Promise<void>((resolve, reject) => {
-      this.server?.once("error", reject);
-      this.server?.listen(port, host, () => resolve());
-    });
+    this.server = await listenOn(port, host, (req, res) => this.handle(req, res));
     const address = this.server.address() as AddressInfo;
     return `http://${host}:${address.port}`;
   }
 
   async close(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (this.server) await closeServer(this.server);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://localhost");
     const method = (req.method ?? "GET").toUpperCase();
-    const body = await readBody(req);
+    const body = await readBody(req, GATEWAY_MAX_BODY_BYTES);
     if (body === null) return send(res, 413, { message: "Request Entity Too Large" });
 
     const match = this.match(method, url.pathname);
@@ -158,12 +154,37 @@ export class HttpGateway {
   }
 }
 
-async function readBody(req: IncomingMessage): Promise<Buffer | null> {
+/** An HTTP server on `host:port` whose handler failures answer 500 (shared with the function URL stand-in). */
+export async function listenOn(
+  port: number,
+  host: string,
+  handle: (req: IncomingMessage, res: ServerResponse) => Promise<void>,
+): Promise<Server> {
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error) => {
+      console.error("gateway failure", error);
+      if (!res.headersSent) send(res, 500, { message: "Internal Server Error" });
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+  return server;
+}
+
+export async function closeServer(server: Server): Promise<void> {
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
+/** The whole body, or null past `maxBytes` (the rest is drained). */
+export async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer | null> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).byteLength;
-    if (size > GATEWAY_MAX_BODY_BYTES) {
+    if (size > maxBytes) {
       req.resume();
       return null;
     }
@@ -172,7 +193,7 @@ async function readBody(req: IncomingMessage): Promise<Buffer | null> {
   return Buffer.concat(chunks);
 }
 
-function buildEvent(
+export function buildEvent(
   req: IncomingMessage,
   url: URL,
   method: string,
@@ -239,7 +260,7 @@ function buildEvent(
   };
 }
 
-function writeLambdaResult(res: ServerResponse, result: unknown): void {
+export function writeLambdaResult(res: ServerResponse, result: unknown): void {
   // Payload 2.0: an object with statusCode is a full response; anything else is a 200 JSON body.
   if (result && typeof result === "object" && "statusCode" in result) {
     const r = result as {
@@ -257,7 +278,7 @@ function writeLambdaResult(res: ServerResponse, result: unknown): void {
   res.end(body);
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
+export function send(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { "content-type": "application/json" });
   res.end(JSON.stringify(body));
 }

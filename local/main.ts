@@ -53,6 +53,7 @@ console.log(`
 ControlNet orchestrator (local stack)
   API          ${stack.url}
   OpenAPI      ${stack.url}/v1/openapi.json
+  Callbacks    ${stack.callbackBaseUrl} (the provider's webhooks; a Lambda function URL in AWS)
   DynamoDB     ${stack.endpoints.dynamodb} (dynalite, data in .data/dynamodb)
   SQS          ${stack.endpoints.sqs} (fauxqs)
   Provider     ${provider}

@@ -7,12 +7,13 @@ import { createSqsClient } from "../shared/adapters/sqs/queue.ts";
 import { type RunningWorker, type StartWorkerOptions, startWorker } from "../worker/src/start.ts";
 import { startDynalite } from "./dynalite.ts";
 import { type BusEvent, LocalEventBus } from "./event-bus.ts";
+import { FunctionUrlServer } from "./function-url.ts";
 import { HttpGateway } from "./http-gateway.ts";
 import { LocalFunction } from "./lambda-runtime.ts";
 import { Scheduler } from "./scheduler.ts";
 import { type Simulator, type SimulatorOptions, startSimulator } from "./simulator/index.ts";
 import { SqsPoller } from "./sqs-poller.ts";
-import { type LocalTopology, provisionLocal, synthesizeTemplates } from "./template.ts";
+import { type CfnTemplate, type LocalTopology, provisionLocal, synthesizeTemplates } from "./template.ts";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -53,6 +54,8 @@ export interface LocalStackOptions {
 
 export interface LocalStack {
   url: string;
+  /** Where the provider's callbacks arrive: the callback function's URL, or `url` (infra `callbackIngress`). */
+  callbackBaseUrl: string;
   topology: LocalTopology;
   functions: Record<string, LocalFunction>;
   endpoints: { dynamodb: string; sqs: string; region: string };
@@ -113,14 +116,29 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const templates = await synthesizeTemplates({
       context: { workerImage: "local/controlnet-worker:unused" },
     });
-    const topology = await provisionLocal(templates, endpoints);
+    // The HTTP endpoints listen first, so the template's references to their URLs (the callback
+    // base URL in the dispatcher's environment) resolve to these addresses; they route once the
+    // functions exist.
+    const gateway = new HttpGateway();
+    const url = await gateway.listen(options.port ?? 3000);
+    stops.push(() => gateway.close());
+    const localUrls: Record<string, string> = {};
+    for (const id of logicalIdsOfType(templates, "AWS::ApiGatewayV2::Api")) localUrls[id] = url;
+    const functionUrlServers = new Map<string, FunctionUrlServer>();
+    for (const id of logicalIdsOfType(templates, "AWS::Lambda::Url")) {
+      const server = new FunctionUrlServer();
+      stops.push(() => server.close());
+      localUrls[id] = await server.listen();
+      functionUrlServers.set(id, server);
+    }
+    const topology = await provisionLocal(templates, endpoints, { localUrls });
     for (const bucket of Object.values(topology.buckets)) fauxqs.createBucket(bucket.name);
 
     const functions: Record<string, LocalFunction> = {};
     for (const [id, fn] of Object.entries(topology.functions)) {
       functions[id] = new LocalFunction(fn, REPO_ROOT);
     }
-    const gateway = new HttpGateway(
+    gateway.setRoutes(
       topology.routes.map((route) => ({
         routeKey: route.routeKey,
         function: required(functions, route.functionId),
@@ -133,8 +151,16 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         }),
       })),
     );
-    const url = await gateway.listen(options.port ?? 3000);
-    stops.push(() => gateway.close());
+    for (const functionUrl of topology.functionUrls) {
+      if (functionUrl.authType !== "NONE") {
+        throw new Error(
+          `Function URL ${functionUrl.logicalId}: auth type ${functionUrl.authType} is not supported locally`,
+        );
+      }
+      required(Object.fromEntries(functionUrlServers), functionUrl.logicalId).bind(
+        required(functions, functionUrl.functionId),
+      );
+    }
 
     const provider = options.provider ?? { kind: "simulator" };
     let simulator: Simulator | null = null;
@@ -159,7 +185,6 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     // All functions share this process, so their environments merge; two functions must not give one
     // variable different values (the template would then mean different things locally and in AWS).
     const environment = mergeEnvironments(topology, {
-      PUBLIC_BASE_URL: url,
       // Downloads and webhook deliveries may reach loopback (the simulator, test receivers) locally.
       NETWORK_POLICY: "local",
       // Locally secrets are plain values; the *_SECRET_ARN variables (Secrets Manager in AWS) stay empty.
@@ -232,6 +257,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 
     return {
       url,
+      callbackBaseUrl: requiredEnv(environment, "CALLBACK_BASE_URL"),
       topology,
       functions,
       endpoints,
@@ -246,6 +272,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await stopAll();
     throw error;
   }
+}
+
+function logicalIdsOfType(templates: Record<string, CfnTemplate>, type: string): string[] {
+  return Object.values(templates).flatMap((template) =>
+    Object.entries(template.Resources ?? {})
+      .filter(([, resource]) => resource.Type === type)
+      .map(([logicalId]) => logicalId),
+  );
 }
 
 /** Settings a developer may override for `npm start` from their shell. */
@@ -291,7 +325,7 @@ function mergeEnvironments(
 
 function requiredEnv(environment: Record<string, string>, name: string): string {
   const value = environment[name];
-  if (!value) throw new Error(`The template gives the functions no ${name}; the local worker needs it`);
+  if (!value) throw new Error(`The template gives the functions no ${name}; the local stack needs it`);
   return value;
 }
 

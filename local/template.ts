@@ -70,6 +70,14 @@ export interface LocalRoute {
   authorizer?: LocalAuthorizer;
 }
 
+/** A Lambda function URL (`AWS::Lambda::Url`) and the function it invokes. */
+export interface LocalFunctionUrl {
+  logicalId: string;
+  functionId: string;
+  /** `NONE` or `AWS_IAM`. */
+  authType: string;
+}
+
 export interface LocalEventSourceMapping {
   queueLogicalId: string;
   functionId: string;
@@ -117,6 +125,7 @@ export interface LocalTopology {
   /** By logical id; only functions whose template Metadata names a `local:entry`. */
   functions: Record<string, LocalFunction>;
   routes: LocalRoute[];
+  functionUrls: LocalFunctionUrl[];
   eventSourceMappings: LocalEventSourceMapping[];
   schedules: LocalSchedule[];
   /** Environment variables with no local value (secret ARNs, the API's own URL): the local stack sets them. */
@@ -132,6 +141,12 @@ export interface LocalEndpoints {
 export interface ProvisionOptions {
   /** Prepended to logical ids to name tables and queues (`${namePrefix}${logicalId}`); default none. */
   namePrefix?: string;
+  /**
+   * Local addresses of the template's HTTP endpoints, by logical id: an `AWS::ApiGatewayV2::Api`
+   * (its `ApiEndpoint`) or an `AWS::Lambda::Url` (its `FunctionUrl`). References to them (a
+   * function's environment naming the callback URL) resolve to these; without one they are unresolved.
+   */
+  localUrls?: Record<string, string>;
 }
 
 export interface SynthesizeOptions {
@@ -211,6 +226,7 @@ export async function provisionLocal(
     eventBuses: {},
     functions: {},
     routes: [],
+    functionUrls: [],
     eventSourceMappings: [],
     schedules: [],
     unresolved: [],
@@ -292,6 +308,17 @@ export async function provisionLocal(
       register(stackName, logicalId, { ref: name, attributes: { Arn: arn, Name: name } });
     }
 
+    for (const [type, attribute] of [
+      ["AWS::ApiGatewayV2::Api", "ApiEndpoint"],
+      ["AWS::Lambda::Url", "FunctionUrl"],
+    ] as const) {
+      for (const { stackName, logicalId } of ofType(type)) {
+        const url = options.localUrls?.[logicalId];
+        if (url !== undefined)
+          register(stackName, logicalId, { ref: logicalId, attributes: { [attribute]: url } });
+      }
+    }
+
     const functions = ofType("AWS::Lambda::Function").filter(
       ({ resource }) => typeof resource.Metadata?.[LOCAL_ENTRY_METADATA] === "string",
     );
@@ -352,6 +379,20 @@ export async function provisionLocal(
         );
       }
       topology.routes.push(route);
+    }
+
+    for (const { stackName, logicalId, resource } of ofType("AWS::Lambda::Url")) {
+      const props = resource.Properties ?? {};
+      if (props.Qualifier !== undefined) {
+        throw new Error(
+          `Function URL ${logicalId}: a qualified (alias or version) URL is not supported locally`,
+        );
+      }
+      topology.functionUrls.push({
+        logicalId,
+        functionId: functionIdOf(stackName, props.TargetFunctionArn, `Function URL ${logicalId}`),
+        authType: resolver.resolveString(stackName, props.AuthType),
+      });
     }
 
     for (const { stackName, logicalId, resource } of ofType("AWS::Lambda::EventSourceMapping")) {

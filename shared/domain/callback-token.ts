@@ -15,5 +15,5 @@ export function verifyCallbackToken(secret: string, jobId: string, token: string
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
-export const callbackUrl = (publicBaseUrl: string, secret: string, jobId: string): string =>
-  `${publicBaseUrl.replace(/\/+$/, "")}/callbacks/modelslab/${encodeURIComponent(jobId)}?token=${callbackToken(secret, jobId)}`;
+export const callbackUrl = (callbackBaseUrl: string, secret: string, jobId: string): string =>
+  `${callbackBaseUrl.replace(/\/+$/, "")}/callbacks/modelslab/${encodeURIComponent(jobId)}?token=${callbackToken(secret, jobId)}`;

@@ -7,7 +7,7 @@ type ProviderSettings = z.infer<typeof providerSettingsConfig>;
 
 /** Maps parsed environment to the use cases' settings, once, for every function that talks to the provider. */
 export const dispatchSettings = (config: ProviderSettings, callbackSecret: string): DispatchSettings => ({
-  publicBaseUrl: config.PUBLIC_BASE_URL,
+  callbackBaseUrl: config.CALLBACK_BASE_URL,
   callbackSecret,
   checkMarginSeconds: config.CHECK_MARGIN_SECONDS,
   deferBaseSeconds: config.DEFER_BASE_SECONDS,

@@ -141,7 +141,7 @@ export const providerSettingsConfig = z.object({
   MODELSLAB_BASE_URL: z._default(z.url(), "https://modelslab.com/api"),
   MODELSLAB_MAX_CONCURRENCY: int(1, 1_000, 5),
   MODELSLAB_SUBMIT_TIMEOUT_SECONDS: int(1, 600, 90),
-  PUBLIC_BASE_URL: z.url(),
+  CALLBACK_BASE_URL: z.url(),
   PROVIDER_OUTPUT_HOSTS: hostList,
   QUEUED_RESEND_AFTER_SECONDS: int(1, 86_400, 300),
   CHECK_MARGIN_SECONDS: int(0, 3_600, 15),

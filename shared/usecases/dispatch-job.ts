@@ -14,7 +14,7 @@ import {
 import { providerParams } from "./stage-inputs.ts";
 
 export interface DispatchSettings {
-  publicBaseUrl: string;
+  callbackBaseUrl: string;
   callbackSecret: string;
   /** The reconciler first looks at eta + this margin (the callback usually comes first). */
   checkMarginSeconds: number;
@@ -157,7 +157,7 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
     : (processing.request as Record<string, unknown>);
   const result = await deps.provider.submit({
     params,
-    webhook: callbackUrl(settings.publicBaseUrl, settings.callbackSecret, processing.id),
+    webhook: callbackUrl(settings.callbackBaseUrl, settings.callbackSecret, processing.id),
     trackId: processing.id,
   });
   await recordOutcome(deps, result, probe);

@@ -90,7 +90,7 @@ const raw = (
   );
 const callback = (jobId: string, token: string | null, body: string | Uint8Array, extraQuery = "") =>
   fetch(
-    `${stack.url}/callbacks/modelslab/${encodeURIComponent(jobId)}?${token === null ? "" : `token=${encodeURIComponent(token)}`}${extraQuery}`,
+    `${stack.callbackBaseUrl.replace(/\/$/, "")}/callbacks/modelslab/${encodeURIComponent(jobId)}?${token === null ? "" : `token=${encodeURIComponent(token)}`}${extraQuery}`,
     { method: "POST", headers: JSON_TYPE, body },
   );
 const success = (trackId: string, output = "https://169.254.169.254/latest/meta-data/iam/") =>
@@ -739,6 +739,24 @@ add(
     request: () =>
       callback("../../v1/jobs", callbackToken(secret, bobJobs[0] as string), success("../../v1/jobs")),
     expectStatus: 401,
+  },
+  {
+    // The callback URL is a function URL in AWS: every method and path reaches the function.
+    name: "GET on a callback URL",
+    request: () =>
+      fetch(
+        `${stack.callbackBaseUrl.replace(/\/$/, "")}/callbacks/modelslab/${bobJobs[0]}?token=${callbackToken(secret, bobJobs[0] as string)}`,
+      ),
+    expectStatus: 405,
+  },
+  {
+    name: "callback to a path beside the callback route",
+    request: () =>
+      fetch(
+        `${stack.callbackBaseUrl.replace(/\/$/, "")}/callbacks/modelslab/${bobJobs[0]}/extra?token=${callbackToken(secret, bobJobs[0] as string)}`,
+        { method: "POST", headers: JSON_TYPE, body: success(bobJobs[0] as string) },
+      ),
+    expectStatus: 404,
   },
   {
     name: "callback whose track_id names another job",

@@ -148,7 +148,7 @@ describe("jobs on the ModelsLab simulator", () => {
     });
     const post = (jobId: string, token: string | null, body: unknown) =>
       fetch(
-        `${stack.url}/callbacks/modelslab/${jobId}${token === null ? "" : `?token=${encodeURIComponent(token)}`}`,
+        `${stack.callbackBaseUrl.replace(/\/$/, "")}/callbacks/modelslab/${jobId}${token === null ? "" : `?token=${encodeURIComponent(token)}`}`,
         {
           method: "POST",
           headers: { "content-type": "application/json" },
@@ -162,7 +162,7 @@ describe("jobs on the ModelsLab simulator", () => {
     expect(mismatch.status).toBe(400);
     expect(((await mismatch.json()) as any).error.code).toBe("TRACK_ID_MISMATCH");
     const notJson = await fetch(
-      `${stack.url}/callbacks/modelslab/${victim}?token=${callbackToken(secret, victim)}`,
+      `${stack.callbackBaseUrl.replace(/\/$/, "")}/callbacks/modelslab/${victim}?token=${callbackToken(secret, victim)}`,
       {
         method: "POST",
         body: "<html>",

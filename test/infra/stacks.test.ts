@@ -29,9 +29,8 @@ describe("StatefulStack: table", () => {
       AttributeDefinitions: Match.arrayWith([
         { AttributeName: TABLE_KEYS.partitionKey, AttributeType: "S" },
         { AttributeName: TABLE_KEYS.sortKey, AttributeType: "S" },
-        { AttributeName: INDEXES.byTenant.partitionKey, AttributeType: "S" },
-        { AttributeName: INDEXES.byTenant.sortKey, AttributeType: "S" },
         { AttributeName: INDEXES.byTenantStatus.partitionKey, AttributeType: "S" },
+        { AttributeName: INDEXES.byTenantStatus.sortKey, AttributeType: "S" },
         { AttributeName: INDEXES.due.partitionKey, AttributeType: "S" },
         { AttributeName: INDEXES.due.sortKey, AttributeType: "N" },
       ]),
@@ -185,7 +184,7 @@ describe("ServiceStack: functions", () => {
     const provider = [
       "MODELSLAB_BASE_URL",
       "MODELSLAB_MAX_CONCURRENCY",
-      "PUBLIC_BASE_URL",
+      "CALLBACK_BASE_URL",
       "MODELSLAB_API_KEY_SECRET_ARN",
       "CALLBACK_SECRET_ARN",
     ];
@@ -199,14 +198,17 @@ describe("ServiceStack: functions", () => {
       expect.arrayContaining([...common, "JOBS_QUEUE_URL", "RESULTS_QUEUE_URL", ...provider]),
     );
     expect(Object.keys(env("Callback"))).toEqual(
-      expect.arrayContaining([...common, "RESULTS_QUEUE_URL", "CALLBACK_SECRET_ARN"]),
+      expect.arrayContaining(["LOG_LEVEL", "RESULTS_QUEUE_URL", "CALLBACK_SECRET_ARN"]),
     );
     expect(Object.keys(env("Callback"))).not.toContain("MODELSLAB_API_KEY_SECRET_ARN");
     expect(Object.keys(env("Finalize"))).toEqual(
-      expect.arrayContaining([...common, "JOBS_QUEUE_URL", "MODELSLAB_BASE_URL", "PUBLIC_BASE_URL"]),
+      expect.arrayContaining([...common, "JOBS_QUEUE_URL", "MODELSLAB_BASE_URL", "CALLBACK_BASE_URL"]),
     );
     expect(Object.keys(env("Finalize"))).not.toContain("MODELSLAB_API_KEY_SECRET_ARN");
-    expect(env("Dispatch").PUBLIC_BASE_URL).toEqual({ "Fn::GetAtt": ["HttpApi", "ApiEndpoint"] });
+    expect(Object.keys(env("Callback"))).not.toContain("TABLE_NAME"); // it never reads the table
+    expect(env("Dispatch").CALLBACK_BASE_URL).toEqual({
+      "Fn::GetAtt": ["CallbackFunctionFunctionUrl", "FunctionUrl"],
+    });
   });
 
   it("lets dispatch send to the queues and read both secrets", () => {
@@ -305,11 +307,10 @@ describe("ServiceStack: HTTP API", () => {
     }
   });
 
-  it("leaves the OpenAPI document, the callback and the default route without authorizer", () => {
+  it("leaves the OpenAPI document and the default route without authorizer", () => {
     for (const [routeKey, fn] of [
       ["GET /v1/openapi.json", "ApiFunction"],
       ["$default", "ApiFunction"],
-      ["POST /callbacks/modelslab/{jobId}", "CallbackFunction"],
     ] as const) {
       const { route, functionId } = routeTo(routeKey);
       expect(functionId, routeKey).toBe(fn);
@@ -319,13 +320,63 @@ describe("ServiceStack: HTTP API", () => {
   });
 
   it("lets API Gateway invoke the routed functions", () => {
-    for (const fn of ["ApiFunction", "CallbackFunction", "AuthorizerFunction"]) {
+    for (const fn of ["ApiFunction", "AuthorizerFunction"]) {
       service.hasResourceProperties("AWS::Lambda::Permission", {
         Action: "lambda:InvokeFunction",
         Principal: "apigateway.amazonaws.com",
         FunctionName: { "Fn::GetAtt": [fn, "Arn"] },
       });
     }
+  });
+});
+
+describe("ServiceStack: callback ingress", () => {
+  const callbackRoutes = (template: Template) =>
+    template.findResources("AWS::ApiGatewayV2::Route", {
+      Properties: { RouteKey: "POST /callbacks/modelslab/{jobId}" },
+    });
+
+  it("receives callbacks on the callback function's own URL by default, not through API Gateway", () => {
+    const [, url] = only(resources(service, "AWS::Lambda::Url"), "function URL");
+    expect(url.Properties).toMatchObject({
+      AuthType: "NONE", // ModelsLab cannot sign; the per-job HMAC token in the URL is checked first
+      InvokeMode: "BUFFERED",
+      TargetFunctionArn: { "Fn::GetAtt": ["CallbackFunction", "Arn"] },
+    });
+    expect(callbackRoutes(service)).toEqual({});
+    // Anyone may call the URL (as ModelsLab does); only that function, only through its URL.
+    service.hasResourceProperties("AWS::Lambda::Permission", {
+      Action: "lambda:InvokeFunctionUrl",
+      Principal: "*",
+      FunctionUrlAuthType: "NONE",
+      FunctionName: { "Fn::GetAtt": ["CallbackFunction", "Arn"] },
+    });
+    const outputs = service.toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(outputs.CallbackBaseUrl?.Value).toEqual({
+      "Fn::GetAtt": ["CallbackFunctionFunctionUrl", "FunctionUrl"],
+    });
+  });
+
+  it("routes callbacks through the HTTP API, without authorizer, with callbackIngress=http-api", () => {
+    const { stacks } = buildApp({
+      skipBundling: true,
+      context: { ...TEST_CONTEXT, callbackIngress: "http-api" },
+    });
+    const template = Template.fromStack(stacks.service);
+    expect(resources(template, "AWS::Lambda::Url")).toEqual({});
+    const [, route] = only(callbackRoutes(template), "callback route");
+    expect(route.Properties?.AuthorizationType ?? "NONE").toBe("NONE");
+    const dispatch = resources(template, "AWS::Lambda::Function").DispatchFunction;
+    const environment = dispatch?.Properties?.Environment as
+      | { Variables?: Record<string, unknown> }
+      | undefined;
+    const variables = environment?.Variables ?? {};
+    expect(variables.CALLBACK_BASE_URL).toEqual({ "Fn::GetAtt": ["HttpApi", "ApiEndpoint"] });
+    template.hasResourceProperties("AWS::Lambda::Permission", {
+      Action: "lambda:InvokeFunction",
+      Principal: "apigateway.amazonaws.com",
+      FunctionName: { "Fn::GetAtt": ["CallbackFunction", "Arn"] },
+    });
   });
 });
 
@@ -443,6 +494,10 @@ describe("ServiceStack: least privilege", () => {
   it("grants table actions on the table and its named indexes, never index/*", () => {
     for (const spec of FUNCTIONS) {
       const text = JSON.stringify(policyOf(spec.id));
+      if (!spec.table) {
+        expect(text, spec.id).not.toContain("dynamodb:");
+        continue;
+      }
       expect(text, spec.id).not.toContain("index/*");
       expect(text, spec.id).not.toContain("dynamodb:Scan");
       for (const index of Object.values(INDEXES)) expect(text, spec.id).toContain(`/index/${index.name}`);

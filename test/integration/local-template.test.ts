@@ -186,13 +186,22 @@ describe("provisionLocal", () => {
     const unresolved = topology.unresolved.map(({ functionId, variable }) => `${functionId}.${variable}`);
     expect(unresolved).toEqual(
       expect.arrayContaining([
-        "DispatchFunction.PUBLIC_BASE_URL",
+        "DispatchFunction.CALLBACK_BASE_URL",
         "DispatchFunction.MODELSLAB_API_KEY_SECRET_ARN",
         "DispatchFunction.CALLBACK_SECRET_ARN",
         "CallbackFunction.CALLBACK_SECRET_ARN",
       ]),
     );
-    expect(topology.functions.DispatchFunction?.environment).not.toHaveProperty("PUBLIC_BASE_URL");
+    expect(topology.functions.DispatchFunction?.environment).not.toHaveProperty("CALLBACK_BASE_URL");
+  });
+
+  it("resolves references to the HTTP endpoints to the local addresses it is given", async () => {
+    const local = await provisionLocal(templates, endpoints, {
+      namePrefix: "t-",
+      localUrls: { CallbackFunctionFunctionUrl: "http://127.0.0.1:4001/", HttpApi: "http://127.0.0.1:4000" },
+    });
+    expect(local.functions.DispatchFunction?.environment.CALLBACK_BASE_URL).toBe("http://127.0.0.1:4001/");
+    expect(local.unresolved.map((u) => u.variable)).not.toContain("CALLBACK_BASE_URL");
   });
 
   it("reads routes, authorizer, queue subscriptions and schedules from the template", () => {
@@ -208,8 +217,11 @@ describe("provisionLocal", () => {
     expect(routes["GET /v1/jobs/{id}"]?.authorizer?.functionId).toBe("AuthorizerFunction");
     expect(routes.$default).toMatchObject({ functionId: "ApiFunction" });
     expect(routes.$default?.authorizer).toBeUndefined();
-    expect(routes["POST /callbacks/modelslab/{jobId}"]).toMatchObject({ functionId: "CallbackFunction" });
-    expect(routes["POST /callbacks/modelslab/{jobId}"]?.authorizer).toBeUndefined();
+    // The provider's callbacks come in on the callback function's own URL, not through the API.
+    expect(routes["POST /callbacks/modelslab/{jobId}"]).toBeUndefined();
+    expect(topology.functionUrls).toEqual([
+      { logicalId: "CallbackFunctionFunctionUrl", functionId: "CallbackFunction", authType: "NONE" },
+    ]);
 
     expect(topology.eventSourceMappings).toEqual(
       expect.arrayContaining([

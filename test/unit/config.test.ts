@@ -40,7 +40,7 @@ const DISPATCH_ENV = {
   JOBS_QUEUE_URL: QUEUE,
   RESULTS_QUEUE_URL: QUEUE,
   FALLBACK_QUEUE_URL: QUEUE,
-  PUBLIC_BASE_URL: "https://api.example.com",
+  CALLBACK_BASE_URL: "https://api.example.com",
   MODELSLAB_API_KEY: "key",
 };
 
@@ -146,8 +146,8 @@ describe("loadConfig", () => {
     expect(set.PROVIDER_OUTPUT_HOSTS).toEqual(["a.com", "b.com"]);
     expect(set.MODELSLAB_BASE_URL).toBe("http://localhost:9/x");
     expect(
-      problems(dispatchConfig, { ...DISPATCH_ENV, MODELSLAB_BASE_URL: "nope", PUBLIC_BASE_URL: "" }),
-    ).toEqual(["MODELSLAB_BASE_URL: Invalid URL", "PUBLIC_BASE_URL: Invalid URL"]);
+      problems(dispatchConfig, { ...DISPATCH_ENV, MODELSLAB_BASE_URL: "nope", CALLBACK_BASE_URL: "" }),
+    ).toEqual(["MODELSLAB_BASE_URL: Invalid URL", "CALLBACK_BASE_URL: Invalid URL"]);
   });
 
   /** The reconcile function's variables without a default, in schema order. */
@@ -159,7 +159,7 @@ describe("loadConfig", () => {
     "JOBS_QUEUE_URL",
     "RESULTS_QUEUE_URL",
     "FALLBACK_QUEUE_URL",
-    "PUBLIC_BASE_URL",
+    "CALLBACK_BASE_URL",
   ];
 
   it("fails fast naming every problem", () => {

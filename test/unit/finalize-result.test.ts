@@ -20,7 +20,7 @@ import {
 } from "../support/fakes.ts";
 
 const settings: DispatchSettings & { storingTimeoutSeconds: number } = {
-  publicBaseUrl: "https://api.example.com",
+  callbackBaseUrl: "https://api.example.com",
   callbackSecret: "callback-secret",
   checkMarginSeconds: 60,
   deferBaseSeconds: 2,

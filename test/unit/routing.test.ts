@@ -16,7 +16,7 @@ import {
 } from "../support/fakes.ts";
 
 const settings: DispatchSettings = {
-  publicBaseUrl: "https://api.example.com/",
+  callbackBaseUrl: "https://api.example.com/",
   callbackSecret: "callback-secret",
   checkMarginSeconds: 60,
   deferBaseSeconds: 2,
