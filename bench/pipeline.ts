@@ -155,13 +155,11 @@ async function main(): Promise<number> {
     const hookUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
 
     const callbackAt = new Map<string, number>();
-    const callbackFunctions = new Set(
-      stack.topology.routes.filter((r) => r.routeKey.includes("/callbacks/")).map((r) => r.functionId),
-    );
     const apiFunctions = new Set(stack.topology.routes.map((r) => r.functionId));
-    awsMeter.onInvoke = (functionId, event) => {
-      if (!callbackFunctions.has(functionId)) return;
-      const id = (event as { pathParameters?: { jobId?: string } }).pathParameters?.jobId;
+    // A callback reaches the callback function through an API route or its function URL: the path tells.
+    awsMeter.onInvoke = (_functionId, event) => {
+      const path = (event as { rawPath?: unknown }).rawPath;
+      const id = typeof path === "string" ? /^\/callbacks\/modelslab\/([^/]+)$/.exec(path)?.[1] : undefined;
       if (id && !callbackAt.has(id)) callbackAt.set(id, Date.now());
     };
 
