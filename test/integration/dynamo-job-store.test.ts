@@ -990,6 +990,48 @@ describe("errors", () => {
   });
 });
 
+describe("a throttled create", () => {
+  const throttled = () =>
+    new TransactionCanceledException({
+      message: "Transaction cancelled",
+      $metadata: { httpStatusCode: 400 },
+      CancellationReasons: [{ Code: "ThrottlingError" }, { Code: "None" }],
+    });
+  const idempotency = () => ({
+    keyHash: newJobId().toLowerCase().padEnd(64, "0"),
+    requestHash: "r".repeat(64),
+    expiresAt: NOW_S + 86_400,
+  });
+
+  it("is tried again, and writes the job once capacity is back", async () => {
+    const send = vi.spyOn(doc, "send");
+    send.mockRejectedValueOnce(throttled());
+    try {
+      const job = buildJob({ tenantId: "tenant-throttled" });
+      await expect(store.create(job, idempotency())).resolves.toMatchObject({ created: true });
+      expect(send).toHaveBeenCalledTimes(2);
+      expect((await store.get(job.id))?.id).toBe(job.id);
+    } finally {
+      send.mockRestore();
+    }
+  });
+
+  it("answers STORE_UNAVAILABLE (503), not an internal error, while it stays throttled", async () => {
+    const send = vi.spyOn(doc, "send");
+    send.mockImplementation(async () => {
+      throw throttled();
+    });
+    try {
+      const job = buildJob({ tenantId: "tenant-throttled" });
+      const error = await store.create(job, idempotency()).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(UnavailableError);
+      expect(error).toMatchObject({ code: "STORE_UNAVAILABLE" });
+    } finally {
+      send.mockRestore();
+    }
+  });
+});
+
 describe("the emulator's TransactWriteItems (test support)", () => {
   it("commits all actions, or undoes every applied one and reports a reason per action", async () => {
     const put = (pk: string, extra: Record<string, unknown> = {}) => ({

@@ -123,7 +123,17 @@ export function mergeNewestFirst(
   return { ids, next: floor ?? null };
 }
 
-/** Bounded retries of a transaction that lost to a concurrent one on the same item. */
+/**
+ * Why a cancelled transaction may succeed if tried again: a concurrent one on the same item, or
+ * capacity (provisioned capacity exhausted, or an on-demand partition's burst limit).
+ */
+const RETRYABLE_CANCEL_REASONS = new Set([
+  "TransactionConflict",
+  "ThrottlingError",
+  "ProvisionedThroughputExceeded",
+]);
+
+/** Bounded retries of a transaction that lost to a concurrent one on the same item, or was throttled. */
 const TRANSACTION_CONFLICT_ATTEMPTS = 3;
 
 /** FNV-1a: stable across processes and releases, so a job always lands on the same due shard. */
@@ -221,7 +231,7 @@ export class DynamoJobStore implements JobStore {
           }
         } else if (jobReason === "ConditionalCheckFailed") {
           throw duplicateJob(job.id, error);
-        } else if (![jobReason, idemReason].includes("TransactionConflict")) {
+        } else if (![jobReason, idemReason].some((reason) => RETRYABLE_CANCEL_REASONS.has(reason ?? ""))) {
           throw this.wrap(error, "create");
         }
         if (attempt >= TRANSACTION_CONFLICT_ATTEMPTS) {
