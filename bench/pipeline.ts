@@ -28,6 +28,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Pool, request } from "undici";
+import { TABLE_TARGET_UTILIZATION_DEFAULT } from "../infra/config.ts";
 import { parseArgs, UsageError } from "./lib/args.ts";
 import {
   type AwsCall,
@@ -56,6 +57,12 @@ interface Report {
   per_job: Record<string, number>;
   cost_per_million_usd: number;
   cost_breakdown_per_million_usd: Record<string, number>;
+  /**
+   * The same run with the table on provisioned capacity (infra `tableBilling=provisioned`) kept at
+   * the autoscaling target utilization: capacity-hours for these units, everything else as above.
+   */
+  cost_per_million_usd_provisioned_table: number;
+  provisioned_table_utilization_percent: number;
   storage_cost_per_million_usd: number;
   storage_breakdown_per_million_usd: Record<string, number>;
   idle: { empty_receives_per_second: number };
@@ -325,6 +332,14 @@ async function main(): Promise<number> {
       cloudwatch_logs: perJob(logGb) * M * PRICES.cloudWatchLogs.perGbIngested,
     };
     const cost = Object.values(breakdown).reduce((s, v) => s + v, 0);
+    // Provisioned: one WCU-hour carries 3,600 write units at 100 %; autoscaling keeps it at the target.
+    const utilization = TABLE_TARGET_UTILIZATION_DEFAULT / 100;
+    const provisionedDynamo =
+      (perJob(tableWcu + gsiWcu) * M * PRICES.dynamodb.perWcuHour) / (3600 * utilization) +
+      // Strongly consistent reads: one read unit each, one RCU-second per unit.
+      (perJob(rcu) * M * PRICES.dynamodb.perRcuHour) / (3600 * utilization);
+    const costProvisioned =
+      cost - (breakdown.dynamodb_reads ?? 0) - (breakdown.dynamodb_writes ?? 0) + provisionedDynamo;
     const storage: Record<string, number> = {
       s3_output_writes: perJob(s3Writes.length) * 1000 * PRICES.s3.perThousandWrites,
       s3_other_requests: perJob(s3Reads) * 1000 * PRICES.s3.perThousandReads,
@@ -392,6 +407,8 @@ async function main(): Promise<number> {
       ),
       idle: { empty_receives_per_second: round(emptyReceives / windowSeconds, 1) },
       target_usd_per_million: TARGET_USD_PER_MILLION,
+      cost_per_million_usd_provisioned_table: round(costProvisioned),
+      provisioned_table_utilization_percent: TABLE_TARGET_UTILIZATION_DEFAULT,
       target_met: cost <= TARGET_USD_PER_MILLION,
       prices_as_of: PRICES.asOf,
       notes,
@@ -432,6 +449,9 @@ async function main(): Promise<number> {
       `orchestration plane: $${report.cost_per_million_usd} per million jobs (target ≤ $${TARGET_USD_PER_MILLION}: ${report.target_met ? "MET" : "NOT MET"})`,
     );
     say(table(Object.entries(report.cost_breakdown_per_million_usd).map(([k, v]) => [`  ${k}`, `$${v}`])));
+    say(
+      `  with tableBilling=provisioned (autoscaling at ${TABLE_TARGET_UTILIZATION_DEFAULT} % utilization): $${report.cost_per_million_usd_provisioned_table} per million jobs (DynamoDB $${round(provisionedDynamo)} instead of $${round((breakdown.dynamodb_reads ?? 0) + (breakdown.dynamodb_writes ?? 0))}; steady volume only: idle capacity is billed too)`,
+    );
     say(`storage of the images (apart): $${report.storage_cost_per_million_usd} per million jobs`);
     say(table(Object.entries(report.storage_breakdown_per_million_usd).map(([k, v]) => [`  ${k}`, `$${v}`])));
     say(`prices: ${PRICES.asOf} (bench/prices.ts); provider and GPU costs not included`);

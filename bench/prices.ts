@@ -28,6 +28,11 @@ export const PRICES = {
     // $0.625 per million write request units, $0.125 per million read request units.
     perMillionWriteUnits: 0.625,
     perMillionReadUnits: 0.125,
+    // https://aws.amazon.com/dynamodb/pricing/provisioned/ — provisioned capacity: $0.00065 per WCU-hour,
+    // $0.00013 per RCU-hour (a WCU is one write unit per second; an RCU two eventually consistent
+    // or one strongly consistent read unit per second).
+    perWcuHour: 0.00065,
+    perRcuHour: 0.00013,
     // Standard table class storage: $0.25 per GB-month (the job rows; retention is the operator's choice).
     perGbMonth: 0.25,
   },

@@ -15,6 +15,9 @@ export type LogRetentionDays = (typeof LOG_RETENTION_DAYS)[number];
 const isRetention = (value: number): value is LogRetentionDays =>
   (LOG_RETENTION_DAYS as readonly number[]).includes(value);
 
+/** DynamoDB autoscaling's default target (the console's default too); the cost bench prices at it. */
+export const TABLE_TARGET_UTILIZATION_DEFAULT = 70;
+
 export const infraConfigSchema = z.object({
   /** Deployment stage; names the stacks. `prod` retains and protects stateful resources. */
   stage: z
@@ -48,6 +51,20 @@ export const infraConfigSchema = z.object({
    * a route of the HTTP API (one public endpoint, API Gateway throttling and access logs).
    */
   callbackIngress: z.enum(["function-url", "http-api"]).default("function-url"),
+  /**
+   * DynamoDB billing: `on-demand` (default: no capacity to plan, any burst absorbed) or `provisioned`
+   * with target-tracking autoscaling on the table and each index — about 2.4x cheaper per write at
+   * the target utilization for steady high volume, but a fixed hourly floor while idle and throttling
+   * (retried, alarmed) when a burst outruns the scaling.
+   */
+  tableBilling: z.enum(["on-demand", "provisioned"]).default("on-demand"),
+  /** Provisioned billing: capacity units the autoscaling keeps between (each of table and indexes). */
+  tableMinWriteCapacity: z.coerce.number().int().min(1).max(40_000).default(5),
+  tableMaxWriteCapacity: z.coerce.number().int().min(1).max(40_000).default(1_000),
+  tableMinReadCapacity: z.coerce.number().int().min(1).max(40_000).default(5),
+  tableMaxReadCapacity: z.coerce.number().int().min(1).max(40_000).default(500),
+  /** Provisioned billing: the consumed/provisioned percentage autoscaling tracks. */
+  tableTargetUtilization: z.coerce.number().int().min(20).max(90).default(TABLE_TARGET_UTILIZATION_DEFAULT),
   /** Where alarm notifications go (an SNS email subscription, confirmed by the recipient); none if unset. */
   alarmEmail: z.email().optional(),
   /** Days after which uploaded control images (inputs) are deleted. */
@@ -105,6 +122,15 @@ export const infraConfigSchema = z.object({
 export const infraConfigSchemaChecked = infraConfigSchema.superRefine((config, ctx) => {
   if (config.gpuMinTasks > config.gpuMaxTasks) {
     ctx.addIssue({ code: "custom", path: ["gpuMinTasks"], message: "must not exceed gpuMaxTasks" });
+  }
+  for (const unit of ["Write", "Read"] as const) {
+    if (config[`tableMin${unit}Capacity`] > config[`tableMax${unit}Capacity`]) {
+      ctx.addIssue({
+        code: "custom",
+        path: [`tableMin${unit}Capacity`],
+        message: `must not exceed tableMax${unit}Capacity`,
+      });
+    }
   }
   if (config.outputsExpireDays !== 0 && config.outputsInfrequentAccessDays !== 0) {
     if (config.outputsExpireDays <= config.outputsInfrequentAccessDays) {

@@ -1,6 +1,7 @@
 import { Duration, RemovalPolicy, type StackProps, Validations } from "aws-cdk-lib";
+import { Alarm, ComparisonOperator, TreatMissingData } from "aws-cdk-lib/aws-cloudwatch";
 import { SnsAction } from "aws-cdk-lib/aws-cloudwatch-actions";
-import { AttributeType, BillingMode, ProjectionType, Table } from "aws-cdk-lib/aws-dynamodb";
+import { AttributeType, BillingMode, Operation, ProjectionType, Table } from "aws-cdk-lib/aws-dynamodb";
 import { EventBus } from "aws-cdk-lib/aws-events";
 import {
   BlockPublicAccess,
@@ -71,10 +72,18 @@ export class StatefulStack extends ReadableStack {
     const removalPolicy = prod ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
     const functions = props.functions ?? FUNCTIONS;
 
+    const config = props.config;
+    const provisioned = config.tableBilling === "provisioned";
+    // Provisioned: start at the floor; target tracking raises it (the table keeps up to 5 minutes of
+    // unused capacity as burst meanwhile).
+    const capacity = provisioned
+      ? { readCapacity: config.tableMinReadCapacity, writeCapacity: config.tableMinWriteCapacity }
+      : {};
     this.table = new Table(this, "JobsTable", {
       partitionKey: { name: TABLE_KEYS.partitionKey, type: AttributeType.STRING },
       sortKey: { name: TABLE_KEYS.sortKey, type: AttributeType.STRING },
-      billingMode: BillingMode.PAY_PER_REQUEST,
+      billingMode: provisioned ? BillingMode.PROVISIONED : BillingMode.PAY_PER_REQUEST,
+      ...capacity,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       timeToLiveAttribute: TTL_ATTRIBUTE,
       deletionProtection: prod,
@@ -85,6 +94,7 @@ export class StatefulStack extends ReadableStack {
       partitionKey: { name: INDEXES.byTenantStatus.partitionKey, type: AttributeType.STRING },
       sortKey: { name: INDEXES.byTenantStatus.sortKey, type: AttributeType.STRING },
       ...cdkProjection(INDEXES.byTenantStatus.projection),
+      ...capacity,
     });
     this.table.addGlobalSecondaryIndex({
       indexName: INDEXES.due.name,
@@ -92,6 +102,7 @@ export class StatefulStack extends ReadableStack {
       // Epoch seconds: a number so the reconciler's `dueAt <= now` range query orders numerically.
       sortKey: { name: INDEXES.due.sortKey, type: AttributeType.NUMBER },
       ...cdkProjection(INDEXES.due.projection),
+      ...capacity,
     });
 
     this.alarmTopic = new Topic(this, "AlarmTopic", {
@@ -109,6 +120,7 @@ export class StatefulStack extends ReadableStack {
       this.alarmTopic.addSubscription(new EmailSubscription(props.config.alarmEmail));
     }
     const alarmAction = new SnsAction(this.alarmTopic);
+    if (provisioned) this.scaleProvisionedCapacity(config, alarmAction);
 
     const queues = {} as Record<QueueName, QueueWithDlq>;
     for (const name of QUEUE_NAMES) {
@@ -124,7 +136,6 @@ export class StatefulStack extends ReadableStack {
     this.queues = mapRecord(queues, (set) => set.queue);
     this.deadLetterQueues = mapRecord(queues, (set) => set.dlq);
 
-    const config = props.config;
     // Buckets outlive the stacks in every stage: CloudFormation cannot delete a bucket that holds
     // objects, and emptying one needs a custom-resource Lambda. `cdk destroy` leaves them (docs/deploy.md).
     const bucketDefaults = {
@@ -208,6 +219,43 @@ export class StatefulStack extends ReadableStack {
         "rotating it automatically would make their callbacks fail verification (reconcile would recover " +
         "them late), so it is rotated deliberately between deployments",
     });
+  }
+
+  /**
+   * Target-tracking autoscaling of the table and every index (an index short of write capacity
+   * throttles the table's writes too), and an alarm when requests are throttled anyway: the SDK and
+   * the queues retry them, but sustained throttling means the limits or the maximum are too low.
+   */
+  private scaleProvisionedCapacity(config: InfraConfig, alarmAction: SnsAction): void {
+    const target = { targetUtilizationPercent: config.tableTargetUtilization };
+    const reads = { minCapacity: config.tableMinReadCapacity, maxCapacity: config.tableMaxReadCapacity };
+    const writes = { minCapacity: config.tableMinWriteCapacity, maxCapacity: config.tableMaxWriteCapacity };
+    this.table.autoScaleReadCapacity(reads).scaleOnUtilization(target);
+    this.table.autoScaleWriteCapacity(writes).scaleOnUtilization(target);
+    for (const index of Object.values(INDEXES)) {
+      this.table.autoScaleGlobalSecondaryIndexReadCapacity(index.name, reads).scaleOnUtilization(target);
+      this.table.autoScaleGlobalSecondaryIndexWriteCapacity(index.name, writes).scaleOnUtilization(target);
+    }
+    const throttled = new Alarm(this, "JobsTableThrottleAlarm", {
+      alarmDescription:
+        "JobsTable requests throttled for 3 minutes: provisioned capacity (or its autoscaling maximum) is too low for the load",
+      metric: this.table.metricThrottledRequestsForOperations({
+        operations: [
+          Operation.GET_ITEM,
+          Operation.BATCH_GET_ITEM,
+          Operation.QUERY,
+          Operation.PUT_ITEM,
+          Operation.UPDATE_ITEM,
+          Operation.TRANSACT_WRITE_ITEMS,
+        ],
+        period: Duration.minutes(1),
+      }),
+      threshold: 1,
+      comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 3,
+      treatMissingData: TreatMissingData.NOT_BREACHING,
+    });
+    throttled.addAlarmAction(alarmAction);
   }
 }
 

@@ -31,6 +31,16 @@ const acknowledgements = (root: IConstruct) =>
   );
 
 describe("cdk-nag AwsSolutions", () => {
+  it("finds nothing with the other deployment options either (provisioned table, callbacks via the API)", () => {
+    const other = buildApp({
+      skipBundling: true,
+      context: { ...TEST_CONTEXT, tableBilling: "provisioned", callbackIngress: "http-api" },
+    });
+    other.app.synth();
+    const report = new AwsSolutionsChecks().validateScope(other.app);
+    expect(report.violations.map((v) => `${v.severity} ${v.ruleName}`)).toEqual([]);
+  });
+
   it("finds nothing unacknowledged, errors or warnings, in the synthesized app", () => {
     const report = new AwsSolutionsChecks().validateScope(built.app);
     const findings = report.violations.map(

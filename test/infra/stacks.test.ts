@@ -553,3 +553,88 @@ describe("ServiceStack: least privilege", () => {
     expect(settings.Format).not.toMatch(/querystring|\$context\.path.*\?/i);
   });
 });
+
+describe("StatefulStack: provisioned table billing", () => {
+  let template: Template;
+  beforeAll(() => {
+    const { stacks } = buildApp({
+      skipBundling: true,
+      context: {
+        ...TEST_CONTEXT,
+        tableBilling: "provisioned",
+        tableMinWriteCapacity: "10",
+        tableMaxWriteCapacity: "2000",
+      },
+    });
+    template = Template.fromStack(stacks.stateful);
+  });
+
+  it("is on-demand by default, with nothing to scale", () => {
+    stateful.hasResourceProperties("AWS::DynamoDB::Table", { BillingMode: "PAY_PER_REQUEST" });
+    expect(resources(stateful, "AWS::ApplicationAutoScaling::ScalableTarget")).toEqual({});
+  });
+
+  it("provisions the table and every index at the minimum", () => {
+    const [, table] = only(resources(template, "AWS::DynamoDB::Table"), "table");
+    expect(table.Properties?.BillingMode ?? "PROVISIONED").toBe("PROVISIONED");
+    expect(table.Properties?.ProvisionedThroughput).toEqual({ ReadCapacityUnits: 5, WriteCapacityUnits: 10 });
+    const indexes = table.Properties?.GlobalSecondaryIndexes as Array<Record<string, unknown>>;
+    expect(indexes.map((index) => index.IndexName).sort()).toEqual(
+      Object.values(INDEXES)
+        .map((index) => index.name)
+        .sort(),
+    );
+    for (const index of indexes) {
+      expect(index.ProvisionedThroughput, String(index.IndexName)).toEqual({
+        ReadCapacityUnits: 5,
+        WriteCapacityUnits: 10,
+      });
+    }
+  });
+
+  it("scales reads and writes of the table and of every index at 70 % utilization", () => {
+    const targets = Object.values(resources(template, "AWS::ApplicationAutoScaling::ScalableTarget"));
+    const dimensions = targets.map((target) => String(target.Properties?.ScalableDimension)).sort();
+    expect(dimensions).toEqual(
+      [
+        "dynamodb:table:ReadCapacityUnits",
+        "dynamodb:table:WriteCapacityUnits",
+        ...Object.values(INDEXES).flatMap(() => [
+          "dynamodb:index:ReadCapacityUnits",
+          "dynamodb:index:WriteCapacityUnits",
+        ]),
+      ].sort(),
+    );
+    for (const target of targets) {
+      const writes = String(target.Properties?.ScalableDimension).endsWith("WriteCapacityUnits");
+      expect(target.Properties).toMatchObject(
+        writes ? { MinCapacity: 10, MaxCapacity: 2000 } : { MinCapacity: 5, MaxCapacity: 500 },
+      );
+    }
+    const policies = Object.values(resources(template, "AWS::ApplicationAutoScaling::ScalingPolicy"));
+    expect(policies).toHaveLength(targets.length);
+    for (const policy of policies) {
+      expect(policy.Properties).toMatchObject({
+        PolicyType: "TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration: { TargetValue: 70 },
+      });
+    }
+  });
+
+  it("alarms when requests are throttled anyway", () => {
+    const alarms = Object.values(resources(template, "AWS::CloudWatch::Alarm")).filter((alarm) =>
+      JSON.stringify(alarm.Properties?.Metrics ?? []).includes("ThrottledRequests"),
+    );
+    expect(alarms).toHaveLength(1);
+    expect(alarms[0]?.Properties?.AlarmActions).toEqual([{ Ref: expect.stringMatching(/^AlarmTopic/) }]);
+  });
+
+  it("refuses a minimum above the maximum", () => {
+    expect(() =>
+      buildApp({
+        skipBundling: true,
+        context: { ...TEST_CONTEXT, tableBilling: "provisioned", tableMinReadCapacity: "900" },
+      }),
+    ).toThrow(/tableMinReadCapacity: must not exceed tableMaxReadCapacity/);
+  });
+});
