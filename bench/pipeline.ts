@@ -28,7 +28,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Pool, request } from "undici";
-import { TABLE_TARGET_UTILIZATION_DEFAULT } from "../infra/config.ts";
+import { type InfraConfig, InfraConfigError, loadInfraConfig } from "../infra/config.ts";
 import { parseArgs, UsageError } from "./lib/args.ts";
 import {
   type AwsCall,
@@ -57,12 +57,12 @@ interface Report {
   per_job: Record<string, number>;
   cost_per_million_usd: number;
   cost_breakdown_per_million_usd: Record<string, number>;
-  /**
-   * The same run with the table on provisioned capacity (infra `tableBilling=provisioned`) kept at
-   * the autoscaling target utilization: capacity-hours for these units, everything else as above.
-   */
-  cost_per_million_usd_provisioned_table: number;
-  provisioned_table_utilization_percent: number;
+  /** The table's billing mode the cost is priced at (infra `tableBilling`, from `--context`). */
+  table_billing: InfraConfig["tableBilling"];
+  /** The same run priced with the other billing mode for the table; everything else as above. */
+  cost_per_million_usd_other_table_billing: number;
+  /** The CDK context the templates were synthesized with (`--context key=value`). */
+  context: Record<string, string>;
   storage_cost_per_million_usd: number;
   storage_breakdown_per_million_usd: Record<string, number>;
   idle: { empty_receives_per_second: number };
@@ -78,6 +78,7 @@ async function main(): Promise<number> {
     args = parseArgs(process.argv.slice(2), {
       integers: { jobs: 500, concurrency: 16 },
       flags: ["json", "explain"],
+      lists: ["context"],
     });
   } catch (error) {
     if (error instanceof UsageError) {
@@ -88,6 +89,27 @@ async function main(): Promise<number> {
   }
   const jobs = args.integers.jobs as number;
   const concurrency = args.integers.concurrency as number;
+  // `--context key=value`: the CDK context the templates are synthesized with (a deployment option to
+  // measure, e.g. lifecycleEvents=all or logLevel=WARN); it is validated like `cdk synth` would.
+  const context: Record<string, string> = {};
+  for (const pair of args.lists.context ?? []) {
+    const at = pair.indexOf("=");
+    if (at < 1) {
+      console.error(`--context needs key=value, got ${pair}`);
+      return 2;
+    }
+    context[pair.slice(0, at)] = pair.slice(at + 1);
+  }
+  let infra: InfraConfig;
+  try {
+    infra = loadInfraConfig((key) => context[key], {});
+  } catch (error) {
+    if (error instanceof InfraConfigError) {
+      console.error(error.message);
+      return 2;
+    }
+    throw error;
+  }
 
   // Logs: the functions log at the level the template sets (INFO); their bytes are counted (CloudWatch
   // Logs ingestion is part of the cost) and kept off the terminal.
@@ -114,6 +136,7 @@ async function main(): Promise<number> {
     dataDir: null,
     reconcileIntervalSeconds: 3_600,
     environment: { MODELSLAB_MAX_CONCURRENCY: String(limit) },
+    context,
     provider: {
       kind: "simulator",
       options: { completionDelayMs: 0, concurrencyLimit: limit, maxStoredJobs: (jobs + WARMUP) * 2 + 100 },
@@ -326,20 +349,20 @@ async function main(): Promise<number> {
       lambda_requests: perJob(invocations) * PRICES.lambda.perMillionRequests,
       lambda_compute: perJob(gbSeconds) * M * PRICES.lambda.perGbSecondArm,
       sqs: perJob(sqsRequests) * PRICES.sqs.perMillionRequests,
-      dynamodb_reads: perJob(rcu) * PRICES.dynamodb.perMillionReadUnits,
-      dynamodb_writes: perJob(tableWcu + gsiWcu) * PRICES.dynamodb.perMillionWriteUnits,
+      dynamodb_reads: dynamoCost(perJob(rcu), perJob(tableWcu + gsiWcu), infra).reads,
+      dynamodb_writes: dynamoCost(perJob(rcu), perJob(tableWcu + gsiWcu), infra).writes,
       eventbridge: perJob(events) * PRICES.eventBridge.perMillionEvents,
       cloudwatch_logs: perJob(logGb) * M * PRICES.cloudWatchLogs.perGbIngested,
     };
     const cost = Object.values(breakdown).reduce((s, v) => s + v, 0);
-    // Provisioned: one WCU-hour carries 3,600 write units at 100 %; autoscaling keeps it at the target.
-    const utilization = TABLE_TARGET_UTILIZATION_DEFAULT / 100;
-    const provisionedDynamo =
-      (perJob(tableWcu + gsiWcu) * M * PRICES.dynamodb.perWcuHour) / (3600 * utilization) +
-      // Strongly consistent reads: one read unit each, one RCU-second per unit.
-      (perJob(rcu) * M * PRICES.dynamodb.perRcuHour) / (3600 * utilization);
-    const costProvisioned =
-      cost - (breakdown.dynamodb_reads ?? 0) - (breakdown.dynamodb_writes ?? 0) + provisionedDynamo;
+    // The same units under the other billing mode, for comparison.
+    const otherBilling = infra.tableBilling === "provisioned" ? "on-demand" : "provisioned";
+    const other = dynamoCost(perJob(rcu), perJob(tableWcu + gsiWcu), {
+      ...infra,
+      tableBilling: otherBilling,
+    });
+    const dynamoHere = (breakdown.dynamodb_reads ?? 0) + (breakdown.dynamodb_writes ?? 0);
+    const costOtherBilling = cost - dynamoHere + other.reads + other.writes;
     const storage: Record<string, number> = {
       s3_output_writes: perJob(s3Writes.length) * 1000 * PRICES.s3.perThousandWrites,
       s3_other_requests: perJob(s3Reads) * 1000 * PRICES.s3.perThousandReads,
@@ -407,8 +430,9 @@ async function main(): Promise<number> {
       ),
       idle: { empty_receives_per_second: round(emptyReceives / windowSeconds, 1) },
       target_usd_per_million: TARGET_USD_PER_MILLION,
-      cost_per_million_usd_provisioned_table: round(costProvisioned),
-      provisioned_table_utilization_percent: TABLE_TARGET_UTILIZATION_DEFAULT,
+      table_billing: infra.tableBilling,
+      cost_per_million_usd_other_table_billing: round(costOtherBilling),
+      context,
       target_met: cost <= TARGET_USD_PER_MILLION,
       prices_as_of: PRICES.asOf,
       notes,
@@ -450,8 +474,15 @@ async function main(): Promise<number> {
     );
     say(table(Object.entries(report.cost_breakdown_per_million_usd).map(([k, v]) => [`  ${k}`, `$${v}`])));
     say(
-      `  with tableBilling=provisioned (autoscaling at ${TABLE_TARGET_UTILIZATION_DEFAULT} % utilization): $${report.cost_per_million_usd_provisioned_table} per million jobs (DynamoDB $${round(provisionedDynamo)} instead of $${round((breakdown.dynamodb_reads ?? 0) + (breakdown.dynamodb_writes ?? 0))}; steady volume only: idle capacity is billed too)`,
+      `  the same with tableBilling=${otherBilling}: $${report.cost_per_million_usd_other_table_billing} per million jobs (DynamoDB $${round(other.reads + other.writes)} instead of $${round(dynamoHere)}; provisioned: at the ${infra.tableTargetUtilization} % autoscaling target, idle capacity billed apart)`,
     );
+    if (Object.keys(context).length > 0) {
+      say(
+        `  context: ${Object.entries(context)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(" ")}`,
+      );
+    }
     say(`storage of the images (apart): $${report.storage_cost_per_million_usd} per million jobs`);
     say(table(Object.entries(report.storage_breakdown_per_million_usd).map(([k, v]) => [`  ${k}`, `$${v}`])));
     say(`prices: ${PRICES.asOf} (bench/prices.ts); provider and GPU costs not included`);
@@ -555,4 +586,28 @@ function writeShape(input: unknown): string {
       .join(" + ");
   }
   return text(record);
+}
+
+/**
+ * DynamoDB per million jobs for the read and write units one job consumed (strongly consistent reads:
+ * one unit each). On demand: per unit. Provisioned: a WCU (RCU) carries 3,600 write (read) units an
+ * hour at 100 %; autoscaling keeps it at the target utilization, so each unit costs 1/target more.
+ */
+function dynamoCost(
+  readUnitsPerJob: number,
+  writeUnitsPerJob: number,
+  infra: Pick<InfraConfig, "tableBilling" | "tableTargetUtilization">,
+): { reads: number; writes: number } {
+  const M = 1_000_000;
+  if (infra.tableBilling === "on-demand") {
+    return {
+      reads: readUnitsPerJob * PRICES.dynamodb.perMillionReadUnits,
+      writes: writeUnitsPerJob * PRICES.dynamodb.perMillionWriteUnits,
+    };
+  }
+  const unitHours = M / (3600 * (infra.tableTargetUtilization / 100));
+  return {
+    reads: readUnitsPerJob * unitHours * PRICES.dynamodb.perRcuHour,
+    writes: writeUnitsPerJob * unitHours * PRICES.dynamodb.perWcuHour,
+  };
 }

@@ -26,6 +26,8 @@ export interface LocalStackOptions {
   reconcileIntervalSeconds?: number;
   /** Extra environment for the functions, applied over what the template says. */
   environment?: Record<string, string>;
+  /** CDK context for the synthesized templates (as `-c key=value` gives `cdk synth`): e.g. `{ lifecycleEvents: "all" }`. */
+  context?: Record<string, string>;
   /**
    * The provider: "simulator" (default) starts the ModelsLab-compatible simulator with these options
    * and points everything at it; "configured" uses MODELSLAB_BASE_URL / MODELSLAB_API_KEY as given.
@@ -114,7 +116,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     // The GPU service is not emulated here (the worker runs in-process with --with-worker), so its
     // image is only a name in the template: no Docker build.
     const templates = await synthesizeTemplates({
-      context: { workerImage: "local/controlnet-worker:unused" },
+      context: { workerImage: "local/controlnet-worker:unused", ...options.context },
     });
     // The HTTP endpoints listen first, so the template's references to their URLs (the callback
     // base URL in the dispatcher's environment) resolve to these addresses; they route once the

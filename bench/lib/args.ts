@@ -5,11 +5,14 @@ export interface ArgSpec {
   integers: Record<string, number>;
   /** Options that are on when present. */
   flags: readonly string[];
+  /** Options that take a string and may be repeated (`--context a=1 --context b=2`). */
+  lists?: readonly string[];
 }
 
 export interface ParsedArgs {
   integers: Record<string, number>;
   flags: Set<string>;
+  lists: Record<string, string[]>;
 }
 
 export class UsageError extends Error {}
@@ -17,6 +20,7 @@ export class UsageError extends Error {}
 export function parseArgs(argv: readonly string[], spec: ArgSpec): ParsedArgs {
   const integers = { ...spec.integers };
   const flags = new Set<string>();
+  const lists: Record<string, string[]> = Object.fromEntries((spec.lists ?? []).map((name) => [name, []]));
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     const [name = "", inline] = arg.startsWith("--") ? arg.slice(2).split("=", 2) : [""];
@@ -33,8 +37,19 @@ export function parseArgs(argv: readonly string[], spec: ArgSpec): ParsedArgs {
       integers[name] = value;
       continue;
     }
-    const known = [...Object.keys(spec.integers).map((n) => `--${n} N`), ...spec.flags.map((f) => `--${f}`)];
+    const list = lists[name];
+    if (list) {
+      const raw = inline ?? argv[++i];
+      if (raw === undefined || raw === "") throw new UsageError(`--${name} needs a value`);
+      list.push(raw);
+      continue;
+    }
+    const known = [
+      ...Object.keys(spec.integers).map((n) => `--${n} N`),
+      ...spec.flags.map((f) => `--${f}`),
+      ...(spec.lists ?? []).map((l) => `--${l} VALUE`),
+    ];
     throw new UsageError(`unknown argument ${arg}; expected ${known.join(", ")}`);
   }
-  return { integers, flags };
+  return { integers, flags, lists };
 }
