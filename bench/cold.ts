@@ -123,19 +123,20 @@ const CLIENT_ORDER = Object.keys(SDK_CLIENTS) as SdkClient[];
 const FUNCTIONS: ReadonlyArray<{ name: string; schema: ConfigSchema; clients: readonly SdkClient[] }> = [
   { name: "api", schema: apiConfig, clients: ["dynamodb", "sqs", "s3", "eventbridge"] },
   { name: "authorizer", schema: authorizerConfig, clients: ["dynamodb"] },
+  // reconcile, dispatch and notify presign S3 GETs without the S3 client (shared/adapters/s3/presigner.ts).
   {
     name: "reconcile",
     schema: reconcileConfig,
-    clients: ["dynamodb", "sqs", "s3", "eventbridge", "secrets-manager"],
+    clients: ["dynamodb", "sqs", "eventbridge", "secrets-manager"],
   },
   {
     name: "dispatch",
     schema: dispatchConfig,
-    clients: ["dynamodb", "sqs", "s3", "eventbridge", "secrets-manager"],
+    clients: ["dynamodb", "sqs", "eventbridge", "secrets-manager"],
   },
   { name: "callback", schema: callbackConfig, clients: ["sqs", "secrets-manager"] },
   { name: "finalize", schema: finalizeConfig, clients: ["dynamodb", "sqs", "s3", "eventbridge"] },
-  { name: "notify", schema: notifyConfig, clients: ["dynamodb", "sqs", "s3", "eventbridge"] },
+  { name: "notify", schema: notifyConfig, clients: ["dynamodb", "sqs", "eventbridge"] },
 ];
 
 /** The entry of an SDK floor: import and construct exactly these clients, export a do-nothing handler. */

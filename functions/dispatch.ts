@@ -11,7 +11,7 @@ import { DynamoCapacityGate } from "../shared/adapters/dynamo/capacity-gate.ts";
 import { DynamoCircuitBreaker } from "../shared/adapters/dynamo/circuit-breaker.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { ModelsLabProvider } from "../shared/adapters/modelslab/client.ts";
-import { createS3Client, S3ObjectStore } from "../shared/adapters/s3/object-store.ts";
+import { S3UrlPresigner } from "../shared/adapters/s3/presigner.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { logger } from "../shared/lambda/logger.ts";
 import { resolveSecret } from "../shared/lambda/secrets.ts";
@@ -25,7 +25,8 @@ import { dispatchJob } from "../shared/usecases/dispatch-job.ts";
 const config = loadConfig(dispatchConfig);
 const doc = createDocumentClient();
 const sqs = createSqsClient();
-const inputs = new S3ObjectStore(createS3Client(), config.INPUTS_BUCKET);
+// Only presigned GETs of stored inputs: no S3 client (shared/adapters/s3/presigner.ts).
+const inputs = new S3UrlPresigner(config.INPUTS_BUCKET);
 const deps = {
   jobs: lifecycleJobStore(doc, sqs, config),
   gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),

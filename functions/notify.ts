@@ -8,7 +8,7 @@ import { DynamoNotificationStore } from "../shared/adapters/dynamo/notification-
 import { DynamoTenantStore } from "../shared/adapters/dynamo/tenant-store.ts";
 import { createEventBridgeClient, EventBridgePublisher } from "../shared/adapters/eventbridge/publisher.ts";
 import { SafeWebhookSender } from "../shared/adapters/http/webhook-sender.ts";
-import { createS3Client, S3ObjectStore } from "../shared/adapters/s3/object-store.ts";
+import { S3UrlPresigner } from "../shared/adapters/s3/presigner.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { logger } from "../shared/lambda/logger.ts";
 import { downloadPolicy, lifecycleJobStore } from "../shared/lambda/wiring.ts";
@@ -16,11 +16,24 @@ import { systemClock } from "../shared/ports/index.ts";
 import { loadConfig, notifyConfig } from "../shared/schemas/config.ts";
 import { notifyMessageSchema } from "../shared/schemas/messages.ts";
 import { handleNotifyMessage, type NotifyDeps } from "../shared/usecases/notify.ts";
-import { presignedPresenter } from "../shared/usecases/present-job.ts";
+import { type JobPresenter, presentJob } from "../shared/usecases/present-job.ts";
 
 const config = loadConfig(notifyConfig);
 const doc = createDocumentClient();
 const sqs = createSqsClient();
+// Only presigned GETs of stored outputs: no S3 client (shared/adapters/s3/presigner.ts).
+const outputs = new S3UrlPresigner(config.OUTPUTS_BUCKET);
+/**
+ * `presignedPresenter` (shared/usecases/present-job.ts), which takes a whole ObjectStore: the same
+ * presentation, with fresh presigned URLs for the stored outputs, from the presigner alone.
+ */
+const present: JobPresenter = async (job) => {
+  const keys = job.outputs.flatMap((o) => (o.key ? [o.key] : []));
+  const urls = await Promise.all(
+    keys.map(async (key) => [key, await outputs.presignGet(key, config.OUTPUT_URL_EXPIRY_SECONDS)] as const),
+  );
+  return presentJob(job, new Map(urls));
+};
 const deps: NotifyDeps = {
   jobs: lifecycleJobStore(doc, sqs, config),
   notifications: new DynamoNotificationStore(doc, config.TABLE_NAME),
@@ -33,10 +46,7 @@ const deps: NotifyDeps = {
     timeoutMs: config.NOTIFY_TIMEOUT_SECONDS * 1000,
   }),
   clock: systemClock,
-  present: presignedPresenter(
-    new S3ObjectStore(createS3Client(), config.OUTPUTS_BUCKET),
-    config.OUTPUT_URL_EXPIRY_SECONDS,
-  ),
+  present,
   settings: {
     retryScheduleSeconds: config.NOTIFY_RETRY_SCHEDULE_SECONDS,
     jitter: config.NOTIFY_JITTER,

@@ -8,7 +8,7 @@ import middy from "@middy/core";
 import { DynamoCapacityGate } from "../shared/adapters/dynamo/capacity-gate.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { ModelsLabProvider } from "../shared/adapters/modelslab/client.ts";
-import { createS3Client, S3ObjectStore } from "../shared/adapters/s3/object-store.ts";
+import { S3UrlPresigner } from "../shared/adapters/s3/presigner.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { logger } from "../shared/lambda/logger.ts";
 import { resolveSecret } from "../shared/lambda/secrets.ts";
@@ -20,7 +20,8 @@ import { reconcile } from "../shared/usecases/reconcile.ts";
 const config = loadConfig(reconcileConfig);
 const doc = createDocumentClient();
 const sqs = createSqsClient();
-const inputs = new S3ObjectStore(createS3Client(), config.INPUTS_BUCKET);
+// Only presigned GETs of stored inputs: no S3 client (shared/adapters/s3/presigner.ts).
+const inputs = new S3UrlPresigner(config.INPUTS_BUCKET);
 const deps = {
   jobs: lifecycleJobStore(doc, sqs, config),
   notifications: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL),

@@ -8,6 +8,7 @@ import fc from "fast-check";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createS3Client } from "../../shared/adapters/s3/object-store.ts";
 import { S3UrlPresigner } from "../../shared/adapters/s3/presigner.ts";
+import { bundledInputs } from "../support/bundle.ts";
 
 const AT = new Date("2024-05-06T07:08:09Z");
 const CREDENTIALS = {
@@ -237,5 +238,20 @@ describe("S3UrlPresigner gives the S3 client's presigned GET URL", () => {
   it("rejects an expiry over a week, as SigV4 does", async () => {
     environment({});
     await expect(viaPresigner("b-1", "k", 7 * 86_400 + 1)).rejects.toMatch(/one week/);
+  });
+});
+
+describe("the functions that only presign GETs", () => {
+  it.each(["dispatch", "reconcile", "notify"])("keep the S3 client out of the %s bundle", async (name) => {
+    const inputs = await bundledInputs(`functions/${name}.ts`);
+    expect(inputs).toContain("shared/adapters/s3/presigner.ts");
+    expect(
+      inputs.filter(
+        (input) =>
+          /node_modules\/@aws-sdk\/(client-s3|s3-request-presigner|lib-storage|middleware-sdk-s3)\//.test(
+            input,
+          ) || input === "shared/adapters/s3/object-store.ts",
+      ),
+    ).toEqual([]);
   });
 });
