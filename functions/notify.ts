@@ -16,24 +16,13 @@ import { systemClock } from "../shared/ports/index.ts";
 import { loadConfig, notifyConfig } from "../shared/schemas/config.ts";
 import { notifyMessageSchema } from "../shared/schemas/messages.ts";
 import { handleNotifyMessage, type NotifyDeps } from "../shared/usecases/notify.ts";
-import { type JobPresenter, presentJob } from "../shared/usecases/present-job.ts";
+import { presignedPresenter } from "../shared/usecases/present-job.ts";
 
 const config = loadConfig(notifyConfig);
 const doc = createDocumentClient();
 const sqs = createSqsClient();
 // Only presigned GETs of stored outputs: no S3 client (shared/adapters/s3/presigner.ts).
 const outputs = new S3UrlPresigner(config.OUTPUTS_BUCKET);
-/**
- * `presignedPresenter` (shared/usecases/present-job.ts), which takes a whole ObjectStore: the same
- * presentation, with fresh presigned URLs for the stored outputs, from the presigner alone.
- */
-const present: JobPresenter = async (job) => {
-  const keys = job.outputs.flatMap((o) => (o.key ? [o.key] : []));
-  const urls = await Promise.all(
-    keys.map(async (key) => [key, await outputs.presignGet(key, config.OUTPUT_URL_EXPIRY_SECONDS)] as const),
-  );
-  return presentJob(job, new Map(urls));
-};
 const deps: NotifyDeps = {
   jobs: lifecycleJobStore(doc, sqs, config),
   notifications: new DynamoNotificationStore(doc, config.TABLE_NAME),
@@ -46,7 +35,7 @@ const deps: NotifyDeps = {
     timeoutMs: config.NOTIFY_TIMEOUT_SECONDS * 1000,
   }),
   clock: systemClock,
-  present,
+  present: presignedPresenter(outputs, config.OUTPUT_URL_EXPIRY_SECONDS),
   settings: {
     retryScheduleSeconds: config.NOTIFY_RETRY_SCHEDULE_SECONDS,
     jitter: config.NOTIFY_JITTER,

@@ -33,7 +33,7 @@ export function presentJob(job: Job, signedUrls: ReadonlyMap<string, string> = n
 export type JobPresenter = (job: Job) => Promise<JobResource>;
 
 export const presignedPresenter =
-  (outputs: ObjectStore, expiresSeconds: number): JobPresenter =>
+  (outputs: Pick<ObjectStore, "presignGet">, expiresSeconds: number): JobPresenter =>
   async (job) => {
     const keys = job.outputs.flatMap((o) => (o.key ? [o.key] : []));
     const urls = await Promise.all(
