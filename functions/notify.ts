@@ -30,6 +30,7 @@ const deps: NotifyDeps = {
   notifyQueue: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL),
   deadLetters: new SqsQueue(sqs, config.NOTIFICATIONS_DLQ_URL),
   events: new EventBridgePublisher(createEventBridgeClient(), config.EVENT_BUS_NAME),
+  publishTerminalEvents: config.LIFECYCLE_EVENTS !== "none",
   sender: new SafeWebhookSender({
     ...downloadPolicy(config),
     timeoutMs: config.NOTIFY_TIMEOUT_SECONDS * 1000,

@@ -42,9 +42,10 @@ export const infraConfigSchema = z.object({
     .transform((hosts) => hosts.map((host) => host.trim().toLowerCase()).filter(Boolean)),
   /**
    * Which job state changes are published on the event bus: `terminal` (succeeded, failed,
-   * cancelled) or `all` (every transition, about $3 more per million jobs in EventBridge events).
+   * cancelled), `all` (every transition, about $3 more per million jobs in EventBridge events) or
+   * `none` (clients use webhooks only; $1 less per million jobs).
    */
-  lifecycleEvents: z.enum(["terminal", "all"]).default("terminal"),
+  lifecycleEvents: z.enum(["terminal", "all", "none"]).default("terminal"),
   /**
    * Where the provider's callbacks come in: `function-url` (default), a Lambda function URL on the
    * callback function (no API Gateway request charge: about $1 less per million jobs), or `http-api`,

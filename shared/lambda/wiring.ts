@@ -24,7 +24,7 @@ export function lifecycleJobStore(
     NOTIFICATIONS_QUEUE_URL: string;
     EVENT_BUS_NAME: string;
     NOTIFY_GRACE_SECONDS: number;
-    LIFECYCLE_EVENTS: "terminal" | "all";
+    LIFECYCLE_EVENTS: "terminal" | "all" | "none";
   },
   clock: Clock = systemClock,
 ): JobStore {

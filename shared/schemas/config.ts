@@ -36,10 +36,11 @@ export const lifecycleConfig = z.object({
   /** A terminal job whose notify message was lost is re-announced by the reconciler after this. */
   NOTIFY_GRACE_SECONDS: int(1, 3_600, 60),
   /**
-   * Which state changes go to EventBridge: `terminal` (succeeded, failed, cancelled) or `all` (every
-   * transition too). Each event is billed, so `all` adds about $3 per million jobs.
+   * Which state changes go to EventBridge: `terminal` (succeeded, failed, cancelled), `all` (every
+   * transition too) or `none` (webhooks only). Each event is billed ($1 per million), so `all` adds
+   * about $3 per million jobs and `none` saves $1.
    */
-  LIFECYCLE_EVENTS: z._default(z.enum(["terminal", "all"]), "terminal"),
+  LIFECYCLE_EVENTS: z._default(z.enum(["terminal", "all", "none"]), "terminal"),
 });
 
 const seconds = (fallback: number[]) =>

@@ -19,8 +19,11 @@ export interface LifecycleDeps {
   clock: Clock;
   /** How long after a terminal transition the reconciler re-sends a notify message still pending. */
   notifyGraceSeconds: number;
-  /** `all`: every state change is published; `terminal` (default): only the terminal ones (from the outbox). */
-  publish?: "terminal" | "all";
+  /**
+   * `all`: every state change is published; `terminal` (default): only the terminal ones (by the
+   * notify step, from the outbox); `none`: nothing (this store publishes only with `all` anyway).
+   */
+  publish?: "terminal" | "all" | "none";
   log?: (message: string, data: Record<string, unknown>) => void;
 }
 

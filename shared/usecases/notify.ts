@@ -32,6 +32,8 @@ export interface NotifyDeps {
   notifyQueue: Queue;
   deadLetters: Queue;
   events: EventPublisher;
+  /** Whether terminal lifecycle events go to `events` (infra `lifecycleEvents` other than `none`); default yes. */
+  publishTerminalEvents?: boolean;
   sender: WebhookSender;
   clock: Clock;
   /** The job as GET /v1/jobs/{id} shows it (presigned output URLs). */
@@ -75,7 +77,9 @@ async function recordJobEvent(deps: NotifyDeps, jobId: string, status: string): 
   const terminal = isTerminal(job.status);
   if (!terminal && !(job.status === "processing" && job.notifyProcessing)) return "ignored";
 
-  if (terminal && job.notifyPending) await deps.events.publish([lifecycleEvent(job)]);
+  if (terminal && job.notifyPending && deps.publishTerminalEvents !== false) {
+    await deps.events.publish([lifecycleEvent(job)]);
+  }
 
   const url = job.webhook ?? (await deps.tenants.getWebhookSettings(job.tenantId)).url;
   const type = `job.${job.status}` as NotificationType;

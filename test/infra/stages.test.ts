@@ -45,6 +45,13 @@ describe("infra config", () => {
     });
   });
 
+  it("lets a deployment turn lifecycle events off (webhooks only)", () => {
+    expect(loadInfraConfig(context({ lifecycleEvents: "none" }), {}).lifecycleEvents).toBe("none");
+    expect(() => loadInfraConfig(context({ lifecycleEvents: "some" }), {})).toThrow(
+      /lifecycleEvents: Invalid option: expected one of "terminal"\|"all"\|"none"/,
+    );
+  });
+
   it("names every problem", () => {
     try {
       loadInfraConfig(context({ stage: "Prod!", logRetentionDays: 31, modelslabBaseUrl: "nope" }), {});

@@ -109,6 +109,9 @@ describe("loadConfig", () => {
       LIFECYCLE_EVENTS: "all",
       NETWORK_POLICY: "local",
     });
+    expect(loadConfig(notifyConfig, { ...NOTIFY_ENV, LIFECYCLE_EVENTS: "none" }).LIFECYCLE_EVENTS).toBe(
+      "none",
+    );
     expect(
       problems(notifyConfig, {
         ...NOTIFY_ENV,
@@ -120,7 +123,7 @@ describe("loadConfig", () => {
       }),
     ).toEqual([
       "NOTIFY_GRACE_SECONDS: Too small: expected number to be >=1",
-      'LIFECYCLE_EVENTS: Invalid option: expected one of "terminal"|"all"',
+      'LIFECYCLE_EVENTS: Invalid option: expected one of "terminal"|"all"|"none"',
       'NETWORK_POLICY: Invalid option: expected one of "aws"|"local"',
       "NOTIFY_RETRY_SCHEDULE_SECONDS: a comma-separated list of seconds (0..86400)",
       "NOTIFY_JITTER: Too big: expected number to be <=0.5",

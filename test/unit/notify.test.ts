@@ -172,6 +172,16 @@ describe("notify: job events (the outbox step)", () => {
     expect(await onlyRecord(env, job.id)).toMatchObject({ state: "delivered" });
   });
 
+  it("with lifecycle events off, delivers the webhook and settles the outbox without publishing", async () => {
+    const env = setup();
+    const job = terminalJob(env);
+    const deps = { ...env.deps, publishTerminalEvents: false };
+    expect(await handleNotifyMessage(deps, jobEvent(job))).toBe("delivered");
+    expect(env.events.published).toEqual([]);
+    expect(env.sender.sent).toHaveLength(1);
+    expect((await env.jobs.get(job.id))?.notifyPending).toBe(false);
+  });
+
   it("without a job webhook or a tenant URL the record is no_endpoint and nothing is sent", async () => {
     const env = setup();
     const job = terminalJob(env, { webhook: null });
