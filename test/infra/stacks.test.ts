@@ -351,6 +351,20 @@ describe("ServiceStack: callback ingress", () => {
       FunctionUrlAuthType: "NONE",
       FunctionName: { "Fn::GetAtt": ["CallbackFunction", "Arn"] },
     });
+    // Lambda also wants lambda:InvokeFunction for a public URL's callers: granted only through the URL.
+    service.hasResourceProperties("AWS::Lambda::Permission", {
+      Action: "lambda:InvokeFunction",
+      Principal: "*",
+      InvokedViaFunctionUrl: true,
+      FunctionName: { "Fn::GetAtt": ["CallbackFunction", "Arn"] },
+    });
+    const anyoneMayInvoke = Object.values(resources(service, "AWS::Lambda::Permission")).filter(
+      (permission) => permission.Properties?.Principal === "*",
+    );
+    expect(anyoneMayInvoke.map((p) => refTarget(p.Properties?.FunctionName))).toEqual([
+      "CallbackFunction",
+      "CallbackFunction",
+    ]);
     const outputs = service.toJSON().Outputs as Record<string, { Value: unknown }>;
     expect(outputs.CallbackBaseUrl?.Value).toEqual({
       "Fn::GetAtt": ["CallbackFunctionFunctionUrl", "FunctionUrl"],
