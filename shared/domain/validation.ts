@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type * as z from "zod/mini";
 import { type ErrorDetail, ValidationError } from "./errors.ts";
 
 /** Turns every zod issue into a detail that names the field, so a client can fix all of them at once. */
@@ -21,7 +21,7 @@ export function issuesToDetails(issues: readonly z.core.$ZodIssue[]): ErrorDetai
   });
 }
 
-export function parseOrThrow<S extends z.ZodType>(
+export function parseOrThrow<S extends z.ZodMiniType>(
   schema: S,
   input: unknown,
   what: string,

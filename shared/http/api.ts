@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
-import * as z from "zod";
+import * as z from "zod/mini";
 import { ConflictError, UnauthorizedError, ValidationError } from "../domain/errors.ts";
 import { parseOrThrow } from "../domain/validation.ts";
 import type {
@@ -11,6 +11,7 @@ import type {
   Queue,
   WebhookSettingsStore,
 } from "../ports/index.ts";
+import "../schemas/mini-locale.ts";
 import { newWebhookSecret } from "../usecases/authenticate.ts";
 import { cancelJob } from "../usecases/cancel-job.ts";
 import { replayNotification } from "../usecases/notify.ts";
@@ -61,10 +62,9 @@ export function tenantFromEvent(event: APIGatewayProxyEventV2): string | null {
 
 const uploadBodySchema = z.strictObject({ content_type: z.enum(["image/png", "image/jpeg", "image/webp"]) });
 const webhookSettingsBodySchema = z.strictObject({
-  url: z
-    .url({ protocol: /^https?$/, error: "url must be an http(s) URL" })
-    .max(2048)
-    .nullable(),
+  url: z.nullable(
+    z.url({ protocol: /^https?$/, error: "url must be an http(s) URL" }).check(z.maxLength(2048)),
+  ),
 });
 
 const presentNotification = (record: NotificationRecord) => ({

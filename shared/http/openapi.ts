@@ -1,20 +1,20 @@
-import * as z from "zod";
+import * as z from "zod/mini";
 import {
-  errorResponseSchema,
   idempotencyKeySchema,
-  jobListSchema,
-  jobResourceSchema,
   listJobsQuerySchema,
+  responseSchemas,
   submitJobBodySchema,
 } from "../schemas/api.ts";
 
 /**
  * The OpenAPI 3.1 document, built from the same zod schemas that validate requests (zod 4 emits
- * JSON Schema 2020-12, which OpenAPI 3.1 uses as is): there is no hand-written copy to drift.
+ * JSON Schema 2020-12, which OpenAPI 3.1 uses as is): there is no hand-written copy to drift. The
+ * response schemas are built here, on the first call (`responseSchemas`), not when the API starts.
  */
 export function buildOpenApiDocument(): Record<string, unknown> {
-  const schema = (s: z.ZodType, io: "input" | "output") =>
+  const schema = (s: z.ZodMiniType, io: "input" | "output") =>
     z.toJSONSchema(s, { target: "draft-2020-12", io, unrepresentable: "any" });
+  const responses = responseSchemas();
   const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
   const jsonContent = (name: string) => ({ "application/json": { schema: ref(name) } });
   const errors = (...codes: number[]) =>
@@ -41,9 +41,9 @@ export function buildOpenApiDocument(): Record<string, unknown> {
       securitySchemes: { bearer: { type: "http", scheme: "bearer" } },
       schemas: {
         JobRequest: schema(submitJobBodySchema, "input"),
-        Job: schema(jobResourceSchema, "output"),
-        JobList: schema(jobListSchema, "output"),
-        Error: schema(errorResponseSchema, "output"),
+        Job: schema(responses.jobResource, "output"),
+        JobList: schema(responses.jobList, "output"),
+        Error: schema(responses.errorResponse, "output"),
       },
     },
     paths: {

@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type * as z from "zod/mini";
 import type { BreakerSettings } from "../adapters/dynamo/circuit-breaker.ts";
 import type { providerSettingsConfig } from "../schemas/config.ts";
 import type { DispatchSettings } from "../usecases/dispatch-job.ts";

@@ -1,10 +1,15 @@
-import * as z from "zod";
+import * as z from "zod/mini";
 import { JOB_STATUSES, PROVIDER_CHOICES } from "../domain/job.ts";
 import { checkControlNetRules, controlNetFields } from "./controlnet.ts";
+import "./mini-locale.ts";
 
 /**
  * The public HTTP API's schemas. The OpenAPI document (`shared/http/openapi.ts`) is generated from
  * these same objects, so the documentation cannot drift from the validation.
+ *
+ * zod/mini, as controlnet.ts: the API function's bundle carries no classic zod. The request schemas are
+ * built at import (every submit parses with them); the response schemas, which only document the API,
+ * are built on the first request for the OpenAPI document (`responseSchemas`), not at cold start.
  */
 
 /**
@@ -14,11 +19,12 @@ import { checkControlNetRules, controlNetFields } from "./controlnet.ts";
 const RESERVED_METADATA_KEYS = new Set([...Object.getOwnPropertyNames(Object.prototype), "prototype"]);
 
 const metadataSchema = z
-  .preprocess(
-    (value, ctx) => {
+  .pipe(
+    z.transform((value: unknown, ctx) => {
       // zod skips an own `__proto__` key of a record silently (it cannot be copied); refuse it instead.
+      // (zod/mini's transform context has no addIssue: classic's is a shorthand for this push.)
       if (typeof value === "object" && value !== null && Object.hasOwn(value, "__proto__")) {
-        ctx.addIssue({
+        ctx.issues.push({
           code: "custom",
           path: ["__proto__"],
           message: 'metadata key "__proto__" is reserved',
@@ -26,130 +32,142 @@ const metadataSchema = z
         });
       }
       return value;
-    },
+    }),
     z
       .record(
-        z
-          .string()
-          .min(1)
-          .max(64)
-          .regex(/^[A-Za-z0-9_.:-]+$/, "metadata keys use letters, digits and _ . : -")
-          .refine((key) => !RESERVED_METADATA_KEYS.has(key), {
+        z.string().check(
+          z.minLength(1),
+          z.maxLength(64),
+          z.regex(/^[A-Za-z0-9_.:-]+$/, "metadata keys use letters, digits and _ . : -"),
+          z.refine((key: string) => !RESERVED_METADATA_KEYS.has(key), {
             error: (issue) =>
               `metadata key ${JSON.stringify(issue.input)} is reserved (a built-in object property name)`,
           }),
-        z.string().max(512),
+        ),
+        z.string().check(z.maxLength(512)),
       )
-      .refine((value) => Object.keys(value).length <= 20, "metadata holds at most 20 entries"),
+      .check(z.refine((value) => Object.keys(value).length <= 20, "metadata holds at most 20 entries")),
   )
-  .describe("Your own string key/values, echoed back on the job and in notifications (at most 20).");
+  .check(z.describe("Your own string key/values, echoed back on the job and in notifications (at most 20)."));
 
 export const orchestratorFields = {
   webhook: z
-    .url({ protocol: /^https?$/, error: "webhook must be an http(s) URL" })
-    .max(2048)
-    .optional()
-    .describe("Your notification URL for this job. Never sent to the provider."),
+    .optional(
+      z.url({ protocol: /^https?$/, error: "webhook must be an http(s) URL" }).check(z.maxLength(2048)),
+    )
+    .check(z.describe("Your notification URL for this job. Never sent to the provider.")),
   track_id: z
-    .string()
-    .min(1)
-    .max(128)
-    .optional()
-    .describe("Your own reference for this job, echoed back. Never sent to the provider."),
+    .optional(z.string().check(z.minLength(1), z.maxLength(128)))
+    .check(z.describe("Your own reference for this job, echoed back. Never sent to the provider.")),
   provider: z
-    .enum(PROVIDER_CHOICES)
-    .default("auto")
-    .describe("Where the job runs: auto (default), modelslab or self-hosted."),
-  metadata: metadataSchema.optional(),
+    ._default(z.enum(PROVIDER_CHOICES), "auto")
+    .check(z.describe("Where the job runs: auto (default), modelslab or self-hosted.")),
+  metadata: z.optional(metadataSchema),
   notify_processing: z
-    .boolean()
-    .optional()
-    .describe(
-      "Also send a job.processing notification when the job starts running (terminal states always notify).",
+    .optional(z.boolean())
+    .check(
+      z.describe(
+        "Also send a job.processing notification when the job starts running (terminal states always notify).",
+      ),
     ),
   deadline_seconds: z
-    .number()
-    .int()
-    .min(60)
-    .max(86_400)
-    .optional()
-    .describe(
-      "Seconds after submission by which the job must be terminal; defaults to the server's setting.",
+    .optional(z.number().check(z.int(), z.gte(60), z.lte(86_400)))
+    .check(
+      z.describe(
+        "Seconds after submission by which the job must be terminal; defaults to the server's setting.",
+      ),
     ),
 };
 
 export const submitJobBodySchema = z
   .strictObject({ ...controlNetFields, ...orchestratorFields })
-  .superRefine(checkControlNetRules)
-  .describe("A ControlNet job: every provider parameter except `key`, plus orchestrator fields.");
+  .check(z.superRefine(checkControlNetRules))
+  .check(z.describe("A ControlNet job: every provider parameter except `key`, plus orchestrator fields."));
 export type SubmitJobBody = z.infer<typeof submitJobBodySchema>;
 
 export const ORCHESTRATOR_FIELD_NAMES = Object.keys(
   orchestratorFields,
 ) as (keyof typeof orchestratorFields)[];
 
-const timestamp = z.iso.datetime();
+/** The API's responses, for the OpenAPI document only: built on first use, then the same objects. */
+function buildResponseSchemas() {
+  const timestamp = z.iso.datetime();
 
-export const attemptSchema = z.object({
-  route: z.enum(["modelslab", "self-hosted"]),
-  provider_id: z.string().nullable(),
-  started_at: timestamp,
-  ended_at: timestamp.nullable(),
-  outcome: z.enum(["pending", "succeeded", "failed", "retried", "cancelled", "timed_out"]),
-  reason: z.string().optional(),
-});
+  const attempt = z.object({
+    route: z.enum(["modelslab", "self-hosted"]),
+    provider_id: z.nullable(z.string()),
+    started_at: timestamp,
+    ended_at: z.nullable(timestamp),
+    outcome: z.enum(["pending", "succeeded", "failed", "retried", "cancelled", "timed_out"]),
+    reason: z.optional(z.string()),
+  });
 
-export const outputSchema = z.object({
-  url: z.string().describe("Where to download the image."),
-  content_type: z.string().nullable(),
-  bytes: z.number().int().nullable(),
-  sha256: z.string().nullable(),
-  width: z.number().int().nullable(),
-  height: z.number().int().nullable(),
-});
+  const output = z.object({
+    url: z.string().check(z.describe("Where to download the image.")),
+    content_type: z.nullable(z.string()),
+    bytes: z.nullable(z.number().check(z.int())),
+    sha256: z.nullable(z.string()),
+    width: z.nullable(z.number().check(z.int())),
+    height: z.nullable(z.number().check(z.int())),
+  });
 
-export const jobErrorSchema = z.object({ code: z.string(), message: z.string() });
+  const jobError = z.object({ code: z.string(), message: z.string() });
 
-export const jobResourceSchema = z.object({
-  id: z.string(),
-  status: z.enum(JOB_STATUSES),
-  created_at: timestamp,
-  updated_at: timestamp,
-  track_id: z.string().nullable(),
-  metadata: z.record(z.string(), z.string()),
-  provider: z.enum(PROVIDER_CHOICES),
-  request: z.strictObject(controlNetFields).describe("The validated ControlNet parameters."),
-  attempts: z.array(attemptSchema),
-  outputs: z.array(outputSchema),
-  error: jobErrorSchema.nullable(),
-});
-export type JobResource = z.infer<typeof jobResourceSchema>;
+  const jobResource = z.object({
+    id: z.string(),
+    status: z.enum(JOB_STATUSES),
+    created_at: timestamp,
+    updated_at: timestamp,
+    track_id: z.nullable(z.string()),
+    metadata: z.record(z.string(), z.string()),
+    provider: z.enum(PROVIDER_CHOICES),
+    request: z.strictObject(controlNetFields).check(z.describe("The validated ControlNet parameters.")),
+    attempts: z.array(attempt),
+    outputs: z.array(output),
+    error: z.nullable(jobError),
+  });
 
-export const jobListSchema = z.object({
-  jobs: z.array(jobResourceSchema),
-  next_cursor: z
-    .string()
-    .nullable()
-    .describe("Pass as `cursor` to read the next page; null on the last page."),
-});
+  const jobList = z.object({
+    jobs: z.array(jobResource),
+    next_cursor: z
+      .nullable(z.string())
+      .check(z.describe("Pass as `cursor` to read the next page; null on the last page.")),
+  });
+
+  const errorResponse = z.object({
+    error: z.object({
+      code: z.string().check(z.describe("Stable machine-readable code, e.g. VALIDATION_FAILED.")),
+      message: z.string(),
+      details: z.array(z.object({ path: z.string(), message: z.string() })),
+    }),
+  });
+
+  return { attempt, output, jobError, jobResource, jobList, errorResponse };
+}
+
+let responses: ReturnType<typeof buildResponseSchemas> | undefined;
+
+/**
+ * The response schemas (a job, a page of jobs, an error...). Nothing validates responses, so they are
+ * built when the OpenAPI document first needs them, not at cold start; later calls get the same objects.
+ */
+export function responseSchemas(): ReturnType<typeof buildResponseSchemas> {
+  responses ??= buildResponseSchemas();
+  return responses;
+}
+export type JobResource = z.infer<ReturnType<typeof responseSchemas>["jobResource"]>;
 
 export const listJobsQuerySchema = z.strictObject({
-  status: z.enum(JOB_STATUSES).optional(),
-  limit: z.coerce.number().int().min(1).max(100).default(20),
-  cursor: z.string().min(1).max(512).optional(),
-});
-
-export const errorResponseSchema = z.object({
-  error: z.object({
-    code: z.string().describe("Stable machine-readable code, e.g. VALIDATION_FAILED."),
-    message: z.string(),
-    details: z.array(z.object({ path: z.string(), message: z.string() })),
-  }),
+  status: z.optional(z.enum(JOB_STATUSES)),
+  limit: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(100)), 20),
+  cursor: z.optional(z.string().check(z.minLength(1), z.maxLength(512))),
 });
 
 /** Idempotency-Key: printable ASCII without spaces, as the IETF draft and Stripe use it. */
 export const idempotencyKeySchema = z
   .string()
-  .min(1)
-  .max(255)
-  .regex(/^[\x21-\x7E]+$/, "Idempotency-Key must be 1-255 printable ASCII characters without spaces");
+  .check(
+    z.minLength(1),
+    z.maxLength(255),
+    z.regex(/^[\x21-\x7E]+$/, "Idempotency-Key must be 1-255 printable ASCII characters without spaces"),
+  );

@@ -1,5 +1,6 @@
-import * as z from "zod";
+import * as z from "zod/mini";
 import { isUploadRef } from "../domain/uploads.ts";
+import "./mini-locale.ts";
 
 /**
  * The ModelsLab ControlNet request parameters, as listed in the provider's seed
@@ -10,6 +11,10 @@ import { isUploadRef } from "../domain/uploads.ts";
  * UniPCMultistepScheduler) to what is left out, and the orchestrator passes through exactly what the
  * client set. Numbers must be JSON numbers (no numeric strings), except the two comma-separated lists
  * the provider itself takes as strings (`controlnet_conditioning_scale`, `lora_strength`).
+ *
+ * zod/mini, as config.ts and messages.ts: the same checks in the same order as the classic chains they
+ * replace (`.max(n)` is `z.maxLength(n)`, `.superRefine(f)` is `z.superRefine(f)`...), so the same parsing,
+ * issues and JSON Schema, and the API bundle carries no classic zod. English messages: `mini-locale.ts`.
  */
 
 /** Every ControlNet model/type name the seed lists, in its order. */
@@ -123,16 +128,15 @@ function looksLikeImage(base64: string): boolean {
 }
 
 const yesNo = z.enum(["yes", "no"]);
-const int = (min: number, max: number) => z.int().min(min).max(max);
-const modelId = z.string().regex(MODEL_ID, "must be 1 to 128 characters of A-Z a-z 0-9 . _ -");
+const int = (min: number, max: number) => z.int().check(z.gte(min), z.lte(max));
+const modelId = z.string().check(z.regex(MODEL_ID, "must be 1 to 128 characters of A-Z a-z 0-9 . _ -"));
 
 /** A comma-separated list of distinct, non-empty entries, each checked by `check` (message or null). */
 function commaList(maxChars: number, check: (entry: string) => string | null) {
-  return z
-    .string()
-    .max(maxChars)
-    .overwrite(normaliseList)
-    .superRefine((value, ctx) => {
+  return z.string().check(
+    z.maxLength(maxChars),
+    z.overwrite(normaliseList),
+    z.superRefine((value: string, ctx) => {
       const seen = new Set<string>();
       for (const entry of value.split(",")) {
         const problem =
@@ -144,16 +148,16 @@ function commaList(maxChars: number, check: (entry: string) => string | null) {
         if (problem !== null) ctx.addIssue({ code: "custom", message: problem });
         seen.add(entry);
       }
-    });
+    }),
+  );
 }
 
 /** One number, or a comma-separated list of numbers (the provider's own string form), each in range. */
 function numberOrList(min: number, max: number) {
-  const list = z
-    .string()
-    .max(256)
-    .overwrite(normaliseList)
-    .superRefine((value, ctx) => {
+  const list = z.string().check(
+    z.maxLength(256),
+    z.overwrite(normaliseList),
+    z.superRefine((value: string, ctx) => {
       for (const entry of value.split(",")) {
         const n = Number(entry);
         if (!DECIMAL.test(entry) || n < min || n > max) {
@@ -163,7 +167,8 @@ function numberOrList(min: number, max: number) {
           });
         }
       }
-    });
+    }),
+  );
   return z.union([storableNumber(min, max), list], {
     error: `must be a number from ${min} to ${max} or a comma-separated list of such numbers`,
   });
@@ -174,11 +179,13 @@ function numberOrList(min: number, max: number) {
  * nothing to the provider and DynamoDB cannot store numbers below 1e-130.
  */
 function storableNumber(min: number, max: number) {
-  return z
-    .number()
-    .min(min)
-    .max(max)
-    .refine((value) => value === 0 || Math.abs(value) >= 1e-6, { message: "must be 0 or at least 0.000001" });
+  return z.number().check(
+    z.gte(min),
+    z.lte(max),
+    z.refine((value: number) => value === 0 || Math.abs(value) >= 1e-6, {
+      message: "must be 0 or at least 0.000001",
+    }),
+  );
 }
 
 /**
@@ -186,31 +193,35 @@ function storableNumber(min: number, max: number) {
  * `data:image/png|jpeg|webp;base64,` URI or raw base64 of a PNG, JPEG or WebP file). Base64 data is only
  * valid with `base64: "yes"`, which checkControlNetRules enforces.
  */
-const imageRef = z.string().superRefine((value, ctx) => {
-  const fail = (message: string) => ctx.addIssue({ code: "custom", message });
-  if (value.startsWith("upload:")) {
-    if (!isUploadRef(value))
-      fail("an upload reference is upload:<upload_id> as POST /v1/uploads returned it");
-    return;
-  }
-  if (/^https?:/i.test(value)) {
-    if (value.length > MAX_IMAGE_URL_CHARS)
-      fail(`image URL must be at most ${MAX_IMAGE_URL_CHARS} characters`);
-    else if (!isHttpUrl(value)) fail("must be a valid http(s) URL");
-    return;
-  }
-  if (value.length > MAX_IMAGE_DATA_CHARS)
-    return fail(`base64 image data must be at most ${MAX_IMAGE_DATA_CHARS} characters`);
-  const data = value.replace(DATA_URI, "");
-  if (data.startsWith("data:"))
-    return fail("data URI must be data:image/png, image/jpeg or image/webp with ;base64,");
-  if (data.length % 4 !== 0 || !BASE64.test(data))
-    return fail("must be an http(s) URL or valid base64 image data");
-  if (!looksLikeImage(data)) fail("base64 data must be a PNG, JPEG or WebP image");
-});
+const imageRef = z.string().check(
+  z.superRefine((value: string, ctx) => {
+    const fail = (message: string) => ctx.addIssue({ code: "custom", message });
+    if (value.startsWith("upload:")) {
+      if (!isUploadRef(value))
+        fail("an upload reference is upload:<upload_id> as POST /v1/uploads returned it");
+      return;
+    }
+    if (/^https?:/i.test(value)) {
+      if (value.length > MAX_IMAGE_URL_CHARS)
+        fail(`image URL must be at most ${MAX_IMAGE_URL_CHARS} characters`);
+      else if (!isHttpUrl(value)) fail("must be a valid http(s) URL");
+      return;
+    }
+    if (value.length > MAX_IMAGE_DATA_CHARS)
+      return fail(`base64 image data must be at most ${MAX_IMAGE_DATA_CHARS} characters`);
+    const data = value.replace(DATA_URI, "");
+    if (data.startsWith("data:"))
+      return fail("data URI must be data:image/png, image/jpeg or image/webp with ;base64,");
+    if (data.length % 4 !== 0 || !BASE64.test(data))
+      return fail("must be an http(s) URL or valid base64 image data");
+    if (!looksLikeImage(data)) fail("base64 data must be a PNG, JPEG or WebP image");
+  }),
+);
 
 /** The seed describes ip_adapter_image as a URL only, and `base64` as covering the other three images. */
-const imageUrl = z.string().max(MAX_IMAGE_URL_CHARS).refine(isHttpUrl, { message: "must be an http(s) URL" });
+const imageUrl = z
+  .string()
+  .check(z.maxLength(MAX_IMAGE_URL_CHARS), z.refine(isHttpUrl, { message: "must be an http(s) URL" }));
 
 export const controlNetFields = {
   /** Public or trained model. Containing "flux" selects the Flux rules (see checkControlNetRules). */
@@ -220,50 +231,50 @@ export const controlNetFields = {
     isControlNetModel(entry) ? null : `unknown ControlNet model "${entry}"`,
   ),
   controlnet_type: z.enum(CONTROLNET_MODELS),
-  auto_hint: yesNo.optional(),
-  guess_mode: yesNo.optional(),
-  prompt: z.string().max(MAX_PROMPT_CHARS).optional(),
-  negative_prompt: z.string().max(MAX_PROMPT_CHARS).optional(),
-  init_image: imageRef.optional(),
-  control_image: imageRef.optional(),
-  mask_image: imageRef.optional(),
-  width: int(64, 1024).optional(),
-  height: int(64, 1024).optional(),
-  samples: int(1, 4).optional(),
-  scheduler: z.enum(SCHEDULERS).optional(),
-  tomesd: yesNo.optional(),
-  use_karras_sigmas: yesNo.optional(),
-  algorithm_type: z.enum(ALGORITHM_TYPES).optional(),
-  vae: modelId.optional(),
+  auto_hint: z.optional(yesNo),
+  guess_mode: z.optional(yesNo),
+  prompt: z.optional(z.string().check(z.maxLength(MAX_PROMPT_CHARS))),
+  negative_prompt: z.optional(z.string().check(z.maxLength(MAX_PROMPT_CHARS))),
+  init_image: z.optional(imageRef),
+  control_image: z.optional(imageRef),
+  mask_image: z.optional(imageRef),
+  width: z.optional(int(64, 1024)),
+  height: z.optional(int(64, 1024)),
+  samples: z.optional(int(1, 4)),
+  scheduler: z.optional(z.enum(SCHEDULERS)),
+  tomesd: z.optional(yesNo),
+  use_karras_sigmas: z.optional(yesNo),
+  algorithm_type: z.optional(z.enum(ALGORITHM_TYPES)),
+  vae: z.optional(modelId),
   /** One strength for all LoRAs, or comma-separated, one per lora_model entry; each 0.1..1. */
-  lora_strength: numberOrList(0.1, 1).optional(),
-  lora_model: commaList(1024, (entry) =>
-    MODEL_ID.test(entry) ? null : `invalid LoRA model id "${entry}"`,
-  ).optional(),
+  lora_strength: z.optional(numberOrList(0.1, 1)),
+  lora_model: z.optional(
+    commaList(1024, (entry) => (MODEL_ID.test(entry) ? null : `invalid LoRA model id "${entry}"`)),
+  ),
   /**
    * The seed's enum (21, 31) lists plan presets, and the provider's own examples send 30, so an enum
    * would reject documented requests; accept any integer 1..50 and let the provider clamp to the plan.
    */
-  num_inference_steps: int(1, 50).optional(),
-  safety_checker: yesNo.optional(),
-  ip_adapter_id: z.enum(IP_ADAPTER_IDS).optional(),
-  ip_adapter_scale: storableNumber(0, 1).optional(),
-  ip_adapter_image: imageUrl.optional(),
-  enhance_prompt: yesNo.optional(),
+  num_inference_steps: z.optional(int(1, 50)),
+  safety_checker: z.optional(yesNo),
+  ip_adapter_id: z.optional(z.enum(IP_ADAPTER_IDS)),
+  ip_adapter_scale: z.optional(storableNumber(0, 1)),
+  ip_adapter_image: z.optional(imageUrl),
+  enhance_prompt: z.optional(yesNo),
   /**
    * One scale for every ControlNet, or a comma-separated list with one value per controlnet_model
    * entry (multi-ControlNet; the provider echoes it as a string in meta); each 0.1..5.
    */
-  controlnet_conditioning_scale: numberOrList(0.1, 5).optional(),
+  controlnet_conditioning_scale: z.optional(numberOrList(0.1, 5)),
   /** Only meaningful with init_image; allowed without it (harmless). */
-  strength: storableNumber(0, 1).optional(),
-  guidance_scale: storableNumber(1, 20).optional(),
+  strength: z.optional(storableNumber(0, 1)),
+  guidance_scale: z.optional(storableNumber(1, 20)),
   /** null asks the provider for a random seed (echoed back in meta.seed). */
-  seed: z.int().min(0).nullable().optional(),
-  upscale: yesNo.optional(),
-  clip_skip: int(1, 8).optional(),
-  base64: yesNo.optional(),
-  temp: yesNo.optional(),
+  seed: z.optional(z.nullable(z.int().check(z.gte(0)))),
+  upscale: z.optional(yesNo),
+  clip_skip: z.optional(int(1, 8)),
+  base64: z.optional(yesNo),
+  temp: z.optional(yesNo),
 };
 
 const controlNetObject = z.strictObject(controlNetFields);
@@ -271,10 +282,13 @@ export type ControlNetRequest = z.output<typeof controlNetObject>;
 export type ControlNetRequestInput = z.input<typeof controlNetObject>;
 
 /**
- * Cross-field rules, for `.superRefine(checkControlNetRules)` on any object built from
+ * Cross-field rules, for `.check(z.superRefine(checkControlNetRules))` on any object built from
  * controlNetFields. Skipped while any field has an issue of its own (an unknown key does not count).
  */
-export function checkControlNetRules(value: ControlNetRequest, ctx: z.RefinementCtx): void {
+export function checkControlNetRules(
+  value: ControlNetRequest,
+  ctx: z.core.$RefinementCtx<ControlNetRequest>,
+): void {
   // The rules assume every field is individually valid; a field's own issue is the one worth reporting.
   if (ctx.issues.some((issue) => issue.path !== undefined && issue.path.length > 0)) return;
   const fail = (field: keyof ControlNetRequest, message: string) =>
@@ -357,4 +371,4 @@ export function checkControlNetRules(value: ControlNetRequest, ctx: z.Refinement
   }
 }
 
-export const controlNetRequestSchema = controlNetObject.superRefine(checkControlNetRules);
+export const controlNetRequestSchema = controlNetObject.check(z.superRefine(checkControlNetRules));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { z } from "zod";
+import * as z from "zod/mini";
 import {
   CONTROLNET_MODELS,
   type ControlNetRequest,
@@ -219,8 +219,8 @@ describe("controlNetFields", () => {
 
   it("composes with other fields and checkControlNetRules", () => {
     const composed = z
-      .strictObject({ ...controlNetFields, deadline_seconds: z.int().positive().optional() })
-      .superRefine(checkControlNetRules);
+      .strictObject({ ...controlNetFields, deadline_seconds: z.optional(z.int().check(z.positive())) })
+      .check(z.superRefine(checkControlNetRules));
     expect(composed.safeParse({ ...base, deadline_seconds: 60 }).success).toBe(true);
     const bad = composed.safeParse({ ...base, controlnet_type: "depth" });
     expect(bad.error?.issues.map((i) => i.path.join("."))).toEqual(["controlnet_type"]);
