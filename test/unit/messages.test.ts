@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { FUNCTIONS } from "../../infra/functions.ts";
 import {
   dispatchMessageSchema,
   notifyMessageSchema,
@@ -93,4 +94,11 @@ describe("queue message schemas (zod/mini)", () => {
       ).toEqual([]);
     },
   );
+
+  // Every schema a function builds is zod/mini (the API's request schemas too), so no bundle carries classic zod.
+  it.each(FUNCTIONS.map((fn) => fn.entry))("keep classic zod out of the %s bundle", async (entry) => {
+    const inputs = await bundledInputs(entry);
+    expect(inputs.some((input) => input.includes("node_modules/zod/v4/mini/"))).toBe(true);
+    expect(inputs.filter((input) => input.includes("node_modules/zod/v4/classic/"))).toEqual([]);
+  });
 });
