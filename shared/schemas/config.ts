@@ -2,11 +2,10 @@ import * as z from "zod/mini";
 import "./mini-locale.ts";
 
 /*
- * zod/mini, not classic zod: the same core (same parsing, same issues), through tree-shakable functions
- * instead of methods. Functions that parse nothing but their environment (authorizer, callback) then
- * bundle about 26 KB of zod instead of about 90 KB (`npm run bench:cold -- --explain`); those that
- * also bundle classic zod (the API schemas) share the core and grow by 1 to 3 KB. English messages as
- * with classic zod: `mini-locale.ts`.
+ * zod/mini, not classic zod, like every schema a Lambda function bundles: the same core (same parsing,
+ * same issues), through tree-shakable functions instead of methods, so a function that parses nothing
+ * but its environment (authorizer, callback) bundles about 26 KB of zod instead of about 90 KB
+ * (`npm run bench:cold -- --explain`). English messages as with classic zod: `mini-locale.ts`.
  */
 
 /**

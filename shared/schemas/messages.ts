@@ -2,9 +2,9 @@ import * as z from "zod/mini";
 import "./mini-locale.ts";
 
 /*
- * zod/mini, not classic zod, as in config.ts: the same parsing and the same issues, and the functions that
- * parse these messages (dispatch, finalize, notify) then bundle no classic zod. The worker's message, whose
- * request is the classic seed schema, lives in worker-job.ts. English messages: `mini-locale.ts`.
+ * zod/mini, as in config.ts: the same parsing and the same issues as classic zod, in smaller bundles.
+ * The worker's message, which carries the whole ControlNet request, lives in worker-job.ts.
+ * English messages: `mini-locale.ts`.
  */
 
 const jobId = () => z.string().check(z.minLength(1), z.maxLength(64));
