@@ -23,7 +23,10 @@ export function parseArgs(argv: readonly string[], spec: ArgSpec): ParsedArgs {
   const lists: Record<string, string[]> = Object.fromEntries((spec.lists ?? []).map((name) => [name, []]));
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
-    const [name = "", inline] = arg.startsWith("--") ? arg.slice(2).split("=", 2) : [""];
+    // `--name=value`: split at the first "=" only, so a value may hold "=" itself (`--context key=value`).
+    const body = arg.startsWith("--") ? arg.slice(2) : "";
+    const at = body.indexOf("=");
+    const [name, inline] = at < 0 ? [body, undefined] : [body.slice(0, at), body.slice(at + 1)];
     if (spec.flags.includes(name) && inline === undefined) {
       flags.add(name);
       continue;
