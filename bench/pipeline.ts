@@ -344,13 +344,14 @@ async function main(): Promise<number> {
     if (args.flags.has("explain")) explainDynamoWrites(dynamo, jobs);
 
     const M = 1_000_000;
+    const tableCost = dynamoCost(perJob(rcu), perJob(tableWcu + gsiWcu), infra);
     const breakdown: Record<string, number> = {
       api_gateway: perJob(apiRequests) * PRICES.apiGateway.httpApiPerMillionRequests,
       lambda_requests: perJob(invocations) * PRICES.lambda.perMillionRequests,
       lambda_compute: perJob(gbSeconds) * M * PRICES.lambda.perGbSecondArm,
       sqs: perJob(sqsRequests) * PRICES.sqs.perMillionRequests,
-      dynamodb_reads: dynamoCost(perJob(rcu), perJob(tableWcu + gsiWcu), infra).reads,
-      dynamodb_writes: dynamoCost(perJob(rcu), perJob(tableWcu + gsiWcu), infra).writes,
+      dynamodb_reads: tableCost.reads,
+      dynamodb_writes: tableCost.writes,
       eventbridge: perJob(events) * PRICES.eventBridge.perMillionEvents,
       cloudwatch_logs: perJob(logGb) * M * PRICES.cloudWatchLogs.perGbIngested,
     };
@@ -361,7 +362,7 @@ async function main(): Promise<number> {
       ...infra,
       tableBilling: otherBilling,
     });
-    const dynamoHere = (breakdown.dynamodb_reads ?? 0) + (breakdown.dynamodb_writes ?? 0);
+    const dynamoHere = tableCost.reads + tableCost.writes;
     const costOtherBilling = cost - dynamoHere + other.reads + other.writes;
     const storage: Record<string, number> = {
       s3_output_writes: perJob(s3Writes.length) * 1000 * PRICES.s3.perThousandWrites,

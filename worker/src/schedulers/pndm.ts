@@ -174,33 +174,8 @@ export class PNDMScheduler extends SchedulerBase {
       out = divided(plus(modelOutput, at(1)), 2);
       x = this.curSample as Float32Array;
       this.curSample = null;
-    } else if (e.length === 2) {
-      out = divided(
-        combo([
-          [3, at(1)],
-          [-1, at(2)],
-        ]),
-        2,
-      );
-    } else if (e.length === 3) {
-      out = divided(
-        combo([
-          [23, at(1)],
-          [-16, at(2)],
-          [5, at(3)],
-        ]),
-        12,
-      );
     } else {
-      out = scaled(
-        combo([
-          [55, at(1)],
-          [-59, at(2)],
-          [37, at(3)],
-          [-9, at(4)],
-        ]),
-        f32(1 / 24),
-      );
+      out = adamsBashforth(e);
     }
     const prev = this.prevSample(x, timestep, prevT, out);
     this.counter += 1;
@@ -308,37 +283,7 @@ export class IPNDMScheduler extends SchedulerBase {
       [alpha, modelOutput],
     ]);
     this.ets.push(ets);
-    const e = this.ets;
-    const at = (k: number) => e[e.length - k] as Float32Array;
-    let m: Float32Array;
-    if (e.length === 1) m = ets;
-    else if (e.length === 2)
-      m = divided(
-        combo([
-          [3, at(1)],
-          [-1, at(2)],
-        ]),
-        2,
-      );
-    else if (e.length === 3)
-      m = divided(
-        combo([
-          [23, at(1)],
-          [-16, at(2)],
-          [5, at(3)],
-        ]),
-        12,
-      );
-    else
-      m = scaled(
-        combo([
-          [55, at(1)],
-          [-59, at(2)],
-          [37, at(3)],
-          [-9, at(4)],
-        ]),
-        f32(1 / 24),
-      );
+    const m = this.ets.length === 1 ? ets : adamsBashforth(this.ets);
     const nextAlpha = this.alphas[i + 1] as number;
     const nextSigma = this.betas[i + 1] as number;
     const div = Math.max(alpha, 1e-8);
@@ -375,4 +320,40 @@ export class IPNDMScheduler extends SchedulerBase {
     });
     return out;
   }
+}
+
+/**
+ * The linear multistep (Adams–Bashforth) combination of the newest 2, 3 or 4 model outputs (more:
+ * the newest 4), as diffusers' PNDM (PLMS steps) and IPNDM both write it.
+ */
+function adamsBashforth(ets: readonly Float32Array[]): Float32Array {
+  const at = (k: number) => ets[ets.length - k] as Float32Array;
+  if (ets.length === 2) {
+    return divided(
+      combo([
+        [3, at(1)],
+        [-1, at(2)],
+      ]),
+      2,
+    );
+  }
+  if (ets.length === 3) {
+    return divided(
+      combo([
+        [23, at(1)],
+        [-16, at(2)],
+        [5, at(3)],
+      ]),
+      12,
+    );
+  }
+  return scaled(
+    combo([
+      [55, at(1)],
+      [-59, at(2)],
+      [37, at(3)],
+      [-9, at(4)],
+    ]),
+    f32(1 / 24),
+  );
 }
