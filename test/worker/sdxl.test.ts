@@ -7,12 +7,11 @@
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { ReceiveMessageCommand, SendMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
-import { type FauxqsServer, startFauxqs } from "fauxqs";
+import { GetObjectCommand } from "@aws-sdk/client-s3";
+import { ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import type ort from "onnxruntime-node";
 import sharp from "sharp";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { type ResultMessage, resultMessageSchema } from "../../shared/schemas/messages.ts";
 import type { WorkerJobMessage } from "../../worker/src/messages.ts";
 import { TINY } from "../../worker/src/models/tiny.ts";
@@ -25,7 +24,7 @@ import {
   SessionFactory,
 } from "../../worker/src/pipeline/session.ts";
 import { startWorker } from "../../worker/src/start.ts";
-import { captureLog, squarePng, testSchedulers, tinyModel } from "./support.ts";
+import { captureLog, testSchedulers, tinyModel, useWorkerAws } from "./support.ts";
 
 const W = 128;
 const H = 192;
@@ -302,25 +301,7 @@ describe("SDXL exports", () => {
 });
 
 describe("SDXL worker: queue message to stored PNG (fauxqs SQS + S3)", () => {
-  const region = "us-east-1";
-  const credentials = { accessKeyId: "local", secretAccessKey: "local" };
-  let fauxqs: FauxqsServer;
-  let sqs: SQSClient;
-  let s3: S3Client;
-  let control: string;
-
-  beforeAll(async () => {
-    fauxqs = await startFauxqs({ port: 0, logger: false });
-    fauxqs.createBucket("outputs");
-    sqs = new SQSClient({ endpoint: fauxqs.address, region, credentials });
-    s3 = new S3Client({ endpoint: fauxqs.address, region, credentials, forcePathStyle: true });
-    control = await squarePng(256);
-  });
-  afterAll(async () => {
-    sqs.destroy();
-    s3.destroy();
-    await fauxqs?.stop();
-  });
+  const aws = useWorkerAws();
 
   const job = (jobId: string, request: Partial<WorkerJobMessage["request"]> = {}): WorkerJobMessage => ({
     jobId,
@@ -332,7 +313,7 @@ describe("SDXL worker: queue message to stored PNG (fauxqs SQS + S3)", () => {
       controlnet_model: "canny",
       controlnet_type: "canny",
       prompt: "a photo of a lighthouse at dusk",
-      control_image: control,
+      control_image: aws.control,
       base64: "yes",
       auto_hint: "yes",
       width: 256,
@@ -347,7 +328,7 @@ describe("SDXL worker: queue message to stored PNG (fauxqs SQS + S3)", () => {
   async function nextResult(queueUrl: string): Promise<ResultMessage> {
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
-      const out = await sqs.send(
+      const out = await aws.sqs.send(
         new ReceiveMessageCommand({ QueueUrl: queueUrl, WaitTimeSeconds: 1, MaxNumberOfMessages: 1 }),
       );
       const m = out.Messages?.[0];
@@ -357,7 +338,7 @@ describe("SDXL worker: queue message to stored PNG (fauxqs SQS + S3)", () => {
   }
 
   async function png(key: string): Promise<Buffer> {
-    const object = await s3.send(new GetObjectCommand({ Bucket: "outputs", Key: key }));
+    const object = await aws.s3.send(new GetObjectCommand({ Bucket: "outputs", Key: key }));
     expect(object.ContentType).toBe("image/png");
     return Buffer.from(
       await (object.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
@@ -365,15 +346,20 @@ describe("SDXL worker: queue message to stored PNG (fauxqs SQS + S3)", () => {
   }
 
   it("runs SDXL jobs end to end; the same request gives the same PNG bytes, another seed does not", async () => {
-    const fallback = fauxqs.createQueue("sdxl-fallback", { attributes: { VisibilityTimeout: "30" } });
-    const results = fauxqs.createQueue("sdxl-results");
+    const fallback = aws.fauxqs.createQueue("sdxl-fallback", { attributes: { VisibilityTimeout: "30" } });
+    const results = aws.fauxqs.createQueue("sdxl-results");
     const worker = await startWorker({
       fallbackQueueUrl: fallback.queueUrl,
       resultsQueueUrl: results.queueUrl,
       outputsBucket: "outputs",
       modelDir: tinyModel({ sdxl: true, controlnets: ["canny"] }),
       executionProvider: "cpu",
-      endpoints: { sqs: fauxqs.address, s3: fauxqs.address, region, credentials },
+      endpoints: {
+        sqs: aws.fauxqs.address,
+        s3: aws.fauxqs.address,
+        region: aws.region,
+        credentials: aws.credentials,
+      },
       createScheduler: testSchedulers,
       fetchImage: async (url) => {
         throw new Error(`no network in tests: ${url}`);
@@ -390,7 +376,7 @@ describe("SDXL worker: queue message to stored PNG (fauxqs SQS + S3)", () => {
         ["sdxl-b", { negative_prompt: "blurry", clip_skip: 2 }],
         ["sdxl-c", { negative_prompt: "blurry", clip_skip: 2, seed: 12 }],
       ] as const) {
-        await sqs.send(
+        await aws.sqs.send(
           new SendMessageCommand({ QueueUrl: fallback.queueUrl, MessageBody: JSON.stringify(job(id, over)) }),
         );
         const result = await nextResult(results.queueUrl);

@@ -1,39 +1,20 @@
-import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { ReceiveMessageCommand, SendMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
-import { type FauxqsServer, startFauxqs } from "fauxqs";
+import { GetObjectCommand } from "@aws-sdk/client-s3";
+import { ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import sharp from "sharp";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type ResultMessage, resultMessageSchema } from "../../shared/schemas/messages.ts";
 import type { WorkerJobMessage } from "../../worker/src/messages.ts";
 import type { Scheduler } from "../../worker/src/pipeline/scheduler.ts";
 import { type RunningWorker, type StartWorkerOptions, startWorker } from "../../worker/src/start.ts";
-import { captureLog, squarePng, testSchedulers, tinyModel } from "./support.ts";
+import { captureLog, testSchedulers, tinyModel, useWorkerAws } from "./support.ts";
 
-const region = "us-east-1";
-const credentials = { accessKeyId: "local", secretAccessKey: "local" };
-let fauxqs: FauxqsServer;
-let sqs: SQSClient;
-let s3: S3Client;
-let control: string;
+const aws = useWorkerAws();
 let n = 0;
-
-beforeAll(async () => {
-  fauxqs = await startFauxqs({ port: 0, logger: false });
-  fauxqs.createBucket("outputs");
-  sqs = new SQSClient({ endpoint: fauxqs.address, region, credentials });
-  s3 = new S3Client({ endpoint: fauxqs.address, region, credentials, forcePathStyle: true });
-  control = await squarePng(256);
-});
-afterAll(async () => {
-  sqs.destroy();
-  s3.destroy();
-  await fauxqs?.stop();
-});
 
 function queues() {
   n += 1;
-  const fallback = fauxqs.createQueue(`fallback-${n}`, { attributes: { VisibilityTimeout: "30" } });
-  const results = fauxqs.createQueue(`results-${n}`);
+  const fallback = aws.fauxqs.createQueue(`fallback-${n}`, { attributes: { VisibilityTimeout: "30" } });
+  const results = aws.fauxqs.createQueue(`results-${n}`);
   return { fallback, results };
 }
 
@@ -47,7 +28,12 @@ async function start(
     outputsBucket: "outputs",
     modelDir: tinyModel(),
     executionProvider: "cpu",
-    endpoints: { sqs: fauxqs.address, s3: fauxqs.address, region, credentials },
+    endpoints: {
+      sqs: aws.fauxqs.address,
+      s3: aws.fauxqs.address,
+      region: aws.region,
+      credentials: aws.credentials,
+    },
     createScheduler: testSchedulers,
     fetchImage: async (url) => {
       throw new Error(`no network in tests: ${url}`);
@@ -71,7 +57,7 @@ function job(jobId: string, request: Partial<WorkerJobMessage["request"]> = {}):
       controlnet_model: "canny",
       controlnet_type: "canny",
       prompt: "a photo of a lighthouse at dusk",
-      control_image: control,
+      control_image: aws.control,
       base64: "yes",
       auto_hint: "yes",
       width: 256,
@@ -85,13 +71,13 @@ function job(jobId: string, request: Partial<WorkerJobMessage["request"]> = {}):
 }
 
 async function send(queueUrl: string, body: unknown): Promise<void> {
-  await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: JSON.stringify(body) }));
+  await aws.sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: JSON.stringify(body) }));
 }
 
 async function nextResult(queueUrl: string, timeoutMs = 20_000): Promise<ResultMessage> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const out = await sqs.send(
+    const out = await aws.sqs.send(
       new ReceiveMessageCommand({ QueueUrl: queueUrl, WaitTimeSeconds: 1, MaxNumberOfMessages: 1 }),
     );
     const m = out.Messages?.[0];
@@ -101,7 +87,7 @@ async function nextResult(queueUrl: string, timeoutMs = 20_000): Promise<ResultM
 }
 
 const counts = (name: string) => {
-  const q = fauxqs.inspectQueue(name);
+  const q = aws.fauxqs.inspectQueue(name);
   return { ready: q?.messages.ready.length ?? -1, inflight: q?.messages.inflight.length ?? -1 };
 };
 
@@ -122,7 +108,9 @@ describe("worker service on fauxqs (SQS + S3)", () => {
         { kind: "url", url: "s3://outputs/tenant-a/job-ok/0.png" },
         { kind: "url", url: "s3://outputs/tenant-a/job-ok/1.png" },
       ]);
-      const object = await s3.send(new GetObjectCommand({ Bucket: "outputs", Key: "tenant-a/job-ok/0.png" }));
+      const object = await aws.s3.send(
+        new GetObjectCommand({ Bucket: "outputs", Key: "tenant-a/job-ok/0.png" }),
+      );
       expect(object.ContentType).toBe("image/png");
       const meta = await sharp(
         Buffer.from(

@@ -1,11 +1,15 @@
 /**
  * Shared helpers for the worker tests: tiny model folders (built once per options per process), a
- * scheduler factory over the ported schedulers, images as base64 PNG.
+ * scheduler factory over the ported schedulers, images as base64 PNG, fauxqs with clients on it.
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { S3Client } from "@aws-sdk/client-s3";
+import { SQSClient } from "@aws-sdk/client-sqs";
+import { type FauxqsServer, startFauxqs } from "fauxqs";
 import sharp from "sharp";
+import { afterAll, beforeAll } from "vitest";
 import { buildTinyModel, type TinyModelOptions } from "../../worker/src/models/tiny.ts";
 import type { SchedulerFactory } from "../../worker/src/pipeline/scheduler.ts";
 import type { Logger } from "../../worker/src/pipeline/session.ts";
@@ -53,4 +57,40 @@ export async function squarePng(size = 512, square = 0.5): Promise<string> {
     .png()
     .toBuffer();
   return png.toString("base64");
+}
+
+export interface WorkerAws {
+  readonly region: string;
+  readonly credentials: { accessKeyId: string; secretAccessKey: string };
+  /** The fields below are set once the suite's `beforeAll` has run. */
+  fauxqs: FauxqsServer;
+  sqs: SQSClient;
+  s3: S3Client;
+  /** A 256² control image (base64 PNG). */
+  control: string;
+}
+
+/**
+ * Registers hooks that start fauxqs (SQS + S3, with an `outputs` bucket) and clients on it for the
+ * enclosing suite, and stop them after.
+ */
+export function useWorkerAws(): WorkerAws {
+  const aws = {
+    region: "us-east-1",
+    credentials: { accessKeyId: "local", secretAccessKey: "local" },
+  } as WorkerAws;
+  beforeAll(async () => {
+    aws.fauxqs = await startFauxqs({ port: 0, logger: false });
+    aws.fauxqs.createBucket("outputs");
+    const client = { endpoint: aws.fauxqs.address, region: aws.region, credentials: aws.credentials };
+    aws.sqs = new SQSClient(client);
+    aws.s3 = new S3Client({ ...client, forcePathStyle: true });
+    aws.control = await squarePng(256);
+  });
+  afterAll(async () => {
+    aws.sqs?.destroy();
+    aws.s3?.destroy();
+    await aws.fauxqs?.stop();
+  });
+  return aws;
 }
