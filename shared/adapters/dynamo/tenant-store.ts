@@ -6,6 +6,14 @@ import { systemClock } from "../../ports/index.ts";
 import { isTransientAwsError } from "./client.ts";
 import { apiKeyKey, tenantKey } from "./table-design.ts";
 
+/** Counts the writes of a tenant's `webhookSecrets`; each rotation writes on the version it read. */
+const SECRETS_VERSION = "webhookSecretsVersion";
+
+/** Tries of one rotation before it gives up to concurrent ones (see addWebhookSecret). */
+const SECRET_WRITE_ATTEMPTS = 10;
+
+const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 export class DynamoTenantStore implements TenantStore, WebhookSettingsStore {
   private readonly clock: Clock;
 
@@ -92,6 +100,13 @@ export class DynamoTenantStore implements TenantStore, WebhookSettingsStore {
   }
 
   async getWebhookSettings(tenantId: string): Promise<WebhookSettings> {
+    return (await this.readWebhookSettings(tenantId)).settings;
+  }
+
+  /** The settings with the secrets still in force, and the version of the secret list they were read at. */
+  private async readWebhookSettings(
+    tenantId: string,
+  ): Promise<{ settings: WebhookSettings; version: number | undefined }> {
     try {
       const out = await this.doc.send(
         new GetCommand({ TableName: this.tableName, Key: tenantKey(tenantId), ConsistentRead: true }),
@@ -101,7 +116,11 @@ export class DynamoTenantStore implements TenantStore, WebhookSettingsStore {
       const secrets = ((out.Item.webhookSecrets as WebhookSettings["secrets"] | undefined) ?? []).filter(
         (s) => s.retiresAt === null || s.retiresAt > now,
       );
-      return { url: typeof out.Item.webhookUrl === "string" ? out.Item.webhookUrl : null, secrets };
+      const version = out.Item[SECRETS_VERSION];
+      return {
+        settings: { url: typeof out.Item.webhookUrl === "string" ? out.Item.webhookUrl : null, secrets },
+        version: typeof version === "number" ? version : undefined,
+      };
     } catch (error) {
       throw wrap(error);
     }
@@ -115,17 +134,56 @@ export class DynamoTenantStore implements TenantStore, WebhookSettingsStore {
     );
   }
 
+  /**
+   * Read, then a write conditional on the version of the secret list read: a rotation that raced
+   * another reads again and re-applies itself on top, so every secret a caller was shown stays in the
+   * list. A write fails only when another rotation landed after its read, so `n` concurrent rotations
+   * all land within `n` attempts; past SECRET_WRITE_ATTEMPTS the caller is asked to try again (its
+   * secret was not stored, and is never shown).
+   */
   async addWebhookSecret(tenantId: string, secret: string, now: Date, previousRetireAt: Date): Promise<void> {
-    const current = await this.getWebhookSettings(tenantId);
     const retire = previousRetireAt.toISOString();
-    const secrets = [
-      { secret, createdAt: now.toISOString(), retiresAt: null },
-      ...current.secrets.map((s) => ({
-        ...s,
-        retiresAt: s.retiresAt && s.retiresAt < retire ? s.retiresAt : retire,
-      })),
-    ];
-    await this.updateTenant(tenantId, "SET webhookSecrets = :secrets", { ":secrets": secrets });
+    for (let attempt = 1; ; attempt++) {
+      const { settings, version } = await this.readWebhookSettings(tenantId);
+      const secrets = [
+        { secret, createdAt: now.toISOString(), retiresAt: null },
+        ...settings.secrets.map((s) => ({
+          ...s,
+          retiresAt: s.retiresAt && s.retiresAt < retire ? s.retiresAt : retire,
+        })),
+      ];
+      try {
+        await this.doc.send(
+          new UpdateCommand({
+            TableName: this.tableName,
+            Key: tenantKey(tenantId),
+            UpdateExpression: "SET webhookSecrets = :secrets, #version = :next",
+            ConditionExpression:
+              version === undefined
+                ? "attribute_exists(pk) AND attribute_not_exists(#version)"
+                : "#version = :seen",
+            ExpressionAttributeNames: { "#version": SECRETS_VERSION },
+            ExpressionAttributeValues: {
+              ":secrets": secrets,
+              ":next": (version ?? 0) + 1,
+              ...(version !== undefined && { ":seen": version }),
+            },
+          }),
+        );
+        return;
+      } catch (error) {
+        if (!(error instanceof ConditionalCheckFailedException)) throw wrap(error);
+        if (attempt >= SECRET_WRITE_ATTEMPTS) {
+          throw new UnavailableError(
+            "STORE_UNAVAILABLE",
+            "The webhook secrets kept changing concurrently; try the rotation again.",
+            { cause: error },
+          );
+        }
+        // Spread the retries of rotations that raced each other, so fewer of them collide again.
+        await pause(Math.random() * 10 * attempt);
+      }
+    }
   }
 
   private async updateTenant(
