@@ -1,9 +1,9 @@
 import { ConditionalCheckFailedException } from "@aws-sdk/client-dynamodb";
 import { type DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
-import { AppError, ConflictError, NotFoundError, UnavailableError } from "../../domain/errors.ts";
+import { ConflictError, NotFoundError, UnavailableError } from "../../domain/errors.ts";
 import type { Clock, Tenant, TenantStore, WebhookSettings, WebhookSettingsStore } from "../../ports/index.ts";
 import { systemClock } from "../../ports/index.ts";
-import { isTransientAwsError } from "./client.ts";
+import { type StoreClient, storeClient } from "./client.ts";
 import { apiKeyKey, tenantKey } from "./table-design.ts";
 
 /** Counts the writes of a tenant's `webhookSecrets`; each rotation writes on the version it read. */
@@ -16,32 +16,30 @@ const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 export class DynamoTenantStore implements TenantStore, WebhookSettingsStore {
   private readonly clock: Clock;
+  private readonly doc: StoreClient;
 
   constructor(
-    private readonly doc: DynamoDBDocumentClient,
+    doc: DynamoDBDocumentClient,
     private readonly tableName: string,
     options: { clock?: Clock } = {},
   ) {
+    this.doc = storeClient(doc, "tenant store");
     this.clock = options.clock ?? systemClock;
   }
 
   async findByApiKeyHash(keyHash: string): Promise<Tenant | null> {
-    try {
-      // Consistent reads: a key or tenant created a moment ago must authenticate at once.
-      const key = await this.doc.send(
-        new GetCommand({ TableName: this.tableName, Key: apiKeyKey(keyHash), ConsistentRead: true }),
-      );
-      const tenantId = key.Item?.tenantId;
-      if (typeof tenantId !== "string") return null;
-      const tenant = await this.doc.send(
-        new GetCommand({ TableName: this.tableName, Key: tenantKey(tenantId), ConsistentRead: true }),
-      );
-      const item = tenant.Item;
-      if (!item) return null;
-      return { id: String(item.id), name: String(item.name), createdAt: String(item.createdAt) };
-    } catch (error) {
-      throw wrap(error);
-    }
+    // Consistent reads: a key or tenant created a moment ago must authenticate at once.
+    const key = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: apiKeyKey(keyHash), ConsistentRead: true }),
+    );
+    const tenantId = key.Item?.tenantId;
+    if (typeof tenantId !== "string") return null;
+    const tenant = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: tenantKey(tenantId), ConsistentRead: true }),
+    );
+    const item = tenant.Item;
+    if (!item) return null;
+    return { id: String(item.id), name: String(item.name), createdAt: String(item.createdAt) };
   }
 
   async createTenant(tenant: Tenant): Promise<void> {
@@ -63,7 +61,7 @@ export class DynamoTenantStore implements TenantStore, WebhookSettingsStore {
       if (error instanceof ConditionalCheckFailedException) {
         throw new ConflictError("TENANT_EXISTS", `Tenant ${tenant.id} already exists.`);
       }
-      throw wrap(error);
+      throw error;
     }
   }
 
@@ -95,7 +93,7 @@ export class DynamoTenantStore implements TenantStore, WebhookSettingsStore {
       if (error instanceof ConditionalCheckFailedException) {
         throw new ConflictError("API_KEY_EXISTS", "This API key is already registered to another tenant.");
       }
-      throw wrap(error);
+      throw error;
     }
   }
 
@@ -107,23 +105,19 @@ export class DynamoTenantStore implements TenantStore, WebhookSettingsStore {
   private async readWebhookSettings(
     tenantId: string,
   ): Promise<{ settings: WebhookSettings; version: number | undefined }> {
-    try {
-      const out = await this.doc.send(
-        new GetCommand({ TableName: this.tableName, Key: tenantKey(tenantId), ConsistentRead: true }),
-      );
-      if (!out.Item) throw new NotFoundError("TENANT_NOT_FOUND", `Tenant ${tenantId} does not exist.`);
-      const now = this.clock.now().toISOString();
-      const secrets = ((out.Item.webhookSecrets as WebhookSettings["secrets"] | undefined) ?? []).filter(
-        (s) => s.retiresAt === null || s.retiresAt > now,
-      );
-      const version = out.Item[SECRETS_VERSION];
-      return {
-        settings: { url: typeof out.Item.webhookUrl === "string" ? out.Item.webhookUrl : null, secrets },
-        version: typeof version === "number" ? version : undefined,
-      };
-    } catch (error) {
-      throw wrap(error);
-    }
+    const out = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: tenantKey(tenantId), ConsistentRead: true }),
+    );
+    if (!out.Item) throw new NotFoundError("TENANT_NOT_FOUND", `Tenant ${tenantId} does not exist.`);
+    const now = this.clock.now().toISOString();
+    const secrets = ((out.Item.webhookSecrets as WebhookSettings["secrets"] | undefined) ?? []).filter(
+      (s) => s.retiresAt === null || s.retiresAt > now,
+    );
+    const version = out.Item[SECRETS_VERSION];
+    return {
+      settings: { url: typeof out.Item.webhookUrl === "string" ? out.Item.webhookUrl : null, secrets },
+      version: typeof version === "number" ? version : undefined,
+    };
   }
 
   async setWebhookUrl(tenantId: string, url: string | null): Promise<void> {
@@ -172,7 +166,7 @@ export class DynamoTenantStore implements TenantStore, WebhookSettingsStore {
         );
         return;
       } catch (error) {
-        if (!(error instanceof ConditionalCheckFailedException)) throw wrap(error);
+        if (!(error instanceof ConditionalCheckFailedException)) throw error;
         if (attempt >= SECRET_WRITE_ATTEMPTS) {
           throw new UnavailableError(
             "STORE_UNAVAILABLE",
@@ -205,14 +199,7 @@ export class DynamoTenantStore implements TenantStore, WebhookSettingsStore {
       if (error instanceof ConditionalCheckFailedException) {
         throw new NotFoundError("TENANT_NOT_FOUND", `Tenant ${tenantId} does not exist.`);
       }
-      throw wrap(error);
+      throw error;
     }
   }
-}
-
-function wrap(error: unknown): unknown {
-  if (error instanceof AppError || !isTransientAwsError(error)) return error;
-  return new UnavailableError("STORE_UNAVAILABLE", "The tenant store is unavailable; try again.", {
-    cause: error,
-  });
 }
