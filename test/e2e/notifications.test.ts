@@ -174,4 +174,16 @@ describe("client notifications", () => {
     expect(verify(delivery as Delivery, rotated.body.secret).data.id).toBe(response.body.id);
     expect(verify(delivery as Delivery, old).data.id).toBe(response.body.id);
   });
+
+  it("signs with every secret that concurrent rotations showed", async () => {
+    const rotations = await Promise.all(
+      Array.from({ length: 10 }, () => client.request("POST", "/v1/webhook/secret/rotate")),
+    );
+    expect(rotations.map((r) => r.status)).toEqual(Array(10).fill(201));
+    const id = await submit("/rotated");
+    const [delivery] = await waitDeliveries("/rotated");
+    for (const rotated of rotations) {
+      expect(verify(delivery as Delivery, rotated.body.secret).data.id).toBe(id);
+    }
+  });
 });

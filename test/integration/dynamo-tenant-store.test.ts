@@ -1,8 +1,8 @@
 import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
-import { GetCommand } from "@aws-sdk/lib-dynamodb";
-import { beforeEach, describe, expect, it } from "vitest";
+import { GetCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { beforeEach, describe, expect, it, vi } from "vitest";
 import { createDocumentClient } from "../../shared/adapters/dynamo/client.ts";
-import { apiKeyKey } from "../../shared/adapters/dynamo/table-design.ts";
+import { apiKeyKey, tenantKey } from "../../shared/adapters/dynamo/table-design.ts";
 import { DynamoTenantStore } from "../../shared/adapters/dynamo/tenant-store.ts";
 import { ConflictError, NotFoundError, UnavailableError } from "../../shared/domain/errors.ts";
 import { useDynamoTables } from "../support/emulators.ts";
@@ -73,6 +73,52 @@ describe("DynamoTenantStore", () => {
     expect(
       (await doc.send(new GetCommand({ TableName: table, Key: apiKeyKey(HASH_A) }))).Item,
     ).toBeUndefined();
+  });
+
+  it("keeps every secret of concurrent rotations: all of them are in force afterwards", async () => {
+    await store.createTenant(acme);
+    const now = new Date("2025-02-02T00:00:00.000Z");
+    const retire = new Date(now.getTime() + 86_400_000);
+    await store.addWebhookSecret("acme", "whsec_first", now, now);
+    const rotated = Array.from({ length: 10 }, (_, i) => `whsec_rotated_${i}`);
+    await Promise.all(rotated.map((secret) => store.addWebhookSecret("acme", secret, now, retire)));
+    const { secrets } = await store.getWebhookSettings("acme");
+    expect(secrets.map((s) => s.secret).sort()).toEqual([...rotated, "whsec_first"].sort());
+    // Exactly one is the newest; every other (the one before them included) signs until its retire time.
+    expect(secrets.filter((s) => s.retiresAt === null)).toHaveLength(1);
+    expect(secrets.filter((s) => s.retiresAt !== null).map((s) => s.retiresAt)).toEqual(
+      Array(10).fill(retire.toISOString()),
+    );
+  });
+
+  it("gives up on a rotation that loses every race, without storing its secret", async () => {
+    await store.createTenant(acme);
+    const now = new Date("2025-02-02T00:00:00.000Z");
+    await store.addWebhookSecret("acme", "whsec_first", now, now);
+    // Another writer bumps the version between each read and write of the rotation.
+    const send = doc.send.bind(doc);
+    const spy = vi.spyOn(doc, "send").mockImplementation(async (command: unknown) => {
+      if (command instanceof UpdateCommand) {
+        await send(
+          new UpdateCommand({
+            TableName: table,
+            Key: tenantKey("acme"),
+            UpdateExpression: "ADD webhookSecretsVersion :one",
+            ExpressionAttributeValues: { ":one": 1 },
+          }),
+        );
+      }
+      return send(command as GetCommand);
+    });
+    try {
+      const error = await store.addWebhookSecret("acme", "whsec_never", now, now).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(UnavailableError);
+      expect(error).toMatchObject({ code: "STORE_UNAVAILABLE" });
+      expect(spy.mock.calls.filter(([c]) => c instanceof UpdateCommand)).toHaveLength(10);
+    } finally {
+      spy.mockRestore();
+    }
+    expect((await store.getWebhookSettings("acme")).secrets.map((s) => s.secret)).toEqual(["whsec_first"]);
   });
 
   it("wraps an unreachable table in STORE_UNAVAILABLE", async () => {

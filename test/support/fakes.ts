@@ -338,6 +338,10 @@ export class InMemoryWebhookSettings implements WebhookSettingsStore {
   constructor(private readonly clock: Clock) {}
 
   async getWebhookSettings(tenantId: string): Promise<WebhookSettings> {
+    return this.current(tenantId);
+  }
+
+  private current(tenantId: string): WebhookSettings {
     const settings = this.tenants.get(tenantId) ?? { url: null, secrets: [] };
     const now = this.clock.now().toISOString();
     return {
@@ -353,8 +357,9 @@ export class InMemoryWebhookSettings implements WebhookSettingsStore {
     this.tenants.set(tenantId, { ...settings, url });
   }
 
+  /** Read and write with no await between: concurrent rotations all land, as the store's conditional write ensures. */
   async addWebhookSecret(tenantId: string, secret: string, now: Date, previousRetireAt: Date): Promise<void> {
-    const current = await this.getWebhookSettings(tenantId);
+    const current = this.current(tenantId);
     const retire = previousRetireAt.toISOString();
     this.tenants.set(tenantId, {
       url: current.url,

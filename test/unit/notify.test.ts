@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import type { Job } from "../../shared/domain/job.ts";
 import type { NotificationRecord } from "../../shared/ports/index.ts";
 import type { NotifyMessage } from "../../shared/schemas/messages.ts";
+import { newWebhookSecret } from "../../shared/usecases/authenticate.ts";
 import { handleNotifyMessage, type NotifyDeps, replayNotification } from "../../shared/usecases/notify.ts";
 import { presentJob } from "../../shared/usecases/present-job.ts";
 import {
@@ -510,6 +511,24 @@ describe("notify: Standard Webhooks signing", () => {
       [true, false],
       [false, true],
     ]);
+  });
+
+  it("concurrent rotations each keep their secret: all of them sign the next delivery", async () => {
+    const env = setup({ now: new Date() });
+    const now = env.clock.now();
+    const rotated = Array.from({ length: 10 }, () => newWebhookSecret());
+    await Promise.all(
+      rotated.map((secret) =>
+        env.tenants.addWebhookSecret("tenant-a", secret, now, new Date(now.getTime() + 86_400_000)),
+      ),
+    );
+    await handleNotifyMessage(env.deps, jobEvent(terminalJob(env)));
+    const [sent] = env.sender.sent;
+    if (!sent) throw new Error("nothing sent");
+    expect(sent.headers["webhook-signature"]?.split(" ")).toHaveLength(11);
+    for (const secret of [SECRET_A, ...rotated]) {
+      expect(() => new Webhook(secret).verify(sent.body, sent.headers)).not.toThrow();
+    }
   });
 
   it("a retired secret no longer signs", async () => {

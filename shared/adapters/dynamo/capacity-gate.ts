@@ -1,6 +1,7 @@
 import { ConditionalCheckFailedException } from "@aws-sdk/client-dynamodb";
 import { type DynamoDBDocumentClient, GetCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import type { CapacityGate } from "../../ports/index.ts";
+import { type StoreClient, storeClient } from "./client.ts";
 
 /**
  * A DynamoDB semaphore: one item per provider whose `holders` map has one entry per job holding a
@@ -10,13 +11,15 @@ import type { CapacityGate } from "../../ports/index.ts";
  */
 export class DynamoCapacityGate implements CapacityGate {
   private readonly key: { pk: string; sk: string };
+  private readonly doc: StoreClient;
 
   constructor(
-    private readonly doc: DynamoDBDocumentClient,
+    doc: DynamoDBDocumentClient,
     private readonly tableName: string,
     private readonly limit: number,
     provider = "modelslab",
   ) {
+    this.doc = storeClient(doc, "capacity gate");
     this.key = { pk: `CAPACITY#${provider}`, sk: "CAPACITY" };
   }
 

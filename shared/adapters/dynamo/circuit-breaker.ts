@@ -1,6 +1,7 @@
 import { ConditionalCheckFailedException } from "@aws-sdk/client-dynamodb";
 import { type DynamoDBDocumentClient, GetCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import type { BreakerState, CircuitBreaker } from "../../ports/index.ts";
+import { type StoreClient, storeClient } from "./client.ts";
 
 export interface BreakerSettings {
   /** Failures within `windowSeconds` that open the breaker. */
@@ -23,13 +24,15 @@ export interface BreakerSettings {
  */
 export class DynamoCircuitBreaker implements CircuitBreaker {
   private readonly key: { pk: string; sk: string };
+  private readonly doc: StoreClient;
 
   constructor(
-    private readonly doc: DynamoDBDocumentClient,
+    doc: DynamoDBDocumentClient,
     private readonly tableName: string,
     private readonly settings: BreakerSettings,
     provider = "modelslab",
   ) {
+    this.doc = storeClient(doc, "circuit breaker");
     this.key = { pk: `BREAKER#${provider}`, sk: "BREAKER" };
   }
 

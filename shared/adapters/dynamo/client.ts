@@ -1,6 +1,13 @@
 import { DynamoDBClient, type DynamoDBClientConfig } from "@aws-sdk/client-dynamodb";
-import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
-import { AWS_CLIENT_DEFAULTS, boundedHttpHandler } from "../aws-client.ts";
+import {
+  DynamoDBDocumentClient,
+  type DynamoDBDocumentClientResolvedConfig,
+  type ServiceInputTypes,
+  type ServiceOutputTypes,
+} from "@aws-sdk/lib-dynamodb";
+import type { Command } from "@smithy/types";
+import { AppError, UnavailableError } from "../../domain/errors.ts";
+import { AWS_CLIENT_DEFAULTS, boundedHttpHandler, isTransientAwsError } from "../aws-client.ts";
 
 /**
  * The document client every DynamoDB adapter is given. Create it once per module (cold start) and
@@ -18,5 +25,28 @@ export function createDocumentClient(options: DynamoDBClientConfig = {}): Dynamo
   });
 }
 
-// Kept here for the DynamoDB adapters' imports; defined beside the other AWS client defaults.
-export { isTransientAwsError } from "../aws-client.ts";
+/** What a DynamoDB adapter sends its commands through: see `storeClient`. */
+export interface StoreClient {
+  send<I extends ServiceInputTypes, O extends ServiceOutputTypes>(
+    command: Command<ServiceInputTypes, I, ServiceOutputTypes, O, DynamoDBDocumentClientResolvedConfig>,
+  ): Promise<O>;
+}
+
+/**
+ * The document client as every DynamoDB adapter sends through it, so that all of them fail alike:
+ * throttling, 5xx and network failures that outlast the SDK's own retries become `UnavailableError`
+ * STORE_UNAVAILABLE (a 503 with Retry-After at the API, a message tried again by a queue consumer).
+ * Anything else (a failed condition, a request the table refuses) passes unchanged, for the adapter to
+ * interpret. `store` names the adapter in the message ("job store").
+ */
+export function storeClient(doc: DynamoDBDocumentClient, store: string): StoreClient {
+  return {
+    send: (command) =>
+      doc.send(command).catch((error: unknown) => {
+        if (error instanceof AppError || !isTransientAwsError(error)) throw error;
+        throw new UnavailableError("STORE_UNAVAILABLE", `The ${store} is unavailable; try again.`, {
+          cause: error,
+        });
+      }),
+  };
+}

@@ -8,13 +8,7 @@ import {
   TransactWriteCommand,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
-import {
-  AppError,
-  ConflictError,
-  StaleWriteError,
-  UnavailableError,
-  ValidationError,
-} from "../../domain/errors.ts";
+import { ConflictError, StaleWriteError, UnavailableError, ValidationError } from "../../domain/errors.ts";
 import { sha256Hex } from "../../domain/hash.ts";
 import { isJobId } from "../../domain/ids.ts";
 import {
@@ -34,7 +28,7 @@ import {
   type ListJobsQuery,
   systemClock,
 } from "../../ports/index.ts";
-import { isTransientAwsError } from "./client.ts";
+import { type StoreClient, storeClient } from "./client.ts";
 import { DUE_SHARDS, INDEXES, idempotencyKey, jobKey, TABLE_KEYS, TTL_ATTRIBUTE } from "./table-design.ts";
 
 export interface DynamoJobStoreOptions {
@@ -150,12 +144,14 @@ export class DynamoJobStore implements JobStore {
   private readonly dueShards: number;
   private readonly retentionSeconds: number;
   private readonly clock: Clock;
+  private readonly doc: StoreClient;
 
   constructor(
-    private readonly doc: DynamoDBDocumentClient,
+    doc: DynamoDBDocumentClient,
     private readonly tableName: string,
     options: DynamoJobStoreOptions = {},
   ) {
+    this.doc = storeClient(doc, "job store");
     this.dueShards = options.dueShards ?? DUE_SHARDS;
     this.retentionSeconds = (options.retentionDays ?? 30) * 86_400;
     this.clock = options.clock ?? systemClock;
@@ -178,7 +174,7 @@ export class DynamoJobStore implements JobStore {
         return { created: true, job };
       } catch (error) {
         if (error instanceof ConditionalCheckFailedException) throw duplicateJob(job.id, error);
-        throw this.wrap(error, "create");
+        throw error;
       }
     }
 
@@ -217,7 +213,7 @@ export class DynamoJobStore implements JobStore {
         );
         return { created: true, job };
       } catch (error) {
-        if (!(error instanceof TransactionCanceledException)) throw this.wrap(error, "create");
+        if (!(error instanceof TransactionCanceledException)) throw error;
         const [jobReason, idemReason] = (error.CancellationReasons ?? []).map((r) => r.Code);
         if (idemReason === "ConditionalCheckFailed") {
           const existing = await this.readIdempotency(idemKey);
@@ -232,7 +228,7 @@ export class DynamoJobStore implements JobStore {
         } else if (jobReason === "ConditionalCheckFailed") {
           throw duplicateJob(job.id, error);
         } else if (![jobReason, idemReason].some((reason) => RETRYABLE_CANCEL_REASONS.has(reason ?? ""))) {
-          throw this.wrap(error, "create");
+          throw error;
         }
         if (attempt >= TRANSACTION_CONFLICT_ATTEMPTS) {
           throw new UnavailableError("STORE_UNAVAILABLE", "The job could not be created; try again.", {
@@ -245,26 +241,18 @@ export class DynamoJobStore implements JobStore {
   }
 
   async get(id: string): Promise<Job | null> {
-    try {
-      const out = await this.doc.send(
-        new GetCommand({ TableName: this.tableName, Key: jobKey(id), ConsistentRead: true }),
-      );
-      return out.Item ? fromItem(out.Item) : null;
-    } catch (error) {
-      throw this.wrap(error, "get");
-    }
+    const out = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: jobKey(id), ConsistentRead: true }),
+    );
+    return out.Item ? fromItem(out.Item) : null;
   }
 
   async listByTenant(tenantId: string, query: ListJobsQuery): Promise<JobPage> {
     const afterId = query.cursor === undefined ? undefined : decodeCursor(query.cursor, tenantId);
     const limit = Math.max(1, Math.floor(query.limit));
-    try {
-      return query.status === undefined
-        ? await this.listAll(tenantId, afterId, limit)
-        : await this.listByStatus(tenantId, query.status, afterId, limit);
-    } catch (error) {
-      throw this.wrap(error, "listByTenant");
-    }
+    return query.status === undefined
+      ? this.listAll(tenantId, afterId, limit)
+      : this.listByStatus(tenantId, query.status, afterId, limit);
   }
 
   /** One `byTenantStatus` partition: the status's own, or `active` shared by the unfinished states. */
@@ -397,12 +385,7 @@ export class DynamoJobStore implements JobStore {
       .flat()
       .sort((a, b) => a.wakeAt - b.wakeAt || (a.id < b.id ? -1 : 1))
       .slice(0, limit);
-    let found: Map<string, Job>;
-    try {
-      found = await this.readJobs(selected.map((entry) => entry.id));
-    } catch (error) {
-      throw this.wrap(error, "findDue");
-    }
+    const found = await this.readJobs(selected.map((entry) => entry.id));
     const jobs: Job[] = [];
     const early: Job[] = [];
     for (const { id } of selected) {
@@ -439,7 +422,7 @@ export class DynamoJobStore implements JobStore {
       );
     } catch (error) {
       if (error instanceof ConditionalCheckFailedException) return; // changed meanwhile: its writer set it
-      throw this.wrap(error, "findDue");
+      throw error;
     }
   }
 
@@ -552,7 +535,7 @@ export class DynamoJobStore implements JobStore {
           cause: error,
         });
       }
-      throw this.wrap(error, to === job.status ? "update" : "transition");
+      throw error;
     }
   }
 
@@ -560,32 +543,28 @@ export class DynamoJobStore implements JobStore {
   private async dueInShard(shard: string, nowMs: number, limit: number): Promise<DueEntry[]> {
     const found: DueEntry[] = [];
     let startKey: Record<string, unknown> | undefined;
-    try {
-      do {
-        const out = await this.doc.send(
-          new QueryCommand({
-            TableName: this.tableName,
-            IndexName: INDEXES.due.name,
-            KeyConditionExpression: "#shard = :shard AND #wakeAt <= :now",
-            ExpressionAttributeNames: { "#shard": INDEXES.due.partitionKey, "#wakeAt": INDEXES.due.sortKey },
-            ExpressionAttributeValues: { ":shard": shard, ":now": nowMs },
-            ScanIndexForward: true,
-            Limit: limit,
-            ExclusiveStartKey: startKey,
-          }),
-        );
-        // The index lags the table: a job finished a moment ago may still be listed.
-        for (const item of out.Items ?? []) {
-          const pk = item[TABLE_KEYS.partitionKey];
-          const wakeAt = item[INDEXES.due.sortKey];
-          if (typeof pk !== "string" || !pk.startsWith(JOB_PK_PREFIX) || typeof wakeAt !== "number") continue;
-          found.push({ id: pk.slice(JOB_PK_PREFIX.length), wakeAt });
-        }
-        startKey = out.LastEvaluatedKey;
-      } while (startKey && found.length < limit);
-    } catch (error) {
-      throw this.wrap(error, "findDue");
-    }
+    do {
+      const out = await this.doc.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          IndexName: INDEXES.due.name,
+          KeyConditionExpression: "#shard = :shard AND #wakeAt <= :now",
+          ExpressionAttributeNames: { "#shard": INDEXES.due.partitionKey, "#wakeAt": INDEXES.due.sortKey },
+          ExpressionAttributeValues: { ":shard": shard, ":now": nowMs },
+          ScanIndexForward: true,
+          Limit: limit,
+          ExclusiveStartKey: startKey,
+        }),
+      );
+      // The index lags the table: a job finished a moment ago may still be listed.
+      for (const item of out.Items ?? []) {
+        const pk = item[TABLE_KEYS.partitionKey];
+        const wakeAt = item[INDEXES.due.sortKey];
+        if (typeof pk !== "string" || !pk.startsWith(JOB_PK_PREFIX) || typeof wakeAt !== "number") continue;
+        found.push({ id: pk.slice(JOB_PK_PREFIX.length), wakeAt });
+      }
+      startKey = out.LastEvaluatedKey;
+    } while (startKey && found.length < limit);
     return found.slice(0, limit);
   }
 
@@ -624,16 +603,12 @@ export class DynamoJobStore implements JobStore {
   private async readIdempotency(
     key: Record<string, string>,
   ): Promise<{ jobId: string; requestHash: string; ttl: number } | null> {
-    try {
-      const out = await this.doc.send(
-        new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }),
-      );
-      const item = out.Item;
-      if (!item || typeof item.jobId !== "string") return null;
-      return { jobId: item.jobId, requestHash: String(item.requestHash), ttl: Number(item[TTL_ATTRIBUTE]) };
-    } catch (error) {
-      throw this.wrap(error, "create");
-    }
+    const out = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }),
+    );
+    const item = out.Item;
+    if (!item || typeof item.jobId !== "string") return null;
+    return { jobId: item.jobId, requestHash: String(item.requestHash), ttl: Number(item[TTL_ATTRIBUTE]) };
   }
 
   private toItem(job: Job): Record<string, unknown> {
@@ -656,20 +631,6 @@ export class DynamoJobStore implements JobStore {
 
   private nowSeconds(): number {
     return Math.floor(this.clock.now().getTime() / 1000);
-  }
-
-  private wrap(error: unknown, operation: string): unknown {
-    if (error instanceof AppError) return error;
-    if (isTransientAwsError(error)) {
-      return new UnavailableError(
-        "STORE_UNAVAILABLE",
-        `The job store is unavailable (${operation}); try again.`,
-        {
-          cause: error,
-        },
-      );
-    }
-    return error;
   }
 }
 

@@ -14,6 +14,7 @@ import type {
   NotificationState,
   NotificationStore,
 } from "../../ports/index.ts";
+import { type StoreClient, storeClient } from "./client.ts";
 import { notificationKey, TTL_ATTRIBUTE } from "./table-design.ts";
 
 const FIELDS = ["type", "createdAt", "payload", "url", "state", "attempts", "roundStart"] as const;
@@ -56,11 +57,15 @@ const fromItem = (item: Record<string, unknown>): NotificationRecord =>
 
 /** Notification records in the jobs table, next to their job (one Query lists a job's notifications). */
 export class DynamoNotificationStore implements NotificationStore {
+  private readonly doc: StoreClient;
+
   constructor(
-    private readonly doc: DynamoDBDocumentClient,
+    doc: DynamoDBDocumentClient,
     private readonly tableName: string,
     private readonly retentionDays = 30,
-  ) {}
+  ) {
+    this.doc = storeClient(doc, "notification store");
+  }
 
   async createIfAbsent(
     record: NotificationRecord,

@@ -1,39 +1,45 @@
 import { ConditionalCheckFailedException } from "@aws-sdk/client-dynamodb";
 import { type DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
-import { AppError, ConflictError, NotFoundError, UnavailableError } from "../../domain/errors.ts";
+import { ConflictError, NotFoundError, UnavailableError } from "../../domain/errors.ts";
 import type { Clock, Tenant, TenantStore, WebhookSettings, WebhookSettingsStore } from "../../ports/index.ts";
 import { systemClock } from "../../ports/index.ts";
-import { isTransientAwsError } from "./client.ts";
+import { type StoreClient, storeClient } from "./client.ts";
 import { apiKeyKey, tenantKey } from "./table-design.ts";
+
+/** Counts the writes of a tenant's `webhookSecrets`; each rotation writes on the version it read. */
+const SECRETS_VERSION = "webhookSecretsVersion";
+
+/** Tries of one rotation before it gives up to concurrent ones (see addWebhookSecret). */
+const SECRET_WRITE_ATTEMPTS = 10;
+
+const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export class DynamoTenantStore implements TenantStore, WebhookSettingsStore {
   private readonly clock: Clock;
+  private readonly doc: StoreClient;
 
   constructor(
-    private readonly doc: DynamoDBDocumentClient,
+    doc: DynamoDBDocumentClient,
     private readonly tableName: string,
     options: { clock?: Clock } = {},
   ) {
+    this.doc = storeClient(doc, "tenant store");
     this.clock = options.clock ?? systemClock;
   }
 
   async findByApiKeyHash(keyHash: string): Promise<Tenant | null> {
-    try {
-      // Consistent reads: a key or tenant created a moment ago must authenticate at once.
-      const key = await this.doc.send(
-        new GetCommand({ TableName: this.tableName, Key: apiKeyKey(keyHash), ConsistentRead: true }),
-      );
-      const tenantId = key.Item?.tenantId;
-      if (typeof tenantId !== "string") return null;
-      const tenant = await this.doc.send(
-        new GetCommand({ TableName: this.tableName, Key: tenantKey(tenantId), ConsistentRead: true }),
-      );
-      const item = tenant.Item;
-      if (!item) return null;
-      return { id: String(item.id), name: String(item.name), createdAt: String(item.createdAt) };
-    } catch (error) {
-      throw wrap(error);
-    }
+    // Consistent reads: a key or tenant created a moment ago must authenticate at once.
+    const key = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: apiKeyKey(keyHash), ConsistentRead: true }),
+    );
+    const tenantId = key.Item?.tenantId;
+    if (typeof tenantId !== "string") return null;
+    const tenant = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: tenantKey(tenantId), ConsistentRead: true }),
+    );
+    const item = tenant.Item;
+    if (!item) return null;
+    return { id: String(item.id), name: String(item.name), createdAt: String(item.createdAt) };
   }
 
   async createTenant(tenant: Tenant): Promise<void> {
@@ -55,7 +61,7 @@ export class DynamoTenantStore implements TenantStore, WebhookSettingsStore {
       if (error instanceof ConditionalCheckFailedException) {
         throw new ConflictError("TENANT_EXISTS", `Tenant ${tenant.id} already exists.`);
       }
-      throw wrap(error);
+      throw error;
     }
   }
 
@@ -87,24 +93,31 @@ export class DynamoTenantStore implements TenantStore, WebhookSettingsStore {
       if (error instanceof ConditionalCheckFailedException) {
         throw new ConflictError("API_KEY_EXISTS", "This API key is already registered to another tenant.");
       }
-      throw wrap(error);
+      throw error;
     }
   }
 
   async getWebhookSettings(tenantId: string): Promise<WebhookSettings> {
-    try {
-      const out = await this.doc.send(
-        new GetCommand({ TableName: this.tableName, Key: tenantKey(tenantId), ConsistentRead: true }),
-      );
-      if (!out.Item) throw new NotFoundError("TENANT_NOT_FOUND", `Tenant ${tenantId} does not exist.`);
-      const now = this.clock.now().toISOString();
-      const secrets = ((out.Item.webhookSecrets as WebhookSettings["secrets"] | undefined) ?? []).filter(
-        (s) => s.retiresAt === null || s.retiresAt > now,
-      );
-      return { url: typeof out.Item.webhookUrl === "string" ? out.Item.webhookUrl : null, secrets };
-    } catch (error) {
-      throw wrap(error);
-    }
+    return (await this.readWebhookSettings(tenantId)).settings;
+  }
+
+  /** The settings with the secrets still in force, and the version of the secret list they were read at. */
+  private async readWebhookSettings(
+    tenantId: string,
+  ): Promise<{ settings: WebhookSettings; version: number | undefined }> {
+    const out = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: tenantKey(tenantId), ConsistentRead: true }),
+    );
+    if (!out.Item) throw new NotFoundError("TENANT_NOT_FOUND", `Tenant ${tenantId} does not exist.`);
+    const now = this.clock.now().toISOString();
+    const secrets = ((out.Item.webhookSecrets as WebhookSettings["secrets"] | undefined) ?? []).filter(
+      (s) => s.retiresAt === null || s.retiresAt > now,
+    );
+    const version = out.Item[SECRETS_VERSION];
+    return {
+      settings: { url: typeof out.Item.webhookUrl === "string" ? out.Item.webhookUrl : null, secrets },
+      version: typeof version === "number" ? version : undefined,
+    };
   }
 
   async setWebhookUrl(tenantId: string, url: string | null): Promise<void> {
@@ -115,17 +128,56 @@ export class DynamoTenantStore implements TenantStore, WebhookSettingsStore {
     );
   }
 
+  /**
+   * Read, then a write conditional on the version of the secret list read: a rotation that raced
+   * another reads again and re-applies itself on top, so every secret a caller was shown stays in the
+   * list. A write fails only when another rotation landed after its read, so `n` concurrent rotations
+   * all land within `n` attempts; past SECRET_WRITE_ATTEMPTS the caller is asked to try again (its
+   * secret was not stored, and is never shown).
+   */
   async addWebhookSecret(tenantId: string, secret: string, now: Date, previousRetireAt: Date): Promise<void> {
-    const current = await this.getWebhookSettings(tenantId);
     const retire = previousRetireAt.toISOString();
-    const secrets = [
-      { secret, createdAt: now.toISOString(), retiresAt: null },
-      ...current.secrets.map((s) => ({
-        ...s,
-        retiresAt: s.retiresAt && s.retiresAt < retire ? s.retiresAt : retire,
-      })),
-    ];
-    await this.updateTenant(tenantId, "SET webhookSecrets = :secrets", { ":secrets": secrets });
+    for (let attempt = 1; ; attempt++) {
+      const { settings, version } = await this.readWebhookSettings(tenantId);
+      const secrets = [
+        { secret, createdAt: now.toISOString(), retiresAt: null },
+        ...settings.secrets.map((s) => ({
+          ...s,
+          retiresAt: s.retiresAt && s.retiresAt < retire ? s.retiresAt : retire,
+        })),
+      ];
+      try {
+        await this.doc.send(
+          new UpdateCommand({
+            TableName: this.tableName,
+            Key: tenantKey(tenantId),
+            UpdateExpression: "SET webhookSecrets = :secrets, #version = :next",
+            ConditionExpression:
+              version === undefined
+                ? "attribute_exists(pk) AND attribute_not_exists(#version)"
+                : "#version = :seen",
+            ExpressionAttributeNames: { "#version": SECRETS_VERSION },
+            ExpressionAttributeValues: {
+              ":secrets": secrets,
+              ":next": (version ?? 0) + 1,
+              ...(version !== undefined && { ":seen": version }),
+            },
+          }),
+        );
+        return;
+      } catch (error) {
+        if (!(error instanceof ConditionalCheckFailedException)) throw error;
+        if (attempt >= SECRET_WRITE_ATTEMPTS) {
+          throw new UnavailableError(
+            "STORE_UNAVAILABLE",
+            "The webhook secrets kept changing concurrently; try the rotation again.",
+            { cause: error },
+          );
+        }
+        // Spread the retries of rotations that raced each other, so fewer of them collide again.
+        await pause(Math.random() * 10 * attempt);
+      }
+    }
   }
 
   private async updateTenant(
@@ -147,14 +199,7 @@ export class DynamoTenantStore implements TenantStore, WebhookSettingsStore {
       if (error instanceof ConditionalCheckFailedException) {
         throw new NotFoundError("TENANT_NOT_FOUND", `Tenant ${tenantId} does not exist.`);
       }
-      throw wrap(error);
+      throw error;
     }
   }
-}
-
-function wrap(error: unknown): unknown {
-  if (error instanceof AppError || !isTransientAwsError(error)) return error;
-  return new UnavailableError("STORE_UNAVAILABLE", "The tenant store is unavailable; try again.", {
-    cause: error,
-  });
 }
