@@ -2,14 +2,9 @@ import { StaleWriteError } from "../domain/errors.ts";
 import type { Job, JobOutput } from "../domain/job.ts";
 import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
 import type { ProviderOutput } from "../ports/provider.ts";
-import type { FinishedResult, ResultMessage } from "../schemas/messages.ts";
+import type { ResultMessage } from "../schemas/messages.ts";
 import { type DispatchSettings, endAttemptAfterRejection } from "./dispatch-job.ts";
-import {
-  closeCurrentAttempt,
-  currentAttempt,
-  type ProviderState,
-  providerState,
-} from "./provider-attempts.ts";
+import { closeCurrentAttempt, currentAttempt, providerState } from "./provider-attempts.ts";
 
 export interface FinalizeDeps {
   jobs: JobStore;
@@ -56,10 +51,9 @@ async function finalizeOnce(deps: FinalizeDeps, message: ResultMessage): Promise
     return endAttemptAfterRejection(deps, job, message.result);
   }
   const now = deps.clock.now();
-  const state: ProviderState = { ...providerState(job), phase: "finished", result: message.result };
   const storing = await deps.jobs.transition(job, "storing", {
     attempts: closeCurrentAttempt(job, "succeeded", now),
-    providerState: state as unknown as Record<string, unknown>,
+    providerState: { phase: "finished", result: message.result },
     dueAt: now.getTime() + deps.settings.storingTimeoutSeconds * 1000,
   });
   await deps.gate.release(job.id);
@@ -91,7 +85,8 @@ export async function completeStoring(
   deps: Pick<FinalizeDeps, "jobs" | "copyOutput">,
   job: Job,
 ): Promise<FinalizeOutcome> {
-  const result = providerState(job).result as FinishedResult | undefined;
+  const state = providerState(job);
+  const result = state.phase === "finished" ? state.result : undefined;
   try {
     if (result?.kind !== "done" || result.outputs.length === 0) {
       await deps.jobs.transition(job, "failed", {

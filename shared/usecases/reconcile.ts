@@ -8,10 +8,11 @@ import { sendToFallback } from "./dispatch-job.ts";
 import { sendJobEvent } from "./lifecycle.ts";
 import {
   backoffSeconds,
+  checksOf,
   closeCurrentAttempt,
   currentAttempt,
-  type ProviderState,
   providerState,
+  withChecks,
 } from "./provider-attempts.ts";
 
 export interface ReconcileSettings {
@@ -113,7 +114,8 @@ async function reconcileJob(
   }
   if (job.status === "storing") {
     // Finalize crashed or timed out while copying: hand the kept result back to it (one ingestion path).
-    const kept = providerState(job).result as ResultMessage["result"] | undefined;
+    const state = providerState(job);
+    const kept = state.phase === "finished" ? state.result : undefined;
     const updated = await deps.jobs.update(job, {
       dueAt: now.getTime() + (settings.storingRetrySeconds ?? 60) * 1000,
     });
@@ -156,7 +158,7 @@ async function reconcileJob(
   if (currentAttempt(job)?.route === "self-hosted") {
     // Nothing to poll: the worker reports on the results queue, and the deadline settles the rest.
     // A worker message whose send was lost (the job row says so) is sent again.
-    if (!state.sent && deps.fallbackQueue) {
+    if (!(state.phase === "self-hosted" && state.sent) && deps.fallbackQueue) {
       await sendToFallback(
         {
           jobs: deps.jobs,
@@ -173,7 +175,7 @@ async function reconcileJob(
     }
     return;
   }
-  const checks = (state.checks ?? 0) + 1;
+  const checks = checksOf(state) + 1;
   const nextCheck =
     now.getTime() + backoffSeconds(checks, settings.pollBaseSeconds, settings.pollMaxSeconds) * 1000;
   // Never past the deadline: the deadline check must run on time.
@@ -200,7 +202,7 @@ async function reconcileJob(
     // Until then only the callback or the deadline can settle it.
     await deps.jobs.update(job, {
       dueAt,
-      providerState: { ...state, checks } as unknown as Record<string, unknown>,
+      providerState: withChecks(state, checks),
     });
     return;
   }
@@ -208,11 +210,7 @@ async function reconcileJob(
   report.polled++;
   const result = await deps.provider.fetch(state.providerId, state.fetchUrl ?? null);
   // Record the poll before publishing a result, so finalize never races this write.
-  const next: ProviderState = { ...state, checks };
-  const polled = await deps.jobs.update(job, {
-    dueAt,
-    providerState: next as unknown as Record<string, unknown>,
-  });
+  const polled = await deps.jobs.update(job, { dueAt, providerState: { ...state, checks } });
   if (result.kind === "done" || (result.kind === "rejected" && !result.retryable)) {
     const message: ResultMessage = {
       jobId: polled.id,

@@ -107,7 +107,16 @@ function interceptBatchGet(around: (command: BatchGetCommand, send: Send) => Pro
 
 describe("create and get", () => {
   it("writes the job with its index attributes and reads it back unchanged", async () => {
-    const job = buildJob({ providerState: { eta: 12, fetchUrl: "https://p/x" }, webhook: "https://c/hook" });
+    const job = buildJob({
+      providerState: {
+        phase: "accepted",
+        providerId: "p",
+        etaSeconds: 12,
+        fetchUrl: "https://p/x",
+        checks: 0,
+      },
+      webhook: "https://c/hook",
+    });
     await expect(store.create(job)).resolves.toEqual({ created: true, job });
 
     const item = await rawItem(jobKey(job.id));
@@ -220,7 +229,7 @@ describe("create with an idempotency key", () => {
 
 describe("index projections", () => {
   it("keeps only keys in every index", async () => {
-    const job = buildJob({ providerState: { eta: 12 }, webhook: "https://c/hook" });
+    const job = buildJob({ providerState: { phase: "indeterminate" }, webhook: "https://c/hook" });
     await store.create(job);
     const keys = { pk: `JOB#${job.id}`, sk: "JOB" };
     expect(await indexItems("byTenantStatus")).toEqual([
@@ -720,7 +729,7 @@ describe("transition and update", () => {
     const moved = await store.transition(job, "processing", {
       attempts: [attempt],
       dueAt: NOW.getTime() + 5_000,
-      providerState: { eta: 5 },
+      providerState: { phase: "indeterminate", checks: 5 },
     });
     expect(moved).toEqual({
       ...job,
@@ -729,7 +738,7 @@ describe("transition and update", () => {
       updatedAt: NOW.toISOString(),
       attempts: [attempt],
       dueAt: NOW.getTime() + 5_000,
-      providerState: { eta: 5 },
+      providerState: { phase: "indeterminate", checks: 5 },
     });
     expect(await store.get(job.id)).toEqual(moved);
     // Unfinished jobs share the `active` status partition: only finishing moves the status index.
@@ -840,7 +849,7 @@ describe("transition and update", () => {
   });
 
   it("clears providerState when the patch names it as undefined", async () => {
-    const job = buildJob({ providerState: { eta: 1 } });
+    const job = buildJob({ providerState: { phase: "indeterminate" } });
     await store.create(job);
     const next = await store.update(job, { providerState: undefined });
     expect(next).not.toHaveProperty("providerState");
@@ -902,7 +911,7 @@ describe("findDue", () => {
 
   it("returns a terminal job whose notification is pending, read in full from the table", async () => {
     const t = NOW.getTime();
-    const running = buildJob({ dueAt: t - 2_000, providerState: { eta: 3 } });
+    const running = buildJob({ dueAt: t - 2_000, providerState: { phase: "indeterminate" } });
     const notifying = buildJob({ dueAt: t - 1_000 });
     const done = buildJob({ dueAt: t - 3_000 });
     for (const job of [running, notifying, done]) await store.create(job);

@@ -91,7 +91,7 @@ describe("finalizeResult", () => {
           outcome: "pending",
         },
       ],
-      providerState: state as unknown as Record<string, unknown>,
+      providerState: state,
       dueAt: start.getTime() + 70_000,
       ...overrides,
     });
@@ -252,7 +252,7 @@ describe("finalizeResult", () => {
   });
 
   it("resumes a job left in storing (a crashed finalize) from its kept result", async () => {
-    const state: ProviderState = { phase: "finished", providerId: "9001", result: done("9001") };
+    const state: ProviderState = { phase: "finished", result: done("9001") };
     const job = buildJob(clock, {
       status: "storing",
       version: 5,
@@ -265,7 +265,7 @@ describe("finalizeResult", () => {
           outcome: "succeeded",
         },
       ],
-      providerState: state as unknown as Record<string, unknown>,
+      providerState: state,
     });
     await jobs.create(job);
     // Any redelivered result for it finishes the job from the stored result.

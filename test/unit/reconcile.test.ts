@@ -55,13 +55,13 @@ describe("reconcile", () => {
       attempts: [
         {
           route: "modelslab",
-          provider_id: state.providerId ?? null,
+          provider_id: state.phase === "accepted" ? state.providerId : null,
           started_at: new Date(now.getTime() - 70_000).toISOString(),
           ended_at: null,
           outcome: "pending",
         },
       ],
-      providerState: state as unknown as Record<string, unknown>,
+      providerState: state,
       dueAt: now.getTime() - 1,
       ...overrides,
     });
@@ -226,8 +226,8 @@ describe("reconcile", () => {
   });
 
   it.each([
-    ["indeterminate", { phase: "indeterminate" } as ProviderState],
-    ["submitting", { phase: "submitting" } as ProviderState],
+    ["indeterminate", { phase: "indeterminate" } satisfies ProviderState],
+    ["submitting", { phase: "submitting" } satisfies ProviderState],
   ])("does not poll a %s job without a provider id, only looks again later", async (_name, state) => {
     const job = await processingJob(state);
 
@@ -244,9 +244,8 @@ describe("reconcile", () => {
   });
 
   it("hands a job left in storing back to finalize with its kept result", async () => {
-    const state: ProviderState = {
+    const state = {
       phase: "finished",
-      providerId: "9001",
       result: {
         kind: "done",
         providerId: "9001",
@@ -254,11 +253,11 @@ describe("reconcile", () => {
         generationTimeSeconds: null,
         seed: null,
       },
-    };
+    } satisfies ProviderState;
     const job = buildJob(clock, {
       status: "storing",
       version: 5,
-      providerState: state as unknown as Record<string, unknown>,
+      providerState: state,
       dueAt: clock.now().getTime() - 1,
     });
     await jobs.create(job);
