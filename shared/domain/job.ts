@@ -95,7 +95,10 @@ export interface Job {
   attempts: Attempt[];
   outputs: JobOutput[];
   error: JobError | null;
-  /** Epoch ms when the reconciler should next look at this non-terminal job; null once terminal. */
+  /**
+   * Epoch ms when the reconciler should next look at this job; null when nothing is due. A terminal
+   * job is due only while its notification is pending (see job-change.ts).
+   */
   dueAt: number | null;
   /** Provider bookkeeping for the current attempt, opaque to the API. */
   providerState?: ProviderState;

@@ -4,17 +4,15 @@
  */
 import type { LifecycleEvent, NotificationType } from "../domain/events.ts";
 import type { Job, JobStatus } from "../domain/job.ts";
+import type { JobPatch } from "../domain/job-change.ts";
+
+export type { JobPatch } from "../domain/job-change.ts";
 
 export interface Clock {
   now(): Date;
 }
 
 export const systemClock: Clock = { now: () => new Date() };
-
-/** Fields a state change may set together with the new status. */
-export type JobPatch = Partial<
-  Pick<Job, "attempts" | "outputs" | "error" | "dueAt" | "providerState" | "notifyPending">
->;
 
 export interface IdempotencyRecord {
   /** sha256 of the tenant's Idempotency-Key header. */
@@ -48,12 +46,16 @@ export interface JobStore {
   listByTenant(tenantId: string, query: ListJobsQuery): Promise<JobPage>;
   /**
    * Moves `job` to `to` only if its stored status and version are still `job.status` and `job.version`
-   * (throws StaleWriteError otherwise). Terminal states clear `dueAt`. Returns the job as written.
+   * (throws StaleWriteError otherwise). What the job becomes is `planJobChange`'s (domain/job-change.ts):
+   * e.g. terminal states clear `dueAt` unless the notification is pending. Returns the job as written.
    */
   transition(job: Job, to: JobStatus, patch?: JobPatch): Promise<Job>;
-  /** Same-status update guarded by status and version (e.g. a new `dueAt`). */
+  /** Same-status update guarded by status and version (e.g. a new `dueAt`), planned the same way. */
   update(job: Job, patch: JobPatch): Promise<Job>;
-  /** Non-terminal jobs whose `dueAt` is at or before `now`, oldest first, read from an index (never a scan). */
+  /**
+   * Jobs due (`dueTime`) at or before `now`: non-terminal ones, and terminal ones whose notification is
+   * pending; earliest first, read from an index (never a scan).
+   */
   findDue(now: Date, limit: number): Promise<Job[]>;
 }
 

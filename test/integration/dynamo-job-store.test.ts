@@ -13,12 +13,9 @@ import {
 import fc from "fast-check";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import { createDocumentClient } from "../../shared/adapters/dynamo/client.ts";
-import {
-  DynamoJobStore,
-  dueShardOf,
-  encodeCursor,
-  mergeNewestFirst,
-} from "../../shared/adapters/dynamo/job-store.ts";
+import { dueShardOf } from "../../shared/adapters/dynamo/due-index.ts";
+import { encodeCursor, mergeNewestFirst } from "../../shared/adapters/dynamo/job-listing.ts";
+import { DynamoJobStore } from "../../shared/adapters/dynamo/job-store.ts";
 import { INDEXES, idempotencyKey, jobKey } from "../../shared/adapters/dynamo/table-design.ts";
 import {
   ConflictError,
