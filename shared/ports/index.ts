@@ -189,6 +189,7 @@ export interface NotificationStore {
   /** Creates the record unless one with its id exists; returns the stored one and whether it is new. */
   createIfAbsent(record: NotificationRecord): Promise<{ record: NotificationRecord; created: boolean }>;
   get(jobId: string, id: string): Promise<NotificationRecord | null>;
+  /** A job's notifications, by id. */
   listForJob(jobId: string): Promise<NotificationRecord[]>;
   /** Appends a try and sets the state; guarded on the number of tries seen, so a duplicate message cannot double-record. */
   recordAttempt(

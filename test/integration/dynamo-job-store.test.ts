@@ -47,7 +47,7 @@ beforeEach(async () => {
   store = new DynamoJobStore(doc, table, { clock });
 });
 
-/** The port's contract, shared with the in-memory fake (test/unit/in-memory-job-store.test.ts). */
+/** The port's contract, shared with the in-memory fake (test/unit/fakes.test.ts). */
 describe("DynamoJobStore: the JobStore contract", () => {
   // On the fresh table the file's beforeEach made for this test.
   jobStoreContract((contractClock) => new DynamoJobStore(doc, table, { clock: contractClock }));

@@ -290,7 +290,10 @@ export function buildJob(clock: Clock, overrides: Partial<Job> = {}): Job {
   };
 }
 
-/** Notification records with the DynamoDB store's semantics: create-if-absent, writes guarded on the tries seen. */
+/**
+ * Notification records with the DynamoDB store's semantics (test/support/notification-store-contract.ts):
+ * create-if-absent, writes guarded on the tries seen, a job's records listed by id.
+ */
 export class InMemoryNotificationStore implements NotificationStore {
   readonly records = new Map<string, NotificationRecord>();
 
@@ -312,7 +315,10 @@ export class InMemoryNotificationStore implements NotificationStore {
   }
 
   async listForJob(jobId: string): Promise<NotificationRecord[]> {
-    return [...this.records.values()].filter((r) => r.jobId === jobId).map((r) => structuredClone(r));
+    return [...this.records.values()]
+      .filter((r) => r.jobId === jobId)
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      .map((r) => structuredClone(r));
   }
 
   async recordAttempt(
