@@ -1,7 +1,7 @@
 import { Readable } from "node:stream";
 import type { BreakerSettings } from "../../shared/adapters/dynamo/circuit-breaker.ts";
 import { decodeCursor, encodeCursor } from "../../shared/adapters/dynamo/job-listing.ts";
-import { ConflictError, StaleWriteError } from "../../shared/domain/errors.ts";
+import { ConflictError, NotFoundError, StaleWriteError } from "../../shared/domain/errors.ts";
 import type { LifecycleEvent } from "../../shared/domain/events.ts";
 import type { Job, JobStatus } from "../../shared/domain/job.ts";
 import {
@@ -356,18 +356,33 @@ export class InMemoryNotificationStore implements NotificationStore {
   }
 }
 
-/** Tenant webhook settings with the DynamoDB store's rotation rules (retired secrets are not returned). */
+/**
+ * Tenant webhook settings with the DynamoDB tenant store's rules (test/support/webhook-settings-contract.ts):
+ * retired secrets are not returned, and a tenant it does not hold is TENANT_NOT_FOUND.
+ */
 export class InMemoryWebhookSettings implements WebhookSettingsStore {
   readonly tenants = new Map<string, WebhookSettings>();
 
   constructor(private readonly clock: Clock) {}
 
+  /** A tenant with no URL and no secrets, as DynamoTenantStore.createTenant leaves one. */
+  addTenant(tenantId: string): this {
+    if (!this.tenants.has(tenantId)) this.tenants.set(tenantId, { url: null, secrets: [] });
+    return this;
+  }
+
   async getWebhookSettings(tenantId: string): Promise<WebhookSettings> {
     return this.current(tenantId);
   }
 
+  private stored(tenantId: string): WebhookSettings {
+    const settings = this.tenants.get(tenantId);
+    if (!settings) throw new NotFoundError("TENANT_NOT_FOUND", `Tenant ${tenantId} does not exist.`);
+    return settings;
+  }
+
   private current(tenantId: string): WebhookSettings {
-    const settings = this.tenants.get(tenantId) ?? { url: null, secrets: [] };
+    const settings = this.stored(tenantId);
     const now = this.clock.now().toISOString();
     return {
       url: settings.url,
@@ -378,8 +393,7 @@ export class InMemoryWebhookSettings implements WebhookSettingsStore {
   }
 
   async setWebhookUrl(tenantId: string, url: string | null): Promise<void> {
-    const settings = this.tenants.get(tenantId) ?? { url: null, secrets: [] };
-    this.tenants.set(tenantId, { ...settings, url });
+    this.tenants.set(tenantId, { ...this.stored(tenantId), url });
   }
 
   /** Read and write with no await between: concurrent rotations all land, as the store's conditional write ensures. */
