@@ -50,8 +50,36 @@ export interface JobOutput {
   height: number | null;
 }
 
+/**
+ * Every `error.code` a job can end with, declared once: `JobError` takes only these, and docs/errors.md
+ * catalogues exactly this list (test/unit/docs-catalogue.test.ts compares the two). `OUTPUT_*` codes are
+ * `OUTPUT_` + the copier's refusal code (shared/lambda/wiring.ts).
+ */
+export const JOB_ERROR_CODES = [
+  "CANCELLED",
+  "DEADLINE_EXCEEDED",
+  "SELF_HOSTED_UNAVAILABLE",
+  "PROVIDER_REJECTED",
+  "PROVIDER_UNAVAILABLE",
+  "PROVIDER_OUTCOME_UNKNOWN",
+  "NO_OUTPUTS",
+  "OUTPUT_COPY_FAILED",
+  "OUTPUT_URL_NOT_ALLOWED",
+  "OUTPUT_ADDRESS_NOT_ALLOWED",
+  "OUTPUT_REDIRECT_NOT_ALLOWED",
+  "OUTPUT_TOO_LARGE",
+  "OUTPUT_TIMEOUT",
+  "OUTPUT_HTTP_STATUS",
+  "OUTPUT_NETWORK",
+  "OUTPUT_NOT_AN_IMAGE",
+  "OUTPUT_INVALID_BASE64",
+  "OUTPUT_NOT_OUR_OBJECT",
+  "OUTPUT_OBJECT_NOT_FOUND",
+] as const;
+export type JobErrorCode = (typeof JOB_ERROR_CODES)[number];
+
 export interface JobError {
-  code: string;
+  code: JobErrorCode;
   message: string;
 }
 
