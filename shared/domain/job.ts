@@ -101,7 +101,7 @@ export interface Job {
   attempts: Attempt[];
   outputs: JobOutput[];
   error: JobError | null;
-  /** Epoch ms when the reconciler should next look at this non-terminal job; null once terminal. */
+  /** Epoch ms when the reconciler should next look at this job; null once terminal and notified. */
   dueAt: number | null;
   /** Provider bookkeeping for the current attempt (eta, fetch URL), opaque to the API. */
   providerState?: Record<string, unknown>;
