@@ -4,6 +4,39 @@
  */
 export type ErrorDetail = { path: string; message: string };
 
+/**
+ * Every `code` an AppError can carry, declared once: the constructors below take only these, and
+ * docs/errors.md catalogues exactly this list (test/unit/docs-catalogue.test.ts compares the two).
+ */
+export const ERROR_CODES = [
+  "VALIDATION_FAILED",
+  "INVALID_JSON",
+  "INVALID_ENCODING",
+  "INVALID_CURSOR",
+  "INVALID_IDEMPOTENCY_KEY",
+  "TRACK_ID_MISMATCH",
+  "UNAUTHORIZED",
+  "JOB_NOT_FOUND",
+  "ROUTE_NOT_FOUND",
+  "TENANT_NOT_FOUND",
+  "METHOD_NOT_ALLOWED",
+  "IDEMPOTENCY_KEY_REUSED",
+  "JOB_ALREADY_TERMINAL",
+  "NOTHING_TO_REPLAY",
+  "JOB_EXISTS",
+  "TENANT_EXISTS",
+  "API_KEY_EXISTS",
+  "STALE_WRITE",
+  "PAYLOAD_TOO_LARGE",
+  "UNSUPPORTED_MEDIA_TYPE",
+  "STORE_UNAVAILABLE",
+  "QUEUE_UNAVAILABLE",
+  "EVENTS_UNAVAILABLE",
+  "IDEMPOTENCY_RECORD_ORPHANED",
+  "INTERNAL",
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
 export type ErrorKind =
   | "invalid_input"
   | "unauthorized"
@@ -18,7 +51,7 @@ export type ErrorKind =
 export class AppError extends Error {
   constructor(
     readonly kind: ErrorKind,
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
     readonly details: ErrorDetail[] = [],
     options?: { cause?: unknown },
@@ -29,7 +62,7 @@ export class AppError extends Error {
 }
 
 export class ValidationError extends AppError {
-  constructor(message: string, details: ErrorDetail[] = [], code = "VALIDATION_FAILED") {
+  constructor(message: string, details: ErrorDetail[] = [], code: ErrorCode = "VALIDATION_FAILED") {
     super("invalid_input", code, message, details);
   }
 }
@@ -41,7 +74,7 @@ export class UnauthorizedError extends AppError {
 }
 
 export class NotFoundError extends AppError {
-  constructor(code: string, message: string) {
+  constructor(code: ErrorCode, message: string) {
     super("not_found", code, message);
   }
 }
@@ -61,7 +94,7 @@ export class MethodNotAllowedError extends AppError {
 }
 
 export class ConflictError extends AppError {
-  constructor(code: string, message: string) {
+  constructor(code: ErrorCode, message: string) {
     super("conflict", code, message);
   }
 }
@@ -88,7 +121,7 @@ export class UnsupportedMediaTypeError extends AppError {
 
 /** A dependency failed in a way that is worth retrying later (the client may retry the same request). */
 export class UnavailableError extends AppError {
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super("unavailable", code, message, [], options);
   }
 }

@@ -50,8 +50,36 @@ export interface JobOutput {
   height: number | null;
 }
 
+/**
+ * Every `error.code` a job can end with, declared once: `JobError` takes only these, and docs/errors.md
+ * catalogues exactly this list (test/unit/docs-catalogue.test.ts compares the two). `OUTPUT_*` codes are
+ * `OUTPUT_` + the copier's refusal code (shared/lambda/wiring.ts).
+ */
+export const JOB_ERROR_CODES = [
+  "CANCELLED",
+  "DEADLINE_EXCEEDED",
+  "SELF_HOSTED_UNAVAILABLE",
+  "PROVIDER_REJECTED",
+  "PROVIDER_UNAVAILABLE",
+  "PROVIDER_OUTCOME_UNKNOWN",
+  "NO_OUTPUTS",
+  "OUTPUT_COPY_FAILED",
+  "OUTPUT_URL_NOT_ALLOWED",
+  "OUTPUT_ADDRESS_NOT_ALLOWED",
+  "OUTPUT_REDIRECT_NOT_ALLOWED",
+  "OUTPUT_TOO_LARGE",
+  "OUTPUT_TIMEOUT",
+  "OUTPUT_HTTP_STATUS",
+  "OUTPUT_NETWORK",
+  "OUTPUT_NOT_AN_IMAGE",
+  "OUTPUT_INVALID_BASE64",
+  "OUTPUT_NOT_OUR_OBJECT",
+  "OUTPUT_OBJECT_NOT_FOUND",
+] as const;
+export type JobErrorCode = (typeof JOB_ERROR_CODES)[number];
+
 export interface JobError {
-  code: string;
+  code: JobErrorCode;
   message: string;
 }
 
@@ -73,7 +101,7 @@ export interface Job {
   attempts: Attempt[];
   outputs: JobOutput[];
   error: JobError | null;
-  /** Epoch ms when the reconciler should next look at this non-terminal job; null once terminal. */
+  /** Epoch ms when the reconciler should next look at this job; null once terminal and notified. */
   dueAt: number | null;
   /** Provider bookkeeping for the current attempt (eta, fetch URL), opaque to the API. */
   providerState?: Record<string, unknown>;

@@ -48,12 +48,16 @@ export interface JobStore {
   listByTenant(tenantId: string, query: ListJobsQuery): Promise<JobPage>;
   /**
    * Moves `job` to `to` only if its stored status and version are still `job.status` and `job.version`
-   * (throws StaleWriteError otherwise). Terminal states clear `dueAt`. Returns the job as written.
+   * (throws StaleWriteError otherwise). Terminal states clear `dueAt` unless the patch sets one (the
+   * notification outbox keeps the job due). Returns the job as written.
    */
   transition(job: Job, to: JobStatus, patch?: JobPatch): Promise<Job>;
   /** Same-status update guarded by status and version (e.g. a new `dueAt`). */
   update(job: Job, patch: JobPatch): Promise<Job>;
-  /** Non-terminal jobs whose `dueAt` is at or before `now`, oldest first, read from an index (never a scan). */
+  /**
+   * Jobs whose `dueAt` is at or before `now` (non-terminal ones, and terminal ones whose notification
+   * is pending), earliest first, read from an index (never a scan).
+   */
   findDue(now: Date, limit: number): Promise<Job[]>;
 }
 

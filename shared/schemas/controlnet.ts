@@ -4,17 +4,17 @@ import "./mini-locale.ts";
 
 /**
  * The ModelsLab ControlNet request parameters, as listed in the provider's seed
- * (shared/reference/seed-controlnet-api.txt), minus `key`, `webhook` and `track_id`, which the
- * orchestrator owns.
+ * (docs/reference/seed-controlnet-api.txt; behaviour in docs/provider-modelslab.md), minus `key`,
+ * `webhook` and `track_id`, which the orchestrator owns.
  *
  * No field has a default: the provider applies its own documented defaults (e.g. scheduler
  * UniPCMultistepScheduler) to what is left out, and the orchestrator passes through exactly what the
  * client set. Numbers must be JSON numbers (no numeric strings), except the two comma-separated lists
  * the provider itself takes as strings (`controlnet_conditioning_scale`, `lora_strength`).
  *
- * zod/mini, as config.ts and messages.ts: the same checks in the same order as the classic chains they
- * replace (`.max(n)` is `z.maxLength(n)`, `.superRefine(f)` is `z.superRefine(f)`...), so the same parsing,
- * issues and JSON Schema, and the API bundle carries no classic zod. English messages: `mini-locale.ts`.
+ * zod/mini, as config.ts and messages.ts, so the API bundle carries no classic zod: the same checks as
+ * classic chains would make (`z.maxLength(n)` for `.max(n)`, `z.superRefine(f)` for `.superRefine(f)`...),
+ * so the same parsing, issues and JSON Schema. English messages: `mini-locale.ts`.
  */
 
 /** Every ControlNet model/type name the seed lists, in its order. */

@@ -1,6 +1,6 @@
 import { callbackUrl } from "../domain/callback-token.ts";
 import { StaleWriteError } from "../domain/errors.ts";
-import type { Job } from "../domain/job.ts";
+import type { Job, JobErrorCode } from "../domain/job.ts";
 import type { CapacityGate, CircuitBreaker, Clock, JobStore, Queue } from "../ports/index.ts";
 import type { Provider, ProviderResult } from "../ports/provider.ts";
 import type { DispatchMessage, ResultMessage, WorkerJobMessage } from "../schemas/messages.ts";
@@ -331,7 +331,7 @@ async function updateIfStillSubmitting(
   }
 }
 
-async function failQueued(deps: DispatchDeps, job: Job, code: string, message: string): Promise<void> {
+async function failQueued(deps: DispatchDeps, job: Job, code: JobErrorCode, message: string): Promise<void> {
   try {
     await deps.jobs.transition(job, "failed", { error: { code, message } });
   } catch (error) {

@@ -1,5 +1,5 @@
 import { StaleWriteError } from "../domain/errors.ts";
-import type { Job, JobOutput } from "../domain/job.ts";
+import type { Job, JobErrorCode, JobOutput } from "../domain/job.ts";
 import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
 import type { ProviderOutput } from "../ports/provider.ts";
 import type { FinishedResult, ResultMessage } from "../schemas/messages.ts";
@@ -76,7 +76,7 @@ export type OutputCopier = (job: Job, output: ProviderOutput, index: number) => 
 export class OutputRefused extends Error {
   constructor(
     message: string,
-    readonly code = "OUTPUT_COPY_FAILED",
+    readonly code: JobErrorCode = "OUTPUT_COPY_FAILED",
   ) {
     super(message);
   }

@@ -60,10 +60,12 @@ export interface ReconcileReport {
 }
 
 /**
- * The safety net behind best-effort callbacks and at-least-once queues. Every non-terminal job has a
- * `dueAt`; for each job past it: queued → its dispatch message is sent again; processing → past the
- * deadline it fails, otherwise the provider is polled and a finished result goes to the results
- * queue; storing → the store step is resumed. Capacity slots whose release was lost are healed.
+ * The safety net behind best-effort callbacks and at-least-once queues. Every non-terminal job, and
+ * every terminal one whose notification is pending, has a `dueAt`; for each job past it: queued → its
+ * dispatch message is sent again; processing → past the deadline it fails, on the fallback a lost
+ * worker message is sent again, otherwise the provider is polled and a finished result goes to the
+ * results queue; storing → the store step is resumed; terminal → its notify message is sent again.
+ * Capacity slots whose release was lost are healed.
  */
 export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   const now = deps.clock.now();

@@ -118,7 +118,7 @@ export async function checkOutboundUrl(
 
 /**
  * The provider's view of a request: our stored inputs become presigned GET URLs it can fetch, and
- * `base64` is "no" (every image is now a URL; outputs come back as URLs we copy).
+ * `base64` is "no" (every image reaches it as a URL, so outputs come back as URLs we copy).
  */
 export async function providerParams(
   request: ControlNetRequest,

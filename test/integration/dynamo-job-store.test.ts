@@ -800,12 +800,14 @@ describe("transition and update", () => {
     const job = buildJob();
     await store.create(job);
     const processing = await store.transition(job, "processing");
-    const failed = await store.transition(processing, "failed", { error: { code: "X", message: "boom" } });
+    const failed = await store.transition(processing, "failed", {
+      error: { code: "PROVIDER_REJECTED", message: "boom" },
+    });
     expect(failed).toMatchObject({
       status: "failed",
       version: 3,
       dueAt: null,
-      error: { code: "X", message: "boom" },
+      error: { code: "PROVIDER_REJECTED", message: "boom" },
     });
     const item = await rawItem(jobKey(job.id));
     expect(item).not.toHaveProperty("dueAt");

@@ -63,7 +63,7 @@ describe("errorToHttp", () => {
       allow: "GET",
     });
     expect(errorToHttp(new StaleWriteError("raced")).statusCode).toBe(409);
-    expect(errorToHttp(new AppError("unavailable", "X", "later")).statusCode).toBe(503);
+    expect(errorToHttp(new AppError("unavailable", "STORE_UNAVAILABLE", "later")).statusCode).toBe(503);
   });
   it("hides unexpected errors behind a 500 INTERNAL", () => {
     const response = errorToHttp(new TypeError("secret detail"));

@@ -23,7 +23,7 @@ type Row = {
   reasonHas?: string[];
 };
 
-// Every response variant shapes/statuses in shared/reference/modelslab-controlnet.md, one row each.
+// Every response variant shapes/statuses in docs/provider-modelslab.md, one row each.
 const rows: Row[] = [
   {
     variant: 'processing, numeric id, eta, fetch_result, future_links, output ""',

@@ -1,6 +1,6 @@
 /**
  * Turns whatever the ModelsLab API answers (submit, fetch, callback) into the normalised
- * `ProviderResult` union. The provider's JSON is loose (see shared/reference/modelslab-controlnet.md):
+ * `ProviderResult` union. The provider's JSON is loose (see docs/provider-modelslab.md):
  * errors arrive with HTTP 200, ids are numbers, strings or "", `message` is sometimes `messege` or an
  * object of field errors, `output` is an array, "" or missing. Nothing here throws: every input,
  * however malformed, maps to a result.

@@ -48,8 +48,8 @@ export interface S3ObjectStoreOptions {
   partSizeBytes?: number;
   /**
    * Parts uploaded concurrently; 1 by default: outputs are mostly one part (a single PutObject), and a
-   * 50 MB one copied with one part in flight keeps the function's peak memory about 10 MiB lower
-   * (test/integration/copy-output-memory.test.ts) for a slower copy of large bodies.
+   * large one copied with one part in flight keeps the function's peak memory lower (one part buffered,
+   * not several; test/integration/copy-output-memory.test.ts bounds it) for a slower copy of large bodies.
    */
   queueSize?: number;
 }
