@@ -141,6 +141,8 @@ export interface ObjectStore {
   get(key: string): Promise<import("node:stream").Readable | null>;
   /** Removes the object; removing one that is not there is not an error. */
   delete(key: string): Promise<void>;
+  /** Keys that start with `prefix`, in key order, at most `limit` (1..1000) of them. */
+  list(prefix: string, limit: number): Promise<string[]>;
   presignGet(key: string, expiresSeconds: number): Promise<string>;
   presignPut(key: string, contentType: string, expiresSeconds: number): Promise<string>;
 }

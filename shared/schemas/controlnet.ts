@@ -1,4 +1,5 @@
 import * as z from "zod/mini";
+import { MAX_SAMPLES } from "../domain/job.ts";
 import { isUploadRef } from "../domain/uploads.ts";
 import "./mini-locale.ts";
 
@@ -240,7 +241,7 @@ export const controlNetFields = {
   mask_image: z.optional(imageRef),
   width: z.optional(int(64, 1024)),
   height: z.optional(int(64, 1024)),
-  samples: z.optional(int(1, 4)),
+  samples: z.optional(int(1, MAX_SAMPLES)),
   scheduler: z.optional(z.enum(SCHEDULERS)),
   tomesd: z.optional(yesNo),
   use_karras_sigmas: z.optional(yesNo),

@@ -3,6 +3,7 @@ import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Simulator } from "../../local/simulator/index.ts";
 import type { LocalStack } from "../../local/stack.ts";
+import { createS3Client, S3ObjectStore } from "../../shared/adapters/s3/object-store.ts";
 import { createSqsClient } from "../../shared/adapters/sqs/queue.ts";
 import { callbackToken } from "../../shared/domain/callback-token.ts";
 import { startImageServer } from "../support/image-server.ts";
@@ -173,6 +174,28 @@ describe("jobs on the ModelsLab simulator", () => {
     expect(after.outputs).toEqual(before.outputs);
     expect(after.outputs.some((o: { url: string }) => o.url.includes("forged"))).toBe(false);
     await waitTerminal([victim, other]);
+  });
+
+  it("leaves nothing in the outputs bucket for a job cancelled while its outputs are copied", async () => {
+    // Slow output downloads keep the job in storing long enough to cancel it there.
+    simulator.setOptions({ outputSlowRate: 1, outputDelayMs: 1_500 });
+    try {
+      const id = await submit({ samples: 2 });
+      await waitFor(async () => (await getJob(id)).status === "storing", {
+        intervalMs: 20,
+        what: "the job to be storing",
+      });
+      const cancel = await client.request("POST", `/v1/jobs/${id}/cancel`);
+      expect(cancel.body).toMatchObject({ status: "cancelled" });
+      // Finalize finishes its copies, finds the job cancelled and discards them before it lets go.
+      await waitFor(() => queueDrained("ResultsQueue"), { what: "finalize to let go of the result" });
+      const bucket = Object.values(stack.topology.buckets).find((b) => /output/i.test(b.name))?.name;
+      const outputs = new S3ObjectStore(createS3Client(), bucket ?? "");
+      expect(await outputs.list(`${client.tenantId}/${id}/`, 100)).toEqual([]);
+      expect(await getJob(id)).toMatchObject({ status: "cancelled", outputs: [] });
+    } finally {
+      simulator.setOptions({ outputSlowRate: 0 });
+    }
   });
 
   it("keeps a burst of 200 jobs within the provider limit of 5, with no 429 and all finished", async () => {

@@ -8,6 +8,7 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   type S3ClientConfig,
@@ -130,6 +131,17 @@ export class S3ObjectStore implements ObjectStore {
 
   async delete(key: string): Promise<void> {
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+  }
+
+  async list(prefix: string, limit: number): Promise<string[]> {
+    // One page: S3 answers at most 1,000 keys a call, and callers ask for far fewer.
+    const result = await this.client.send(
+      new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, MaxKeys: Math.min(limit, 1_000) }),
+    );
+    return (result.Contents ?? [])
+      .map((object) => object.Key)
+      .filter((key): key is string => typeof key === "string")
+      .slice(0, limit);
   }
 
   presignGet(key: string, expiresSeconds: number): Promise<string> {
