@@ -71,7 +71,8 @@ type SdkClient = "dynamodb" | "sqs" | "s3" | "eventbridge" | "secrets-manager";
  * default `SecretsManagerClient` at cold start.
  */
 const handlerOptions = (requestTimeoutMs: number, connectionTimeoutMs: number) =>
-  `requestHandler: new NodeHttpHandler({ connectionTimeout: ${connectionTimeoutMs}, requestTimeout: ${requestTimeoutMs} })`;
+  `requestHandler: new NodeHttpHandler({ connectionTimeout: ${connectionTimeoutMs}, requestTimeout: ${requestTimeoutMs}, ` +
+  "throwOnRequestTimeout: true, socketTimeout: 0 })";
 const AWS = AWS_CLIENT_DEFAULTS;
 const SDK_CLIENTS: Record<SdkClient, { pkg: string; imports: string[]; construct: string }> = {
   dynamodb: {

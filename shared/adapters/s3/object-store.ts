@@ -14,10 +14,10 @@ import {
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
-import { NodeHttpHandler } from "@smithy/node-http-handler";
 import type { ObjectStore, PutObjectOptions, StoredObject } from "../../ports/index.ts";
+import { type BoundedClientOptions, boundedHttpHandler } from "../aws-client.ts";
 
-/** Bounded network behaviour for S3: parts are larger than DynamoDB items, so the socket timeout is longer. */
+/** Bounded network behaviour for S3: parts are larger than DynamoDB items, so the request timeout is longer. */
 export const S3_CLIENT_DEFAULTS = {
   connectionTimeoutMs: 1_000,
   requestTimeoutMs: 30_000,
@@ -30,16 +30,21 @@ export const S3_CLIENT_DEFAULTS = {
  * endpoint override (`options.endpoint` or `AWS_ENDPOINT_URL_S3`, e.g. fauxqs locally) requests use
  * path-style addressing, which emulators need.
  */
-export function createS3Client(options: S3ClientConfig = {}, env: NodeJS.ProcessEnv = process.env): S3Client {
-  const overridden = options.endpoint !== undefined || Boolean(env.AWS_ENDPOINT_URL_S3);
+export function createS3Client(
+  options: S3ClientConfig & BoundedClientOptions = {},
+  env: NodeJS.ProcessEnv = process.env,
+): S3Client {
+  const { timeouts, ...config } = options;
+  const overridden = config.endpoint !== undefined || Boolean(env.AWS_ENDPOINT_URL_S3);
   return new S3Client({
     maxAttempts: S3_CLIENT_DEFAULTS.maxAttempts,
-    requestHandler: new NodeHttpHandler({
-      connectionTimeout: S3_CLIENT_DEFAULTS.connectionTimeoutMs,
-      requestTimeout: S3_CLIENT_DEFAULTS.requestTimeoutMs,
+    requestHandler: boundedHttpHandler({
+      connectionTimeoutMs: S3_CLIENT_DEFAULTS.connectionTimeoutMs,
+      requestTimeoutMs: S3_CLIENT_DEFAULTS.requestTimeoutMs,
+      ...timeouts,
     }),
     ...(overridden ? { forcePathStyle: true } : {}),
-    ...options,
+    ...config,
   });
 }
 
