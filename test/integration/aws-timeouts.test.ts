@@ -16,6 +16,7 @@ import { AWS_CLIENT_DEFAULTS, isTransientAwsError } from "../../shared/adapters/
 import { createDocumentClient } from "../../shared/adapters/dynamo/client.ts";
 import { createS3Client, S3_CLIENT_DEFAULTS, S3ObjectStore } from "../../shared/adapters/s3/object-store.ts";
 import { createSqsClient, receiveTimeoutMs } from "../../shared/adapters/sqs/queue.ts";
+import { createSecretsProvider, resolveSecret } from "../../shared/lambda/secrets.ts";
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from "../support/emulators.ts";
 
 /** The request timeout the clients are built with here. */
@@ -145,6 +146,22 @@ describe.each<Stall>(["before-headers", "after-headers"])("a server that stalls 
       } finally {
         sqs.destroy();
       }
+    },
+    HANG_MS,
+  );
+
+  it(
+    "fails a Secrets Manager fetch after its attempts, each cut at the request timeout",
+    async () => {
+      const server = await stallingServer(stall, "application/x-amz-json-1.1");
+      const provider = createSecretsProvider(clientOptions(server.endpoint));
+      const arn = "arn:aws:secretsmanager:us-east-1:000000000000:secret:callback-AbCdEf";
+      const result = await failure(() =>
+        resolveSecret({ CALLBACK_SECRET_ARN: arn }, "CALLBACK_SECRET", "CALLBACK_SECRET_ARN", provider),
+      );
+      // Powertools wraps the SDK's error.
+      expectTimedOut({ ...result, error: (result.error as Error).cause }, AWS_CLIENT_DEFAULTS.maxAttempts);
+      expect(server.requests).toBe(AWS_CLIENT_DEFAULTS.maxAttempts);
     },
     HANG_MS,
   );
