@@ -14,6 +14,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { HttpRequest } from "@smithy/core/protocols";
 import type { ObjectStore, PutObjectOptions, StoredObject } from "../../ports/index.ts";
 import { type BoundedClientOptions, boundedHttpHandler } from "../aws-client.ts";
 
@@ -60,6 +61,14 @@ export interface S3ObjectStoreOptions {
 }
 
 const MIN_PART_SIZE = 5 * 1024 * 1024;
+
+/** Drops a request's checksum headers (see `presignPut`). */
+function dropChecksumHeaders(headers: Record<string, string>): void {
+  for (const name of Object.keys(headers)) {
+    const lower = name.toLowerCase();
+    if (lower.startsWith("x-amz-checksum-") || lower === "x-amz-sdk-checksum-algorithm") delete headers[name];
+  }
+}
 
 const isNotFound = (error: unknown): boolean => {
   const e = error as { name?: unknown; $metadata?: { httpStatusCode?: number } } | null;
@@ -143,11 +152,26 @@ export class S3ObjectStore implements ObjectStore {
     });
   }
 
+  /**
+   * Without a request checksum. The client adds one to every PutObject (its default
+   * `requestChecksumCalculation`, WHEN_SUPPORTED), here computed over the empty body of the command, and
+   * the presigner moves it into the URL's query: S3 would then refuse the PUT of the real bytes, whose
+   * checksum differs. S3 takes no checksum through a presigned URL anyway, and the client's own uploads
+   * keep theirs: it is dropped from this command only, after the checksum middleware (same step, lower
+   * priority).
+   */
   presignPut(key: string, contentType: string, expiresSeconds: number): Promise<string> {
-    return getSignedUrl(
-      this.client,
-      new PutObjectCommand({ Bucket: this.bucket, Key: key, ContentType: contentType }),
-      { expiresIn: expiresSeconds, signableHeaders: new Set(["content-type"]) },
+    const command = new PutObjectCommand({ Bucket: this.bucket, Key: key, ContentType: contentType });
+    command.middlewareStack.add(
+      (next) => (args) => {
+        if (HttpRequest.isInstance(args.request)) dropChecksumHeaders(args.request.headers);
+        return next(args);
+      },
+      { step: "build", priority: "low", name: "dropRequestChecksum" },
     );
+    return getSignedUrl(this.client, command, {
+      expiresIn: expiresSeconds,
+      signableHeaders: new Set(["content-type"]),
+    });
   }
 }
