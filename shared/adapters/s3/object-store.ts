@@ -156,9 +156,9 @@ export class S3ObjectStore implements ObjectStore {
    * Without a request checksum. The client adds one to every PutObject (its default
    * `requestChecksumCalculation`, WHEN_SUPPORTED), here computed over the empty body of the command, and
    * the presigner moves it into the URL's query: S3 would then refuse the PUT of the real bytes, whose
-   * checksum differs. S3 takes no checksum through a presigned URL anyway, and the client's own uploads
-   * keep theirs: it is dropped from this command only, after the checksum middleware (same step, lower
-   * priority).
+   * checksum differs (the URL is signed before the bytes exist, so no checksum of them can be in it).
+   * Dropped from this command only, after the checksum middleware (same step, lower priority): the
+   * client's own uploads keep theirs.
    */
   presignPut(key: string, contentType: string, expiresSeconds: number): Promise<string> {
     const command = new PutObjectCommand({ Bucket: this.bucket, Key: key, ContentType: contentType });
