@@ -24,8 +24,13 @@ export function createSecretsProvider(
   });
 }
 
-/** Built on the first secret fetched: a function given plain values (local stack, tests) never builds it. */
 let defaultProvider: SecretsProvider | undefined;
+
+/** Built on the first secret fetched: a function given plain values (local stack, tests) never builds it. */
+function sharedProvider(): SecretsProvider {
+  defaultProvider ??= createSecretsProvider();
+  return defaultProvider;
+}
 
 /**
  * Resolves a secret at cold start: the plain value when given (local stack, tests), otherwise the
@@ -42,8 +47,7 @@ export async function resolveSecret(
   const arn = env[arnName];
   if (typeof arn !== "string" || !arn)
     throw new ConfigError([`${valueName}: set ${valueName}, or ${arnName} to a Secrets Manager secret`]);
-  const secrets = provider ?? (defaultProvider ??= createSecretsProvider());
-  const secret = await secrets.get(arn, { maxAge: 300 });
+  const secret = await (provider ?? sharedProvider()).get(arn, { maxAge: 300 });
   if (typeof secret !== "string" || secret.length === 0) {
     throw new ConfigError([`${arnName}: the secret ${arn} is empty or not a string`]);
   }
