@@ -67,11 +67,12 @@ type SdkClient = "dynamodb" | "sqs" | "s3" | "eventbridge" | "secrets-manager";
  * timeouts and attempts come from the house constants, `AWS_CLIENT_DEFAULTS` and `S3_CLIENT_DEFAULTS`),
  * but straight from the SDK packages, so that whatever a house module imports besides its client counts
  * as ours, not as the SDK's.
- * Secrets Manager has no house factory: `resolveSecret` uses Powertools Parameters, which builds a
- * default `SecretsManagerClient` at cold start.
+ * Secrets Manager: `resolveSecret` fetches through a Powertools Parameters provider whose client
+ * `createSecretsProvider` builds with the same bounds.
  */
 const handlerOptions = (requestTimeoutMs: number, connectionTimeoutMs: number) =>
-  `requestHandler: new NodeHttpHandler({ connectionTimeout: ${connectionTimeoutMs}, requestTimeout: ${requestTimeoutMs} })`;
+  `requestHandler: new NodeHttpHandler({ connectionTimeout: ${connectionTimeoutMs}, requestTimeout: ${requestTimeoutMs}, ` +
+  "throwOnRequestTimeout: true, socketTimeout: 0 })";
 const AWS = AWS_CLIENT_DEFAULTS;
 const SDK_CLIENTS: Record<SdkClient, { pkg: string; imports: string[]; construct: string }> = {
   dynamodb: {
@@ -109,7 +110,9 @@ const SDK_CLIENTS: Record<SdkClient, { pkg: string; imports: string[]; construct
   "secrets-manager": {
     pkg: "@aws-sdk/client-secrets-manager",
     imports: ['import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";'],
-    construct: "new SecretsManagerClient({})",
+    construct:
+      `new SecretsManagerClient({ maxAttempts: ${AWS.maxAttempts}, ` +
+      `${handlerOptions(AWS.requestTimeoutMs, AWS.connectionTimeoutMs)} })`,
   },
 };
 const CLIENT_ORDER = Object.keys(SDK_CLIENTS) as SdkClient[];
