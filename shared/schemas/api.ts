@@ -138,7 +138,14 @@ function buildResponseSchemas() {
     error: z.object({
       code: z.string().check(z.describe("Stable machine-readable code, e.g. VALIDATION_FAILED.")),
       message: z.string(),
-      details: z.array(z.object({ path: z.string(), message: z.string() })),
+      details: z
+        .array(z.object({ path: z.string(), message: z.string() }))
+        .check(
+          z.describe("What is wrong, field by field: at most the first 20 (each path and message clipped)."),
+        ),
+      details_total: z
+        .number()
+        .check(z.int(), z.describe("How many problems were found; more than details holds when clipped.")),
     }),
   });
 

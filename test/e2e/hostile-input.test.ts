@@ -995,6 +995,34 @@ describe("hostile input", () => {
     expect(new Set(cases.map((c) => c.name)).size).toBe(cases.length);
   });
 
+  it("answers a body of as many unknown keys as MAX_BODY_BYTES holds with a bounded 400 that counts them all", async () => {
+    // As many short unknown keys as fit the default 5 MB: every one is an issue of its own.
+    const limit = 5_000_000;
+    const head = JSON.stringify(valid()).slice(0, -1);
+    const keys: string[] = [];
+    let length = head.length + 1;
+    for (let i = 0; ; i++) {
+      const entry = `,"k${i}":0`;
+      if (length + entry.length > limit) break;
+      keys.push(entry);
+      length += entry.length;
+    }
+    const text = `${head}${keys.join("")}}`;
+    expect(Buffer.byteLength(text)).toBeLessThanOrEqual(limit);
+
+    const response = await submitText(text);
+    const answer = await response.text();
+
+    expect(response.status).toBe(400);
+    // Lambda refuses a response over 6 MB (a 5xx in AWS); this one stays far below.
+    expect(Buffer.byteLength(answer)).toBeLessThan(16 * 1024);
+    const { error } = JSON.parse(answer);
+    expect(error.code).toBe("VALIDATION_FAILED");
+    expect(error.details).toHaveLength(20);
+    expect(error.details_total).toBe(keys.length);
+    expect(keys.length).toBeGreaterThan(400_000);
+  });
+
   it.each(cases.map((c) => [c.name, c] as const))("%s", async (_, c) => {
     const response = await c.request();
     const text = await response.text();
