@@ -373,6 +373,9 @@ add(
 
 // Cursors
 const b64 = (value: string) => Buffer.from(value, "utf8").toString("base64url");
+/** A cursor with some fields changed (a field set to undefined is left out). */
+const withCursorFields = (cursor: string, changes: Record<string, unknown>) =>
+  b64(JSON.stringify({ ...JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")), ...changes }));
 add(
   ...(
     [
@@ -382,6 +385,8 @@ add(
       ["an injection id", () => b64(`{"v":1,"id":"' OR 1=1 --"}`)],
       ["a __proto__ payload", () => b64('{"__proto__":{"polluted":"yes"},"v":1}')],
       ["another tenant's cursor", () => bobCursor],
+      ["another tenant's cursor with its owner removed", () => withCursorFields(bobCursor, { t: undefined })],
+      ["another tenant's cursor with an extra field", () => withCursorFields(bobCursor, { x: 1 })],
       [
         "another tenant's cursor, re-encoded as standard base64",
         () => Buffer.from(bobCursor, "base64url").toString("base64"),
