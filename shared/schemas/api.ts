@@ -144,8 +144,8 @@ function buildResponseSchemas() {
           z.describe("What is wrong, field by field: at most the first 20 (each path and message clipped)."),
         ),
       details_total: z
-        .number()
-        .check(z.int(), z.describe("How many problems were found; more than details holds when clipped.")),
+        .int()
+        .check(z.gte(0), z.describe("How many problems were found; more than details holds when clipped.")),
     }),
   });
 
