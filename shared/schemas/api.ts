@@ -1,6 +1,7 @@
 import * as z from "zod/mini";
 import { JOB_STATUSES, PROVIDER_CHOICES } from "../domain/job.ts";
 import { checkControlNetRules, controlNetFields } from "./controlnet.ts";
+import { httpUrl } from "./http-url.ts";
 import "./mini-locale.ts";
 
 /**
@@ -52,9 +53,7 @@ const metadataSchema = z
 
 export const orchestratorFields = {
   webhook: z
-    .optional(
-      z.url({ protocol: /^https?$/, error: "webhook must be an http(s) URL" }).check(z.maxLength(2048)),
-    )
+    .optional(httpUrl(2048))
     .check(z.describe("Your notification URL for this job. Never sent to the provider.")),
   track_id: z
     .optional(z.string().check(z.minLength(1), z.maxLength(128)))

@@ -863,6 +863,12 @@ const SSRF_TARGETS = [
   "https://172.16.0.1/",
   "https://192.168.1.1/",
   "https://localhost/",
+  // Ambiguous: parsers disagree on the host (refused before any address rule looks at it).
+  "https://cdn.example.com\\@169.254.169.254/latest/meta-data/",
+  "https://:@169.254.169.254/latest/meta-data/",
+  "https://cdn.exa\tmple.com/x.png",
+  "https:///169.254.169.254/latest/meta-data/",
+  "https://169.254.169.254%2e/latest/meta-data/",
 ];
 const SSRF_FIELDS: Array<[field: string, body: (url: string) => Record<string, unknown>]> = [
   ["webhook", (url) => valid({ webhook: url })],
