@@ -37,6 +37,25 @@ export const ERROR_CODES = [
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
+/**
+ * Bounds of what an error carries, so that an answer stays small whatever the request: a body of
+ * 200,000 unknown keys would otherwise list 200,000 details, far past Lambda's 6 MB response limit
+ * (which AWS turns into a 5xx). `detailsTotal` keeps the count of every detail found.
+ */
+export const MAX_ERROR_DETAILS = 20;
+export const MAX_DETAIL_PATH_CHARS = 200;
+export const MAX_DETAIL_MESSAGE_CHARS = 500;
+export const MAX_ERROR_MESSAGE_CHARS = 1_000;
+
+/** `text` cut to at most `max` characters, the cut marked with an ellipsis (never half a surrogate pair). */
+export function clip(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = max - 1;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${text.slice(0, end)}…`;
+}
+
 export type ErrorKind =
   | "invalid_input"
   | "unauthorized"
@@ -49,21 +68,37 @@ export type ErrorKind =
   | "internal";
 
 export class AppError extends Error {
+  /** At most MAX_ERROR_DETAILS details, each path and message clipped. */
+  readonly details: ErrorDetail[];
+  /** How many details there were before the first MAX_ERROR_DETAILS were kept. */
+  readonly detailsTotal: number;
+
   constructor(
     readonly kind: ErrorKind,
     readonly code: ErrorCode,
     message: string,
-    readonly details: ErrorDetail[] = [],
-    options?: { cause?: unknown },
+    details: readonly ErrorDetail[] = [],
+    options?: { cause?: unknown; detailsTotal?: number },
   ) {
-    super(message, options);
+    super(clip(message, MAX_ERROR_MESSAGE_CHARS), options);
     this.name = new.target.name;
+    this.details = details.slice(0, MAX_ERROR_DETAILS).map((detail) => ({
+      path: clip(detail.path, MAX_DETAIL_PATH_CHARS),
+      message: clip(detail.message, MAX_DETAIL_MESSAGE_CHARS),
+    }));
+    this.detailsTotal = Math.max(options?.detailsTotal ?? 0, details.length);
   }
 }
 
 export class ValidationError extends AppError {
-  constructor(message: string, details: ErrorDetail[] = [], code: ErrorCode = "VALIDATION_FAILED") {
-    super("invalid_input", code, message, details);
+  /** `detailsTotal`: the count of every issue found, when `details` holds only the first ones. */
+  constructor(
+    message: string,
+    details: readonly ErrorDetail[] = [],
+    code: ErrorCode = "VALIDATION_FAILED",
+    detailsTotal?: number,
+  ) {
+    super("invalid_input", code, message, details, detailsTotal === undefined ? undefined : { detailsTotal });
   }
 }
 

@@ -32,7 +32,10 @@ export type CreateJobResult =
 export interface ListJobsQuery {
   status?: JobStatus;
   limit: number;
-  /** Opaque cursor returned by a previous page; the store rejects a malformed one with a ValidationError. */
+  /**
+   * Opaque cursor returned by a previous page to the same tenant; the store rejects a malformed one, or
+   * one issued to another tenant, with a ValidationError (INVALID_CURSOR).
+   */
   cursor?: string;
 }
 

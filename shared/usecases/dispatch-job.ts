@@ -11,7 +11,7 @@ import {
   type ProviderState,
   retryableFailures,
 } from "./provider-attempts.ts";
-import { providerParams } from "./stage-inputs.ts";
+import { forwardedRequest, providerParams } from "./stage-inputs.ts";
 
 export interface DispatchSettings {
   callbackBaseUrl: string;
@@ -154,7 +154,7 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
 
   const params = deps.presignInput
     ? await providerParams(processing.request, deps.presignInput)
-    : (processing.request as Record<string, unknown>);
+    : forwardedRequest(processing.request);
   const result = await deps.provider.submit({
     params,
     webhook: callbackUrl(settings.callbackBaseUrl, settings.callbackSecret, processing.id),
@@ -420,7 +420,7 @@ export async function sendToFallback(deps: FallbackDeps, job: Job): Promise<void
     // Stored inputs (s3://) become presigned URLs the worker can fetch, as for the provider.
     request: (deps.presignInput
       ? await providerParams(job.request, deps.presignInput)
-      : job.request) as WorkerJobMessage["request"],
+      : forwardedRequest(job.request)) as WorkerJobMessage["request"],
     outputsPrefix: `${job.tenantId}/${job.id}`,
   };
   await deps.fallbackQueue.send(message);
