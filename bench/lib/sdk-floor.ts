@@ -25,15 +25,17 @@ export function sdkPackagesIn(metafile: Metafile): string[] {
 
 /**
  * A short name for a set of floor packages, the same whatever their order: `@aws-sdk/client-sqs` -> `sqs`,
- * `@aws-sdk/lib-dynamodb` -> `dynamodb-doc`, sorted, joined with "+".
+ * `@aws-sdk/lib-dynamodb` -> `dynamodb-doc`, sorted, joined with "+"; "none" for none.
  */
 export function floorKey(packages: readonly string[]): string {
-  return packages
-    .map((name) =>
-      name === "@aws-sdk/lib-dynamodb" ? "dynamodb-doc" : name.replace(/^@aws-sdk\/client-/, ""),
-    )
-    .sort()
-    .join("+");
+  return (
+    packages
+      .map((name) =>
+        name === "@aws-sdk/lib-dynamodb" ? "dynamodb-doc" : name.replace(/^@aws-sdk\/client-/, ""),
+      )
+      .sort()
+      .join("+") || "none"
+  );
 }
 
 /** How a floor imports and constructs one package. */

@@ -55,6 +55,7 @@ describe("bench:cold SDK floor", () => {
     const key = floorKey(["@aws-sdk/lib-dynamodb", "@aws-sdk/client-sqs", "@aws-sdk/client-dynamodb"]);
     expect(key).toBe("dynamodb+dynamodb-doc+sqs");
     expect(floorKey(["@aws-sdk/client-dynamodb", "@aws-sdk/lib-dynamodb", "@aws-sdk/client-sqs"])).toBe(key);
+    expect(floorKey([])).toBe("none");
   });
 
   it("imports exactly the floor's packages and constructs each client once, a wrapper around its inner client", () => {
