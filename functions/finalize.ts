@@ -9,7 +9,12 @@ import { createS3Client, S3ObjectStore } from "../shared/adapters/s3/object-stor
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { logger } from "../shared/lambda/logger.ts";
 import { dispatchSettings } from "../shared/lambda/settings.ts";
-import { downloadPolicy, lifecycleJobStore, s3OutputCopier } from "../shared/lambda/wiring.ts";
+import {
+  downloadPolicy,
+  lifecycleJobStore,
+  s3OutputCopier,
+  s3OutputDiscarder,
+} from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { finalizeConfig, loadConfig } from "../shared/schemas/config.ts";
 import { resultMessageSchema } from "../shared/schemas/messages.ts";
@@ -19,6 +24,7 @@ const config = loadConfig(finalizeConfig);
 const doc = createDocumentClient();
 const sqs = createSqsClient();
 const inputs = new S3ObjectStore(createS3Client(), config.INPUTS_BUCKET);
+const outputs = new S3ObjectStore(createS3Client(), config.OUTPUTS_BUCKET);
 const deps: FinalizeDeps = {
   jobs: lifecycleJobStore(doc, sqs, config),
   fallbackQueue: new SqsQueue(sqs, config.FALLBACK_QUEUE_URL),
@@ -26,11 +32,8 @@ const deps: FinalizeDeps = {
   gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
   jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL),
   clock: systemClock,
-  copyOutput: s3OutputCopier(
-    new S3ObjectStore(createS3Client(), config.OUTPUTS_BUCKET),
-    config.OUTPUTS_BUCKET,
-    downloadPolicy(config),
-  ),
+  copyOutput: s3OutputCopier(outputs, config.OUTPUTS_BUCKET, downloadPolicy(config)),
+  discardOutputs: s3OutputDiscarder(outputs),
   // Finalize never builds callback URLs; it only needs the retry settings.
   settings: { ...dispatchSettings(config, "unused"), storingTimeoutSeconds: config.STORING_TIMEOUT_SECONDS },
 };

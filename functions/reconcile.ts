@@ -1,7 +1,7 @@
 /**
- * Scheduled sweep (every minute in AWS): re-sends lost dispatch messages, polls the provider for jobs
- * whose callback is overdue, fails jobs past their deadline, resumes interrupted stores and heals
- * capacity slots whose release was lost.
+ * Scheduled sweep (every minute in AWS): re-sends lost dispatch and worker messages, polls the provider
+ * for jobs whose callback is overdue, fails jobs past their deadline, resumes interrupted stores,
+ * re-announces terminal jobs whose notification stalled and heals capacity slots whose release was lost.
  */
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";

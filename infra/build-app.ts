@@ -25,7 +25,7 @@ export interface BuildAppOptions {
   /** Don't run esbuild: templates only (tests, the local stack). The assets are then unusable. */
   skipBundling?: boolean;
   /**
-   * CDK's built-in CloudFormation template validation (warnings; ~10 s per synth of this app). Default:
+   * CDK's built-in CloudFormation template validation (warnings; it lengthens every synth). Default:
    * on for real synths, off with `skipBundling` (tests, the local stack). cdk-nag runs either way.
    */
   templateValidation?: boolean;

@@ -42,21 +42,21 @@ export const infraConfigSchema = z.object({
     .transform((hosts) => hosts.map((host) => host.trim().toLowerCase()).filter(Boolean)),
   /**
    * Which job state changes are published on the event bus: `terminal` (succeeded, failed,
-   * cancelled), `all` (every transition, about $3 more per million jobs in EventBridge events) or
-   * `none` (clients use webhooks only; $1 less per million jobs).
+   * cancelled), `all` (every transition: more EventBridge events, each billed) or `none` (clients use
+   * webhooks only; no events to pay for). `npm run bench -- --context lifecycleEvents=…` prices each.
    */
   lifecycleEvents: z.enum(["terminal", "all", "none"]).default("terminal"),
   /**
    * Where the provider's callbacks come in: `function-url` (default), a Lambda function URL on the
-   * callback function (no API Gateway request charge: about $1 less per million jobs), or `http-api`,
-   * a route of the HTTP API (one public endpoint, API Gateway throttling and access logs).
+   * callback function (no API Gateway request charge per callback), or `http-api`, a route of the
+   * HTTP API (one public endpoint, API Gateway throttling and access logs).
    */
   callbackIngress: z.enum(["function-url", "http-api"]).default("function-url"),
   /**
    * DynamoDB billing: `on-demand` (default: no capacity to plan, any burst absorbed) or `provisioned`
-   * with target-tracking autoscaling on the table and each index — about 2.4x cheaper per write at
-   * the target utilization for steady high volume, but a fixed hourly floor while idle and throttling
-   * (retried, alarmed) when a burst outruns the scaling.
+   * with target-tracking autoscaling on the table and each index — cheaper per write at the target
+   * utilization for steady high volume (`npm run bench` prices both), but a fixed hourly floor while
+   * idle and throttling (retried, alarmed) when a burst outruns the scaling.
    */
   tableBilling: z.enum(["on-demand", "provisioned"]).default("on-demand"),
   /** Provisioned billing: capacity units the autoscaling keeps between (each of table and indexes). */

@@ -137,7 +137,7 @@ export interface GpuFallbackProps {
  * one-GPU task definition for the ONNX worker, and a service scaled on the fallback queue's backlog.
  *
  * Network, chosen for the idle bill: a VPC of public subnets only, in two AZs, and no NAT gateway (one
- * costs ~$33/month per AZ even idle). Instances get a public address for egress (ECR/image registry, SQS,
+ * is billed by the hour per AZ, idle or not). Instances get a public address for egress (ECR, SQS,
  * ECS, CloudWatch) and a security group with no inbound rule at all; S3 and DynamoDB traffic stays on
  * free gateway endpoints. Tasks use bridge networking on the instance's interface (awsvpc task ENIs get
  * no public address and would need the NAT). Instance metadata requires IMDSv2 and containers cannot

@@ -42,8 +42,9 @@ export interface StatefulStackProps extends StackProps {
 
 /**
  * Everything that holds state: the single table, the work queues each with its own dead-letter queue
- * and alarms, the alarm topic, and the provider secrets. Kept apart from the service stack so replacing functions or the API never
- * touches data. In `prod` all of it is retained and the table is deletion-protected.
+ * and alarms, the buckets, the event bus, the alarm topic, and the provider secrets. Kept apart from
+ * the service stack so replacing functions or the API never touches data. In `prod` all of it is
+ * retained and the table is deletion-protected (buckets are retained in every stage).
  */
 export class StatefulStack extends ReadableStack {
   readonly table: Table;
@@ -99,7 +100,7 @@ export class StatefulStack extends ReadableStack {
     this.table.addGlobalSecondaryIndex({
       indexName: INDEXES.due.name,
       partitionKey: { name: INDEXES.due.partitionKey, type: AttributeType.STRING },
-      // Epoch seconds: a number so the reconciler's `dueAt <= now` range query orders numerically.
+      // Epoch ms: a number so the reconciler's `wakeAt <= now` range query orders numerically.
       sortKey: { name: INDEXES.due.sortKey, type: AttributeType.NUMBER },
       ...cdkProjection(INDEXES.due.projection),
       ...capacity,

@@ -14,8 +14,8 @@ export const ESM_REQUIRE_BANNER =
  *
  * `@aws-sdk/credential-provider-node` is the SDK's default credential chain (environment, SSO, ini files,
  * credential processes, web identity, container and instance metadata). Every client's runtime config
- * imports it statically, and with it the STS/SSO clients of `@aws-sdk/nested-clients`: 135 KB of a
- * DynamoDB-only bundle (342 -> 207 KB) and ~9 ms of its import (bench:cold, Node 20). A Lambda function
+ * imports it statically, and with it the STS/SSO clients of `@aws-sdk/nested-clients`: a large share
+ * of a DynamoDB-only bundle and of its import time. A Lambda function
  * always gets its role's credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN,
  * which is the first link of that chain and the one it picks there, so the bundles take only that link
  * (`lambda-env-credentials.ts`, which fails loudly naming this alias when the variables are missing).
@@ -35,13 +35,13 @@ export const HOUSE_BUNDLING = {
   minify: true,
   /**
    * With NODE_OPTIONS=--enable-source-maps (set by the construct), stack traces point at the TypeScript
-   * sources. Node reads and parses the map when the bundle loads: 10-20 ms of a 50-100 ms import (Node 20,
-   * bench bundles with and without the flag), kept because a stack trace through minified code is useless.
+   * sources. Node reads and parses the map when the bundle loads, which lengthens every cold import;
+   * kept because a stack trace through minified code is useless.
    */
   sourceMap: true,
   /**
-   * The map without the sources' text: ~2.8x smaller (api: 3.0 -> 1.1 MB), and ~12 ms less import for
-   * Node to parse it. Stack traces need only the mappings; Node just prints an uncaught error's frame
+   * The map without the sources' text: several times smaller, so less for Node to parse at each cold
+   * import. Stack traces need only the mappings; Node just prints an uncaught error's frame
    * without its source line.
    */
   sourcesContent: false,

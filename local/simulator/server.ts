@@ -1,6 +1,6 @@
 /**
  * A ModelsLab-compatible HTTP server on loopback, for tests and `npm start` without an API key.
- * It reproduces what shared/reference/modelslab-controlnet.md says the provider does: the key in
+ * It reproduces what docs/provider-modelslab.md says the provider does: the key in
  * the body, validation errors as `{ field: [messages] }`, `processing` answers with `id`, `eta`,
  * `fetch_result` and `future_links`, one webhook POST when a job completes, fetch by id, an account
  * concurrency limit answered with 429 + `retry_after`, and images it must download itself.

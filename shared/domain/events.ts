@@ -1,8 +1,9 @@
 import type { Job, JobStatus } from "./job.ts";
 
 /**
- * Lifecycle events: every job state change is published on the event bus (EventBridge in AWS; an
- * in-memory bus in the local stack). Contract, documented in the README:
+ * Lifecycle events: job state changes published on the event bus (EventBridge in AWS; an in-memory
+ * bus in the local stack): the terminal ones by default, every one with LIFECYCLE_EVENTS=all, none
+ * with `none`. Contract, documented in the README:
  *   source       "controlnet.orchestrator"
  *   detail-type  "job.queued" | "job.processing" | "job.storing" | "job.succeeded" | "job.failed" | "job.cancelled"
  *   detail       LifecycleDetail below (snake_case like the public API; output URLs are S3 keys, not presigned)

@@ -51,8 +51,68 @@ export interface JobOutput {
   height: number | null;
 }
 
+/**
+ * Every `error.code` a job can end with, declared once: `JobError` takes only these, and docs/errors.md
+ * catalogues exactly this list (test/unit/docs-catalogue.test.ts compares the two). `OUTPUT_*` codes are
+ * `OUTPUT_` + the copier's refusal code (shared/lambda/wiring.ts).
+ */
+export const JOB_ERROR_CODES = [
+  "CANCELLED",
+  "DEADLINE_EXCEEDED",
+  "SELF_HOSTED_UNAVAILABLE",
+  "PROVIDER_REJECTED",
+  "PROVIDER_UNAVAILABLE",
+  "PROVIDER_OUTCOME_UNKNOWN",
+  "NO_OUTPUTS",
+  "OUTPUT_COPY_FAILED",
+  "OUTPUT_URL_NOT_ALLOWED",
+  "OUTPUT_ADDRESS_NOT_ALLOWED",
+  "OUTPUT_REDIRECT_NOT_ALLOWED",
+  "OUTPUT_TOO_LARGE",
+  "OUTPUT_TIMEOUT",
+  "OUTPUT_HTTP_STATUS",
+  "OUTPUT_NETWORK",
+  "OUTPUT_NOT_AN_IMAGE",
+  "OUTPUT_INVALID_BASE64",
+  "OUTPUT_NOT_OUR_OBJECT",
+  "OUTPUT_OBJECT_NOT_FOUND",
+] as const;
+export type JobErrorCode = (typeof JOB_ERROR_CODES)[number];
+
+/** The most images one request may ask for (`samples`, 1 by default); the request schema enforces it. */
+export const MAX_SAMPLES = 4;
+
+/**
+ * Bounds of one provider output wherever it travels before it is copied: on the results queue
+ * (SQS takes 256 KiB a message) and in the job while it is `storing` (DynamoDB takes 400 KB an item).
+ * With at most MAX_SAMPLES outputs, a result stays within both. An inline (base64) output bigger than
+ * `inlineChars` could not travel anyway; the provider is always asked for URLs.
+ */
+export const OUTPUT_LIMITS = { urlChars: 2_048, inlineChars: 32 * 1_024 } as const;
+
+/** Longest provider id kept (in the job's attempts and on the results queue); the provider's are short numbers. */
+export const MAX_PROVIDER_ID_CHARS = 256;
+
+export const requestedSamples = (request: Pick<ControlNetRequest, "samples">): number => request.samples ?? 1;
+
+/**
+ * Why a finished result cannot be accepted for a job that asked for `request.samples` images, or null
+ * when it can. The provider answers with at most the images asked for (fewer when its filter drops
+ * some); more is outside its contract, and which of them would be "the" images cannot be told, so the
+ * result is refused as a whole rather than trimmed: nothing of it is downloaded or kept.
+ */
+export function outputCountProblem(
+  request: Pick<ControlNetRequest, "samples">,
+  outputs: number,
+): string | null {
+  const asked = requestedSamples(request);
+  return outputs > asked
+    ? `The provider's result names ${outputs} outputs; the job asked for ${asked}.`
+    : null;
+}
+
 export interface JobError {
-  code: string;
+  code: JobErrorCode;
   message: string;
 }
 
@@ -62,6 +122,7 @@ export interface JobError {
  * - `accepted`: the provider took it as `providerId`; `checks` counts the reconciler's polls;
  * - `indeterminate`: the POST's outcome is unknown: only a callback or the deadline settles it;
  * - `finished`: the result is in and its outputs are being stored (kept so a crashed finalize resumes);
+ *   `storingResumes` counts the reconciler's hand-backs of it to finalize;
  * - `self-hosted`: a GPU worker attempt; `sent` once its queue message went out (else it is sent again).
  */
 export type ProviderState =
@@ -74,7 +135,7 @@ export type ProviderState =
       checks: number;
     }
   | { phase: "indeterminate"; checks?: number }
-  | { phase: "finished"; result: FinishedResult }
+  | { phase: "finished"; result: FinishedResult; storingResumes?: number }
   | { phase: "self-hosted"; sent: boolean };
 
 /** A job as stored. The public resource (`shared/schemas/api.ts`) is derived from it. */

@@ -11,6 +11,7 @@ import type {
   Queue,
   WebhookSettingsStore,
 } from "../ports/index.ts";
+import { httpUrl } from "../schemas/http-url.ts";
 import "../schemas/mini-locale.ts";
 import { newWebhookSecret } from "../usecases/authenticate.ts";
 import { cancelJob } from "../usecases/cancel-job.ts";
@@ -62,9 +63,7 @@ export function tenantFromEvent(event: APIGatewayProxyEventV2): string | null {
 
 const uploadBodySchema = z.strictObject({ content_type: z.enum(["image/png", "image/jpeg", "image/webp"]) });
 const webhookSettingsBodySchema = z.strictObject({
-  url: z.nullable(
-    z.url({ protocol: /^https?$/, error: "url must be an http(s) URL" }).check(z.maxLength(2048)),
-  ),
+  url: z.nullable(httpUrl(2048)),
 });
 
 const presentNotification = (record: NotificationRecord) => ({

@@ -16,7 +16,9 @@ const STATUS_BY_KIND: Record<ErrorKind, number> = {
 
 export function errorToHttp(error: unknown): HttpResponse {
   if (!isAppError(error)) {
-    return json(500, { error: { code: "INTERNAL", message: "Internal error.", details: [] } });
+    return json(500, {
+      error: { code: "INTERNAL", message: "Internal error.", details: [], details_total: 0 },
+    });
   }
   const appError: AppError = error;
   const headers: Record<string, string> = {};
@@ -26,7 +28,14 @@ export function errorToHttp(error: unknown): HttpResponse {
   if ("allowed" in appError && Array.isArray(appError.allowed)) headers.allow = appError.allowed.join(", ");
   return json(
     STATUS_BY_KIND[appError.kind],
-    { error: { code: appError.code, message: appError.message, details: appError.details } },
+    {
+      error: {
+        code: appError.code,
+        message: appError.message,
+        details: appError.details,
+        details_total: appError.detailsTotal,
+      },
+    },
     headers,
   );
 }

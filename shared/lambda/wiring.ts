@@ -10,8 +10,8 @@ import { createEventBridgeClient, EventBridgePublisher } from "../adapters/event
 import type { DownloadPolicy } from "../adapters/http/safe-fetch.ts";
 import { SqsQueue } from "../adapters/sqs/queue.ts";
 import { type Clock, type JobStore, type ObjectStore, systemClock } from "../ports/index.ts";
-import { CopyFailed, copyOutput } from "../usecases/copy-output.ts";
-import { type OutputCopier, OutputRefused } from "../usecases/finalize-result.ts";
+import { CopyFailed, copyOutput, discardJobOutputs, jobOutputsFolder } from "../usecases/copy-output.ts";
+import { type OutputCopier, type OutputDiscarder, OutputRefused } from "../usecases/finalize-result.ts";
 import { LifecycleJobStore } from "../usecases/lifecycle.ts";
 import { logger } from "./logger.ts";
 
@@ -64,12 +64,21 @@ export function s3OutputCopier(store: ObjectStore, bucket: string, policy: Downl
     try {
       const copied = await copyOutput(
         { store, policy, ownBucket: bucket },
-        { source: output, keyPrefix: `${job.tenantId}/${job.id}/${index}` },
+        { source: output, keyPrefix: `${jobOutputsFolder(job)}${index}` },
       );
       return { url: `s3://${bucket}/${copied.key}`, ...copied };
     } catch (error) {
       if (error instanceof CopyFailed) throw new OutputRefused(error.message, `OUTPUT_${error.code}`);
       throw error;
     }
+  };
+}
+
+/** Finalize's discarder: empties the job's folder of the outputs bucket (a job that did not succeed keeps nothing there). */
+export function s3OutputDiscarder(store: ObjectStore): OutputDiscarder {
+  return async (job) => {
+    const removed = await discardJobOutputs(store, job);
+    if (removed > 0)
+      logger.info("discarded the outputs of a job that did not succeed", { jobId: job.id, removed });
   };
 }

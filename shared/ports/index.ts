@@ -30,7 +30,10 @@ export type CreateJobResult =
 export interface ListJobsQuery {
   status?: JobStatus;
   limit: number;
-  /** Opaque cursor returned by a previous page; the store rejects a malformed one with a ValidationError. */
+  /**
+   * Opaque cursor returned by a previous page to the same tenant; the store rejects a malformed one, or
+   * one issued to another tenant, with a ValidationError (INVALID_CURSOR).
+   */
   cursor?: string;
 }
 
@@ -139,6 +142,8 @@ export interface ObjectStore {
   get(key: string): Promise<import("node:stream").Readable | null>;
   /** Removes the object; removing one that is not there is not an error. */
   delete(key: string): Promise<void>;
+  /** Keys that start with `prefix`, in key order, at most `limit` (1..1000) of them. */
+  list(prefix: string, limit: number): Promise<string[]>;
   presignGet(key: string, expiresSeconds: number): Promise<string>;
   presignPut(key: string, contentType: string, expiresSeconds: number): Promise<string>;
 }

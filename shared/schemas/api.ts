@@ -1,6 +1,7 @@
 import * as z from "zod/mini";
 import { JOB_STATUSES, PROVIDER_CHOICES } from "../domain/job.ts";
 import { checkControlNetRules, controlNetFields } from "./controlnet.ts";
+import { httpUrl } from "./http-url.ts";
 import "./mini-locale.ts";
 
 /**
@@ -52,9 +53,7 @@ const metadataSchema = z
 
 export const orchestratorFields = {
   webhook: z
-    .optional(
-      z.url({ protocol: /^https?$/, error: "webhook must be an http(s) URL" }).check(z.maxLength(2048)),
-    )
+    .optional(httpUrl(2048))
     .check(z.describe("Your notification URL for this job. Never sent to the provider.")),
   track_id: z
     .optional(z.string().check(z.minLength(1), z.maxLength(128)))
@@ -138,7 +137,14 @@ function buildResponseSchemas() {
     error: z.object({
       code: z.string().check(z.describe("Stable machine-readable code, e.g. VALIDATION_FAILED.")),
       message: z.string(),
-      details: z.array(z.object({ path: z.string(), message: z.string() })),
+      details: z
+        .array(z.object({ path: z.string(), message: z.string() }))
+        .check(
+          z.describe("What is wrong, field by field: at most the first 20 (each path and message clipped)."),
+        ),
+      details_total: z
+        .int()
+        .check(z.gte(0), z.describe("How many problems were found; more than details holds when clipped.")),
     }),
   });
 

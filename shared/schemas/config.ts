@@ -3,9 +3,9 @@ import "./mini-locale.ts";
 
 /*
  * zod/mini, not classic zod, like every schema a Lambda function bundles: the same core (same parsing,
- * same issues), through tree-shakable functions instead of methods, so a function that parses nothing
- * but its environment (authorizer, callback) bundles about 26 KB of zod instead of about 90 KB
- * (`npm run bench:cold -- --explain`). English messages as with classic zod: `mini-locale.ts`.
+ * same issues), through tree-shakable functions rather than methods, so a function that parses nothing
+ * but its environment (authorizer, callback) bundles only the zod it calls (each bundle's biggest
+ * packages: `npm run bench:cold -- --explain`). English messages as with classic zod: `mini-locale.ts`.
  */
 
 /**
@@ -36,8 +36,8 @@ export const lifecycleConfig = z.object({
   NOTIFY_GRACE_SECONDS: int(1, 3_600, 60),
   /**
    * Which state changes go to EventBridge: `terminal` (succeeded, failed, cancelled), `all` (every
-   * transition too) or `none` (webhooks only). Each event is billed ($1 per million), so `all` adds
-   * about $3 per million jobs and `none` saves $1.
+   * transition too) or `none` (webhooks only). EventBridge bills each event: `all` publishes one per
+   * transition instead of one per job (`npm run bench` prices each choice).
    */
   LIFECYCLE_EVENTS: z._default(z.enum(["terminal", "all", "none"]), "terminal"),
 });

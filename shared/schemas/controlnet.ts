@@ -1,20 +1,23 @@
 import * as z from "zod/mini";
+import { httpUrlProblem, normaliseHttpUrl } from "../domain/http-url.ts";
+import { MAX_SAMPLES } from "../domain/job.ts";
 import { isUploadRef } from "../domain/uploads.ts";
+import { httpUrl } from "./http-url.ts";
 import "./mini-locale.ts";
 
 /**
  * The ModelsLab ControlNet request parameters, as listed in the provider's seed
- * (shared/reference/seed-controlnet-api.txt), minus `key`, `webhook` and `track_id`, which the
- * orchestrator owns.
+ * (docs/reference/seed-controlnet-api.txt; behaviour in docs/provider-modelslab.md), minus `key`,
+ * `webhook` and `track_id`, which the orchestrator owns.
  *
  * No field has a default: the provider applies its own documented defaults (e.g. scheduler
  * UniPCMultistepScheduler) to what is left out, and the orchestrator passes through exactly what the
  * client set. Numbers must be JSON numbers (no numeric strings), except the two comma-separated lists
  * the provider itself takes as strings (`controlnet_conditioning_scale`, `lora_strength`).
  *
- * zod/mini, as config.ts and messages.ts: the same checks in the same order as the classic chains they
- * replace (`.max(n)` is `z.maxLength(n)`, `.superRefine(f)` is `z.superRefine(f)`...), so the same parsing,
- * issues and JSON Schema, and the API bundle carries no classic zod. English messages: `mini-locale.ts`.
+ * zod/mini, as config.ts and messages.ts, so the API bundle carries no classic zod: the same checks as
+ * classic chains would make (`z.maxLength(n)` for `.max(n)`, `z.superRefine(f)` for `.superRefine(f)`...),
+ * so the same parsing, issues and JSON Schema. English messages: `mini-locale.ts`.
  */
 
 /** Every ControlNet model/type name the seed lists, in its order. */
@@ -92,6 +95,7 @@ const MODEL_ID = /^[A-Za-z0-9._-]{1,128}$/;
 const DECIMAL = /^(?:\d+(?:\.\d+)?|\.\d+)$/;
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 const DATA_URI = /^data:image\/(?:png|jpeg|webp);base64,/;
+const HTTP_SCHEME = /^https?:/i;
 
 /** Splits a provider comma-separated list into trimmed entries (empty entries kept, to be reported). */
 export function splitList(value: string): string[] {
@@ -201,10 +205,9 @@ const imageRef = z.string().check(
         fail("an upload reference is upload:<upload_id> as POST /v1/uploads returned it");
       return;
     }
-    if (/^https?:/i.test(value)) {
-      if (value.length > MAX_IMAGE_URL_CHARS)
-        fail(`image URL must be at most ${MAX_IMAGE_URL_CHARS} characters`);
-      else if (!isHttpUrl(value)) fail("must be a valid http(s) URL");
+    if (HTTP_SCHEME.test(value)) {
+      const problem = httpUrlProblem(value, MAX_IMAGE_URL_CHARS);
+      if (problem !== null) fail(problem);
       return;
     }
     if (value.length > MAX_IMAGE_DATA_CHARS)
@@ -216,12 +219,12 @@ const imageRef = z.string().check(
       return fail("must be an http(s) URL or valid base64 image data");
     if (!looksLikeImage(data)) fail("base64 data must be a PNG, JPEG or WebP image");
   }),
+  // A URL goes on as the parser read it (see http-url.ts); base64 data and upload refs as they are.
+  z.overwrite((value: string) => (HTTP_SCHEME.test(value) ? normaliseHttpUrl(value) : value)),
 );
 
 /** The seed describes ip_adapter_image as a URL only, and `base64` as covering the other three images. */
-const imageUrl = z
-  .string()
-  .check(z.maxLength(MAX_IMAGE_URL_CHARS), z.refine(isHttpUrl, { message: "must be an http(s) URL" }));
+const imageUrl = httpUrl(MAX_IMAGE_URL_CHARS);
 
 export const controlNetFields = {
   /** Public or trained model. Containing "flux" selects the Flux rules (see checkControlNetRules). */
@@ -240,7 +243,7 @@ export const controlNetFields = {
   mask_image: z.optional(imageRef),
   width: z.optional(int(64, 1024)),
   height: z.optional(int(64, 1024)),
-  samples: z.optional(int(1, 4)),
+  samples: z.optional(int(1, MAX_SAMPLES)),
   scheduler: z.optional(z.enum(SCHEDULERS)),
   tomesd: z.optional(yesNo),
   use_karras_sigmas: z.optional(yesNo),

@@ -1,4 +1,5 @@
 import * as z from "zod/mini";
+import { MAX_PROVIDER_ID_CHARS, MAX_SAMPLES, OUTPUT_LIMITS } from "../domain/job.ts";
 import "./mini-locale.ts";
 
 /*
@@ -18,22 +19,25 @@ export const dispatchMessageSchema = z.object({
 export type DispatchMessage = z.infer<typeof dispatchMessageSchema>;
 
 const providerOutputSchema = z.discriminatedUnion("kind", [
-  z.object({ kind: z.literal("url"), url: z.string() }),
-  z.object({ kind: z.literal("base64"), data: z.string() }),
+  z.object({ kind: z.literal("url"), url: z.string().check(z.maxLength(OUTPUT_LIMITS.urlChars)) }),
+  z.object({ kind: z.literal("base64"), data: z.string().check(z.maxLength(OUTPUT_LIMITS.inlineChars)) }),
 ]);
+
+const providerId = () => z.nullable(z.string().check(z.maxLength(MAX_PROVIDER_ID_CHARS)));
 
 /** The finished part of ProviderResult: what can end an attempt. */
 export const finishedResultSchema = z.discriminatedUnion("kind", [
   z.object({
     kind: z.literal("done"),
-    providerId: z.nullable(z.string()),
-    outputs: z.array(providerOutputSchema),
+    providerId: providerId(),
+    // Bounded before it is ever stored: no job asks for more (see OUTPUT_LIMITS).
+    outputs: z.array(providerOutputSchema).check(z.maxLength(MAX_SAMPLES)),
     generationTimeSeconds: z.nullable(z.number()),
     seed: z.nullable(z.number()),
   }),
   z.object({
     kind: z.literal("rejected"),
-    providerId: z.nullable(z.string()),
+    providerId: providerId(),
     retryable: z.boolean(),
     reason: z.string(),
     retryAfterSeconds: z.nullable(z.number()),

@@ -1,6 +1,6 @@
 import { callbackUrl } from "../domain/callback-token.ts";
 import { StaleWriteError } from "../domain/errors.ts";
-import type { Job } from "../domain/job.ts";
+import type { Job, JobErrorCode } from "../domain/job.ts";
 import type { CapacityGate, CircuitBreaker, Clock, JobPatch, JobStore, Queue } from "../ports/index.ts";
 import type { Provider, ProviderResult } from "../ports/provider.ts";
 import type { DispatchMessage, ResultMessage, WorkerJobMessage } from "../schemas/messages.ts";
@@ -11,7 +11,7 @@ import {
   type ProviderState,
   retryableFailures,
 } from "./provider-attempts.ts";
-import { providerParams } from "./stage-inputs.ts";
+import { forwardedRequest, providerParams } from "./stage-inputs.ts";
 
 export interface DispatchSettings {
   callbackBaseUrl: string;
@@ -154,7 +154,7 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
 
   const params = deps.presignInput
     ? await providerParams(processing.request, deps.presignInput)
-    : (processing.request as Record<string, unknown>);
+    : forwardedRequest(processing.request);
   const result = await deps.provider.submit({
     params,
     webhook: callbackUrl(settings.callbackBaseUrl, settings.callbackSecret, processing.id),
@@ -331,7 +331,7 @@ async function updateIfStillSubmitting(
   }
 }
 
-async function failQueued(deps: DispatchDeps, job: Job, code: string, message: string): Promise<void> {
+async function failQueued(deps: DispatchDeps, job: Job, code: JobErrorCode, message: string): Promise<void> {
   try {
     await deps.jobs.transition(job, "failed", { error: { code, message } });
   } catch (error) {
@@ -420,7 +420,7 @@ export async function sendToFallback(deps: FallbackDeps, job: Job): Promise<void
     // Stored inputs (s3://) become presigned URLs the worker can fetch, as for the provider.
     request: (deps.presignInput
       ? await providerParams(job.request, deps.presignInput)
-      : job.request) as WorkerJobMessage["request"],
+      : forwardedRequest(job.request)) as WorkerJobMessage["request"],
     outputsPrefix: `${job.tenantId}/${job.id}`,
   };
   await deps.fallbackQueue.send(message);

@@ -28,9 +28,10 @@ export interface LifecycleDeps {
 }
 
 /**
- * A JobStore that announces state changes, so no use case can forget to: every change is published
- * as a lifecycle event (only the terminal ones unless `publish` is "all"), and a terminal one (or `processing`, when the client asked) becomes a notify
- * message. Terminal transitions also set the job's outbox flag (`notifyPending` with a `dueAt`) in
+ * A JobStore that announces state changes, so no use case can forget to: a terminal one (or
+ * `processing`, when the client asked) becomes a notify message, whose notify step publishes the
+ * terminal lifecycle event; with `publish: "all"` every other change is published here, after its
+ * write. Terminal transitions also set the job's outbox flag (`notifyPending` with a `dueAt`) in
  * the same write, so a crash before the message is sent is repaired by the reconciler.
  */
 export class LifecycleJobStore implements JobStore {

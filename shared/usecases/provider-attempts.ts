@@ -15,7 +15,10 @@ export function closeCurrentAttempt(job: Job, outcome: AttemptOutcome, at: Date,
 export const retryableFailures = (job: Job): number =>
   job.attempts.filter((a) => a.outcome === "retried").length;
 
-/** Exponential backoff with full jitter, in whole seconds (SQS delays are whole seconds, at most 900). */
+/**
+ * Exponential backoff with equal jitter (half the ceiling fixed, half random: never a near-zero wait),
+ * in whole seconds (SQS delays are whole seconds, at most 900).
+ */
 export function backoffSeconds(
   attempt: number,
   baseSeconds: number,

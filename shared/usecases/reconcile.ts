@@ -27,6 +27,8 @@ export interface ReconcileSettings {
   unknownOutcomeSeconds?: number;
   /** A job stuck in storing this long is handed back to finalize (default 60). */
   storingRetrySeconds?: number;
+  /** How many times a job stuck in storing is handed back before it fails (default 5). */
+  storingMaxResumes?: number;
   /** A terminal job whose notification is still pending is re-announced this often (default 60). */
   notifyGraceSeconds?: number;
 }
@@ -61,10 +63,12 @@ export interface ReconcileReport {
 }
 
 /**
- * The safety net behind best-effort callbacks and at-least-once queues. Every non-terminal job has a
- * `dueAt`; for each job past it: queued → its dispatch message is sent again; processing → past the
- * deadline it fails, otherwise the provider is polled and a finished result goes to the results
- * queue; storing → the store step is resumed. Capacity slots whose release was lost are healed.
+ * The safety net behind best-effort callbacks and at-least-once queues. Every non-terminal job, and
+ * every terminal one whose notification is pending, has a `dueAt`; for each job past it: queued → its
+ * dispatch message is sent again; processing → past the deadline it fails, on the fallback a lost
+ * worker message is sent again, otherwise the provider is polled and a finished result goes to the
+ * results queue; storing → the store step is resumed; terminal → its notify message is sent again.
+ * Capacity slots whose release was lost are healed.
  */
 export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   const now = deps.clock.now();
@@ -113,21 +117,7 @@ async function reconcileJob(
     return;
   }
   if (job.status === "storing") {
-    // Finalize crashed or timed out while copying: hand the kept result back to it (one ingestion path).
-    const state = providerState(job);
-    const kept = state.phase === "finished" ? state.result : undefined;
-    const updated = await deps.jobs.update(job, {
-      dueAt: now.getTime() + (settings.storingRetrySeconds ?? 60) * 1000,
-    });
-    if (kept && deps.resultsQueue) {
-      await deps.resultsQueue.send({
-        jobId: updated.id,
-        source: "reconcile",
-        observedAt: now.toISOString(),
-        result: kept,
-      });
-    }
-    report.resumed++;
+    await reconcileStoring(deps, job, now, report);
     return;
   }
   if (isTerminal(job.status)) {
@@ -222,6 +212,59 @@ async function reconcileJob(
     report.resolved++;
   }
   // Otherwise still processing, or the poll itself failed: the next look is at dueAt.
+}
+
+/**
+ * Finalize crashed or timed out while copying: the kept result is handed back to it (one ingestion
+ * path), a bounded number of times and never past the deadline. A job that runs out of either fails
+ * here, and its result goes to finalize once more, which discards what the copies left (finalize alone
+ * writes to, and deletes from, the outputs bucket).
+ */
+async function reconcileStoring(
+  deps: ReconcileDeps,
+  job: Job,
+  now: Date,
+  report: ReconcileReport,
+): Promise<void> {
+  const { settings } = deps;
+  const state = providerState(job);
+  // Only a finished state keeps a result to hand back (and counts the hand-backs); the deadline bounds the rest.
+  const finished = state.phase === "finished" ? state : undefined;
+  const kept = finished?.result;
+  const resumes = (finished?.storingResumes ?? 0) + 1;
+  const maxResumes = settings.storingMaxResumes ?? 5;
+  const deadline = Date.parse(job.deadlineAt);
+  const handBack = async () => {
+    if (!kept || !deps.resultsQueue) return;
+    await deps.resultsQueue.send({
+      jobId: job.id,
+      source: "reconcile",
+      observedAt: now.toISOString(),
+      result: kept,
+    });
+  };
+
+  if (now.getTime() >= deadline || resumes > maxResumes) {
+    await deps.jobs.transition(job, "failed", {
+      error:
+        now.getTime() >= deadline
+          ? { code: "DEADLINE_EXCEEDED", message: "The outputs were not stored before the job's deadline." }
+          : {
+              code: "OUTPUT_COPY_FAILED",
+              message: `The outputs could not be stored: ${maxResumes} resumed tries did not finish.`,
+            },
+      providerState: undefined,
+    });
+    await handBack();
+    report.expired++;
+    return;
+  }
+  await deps.jobs.update(job, {
+    dueAt: Math.min(now.getTime() + (settings.storingRetrySeconds ?? 60) * 1000, deadline),
+    ...(finished && { providerState: { ...finished, storingResumes: resumes } }),
+  });
+  await handBack();
+  report.resumed++;
 }
 
 async function healSlots(deps: ReconcileDeps, gate: CapacityGate, now: Date): Promise<number> {

@@ -294,7 +294,10 @@ describe("listByTenant", () => {
 
   it("accepts its own cursor format", async () => {
     const jobs = await seed();
-    const page = await store.listByTenant("tenant-a", { limit: 10, cursor: encodeCursor(jobs[3]?.id ?? "") });
+    const page = await store.listByTenant("tenant-a", {
+      limit: 10,
+      cursor: encodeCursor(jobs[3]?.id ?? "", "tenant-a"),
+    });
     expect(page.jobs.map((j) => j.id)).toEqual([jobs[2]?.id, jobs[1]?.id, jobs[0]?.id]);
   });
 });
@@ -528,12 +531,14 @@ describe("transition and update", () => {
     const job = buildJob();
     await store.create(job);
     const processing = await store.transition(job, "processing");
-    const failed = await store.transition(processing, "failed", { error: { code: "X", message: "boom" } });
+    const failed = await store.transition(processing, "failed", {
+      error: { code: "PROVIDER_REJECTED", message: "boom" },
+    });
     expect(failed).toMatchObject({
       status: "failed",
       version: 3,
       dueAt: null,
-      error: { code: "X", message: "boom" },
+      error: { code: "PROVIDER_REJECTED", message: "boom" },
     });
     const item = await rawItem(jobKey(job.id));
     expect(item).not.toHaveProperty("dueAt");

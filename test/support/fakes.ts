@@ -477,6 +477,13 @@ export class InMemoryObjectStore implements ObjectStore {
     this.objects.delete(key);
   }
 
+  async list(prefix: string, limit: number): Promise<string[]> {
+    return [...this.objects.keys()]
+      .filter((key) => key.startsWith(prefix))
+      .sort()
+      .slice(0, limit);
+  }
+
   async head(key: string): Promise<StoredObject | null> {
     const object = this.objects.get(key);
     if (!object) return null;

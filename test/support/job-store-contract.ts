@@ -312,6 +312,28 @@ export function jobStoreContract(makeStore: (clock: Clock) => JobStore | Promise
       expect(error).toBeInstanceOf(ValidationError);
       expect(error).toMatchObject({ code: "INVALID_CURSOR", details: [{ path: "cursor" }] });
     });
+    // The tenant's own cursor, edited: the owner binding cannot be skipped by leaving the owner out.
+    // (JSON.stringify leaves out a field set to undefined.)
+    it.each([
+      ["its owner removed", { t: undefined }, "does not name the API key"],
+      ["its owner null", { t: null }, "does not name the API key"],
+      ["its owner as a number", { t: 7 }, "does not name the API key"],
+      ["its owner malformed", { t: "NOT-HEX" }, "does not name the API key"],
+      ["another tenant's owner", { t: "0123456789abcdef" }, "another API key"],
+      ["an extra field", { tenant: "tenant-a" }, "fields a cursor does not have"],
+    ])("rejects the tenant's own cursor with %s", async (_, changes, message) => {
+      await seed();
+      const page = await store.listByTenant("tenant-a", { limit: 2 });
+      expect(page.nextCursor).toEqual(expect.any(String));
+      const fields = JSON.parse(Buffer.from(page.nextCursor ?? "", "base64url").toString("utf8"));
+      const cursor = Buffer.from(JSON.stringify({ ...fields, ...changes })).toString("base64url");
+      const error = await store.listByTenant("tenant-a", { limit: 5, cursor }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ValidationError);
+      expect(error).toMatchObject({
+        code: "INVALID_CURSOR",
+        details: [{ path: "cursor", message: expect.stringContaining(message) }],
+      });
+    });
   });
 
   describe("transition and update", () => {
@@ -401,10 +423,15 @@ export function jobStoreContract(makeStore: (clock: Clock) => JobStore | Promise
       const job = await create(contractJob({ dueAt: CONTRACT_NOW.getTime() - 1_000 }));
       const processing = await store.transition(job, "processing");
       const failed = await store.transition(processing, "failed", {
-        error: { code: "X", message: "boom" },
+        error: { code: "PROVIDER_REJECTED", message: "boom" },
         dueAt: CONTRACT_NOW.getTime() - 500,
       });
-      expect(failed).toMatchObject({ status: "failed", version: 3, dueAt: null, error: { code: "X" } });
+      expect(failed).toMatchObject({
+        status: "failed",
+        version: 3,
+        dueAt: null,
+        error: { code: "PROVIDER_REJECTED" },
+      });
       expect(await store.get(job.id)).toEqual(failed);
       expect(await store.findDue(CONTRACT_NOW, 10)).toEqual([]);
       await expect(store.transition(failed, "cancelled")).rejects.toBeInstanceOf(InvalidTransitionError);

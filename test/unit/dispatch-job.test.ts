@@ -124,6 +124,31 @@ describe("dispatchJob", () => {
     expect(resultsQueue.sent).toHaveLength(0);
   });
 
+  // A URL is posted as the WHATWG parser reads it: the reading whose host the address rules checked.
+  // Submit refuses ambiguous URLs now; a job stored before that can still hold one.
+  it.each([
+    ["without presigning", false],
+    ["with presigning", true],
+  ])("posts image URLs as their normalised href (%s)", async (_, presign) => {
+    if (presign) deps.presignInput = async (bucket, key) => `https://${bucket}.s3.example/${key}?sig=1`;
+    const job = await store({
+      request: {
+        ...buildJob(clock).request,
+        control_image: "https://cdn.example.com\\@169.254.169.254/edges.png",
+        init_image: "HTTPS://Images.Example.com:443/in/caf\u00e9.png",
+      } as Job["request"],
+    });
+    provider.scriptSubmit(accepted());
+
+    expect(await dispatchJob(deps, message(job))).toBe("accepted");
+
+    expect(provider.submissions[0]?.params).toMatchObject({
+      control_image: "https://cdn.example.com/@169.254.169.254/edges.png",
+      init_image: "https://images.example.com/in/caf%C3%A9.png",
+      prompt: job.request.prompt,
+    });
+  });
+
   it("never schedules the first check past the deadline, however long the eta", async () => {
     const deadline = clock.now().getTime() + 3_600_000;
     const job = await store({ deadlineAt: new Date(deadline).toISOString() });

@@ -99,7 +99,7 @@ describe("planJobChange", () => {
     ["notifyPending", { notifyPending: false }, false],
     ["attempts", { attempts: [] }, true],
     ["outputs", { outputs: [] }, true],
-    ["error", { error: { code: "X", message: "x" } }, true],
+    ["error", { error: { code: "CANCELLED", message: "x" } }, true],
   ])("an update of %s moves updatedAt only if the client sees it change", (_, patch, visible) => {
     const processing = job({ status: "processing" });
     const { job: next } = planJobChange(processing, { patch }, LATER, rules);

@@ -41,7 +41,7 @@ describe("LifecycleJobStore: terminal transitions", () => {
       env.clock.advance(10_000);
 
       const next = await env.store.transition(job, to, {
-        error: to === "failed" ? { code: "PROVIDER_FAILED", message: "boom" } : null,
+        error: to === "failed" ? { code: "PROVIDER_REJECTED", message: "boom" } : null,
       });
 
       const dueAt = env.clock.now().getTime() + GRACE_SECONDS * 1000;

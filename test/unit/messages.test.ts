@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { FUNCTIONS } from "../../infra/functions.ts";
+import { MAX_PROVIDER_ID_CHARS, MAX_SAMPLES, OUTPUT_LIMITS } from "../../shared/domain/job.ts";
 import {
   dispatchMessageSchema,
   notifyMessageSchema,
@@ -78,6 +79,49 @@ describe("queue message schemas (zod/mini)", () => {
     ).toEqual([
       "attempt: Too small: expected number to be >=1",
       "notBefore: Invalid input: expected number, received string",
+    ]);
+  });
+
+  it("bound a result's outputs, so the largest message fits SQS and the job item that keeps it", () => {
+    const message = (outputs: unknown[], providerId: string | null = null) => ({
+      jobId: "01J",
+      source: "callback",
+      observedAt: "2024-05-01T12:00:00.000Z",
+      result: { kind: "done", providerId, outputs, generationTimeSeconds: 1, seed: 1 },
+    });
+    const url = (chars: number) => ({ kind: "url", url: `https://x/${"u".repeat(chars - 10)}` });
+    const inline = (chars: number) => ({ kind: "base64", data: "A".repeat(chars) });
+
+    const largest = message(
+      Array.from({ length: MAX_SAMPLES }, () => inline(OUTPUT_LIMITS.inlineChars)),
+      "9".repeat(MAX_PROVIDER_ID_CHARS),
+    );
+    expect(resultMessageSchema.safeParse(largest).success).toBe(true);
+    expect(JSON.stringify(largest).length).toBeLessThan(192 * 1024);
+    expect(resultMessageSchema.safeParse(message([url(OUTPUT_LIMITS.urlChars)])).success).toBe(true);
+
+    expect(
+      issues(
+        resultMessageSchema.safeParse(
+          message(
+            Array.from({ length: MAX_SAMPLES + 1 }, () => url(40)),
+            "9".repeat(MAX_PROVIDER_ID_CHARS + 1),
+          ),
+        ),
+      ),
+    ).toEqual([
+      `result.providerId: Too big: expected string to have <=${MAX_PROVIDER_ID_CHARS} characters`,
+      `result.outputs: Too big: expected array to have <=${MAX_SAMPLES} items`,
+    ]);
+    expect(
+      issues(
+        resultMessageSchema.safeParse(
+          message([url(OUTPUT_LIMITS.urlChars + 1), inline(OUTPUT_LIMITS.inlineChars + 1)]),
+        ),
+      ),
+    ).toEqual([
+      `result.outputs.0.url: Too big: expected string to have <=${OUTPUT_LIMITS.urlChars} characters`,
+      `result.outputs.1.data: Too big: expected string to have <=${OUTPUT_LIMITS.inlineChars} characters`,
     ]);
   });
 

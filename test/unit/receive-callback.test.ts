@@ -127,6 +127,41 @@ describe("receiveCallback", () => {
     expect(message.result).toMatchObject({ kind: "rejected", providerId: "9001", retryable: false });
   });
 
+  it.each([
+    [5, "https://pub-x.r2.dev/o"],
+    [15_000, "https://pub-x.r2.dev/output-image-with-a-long-name"],
+  ])(
+    "queues a bounded refusal, not %i outputs, for a success naming more than any job asks for",
+    async (count, base) => {
+      const output = Array.from({ length: count }, (_, i) => `${base}-${i}.png`);
+      expect(JSON.stringify(output).length).toBeGreaterThan(count > 100 ? 400_000 : 0);
+      await receiveCallback(deps, {
+        jobId: JOB_ID,
+        token: callbackToken(SECRET, JOB_ID),
+        readBody: () => ({ ...successBody(), output }),
+      });
+      const sent = resultsQueue.sent[0]?.message;
+      const message = resultMessageSchema.parse(sent);
+      expect(message.result).toMatchObject({ kind: "rejected", providerId: "9001", retryable: false });
+      expect(message.result.kind === "rejected" && message.result.reason).toContain(`${count} outputs`);
+      expect(JSON.stringify(sent).length).toBeLessThan(2_048);
+    },
+  );
+
+  it("queues a result whose output URLs are within the results queue's bounds", async () => {
+    const long = `https://pub-x.r2.dev/${"a".repeat(5_000)}.png`;
+    await receiveCallback(deps, {
+      jobId: JOB_ID,
+      token: callbackToken(SECRET, JOB_ID),
+      readBody: () => ({ ...successBody(), output: [long, "https://pub-x.r2.dev/b.png"] }),
+    });
+    const message = resultMessageSchema.parse(resultsQueue.sent[0]?.message);
+    expect(message.result).toMatchObject({
+      kind: "done",
+      outputs: [{ kind: "url", url: "https://pub-x.r2.dev/b.png" }],
+    });
+  });
+
   it("acknowledges a processing notification and queues nothing", async () => {
     const outcome = await receiveCallback(deps, {
       jobId: JOB_ID,

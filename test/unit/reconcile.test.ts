@@ -1,7 +1,7 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import type { Job } from "../../shared/domain/job.ts";
 import type { ProviderResult } from "../../shared/ports/provider.ts";
-import { resultMessageSchema } from "../../shared/schemas/messages.ts";
+import { type FinishedResult, resultMessageSchema } from "../../shared/schemas/messages.ts";
 import type { ProviderState } from "../../shared/usecases/provider-attempts.ts";
 import { type ReconcileDeps, type ReconcileSettings, reconcile } from "../../shared/usecases/reconcile.ts";
 import {
@@ -269,6 +269,69 @@ describe("reconcile", () => {
     expect(resultsQueue.sent.map((s) => s.message)).toEqual([
       { jobId: job.id, source: "reconcile", observedAt: clock.now().toISOString(), result: state.result },
     ]);
+  });
+
+  describe("a job in storing", () => {
+    const kept: FinishedResult = {
+      kind: "done",
+      providerId: "9001",
+      outputs: [{ kind: "url", url: "https://pub-x.r2.dev/a.png" }],
+      generationTimeSeconds: null,
+      seed: null,
+    };
+    const storingJob = async (overrides: Partial<Job> = {}) => {
+      const job = buildJob(clock, {
+        status: "storing",
+        version: 5,
+        providerState: { phase: "finished", result: kept },
+        dueAt: clock.now().getTime() - 1,
+        ...overrides,
+      });
+      await jobs.create(job);
+      return job;
+    };
+    const resend = (job: Job) => ({
+      jobId: job.id,
+      source: "reconcile",
+      observedAt: clock.now().toISOString(),
+      result: kept,
+    });
+
+    it("fails it past its deadline, and hands its result to finalize once more to discard what was stored", async () => {
+      const job = await storingJob({ deadlineAt: new Date(clock.now().getTime() - 1).toISOString() });
+
+      const report = await reconcile(deps);
+
+      expect(report).toMatchObject({ expired: 1, resumed: 0 });
+      expect(stored(job.id)).toMatchObject({
+        status: "failed",
+        error: { code: "DEADLINE_EXCEEDED" },
+        dueAt: null,
+      });
+      expect(resultsQueue.sent.map((s) => s.message)).toEqual([resend(job)]);
+      expect((await reconcile(deps)).examined).toBe(0);
+    });
+
+    it("never schedules its next look past the deadline", async () => {
+      const job = await storingJob({ deadlineAt: new Date(clock.now().getTime() + 10_000).toISOString() });
+      await reconcile(deps);
+      expect(stored(job.id)).toMatchObject({ status: "storing", dueAt: clock.now().getTime() + 10_000 });
+    });
+
+    it("resumes it a bounded number of times, then fails it (OUTPUT_COPY_FAILED)", async () => {
+      const job = await storingJob();
+      const retry = { ...settings, storingRetrySeconds: 60, storingMaxResumes: 4 };
+      deps = { ...deps, settings: retry };
+      for (let look = 0; look < 50 && stored(job.id).status === "storing"; look++) {
+        await reconcile(deps);
+        clock.advance(61_000);
+      }
+      const after = stored(job.id);
+      expect(after).toMatchObject({ status: "failed", error: { code: "OUTPUT_COPY_FAILED" } });
+      expect(Date.parse(after.updatedAt)).toBeLessThan(Date.parse(job.deadlineAt));
+      // Four resumes, then the failing look's last hand-over (finalize discards the partial copies).
+      expect(resultsQueue.sent).toHaveLength(5);
+    });
   });
 
   describe("slot healing", () => {

@@ -108,6 +108,19 @@ describe("routing to the self-hosted fallback", () => {
     expect(fallbackQueue.sent).toHaveLength(1);
   });
 
+  it("sends the worker image URLs as their normalised href, the host the address rules checked", async () => {
+    const job = await store({
+      provider: "self-hosted",
+      request: {
+        ...buildJob(clock).request,
+        control_image: "https://cdn.example.com\\@169.254.169.254/edges.png",
+      } as Job["request"],
+    });
+    expect(await dispatchJob(deps, { jobId: job.id })).toBe("fallback");
+    const message = workerJobMessageSchema.parse(fallbackQueue.sent[0]?.message);
+    expect(message.request.control_image).toBe("https://cdn.example.com/@169.254.169.254/edges.png");
+  });
+
   it("still fails a self-hosted job when no fallback queue is configured", async () => {
     const job = await store({ provider: "self-hosted" });
     const { fallbackQueue: _none, ...withoutFallback } = deps;

@@ -18,6 +18,7 @@ import {
   SendMessageCommand,
   type SQSClient,
 } from "@aws-sdk/client-sqs";
+import { receiveTimeoutMs } from "../../shared/adapters/sqs/queue.ts";
 import type { FinishedResult, ResultMessage } from "../../shared/schemas/messages.ts";
 import { classify, StopError } from "./errors.ts";
 import { type JobDeps, runJob } from "./job.ts";
@@ -132,7 +133,7 @@ export class WorkerService {
             VisibilityTimeout: this.o.visibilityTimeoutSeconds,
             MessageSystemAttributeNames: ["ApproximateReceiveCount"],
           }),
-          { abortSignal: this.pollAbort.signal },
+          { abortSignal: this.pollAbort.signal, requestTimeout: receiveTimeoutMs(this.o.waitTimeSeconds) },
         );
         messages = out.Messages ?? [];
       } catch (error) {

@@ -25,7 +25,7 @@ export class DynamoCapacityGate implements CapacityGate {
 
   async tryAcquire(jobId: string, now: Date): Promise<boolean> {
     // One write on the common path; the holders map is created only on the first refusal (a failed
-    // conditional write costs a write unit too, so creating it up front on every acquire doubled them).
+    // conditional write costs a write unit too, so creating it up front on every acquire would cost two).
     if (await this.acquire(jobId, now)) return true;
     if (!(await this.createHolders())) return false; // The map existed: the gate is full.
     return this.acquire(jobId, now);

@@ -3,11 +3,14 @@
  * (which read and write it), so the two cannot disagree. The local stack creates the table from the
  * synthesized template, so it follows this file too.
  *
- * Items:
+ * Items (docs/architecture.md describes each):
  *   job              pk=JOB#<id>                 sk=JOB
+ *   notification     pk=JOB#<jobId>              sk=NOTIF#<id>  (beside its job)
  *   tenant           pk=TENANT#<id>              sk=TENANT
  *   api key          pk=APIKEY#<sha256(key)>     sk=APIKEY      -> tenantId
  *   idempotency key  pk=IDEMP#<tenant>#<sha256>  sk=IDEMP       -> jobId, requestHash, ttl
+ *   capacity gate    pk=CAPACITY#<provider>      sk=CAPACITY    -> holders (capacity-gate.ts)
+ *   circuit breaker  pk=BREAKER#<provider>       sk=BREAKER     -> failures, openedAt, probeAt
  */
 export const TABLE_KEYS = { partitionKey: "pk", sortKey: "sk" } as const;
 

@@ -3,10 +3,10 @@
  * the status and headers as soon as they arrive, and the body is handed over as a stream to read (or
  * destroy) under the caller's own limits.
  *
- * Why not undici: it is 525 KB minified, 42% of each Lambda bundle and most of its import time
- * (`npm run bench:cold -- --explain`), for what Node's own HTTP client does at no cost. The adapters need
- * nothing undici alone has: a guarded connection (safe-fetch's `Agent.createConnection`), deadlines (an
- * AbortSignal plus the connect timeout below) and a streamed body.
+ * Why not undici: it would be the largest package of each Lambda bundle and much of its import
+ * time, for what Node's own HTTP client does at no cost.
+ * The adapters need nothing undici alone has: a guarded connection (safe-fetch's
+ * `Agent.createConnection`), deadlines (an AbortSignal plus the connect timeout below) and a streamed body.
  */
 import http, { type IncomingHttpHeaders, type IncomingMessage } from "node:http";
 import https from "node:https";

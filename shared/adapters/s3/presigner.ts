@@ -1,11 +1,12 @@
 /**
  * Presigned S3 GET URLs without the S3 client. `S3ObjectStore.presignGet` runs a `GetObjectCommand`
  * through the client's middleware stack (`@aws-sdk/s3-request-presigner`), which costs a function the
- * whole `@aws-sdk/client-s3` bundle (~140 KB minified with its S3 middleware, checksums and XML codec,
- * about 10 ms of a cold start's import). A function that never calls S3 and only hands out GET URLs
- * (dispatch and reconcile presign stored inputs for the provider and the worker; notify presigns
- * outputs for the webhook payload) signs them here with the SDK's own SigV4 signer instead, and gets
- * the same URL, character for character (test/unit/s3-presigner.test.ts compares the two):
+ * whole `@aws-sdk/client-s3` bundle (its S3 middleware, checksums and XML codec: a large share of a
+ * bundle and of a cold start's import). A function that never calls S3
+ * and only hands out GET URLs (dispatch and reconcile presign stored inputs for the provider and the
+ * worker; notify presigns outputs for the webhook payload) signs them here with the SDK's own SigV4
+ * signer instead, and gets the same URL, character for character (test/unit/s3-presigner.test.ts
+ * compares the two):
  *
  * - the object URL the client's endpoint rules give a plain bucket: virtual-hosted
  *   `https://<bucket>.s3.<region>.<partition's DNS suffix>/<key>`, or path style

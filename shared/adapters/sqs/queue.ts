@@ -1,7 +1,7 @@
 import { SendMessageCommand, SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
 import { UnavailableError } from "../../domain/errors.ts";
 import type { Queue, SendOptions } from "../../ports/index.ts";
-import { AWS_CLIENT_DEFAULTS, boundedHttpHandler } from "../aws-client.ts";
+import { AWS_CLIENT_DEFAULTS, type BoundedClientOptions, boundedHttpHandler } from "../aws-client.ts";
 
 /** SQS's own bound on per-message delay. */
 export const MAX_DELAY_SECONDS = 900;
@@ -10,16 +10,25 @@ export const MAX_DELAY_SECONDS = 900;
  * Create once per module and inject. Region, credentials and endpoint come from the SDK's default
  * chain (`AWS_REGION`, `AWS_ENDPOINT_URL_SQS`, ...) unless `options` overrides them.
  */
-export function createSqsClient(options: SQSClientConfig = {}): SQSClient {
+export function createSqsClient(options: SQSClientConfig & BoundedClientOptions = {}): SQSClient {
+  const { timeouts, ...config } = options;
   return new SQSClient({
     maxAttempts: AWS_CLIENT_DEFAULTS.maxAttempts,
-    requestHandler: boundedHttpHandler(),
+    requestHandler: boundedHttpHandler(timeouts),
     // Address requests to the configured (or regional) endpoint, not to the host inside the queue
     // URL: the same in AWS, and what makes emulators with their own URL scheme work.
     useQueueUrlAsEndpoint: false,
-    ...options,
+    ...config,
   });
 }
+
+/**
+ * The request timeout of a ReceiveMessage that long-polls for `waitSeconds`: SQS answers only when that
+ * wait is over, so the client's timeout comes on top of it. Pass it with the call:
+ * `sqs.send(receive, { requestTimeout: receiveTimeoutMs(wait) })`.
+ */
+export const receiveTimeoutMs = (waitSeconds: number): number =>
+  waitSeconds * 1_000 + AWS_CLIENT_DEFAULTS.requestTimeoutMs;
 
 /** Whole seconds in SQS's 0..900 range; rounded up so a message is never delivered earlier than asked. */
 export function clampDelaySeconds(seconds: number): number {

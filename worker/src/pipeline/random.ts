@@ -58,8 +58,8 @@ export function createRandom(seed: number): Random {
     uniform,
     gaussian,
     normal: (n) => {
-      // The same draws as n calls of gaussian(), in one loop (a stochastic scheduler draws a whole
-      // latent of noise every step; call by call through gaussian() and uniform() this was ~20% slower).
+      // The same draws as n calls of gaussian(), in one loop: a stochastic scheduler draws a whole
+      // latent of noise every step, and a call per value through gaussian() and uniform() costs more.
       const out = new Float32Array(n);
       let i = 0;
       if (n > 0 && spare !== null) {
