@@ -267,7 +267,7 @@ export class DynamoJobStore implements JobStore {
   private newItem(job: Job): { stored: Job; item: Record<string, unknown> } {
     const plan = planNewJob(job, this.clock.now(), this.rules);
     const due = dueAttributes(plan.job, this.dueShards);
-    // Both the caller's object and the one handed back may be written from next.
+    // The next write may start from the caller's object or from the one handed back: both know their wakeAt.
     for (const copy of [job, plan.job]) rememberWake(copy, due?.wakeAt ?? null);
     const { dueAt, ...fields } = plan.job;
     const item = {
