@@ -14,6 +14,7 @@ import { logger } from "../shared/lambda/logger.ts";
 import { lifecycleJobStore } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { apiConfig, loadConfig } from "../shared/schemas/config.ts";
+import { queues } from "../shared/schemas/messages.ts";
 import { presignedPresenter } from "../shared/usecases/present-job.ts";
 
 const config = loadConfig(apiConfig);
@@ -22,7 +23,7 @@ const sqs = createSqsClient();
 const s3 = createS3Client();
 const api = createApi({
   jobs: lifecycleJobStore(doc, sqs, config),
-  jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL),
+  jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL, queues.jobs),
   clock: systemClock,
   settings: {
     maxBodyBytes: config.MAX_BODY_BYTES,
@@ -40,7 +41,7 @@ const api = createApi({
     policy: { mode: config.NETWORK_POLICY },
   },
   notifications: new DynamoNotificationStore(doc, config.TABLE_NAME),
-  notifyQueue: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL),
+  notifyQueue: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL, queues.notifications),
   tenants: new DynamoTenantStore(doc, config.TABLE_NAME),
 });
 

@@ -11,10 +11,11 @@ import { logger } from "../shared/lambda/logger.ts";
 import { resolveSecret } from "../shared/lambda/secrets.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { callbackConfig, loadConfig } from "../shared/schemas/config.ts";
+import { queues } from "../shared/schemas/messages.ts";
 
 const config = loadConfig(callbackConfig);
 const endpoint = createCallbackEndpoint({
-  resultsQueue: new SqsQueue(createSqsClient(), config.RESULTS_QUEUE_URL),
+  resultsQueue: new SqsQueue(createSqsClient(), config.RESULTS_QUEUE_URL, queues.results),
   clock: systemClock,
   callbackSecret: await resolveSecret(config, "CALLBACK_SECRET", "CALLBACK_SECRET_ARN"),
   maxBodyBytes: config.CALLBACK_MAX_BODY_BYTES,

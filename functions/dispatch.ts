@@ -3,10 +3,6 @@
  * or the self-hosted fallback queue (`self-hosted` jobs; `auto` jobs while the breaker is open or when
  * capacity would come too late).
  */
-import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch";
-import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
-import middy from "@middy/core";
-import type { SQSEvent, SQSRecord } from "aws-lambda";
 import { DynamoCapacityGate } from "../shared/adapters/dynamo/capacity-gate.ts";
 import { DynamoCircuitBreaker } from "../shared/adapters/dynamo/circuit-breaker.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
@@ -16,10 +12,11 @@ import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { logger } from "../shared/lambda/logger.ts";
 import { resolveSecret } from "../shared/lambda/secrets.ts";
 import { breakerSettings, dispatchSettings } from "../shared/lambda/settings.ts";
+import { sqsConsumer } from "../shared/lambda/sqs-consumer.ts";
 import { lifecycleJobStore } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { dispatchConfig, loadConfig } from "../shared/schemas/config.ts";
-import { dispatchMessageSchema } from "../shared/schemas/messages.ts";
+import { queues } from "../shared/schemas/messages.ts";
 import { dispatchJob } from "../shared/usecases/dispatch-job.ts";
 
 const config = loadConfig(dispatchConfig);
@@ -35,9 +32,9 @@ const deps = {
     apiKey: await resolveSecret(config, "MODELSLAB_API_KEY", "MODELSLAB_API_KEY_SECRET_ARN"),
     submitTimeoutMs: config.MODELSLAB_SUBMIT_TIMEOUT_SECONDS * 1000,
   }),
-  jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL),
-  resultsQueue: new SqsQueue(sqs, config.RESULTS_QUEUE_URL),
-  fallbackQueue: new SqsQueue(sqs, config.FALLBACK_QUEUE_URL),
+  jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL, queues.jobs),
+  resultsQueue: new SqsQueue(sqs, config.RESULTS_QUEUE_URL, queues.results),
+  fallbackQueue: new SqsQueue(sqs, config.FALLBACK_QUEUE_URL, queues.fallback),
   breaker: new DynamoCircuitBreaker(doc, config.TABLE_NAME, breakerSettings(config)),
   clock: systemClock,
   settings: dispatchSettings(config, await resolveSecret(config, "CALLBACK_SECRET", "CALLBACK_SECRET_ARN")),
@@ -46,16 +43,11 @@ const deps = {
   log: (message: string, data: Record<string, unknown>) => logger.warn(message, data),
 };
 
-const processor = new BatchProcessor(EventType.SQS);
-
-const dispatchRecord = async (record: SQSRecord) => {
-  const message = dispatchMessageSchema.parse(JSON.parse(record.body));
-  const outcome = await dispatchJob(deps, message);
-  logger.debug("dispatched", { jobId: message.jobId, outcome });
-};
-
-export const handler = middy<SQSEvent>()
-  .use(injectLambdaContext(logger))
-  .handler((event, context) =>
-    processPartialResponse(event, dispatchRecord, processor, { context, processInParallel: true }),
-  );
+export const handler = sqsConsumer({
+  queue: queues.jobs,
+  logger,
+  handle: async (message) => {
+    const outcome = await dispatchJob(deps, message);
+    logger.debug("dispatched", { jobId: message.jobId, outcome });
+  },
+});

@@ -1,18 +1,15 @@
 /** Results queue consumer: the one place where provider results become stored outputs and terminal states. */
-import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch";
-import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
-import middy from "@middy/core";
-import type { SQSEvent, SQSRecord } from "aws-lambda";
 import { DynamoCapacityGate } from "../shared/adapters/dynamo/capacity-gate.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { createS3Client, S3ObjectStore } from "../shared/adapters/s3/object-store.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { logger } from "../shared/lambda/logger.ts";
 import { dispatchSettings } from "../shared/lambda/settings.ts";
+import { sqsConsumer } from "../shared/lambda/sqs-consumer.ts";
 import { downloadPolicy, lifecycleJobStore, s3OutputCopier } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { finalizeConfig, loadConfig } from "../shared/schemas/config.ts";
-import { resultMessageSchema } from "../shared/schemas/messages.ts";
+import { queues } from "../shared/schemas/messages.ts";
 import { type FinalizeDeps, finalizeResult } from "../shared/usecases/finalize-result.ts";
 
 const config = loadConfig(finalizeConfig);
@@ -21,10 +18,10 @@ const sqs = createSqsClient();
 const inputs = new S3ObjectStore(createS3Client(), config.INPUTS_BUCKET);
 const deps: FinalizeDeps = {
   jobs: lifecycleJobStore(doc, sqs, config),
-  fallbackQueue: new SqsQueue(sqs, config.FALLBACK_QUEUE_URL),
+  fallbackQueue: new SqsQueue(sqs, config.FALLBACK_QUEUE_URL, queues.fallback),
   presignInput: (_bucket: string, key: string) => inputs.presignGet(key, 6 * 3_600),
   gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
-  jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL),
+  jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL, queues.jobs),
   clock: systemClock,
   copyOutput: s3OutputCopier(
     new S3ObjectStore(createS3Client(), config.OUTPUTS_BUCKET),
@@ -35,16 +32,11 @@ const deps: FinalizeDeps = {
   settings: { ...dispatchSettings(config, "unused"), storingTimeoutSeconds: config.STORING_TIMEOUT_SECONDS },
 };
 
-const processor = new BatchProcessor(EventType.SQS);
-
-const finalizeRecord = async (record: SQSRecord) => {
-  const message = resultMessageSchema.parse(JSON.parse(record.body));
-  const outcome = await finalizeResult(deps, message);
-  logger.info("result finalized", { jobId: message.jobId, source: message.source, outcome });
-};
-
-export const handler = middy<SQSEvent>()
-  .use(injectLambdaContext(logger))
-  .handler((event, context) =>
-    processPartialResponse(event, finalizeRecord, processor, { context, processInParallel: true }),
-  );
+export const handler = sqsConsumer({
+  queue: queues.results,
+  logger,
+  handle: async (message) => {
+    const outcome = await finalizeResult(deps, message);
+    logger.info("result finalized", { jobId: message.jobId, source: message.source, outcome });
+  },
+});

@@ -15,6 +15,7 @@ import { resolveSecret } from "../shared/lambda/secrets.ts";
 import { lifecycleJobStore } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { loadConfig, reconcileConfig } from "../shared/schemas/config.ts";
+import { queues } from "../shared/schemas/messages.ts";
 import { reconcile } from "../shared/usecases/reconcile.ts";
 
 const config = loadConfig(reconcileConfig);
@@ -24,10 +25,10 @@ const sqs = createSqsClient();
 const inputs = new S3UrlPresigner(config.INPUTS_BUCKET);
 const deps = {
   jobs: lifecycleJobStore(doc, sqs, config),
-  notifications: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL),
-  jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL),
-  resultsQueue: new SqsQueue(sqs, config.RESULTS_QUEUE_URL),
-  fallbackQueue: new SqsQueue(sqs, config.FALLBACK_QUEUE_URL),
+  notifications: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL, queues.notifications),
+  jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL, queues.jobs),
+  resultsQueue: new SqsQueue(sqs, config.RESULTS_QUEUE_URL, queues.results),
+  fallbackQueue: new SqsQueue(sqs, config.FALLBACK_QUEUE_URL, queues.fallback),
   presignInput: (_bucket: string, key: string) => inputs.presignGet(key, 6 * 3_600),
   gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
   provider: new ModelsLabProvider({

@@ -100,4 +100,23 @@ export class StaleWriteError extends AppError {
   }
 }
 
+/**
+ * A queue message that does not match its queue's schema (`shared/schemas/queue.ts`). Never worth
+ * retrying as is: on send it is a bug in the sender, and the message is not sent; on receive the
+ * consumer reports the record failed, so the queue's redrive policy moves it to the dead-letter queue.
+ */
+export class InvalidMessageError extends AppError {
+  constructor(
+    readonly queue: string,
+    readonly direction: "send" | "receive",
+    readonly problems: string[],
+  ) {
+    super(
+      "internal",
+      "INVALID_QUEUE_MESSAGE",
+      `${direction === "send" ? "Refused to send" : "Received"} a ${queue} message that does not match its schema: ${problems.join("; ")}`,
+    );
+  }
+}
+
 export const isAppError = (error: unknown): error is AppError => error instanceof AppError;

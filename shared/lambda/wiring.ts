@@ -10,6 +10,7 @@ import { createEventBridgeClient, EventBridgePublisher } from "../adapters/event
 import type { DownloadPolicy } from "../adapters/http/safe-fetch.ts";
 import { SqsQueue } from "../adapters/sqs/queue.ts";
 import { type Clock, type JobStore, type ObjectStore, systemClock } from "../ports/index.ts";
+import { queues } from "../schemas/messages.ts";
 import { CopyFailed, copyOutput } from "../usecases/copy-output.ts";
 import { type OutputCopier, OutputRefused } from "../usecases/finalize-result.ts";
 import { LifecycleJobStore } from "../usecases/lifecycle.ts";
@@ -29,7 +30,7 @@ export function lifecycleJobStore(
   clock: Clock = systemClock,
 ): JobStore {
   return new LifecycleJobStore(new DynamoJobStore(doc, config.TABLE_NAME, { clock }), {
-    notifications: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL),
+    notifications: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL, queues.notifications),
     events: new EventBridgePublisher(createEventBridgeClient(), config.EVENT_BUS_NAME),
     clock,
     notifyGraceSeconds: config.NOTIFY_GRACE_SECONDS,

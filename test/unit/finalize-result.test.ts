@@ -2,8 +2,12 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { normalizeCallback } from "../../shared/adapters/modelslab/normalize.ts";
 import { callbackToken } from "../../shared/domain/callback-token.ts";
 import type { Job } from "../../shared/domain/job.ts";
-import type { FinishedResult, ResultMessage } from "../../shared/schemas/messages.ts";
-import { resultMessageSchema } from "../../shared/schemas/messages.ts";
+import {
+  type DispatchMessage,
+  type FinishedResult,
+  queues,
+  type ResultMessage,
+} from "../../shared/schemas/messages.ts";
 import type { DispatchSettings } from "../../shared/usecases/dispatch-job.ts";
 import { dispatchJob } from "../../shared/usecases/dispatch-job.ts";
 import { type FinalizeDeps, finalizeResult } from "../../shared/usecases/finalize-result.ts";
@@ -60,7 +64,7 @@ describe("finalizeResult", () => {
   let clock: FakeClock;
   let jobs: InMemoryJobStore;
   let gate: InMemoryCapacityGate;
-  let jobsQueue: FakeQueue;
+  let jobsQueue: FakeQueue<DispatchMessage>;
   let deps: FinalizeDeps;
 
   const stored = (id: string): Job => {
@@ -111,7 +115,7 @@ describe("finalizeResult", () => {
     clock = new FakeClock();
     jobs = new InMemoryJobStore(clock);
     gate = new InMemoryCapacityGate(5);
-    jobsQueue = new FakeQueue();
+    jobsQueue = new FakeQueue(queues.jobs);
     deps = { jobs, gate, jobsQueue, clock, settings };
   });
 
@@ -288,17 +292,17 @@ describe("finalizeResult", () => {
 
   describe("the whole flow through the fakes", () => {
     let provider: FakeProvider;
-    let resultsQueue: FakeQueue;
+    let resultsQueue: FakeQueue<ResultMessage>;
     const finalizeAll = async () => {
       const outcomes: string[] = [];
       for (const sent of resultsQueue.sent.splice(0)) {
-        outcomes.push(await finalizeResult(deps, resultMessageSchema.parse(sent.message)));
+        outcomes.push(await finalizeResult(deps, sent.message));
       }
       return outcomes;
     };
     beforeEach(() => {
       provider = new FakeProvider();
-      resultsQueue = new FakeQueue();
+      resultsQueue = new FakeQueue(queues.results);
     });
 
     it.each(["accepted", "indeterminate"] as const)(

@@ -1,6 +1,7 @@
 import { SendMessageCommand, SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
 import { UnavailableError } from "../../domain/errors.ts";
 import type { Queue, SendOptions } from "../../ports/index.ts";
+import { encodeMessage, type QueueDefinition } from "../../schemas/queue.ts";
 import { AWS_CLIENT_DEFAULTS, boundedHttpHandler } from "../aws-client.ts";
 
 /** SQS's own bound on per-message delay. */
@@ -27,14 +28,17 @@ export function clampDelaySeconds(seconds: number): number {
   return Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.ceil(seconds)));
 }
 
-export class SqsQueue implements Queue {
+/** The queue `definition` declares, at `queueUrl`: each message is checked against its schema before it is sent. */
+export class SqsQueue<M> implements Queue<M> {
   constructor(
     private readonly sqs: SQSClient,
     private readonly queueUrl: string,
+    private readonly definition: QueueDefinition<M>,
   ) {}
 
-  async send(message: Record<string, unknown>, options: SendOptions = {}): Promise<void> {
-    const body = JSON.stringify(message);
+  async send(message: M, options: SendOptions = {}): Promise<void> {
+    // Outside the try: an invalid message is the sender's bug, not an unavailable queue.
+    const body = encodeMessage(this.definition, message);
     try {
       await this.sqs.send(
         new SendMessageCommand({
@@ -48,10 +52,8 @@ export class SqsQueue implements Queue {
     } catch (error) {
       throw new UnavailableError(
         "QUEUE_UNAVAILABLE",
-        `Could not send to queue ${queueName(this.queueUrl)}.`,
-        {
-          cause: error,
-        },
+        `Could not send to the ${this.definition.name} queue (${queueName(this.queueUrl)}).`,
+        { cause: error },
       );
     }
   }
