@@ -1,16 +1,21 @@
 import { DynamoDBClient, type DynamoDBClientConfig } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
-import { AWS_CLIENT_DEFAULTS, boundedHttpHandler } from "../aws-client.ts";
+import { AWS_CLIENT_DEFAULTS, boundedHttpHandler, type Environment, serviceLocation } from "../aws-client.ts";
 
 /**
- * The document client every DynamoDB adapter is given. Create it once per module (cold start) and
- * inject it. Region, credentials and endpoint come from the SDK's default chain (`AWS_REGION`,
- * `AWS_ENDPOINT_URL_DYNAMODB`, ...) unless `options` overrides them (tests point it at dynalite).
+ * The document client every DynamoDB adapter is given. Create it once per function (cold start) and
+ * inject it. Region and endpoint come from `env` (`AWS_REGION`, `AWS_ENDPOINT_URL_DYNAMODB`, ...:
+ * `serviceLocation`), credentials from the SDK's default chain, unless `options` overrides them
+ * (tests point it at dynalite).
  */
-export function createDocumentClient(options: DynamoDBClientConfig = {}): DynamoDBDocumentClient {
+export function createDocumentClient(
+  options: DynamoDBClientConfig = {},
+  env: Environment = process.env,
+): DynamoDBDocumentClient {
   const client = new DynamoDBClient({
     maxAttempts: AWS_CLIENT_DEFAULTS.maxAttempts,
     requestHandler: boundedHttpHandler(),
+    ...serviceLocation(env, "DYNAMODB"),
     ...options,
   });
   return DynamoDBDocumentClient.from(client, {

@@ -16,6 +16,7 @@ import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import type { ObjectStore, PutObjectOptions, StoredObject } from "../../ports/index.ts";
+import { type Environment, serviceLocation } from "../aws-client.ts";
 
 /** Bounded network behaviour for S3: parts are larger than DynamoDB items, so the socket timeout is longer. */
 export const S3_CLIENT_DEFAULTS = {
@@ -25,12 +26,12 @@ export const S3_CLIENT_DEFAULTS = {
 } as const;
 
 /**
- * The S3 client every S3 adapter is given; create it once per module (cold start). Region,
- * credentials and endpoint come from the SDK's default chain unless `options` overrides them. With an
- * endpoint override (`options.endpoint` or `AWS_ENDPOINT_URL_S3`, e.g. fauxqs locally) requests use
- * path-style addressing, which emulators need.
+ * The S3 client every S3 adapter is given; create it once per function (cold start). Region and
+ * endpoint come from `env` (`serviceLocation`), credentials from the SDK's default chain, unless
+ * `options` overrides them. With an endpoint override (`options.endpoint` or `AWS_ENDPOINT_URL_S3`,
+ * e.g. fauxqs locally) requests use path-style addressing, which emulators need.
  */
-export function createS3Client(options: S3ClientConfig = {}, env: NodeJS.ProcessEnv = process.env): S3Client {
+export function createS3Client(options: S3ClientConfig = {}, env: Environment = process.env): S3Client {
   const overridden = options.endpoint !== undefined || Boolean(env.AWS_ENDPOINT_URL_S3);
   return new S3Client({
     maxAttempts: S3_CLIENT_DEFAULTS.maxAttempts,
@@ -38,6 +39,7 @@ export function createS3Client(options: S3ClientConfig = {}, env: NodeJS.Process
       connectionTimeout: S3_CLIENT_DEFAULTS.connectionTimeoutMs,
       requestTimeout: S3_CLIENT_DEFAULTS.requestTimeoutMs,
     }),
+    ...serviceLocation(env, "S3"),
     ...(overridden ? { forcePathStyle: true } : {}),
     ...options,
   });

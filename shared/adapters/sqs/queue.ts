@@ -2,22 +2,24 @@ import { SendMessageCommand, SQSClient, type SQSClientConfig } from "@aws-sdk/cl
 import { UnavailableError } from "../../domain/errors.ts";
 import type { Queue, SendOptions } from "../../ports/index.ts";
 import { encodeMessage, type QueueDefinition } from "../../schemas/queue.ts";
-import { AWS_CLIENT_DEFAULTS, boundedHttpHandler } from "../aws-client.ts";
+import { AWS_CLIENT_DEFAULTS, boundedHttpHandler, type Environment, serviceLocation } from "../aws-client.ts";
 
 /** SQS's own bound on per-message delay. */
 export const MAX_DELAY_SECONDS = 900;
 
 /**
- * Create once per module and inject. Region, credentials and endpoint come from the SDK's default
- * chain (`AWS_REGION`, `AWS_ENDPOINT_URL_SQS`, ...) unless `options` overrides them.
+ * Create once per function and inject. Region and endpoint come from `env` (`AWS_REGION`,
+ * `AWS_ENDPOINT_URL_SQS`, ...: `serviceLocation`), credentials from the SDK's default chain, unless
+ * `options` overrides them.
  */
-export function createSqsClient(options: SQSClientConfig = {}): SQSClient {
+export function createSqsClient(options: SQSClientConfig = {}, env: Environment = process.env): SQSClient {
   return new SQSClient({
     maxAttempts: AWS_CLIENT_DEFAULTS.maxAttempts,
     requestHandler: boundedHttpHandler(),
     // Address requests to the configured (or regional) endpoint, not to the host inside the queue
     // URL: the same in AWS, and what makes emulators with their own URL scheme work.
     useQueueUrlAsEndpoint: false,
+    ...serviceLocation(env, "SQS"),
     ...options,
   });
 }
