@@ -3,7 +3,7 @@ import { CreateQueueCommand, ReceiveMessageCommand, type SQSClient } from "@aws-
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { clampDelaySeconds, createSqsClient, SqsQueue } from "../../shared/adapters/sqs/queue.ts";
 import { UnavailableError } from "../../shared/domain/errors.ts";
-import { type Emulators, startEmulators } from "../support/emulators.ts";
+import { type Emulators, ownName, startEmulators } from "../support/emulators.ts";
 
 let emulators: Emulators;
 let sqs: SQSClient;
@@ -25,7 +25,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  const out = await sqs.send(new CreateQueueCommand({ QueueName: `jobs-${++queueCount}` }));
+  const out = await sqs.send(new CreateQueueCommand({ QueueName: ownName(`jobs-${++queueCount}`) }));
   queueUrl = out.QueueUrl ?? "";
 });
 
