@@ -8,20 +8,20 @@ import {
 } from "../domain/job.ts";
 import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
 import type { ProviderOutput } from "../ports/provider.ts";
-import type { ResultMessage } from "../schemas/messages.ts";
+import type { DispatchMessage, ResultMessage, WorkerJobMessage } from "../schemas/messages.ts";
 import { type DispatchSettings, endAttemptAfterRejection } from "./dispatch-job.ts";
 import { closeCurrentAttempt, currentAttempt, providerState } from "./provider-attempts.ts";
 
 export interface FinalizeDeps {
   jobs: JobStore;
   /** The self-hosted workers' queue: `auto` jobs whose provider attempts keep failing go there. */
-  fallbackQueue?: Queue;
+  fallbackQueue?: Queue<WorkerJobMessage>;
   presignInput?: (bucket: string, key: string) => Promise<string>;
   copyOutput?: OutputCopier;
   /** Empties a job's outputs folder: called whenever a job that did not succeed may have objects there. */
   discardOutputs?: OutputDiscarder;
   gate: CapacityGate;
-  jobsQueue: Queue;
+  jobsQueue: Queue<DispatchMessage>;
   clock: Clock;
   settings: DispatchSettings & { storingTimeoutSeconds: number };
 }
