@@ -5,6 +5,7 @@ import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { DynamoNotificationStore } from "../shared/adapters/dynamo/notification-store.ts";
 import { DynamoTenantStore } from "../shared/adapters/dynamo/tenant-store.ts";
+import { systemHostResolver } from "../shared/adapters/http/dns.ts";
 import { createS3Client, S3ObjectStore } from "../shared/adapters/s3/object-store.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { createApi } from "../shared/http/api.ts";
@@ -38,6 +39,7 @@ const api = createApi({
     inputs: new S3ObjectStore(s3, config.INPUTS_BUCKET),
     inputsBucket: config.INPUTS_BUCKET,
     policy: { mode: config.NETWORK_POLICY },
+    resolve: systemHostResolver,
   },
   notifications: new DynamoNotificationStore(doc, config.TABLE_NAME),
   notifyQueue: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL),

@@ -229,7 +229,12 @@ describe("the API", () => {
         idempotencyTtlSeconds: 86_400,
       },
       present: async (job) => presentJob(job),
-      inputs: { inputs: new InMemoryObjectStore(), inputsBucket: "inputs", policy: { mode: "aws" } },
+      inputs: {
+        inputs: new InMemoryObjectStore(),
+        inputsBucket: "inputs",
+        policy: { mode: "aws" },
+        resolve: async () => ["93.184.216.34"],
+      },
       notifications: new DynamoNotificationStore(doc, TABLE),
       notifyQueue: new FakeQueue(),
       tenants: new InMemoryWebhookSettings(clock),
