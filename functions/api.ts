@@ -12,6 +12,7 @@ import { createApi } from "../shared/http/api.ts";
 import type { HttpResponse } from "../shared/http/responses.ts";
 import { httpErrors } from "../shared/lambda/http-errors.ts";
 import { logger } from "../shared/lambda/logger.ts";
+import { apiSettings } from "../shared/lambda/settings.ts";
 import { lifecycleJobStore } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { apiConfig, loadConfig } from "../shared/schemas/config.ts";
@@ -25,13 +26,7 @@ const api = createApi({
   jobs: lifecycleJobStore(doc, sqs, config),
   jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL),
   clock: systemClock,
-  settings: {
-    maxBodyBytes: config.MAX_BODY_BYTES,
-    defaultDeadlineSeconds: config.DEFAULT_DEADLINE_SECONDS,
-    queuedResendAfterSeconds: config.QUEUED_RESEND_AFTER_SECONDS,
-    idempotencyTtlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
-    uploadUrlExpirySeconds: 900,
-  },
+  settings: apiSettings(config),
   onDeferredSend: (jobId, error) =>
     logger.warn("queue send failed; the reconciler will re-send", { jobId, error: error as Error }),
   present: presignedPresenter(new S3ObjectStore(s3, config.OUTPUTS_BUCKET), config.OUTPUT_URL_EXPIRY_SECONDS),

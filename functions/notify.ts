@@ -11,6 +11,7 @@ import { SafeWebhookSender } from "../shared/adapters/http/webhook-sender.ts";
 import { S3UrlPresigner } from "../shared/adapters/s3/presigner.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { logger } from "../shared/lambda/logger.ts";
+import { notifySettings } from "../shared/lambda/settings.ts";
 import { downloadPolicy, lifecycleJobStore } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { loadConfig, notifyConfig } from "../shared/schemas/config.ts";
@@ -37,11 +38,7 @@ const deps: NotifyDeps = {
   }),
   clock: systemClock,
   present: presignedPresenter(outputs, config.OUTPUT_URL_EXPIRY_SECONDS),
-  settings: {
-    retryScheduleSeconds: config.NOTIFY_RETRY_SCHEDULE_SECONDS,
-    jitter: config.NOTIFY_JITTER,
-    outboxGraceSeconds: config.NOTIFY_GRACE_SECONDS,
-  },
+  settings: notifySettings(config),
 };
 
 const processor = new BatchProcessor(EventType.SQS);

@@ -30,6 +30,7 @@ import {
   InMemoryObjectStore,
   InMemoryWebhookSettings,
 } from "../support/fakes.ts";
+import { testApiSettings } from "../support/settings.ts";
 
 /** What the endpoint answers: the HTTP status, and the `__type` DynamoDB names the error with. */
 interface Failure {
@@ -221,13 +222,7 @@ describe("the API", () => {
       jobs,
       jobsQueue: new FakeQueue(),
       clock,
-      settings: {
-        maxBodyBytes: 65_536,
-        uploadUrlExpirySeconds: 900,
-        defaultDeadlineSeconds: 3600,
-        queuedResendAfterSeconds: 60,
-        idempotencyTtlSeconds: 86_400,
-      },
+      settings: testApiSettings(),
       present: async (job) => presentJob(job),
       inputs: {
         inputs: new InMemoryObjectStore(),

@@ -14,20 +14,9 @@ import {
   InMemoryCircuitBreaker,
   InMemoryJobStore,
 } from "../support/fakes.ts";
+import { testDispatchSettings, testReconcileSettings } from "../support/settings.ts";
 
-const settings: DispatchSettings = {
-  callbackBaseUrl: "https://api.example.com/",
-  callbackSecret: "callback-secret",
-  checkMarginSeconds: 60,
-  deferBaseSeconds: 2,
-  deferMaxSeconds: 60,
-  retryBaseSeconds: 5,
-  retryMaxSeconds: 120,
-  maxRetryableFailures: 2,
-  submitTimeoutSeconds: 90,
-  queuedResendAfterSeconds: 300,
-  expectedRunSeconds: 120,
-};
+const settings: DispatchSettings = testDispatchSettings({ maxRetryableFailures: 2 });
 
 const accepted: ProviderResult = {
   kind: "accepted",
@@ -277,13 +266,7 @@ describe("routing to the self-hosted fallback", () => {
       jobsQueue,
       clock,
       fallbackQueue,
-      settings: {
-        queuedResendAfterSeconds: 300,
-        batchSize: 10,
-        pollBaseSeconds: 10,
-        pollMaxSeconds: 60,
-        slotGraceSeconds: 60,
-      },
+      settings: testReconcileSettings(),
     });
     expect(report.requeued).toBe(1);
     expect(fallbackQueue.sent.map((s) => s.message.jobId)).toEqual([job.id]);
