@@ -33,6 +33,7 @@ export const ERROR_CODES = [
   "QUEUE_UNAVAILABLE",
   "EVENTS_UNAVAILABLE",
   "IDEMPOTENCY_RECORD_ORPHANED",
+  "INVALID_QUEUE_MESSAGE",
   "INTERNAL",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -165,6 +166,25 @@ export class UnavailableError extends AppError {
 export class StaleWriteError extends AppError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("conflict", "STALE_WRITE", message, [], options);
+  }
+}
+
+/**
+ * A queue message that does not match its queue's schema (`shared/schemas/queue.ts`). Never worth
+ * retrying as is: on send it is a bug in the sender, and the message is not sent; on receive the
+ * consumer reports the record failed, so the queue's redrive policy moves it to the dead-letter queue.
+ */
+export class InvalidMessageError extends AppError {
+  constructor(
+    readonly queue: string,
+    readonly direction: "send" | "receive",
+    readonly problems: string[],
+  ) {
+    super(
+      "internal",
+      "INVALID_QUEUE_MESSAGE",
+      `${direction === "send" ? "Refused to send" : "Received"} a ${queue} message that does not match its schema: ${problems.join("; ")}`,
+    );
   }
 }
 

@@ -12,6 +12,7 @@ import type {
   WebhookSettingsStore,
 } from "../ports/index.ts";
 import { httpUrl } from "../schemas/http-url.ts";
+import type { DispatchMessage, NotifyMessage } from "../schemas/messages.ts";
 import "../schemas/mini-locale.ts";
 import { newWebhookSecret } from "../usecases/authenticate.ts";
 import { cancelJob } from "../usecases/cancel-job.ts";
@@ -33,14 +34,14 @@ import { Router } from "./router.ts";
 
 export interface ApiDeps {
   jobs: JobStore;
-  jobsQueue: Queue;
+  jobsQueue: Queue<DispatchMessage>;
   clock: Clock;
   settings: SubmitJobDeps["settings"] & { maxBodyBytes: number; uploadUrlExpirySeconds: number };
   onDeferredSend?: SubmitJobDeps["onDeferredSend"];
   present: JobPresenter;
   inputs: StageInputsDeps;
   notifications: NotificationStore;
-  notifyQueue: Queue;
+  notifyQueue: Queue<NotifyMessage>;
   tenants: WebhookSettingsStore;
 }
 

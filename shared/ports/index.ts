@@ -81,9 +81,12 @@ export interface SendOptions {
   delaySeconds?: number;
 }
 
-/** One queue. Messages are JSON objects validated by the consumer's schema. */
-export interface Queue {
-  send(message: Record<string, unknown>, options?: SendOptions): Promise<void>;
+/**
+ * One queue of messages of type M, built from the queue's declaration (`shared/schemas/messages.ts`):
+ * a message that fails the queue's schema is refused with InvalidMessageError and never sent.
+ */
+export interface Queue<M> {
+  send(message: M, options?: SendOptions): Promise<void>;
 }
 
 /**

@@ -8,7 +8,12 @@ import {
 } from "../domain/job.ts";
 import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
 import type { ProviderOutput } from "../ports/provider.ts";
-import type { FinishedResult, ResultMessage } from "../schemas/messages.ts";
+import type {
+  DispatchMessage,
+  FinishedResult,
+  ResultMessage,
+  WorkerJobMessage,
+} from "../schemas/messages.ts";
 import { type DispatchSettings, endAttemptAfterRejection } from "./dispatch-job.ts";
 import {
   closeCurrentAttempt,
@@ -20,13 +25,13 @@ import {
 export interface FinalizeDeps {
   jobs: JobStore;
   /** The self-hosted workers' queue: `auto` jobs whose provider attempts keep failing go there. */
-  fallbackQueue?: Queue;
+  fallbackQueue?: Queue<WorkerJobMessage>;
   presignInput?: (bucket: string, key: string) => Promise<string>;
   copyOutput?: OutputCopier;
   /** Empties a job's outputs folder: called whenever a job that did not succeed may have objects there. */
   discardOutputs?: OutputDiscarder;
   gate: CapacityGate;
-  jobsQueue: Queue;
+  jobsQueue: Queue<DispatchMessage>;
   clock: Clock;
   settings: DispatchSettings & { storingTimeoutSeconds: number };
 }

@@ -3,7 +3,7 @@ import type { Job } from "../domain/job.ts";
 import { isTerminal } from "../domain/job.ts";
 import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
 import type { Provider } from "../ports/provider.ts";
-import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
+import type { DispatchMessage, NotifyMessage, ResultMessage, WorkerJobMessage } from "../schemas/messages.ts";
 import { sendToFallback } from "./dispatch-job.ts";
 import { sendJobEvent } from "./lifecycle.ts";
 import {
@@ -34,17 +34,17 @@ export interface ReconcileSettings {
 
 export interface ReconcileDeps {
   jobs: JobStore;
-  jobsQueue: Queue;
+  jobsQueue: Queue<DispatchMessage>;
   clock: Clock;
   settings: ReconcileSettings;
   /** Present once the provider is configured (dispatch exists). */
   provider?: Provider;
-  resultsQueue?: Queue;
+  resultsQueue?: Queue<ResultMessage>;
   gate?: CapacityGate;
   /** The notifications queue (terminal jobs whose notify message was lost). */
-  notifications?: Queue;
+  notifications?: Queue<NotifyMessage>;
   /** The self-hosted workers' queue: a lost worker message is sent again. */
-  fallbackQueue?: Queue;
+  fallbackQueue?: Queue<WorkerJobMessage>;
   presignInput?: (bucket: string, key: string) => Promise<string>;
   log?: (message: string, data: Record<string, unknown>) => void;
 }

@@ -1,5 +1,5 @@
 /**
- * copyOutput end to end: a loopback HTTP server as the provider's CDN, fauxqs as S3. aws-mode rules
+ * copyOutput end to end: a loopback HTTP server as the provider's CDN, fauxqs (or moto) as S3. aws-mode rules
  * run through the `transport` seam (test names resolve to a public address; the checked socket is
  * routed to the loopback server), so no traffic ever leaves loopback.
  */
@@ -9,7 +9,6 @@ import { createServer, type Server } from "node:http";
 import net, { type AddressInfo } from "node:net";
 import tls from "node:tls";
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
-import { startFauxqs } from "fauxqs";
 import sharp from "sharp";
 import type { buildConnector } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
@@ -17,11 +16,15 @@ import type { SafeConnectOptions } from "../../shared/adapters/http/guarded-conn
 import { type DownloadPolicy, SafeDownloader } from "../../shared/adapters/http/safe-fetch.ts";
 import { createS3Client, S3ObjectStore } from "../../shared/adapters/s3/object-store.ts";
 import { CopyFailed, type CopyOutputDeps, copyOutput } from "../../shared/usecases/copy-output.ts";
-import { LOCAL_CREDENTIALS, LOCAL_REGION } from "../support/emulators.ts";
+import {
+  LOCAL_CREDENTIALS,
+  LOCAL_REGION,
+  ownName,
+  type S3Emulator,
+  startS3Emulator,
+} from "../support/emulators.ts";
 
-type Fauxqs = Awaited<ReturnType<typeof startFauxqs>>;
-
-let fauxqs: Fauxqs;
+let emulator: S3Emulator;
 let s3: S3Client;
 let server: Server;
 let base: string;
@@ -30,8 +33,12 @@ const images: Record<string, Buffer> = {};
 const counters = new Map<string, number>();
 
 beforeAll(async () => {
-  fauxqs = await startFauxqs({ port: 0, logger: false });
-  s3 = createS3Client({ endpoint: fauxqs.address, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+  emulator = await startS3Emulator();
+  s3 = createS3Client({
+    endpoint: emulator.s3Endpoint,
+    region: LOCAL_REGION,
+    credentials: LOCAL_CREDENTIALS,
+  });
   const picture = () =>
     sharp({ create: { width: 64, height: 48, channels: 3, background: "#3a7" } }).composite([
       {
@@ -112,15 +119,15 @@ afterAll(async () => {
   server?.closeAllConnections();
   await new Promise((resolve) => server?.close(resolve));
   s3?.destroy();
-  await fauxqs?.stop();
+  await emulator?.stop();
 });
 
 afterEach(() => vi.restoreAllMocks());
 
 let bucketCount = 0;
 async function freshStore(): Promise<{ store: S3ObjectStore; bucket: string }> {
-  const bucket = `outputs-${++bucketCount}`;
-  fauxqs.createBucket(bucket);
+  const bucket = ownName(`outputs-${++bucketCount}`);
+  await emulator.createBucket(bucket);
   return { store: new S3ObjectStore(s3, bucket), bucket };
 }
 
@@ -262,19 +269,27 @@ describe("copyOutput retries", () => {
 
   it("fails with CopyFailed after retryForMs when the output never appears, storing nothing", async () => {
     const { store, bucket } = await freshStore();
-    const started = Date.now();
+    // Time passes only while it waits between attempts: the schedule, not this machine's speed.
+    let now = 0;
+    const waits: number[] = [];
     const error = await copyFailure(
-      copyOutput(over(store, localPolicy({ retryForMs: 700 })), {
-        source: { kind: "url", url: `${base}/img/missing` },
-        keyPrefix: "t/j/0",
-      }),
+      copyOutput(
+        {
+          ...over(store, localPolicy({ retryForMs: 700 })),
+          clock: { now: () => new Date(now) },
+          sleep: async (ms) => {
+            waits.push(ms);
+            now += ms;
+          },
+        },
+        { source: { kind: "url", url: `${base}/img/missing` }, keyPrefix: "t/j/0" },
+      ),
     );
-    const elapsed = Date.now() - started;
     expect(error.code).toBe("HTTP_STATUS");
-    expect(error.message).toMatch(/HTTP 404 from 127\.0\.0\.1.*gave up after \d+ attempts/);
-    expect(error.attempts).toBeGreaterThan(1);
-    expect(elapsed).toBeGreaterThanOrEqual(300);
-    expect(elapsed).toBeLessThan(2_000);
+    // Backoff 200 ms then 400 ms; a third wait (800 ms) would end past retryForMs, so it gives up.
+    expect(waits).toEqual([200, 400]);
+    expect(error.attempts).toBe(3);
+    expect(error.message).toMatch(/HTTP 404 from 127\.0\.0\.1.*gave up after 3 attempts over 0\.6 s/);
     expect(await listKeys(bucket)).toEqual([]);
   });
 });
@@ -472,18 +487,16 @@ describe("copyOutput in aws mode", () => {
     ],
     ["https://cdn.test/img/large", "TOO_LARGE"],
   ])(
-    "refuses %s with %s at once, before connecting anywhere but the checked address, storing nothing",
+    "refuses %s with %s on the first attempt, before connecting anywhere but the checked address, storing nothing",
     async (url, code) => {
       const { store, bucket } = await freshStore();
       const netConnect = vi.spyOn(net, "connect");
       const tlsConnect = vi.spyOn(tls, "connect");
-      const started = Date.now();
       const error = await copyFailure(
         copyOutput(deps(store), { source: { kind: "url", url }, keyPrefix: "t/j/0" }),
       );
       expect(error.code).toBe(code);
       expect(error.attempts).toBe(1);
-      expect(Date.now() - started).toBeLessThan(1_000);
       // Only the transport's own loopback socket to the test server, and only for the allowed public address.
       expect(routed.every((address) => address === PUBLIC)).toBe(true);
       expect(tlsConnect).not.toHaveBeenCalled();

@@ -2,7 +2,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { verifyCallbackToken } from "../../shared/domain/callback-token.ts";
 import type { Job } from "../../shared/domain/job.ts";
 import type { ProviderResult } from "../../shared/ports/provider.ts";
-import type { DispatchMessage } from "../../shared/schemas/messages.ts";
+import { type DispatchMessage, queues, type ResultMessage } from "../../shared/schemas/messages.ts";
 import { type DispatchDeps, type DispatchSettings, dispatchJob } from "../../shared/usecases/dispatch-job.ts";
 import {
   buildJob,
@@ -44,8 +44,8 @@ describe("dispatchJob", () => {
   let jobs: InMemoryJobStore;
   let gate: InMemoryCapacityGate;
   let provider: FakeProvider;
-  let jobsQueue: FakeQueue;
-  let resultsQueue: FakeQueue;
+  let jobsQueue: FakeQueue<DispatchMessage>;
+  let resultsQueue: FakeQueue<ResultMessage>;
   let deps: DispatchDeps;
 
   const store = async (overrides: Partial<Job> = {}): Promise<Job> => {
@@ -68,8 +68,8 @@ describe("dispatchJob", () => {
     jobs = new InMemoryJobStore(clock);
     gate = new InMemoryCapacityGate(5);
     provider = new FakeProvider();
-    jobsQueue = new FakeQueue();
-    resultsQueue = new FakeQueue();
+    jobsQueue = new FakeQueue(queues.jobs);
+    resultsQueue = new FakeQueue(queues.results);
     deps = { jobs, gate, provider, jobsQueue, resultsQueue, clock, settings };
   });
 

@@ -4,8 +4,13 @@ import { callbackToken } from "../../shared/domain/callback-token.ts";
 import { newJobId } from "../../shared/domain/ids.ts";
 import type { Job } from "../../shared/domain/job.ts";
 import { s3OutputCopier, s3OutputDiscarder } from "../../shared/lambda/wiring.ts";
-import type { FinishedResult, ResultMessage } from "../../shared/schemas/messages.ts";
-import { resultMessageSchema } from "../../shared/schemas/messages.ts";
+import {
+  type DispatchMessage,
+  type FinishedResult,
+  queues,
+  type ResultMessage,
+  resultMessageSchema,
+} from "../../shared/schemas/messages.ts";
 import { cancelJob } from "../../shared/usecases/cancel-job.ts";
 import { dispatchJob } from "../../shared/usecases/dispatch-job.ts";
 import {
@@ -56,7 +61,7 @@ describe("finalizeResult", () => {
   let clock: FakeClock;
   let jobs: InMemoryJobStore;
   let gate: InMemoryCapacityGate;
-  let jobsQueue: FakeQueue;
+  let jobsQueue: FakeQueue<DispatchMessage>;
   let deps: FinalizeDeps;
 
   const stored = (id: string): Job => {
@@ -107,7 +112,7 @@ describe("finalizeResult", () => {
     clock = new FakeClock();
     jobs = new InMemoryJobStore(clock);
     gate = new InMemoryCapacityGate(5);
-    jobsQueue = new FakeQueue();
+    jobsQueue = new FakeQueue(queues.jobs);
     deps = { jobs, gate, jobsQueue, clock, settings };
   });
 
@@ -424,7 +429,11 @@ describe("finalizeResult", () => {
         timeoutMs: 1_000,
         retryForMs: 0,
       });
-      deps = { ...deps, copyOutput: copy, discardOutputs: s3OutputDiscarder(store) };
+      deps = {
+        ...deps,
+        copyOutput: copy,
+        discardOutputs: s3OutputDiscarder(store, { info: () => undefined }),
+      };
     });
 
     const twoSamples = () => processingJob({ request: { ...buildJob(clock).request, samples: 2 } });
@@ -540,17 +549,17 @@ describe("finalizeResult", () => {
 
   describe("the whole flow through the fakes", () => {
     let provider: FakeProvider;
-    let resultsQueue: FakeQueue;
+    let resultsQueue: FakeQueue<ResultMessage>;
     const finalizeAll = async () => {
       const outcomes: string[] = [];
       for (const sent of resultsQueue.sent.splice(0)) {
-        outcomes.push(await finalizeResult(deps, resultMessageSchema.parse(sent.message)));
+        outcomes.push(await finalizeResult(deps, sent.message));
       }
       return outcomes;
     };
     beforeEach(() => {
       provider = new FakeProvider();
-      resultsQueue = new FakeQueue();
+      resultsQueue = new FakeQueue(queues.results);
     });
 
     it.each(["accepted", "indeterminate"] as const)(

@@ -1,7 +1,7 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import type { Job } from "../../shared/domain/job.ts";
 import type { ProviderResult } from "../../shared/ports/provider.ts";
-import { resultMessageSchema } from "../../shared/schemas/messages.ts";
+import { type DispatchMessage, queues, type ResultMessage } from "../../shared/schemas/messages.ts";
 import type { ProviderState } from "../../shared/usecases/provider-attempts.ts";
 import { type ReconcileDeps, type ReconcileSettings, reconcile } from "../../shared/usecases/reconcile.ts";
 import {
@@ -31,8 +31,8 @@ describe("reconcile", () => {
   let jobs: InMemoryJobStore;
   let gate: InMemoryCapacityGate;
   let provider: FakeProvider;
-  let jobsQueue: FakeQueue;
-  let resultsQueue: FakeQueue;
+  let jobsQueue: FakeQueue<DispatchMessage>;
+  let resultsQueue: FakeQueue<ResultMessage>;
   let deps: ReconcileDeps;
 
   const stored = (id: string): Job => {
@@ -77,8 +77,8 @@ describe("reconcile", () => {
     jobs = new InMemoryJobStore(clock);
     gate = new InMemoryCapacityGate(5);
     provider = new FakeProvider();
-    jobsQueue = new FakeQueue();
-    resultsQueue = new FakeQueue();
+    jobsQueue = new FakeQueue(queues.jobs);
+    resultsQueue = new FakeQueue(queues.results);
     deps = { jobs, jobsQueue, clock, settings, provider, resultsQueue, gate };
   });
 
@@ -114,7 +114,7 @@ describe("reconcile", () => {
     expect(provider.fetches).toEqual([{ providerId: "9001", fetchUrl: FETCH_URL }]);
     expect(provider.submissions).toHaveLength(0);
     expect(resultsQueue.sent).toHaveLength(1);
-    expect(resultMessageSchema.parse(resultsQueue.sent[0]?.message)).toEqual({
+    expect(resultsQueue.sent[0]?.message).toEqual({
       jobId: job.id,
       source: "reconcile",
       observedAt: clock.now().toISOString(),

@@ -1,6 +1,7 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import type { Job } from "../../shared/domain/job.ts";
 import type { ProviderResult } from "../../shared/ports/provider.ts";
+import { type DispatchMessage, queues, type WorkerJobMessage } from "../../shared/schemas/messages.ts";
 import { workerJobMessageSchema } from "../../shared/schemas/worker-job.ts";
 import { type DispatchDeps, type DispatchSettings, dispatchJob } from "../../shared/usecases/dispatch-job.ts";
 import { finalizeResult } from "../../shared/usecases/finalize-result.ts";
@@ -40,9 +41,9 @@ describe("routing to the self-hosted fallback", () => {
   let gate: InMemoryCapacityGate;
   let provider: FakeProvider;
   let breaker: InMemoryCircuitBreaker;
-  let jobsQueue: FakeQueue;
-  let fallbackQueue: FakeQueue;
-  let deps: DispatchDeps & { fallbackQueue: FakeQueue };
+  let jobsQueue: FakeQueue<DispatchMessage>;
+  let fallbackQueue: FakeQueue<WorkerJobMessage>;
+  let deps: DispatchDeps & { fallbackQueue: FakeQueue<WorkerJobMessage> };
 
   const store = async (overrides: Partial<Job> = {}): Promise<Job> => {
     const job = buildJob(clock, overrides);
@@ -57,15 +58,15 @@ describe("routing to the self-hosted fallback", () => {
     gate = new InMemoryCapacityGate(5);
     provider = new FakeProvider();
     breaker = new InMemoryCircuitBreaker({ failureThreshold: 3, windowSeconds: 60, coolDownSeconds: 30 });
-    jobsQueue = new FakeQueue();
-    fallbackQueue = new FakeQueue();
+    jobsQueue = new FakeQueue(queues.jobs);
+    fallbackQueue = new FakeQueue(queues.fallback);
     deps = {
       jobs,
       gate,
       provider,
       breaker,
       jobsQueue,
-      resultsQueue: new FakeQueue(),
+      resultsQueue: new FakeQueue(queues.results),
       fallbackQueue,
       clock,
       settings,
