@@ -15,7 +15,7 @@ import {
   InMemoryCircuitBreaker,
   InMemoryJobStore,
 } from "../support/fakes.ts";
-import { testDispatchSettings, testReconcileSettings } from "../support/settings.ts";
+import { testDispatchSettings, testFinalizeSettings, testReconcileSettings } from "../support/settings.ts";
 
 const settings: DispatchSettings = testDispatchSettings({ maxRetryableFailures: 2 });
 
@@ -218,7 +218,7 @@ describe("routing to the self-hosted fallback", () => {
   it("finalize: a worker result completes the self-hosted attempt; a stale provider result for it is ignored, and vice versa", async () => {
     const job = await store({ provider: "self-hosted" });
     await dispatchJob(deps, { jobId: job.id });
-    const finalizeDeps = { ...deps, settings: { ...settings, storingTimeoutSeconds: 60 } };
+    const finalizeDeps = { ...deps, settings: testFinalizeSettings(settings) };
     const done = (providerId: string | null) => ({
       kind: "done" as const,
       providerId,
