@@ -6,12 +6,14 @@ import type { Environment } from "../shared/adapters/aws-client.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { DynamoNotificationStore } from "../shared/adapters/dynamo/notification-store.ts";
 import { DynamoTenantStore } from "../shared/adapters/dynamo/tenant-store.ts";
+import { systemHostResolver } from "../shared/adapters/http/dns.ts";
 import { createS3Client, S3ObjectStore } from "../shared/adapters/s3/object-store.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { createApi } from "../shared/http/api.ts";
 import type { HttpResponse } from "../shared/http/responses.ts";
 import { httpErrors } from "../shared/lambda/http-errors.ts";
 import { createLogger } from "../shared/lambda/logger.ts";
+import { apiSettings } from "../shared/lambda/settings.ts";
 import { lifecycleJobStore } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { apiConfig, loadConfig } from "../shared/schemas/config.ts";
@@ -29,13 +31,7 @@ export function createHandler(env: Environment) {
     jobs: lifecycleJobStore({ doc, sqs, env, logger }, config),
     jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL, queues.jobs),
     clock: systemClock,
-    settings: {
-      maxBodyBytes: config.MAX_BODY_BYTES,
-      defaultDeadlineSeconds: config.DEFAULT_DEADLINE_SECONDS,
-      queuedResendAfterSeconds: config.QUEUED_RESEND_AFTER_SECONDS,
-      idempotencyTtlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
-      uploadUrlExpirySeconds: 900,
-    },
+    settings: apiSettings(config),
     onDeferredSend: (jobId, error) =>
       logger.warn("queue send failed; the reconciler will re-send", { jobId, error: error as Error }),
     present: presignedPresenter(
@@ -46,6 +42,7 @@ export function createHandler(env: Environment) {
       inputs: new S3ObjectStore(s3, config.INPUTS_BUCKET),
       inputsBucket: config.INPUTS_BUCKET,
       policy: { mode: config.NETWORK_POLICY },
+      resolve: systemHostResolver,
     },
     notifications: new DynamoNotificationStore(doc, config.TABLE_NAME),
     notifyQueue: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL, queues.notifications),

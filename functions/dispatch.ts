@@ -43,7 +43,7 @@ export async function createHandler(env: Environment) {
     clock: systemClock,
     settings: dispatchSettings(config, await resolveSecret(config, "CALLBACK_SECRET", "CALLBACK_SECRET_ARN")),
     // The provider fetches our stored inputs through presigned URLs valid for the job's first hours.
-    presignInput: (_bucket: string, key: string) => inputs.presignGet(key, 6 * 3_600),
+    presignInput: (_bucket: string, key: string) => inputs.presignGet(key, config.INPUT_URL_EXPIRY_SECONDS),
     log: (message: string, data: Record<string, unknown>) => logger.warn(message, data),
   };
 

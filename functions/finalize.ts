@@ -5,7 +5,7 @@ import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { createS3Client, S3ObjectStore } from "../shared/adapters/s3/object-store.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { createLogger } from "../shared/lambda/logger.ts";
-import { dispatchSettings } from "../shared/lambda/settings.ts";
+import { finalizeSettings } from "../shared/lambda/settings.ts";
 import { sqsConsumer } from "../shared/lambda/sqs-consumer.ts";
 import {
   downloadPolicy,
@@ -30,17 +30,13 @@ export function createHandler(env: Environment) {
   const deps: FinalizeDeps = {
     jobs: lifecycleJobStore({ doc, sqs, env, logger }, config),
     fallbackQueue: new SqsQueue(sqs, config.FALLBACK_QUEUE_URL, queues.fallback),
-    presignInput: (_bucket: string, key: string) => inputs.presignGet(key, 6 * 3_600),
+    presignInput: (_bucket: string, key: string) => inputs.presignGet(key, config.INPUT_URL_EXPIRY_SECONDS),
     gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
     jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL, queues.jobs),
     clock: systemClock,
     copyOutput: s3OutputCopier(outputs, config.OUTPUTS_BUCKET, downloadPolicy(config)),
     discardOutputs: s3OutputDiscarder(outputs, logger),
-    // Finalize never builds callback URLs; it only needs the retry settings.
-    settings: {
-      ...dispatchSettings(config, "unused"),
-      storingTimeoutSeconds: config.STORING_TIMEOUT_SECONDS,
-    },
+    settings: finalizeSettings(config),
   };
 
   return sqsConsumer({

@@ -8,6 +8,7 @@ import { SafeWebhookSender } from "../shared/adapters/http/webhook-sender.ts";
 import { S3UrlPresigner } from "../shared/adapters/s3/presigner.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { createLogger } from "../shared/lambda/logger.ts";
+import { notifySettings } from "../shared/lambda/settings.ts";
 import { sqsConsumer } from "../shared/lambda/sqs-consumer.ts";
 import { downloadPolicy, lifecycleJobStore } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
@@ -38,11 +39,7 @@ export function createHandler(env: Environment) {
     }),
     clock: systemClock,
     present: presignedPresenter(outputs, config.OUTPUT_URL_EXPIRY_SECONDS),
-    settings: {
-      retryScheduleSeconds: config.NOTIFY_RETRY_SCHEDULE_SECONDS,
-      jitter: config.NOTIFY_JITTER,
-      outboxGraceSeconds: config.NOTIFY_GRACE_SECONDS,
-    },
+    settings: notifySettings(config),
   };
 
   return sqsConsumer({

@@ -13,6 +13,7 @@ import { S3UrlPresigner } from "../shared/adapters/s3/presigner.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { createLogger } from "../shared/lambda/logger.ts";
 import { resolveSecret } from "../shared/lambda/secrets.ts";
+import { reconcileSettings } from "../shared/lambda/settings.ts";
 import { lifecycleJobStore } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { loadConfig, reconcileConfig } from "../shared/schemas/config.ts";
@@ -33,23 +34,14 @@ export async function createHandler(env: Environment) {
     jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL, queues.jobs),
     resultsQueue: new SqsQueue(sqs, config.RESULTS_QUEUE_URL, queues.results),
     fallbackQueue: new SqsQueue(sqs, config.FALLBACK_QUEUE_URL, queues.fallback),
-    presignInput: (_bucket: string, key: string) => inputs.presignGet(key, 6 * 3_600),
+    presignInput: (_bucket: string, key: string) => inputs.presignGet(key, config.INPUT_URL_EXPIRY_SECONDS),
     gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
     provider: new ModelsLabProvider({
       baseUrl: config.MODELSLAB_BASE_URL,
       apiKey: await resolveSecret(config, "MODELSLAB_API_KEY", "MODELSLAB_API_KEY_SECRET_ARN"),
     }),
     clock: systemClock,
-    settings: {
-      queuedResendAfterSeconds: config.QUEUED_RESEND_AFTER_SECONDS,
-      batchSize: config.RECONCILE_BATCH_SIZE,
-      pollBaseSeconds: config.POLL_BASE_SECONDS,
-      pollMaxSeconds: config.POLL_MAX_SECONDS,
-      slotGraceSeconds: config.SLOT_GRACE_SECONDS,
-      storingRetrySeconds: config.STORING_TIMEOUT_SECONDS,
-      unknownOutcomeSeconds: config.UNKNOWN_OUTCOME_SECONDS,
-      notifyGraceSeconds: config.NOTIFY_GRACE_SECONDS,
-    },
+    settings: reconcileSettings(config),
     log: (message: string, data: Record<string, unknown>) => logger.warn(message, data),
   };
 

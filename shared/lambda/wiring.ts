@@ -9,7 +9,7 @@ import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import type { Environment } from "../adapters/aws-client.ts";
 import { DynamoJobStore } from "../adapters/dynamo/job-store.ts";
 import { createEventBridgeClient, EventBridgePublisher } from "../adapters/eventbridge/publisher.ts";
-import type { DownloadPolicy } from "../adapters/http/safe-fetch.ts";
+import { type DownloadPolicy, SafeDownloader } from "../adapters/http/safe-fetch.ts";
 import { SqsQueue } from "../adapters/sqs/queue.ts";
 import { type Clock, type JobStore, type ObjectStore, systemClock } from "../ports/index.ts";
 import { queues } from "../schemas/messages.ts";
@@ -57,17 +57,23 @@ export function downloadPolicy(config: {
 }
 
 /**
- * Finalize's output copier: provider output → outputs bucket `{tenant}/{jobId}/{index}.{ext}`. A
- * worker's output (`s3://<bucket>/…`, already in this bucket) is read back and described; `s3://`
- * URLs of any other bucket are refused.
+ * Finalize's output copier: provider output → outputs bucket `{tenant}/{jobId}/{index}.{ext}`, URLs
+ * downloaded over HTTP under `policy` (`SafeDownloader`). A worker's output (`s3://<bucket>/…`,
+ * already in this bucket) is read back and described; `s3://` URLs of any other bucket are refused.
  */
 export function s3OutputCopier(store: ObjectStore, bucket: string, policy: DownloadPolicy): OutputCopier {
+  const deps = {
+    store,
+    ownBucket: bucket,
+    downloader: new SafeDownloader(policy),
+    limits: { maxBytes: policy.maxBytes, retryForMs: policy.retryForMs },
+  };
   return async (job, output, index) => {
     try {
-      const copied = await copyOutput(
-        { store, policy, ownBucket: bucket },
-        { source: output, keyPrefix: `${jobOutputsFolder(job)}${index}` },
-      );
+      const copied = await copyOutput(deps, {
+        source: output,
+        keyPrefix: `${jobOutputsFolder(job)}${index}`,
+      });
       return { url: `s3://${bucket}/${copied.key}`, ...copied };
     } catch (error) {
       if (error instanceof CopyFailed) throw new OutputRefused(error.message, `OUTPUT_${error.code}`);

@@ -19,6 +19,16 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * Defaults of the settings the CDK context (`infra/config.ts`) also exposes: it sets these variables
+ * in AWS, and its own defaults are these values.
+ */
+export const SHARED_DEFAULTS = {
+  MODELSLAB_BASE_URL: "https://modelslab.com/api",
+  MODELSLAB_MAX_CONCURRENCY: 5,
+  LIFECYCLE_EVENTS: "terminal",
+} as const;
+
 const int = (min: number, max: number, fallback: number) =>
   z._default(z.coerce.number().check(z.int(), z.gte(min), z.lte(max)), fallback);
 
@@ -27,6 +37,11 @@ const name = () => z.string().check(z.minLength(1));
 
 export const tableConfig = z.object({ TABLE_NAME: name() });
 export const jobsQueueConfig = z.object({ JOBS_QUEUE_URL: z.url() });
+/** Read by the API (a new job's first check) and by every function that puts a job back in the queue. */
+const queuedResendConfig = z.object({
+  /** A queued job not picked up within this time gets its queue message sent again by the reconciler. */
+  QUEUED_RESEND_AFTER_SECONDS: int(1, 86_400, 300),
+});
 
 /** What every function that changes job states needs: the lifecycle bus and the notification outbox. */
 export const lifecycleConfig = z.object({
@@ -39,7 +54,7 @@ export const lifecycleConfig = z.object({
    * transition too) or `none` (webhooks only). EventBridge bills each event: `all` publishes one per
    * transition instead of one per job (`npm run bench` prices each choice).
    */
-  LIFECYCLE_EVENTS: z._default(z.enum(["terminal", "all", "none"]), "terminal"),
+  LIFECYCLE_EVENTS: z._default(z.enum(["terminal", "all", "none"]), SHARED_DEFAULTS.LIFECYCLE_EVENTS),
 });
 
 const seconds = (fallback: number[]) =>
@@ -83,9 +98,10 @@ export const apiConfig = z.object({
   /** Largest request body (base64 images included). API Gateway hands Lambda at most 6 MB. */
   MAX_BODY_BYTES: int(1024, 6_000_000, 5_000_000),
   DEFAULT_DEADLINE_SECONDS: int(60, 86_400, 3_600),
-  /** A queued job not picked up within this time gets its queue message sent again by the reconciler. */
-  QUEUED_RESEND_AFTER_SECONDS: int(1, 86_400, 300),
+  ...queuedResendConfig.shape,
   IDEMPOTENCY_TTL_SECONDS: int(60, 7 * 86_400, 86_400),
+  /** Expiry of the presigned PUT URL `POST /v1/uploads` hands out. */
+  UPLOAD_URL_EXPIRY_SECONDS: int(60, 7 * 86_400, 900),
 });
 export type ApiConfig = z.infer<typeof apiConfig>;
 
@@ -138,18 +154,25 @@ const hostList = z.pipe(
 
 /** What every function that talks to the provider shares. */
 export const providerSettingsConfig = z.object({
-  MODELSLAB_BASE_URL: z._default(z.url(), "https://modelslab.com/api"),
-  MODELSLAB_MAX_CONCURRENCY: int(1, 1_000, 5),
+  MODELSLAB_BASE_URL: z._default(z.url(), SHARED_DEFAULTS.MODELSLAB_BASE_URL),
+  MODELSLAB_MAX_CONCURRENCY: int(1, 1_000, SHARED_DEFAULTS.MODELSLAB_MAX_CONCURRENCY),
   MODELSLAB_SUBMIT_TIMEOUT_SECONDS: int(1, 600, 90),
   CALLBACK_BASE_URL: z.url(),
   PROVIDER_OUTPUT_HOSTS: hostList,
-  QUEUED_RESEND_AFTER_SECONDS: int(1, 86_400, 300),
+  ...queuedResendConfig.shape,
+  /** Expiry of the presigned GET URLs the provider (or a worker) fetches a job's stored inputs through. */
+  INPUT_URL_EXPIRY_SECONDS: int(60, 7 * 86_400, 6 * 3_600),
   CHECK_MARGIN_SECONDS: int(0, 3_600, 15),
   DEFER_BASE_SECONDS: int(1, 900, 2),
   DEFER_MAX_SECONDS: int(1, 900, 60),
   RETRY_BASE_SECONDS: int(1, 900, 5),
   RETRY_MAX_SECONDS: int(1, 900, 300),
   MAX_RETRYABLE_FAILURES: int(0, 100, 5),
+  /**
+   * How long a job may stay in `storing` before the reconciler hands its result back to finalize, and
+   * then the wait between such hand-backs: longer than finalize's own timeout, so the copy one
+   * hand-back started has finished or timed out before the next.
+   */
   STORING_TIMEOUT_SECONDS: int(10, 3_600, 300),
   /** An `auto` job that would wait for capacity past (deadline − this) goes to the self-hosted fallback. */
   EXPECTED_RUN_SECONDS: int(1, 3_600, 120),
@@ -199,6 +222,8 @@ export const reconcileConfig = z.object({
   POLL_BASE_SECONDS: int(1, 3_600, 10),
   POLL_MAX_SECONDS: int(1, 3_600, 300),
   SLOT_GRACE_SECONDS: int(1, 3_600, 60),
+  /** Hand-backs of a job stuck in `storing` before it fails `OUTPUT_COPY_FAILED`. */
+  STORING_MAX_RESUMES: int(1, 100, 5),
   /** A provider request whose outcome is unknown (timeout, crashed dispatcher) fails this long after it was sent. */
   UNKNOWN_OUTCOME_SECONDS: int(10, 86_400, 600),
 });

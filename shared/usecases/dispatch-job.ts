@@ -31,9 +31,9 @@ export interface DispatchSettings {
   queuedResendAfterSeconds: number;
   /**
    * How long a provider run is expected to take. An `auto` job that would wait for capacity past
-   * (deadline − this) goes to the self-hosted fallback instead (default 120).
+   * (deadline − this) goes to the self-hosted fallback instead.
    */
-  expectedRunSeconds?: number;
+  expectedRunSeconds: number;
 }
 
 export interface DispatchDeps {
@@ -102,7 +102,7 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
   if (!(await gate.tryAcquire(job.id, now))) {
     const deferrals = message.deferrals ?? 0;
     const delay = backoffSeconds(deferrals, settings.deferBaseSeconds, settings.deferMaxSeconds);
-    const latestStart = Date.parse(job.deadlineAt) - (settings.expectedRunSeconds ?? 120) * 1000;
+    const latestStart = Date.parse(job.deadlineAt) - settings.expectedRunSeconds * 1000;
     if (canFallBack && now.getTime() + delay * 1000 > latestStart) {
       return routeToFallback(fallback(deps), job, "no provider capacity before the deadline");
     }

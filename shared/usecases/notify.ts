@@ -32,8 +32,8 @@ export interface NotifyDeps {
   notifyQueue: Queue<NotifyMessage>;
   deadLetters: Queue<NotificationExhaustedMessage>;
   events: EventPublisher;
-  /** Whether terminal lifecycle events go to `events` (infra `lifecycleEvents` other than `none`); default yes. */
-  publishTerminalEvents?: boolean;
+  /** Whether terminal lifecycle events go to `events` (`LIFECYCLE_EVENTS` other than `none`). */
+  publishTerminalEvents: boolean;
   sender: WebhookSender;
   clock: Clock;
   /** The job as GET /v1/jobs/{id} shows it (presigned output URLs). */
@@ -77,7 +77,7 @@ async function recordJobEvent(deps: NotifyDeps, jobId: string, status: string): 
   const terminal = isTerminal(job.status);
   if (!terminal && !(job.status === "processing" && job.notifyProcessing)) return "ignored";
 
-  if (terminal && job.notifyPending && deps.publishTerminalEvents !== false) {
+  if (terminal && job.notifyPending && deps.publishTerminalEvents) {
     await deps.events.publish([lifecycleEvent(job)]);
   }
 

@@ -23,14 +23,14 @@ export interface ReconcileSettings {
   pollMaxSeconds: number;
   /** A capacity slot held this long by a job that is no longer processing is released. */
   slotGraceSeconds: number;
-  /** A job whose provider request has an unknown outcome is failed this long after it was sent (default 600). */
-  unknownOutcomeSeconds?: number;
-  /** A job stuck in storing this long is handed back to finalize (default 60). */
-  storingRetrySeconds?: number;
-  /** How many times a job stuck in storing is handed back before it fails (default 5). */
-  storingMaxResumes?: number;
-  /** A terminal job whose notification is still pending is re-announced this often (default 60). */
-  notifyGraceSeconds?: number;
+  /** A job whose provider request has an unknown outcome is failed this long after it was sent. */
+  unknownOutcomeSeconds: number;
+  /** A job stuck in storing is handed back to finalize this often. */
+  storingRetrySeconds: number;
+  /** How many times a job stuck in storing is handed back before it fails. */
+  storingMaxResumes: number;
+  /** A terminal job whose notification is still pending is re-announced this often. */
+  notifyGraceSeconds: number;
 }
 
 export interface ReconcileDeps {
@@ -123,7 +123,7 @@ async function reconcileJob(
   if (isTerminal(job.status)) {
     // A terminal job is only due while its notification is pending: announce it again.
     if (job.notifyPending && deps.notifications) {
-      await deps.jobs.update(job, { dueAt: now.getTime() + (settings.notifyGraceSeconds ?? 60) * 1000 });
+      await deps.jobs.update(job, { dueAt: now.getTime() + settings.notifyGraceSeconds * 1000 });
       await sendJobEvent({ notifications: deps.notifications, ...(deps.log && { log: deps.log }) }, job);
       report.announced++;
     }
@@ -176,7 +176,7 @@ async function reconcileJob(
     // whether the provider took it; re-posting could bill twice. Past the window in which any real
     // job would have called back, give up on it and free its capacity slot.
     const started = Date.parse(currentAttempt(job)?.started_at ?? job.updatedAt);
-    if (now.getTime() - started >= (settings.unknownOutcomeSeconds ?? 600) * 1000) {
+    if (now.getTime() - started >= settings.unknownOutcomeSeconds * 1000) {
       await deps.jobs.transition(job, "failed", {
         attempts: closeCurrentAttempt(job, "failed", now, "provider outcome unknown"),
         error: {
@@ -232,7 +232,7 @@ async function reconcileStoring(
   const finished = state.phase === "finished" ? state : undefined;
   const kept = finished?.result;
   const resumes = (finished?.storingResumes ?? 0) + 1;
-  const maxResumes = settings.storingMaxResumes ?? 5;
+  const maxResumes = settings.storingMaxResumes;
   const deadline = Date.parse(job.deadlineAt);
   const handBack = async () => {
     if (!kept || !deps.resultsQueue) return;
@@ -260,7 +260,7 @@ async function reconcileStoring(
     return;
   }
   await deps.jobs.update(job, {
-    dueAt: Math.min(now.getTime() + (settings.storingRetrySeconds ?? 60) * 1000, deadline),
+    dueAt: Math.min(now.getTime() + settings.storingRetrySeconds * 1000, deadline),
     ...(finished && { providerState: { ...finished, storingResumes: resumes } }),
   });
   await handBack();

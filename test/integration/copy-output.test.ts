@@ -12,7 +12,8 @@ import { GetObjectCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/
 import sharp from "sharp";
 import type { buildConnector } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import type { DownloadPolicy } from "../../shared/adapters/http/safe-fetch.ts";
+import type { SafeConnectOptions } from "../../shared/adapters/http/guarded-connection.ts";
+import { type DownloadPolicy, SafeDownloader } from "../../shared/adapters/http/safe-fetch.ts";
 import { createS3Client, S3ObjectStore } from "../../shared/adapters/s3/object-store.ts";
 import { CopyFailed, type CopyOutputDeps, copyOutput } from "../../shared/usecases/copy-output.ts";
 import {
@@ -154,6 +155,17 @@ const localPolicy = (overrides: Partial<DownloadPolicy> = {}): DownloadPolicy =>
   ...overrides,
 });
 
+/** copyOutput's ports as finalize wires them: downloads over HTTP under `policy`, its limits for every output. */
+const over = (
+  store: S3ObjectStore,
+  policy: DownloadPolicy,
+  connect: SafeConnectOptions = {},
+): CopyOutputDeps => ({
+  store,
+  downloader: new SafeDownloader(policy, connect),
+  limits: { maxBytes: policy.maxBytes, retryForMs: policy.retryForMs },
+});
+
 async function copyFailure(promise: Promise<unknown>): Promise<CopyFailed> {
   const error = await promise.then(
     () => {
@@ -173,10 +185,10 @@ describe("copyOutput from URLs and base64", () => {
   ])("copies a %s from a URL with its type, size, sha256 and dimensions", async (name, contentType) => {
     const { store, bucket } = await freshStore();
     const image = images[name] as Buffer;
-    const copied = await copyOutput(
-      { store, policy: localPolicy() },
-      { source: { kind: "url", url: `${base}/img/${name}` }, keyPrefix: "tenant-a/job-1/0" },
-    );
+    const copied = await copyOutput(over(store, localPolicy()), {
+      source: { kind: "url", url: `${base}/img/${name}` },
+      keyPrefix: "tenant-a/job-1/0",
+    });
     expect(copied).toEqual({
       key: `tenant-a/job-1/0.${name}`,
       content_type: contentType,
@@ -194,17 +206,14 @@ describe("copyOutput from URLs and base64", () => {
   it.each(["png", "jpg", "webp"])("copies a %s from base64 (plain and data URL)", async (name) => {
     const { store, bucket } = await freshStore();
     const image = images[name] as Buffer;
-    const plain = await copyOutput(
-      { store, policy: localPolicy() },
-      { source: { kind: "base64", data: image.toString("base64") }, keyPrefix: "t/j/0" },
-    );
-    const dataUrl = await copyOutput(
-      { store, policy: localPolicy() },
-      {
-        source: { kind: "base64", data: `data:image/whatever;base64,${image.toString("base64")}` },
-        keyPrefix: "t/j/1",
-      },
-    );
+    const plain = await copyOutput(over(store, localPolicy()), {
+      source: { kind: "base64", data: image.toString("base64") },
+      keyPrefix: "t/j/0",
+    });
+    const dataUrl = await copyOutput(over(store, localPolicy()), {
+      source: { kind: "base64", data: `data:image/whatever;base64,${image.toString("base64")}` },
+      keyPrefix: "t/j/1",
+    });
     expect(plain).toMatchObject({
       key: `t/j/0.${name}`,
       bytes: image.length,
@@ -219,10 +228,10 @@ describe("copyOutput from URLs and base64", () => {
   it("copies a multi-megabyte image", async () => {
     const { store, bucket } = await freshStore();
     const image = images.large as Buffer;
-    const copied = await copyOutput(
-      { store, policy: localPolicy() },
-      { source: { kind: "url", url: `${base}/img/large` }, keyPrefix: "t/j/0" },
-    );
+    const copied = await copyOutput(over(store, localPolicy()), {
+      source: { kind: "url", url: `${base}/img/large` },
+      keyPrefix: "t/j/0",
+    });
     expect(copied).toMatchObject({ bytes: image.length, sha256: sha256(image), width: 1500, height: 1000 });
     expect(sha256((await getObject(bucket, copied.key)).bytes)).toBe(sha256(image));
   });
@@ -230,8 +239,8 @@ describe("copyOutput from URLs and base64", () => {
   it("is idempotent: copying the same output twice gives the same record and one object", async () => {
     const { store, bucket } = await freshStore();
     const input = { source: { kind: "url" as const, url: `${base}/img/jpg` }, keyPrefix: "t/j/0" };
-    const first = await copyOutput({ store, policy: localPolicy() }, input);
-    const second = await copyOutput({ store, policy: localPolicy() }, input);
+    const first = await copyOutput(over(store, localPolicy()), input);
+    const second = await copyOutput(over(store, localPolicy()), input);
     expect(second).toEqual(first);
     expect(await listKeys(bucket)).toEqual(["t/j/0.jpg"]);
     expect(sha256((await getObject(bucket, first.key)).bytes)).toBe(first.sha256);
@@ -242,7 +251,7 @@ describe("copyOutput retries", () => {
   it("retries 404s while a link propagates, then succeeds", async () => {
     const { store } = await freshStore();
     const copied = await copyOutput(
-      { store, policy: localPolicy(), sleep: async () => undefined },
+      { ...over(store, localPolicy()), sleep: async () => undefined },
       { source: { kind: "url", url: `${base}/late/png?n=1` }, keyPrefix: "t/j/0" },
     );
     expect(copied.sha256).toBe(sha256(images.png as Buffer));
@@ -251,10 +260,10 @@ describe("copyOutput retries", () => {
 
   it("retries a 503", async () => {
     const { store } = await freshStore();
-    const copied = await copyOutput(
-      { store, policy: localPolicy() },
-      { source: { kind: "url", url: `${base}/flaky/webp` }, keyPrefix: "t/j/0" },
-    );
+    const copied = await copyOutput(over(store, localPolicy()), {
+      source: { kind: "url", url: `${base}/flaky/webp` },
+      keyPrefix: "t/j/0",
+    });
     expect(copied.content_type).toBe("image/webp");
   });
 
@@ -266,8 +275,7 @@ describe("copyOutput retries", () => {
     const error = await copyFailure(
       copyOutput(
         {
-          store,
-          policy: localPolicy({ retryForMs: 700 }),
+          ...over(store, localPolicy({ retryForMs: 700 })),
           clock: { now: () => new Date(now) },
           sleep: async (ms) => {
             waits.push(ms);
@@ -291,14 +299,17 @@ describe("copyOutput refusals store nothing", () => {
     const { store, bucket } = await freshStore();
     const policy = localPolicy({ maxBytes: 100 });
     const fromUrl = await copyFailure(
-      copyOutput({ store, policy }, { source: { kind: "url", url: `${base}/img/png` }, keyPrefix: "t/j/0" }),
+      copyOutput(over(store, policy), {
+        source: { kind: "url", url: `${base}/img/png` },
+        keyPrefix: "t/j/0",
+      }),
     );
     expect(fromUrl).toMatchObject({ code: "TOO_LARGE", attempts: 1 });
     const fromBase64 = await copyFailure(
-      copyOutput(
-        { store, policy },
-        { source: { kind: "base64", data: (images.png as Buffer).toString("base64") }, keyPrefix: "t/j/1" },
-      ),
+      copyOutput(over(store, policy), {
+        source: { kind: "base64", data: (images.png as Buffer).toString("base64") },
+        keyPrefix: "t/j/1",
+      }),
     );
     expect(fromBase64.code).toBe("TOO_LARGE");
     expect(await listKeys(bucket)).toEqual([]);
@@ -307,18 +318,18 @@ describe("copyOutput refusals store nothing", () => {
   it("stops an over-size body without content-length part-way through a multipart upload, leaving no object", async () => {
     const { store, bucket } = await freshStore();
     const error = await copyFailure(
-      copyOutput(
-        { store, policy: localPolicy({ maxBytes: 11_000_000 }) },
-        { source: { kind: "url", url: `${base}/chunked/huge` }, keyPrefix: "t/j/0" },
-      ),
+      copyOutput(over(store, localPolicy({ maxBytes: 11_000_000 })), {
+        source: { kind: "url", url: `${base}/chunked/huge` },
+        keyPrefix: "t/j/0",
+      }),
     );
     expect(error).toMatchObject({ code: "TOO_LARGE", attempts: 1 });
     expect(await listKeys(bucket)).toEqual([]);
     // The same body under the limit is stored whole.
-    const copied = await copyOutput(
-      { store, policy: localPolicy({ maxBytes: 13_000_000 }) },
-      { source: { kind: "url", url: `${base}/chunked/huge` }, keyPrefix: "t/j/0" },
-    );
+    const copied = await copyOutput(over(store, localPolicy({ maxBytes: 13_000_000 })), {
+      source: { kind: "url", url: `${base}/chunked/huge` },
+      keyPrefix: "t/j/0",
+    });
     expect(copied).toMatchObject({
       key: "t/j/0.png",
       bytes: (images.huge as Buffer).length,
@@ -331,43 +342,40 @@ describe("copyOutput refusals store nothing", () => {
   it("refuses outputs that are not images", async () => {
     const { store, bucket } = await freshStore();
     const html = await copyFailure(
-      copyOutput(
-        { store, policy: localPolicy() },
-        { source: { kind: "url", url: `${base}/html/x` }, keyPrefix: "t/j/0" },
-      ),
+      copyOutput(over(store, localPolicy()), {
+        source: { kind: "url", url: `${base}/html/x` },
+        keyPrefix: "t/j/0",
+      }),
     );
     expect(html).toMatchObject({ code: "NOT_AN_IMAGE", attempts: 1 });
     expect(html.message).toMatch(/not a PNG, JPEG or WebP/);
     const gif = await copyFailure(
-      copyOutput(
-        { store, policy: localPolicy() },
-        {
-          source: { kind: "base64", data: Buffer.from("GIF89a....").toString("base64") },
-          keyPrefix: "t/j/1",
-        },
-      ),
+      copyOutput(over(store, localPolicy()), {
+        source: { kind: "base64", data: Buffer.from("GIF89a....").toString("base64") },
+        keyPrefix: "t/j/1",
+      }),
     );
     expect(gif.code).toBe("NOT_AN_IMAGE");
     const truncated = await copyFailure(
-      copyOutput(
-        { store, policy: localPolicy({ retryForMs: 0 }) },
-        { source: { kind: "url", url: `${base}/truncated/png` }, keyPrefix: "t/j/2" },
-      ),
+      copyOutput(over(store, localPolicy({ retryForMs: 0 })), {
+        source: { kind: "url", url: `${base}/truncated/png` },
+        keyPrefix: "t/j/2",
+      }),
     );
     expect(truncated.code).toBe("NOT_AN_IMAGE");
     expect(truncated.message).toMatch(/ended after 10 bytes/);
     const cut = await copyFailure(
-      copyOutput(
-        { store, policy: localPolicy({ retryForMs: 0 }) },
-        { source: { kind: "url", url: `${base}/cut/png` }, keyPrefix: "t/j/4" },
-      ),
+      copyOutput(over(store, localPolicy({ retryForMs: 0 })), {
+        source: { kind: "url", url: `${base}/cut/png` },
+        keyPrefix: "t/j/4",
+      }),
     );
     expect(cut).toMatchObject({ code: "NETWORK" });
     const notBase64 = await copyFailure(
-      copyOutput(
-        { store, policy: localPolicy() },
-        { source: { kind: "base64", data: "%%%not base64%%%" }, keyPrefix: "t/j/3" },
-      ),
+      copyOutput(over(store, localPolicy()), {
+        source: { kind: "base64", data: "%%%not base64%%%" },
+        keyPrefix: "t/j/3",
+      }),
     );
     expect(notBase64.code).toBe("INVALID_BASE64");
     expect(await listKeys(bucket)).toEqual([]);
@@ -377,16 +385,13 @@ describe("copyOutput refusals store nothing", () => {
     const { store, bucket } = await freshStore();
     const policy = localPolicy({ allowedHosts: ["127.0.0.1", "localhost"] });
     const error = await copyFailure(
-      copyOutput(
-        { store, policy },
-        {
-          source: {
-            kind: "url",
-            url: `${base}/redirect/x?to=${encodeURIComponent(`http://localhost:${port}/img/png`)}`,
-          },
-          keyPrefix: "t/j/0",
+      copyOutput(over(store, policy), {
+        source: {
+          kind: "url",
+          url: `${base}/redirect/x?to=${encodeURIComponent(`http://localhost:${port}/img/png`)}`,
         },
-      ),
+        keyPrefix: "t/j/0",
+      }),
     );
     expect(error).toMatchObject({ code: "REDIRECT_NOT_ALLOWED", attempts: 1 });
     expect(await listKeys(bucket)).toEqual([]);
@@ -395,10 +400,10 @@ describe("copyOutput refusals store nothing", () => {
   it("refuses hosts that are not allow-listed in local mode", async () => {
     const { store, bucket } = await freshStore();
     const error = await copyFailure(
-      copyOutput(
-        { store, policy: localPolicy() },
-        { source: { kind: "url", url: `http://localhost:${port}/img/png` }, keyPrefix: "t/j/0" },
-      ),
+      copyOutput(over(store, localPolicy()), {
+        source: { kind: "url", url: `http://localhost:${port}/img/png` },
+        keyPrefix: "t/j/0",
+      }),
     );
     expect(error.code).toBe("URL_NOT_ALLOWED");
     expect(await listKeys(bucket)).toEqual([]);
@@ -435,15 +440,14 @@ describe("copyOutput in aws mode", () => {
     socket.once("connect", () => callback(null, socket));
     socket.once("error", (error) => callback(error, null));
   };
-  const deps = (store: S3ObjectStore): CopyOutputDeps => ({
-    store,
-    policy,
-    transport,
-    resolve: async (host) =>
-      host === "localhost"
-        ? lookup(host, { all: true }) // the real answer: 127.0.0.1 and/or ::1
-        : [{ address: host === "rebind.test" ? "10.0.0.1" : PUBLIC, family: 4 }],
-  });
+  const deps = (store: S3ObjectStore): CopyOutputDeps =>
+    over(store, policy, {
+      transport,
+      resolve: async (host) =>
+        host === "localhost"
+          ? lookup(host, { all: true }) // the real answer: 127.0.0.1 and/or ::1
+          : [{ address: host === "rebind.test" ? "10.0.0.1" : PUBLIC, family: 4 }],
+    });
 
   afterEach(() => {
     routed.length = 0;

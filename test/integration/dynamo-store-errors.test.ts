@@ -32,6 +32,7 @@ import {
   InMemoryObjectStore,
   InMemoryWebhookSettings,
 } from "../support/fakes.ts";
+import { testApiSettings } from "../support/settings.ts";
 
 /** What the endpoint answers: the HTTP status, and the `__type` DynamoDB names the error with. */
 interface Failure {
@@ -223,15 +224,14 @@ describe("the API", () => {
       jobs,
       jobsQueue: new FakeQueue(queues.jobs),
       clock,
-      settings: {
-        maxBodyBytes: 65_536,
-        uploadUrlExpirySeconds: 900,
-        defaultDeadlineSeconds: 3600,
-        queuedResendAfterSeconds: 60,
-        idempotencyTtlSeconds: 86_400,
-      },
+      settings: testApiSettings(),
       present: async (job) => presentJob(job),
-      inputs: { inputs: new InMemoryObjectStore(), inputsBucket: "inputs", policy: { mode: "aws" } },
+      inputs: {
+        inputs: new InMemoryObjectStore(),
+        inputsBucket: "inputs",
+        policy: { mode: "aws" },
+        resolve: async () => ["93.184.216.34"],
+      },
       notifications: new DynamoNotificationStore(doc, TABLE),
       notifyQueue: new FakeQueue(queues.notifications),
       tenants: new InMemoryWebhookSettings(clock),

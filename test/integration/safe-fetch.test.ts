@@ -10,12 +10,9 @@ import net, { type AddressInfo } from "node:net";
 import { text } from "node:stream/consumers";
 import tls from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import {
-  type Connector,
-  type DownloadPolicy,
-  DownloadRefused,
-  safeDownload,
-} from "../../shared/adapters/http/safe-fetch.ts";
+import type { Connector } from "../../shared/adapters/http/guarded-connection.ts";
+import { type DownloadPolicy, safeDownload } from "../../shared/adapters/http/safe-fetch.ts";
+import { DownloadRefused } from "../../shared/domain/downloads.ts";
 
 let server: Server;
 let port: number;

@@ -12,19 +12,9 @@ import {
   InMemoryCapacityGate,
   InMemoryJobStore,
 } from "../support/fakes.ts";
+import { testDispatchSettings } from "../support/settings.ts";
 
-const settings: DispatchSettings = {
-  callbackBaseUrl: "https://api.example.com/",
-  callbackSecret: "callback-secret",
-  checkMarginSeconds: 60,
-  deferBaseSeconds: 2,
-  deferMaxSeconds: 60,
-  retryBaseSeconds: 5,
-  retryMaxSeconds: 120,
-  maxRetryableFailures: 2,
-  submitTimeoutSeconds: 90,
-  queuedResendAfterSeconds: 300,
-};
+const settings: DispatchSettings = testDispatchSettings({ checkMarginSeconds: 60, maxRetryableFailures: 2 });
 
 const accepted = (
   overrides: Partial<Extract<ProviderResult, { kind: "accepted" }>> = {},

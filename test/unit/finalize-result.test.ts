@@ -12,7 +12,6 @@ import {
   resultMessageSchema,
 } from "../../shared/schemas/messages.ts";
 import { cancelJob } from "../../shared/usecases/cancel-job.ts";
-import type { DispatchSettings } from "../../shared/usecases/dispatch-job.ts";
 import { dispatchJob } from "../../shared/usecases/dispatch-job.ts";
 import {
   type FinalizeDeps,
@@ -31,20 +30,9 @@ import {
   InMemoryJobStore,
   InMemoryObjectStore,
 } from "../support/fakes.ts";
+import { testFinalizeSettings, testReconcileSettings } from "../support/settings.ts";
 
-const settings: DispatchSettings & { storingTimeoutSeconds: number } = {
-  callbackBaseUrl: "https://api.example.com",
-  callbackSecret: "callback-secret",
-  checkMarginSeconds: 60,
-  deferBaseSeconds: 2,
-  deferMaxSeconds: 60,
-  retryBaseSeconds: 5,
-  retryMaxSeconds: 120,
-  maxRetryableFailures: 3,
-  submitTimeoutSeconds: 90,
-  queuedResendAfterSeconds: 300,
-  storingTimeoutSeconds: 120,
-};
+const settings = testFinalizeSettings();
 
 const done = (
   providerId: string | null = "9001",
@@ -642,13 +630,7 @@ describe("finalizeResult", () => {
         provider,
         resultsQueue,
         gate,
-        settings: {
-          queuedResendAfterSeconds: 300,
-          batchSize: 10,
-          pollBaseSeconds: 10,
-          pollMaxSeconds: 300,
-          slotGraceSeconds: 600,
-        },
+        settings: testReconcileSettings(),
       };
       expect((await reconcile(reconcileDeps)).examined).toBe(0);
       clock.advance((5 + settings.checkMarginSeconds) * 1000);

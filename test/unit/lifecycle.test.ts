@@ -188,7 +188,7 @@ describe("LifecycleJobStore: non-terminal transitions", () => {
 });
 
 describe("LifecycleJobStore: publish terminal only (the default deployment)", () => {
-  it.each([undefined, "terminal"] as const)(
+  it.each(["terminal", "none"] as const)(
     "with publish=%s, create and non-terminal transitions publish nothing; terminal ones still notify",
     async (publish) => {
       const clock = new FakeClock();
@@ -200,7 +200,7 @@ describe("LifecycleJobStore: publish terminal only (the default deployment)", ()
         events,
         clock,
         notifyGraceSeconds: 60,
-        ...(publish && { publish }),
+        publish,
       });
       const job = buildJob(clock);
       expect((await store.create(job)).created).toBe(true);

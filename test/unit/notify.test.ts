@@ -16,6 +16,7 @@ import {
   InMemoryNotificationStore,
   InMemoryWebhookSettings,
 } from "../support/fakes.ts";
+import { testNotifySettings } from "../support/settings.ts";
 
 const SECRET_A = `whsec_${Buffer.alloc(32, 1).toString("base64")}`;
 const SECRET_B = `whsec_${Buffer.alloc(32, 2).toString("base64")}`;
@@ -40,7 +41,8 @@ function setup(options: { now?: Date; schedule?: number[]; fallback?: number | n
     sender,
     clock,
     present: async (job) => presentJob(job),
-    settings: { retryScheduleSeconds: options.schedule ?? SCHEDULE, jitter: 0, outboxGraceSeconds: 60 },
+    publishTerminalEvents: true,
+    settings: testNotifySettings({ retryScheduleSeconds: options.schedule ?? SCHEDULE, jitter: 0 }),
     random: () => 0.5,
   };
   tenants.tenants.set("tenant-a", {
@@ -351,7 +353,7 @@ describe("notify: deliveries and retries", () => {
 
   it("jitter spreads each wait by at most ± the configured fraction", async () => {
     const env = setup();
-    env.deps.settings = { retryScheduleSeconds: [100], jitter: 0.2, outboxGraceSeconds: 60 };
+    env.deps.settings = testNotifySettings({ retryScheduleSeconds: [100], jitter: 0.2 });
     env.deps.random = () => 1; // the top of the range: +20 %
     env.sender.answer(500);
     const job = terminalJob(env);

@@ -17,14 +17,9 @@ import {
   InMemoryCapacityGate,
   InMemoryJobStore,
 } from "../support/fakes.ts";
+import { testReconcileSettings } from "../support/settings.ts";
 
-const settings: ReconcileSettings = {
-  queuedResendAfterSeconds: 300,
-  batchSize: 50,
-  pollBaseSeconds: 10,
-  pollMaxSeconds: 300,
-  slotGraceSeconds: 600,
-};
+const settings: ReconcileSettings = testReconcileSettings();
 
 const FETCH_URL = "https://modelslab.com/api/v6/images/fetch/9001";
 
@@ -270,7 +265,10 @@ describe("reconcile", () => {
     const report = await reconcile(deps);
 
     expect(report).toMatchObject({ resumed: 1 });
-    expect(stored(job.id)).toMatchObject({ status: "storing", dueAt: clock.now().getTime() + 60_000 });
+    expect(stored(job.id)).toMatchObject({
+      status: "storing",
+      dueAt: clock.now().getTime() + settings.storingRetrySeconds * 1000,
+    });
     expect(resultsQueue.sent.map((s) => s.message)).toEqual([
       { jobId: job.id, source: "reconcile", observedAt: clock.now().toISOString(), result: state.result },
     ]);

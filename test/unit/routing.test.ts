@@ -15,20 +15,9 @@ import {
   InMemoryCircuitBreaker,
   InMemoryJobStore,
 } from "../support/fakes.ts";
+import { testDispatchSettings, testFinalizeSettings, testReconcileSettings } from "../support/settings.ts";
 
-const settings: DispatchSettings = {
-  callbackBaseUrl: "https://api.example.com/",
-  callbackSecret: "callback-secret",
-  checkMarginSeconds: 60,
-  deferBaseSeconds: 2,
-  deferMaxSeconds: 60,
-  retryBaseSeconds: 5,
-  retryMaxSeconds: 120,
-  maxRetryableFailures: 2,
-  submitTimeoutSeconds: 90,
-  queuedResendAfterSeconds: 300,
-  expectedRunSeconds: 120,
-};
+const settings: DispatchSettings = testDispatchSettings({ maxRetryableFailures: 2 });
 
 const accepted: ProviderResult = {
   kind: "accepted",
@@ -229,7 +218,7 @@ describe("routing to the self-hosted fallback", () => {
   it("finalize: a worker result completes the self-hosted attempt; a stale provider result for it is ignored, and vice versa", async () => {
     const job = await store({ provider: "self-hosted" });
     await dispatchJob(deps, { jobId: job.id });
-    const finalizeDeps = { ...deps, settings: { ...settings, storingTimeoutSeconds: 60 } };
+    const finalizeDeps = { ...deps, settings: testFinalizeSettings(settings) };
     const done = (providerId: string | null) => ({
       kind: "done" as const,
       providerId,
@@ -278,13 +267,7 @@ describe("routing to the self-hosted fallback", () => {
       jobsQueue,
       clock,
       fallbackQueue,
-      settings: {
-        queuedResendAfterSeconds: 300,
-        batchSize: 10,
-        pollBaseSeconds: 10,
-        pollMaxSeconds: 60,
-        slotGraceSeconds: 60,
-      },
+      settings: testReconcileSettings(),
     });
     expect(report.requeued).toBe(1);
     expect(fallbackQueue.sent.map((s) => s.message.jobId)).toEqual([job.id]);

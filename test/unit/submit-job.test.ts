@@ -6,12 +6,9 @@ import { reconcile } from "../../shared/usecases/reconcile.ts";
 import { type SubmitJobDeps, submitJob } from "../../shared/usecases/submit-job.ts";
 import { FakeClock, FakeQueue, InMemoryJobStore } from "../support/fakes.ts";
 import { validJobRequest } from "../support/requests.ts";
+import { testApiSettings, testReconcileSettings } from "../support/settings.ts";
 
-const settings = {
-  defaultDeadlineSeconds: 3600,
-  queuedResendAfterSeconds: 300,
-  idempotencyTtlSeconds: 86_400,
-};
+const settings = testApiSettings();
 
 describe("submitJob", () => {
   let clock: FakeClock;
@@ -123,13 +120,7 @@ describe("submitJob", () => {
       jobs,
       jobsQueue: queue,
       clock,
-      settings: {
-        queuedResendAfterSeconds: 300,
-        batchSize: 10,
-        pollBaseSeconds: 10,
-        pollMaxSeconds: 300,
-        slotGraceSeconds: 60,
-      },
+      settings: testReconcileSettings(),
     };
     expect((await reconcile(reconcileDeps)).requeued).toBe(0); // not due yet
     clock.advance(300_000);
