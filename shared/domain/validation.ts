@@ -1,5 +1,5 @@
 import type * as z from "zod/mini";
-import { type ErrorCode, type ErrorDetail, ValidationError } from "./errors.ts";
+import { type CodeOf, type ErrorDetail, ValidationError } from "./errors.ts";
 
 /** Turns every zod issue into a detail that names the field, so a client can fix all of them at once. */
 export function issuesToDetails(issues: readonly z.core.$ZodIssue[]): ErrorDetail[] {
@@ -25,7 +25,7 @@ export function parseOrThrow<S extends z.ZodMiniType>(
   schema: S,
   input: unknown,
   what: string,
-  code?: ErrorCode,
+  code?: CodeOf<"invalid_input">,
 ): z.infer<S> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
