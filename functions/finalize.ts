@@ -1,50 +1,56 @@
 /** Results queue consumer: the one place where provider results become stored outputs and terminal states. */
-import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch";
-import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
-import middy from "@middy/core";
-import type { SQSEvent, SQSRecord } from "aws-lambda";
+import type { Environment } from "../shared/adapters/aws-client.ts";
 import { DynamoCapacityGate } from "../shared/adapters/dynamo/capacity-gate.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { createS3Client, S3ObjectStore } from "../shared/adapters/s3/object-store.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
-import { logger } from "../shared/lambda/logger.ts";
+import { createLogger } from "../shared/lambda/logger.ts";
 import { dispatchSettings } from "../shared/lambda/settings.ts";
-import { downloadPolicy, lifecycleJobStore, s3OutputCopier } from "../shared/lambda/wiring.ts";
+import { sqsConsumer } from "../shared/lambda/sqs-consumer.ts";
+import {
+  downloadPolicy,
+  lifecycleJobStore,
+  s3OutputCopier,
+  s3OutputDiscarder,
+} from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { finalizeConfig, loadConfig } from "../shared/schemas/config.ts";
-import { resultMessageSchema } from "../shared/schemas/messages.ts";
+import { queues } from "../shared/schemas/messages.ts";
 import { type FinalizeDeps, finalizeResult } from "../shared/usecases/finalize-result.ts";
 
-const config = loadConfig(finalizeConfig);
-const doc = createDocumentClient();
-const sqs = createSqsClient();
-const inputs = new S3ObjectStore(createS3Client(), config.INPUTS_BUCKET);
-const deps: FinalizeDeps = {
-  jobs: lifecycleJobStore(doc, sqs, config),
-  fallbackQueue: new SqsQueue(sqs, config.FALLBACK_QUEUE_URL),
-  presignInput: (_bucket: string, key: string) => inputs.presignGet(key, 6 * 3_600),
-  gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
-  jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL),
-  clock: systemClock,
-  copyOutput: s3OutputCopier(
-    new S3ObjectStore(createS3Client(), config.OUTPUTS_BUCKET),
-    config.OUTPUTS_BUCKET,
-    downloadPolicy(config),
-  ),
-  // Finalize never builds callback URLs; it only needs the retry settings.
-  settings: { ...dispatchSettings(config, "unused"), storingTimeoutSeconds: config.STORING_TIMEOUT_SECONDS },
-};
+/** The function as configured by `env`: its configuration, clients and handler (tests build several). */
+export function createHandler(env: Environment) {
+  const config = loadConfig(finalizeConfig, env);
+  const logger = createLogger(env);
+  const doc = createDocumentClient({}, env);
+  const sqs = createSqsClient({}, env);
+  const s3 = createS3Client({}, env);
+  const inputs = new S3ObjectStore(s3, config.INPUTS_BUCKET);
+  const outputs = new S3ObjectStore(s3, config.OUTPUTS_BUCKET);
+  const deps: FinalizeDeps = {
+    jobs: lifecycleJobStore({ doc, sqs, env, logger }, config),
+    fallbackQueue: new SqsQueue(sqs, config.FALLBACK_QUEUE_URL, queues.fallback),
+    presignInput: (_bucket: string, key: string) => inputs.presignGet(key, 6 * 3_600),
+    gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
+    jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL, queues.jobs),
+    clock: systemClock,
+    copyOutput: s3OutputCopier(outputs, config.OUTPUTS_BUCKET, downloadPolicy(config)),
+    discardOutputs: s3OutputDiscarder(outputs, logger),
+    // Finalize never builds callback URLs; it only needs the retry settings.
+    settings: {
+      ...dispatchSettings(config, "unused"),
+      storingTimeoutSeconds: config.STORING_TIMEOUT_SECONDS,
+    },
+  };
 
-const processor = new BatchProcessor(EventType.SQS);
+  return sqsConsumer({
+    queue: queues.results,
+    logger,
+    handle: async (message) => {
+      const outcome = await finalizeResult(deps, message);
+      logger.info("result finalized", { jobId: message.jobId, source: message.source, outcome });
+    },
+  });
+}
 
-const finalizeRecord = async (record: SQSRecord) => {
-  const message = resultMessageSchema.parse(JSON.parse(record.body));
-  const outcome = await finalizeResult(deps, message);
-  logger.info("result finalized", { jobId: message.jobId, source: message.source, outcome });
-};
-
-export const handler = middy<SQSEvent>()
-  .use(injectLambdaContext(logger))
-  .handler((event, context) =>
-    processPartialResponse(event, finalizeRecord, processor, { context, processInParallel: true }),
-  );
+export const handler = createHandler(process.env);

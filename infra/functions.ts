@@ -55,7 +55,7 @@ export const QUEUE_URL_VARIABLES = Object.fromEntries(
 export const QUEUE_NAMES = Object.keys(QUEUES) as QueueName[];
 
 export type TableAccess = "read" | "readWrite";
-/** `put`: write objects only; `read`: get (and presign GETs of) objects; `readWrite`: both, plus list. */
+/** `put`: write objects only; `read`: get (and presign GETs of) objects; `readWrite`: both, plus delete and list. */
 export type BucketAccess = "read" | "readWrite" | "put";
 /** The buckets of the stateful stack, by short name. */
 export type BucketName = "inputs" | "outputs";

@@ -5,7 +5,11 @@ import {
   type SQSClient,
 } from "@aws-sdk/client-sqs";
 import type { SQSEvent, SQSRecord } from "aws-lambda";
+import { receiveTimeoutMs } from "../shared/adapters/sqs/queue.ts";
 import type { LocalFunction } from "./lambda-runtime.ts";
+
+/** How long each receive waits for messages (its long poll). */
+const WAIT_SECONDS = 1;
 
 export interface EventSourceMapping {
   queueUrl: string;
@@ -61,11 +65,11 @@ export class SqsPoller {
           new ReceiveMessageCommand({
             QueueUrl: this.mapping.queueUrl,
             MaxNumberOfMessages: Math.min(10, this.mapping.batchSize),
-            WaitTimeSeconds: 1,
+            WaitTimeSeconds: WAIT_SECONDS,
             MessageSystemAttributeNames: ["All"],
             MessageAttributeNames: ["All"],
           }),
-          { abortSignal: signal },
+          { abortSignal: signal, requestTimeout: receiveTimeoutMs(WAIT_SECONDS) },
         );
         messages = received.Messages ?? [];
       } catch (error) {

@@ -26,6 +26,7 @@ import {
 } from "@aws-sdk/client-sqs";
 import { type BuildAppOptions, type BuiltApp, buildApp } from "../infra/build-app.ts";
 import { HANDLER_EXPORT, LOCAL_ENTRY_METADATA } from "../infra/constructs/house-function.ts";
+import { AWS_CLIENT_DEFAULTS, boundedHttpHandler } from "../shared/adapters/aws-client.ts";
 import {
   type CfnResource,
   type CfnTemplate,
@@ -236,8 +237,12 @@ export async function provisionLocal(
       throw new Error(`Two stacks define ${kind} ${logicalId}; the local names would collide`);
   };
 
-  const dynamodb = new DynamoDBClient({ region, endpoint: endpoints.dynamodb, credentials });
-  const sqs = new SQSClient({ region, endpoint: endpoints.sqs, credentials });
+  const bounded = () => ({
+    maxAttempts: AWS_CLIENT_DEFAULTS.maxAttempts,
+    requestHandler: boundedHttpHandler(),
+  });
+  const dynamodb = new DynamoDBClient({ region, endpoint: endpoints.dynamodb, credentials, ...bounded() });
+  const sqs = new SQSClient({ region, endpoint: endpoints.sqs, credentials, ...bounded() });
   try {
     for (const { stackName, logicalId, resource } of ofType("AWS::DynamoDB::Table")) {
       claim("table", logicalId, topology.tables);

@@ -238,12 +238,14 @@ export function bindSecret(target: Bindable, secret: ISecret, variable: string):
 
 /**
  * The S3 actions of each bucket access, on the bucket's objects. Multipart uploads (lib-storage's
- * `Upload`) need only s3:PutObject plus s3:AbortMultipartUpload to clean up after a failure.
+ * `Upload`) need only s3:PutObject plus s3:AbortMultipartUpload to clean up after a failure. A
+ * `readWrite` user also removes what it wrote for nothing: the API the images staged for a job that
+ * was then not written, finalize the outputs of a job that did not succeed.
  */
 export const BUCKET_OBJECT_ACTIONS: Record<BucketAccess, readonly string[]> = {
   read: ["s3:GetObject"],
   put: ["s3:PutObject", "s3:AbortMultipartUpload"],
-  readWrite: ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+  readWrite: ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
 };
 
 const POLICY_IDS: Record<BucketAccess, string> = {

@@ -4,6 +4,25 @@
  */
 export type ErrorDetail = { path: string; message: string };
 
+/**
+ * Bounds of what an error carries, so that an answer stays small whatever the request: a body of
+ * 200,000 unknown keys would otherwise list 200,000 details, far past Lambda's 6 MB response limit
+ * (which AWS turns into a 5xx). `detailsTotal` keeps the count of every detail found.
+ */
+export const MAX_ERROR_DETAILS = 20;
+export const MAX_DETAIL_PATH_CHARS = 200;
+export const MAX_DETAIL_MESSAGE_CHARS = 500;
+export const MAX_ERROR_MESSAGE_CHARS = 1_000;
+
+/** `text` cut to at most `max` characters, the cut marked with an ellipsis (never half a surrogate pair). */
+export function clip(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = max - 1;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${text.slice(0, end)}…`;
+}
+
 export type ErrorKind =
   | "invalid_input"
   | "unauthorized"
@@ -46,6 +65,7 @@ export const ERROR_KINDS = {
   QUEUE_UNAVAILABLE: "unavailable",
   EVENTS_UNAVAILABLE: "unavailable",
   IDEMPOTENCY_RECORD_ORPHANED: "unavailable",
+  INVALID_QUEUE_MESSAGE: "internal",
   INTERNAL: "internal",
 } as const satisfies Record<string, ErrorKind>;
 export type ErrorCode = keyof typeof ERROR_KINDS;
@@ -57,25 +77,37 @@ export type CodeOf<K extends ErrorKind> = {
 }[ErrorCode];
 
 export class AppError<K extends ErrorKind = ErrorKind> extends Error {
+  /** At most MAX_ERROR_DETAILS details, each path and message clipped. */
+  readonly details: ErrorDetail[];
+  /** How many details there were before the first MAX_ERROR_DETAILS were kept. */
+  readonly detailsTotal: number;
+
   constructor(
     readonly kind: K,
     readonly code: CodeOf<K>,
     message: string,
-    readonly details: ErrorDetail[] = [],
-    options?: { cause?: unknown },
+    details: readonly ErrorDetail[] = [],
+    options?: { cause?: unknown; detailsTotal?: number },
   ) {
-    super(message, options);
+    super(clip(message, MAX_ERROR_MESSAGE_CHARS), options);
     this.name = new.target.name;
+    this.details = details.slice(0, MAX_ERROR_DETAILS).map((detail) => ({
+      path: clip(detail.path, MAX_DETAIL_PATH_CHARS),
+      message: clip(detail.message, MAX_DETAIL_MESSAGE_CHARS),
+    }));
+    this.detailsTotal = Math.max(options?.detailsTotal ?? 0, details.length);
   }
 }
 
 export class ValidationError extends AppError<"invalid_input"> {
+  /** `detailsTotal`: the count of every issue found, when `details` holds only the first ones. */
   constructor(
     message: string,
-    details: ErrorDetail[] = [],
+    details: readonly ErrorDetail[] = [],
     code: CodeOf<"invalid_input"> = "VALIDATION_FAILED",
+    detailsTotal?: number,
   ) {
-    super("invalid_input", code, message, details);
+    super("invalid_input", code, message, details, detailsTotal === undefined ? undefined : { detailsTotal });
   }
 }
 
@@ -142,6 +174,25 @@ export class UnavailableError extends AppError<"unavailable"> {
 export class StaleWriteError extends AppError<"conflict"> {
   constructor(message: string, options?: { cause?: unknown }) {
     super("conflict", "STALE_WRITE", message, [], options);
+  }
+}
+
+/**
+ * A queue message that does not match its queue's schema (`shared/schemas/queue.ts`). Never worth
+ * retrying as is: on send it is a bug in the sender, and the message is not sent; on receive the
+ * consumer reports the record failed, so the queue's redrive policy moves it to the dead-letter queue.
+ */
+export class InvalidMessageError extends AppError<"internal"> {
+  constructor(
+    readonly queue: string,
+    readonly direction: "send" | "receive",
+    readonly problems: string[],
+  ) {
+    super(
+      "internal",
+      "INVALID_QUEUE_MESSAGE",
+      `${direction === "send" ? "Refused to send" : "Received"} a ${queue} message that does not match its schema: ${problems.join("; ")}`,
+    );
   }
 }
 

@@ -78,6 +78,38 @@ export const JOB_ERROR_CODES = [
 ] as const;
 export type JobErrorCode = (typeof JOB_ERROR_CODES)[number];
 
+/** The most images one request may ask for (`samples`, 1 by default); the request schema enforces it. */
+export const MAX_SAMPLES = 4;
+
+/**
+ * Bounds of one provider output wherever it travels before it is copied: on the results queue
+ * (SQS takes 256 KiB a message) and in the job while it is `storing` (DynamoDB takes 400 KB an item).
+ * With at most MAX_SAMPLES outputs, a result stays within both. An inline (base64) output bigger than
+ * `inlineChars` could not travel anyway; the provider is always asked for URLs.
+ */
+export const OUTPUT_LIMITS = { urlChars: 2_048, inlineChars: 32 * 1_024 } as const;
+
+/** Longest provider id kept (in the job's attempts and on the results queue); the provider's are short numbers. */
+export const MAX_PROVIDER_ID_CHARS = 256;
+
+export const requestedSamples = (request: Pick<ControlNetRequest, "samples">): number => request.samples ?? 1;
+
+/**
+ * Why a finished result cannot be accepted for a job that asked for `request.samples` images, or null
+ * when it can. The provider answers with at most the images asked for (fewer when its filter drops
+ * some); more is outside its contract, and which of them would be "the" images cannot be told, so the
+ * result is refused as a whole rather than trimmed: nothing of it is downloaded or kept.
+ */
+export function outputCountProblem(
+  request: Pick<ControlNetRequest, "samples">,
+  outputs: number,
+): string | null {
+  const asked = requestedSamples(request);
+  return outputs > asked
+    ? `The provider's result names ${outputs} outputs; the job asked for ${asked}.`
+    : null;
+}
+
 export interface JobError {
   code: JobErrorCode;
   message: string;

@@ -11,6 +11,7 @@ import type {
   WebhookSettingsStore,
 } from "../ports/index.ts";
 import { uploadBodySchema, webhookSettingsBodySchema } from "../schemas/api.ts";
+import type { DispatchMessage, NotifyMessage } from "../schemas/messages.ts";
 import { newWebhookSecret } from "../usecases/authenticate.ts";
 import { cancelJob } from "../usecases/cancel-job.ts";
 import { replayNotification } from "../usecases/notify.ts";
@@ -32,14 +33,14 @@ import { type ApiOperationId, type ApiRoute, ROUTES } from "./routes.ts";
 
 export interface ApiDeps {
   jobs: JobStore;
-  jobsQueue: Queue;
+  jobsQueue: Queue<DispatchMessage>;
   clock: Clock;
   settings: SubmitJobDeps["settings"] & { maxBodyBytes: number; uploadUrlExpirySeconds: number };
   onDeferredSend?: SubmitJobDeps["onDeferredSend"];
   present: JobPresenter;
   inputs: StageInputsDeps;
   notifications: NotificationStore;
-  notifyQueue: Queue;
+  notifyQueue: Queue<NotifyMessage>;
   tenants: WebhookSettingsStore;
 }
 

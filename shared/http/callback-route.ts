@@ -32,5 +32,6 @@ export const CALLBACK_ROUTE = {
     "INVALID_ENCODING",
     "TRACK_ID_MISMATCH",
     "QUEUE_UNAVAILABLE",
+    "INVALID_QUEUE_MESSAGE",
   ],
 } as const satisfies RouteDeclaration;

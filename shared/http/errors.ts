@@ -62,7 +62,9 @@ export function errorHeadersOf(code: ErrorCode): Record<string, string> {
 
 export function errorToHttp(error: unknown): HttpResponse {
   if (!isAppError(error)) {
-    return json(500, { error: { code: "INTERNAL", message: "Internal error.", details: [] } });
+    return json(500, {
+      error: { code: "INTERNAL", message: "Internal error.", details: [], details_total: 0 },
+    });
   }
   const appError: AppError = error;
   const headers: Record<string, string> = {};
@@ -72,7 +74,14 @@ export function errorToHttp(error: unknown): HttpResponse {
   }
   return json(
     STATUS_BY_KIND[appError.kind],
-    { error: { code: appError.code, message: appError.message, details: appError.details } },
+    {
+      error: {
+        code: appError.code,
+        message: appError.message,
+        details: appError.details,
+        details_total: appError.detailsTotal,
+      },
+    },
     headers,
   );
 }

@@ -197,6 +197,7 @@ export const ROUTES = [
       "STALE_WRITE",
       "STORE_UNAVAILABLE",
       "QUEUE_UNAVAILABLE",
+      "INVALID_QUEUE_MESSAGE",
     ],
   },
   {

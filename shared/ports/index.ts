@@ -32,7 +32,10 @@ export type CreateJobResult =
 export interface ListJobsQuery {
   status?: JobStatus;
   limit: number;
-  /** Opaque cursor returned by a previous page; the store rejects a malformed one with a ValidationError. */
+  /**
+   * Opaque cursor returned by a previous page to the same tenant; the store rejects a malformed one, or
+   * one issued to another tenant, with a ValidationError (INVALID_CURSOR).
+   */
   cursor?: string;
 }
 
@@ -78,9 +81,12 @@ export interface SendOptions {
   delaySeconds?: number;
 }
 
-/** One queue. Messages are JSON objects validated by the consumer's schema. */
-export interface Queue {
-  send(message: Record<string, unknown>, options?: SendOptions): Promise<void>;
+/**
+ * One queue of messages of type M, built from the queue's declaration (`shared/schemas/messages.ts`):
+ * a message that fails the queue's schema is refused with InvalidMessageError and never sent.
+ */
+export interface Queue<M> {
+  send(message: M, options?: SendOptions): Promise<void>;
 }
 
 /**
@@ -141,6 +147,8 @@ export interface ObjectStore {
   get(key: string): Promise<import("node:stream").Readable | null>;
   /** Removes the object; removing one that is not there is not an error. */
   delete(key: string): Promise<void>;
+  /** Keys that start with `prefix`, in key order, at most `limit` (1..1000) of them. */
+  list(prefix: string, limit: number): Promise<string[]>;
   presignGet(key: string, expiresSeconds: number): Promise<string>;
   presignPut(key: string, contentType: string, expiresSeconds: number): Promise<string>;
 }

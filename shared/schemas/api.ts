@@ -8,6 +8,7 @@ import {
   checkControlNetRules,
   controlNetFields,
 } from "./controlnet.ts";
+import { httpUrl } from "./http-url.ts";
 import "./mini-locale.ts";
 
 /**
@@ -25,8 +26,6 @@ import "./mini-locale.ts";
  */
 const RESERVED_METADATA_KEYS = new Set([...Object.getOwnPropertyNames(Object.prototype), "prototype"]);
 export const MAX_METADATA_ENTRIES = 20;
-/** An http(s) URL as `z.url({ protocol: /^https?$/ })` takes it: the scheme rule, for the JSON Schema. */
-const HTTP_URL_META = z.meta({ pattern: "^[Hh][Tt][Tt][Pp][Ss]?://" });
 
 const metadataSchema = z
   .pipe(
@@ -74,11 +73,7 @@ const metadataSchema = z
 
 export const orchestratorFields = {
   webhook: z
-    .optional(
-      z
-        .url({ protocol: /^https?$/, error: "webhook must be an http(s) URL" })
-        .check(z.maxLength(2048), HTTP_URL_META),
-    )
+    .optional(httpUrl(2048))
     .check(z.describe("Your notification URL for this job. Never sent to the provider.")),
   track_id: z
     .optional(z.string().check(z.minLength(1), z.maxLength(128)))
@@ -122,11 +117,7 @@ export const uploadBodySchema = z.strictObject({
 
 export const webhookSettingsBodySchema = z.strictObject({
   url: z
-    .nullable(
-      z
-        .url({ protocol: /^https?$/, error: "url must be an http(s) URL" })
-        .check(z.maxLength(2048), HTTP_URL_META),
-    )
+    .nullable(httpUrl(2048))
     .check(z.describe("The default endpoint for your jobs' notifications; null removes it.")),
 });
 
@@ -183,7 +174,14 @@ function buildResponseSchemas() {
     error: z.object({
       code: z.enum(ERROR_CODES).check(z.describe("Stable machine-readable code (docs/errors.md).")),
       message: z.string(),
-      details: z.array(z.object({ path: z.string(), message: z.string() })),
+      details: z
+        .array(z.object({ path: z.string(), message: z.string() }))
+        .check(
+          z.describe("What is wrong, field by field: at most the first 20 (each path and message clipped)."),
+        ),
+      details_total: z
+        .int()
+        .check(z.gte(0), z.describe("How many problems were found; more than details holds when clipped.")),
     }),
   });
 

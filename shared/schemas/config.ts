@@ -204,9 +204,10 @@ export const reconcileConfig = z.object({
 });
 export type ReconcileConfig = z.infer<typeof reconcileConfig>;
 
+/** Parses `env` (a function's environment: process.env in Lambda, its own in tests) with `schema`. */
 export function loadConfig<S extends z.ZodMiniType>(
   schema: S,
-  env: NodeJS.ProcessEnv = process.env,
+  env: Readonly<Record<string, string | undefined>> = process.env,
 ): z.infer<S> {
   const result = schema.safeParse(env);
   if (result.success) return result.data;

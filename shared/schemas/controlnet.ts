@@ -1,5 +1,8 @@
 import * as z from "zod/mini";
+import { HTTP_URL_PATTERN, httpUrlProblem, normaliseHttpUrl } from "../domain/http-url.ts";
+import { MAX_SAMPLES } from "../domain/job.ts";
 import { isUploadRef, UPLOAD_REF } from "../domain/uploads.ts";
+import { httpUrl } from "./http-url.ts";
 import "./mini-locale.ts";
 
 /**
@@ -92,6 +95,7 @@ const MODEL_ID = /^[A-Za-z0-9._-]{1,128}$/;
 const DECIMAL = /^(?:\d+(?:\.\d+)?|\.\d+)$/;
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 const DATA_URI = /^data:image\/(?:png|jpeg|webp);base64,/;
+const HTTP_SCHEME = /^https?:/i;
 
 /** Splits a provider comma-separated list into trimmed entries (empty entries kept, to be reported). */
 export function splitList(value: string): string[] {
@@ -104,8 +108,6 @@ const normaliseList = (value: string): string => splitList(value).join(",");
  * (`z.meta` is merged into toJSONSchema's output; parsing ignores it). Each pattern accepts at least
  * what the server accepts: test/unit/openapi.test.ts holds them to the server's verdicts.
  */
-/** An http(s) URL as isHttpUrl takes it (case-insensitive scheme; JSON Schema patterns have no flags). */
-const HTTP_URL_PATTERN = "^[Hh][Tt][Tt][Pp][Ss]?://";
 /** A comma-separated list of `entry`, spaces around entries allowed (they are trimmed). */
 const listPattern = (entry: string) => `^\\s*${entry}\\s*(?:,\\s*${entry}\\s*)*$`;
 
@@ -220,10 +222,9 @@ const imageRef = z.string().check(
         fail("an upload reference is upload:<upload_id> as POST /v1/uploads returned it");
       return;
     }
-    if (/^https?:/i.test(value)) {
-      if (value.length > MAX_IMAGE_URL_CHARS)
-        fail(`image URL must be at most ${MAX_IMAGE_URL_CHARS} characters`);
-      else if (!isHttpUrl(value)) fail("must be a valid http(s) URL");
+    if (HTTP_SCHEME.test(value)) {
+      const problem = httpUrlProblem(value, MAX_IMAGE_URL_CHARS);
+      if (problem !== null) fail(problem);
       return;
     }
     if (value.length > MAX_IMAGE_DATA_CHARS)
@@ -235,6 +236,8 @@ const imageRef = z.string().check(
       return fail("must be an http(s) URL or valid base64 image data");
     if (!looksLikeImage(data)) fail("base64 data must be a PNG, JPEG or WebP image");
   }),
+  // A URL goes on as the parser read it (see http-url.ts); base64 data and upload refs as they are.
+  z.overwrite((value: string) => (HTTP_SCHEME.test(value) ? normaliseHttpUrl(value) : value)),
   z.meta({
     description:
       'An http(s) URL, an upload reference (upload:<upload_id> from POST /v1/uploads), or, with base64: "yes", base64 data of a PNG, JPEG or WebP image (raw or as a data:image/png|jpeg|webp;base64, URI).',
@@ -248,13 +251,7 @@ const imageRef = z.string().check(
 );
 
 /** The seed describes ip_adapter_image as a URL only, and `base64` as covering the other three images. */
-const imageUrl = z
-  .string()
-  .check(
-    z.maxLength(MAX_IMAGE_URL_CHARS),
-    z.refine(isHttpUrl, { message: "must be an http(s) URL" }),
-    z.meta({ format: "uri", pattern: HTTP_URL_PATTERN }),
-  );
+const imageUrl = httpUrl(MAX_IMAGE_URL_CHARS);
 
 export const controlNetFields = {
   /** Public or trained model. Containing "flux" selects the Flux rules (see checkControlNetRules). */
@@ -273,7 +270,7 @@ export const controlNetFields = {
   mask_image: z.optional(imageRef),
   width: z.optional(int(64, 1024)),
   height: z.optional(int(64, 1024)),
-  samples: z.optional(int(1, 4)),
+  samples: z.optional(int(1, MAX_SAMPLES)),
   scheduler: z.optional(z.enum(SCHEDULERS)),
   tomesd: z.optional(yesNo),
   use_karras_sigmas: z.optional(yesNo),

@@ -35,6 +35,7 @@ import {
   NotAnImageError,
   type SniffedImage,
 } from "../domain/image-sniff.ts";
+import type { Job } from "../domain/job.ts";
 import type { Clock, ObjectStore } from "../ports/index.ts";
 import { systemClock } from "../ports/index.ts";
 import type { ProviderOutput } from "../ports/provider.ts";
@@ -322,6 +323,46 @@ export async function copyOutput(deps: CopyOutputDeps, input: CopyOutputInput): 
       throw error;
     }
   }
+}
+
+/**
+ * The folder of a job's objects in the outputs bucket, `{tenant}/{jobId}/`: its copied outputs and a
+ * self-hosted worker's originals. Nothing else is written there.
+ */
+export function jobOutputsFolder(job: Pick<Job, "tenantId" | "id">): string {
+  // A separator inside either part would make the folder another job's (or a whole tenant's).
+  if (!/^[^/]+$/.test(job.tenantId) || !/^[^/]+$/.test(job.id)) {
+    throw new Error(
+      `No outputs folder for tenant ${JSON.stringify(job.tenantId)}, job ${JSON.stringify(job.id)}.`,
+    );
+  }
+  return `${job.tenantId}/${job.id}/`;
+}
+
+const DISCARD_PAGE_KEYS = 100;
+const DISCARD_MAX_PAGES = 10;
+
+/**
+ * Deletes everything in a job's outputs folder: what a job that did not succeed wrote (copies made
+ * before it was cancelled or failed, a worker's images). Idempotent; returns how many objects went.
+ * A job holds a handful of objects, so the page bound is never reached unless something else writes
+ * there; then this throws rather than loop on.
+ */
+export async function discardJobOutputs(
+  store: Pick<ObjectStore, "list" | "delete">,
+  job: Pick<Job, "tenantId" | "id">,
+): Promise<number> {
+  const folder = jobOutputsFolder(job);
+  let removed = 0;
+  for (let page = 0; page < DISCARD_MAX_PAGES; page++) {
+    const keys = await store.list(folder, DISCARD_PAGE_KEYS);
+    if (keys.length === 0) return removed;
+    await Promise.all(keys.map((key) => store.delete(key)));
+    removed += keys.length;
+  }
+  throw new Error(
+    `The outputs folder ${folder} still holds objects after deleting ${removed}; it will be tried again.`,
+  );
 }
 
 function connectOptions(deps: CopyOutputDeps): SafeConnectOptions {

@@ -11,7 +11,7 @@ import {
   type ProviderState,
   retryableFailures,
 } from "./provider-attempts.ts";
-import { providerParams } from "./stage-inputs.ts";
+import { forwardedRequest, providerParams } from "./stage-inputs.ts";
 
 export interface DispatchSettings {
   callbackBaseUrl: string;
@@ -40,12 +40,12 @@ export interface DispatchDeps {
   jobs: JobStore;
   gate: CapacityGate;
   provider: Provider;
-  jobsQueue: Queue;
-  resultsQueue: Queue;
+  jobsQueue: Queue<DispatchMessage>;
+  resultsQueue: Queue<ResultMessage>;
   clock: Clock;
   settings: DispatchSettings;
   /** The self-hosted GPU workers' queue. Without it, `self-hosted` jobs fail and `auto` jobs never fall back. */
-  fallbackQueue?: Queue;
+  fallbackQueue?: Queue<WorkerJobMessage>;
   /** The provider's circuit breaker, shared by every dispatcher; while open, `auto` jobs go to the fallback. */
   breaker?: CircuitBreaker;
   /** Presigns a stored input (s3://bucket/key in the request) for the provider to fetch. */
@@ -154,7 +154,7 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
 
   const params = deps.presignInput
     ? await providerParams(processing.request, deps.presignInput)
-    : (processing.request as Record<string, unknown>);
+    : forwardedRequest(processing.request);
   const result = await deps.provider.submit({
     params,
     webhook: callbackUrl(settings.callbackBaseUrl, settings.callbackSecret, processing.id),
@@ -357,14 +357,16 @@ async function defer(deps: DispatchDeps, job: Job, deferrals: number, delay: num
 }
 
 export type FallbackDeps = Pick<DispatchDeps, "jobs" | "clock" | "presignInput"> & {
-  fallbackQueue: Queue;
+  fallbackQueue: Queue<WorkerJobMessage>;
   settings: Pick<DispatchSettings, "queuedResendAfterSeconds">;
 };
 
 /** The deps of a caller that has checked it has a fallback queue. */
-function fallback<D extends Pick<DispatchDeps, "fallbackQueue">>(deps: D): D & { fallbackQueue: Queue } {
+function fallback<D extends Pick<DispatchDeps, "fallbackQueue">>(
+  deps: D,
+): D & { fallbackQueue: Queue<WorkerJobMessage> } {
   if (!deps.fallbackQueue) throw new Error("routing to the fallback without a fallback queue");
-  return deps as D & { fallbackQueue: Queue };
+  return deps as D & { fallbackQueue: Queue<WorkerJobMessage> };
 }
 
 /**
@@ -420,7 +422,7 @@ export async function sendToFallback(deps: FallbackDeps, job: Job): Promise<void
     // Stored inputs (s3://) become presigned URLs the worker can fetch, as for the provider.
     request: (deps.presignInput
       ? await providerParams(job.request, deps.presignInput)
-      : job.request) as WorkerJobMessage["request"],
+      : forwardedRequest(job.request)) as WorkerJobMessage["request"],
     outputsPrefix: `${job.tenantId}/${job.id}`,
   };
   await deps.fallbackQueue.send(message);

@@ -1,8 +1,19 @@
 import { StaleWriteError } from "../domain/errors.ts";
-import type { Job, JobErrorCode, JobOutput } from "../domain/job.ts";
+import {
+  type Job,
+  type JobError,
+  type JobErrorCode,
+  type JobOutput,
+  outputCountProblem,
+} from "../domain/job.ts";
 import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
 import type { ProviderOutput } from "../ports/provider.ts";
-import type { FinishedResult, ResultMessage } from "../schemas/messages.ts";
+import type {
+  DispatchMessage,
+  FinishedResult,
+  ResultMessage,
+  WorkerJobMessage,
+} from "../schemas/messages.ts";
 import { type DispatchSettings, endAttemptAfterRejection } from "./dispatch-job.ts";
 import {
   closeCurrentAttempt,
@@ -14,11 +25,13 @@ import {
 export interface FinalizeDeps {
   jobs: JobStore;
   /** The self-hosted workers' queue: `auto` jobs whose provider attempts keep failing go there. */
-  fallbackQueue?: Queue;
+  fallbackQueue?: Queue<WorkerJobMessage>;
   presignInput?: (bucket: string, key: string) => Promise<string>;
   copyOutput?: OutputCopier;
+  /** Empties a job's outputs folder: called whenever a job that did not succeed may have objects there. */
+  discardOutputs?: OutputDiscarder;
   gate: CapacityGate;
-  jobsQueue: Queue;
+  jobsQueue: Queue<DispatchMessage>;
   clock: Clock;
   settings: DispatchSettings & { storingTimeoutSeconds: number };
 }
@@ -49,18 +62,39 @@ async function finalizeOnce(deps: FinalizeDeps, message: ResultMessage): Promise
   const job = await deps.jobs.get(message.jobId);
   if (!job) return "ignored";
   if (job.status === "storing") return completeStoring(deps, job);
+  if (job.status === "failed" || job.status === "cancelled") {
+    // A job that did not succeed keeps no objects: a finalize interrupted after copying (then the job
+    // was cancelled or failed), or a worker that wrote its images, may have left some. The reconciler
+    // hands a storing job it fails back here for this.
+    await deps.discardOutputs?.(job);
+    return "ignored";
+  }
   if (job.status !== "processing") return "ignored";
   if (!belongsToCurrentAttempt(job, message)) return "ignored";
 
-  if (message.result.kind === "rejected") {
-    return endAttemptAfterRejection(deps, job, message.result);
+  const { result } = message;
+  if (result.kind === "rejected") {
+    return endAttemptAfterRejection(deps, job, result);
+  }
+  // Judged before anything is downloaded or written: the kept result is stored with the job.
+  const tooMany = outputCountProblem(job.request, result.outputs.length);
+  if (tooMany) {
+    return endAttemptAfterRejection(deps, job, {
+      kind: "rejected",
+      providerId: result.providerId,
+      retryable: false,
+      reason: tooMany,
+      retryAfterSeconds: null,
+      httpStatus: null,
+    });
   }
   const now = deps.clock.now();
-  const state: ProviderState = { ...providerState(job), phase: "finished", result: message.result };
+  const state: ProviderState = { ...providerState(job), phase: "finished", result };
   const storing = await deps.jobs.transition(job, "storing", {
     attempts: closeCurrentAttempt(job, "succeeded", now),
     providerState: state as unknown as Record<string, unknown>,
-    dueAt: now.getTime() + deps.settings.storingTimeoutSeconds * 1000,
+    // The reconciler must be able to end it at its deadline.
+    dueAt: Math.min(now.getTime() + deps.settings.storingTimeoutSeconds * 1000, Date.parse(job.deadlineAt)),
   });
   await deps.gate.release(job.id);
   return completeStoring(deps, storing);
@@ -72,6 +106,9 @@ async function finalizeOnce(deps: FinalizeDeps, message: ResultMessage): Promise
  * error is transient and the message is retried.
  */
 export type OutputCopier = (job: Job, output: ProviderOutput, index: number) => Promise<JobOutput>;
+
+/** Deletes whatever a job wrote to the outputs bucket (idempotent). */
+export type OutputDiscarder = (job: Job) => Promise<void>;
 
 export class OutputRefused extends Error {
   constructor(
@@ -85,45 +122,97 @@ export class OutputRefused extends Error {
 /**
  * `storing → succeeded`: copies the kept result's outputs into our bucket and records them. Re-runnable
  * from the stored job alone (keys are deterministic, so a second copy overwrites with the same bytes),
- * so the reconciler can resume a job whose finalize crashed half-way.
+ * so the reconciler can resume a job whose finalize crashed half-way. Past the job's deadline, or for a
+ * result no copy can be made of, the job fails instead, and whatever was copied is discarded.
  */
 export async function completeStoring(
-  deps: Pick<FinalizeDeps, "jobs" | "copyOutput">,
+  deps: Pick<FinalizeDeps, "jobs" | "copyOutput" | "discardOutputs" | "clock">,
   job: Job,
 ): Promise<FinalizeOutcome> {
   const result = providerState(job).result as FinishedResult | undefined;
-  try {
-    if (result?.kind !== "done" || result.outputs.length === 0) {
-      await deps.jobs.transition(job, "failed", {
-        error: { code: "NO_OUTPUTS", message: "The provider reported success without any output." },
-      });
-      return "failed";
-    }
-    let outputs: JobOutput[];
-    try {
-      outputs = deps.copyOutput
-        ? await Promise.all(
-            result.outputs.map((output, index) => (deps.copyOutput as OutputCopier)(job, output, index)),
-          )
-        : result.outputs.map(providerOutputAsIs);
-    } catch (error) {
-      if (!(error instanceof OutputRefused)) throw error;
-      await deps.jobs.transition(job, "failed", {
-        error: {
-          code: error.code,
-          message: `An output could not be stored: ${error.message}`.slice(0, 1000),
-        },
-        providerState: undefined,
-      });
-      return "failed";
-    }
-    await deps.jobs.transition(job, "succeeded", { outputs, providerState: undefined });
-    return "succeeded";
-  } catch (error) {
-    // Someone else completed (or cancelled) it first: that is the idempotent outcome.
-    if (error instanceof StaleWriteError) return "ignored";
-    throw error;
+  if (deps.clock.now().getTime() >= Date.parse(job.deadlineAt)) {
+    return failStoring(deps, job, {
+      code: "DEADLINE_EXCEEDED",
+      message: "The outputs were not stored before the job's deadline.",
+    });
   }
+  if (result?.kind !== "done" || result.outputs.length === 0) {
+    return failStoring(deps, job, {
+      code: "NO_OUTPUTS",
+      message: "The provider reported success without any output.",
+    });
+  }
+  // A job stored before results were bounded may keep a longer list: refuse it here too.
+  const tooMany = outputCountProblem(job.request, result.outputs.length);
+  if (tooMany) return failStoring(deps, job, { code: "PROVIDER_REJECTED", message: tooMany });
+
+  let outputs: JobOutput[];
+  const copier = deps.copyOutput;
+  if (copier) {
+    // Every copy settles before anything is decided, so none writes after a discard.
+    const copies = await Promise.allSettled(
+      result.outputs.map((output, index) => copier(job, output, index)),
+    );
+    const refused = copies.find(
+      (copy): copy is PromiseRejectedResult =>
+        copy.status === "rejected" && copy.reason instanceof OutputRefused,
+    );
+    if (refused) {
+      const error = refused.reason as OutputRefused;
+      return failStoring(deps, job, {
+        code: error.code,
+        message: `An output could not be stored: ${error.message}`.slice(0, 1000),
+      });
+    }
+    // Any other error is transient: the message is retried (and the copies redone over the same keys).
+    const broken = copies.find((copy): copy is PromiseRejectedResult => copy.status === "rejected");
+    if (broken) throw broken.reason;
+    outputs = copies.map((copy) => (copy as PromiseFulfilledResult<JobOutput>).value);
+  } else {
+    outputs = result.outputs.map(providerOutputAsIs);
+  }
+  return recordStored(deps, job, outputs);
+}
+
+/** `storing → failed`, then the job's objects go (a lost write propagates: finalize reads again and decides). */
+async function failStoring(
+  deps: Pick<FinalizeDeps, "jobs" | "discardOutputs">,
+  job: Job,
+  error: JobError,
+): Promise<FinalizeOutcome> {
+  const failed = await deps.jobs.transition(job, "failed", { error, providerState: undefined });
+  await deps.discardOutputs?.(failed);
+  return "failed";
+}
+
+/**
+ * `storing → succeeded` with the copies made. The copies took a while: when the write loses, a job
+ * still storing (only its bookkeeping moved, e.g. the reconciler's next look) is written again without
+ * copying again; a job cancelled or failed meanwhile has what was just copied discarded.
+ */
+async function recordStored(
+  deps: Pick<FinalizeDeps, "jobs" | "discardOutputs">,
+  job: Job,
+  outputs: JobOutput[],
+): Promise<FinalizeOutcome> {
+  let current = job;
+  for (let race = 0; race < MAX_RACES; race++) {
+    try {
+      await deps.jobs.transition(current, "succeeded", { outputs, providerState: undefined });
+      return "succeeded";
+    } catch (error) {
+      if (!(error instanceof StaleWriteError)) throw error;
+    }
+    const latest = await deps.jobs.get(job.id);
+    if (latest?.status === "storing") {
+      current = latest;
+      continue;
+    }
+    if (latest?.status === "failed" || latest?.status === "cancelled") await deps.discardOutputs?.(latest);
+    // Otherwise a duplicate finished it first, with the same objects: the idempotent outcome.
+    return "ignored";
+  }
+  throw new StaleWriteError(`job ${job.id} kept changing while its outputs were recorded`);
 }
 
 /** Without a copier (unit tests of the state flow), outputs are recorded as the provider gave them. */

@@ -14,7 +14,7 @@ import type {
 import type { NotifyMessage } from "../schemas/messages.ts";
 
 export interface LifecycleDeps {
-  notifications: Queue;
+  notifications: Queue<NotifyMessage>;
   events: EventPublisher;
   clock: Clock;
   /** How long after a terminal transition the reconciler re-sends a notify message still pending. */

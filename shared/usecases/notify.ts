@@ -14,7 +14,7 @@ import type {
   WebhookSettingsStore,
 } from "../ports/index.ts";
 import type { JobResource } from "../schemas/api.ts";
-import type { NotifyMessage } from "../schemas/messages.ts";
+import type { NotificationExhaustedMessage, NotifyMessage } from "../schemas/messages.ts";
 
 export interface NotifySettings {
   /** Waits between tries, in seconds: about 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h by default. */
@@ -29,8 +29,8 @@ export interface NotifyDeps {
   jobs: JobStore;
   notifications: NotificationStore;
   tenants: WebhookSettingsStore;
-  notifyQueue: Queue;
-  deadLetters: Queue;
+  notifyQueue: Queue<NotifyMessage>;
+  deadLetters: Queue<NotificationExhaustedMessage>;
   events: EventPublisher;
   /** Whether terminal lifecycle events go to `events` (infra `lifecycleEvents` other than `none`); default yes. */
   publishTerminalEvents?: boolean;

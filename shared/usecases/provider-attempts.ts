@@ -40,6 +40,8 @@ export interface ProviderState {
   checks?: number;
   /** The finished result (kept while storing, so a crashed finalize can be resumed). */
   result?: unknown;
+  /** How many times the reconciler has handed a job stuck in storing back to finalize. */
+  storingResumes?: number;
 }
 
 export const providerState = (job: Job): ProviderState =>

@@ -5,7 +5,7 @@ import type { ProviderResult } from "../ports/provider.ts";
 import type { ResultMessage } from "../schemas/messages.ts";
 
 export interface ReceiveCallbackDeps {
-  resultsQueue: Queue;
+  resultsQueue: Queue<ResultMessage>;
   clock: Clock;
   callbackSecret: string;
   /** The provider's lenient parser: callback body → (track_id, normalised result). */

@@ -3,7 +3,7 @@ import type { Job } from "../domain/job.ts";
 import { isTerminal } from "../domain/job.ts";
 import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
 import type { Provider } from "../ports/provider.ts";
-import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
+import type { DispatchMessage, NotifyMessage, ResultMessage, WorkerJobMessage } from "../schemas/messages.ts";
 import { sendToFallback } from "./dispatch-job.ts";
 import { sendJobEvent } from "./lifecycle.ts";
 import {
@@ -26,23 +26,25 @@ export interface ReconcileSettings {
   unknownOutcomeSeconds?: number;
   /** A job stuck in storing this long is handed back to finalize (default 60). */
   storingRetrySeconds?: number;
+  /** How many times a job stuck in storing is handed back before it fails (default 5). */
+  storingMaxResumes?: number;
   /** A terminal job whose notification is still pending is re-announced this often (default 60). */
   notifyGraceSeconds?: number;
 }
 
 export interface ReconcileDeps {
   jobs: JobStore;
-  jobsQueue: Queue;
+  jobsQueue: Queue<DispatchMessage>;
   clock: Clock;
   settings: ReconcileSettings;
   /** Present once the provider is configured (dispatch exists). */
   provider?: Provider;
-  resultsQueue?: Queue;
+  resultsQueue?: Queue<ResultMessage>;
   gate?: CapacityGate;
   /** The notifications queue (terminal jobs whose notify message was lost). */
-  notifications?: Queue;
+  notifications?: Queue<NotifyMessage>;
   /** The self-hosted workers' queue: a lost worker message is sent again. */
-  fallbackQueue?: Queue;
+  fallbackQueue?: Queue<WorkerJobMessage>;
   presignInput?: (bucket: string, key: string) => Promise<string>;
   log?: (message: string, data: Record<string, unknown>) => void;
 }
@@ -114,20 +116,7 @@ async function reconcileJob(
     return;
   }
   if (job.status === "storing") {
-    // Finalize crashed or timed out while copying: hand the kept result back to it (one ingestion path).
-    const kept = providerState(job).result as ResultMessage["result"] | undefined;
-    const updated = await deps.jobs.update(job, {
-      dueAt: now.getTime() + (settings.storingRetrySeconds ?? 60) * 1000,
-    });
-    if (kept && deps.resultsQueue) {
-      await deps.resultsQueue.send({
-        jobId: updated.id,
-        source: "reconcile",
-        observedAt: now.toISOString(),
-        result: kept,
-      });
-    }
-    report.resumed++;
+    await reconcileStoring(deps, job, now, report);
     return;
   }
   if (isTerminal(job.status)) {
@@ -226,6 +215,58 @@ async function reconcileJob(
     report.resolved++;
   }
   // Otherwise still processing, or the poll itself failed: the next look is at dueAt.
+}
+
+/**
+ * Finalize crashed or timed out while copying: the kept result is handed back to it (one ingestion
+ * path), a bounded number of times and never past the deadline. A job that runs out of either fails
+ * here, and its result goes to finalize once more, which discards what the copies left (finalize alone
+ * writes to, and deletes from, the outputs bucket).
+ */
+async function reconcileStoring(
+  deps: ReconcileDeps,
+  job: Job,
+  now: Date,
+  report: ReconcileReport,
+): Promise<void> {
+  const { settings } = deps;
+  const state = providerState(job);
+  const kept = state.result as ResultMessage["result"] | undefined;
+  const resumes = (state.storingResumes ?? 0) + 1;
+  const maxResumes = settings.storingMaxResumes ?? 5;
+  const deadline = Date.parse(job.deadlineAt);
+  const handBack = async () => {
+    if (!kept || !deps.resultsQueue) return;
+    await deps.resultsQueue.send({
+      jobId: job.id,
+      source: "reconcile",
+      observedAt: now.toISOString(),
+      result: kept,
+    });
+  };
+
+  if (now.getTime() >= deadline || resumes > maxResumes) {
+    await deps.jobs.transition(job, "failed", {
+      error:
+        now.getTime() >= deadline
+          ? { code: "DEADLINE_EXCEEDED", message: "The outputs were not stored before the job's deadline." }
+          : {
+              code: "OUTPUT_COPY_FAILED",
+              message: `The outputs could not be stored: ${maxResumes} resumed tries did not finish.`,
+            },
+      providerState: undefined,
+    });
+    await handBack();
+    report.expired++;
+    return;
+  }
+  const next: ProviderState = { ...state, storingResumes: resumes };
+  await deps.jobs.update(job, {
+    dueAt: Math.min(now.getTime() + (settings.storingRetrySeconds ?? 60) * 1000, deadline),
+    providerState: next as unknown as Record<string, unknown>,
+  });
+  await handBack();
+  report.resumed++;
 }
 
 async function healSlots(deps: ReconcileDeps, gate: CapacityGate, now: Date): Promise<number> {

@@ -2,6 +2,7 @@ import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { checkUrl, type DownloadPolicy, isAddressAllowed, urlHost } from "../adapters/http/safe-fetch.ts";
 import { type ErrorDetail, ValidationError } from "../domain/errors.ts";
+import { normaliseHttpUrl } from "../domain/http-url.ts";
 import { NotAnImageError, sniffImage } from "../domain/image-sniff.ts";
 import { UPLOAD_REF } from "../domain/uploads.ts";
 import type { ObjectStore } from "../ports/index.ts";
@@ -117,14 +118,29 @@ export async function checkOutboundUrl(
 }
 
 /**
- * The provider's view of a request: our stored inputs become presigned GET URLs it can fetch, and
- * `base64` is "no" (every image reaches it as a URL, so outputs come back as URLs we copy).
+ * The request with its http(s) image URLs as the WHATWG parser reads them (`new URL(x).href`), the
+ * reading whose host the address rules checked: the provider or worker, whatever parser it uses, is
+ * sent that URL and no other spelling of it (a job stored before submit normalised URLs included).
+ */
+export function forwardedRequest(request: ControlNetRequest): Record<string, unknown> {
+  const params: Record<string, unknown> = { ...request };
+  for (const field of IMAGE_FIELDS) {
+    const value = params[field];
+    if (typeof value === "string" && /^https?:/i.test(value)) params[field] = normaliseHttpUrl(value);
+  }
+  return params;
+}
+
+/**
+ * The provider's view of a request: our stored inputs become presigned GET URLs it can fetch, other
+ * URLs are normalised (`forwardedRequest`), and `base64` is "no" (every image is now a URL; outputs
+ * come back as URLs we copy).
  */
 export async function providerParams(
   request: ControlNetRequest,
   presign: (bucket: string, key: string) => Promise<string>,
 ): Promise<Record<string, unknown>> {
-  const params: Record<string, unknown> = { ...request };
+  const params = forwardedRequest(request);
   for (const field of IMAGE_FIELDS) {
     const value = params[field];
     const match = typeof value === "string" ? S3_REF.exec(value) : null;

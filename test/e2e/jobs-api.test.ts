@@ -183,6 +183,22 @@ describe("jobs API on the local stack", () => {
     expect(await countJobs(alice)).toBe(before);
   });
 
+  it("refuses the tenant's own cursor with its owner removed (400 INVALID_CURSOR)", async () => {
+    for (const seed of [1, 2]) {
+      expect((await alice.request("POST", "/v1/jobs", { body: validJobRequest({ seed }) })).status).toBe(202);
+    }
+    const page = await alice.request("GET", "/v1/jobs?limit=1");
+    const cursor: string = page.body.next_cursor;
+    const { t, ...ownerless } = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+    expect(t).toEqual(expect.any(String));
+    const stripped = Buffer.from(JSON.stringify(ownerless)).toString("base64url");
+
+    expect((await alice.request("GET", `/v1/jobs?limit=1&cursor=${cursor}`)).status).toBe(200);
+    const refused = await alice.request("GET", `/v1/jobs?limit=1&cursor=${stripped}`);
+    expect(refused.status).toBe(400);
+    expect(refused.body.error).toMatchObject({ code: "INVALID_CURSOR", details: [{ path: "cursor" }] });
+  });
+
   it("answers 404 for unknown routes and 405 for a wrong method", async () => {
     const unknown = await alice.request("GET", "/v1/nothing-here");
     expect(unknown.status).toBe(404);

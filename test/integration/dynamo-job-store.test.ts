@@ -323,6 +323,29 @@ describe("listByTenant", () => {
     expect(error).toMatchObject({ code: "INVALID_CURSOR", details: [{ path: "cursor" }] });
   });
 
+  // The tenant's own cursor, edited: the owner binding cannot be skipped by leaving the owner out.
+  // (JSON.stringify leaves out a field set to undefined.)
+  it.each([
+    ["its owner removed", { t: undefined }, "does not name the API key"],
+    ["its owner null", { t: null }, "does not name the API key"],
+    ["its owner as a number", { t: 7 }, "does not name the API key"],
+    ["its owner malformed", { t: "NOT-HEX" }, "does not name the API key"],
+    ["another tenant's owner", { t: "0123456789abcdef" }, "another API key"],
+    ["an extra field", { tenant: "tenant-a" }, "fields a cursor does not have"],
+  ])("rejects the tenant's own cursor with %s", async (_, changes, message) => {
+    await seed();
+    const page = await store.listByTenant("tenant-a", { limit: 2 });
+    expect(page.nextCursor).toEqual(expect.any(String));
+    const fields = JSON.parse(Buffer.from(page.nextCursor ?? "", "base64url").toString("utf8"));
+    const cursor = Buffer.from(JSON.stringify({ ...fields, ...changes })).toString("base64url");
+    const error = await store.listByTenant("tenant-a", { limit: 5, cursor }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect(error).toMatchObject({
+      code: "INVALID_CURSOR",
+      details: [{ path: "cursor", message: expect.stringContaining(message) }],
+    });
+  });
+
   it("reads the page from the table in index order, consistently, with one BatchGetItem", async () => {
     const jobs = await seed();
     const { calls, restore } = interceptBatchGet((command, send) => send(command));
@@ -428,7 +451,10 @@ describe("listByTenant", () => {
 
   it("accepts its own cursor format", async () => {
     const jobs = await seed();
-    const page = await store.listByTenant("tenant-a", { limit: 10, cursor: encodeCursor(jobs[3]?.id ?? "") });
+    const page = await store.listByTenant("tenant-a", {
+      limit: 10,
+      cursor: encodeCursor(jobs[3]?.id ?? "", "tenant-a"),
+    });
     expect(page.jobs.map((j) => j.id)).toEqual([jobs[2]?.id, jobs[1]?.id, jobs[0]?.id]);
   });
 });

@@ -3,6 +3,7 @@
  * which the API answers as a 503. dynalite never throttles nor answers 5xx, so the adapters talk to a
  * local endpoint that answers every request with the error DynamoDB sends (the real SDK client parses it).
  */
+
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Logger } from "@aws-lambda-powertools/logger";
@@ -21,6 +22,7 @@ import { createApi } from "../../shared/http/api.ts";
 import type { HttpResponse } from "../../shared/http/responses.ts";
 import { httpErrors } from "../../shared/lambda/http-errors.ts";
 import type { NotificationRecord } from "../../shared/ports/index.ts";
+import { queues } from "../../shared/schemas/messages.ts";
 import { presentJob } from "../../shared/usecases/present-job.ts";
 import {
   buildJob,
@@ -219,7 +221,7 @@ describe("the API", () => {
     await jobs.create(stored);
     const api = createApi({
       jobs,
-      jobsQueue: new FakeQueue(),
+      jobsQueue: new FakeQueue(queues.jobs),
       clock,
       settings: {
         maxBodyBytes: 65_536,
@@ -231,7 +233,7 @@ describe("the API", () => {
       present: async (job) => presentJob(job),
       inputs: { inputs: new InMemoryObjectStore(), inputsBucket: "inputs", policy: { mode: "aws" } },
       notifications: new DynamoNotificationStore(doc, TABLE),
-      notifyQueue: new FakeQueue(),
+      notifyQueue: new FakeQueue(queues.notifications),
       tenants: new InMemoryWebhookSettings(clock),
     });
     // The chain the API function runs (functions/api.ts): errors become answers in httpErrors.

@@ -1,7 +1,7 @@
 import { Readable } from "node:stream";
 import type { BreakerSettings } from "../../shared/adapters/dynamo/circuit-breaker.ts";
 import { touchesPublicFields } from "../../shared/adapters/dynamo/job-store.ts";
-import { StaleWriteError } from "../../shared/domain/errors.ts";
+import { StaleWriteError, UnavailableError } from "../../shared/domain/errors.ts";
 import type { LifecycleEvent } from "../../shared/domain/events.ts";
 import { assertTransition, isTerminal, type Job, type JobStatus } from "../../shared/domain/job.ts";
 import type {
@@ -31,6 +31,7 @@ import type {
   WebhookSettingsStore,
 } from "../../shared/ports/index.ts";
 import type { Provider, ProviderResult, ProviderSubmission } from "../../shared/ports/provider.ts";
+import { decodeMessage, encodeMessage, type QueueDefinition } from "../../shared/schemas/queue.ts";
 
 /** Plain in-memory fakes for use-case unit tests. Behaviour against real services is proven in test/integration. */
 export class FakeClock implements Clock {
@@ -119,16 +120,25 @@ export class InMemoryJobStore implements JobStore {
   }
 }
 
-export class FakeQueue implements Queue {
-  readonly sent: { message: Record<string, unknown>; options?: SendOptions }[] = [];
+/**
+ * A queue in memory, built from the queue's declaration as `SqsQueue` is: a message that fails the
+ * schema is refused with InvalidMessageError before anything else (test/integration/queue-contract.test.ts
+ * runs both against one contract). `sent` holds each message as its consumer would read it (parsed
+ * back from the body); `failNext` makes the next sends throw as an unavailable queue would.
+ */
+export class FakeQueue<M> implements Queue<M> {
+  readonly sent: { message: M; options?: SendOptions }[] = [];
   failNext = 0;
 
-  async send(message: Record<string, unknown>, options?: SendOptions): Promise<void> {
+  constructor(readonly definition: QueueDefinition<M>) {}
+
+  async send(message: M, options?: SendOptions): Promise<void> {
+    const body = encodeMessage(this.definition, message);
     if (this.failNext > 0) {
       this.failNext--;
-      throw new Error("queue unavailable");
+      throw new UnavailableError("QUEUE_UNAVAILABLE", `${this.definition.name} queue unavailable`);
     }
-    this.sent.push({ message, ...(options && { options }) });
+    this.sent.push({ message: decodeMessage(this.definition, body), ...(options && { options }) });
   }
 }
 
@@ -436,6 +446,13 @@ export class InMemoryObjectStore implements ObjectStore {
 
   async delete(key: string): Promise<void> {
     this.objects.delete(key);
+  }
+
+  async list(prefix: string, limit: number): Promise<string[]> {
+    return [...this.objects.keys()]
+      .filter((key) => key.startsWith(prefix))
+      .sort()
+      .slice(0, limit);
   }
 
   async head(key: string): Promise<StoredObject | null> {

@@ -13,6 +13,7 @@ import {
   ROUTES,
   type RouteDeclaration,
 } from "../../shared/http/routes.ts";
+import { queues } from "../../shared/schemas/messages.ts";
 import { presentJob } from "../../shared/usecases/present-job.ts";
 import { uploadKey } from "../../shared/usecases/stage-inputs.ts";
 import {
@@ -88,7 +89,7 @@ beforeEach(async () => {
   await inputs.put(uploadKey(TENANT, UPLOAD_ID), Buffer.from("png"), { contentType: "image/png" });
   const api = createApi({
     jobs,
-    jobsQueue: new FakeQueue(),
+    jobsQueue: new FakeQueue(queues.jobs),
     clock,
     settings: {
       maxBodyBytes: 65_536,
@@ -100,7 +101,7 @@ beforeEach(async () => {
     present: async (j) => presentJob(j),
     inputs: { inputs, inputsBucket: "inputs", policy: { mode: "aws" } },
     notifications,
-    notifyQueue: new FakeQueue(),
+    notifyQueue: new FakeQueue(queues.notifications),
     tenants: new InMemoryWebhookSettings(clock),
   });
   // As the API function's middy chain does (shared/lambda/http-errors.ts).
@@ -210,7 +211,7 @@ type Route = (typeof ROUTES)[number];
 
 describe("the callback endpoint, built from the table's callback route", () => {
   const route = ROUTES.find((r) => r.servedBy === "Callback") as Route;
-  const queue = new FakeQueue();
+  const queue = new FakeQueue(queues.results);
   const endpoint = createCallbackEndpoint({
     resultsQueue: queue,
     clock: new FakeClock(),

@@ -1,12 +1,24 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { normalizeCallback } from "../../shared/adapters/modelslab/normalize.ts";
 import { callbackToken } from "../../shared/domain/callback-token.ts";
+import { newJobId } from "../../shared/domain/ids.ts";
 import type { Job } from "../../shared/domain/job.ts";
-import type { FinishedResult, ResultMessage } from "../../shared/schemas/messages.ts";
-import { resultMessageSchema } from "../../shared/schemas/messages.ts";
+import { s3OutputCopier, s3OutputDiscarder } from "../../shared/lambda/wiring.ts";
+import {
+  type DispatchMessage,
+  type FinishedResult,
+  queues,
+  type ResultMessage,
+  resultMessageSchema,
+} from "../../shared/schemas/messages.ts";
+import { cancelJob } from "../../shared/usecases/cancel-job.ts";
 import type { DispatchSettings } from "../../shared/usecases/dispatch-job.ts";
 import { dispatchJob } from "../../shared/usecases/dispatch-job.ts";
-import { type FinalizeDeps, finalizeResult } from "../../shared/usecases/finalize-result.ts";
+import {
+  type FinalizeDeps,
+  finalizeResult,
+  type OutputCopier,
+} from "../../shared/usecases/finalize-result.ts";
 import type { ProviderState } from "../../shared/usecases/provider-attempts.ts";
 import { receiveCallback } from "../../shared/usecases/receive-callback.ts";
 import { reconcile } from "../../shared/usecases/reconcile.ts";
@@ -17,6 +29,7 @@ import {
   FakeQueue,
   InMemoryCapacityGate,
   InMemoryJobStore,
+  InMemoryObjectStore,
 } from "../support/fakes.ts";
 
 const settings: DispatchSettings & { storingTimeoutSeconds: number } = {
@@ -60,7 +73,7 @@ describe("finalizeResult", () => {
   let clock: FakeClock;
   let jobs: InMemoryJobStore;
   let gate: InMemoryCapacityGate;
-  let jobsQueue: FakeQueue;
+  let jobsQueue: FakeQueue<DispatchMessage>;
   let deps: FinalizeDeps;
 
   const stored = (id: string): Job => {
@@ -111,12 +124,12 @@ describe("finalizeResult", () => {
     clock = new FakeClock();
     jobs = new InMemoryJobStore(clock);
     gate = new InMemoryCapacityGate(5);
-    jobsQueue = new FakeQueue();
+    jobsQueue = new FakeQueue(queues.jobs);
     deps = { jobs, gate, jobsQueue, clock, settings };
   });
 
   it("takes a done result through storing to succeeded, records the outputs and frees the slot", async () => {
-    const job = await processingJob();
+    const job = await processingJob({ request: { ...buildJob(clock).request, samples: 2 } });
     clock.advance(5_000);
     const storingSeen: Job[] = [];
     const transition = jobs.transition.bind(jobs);
@@ -286,19 +299,279 @@ describe("finalizeResult", () => {
     expect(stored(job.id).outputs.map((o) => o.url)).toEqual(["data:image/png;base64,iVBORw0KGgo="]);
   });
 
+  describe("outputs bounded by what the job asked for", () => {
+    /** A copier that counts what it is asked to download. */
+    const counting = () => {
+      const calls: number[] = [];
+      const copier: OutputCopier = async (_job, output, index) => {
+        calls.push(index);
+        return {
+          url: output.kind === "url" ? output.url : "data:",
+          content_type: "image/png",
+          bytes: 1,
+          sha256: "0".repeat(64),
+          width: 1,
+          height: 1,
+        };
+      };
+      return { calls, copier };
+    };
+    /** Every job write, as the JSON it would put in the store. */
+    const recordWrites = () => {
+      const sizes: number[] = [];
+      const statuses: string[] = [];
+      const transition = jobs.transition.bind(jobs);
+      const update = jobs.update.bind(jobs);
+      jobs.transition = async (j, to, patch) => {
+        const written = await transition(j, to, patch);
+        sizes.push(JSON.stringify(written).length);
+        statuses.push(to);
+        return written;
+      };
+      jobs.update = async (j, patch) => {
+        const written = await update(j, patch);
+        sizes.push(JSON.stringify(written).length);
+        return written;
+      };
+      return { sizes, statuses };
+    };
+    const urls = (count: number) =>
+      Array.from({ length: count }, (_, i) => `https://pub-x.r2.dev/generations/output-${i}.png`);
+
+    it("refuses 100 outputs for a samples: 1 job before downloading or storing any", async () => {
+      const job = await processingJob();
+      const { calls, copier } = counting();
+      const writes = recordWrites();
+
+      expect(
+        await finalizeResult({ ...deps, copyOutput: copier }, message(job, done("9001", urls(100)))),
+      ).toBe("failed");
+
+      expect(calls).toEqual([]);
+      expect(writes.statuses).toEqual(["failed"]);
+      const after = stored(job.id);
+      expect(after).toMatchObject({ status: "failed", outputs: [], error: { code: "PROVIDER_REJECTED" } });
+      expect(after.error?.message).toContain("100 outputs");
+      expect(after.attempts[0]).toMatchObject({ outcome: "failed" });
+      expect(await gate.holders()).toEqual({});
+    });
+
+    it("keeps every job write small when a result names 15,000 URLs", async () => {
+      const job = await processingJob();
+      const { calls, copier } = counting();
+      const writes = recordWrites();
+      const huge = done("9001", urls(15_000));
+      expect(JSON.stringify(huge).length).toBeGreaterThan(400 * 1024);
+      // The results queue refuses such a message; finalize refuses it too, should one come another way.
+      expect(resultMessageSchema.safeParse(message(job, huge)).success).toBe(false);
+
+      expect(await finalizeResult({ ...deps, copyOutput: copier }, message(job, huge))).toBe("failed");
+
+      expect(calls).toEqual([]);
+      expect(Math.max(...writes.sizes)).toBeLessThan(8 * 1024);
+    });
+
+    it("stores up to the samples asked for (fewer is the provider filtering some)", async () => {
+      const job = await processingJob({ request: { ...buildJob(clock).request, samples: 3 } });
+      const { calls, copier } = counting();
+      expect(await finalizeResult({ ...deps, copyOutput: copier }, message(job, done("9001", urls(2))))).toBe(
+        "succeeded",
+      );
+      expect(calls.sort()).toEqual([0, 1]);
+    });
+
+    it("refuses a kept result over the bound when resuming a job already in storing", async () => {
+      const state: ProviderState = { phase: "finished", providerId: "9001", result: done("9001", urls(50)) };
+      const job = buildJob(clock, {
+        status: "storing",
+        version: 5,
+        providerState: state as unknown as Record<string, unknown>,
+      });
+      await jobs.create(job);
+      const { calls, copier } = counting();
+      expect(await finalizeResult({ ...deps, copyOutput: copier }, message(job, done()))).toBe("failed");
+      expect(calls).toEqual([]);
+      expect(stored(job.id)).toMatchObject({ status: "failed", error: { code: "PROVIDER_REJECTED" } });
+    });
+
+    it("fails a job still storing at its deadline without downloading anything", async () => {
+      const job = await processingJob({ deadlineAt: new Date(clock.now().getTime() + 60_000).toISOString() });
+      const { calls, copier } = counting();
+      const writes = recordWrites();
+      clock.advance(60_000);
+
+      expect(await finalizeResult({ ...deps, copyOutput: copier }, message(job, done()))).toBe("failed");
+
+      expect(calls).toEqual([]);
+      expect(stored(job.id)).toMatchObject({ status: "failed", error: { code: "DEADLINE_EXCEEDED" } });
+      expect(writes.statuses).toEqual(["storing", "failed"]);
+    });
+
+    it("never schedules the storing check past the deadline", async () => {
+      const job = await processingJob({ deadlineAt: new Date(clock.now().getTime() + 30_000).toISOString() });
+      const seen: Job[] = [];
+      const transition = jobs.transition.bind(jobs);
+      jobs.transition = async (j, to, patch) => {
+        const written = await transition(j, to, patch);
+        seen.push(written);
+        return written;
+      };
+      await finalizeResult(deps, message(job, done()));
+      expect(seen[0]).toMatchObject({ status: "storing", dueAt: Date.parse(job.deadlineAt) });
+    });
+  });
+
+  describe("outputs of a job that did not succeed", () => {
+    // A 1×1 PNG: copied for real (base64, no network) into the in-memory bucket.
+    const PNG =
+      "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+    const pngs = (count: number): FinishedResult => ({
+      ...done(),
+      outputs: Array.from({ length: count }, () => ({ kind: "base64" as const, data: PNG })),
+    });
+    let store: InMemoryObjectStore;
+    let copy: OutputCopier;
+
+    beforeEach(() => {
+      store = new InMemoryObjectStore("outputs");
+      copy = s3OutputCopier(store, "outputs", {
+        mode: "aws",
+        allowedHosts: [],
+        maxBytes: 1024 * 1024,
+        timeoutMs: 1_000,
+        retryForMs: 0,
+      });
+      deps = {
+        ...deps,
+        copyOutput: copy,
+        discardOutputs: s3OutputDiscarder(store, { info: () => undefined }),
+      };
+    });
+
+    const twoSamples = () => processingJob({ request: { ...buildJob(clock).request, samples: 2 } });
+
+    it("copies for real into the bucket when nothing interferes", async () => {
+      const job = await twoSamples();
+      expect(await finalizeResult(deps, message(job, pngs(2)))).toBe("succeeded");
+      expect([...store.objects.keys()].sort()).toEqual([
+        `${job.tenantId}/${job.id}/0.png`,
+        `${job.tenantId}/${job.id}/1.png`,
+      ]);
+    });
+
+    it("leaves no object behind when the client cancels while finalize copies", async () => {
+      // The API takes real job ids only.
+      const job = await processingJob({
+        id: newJobId(),
+        request: { ...buildJob(clock).request, samples: 2 },
+      });
+      let cancelled = false;
+      deps.copyOutput = async (j, output, index) => {
+        const copied = await copy(j, output, index);
+        if (!cancelled) {
+          cancelled = true;
+          await cancelJob({ jobs, clock }, j.tenantId, j.id);
+        }
+        return copied;
+      };
+
+      await finalizeResult(deps, message(job, pngs(2)));
+
+      expect(stored(job.id)).toMatchObject({ status: "cancelled", outputs: [] });
+      expect([...store.objects.keys()]).toEqual([]);
+    });
+
+    it("still records the copies when only the job's bookkeeping moved meanwhile", async () => {
+      const job = await twoSamples();
+      let bumped = false;
+      deps.copyOutput = async (j, output, index) => {
+        const copied = await copy(j, output, index);
+        const current = jobs.jobs.get(j.id);
+        if (!bumped && current) {
+          bumped = true; // the reconciler pushes the storing job's dueAt
+          await jobs.update(current, { dueAt: (current.dueAt ?? 0) + 60_000 });
+        }
+        return copied;
+      };
+      expect(await finalizeResult(deps, message(job, pngs(2)))).toBe("succeeded");
+      expect(stored(job.id).outputs).toHaveLength(2);
+      expect(store.objects.size).toBe(2);
+    });
+
+    it("discards what an earlier, interrupted finalize stored once the job is cancelled or failed", async () => {
+      for (const status of ["cancelled", "failed"] as const) {
+        const job = buildJob(clock, { status, version: 7, dueAt: null });
+        await jobs.create(job);
+        const other = buildJob(clock, { status: "succeeded", dueAt: null });
+        const ours = `${job.tenantId}/${job.id}/0.png`;
+        const theirs = `${other.tenantId}/${other.id}/0.png`;
+        await store.put(ours, Buffer.from("x"), { contentType: "image/png" });
+        await store.put(theirs, Buffer.from("y"), { contentType: "image/png" });
+
+        expect(await finalizeResult(deps, message(job, done()))).toBe("ignored");
+
+        expect(store.objects.has(ours), status).toBe(false);
+        expect(store.objects.has(theirs), status).toBe(true);
+        expect(stored(job.id)).toEqual(job);
+      }
+    });
+
+    it("never discards the outputs of a job that succeeded", async () => {
+      const job = await twoSamples();
+      await finalizeResult(deps, message(job, pngs(2)));
+      expect(await finalizeResult(deps, message(job, pngs(2)))).toBe("ignored");
+      expect(store.objects.size).toBe(2);
+    });
+
+    it("leaves no object behind when one output is refused and the others were copied", async () => {
+      const job = await twoSamples();
+      const result: FinishedResult = {
+        ...done(),
+        outputs: [
+          { kind: "base64", data: PNG },
+          { kind: "base64", data: Buffer.from("not an image at all").toString("base64") },
+        ],
+      };
+      // The refusal comes first; the good copy finishes after it.
+      let refused = () => {};
+      const refusal = new Promise<void>((resolve) => {
+        refused = resolve;
+      });
+      let goodCopy: Promise<unknown> = Promise.resolve();
+      deps.copyOutput = (j, output, index) => {
+        if (index === 1) return copy(j, output, index).finally(refused);
+        const copied = refusal.then(() => copy(j, output, index));
+        goodCopy = copied.catch(() => undefined);
+        return copied;
+      };
+      expect(await finalizeResult(deps, message(job, result))).toBe("failed");
+      await goodCopy;
+      expect(stored(job.id)).toMatchObject({ status: "failed", error: { code: "OUTPUT_NOT_AN_IMAGE" } });
+      expect([...store.objects.keys()]).toEqual([]);
+    });
+
+    it("leaves no object behind when a job in storing is failed at its deadline", async () => {
+      const job = await twoSamples();
+      await store.put(`${job.tenantId}/${job.id}/0.png`, Buffer.from("x"), { contentType: "image/png" });
+      clock.advance(3_600_000);
+      expect(await finalizeResult(deps, message(job, pngs(2)))).toBe("failed");
+      expect([...store.objects.keys()]).toEqual([]);
+    });
+  });
+
   describe("the whole flow through the fakes", () => {
     let provider: FakeProvider;
-    let resultsQueue: FakeQueue;
+    let resultsQueue: FakeQueue<ResultMessage>;
     const finalizeAll = async () => {
       const outcomes: string[] = [];
       for (const sent of resultsQueue.sent.splice(0)) {
-        outcomes.push(await finalizeResult(deps, resultMessageSchema.parse(sent.message)));
+        outcomes.push(await finalizeResult(deps, sent.message));
       }
       return outcomes;
     };
     beforeEach(() => {
       provider = new FakeProvider();
-      resultsQueue = new FakeQueue();
+      resultsQueue = new FakeQueue(queues.results);
     });
 
     it.each(["accepted", "indeterminate"] as const)(

@@ -1,10 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { FUNCTIONS } from "../../infra/functions.ts";
+import { MAX_PROVIDER_ID_CHARS, MAX_SAMPLES, OUTPUT_LIMITS } from "../../shared/domain/job.ts";
 import {
   dispatchMessageSchema,
   notifyMessageSchema,
+  queues,
   resultMessageSchema,
 } from "../../shared/schemas/messages.ts";
+import { workerJobQueue } from "../../shared/schemas/worker-job.ts";
 import { bundledInputs } from "../support/bundle.ts";
 
 const issues = (result: { error?: { issues: Array<{ path: PropertyKey[]; message: string }> } }) =>
@@ -79,6 +82,69 @@ describe("queue message schemas (zod/mini)", () => {
       "attempt: Too small: expected number to be >=1",
       "notBefore: Invalid input: expected number, received string",
     ]);
+  });
+
+  it("bound a result's outputs, so the largest message fits SQS and the job item that keeps it", () => {
+    const message = (outputs: unknown[], providerId: string | null = null) => ({
+      jobId: "01J",
+      source: "callback",
+      observedAt: "2024-05-01T12:00:00.000Z",
+      result: { kind: "done", providerId, outputs, generationTimeSeconds: 1, seed: 1 },
+    });
+    const url = (chars: number) => ({ kind: "url", url: `https://x/${"u".repeat(chars - 10)}` });
+    const inline = (chars: number) => ({ kind: "base64", data: "A".repeat(chars) });
+
+    const largest = message(
+      Array.from({ length: MAX_SAMPLES }, () => inline(OUTPUT_LIMITS.inlineChars)),
+      "9".repeat(MAX_PROVIDER_ID_CHARS),
+    );
+    expect(resultMessageSchema.safeParse(largest).success).toBe(true);
+    expect(JSON.stringify(largest).length).toBeLessThan(192 * 1024);
+    expect(resultMessageSchema.safeParse(message([url(OUTPUT_LIMITS.urlChars)])).success).toBe(true);
+
+    expect(
+      issues(
+        resultMessageSchema.safeParse(
+          message(
+            Array.from({ length: MAX_SAMPLES + 1 }, () => url(40)),
+            "9".repeat(MAX_PROVIDER_ID_CHARS + 1),
+          ),
+        ),
+      ),
+    ).toEqual([
+      `result.providerId: Too big: expected string to have <=${MAX_PROVIDER_ID_CHARS} characters`,
+      `result.outputs: Too big: expected array to have <=${MAX_SAMPLES} items`,
+    ]);
+    expect(
+      issues(
+        resultMessageSchema.safeParse(
+          message([url(OUTPUT_LIMITS.urlChars + 1), inline(OUTPUT_LIMITS.inlineChars + 1)]),
+        ),
+      ),
+    ).toEqual([
+      `result.outputs.0.url: Too big: expected string to have <=${OUTPUT_LIMITS.urlChars} characters`,
+      `result.outputs.1.data: Too big: expected string to have <=${OUTPUT_LIMITS.inlineChars} characters`,
+    ]);
+  });
+
+  it("check a fallback message's request for being an object on send, and in full where the worker reads it", () => {
+    const message = {
+      jobId: "01J",
+      tenantId: "acme",
+      attempt: 0,
+      request: { model_id: "sd15" },
+      outputsPrefix: "acme/01J",
+    };
+    // The senders pass the request on as the API validated it.
+    expect(queues.fallback.schema.parse(message)).toEqual(message);
+    expect(issues(queues.fallback.schema.safeParse({ ...message, request: ["sd15"] }))).toEqual([
+      "request: must be a JSON object",
+    ]);
+    // The worker runs it: the seed schema's checks apply.
+    expect(workerJobQueue.name).toBe(queues.fallback.name);
+    expect(issues(workerJobQueue.schema.safeParse(message))).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^request.controlnet_model: /)]),
+    );
   });
 
   it.each(["reconcile", "dispatch", "finalize", "notify"])(

@@ -6,6 +6,7 @@ import {
   normalizeProviderBody,
   type UnexpectedResponse,
 } from "../../shared/adapters/modelslab/normalize.ts";
+import { MAX_PROVIDER_ID_CHARS, MAX_SAMPLES, OUTPUT_LIMITS } from "../../shared/domain/job.ts";
 import type { ProviderResult } from "../../shared/ports/provider.ts";
 
 const PNG_B64 =
@@ -329,6 +330,60 @@ describe("normalizeProviderBody: bodies that are not JSON objects", () => {
   });
 });
 
+describe("normalizeProviderBody: bounded outputs", () => {
+  const success = (output: unknown[]) =>
+    JSON.stringify({ status: "success", id: 77, output, proxy_links: output });
+
+  it.each([MAX_SAMPLES + 1, 15_000])(
+    "refuses a success naming %i outputs (more than any request asks for), not retryable",
+    (count) => {
+      const onUnexpected = vi.fn<(event: UnexpectedResponse) => void>();
+      const urls = Array.from({ length: count }, (_, i) => `${R2}?n=${i}`);
+      const result = normalizeProviderBody(success(urls), 200, { onUnexpected });
+      expect(result).toMatchObject({ kind: "rejected", retryable: false, providerId: "77" });
+      expect("reason" in result && result.reason).toContain(`${count} outputs`);
+      expect(JSON.stringify(result).length).toBeLessThan(1_500);
+      expect(onUnexpected).toHaveBeenCalledWith(expect.objectContaining({ problem: "too_many_outputs" }));
+    },
+  );
+
+  it("keeps up to MAX_SAMPLES outputs", () => {
+    const urls = Array.from({ length: MAX_SAMPLES }, (_, i) => `${R2}?n=${i}`);
+    const result = normalizeProviderBody(success(urls), 200);
+    expect(result).toMatchObject({ kind: "done" });
+    expect(result.kind === "done" && result.outputs).toHaveLength(MAX_SAMPLES);
+  });
+
+  it("finds an output over OUTPUT_LIMITS unusable (and says so)", () => {
+    const onUnexpected = vi.fn<(event: UnexpectedResponse) => void>();
+    const longUrl = `${R2}?pad=${"a".repeat(OUTPUT_LIMITS.urlChars)}`;
+    const bigInline = "A".repeat(OUTPUT_LIMITS.inlineChars + 4);
+    const result = normalizeProviderBody(success([longUrl, bigInline, R2, PNG_B64]), 200, { onUnexpected });
+    expect(result).toMatchObject({
+      kind: "done",
+      outputs: [
+        { kind: "url", url: R2 },
+        { kind: "base64", data: PNG_B64 },
+      ],
+    });
+    expect(onUnexpected).toHaveBeenCalledWith(expect.objectContaining({ problem: "unusable_output" }));
+    // Nothing usable at all is the "no outputs" refusal.
+    expect(normalizeProviderBody(success([longUrl]), 200)).toMatchObject({
+      kind: "rejected",
+      retryable: false,
+    });
+  });
+
+  it("keeps no fetch URL longer than OUTPUT_LIMITS.urlChars", () => {
+    const fetchUrl = `${FETCH}?pad=${"a".repeat(OUTPUT_LIMITS.urlChars)}`;
+    const result = normalizeProviderBody(
+      JSON.stringify({ status: "processing", id: 5, fetch_result: fetchUrl }),
+      200,
+    );
+    expect(result).toMatchObject({ kind: "accepted", providerId: "5", fetchUrl: null });
+  });
+});
+
 describe("normalizeProviderBody: options", () => {
   it("uses the caller's known id when a fetch answer carries none", () => {
     expect(
@@ -455,6 +510,8 @@ describe("helpers", () => {
     expect(normalizeId(null)).toBeNull();
     expect(normalizeId(Number.NaN)).toBeNull();
     expect(normalizeId({})).toBeNull();
+    expect(normalizeId("7".repeat(MAX_PROVIDER_ID_CHARS))).toBe("7".repeat(MAX_PROVIDER_ID_CHARS));
+    expect(normalizeId("7".repeat(MAX_PROVIDER_ID_CHARS + 1))).toBeNull();
   });
 
   it("flattenMessage", () => {

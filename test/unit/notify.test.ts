@@ -2,7 +2,7 @@ import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
 import type { Job } from "../../shared/domain/job.ts";
 import type { NotificationRecord } from "../../shared/ports/index.ts";
-import type { NotifyMessage } from "../../shared/schemas/messages.ts";
+import { type NotifyMessage, queues } from "../../shared/schemas/messages.ts";
 import { newWebhookSecret } from "../../shared/usecases/authenticate.ts";
 import { handleNotifyMessage, type NotifyDeps, replayNotification } from "../../shared/usecases/notify.ts";
 import { presentJob } from "../../shared/usecases/present-job.ts";
@@ -26,8 +26,8 @@ function setup(options: { now?: Date; schedule?: number[]; fallback?: number | n
   const jobs = new InMemoryJobStore(clock);
   const notifications = new InMemoryNotificationStore();
   const tenants = new InMemoryWebhookSettings(clock);
-  const notifyQueue = new FakeQueue();
-  const deadLetters = new FakeQueue();
+  const notifyQueue = new FakeQueue(queues.notifications);
+  const deadLetters = new FakeQueue(queues.notificationsDeadLetters);
   const events = new FakeEventPublisher();
   const sender = new FakeWebhookSender(options.fallback === undefined ? 200 : options.fallback);
   const deps: NotifyDeps = {
@@ -82,11 +82,8 @@ const jobEvent = (job: Pick<Job, "id" | "status">): NotifyMessage => ({
   status: job.status,
 });
 
-const deliveries = (queue: FakeQueue) =>
-  queue.sent.filter((s) => s.message.kind === "delivery") as {
-    message: Extract<NotifyMessage, { kind: "delivery" }>;
-    options?: { delaySeconds?: number };
-  }[];
+const deliveries = (queue: FakeQueue<NotifyMessage>) =>
+  queue.sent.flatMap((s) => (s.message.kind === "delivery" ? [{ ...s, message: s.message }] : []));
 
 async function onlyRecord(env: Env, jobId: string): Promise<NotificationRecord> {
   const records = await env.notifications.listForJob(jobId);

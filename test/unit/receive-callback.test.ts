@@ -2,7 +2,7 @@ import { beforeEach, describe, expect, it, vi } from "vitest";
 import { normalizeCallback } from "../../shared/adapters/modelslab/normalize.ts";
 import { callbackToken } from "../../shared/domain/callback-token.ts";
 import { UnauthorizedError, ValidationError } from "../../shared/domain/errors.ts";
-import { resultMessageSchema } from "../../shared/schemas/messages.ts";
+import { queues, type ResultMessage, resultMessageSchema } from "../../shared/schemas/messages.ts";
 import { type ReceiveCallbackDeps, receiveCallback } from "../../shared/usecases/receive-callback.ts";
 import { FakeClock, FakeQueue } from "../support/fakes.ts";
 
@@ -20,12 +20,12 @@ const successBody = (trackId: unknown = JOB_ID) => ({
 
 describe("receiveCallback", () => {
   let clock: FakeClock;
-  let resultsQueue: FakeQueue;
+  let resultsQueue: FakeQueue<ResultMessage>;
   let deps: ReceiveCallbackDeps;
 
   beforeEach(() => {
     clock = new FakeClock();
-    resultsQueue = new FakeQueue();
+    resultsQueue = new FakeQueue(queues.results);
     deps = { resultsQueue, clock, callbackSecret: SECRET, normalize: (body) => normalizeCallback(body) };
   });
 
@@ -102,8 +102,7 @@ describe("receiveCallback", () => {
     expect(resultsQueue.sent).toHaveLength(1);
     const sent = resultsQueue.sent[0];
     expect(sent?.options).toBeUndefined();
-    const message = resultMessageSchema.parse(sent?.message);
-    expect(message).toEqual({
+    expect(sent?.message).toEqual({
       jobId: JOB_ID,
       source: "callback",
       observedAt: clock.now().toISOString(),
@@ -123,8 +122,46 @@ describe("receiveCallback", () => {
       token: callbackToken(SECRET, JOB_ID),
       readBody: () => ({ status: "failed", id: 9001, message: "NSFW content", track_id: JOB_ID }),
     });
+    expect(resultsQueue.sent[0]?.message.result).toMatchObject({
+      kind: "rejected",
+      providerId: "9001",
+      retryable: false,
+    });
+  });
+
+  it.each([
+    [5, "https://pub-x.r2.dev/o"],
+    [15_000, "https://pub-x.r2.dev/output-image-with-a-long-name"],
+  ])(
+    "queues a bounded refusal, not %i outputs, for a success naming more than any job asks for",
+    async (count, base) => {
+      const output = Array.from({ length: count }, (_, i) => `${base}-${i}.png`);
+      expect(JSON.stringify(output).length).toBeGreaterThan(count > 100 ? 400_000 : 0);
+      await receiveCallback(deps, {
+        jobId: JOB_ID,
+        token: callbackToken(SECRET, JOB_ID),
+        readBody: () => ({ ...successBody(), output }),
+      });
+      const sent = resultsQueue.sent[0]?.message;
+      const message = resultMessageSchema.parse(sent);
+      expect(message.result).toMatchObject({ kind: "rejected", providerId: "9001", retryable: false });
+      expect(message.result.kind === "rejected" && message.result.reason).toContain(`${count} outputs`);
+      expect(JSON.stringify(sent).length).toBeLessThan(2_048);
+    },
+  );
+
+  it("queues a result whose output URLs are within the results queue's bounds", async () => {
+    const long = `https://pub-x.r2.dev/${"a".repeat(5_000)}.png`;
+    await receiveCallback(deps, {
+      jobId: JOB_ID,
+      token: callbackToken(SECRET, JOB_ID),
+      readBody: () => ({ ...successBody(), output: [long, "https://pub-x.r2.dev/b.png"] }),
+    });
     const message = resultMessageSchema.parse(resultsQueue.sent[0]?.message);
-    expect(message.result).toMatchObject({ kind: "rejected", providerId: "9001", retryable: false });
+    expect(message.result).toMatchObject({
+      kind: "done",
+      outputs: [{ kind: "url", url: "https://pub-x.r2.dev/b.png" }],
+    });
   });
 
   it("acknowledges a processing notification and queues nothing", async () => {

@@ -1,7 +1,7 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import type { Job } from "../../shared/domain/job.ts";
 import type { ProviderResult } from "../../shared/ports/provider.ts";
-import { resultMessageSchema } from "../../shared/schemas/messages.ts";
+import { type DispatchMessage, queues, type ResultMessage } from "../../shared/schemas/messages.ts";
 import type { ProviderState } from "../../shared/usecases/provider-attempts.ts";
 import { type ReconcileDeps, type ReconcileSettings, reconcile } from "../../shared/usecases/reconcile.ts";
 import {
@@ -36,8 +36,8 @@ describe("reconcile", () => {
   let jobs: InMemoryJobStore;
   let gate: InMemoryCapacityGate;
   let provider: FakeProvider;
-  let jobsQueue: FakeQueue;
-  let resultsQueue: FakeQueue;
+  let jobsQueue: FakeQueue<DispatchMessage>;
+  let resultsQueue: FakeQueue<ResultMessage>;
   let deps: ReconcileDeps;
 
   const stored = (id: string): Job => {
@@ -82,8 +82,8 @@ describe("reconcile", () => {
     jobs = new InMemoryJobStore(clock);
     gate = new InMemoryCapacityGate(5);
     provider = new FakeProvider();
-    jobsQueue = new FakeQueue();
-    resultsQueue = new FakeQueue();
+    jobsQueue = new FakeQueue(queues.jobs);
+    resultsQueue = new FakeQueue(queues.results);
     deps = { jobs, jobsQueue, clock, settings, provider, resultsQueue, gate };
   });
 
@@ -119,7 +119,7 @@ describe("reconcile", () => {
     expect(provider.fetches).toEqual([{ providerId: "9001", fetchUrl: FETCH_URL }]);
     expect(provider.submissions).toHaveLength(0);
     expect(resultsQueue.sent).toHaveLength(1);
-    expect(resultMessageSchema.parse(resultsQueue.sent[0]?.message)).toEqual({
+    expect(resultsQueue.sent[0]?.message).toEqual({
       jobId: job.id,
       source: "reconcile",
       observedAt: clock.now().toISOString(),
@@ -270,6 +270,70 @@ describe("reconcile", () => {
     expect(resultsQueue.sent.map((s) => s.message)).toEqual([
       { jobId: job.id, source: "reconcile", observedAt: clock.now().toISOString(), result: state.result },
     ]);
+  });
+
+  describe("a job in storing", () => {
+    const kept: ProviderState["result"] = {
+      kind: "done",
+      providerId: "9001",
+      outputs: [{ kind: "url", url: "https://pub-x.r2.dev/a.png" }],
+      generationTimeSeconds: null,
+      seed: null,
+    };
+    const storingJob = async (overrides: Partial<Job> = {}) => {
+      const state: ProviderState = { phase: "finished", providerId: "9001", result: kept };
+      const job = buildJob(clock, {
+        status: "storing",
+        version: 5,
+        providerState: state as unknown as Record<string, unknown>,
+        dueAt: clock.now().getTime() - 1,
+        ...overrides,
+      });
+      await jobs.create(job);
+      return job;
+    };
+    const resend = (job: Job) => ({
+      jobId: job.id,
+      source: "reconcile",
+      observedAt: clock.now().toISOString(),
+      result: kept,
+    });
+
+    it("fails it past its deadline, and hands its result to finalize once more to discard what was stored", async () => {
+      const job = await storingJob({ deadlineAt: new Date(clock.now().getTime() - 1).toISOString() });
+
+      const report = await reconcile(deps);
+
+      expect(report).toMatchObject({ expired: 1, resumed: 0 });
+      expect(stored(job.id)).toMatchObject({
+        status: "failed",
+        error: { code: "DEADLINE_EXCEEDED" },
+        dueAt: null,
+      });
+      expect(resultsQueue.sent.map((s) => s.message)).toEqual([resend(job)]);
+      expect((await reconcile(deps)).examined).toBe(0);
+    });
+
+    it("never schedules its next look past the deadline", async () => {
+      const job = await storingJob({ deadlineAt: new Date(clock.now().getTime() + 10_000).toISOString() });
+      await reconcile(deps);
+      expect(stored(job.id)).toMatchObject({ status: "storing", dueAt: clock.now().getTime() + 10_000 });
+    });
+
+    it("resumes it a bounded number of times, then fails it (OUTPUT_COPY_FAILED)", async () => {
+      const job = await storingJob();
+      const retry = { ...settings, storingRetrySeconds: 60, storingMaxResumes: 4 };
+      deps = { ...deps, settings: retry };
+      for (let look = 0; look < 50 && stored(job.id).status === "storing"; look++) {
+        await reconcile(deps);
+        clock.advance(61_000);
+      }
+      const after = stored(job.id);
+      expect(after).toMatchObject({ status: "failed", error: { code: "OUTPUT_COPY_FAILED" } });
+      expect(Date.parse(after.updatedAt)).toBeLessThan(Date.parse(job.deadlineAt));
+      // Four resumes, then the failing look's last hand-over (finalize discards the partial copies).
+      expect(resultsQueue.sent).toHaveLength(5);
+    });
   });
 
   describe("slot healing", () => {

@@ -1,6 +1,7 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import type { Job } from "../../shared/domain/job.ts";
 import type { ProviderResult } from "../../shared/ports/provider.ts";
+import { type DispatchMessage, queues, type WorkerJobMessage } from "../../shared/schemas/messages.ts";
 import { workerJobMessageSchema } from "../../shared/schemas/worker-job.ts";
 import { type DispatchDeps, type DispatchSettings, dispatchJob } from "../../shared/usecases/dispatch-job.ts";
 import { finalizeResult } from "../../shared/usecases/finalize-result.ts";
@@ -51,9 +52,9 @@ describe("routing to the self-hosted fallback", () => {
   let gate: InMemoryCapacityGate;
   let provider: FakeProvider;
   let breaker: InMemoryCircuitBreaker;
-  let jobsQueue: FakeQueue;
-  let fallbackQueue: FakeQueue;
-  let deps: DispatchDeps & { fallbackQueue: FakeQueue };
+  let jobsQueue: FakeQueue<DispatchMessage>;
+  let fallbackQueue: FakeQueue<WorkerJobMessage>;
+  let deps: DispatchDeps & { fallbackQueue: FakeQueue<WorkerJobMessage> };
 
   const store = async (overrides: Partial<Job> = {}): Promise<Job> => {
     const job = buildJob(clock, overrides);
@@ -68,15 +69,15 @@ describe("routing to the self-hosted fallback", () => {
     gate = new InMemoryCapacityGate(5);
     provider = new FakeProvider();
     breaker = new InMemoryCircuitBreaker({ failureThreshold: 3, windowSeconds: 60, coolDownSeconds: 30 });
-    jobsQueue = new FakeQueue();
-    fallbackQueue = new FakeQueue();
+    jobsQueue = new FakeQueue(queues.jobs);
+    fallbackQueue = new FakeQueue(queues.fallback);
     deps = {
       jobs,
       gate,
       provider,
       breaker,
       jobsQueue,
-      resultsQueue: new FakeQueue(),
+      resultsQueue: new FakeQueue(queues.results),
       fallbackQueue,
       clock,
       settings,
@@ -106,6 +107,19 @@ describe("routing to the self-hosted fallback", () => {
     // A duplicate dispatch message changes nothing.
     expect(await dispatchJob(deps, { jobId: job.id })).toBe("ignored");
     expect(fallbackQueue.sent).toHaveLength(1);
+  });
+
+  it("sends the worker image URLs as their normalised href, the host the address rules checked", async () => {
+    const job = await store({
+      provider: "self-hosted",
+      request: {
+        ...buildJob(clock).request,
+        control_image: "https://cdn.example.com\\@169.254.169.254/edges.png",
+      } as Job["request"],
+    });
+    expect(await dispatchJob(deps, { jobId: job.id })).toBe("fallback");
+    const message = workerJobMessageSchema.parse(fallbackQueue.sent[0]?.message);
+    expect(message.request.control_image).toBe("https://cdn.example.com/@169.254.169.254/edges.png");
   });
 
   it("still fails a self-hosted job when no fallback queue is configured", async () => {

@@ -1,5 +1,6 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { ConflictError, ValidationError } from "../../shared/domain/errors.ts";
+import { type DispatchMessage, queues } from "../../shared/schemas/messages.ts";
 import { cancelJob } from "../../shared/usecases/cancel-job.ts";
 import { reconcile } from "../../shared/usecases/reconcile.ts";
 import { type SubmitJobDeps, submitJob } from "../../shared/usecases/submit-job.ts";
@@ -15,12 +16,12 @@ const settings = {
 describe("submitJob", () => {
   let clock: FakeClock;
   let jobs: InMemoryJobStore;
-  let queue: FakeQueue;
+  let queue: FakeQueue<DispatchMessage>;
   let deps: SubmitJobDeps;
   beforeEach(() => {
     clock = new FakeClock();
     jobs = new InMemoryJobStore(clock);
-    queue = new FakeQueue();
+    queue = new FakeQueue(queues.jobs);
     deps = { jobs, jobsQueue: queue, clock, settings };
   });
 
@@ -144,7 +145,7 @@ describe("cancelJob", () => {
     const clock = new FakeClock();
     const jobs = new InMemoryJobStore(clock);
     const { job } = await submitJob(
-      { jobs, jobsQueue: new FakeQueue(), clock, settings },
+      { jobs, jobsQueue: new FakeQueue(queues.jobs), clock, settings },
       { tenantId: "t1", body: validJobRequest() },
     );
     const cancelled = await cancelJob({ jobs, clock }, "t1", job.id);

@@ -18,10 +18,12 @@ import {
   SendMessageCommand,
   type SQSClient,
 } from "@aws-sdk/client-sqs";
-import type { FinishedResult, ResultMessage } from "../../shared/schemas/messages.ts";
+import { receiveTimeoutMs } from "../../shared/adapters/sqs/queue.ts";
+import { type FinishedResult, queues, type ResultMessage } from "../../shared/schemas/messages.ts";
+import { decodeMessage, encodeMessage } from "../../shared/schemas/queue.ts";
 import { classify, StopError } from "./errors.ts";
 import { type JobDeps, runJob } from "./job.ts";
-import { type WorkerJobMessage, workerJobMessageSchema } from "./messages.ts";
+import { type WorkerJobMessage, workerJobQueue } from "./messages.ts";
 import type { Logger } from "./pipeline/session.ts";
 
 export interface WorkerServiceOptions {
@@ -132,7 +134,7 @@ export class WorkerService {
             VisibilityTimeout: this.o.visibilityTimeoutSeconds,
             MessageSystemAttributeNames: ["ApproximateReceiveCount"],
           }),
-          { abortSignal: this.pollAbort.signal },
+          { abortSignal: this.pollAbort.signal, requestTimeout: receiveTimeoutMs(this.o.waitTimeSeconds) },
         );
         messages = out.Messages ?? [];
       } catch (error) {
@@ -156,7 +158,7 @@ export class WorkerService {
     const receipt = message.ReceiptHandle as string;
     let parsed: WorkerJobMessage;
     try {
-      parsed = workerJobMessageSchema.parse(JSON.parse(message.Body ?? ""));
+      parsed = decodeMessage(workerJobQueue, message.Body ?? "");
     } catch (error) {
       await this.poison(message, error);
       return;
@@ -279,8 +281,12 @@ export class WorkerService {
 
   private async publish(jobId: string, result: FinishedResult): Promise<void> {
     const body: ResultMessage = { jobId, source: "worker", observedAt: this.o.clock().toISOString(), result };
+    // Checked against the results queue's schema, as every producer's message is (shared/schemas/queue.ts).
     await this.o.sqs.send(
-      new SendMessageCommand({ QueueUrl: this.o.resultsQueueUrl, MessageBody: JSON.stringify(body) }),
+      new SendMessageCommand({
+        QueueUrl: this.o.resultsQueueUrl,
+        MessageBody: encodeMessage(queues.results, body),
+      }),
     );
   }
 

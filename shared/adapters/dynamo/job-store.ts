@@ -8,6 +8,7 @@ import {
   TransactWriteCommand,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
+import * as z from "zod/mini";
 import { ConflictError, StaleWriteError, UnavailableError, ValidationError } from "../../domain/errors.ts";
 import { sha256Hex } from "../../domain/hash.ts";
 import { isJobId } from "../../domain/ids.ts";
@@ -671,13 +672,30 @@ function duplicateJob(id: string, cause: unknown): ConflictError {
 /** A short digest of the tenant a cursor was issued to: another API key's cursor is refused, not reinterpreted. */
 const cursorOwner = (tenantId: string): string => sha256Hex(`cursor:${tenantId}`).slice(0, 16);
 
-export function encodeCursor(id: string, tenantId?: string): string {
-  const owner = tenantId === undefined ? {} : { t: cursorOwner(tenantId) };
-  return Buffer.from(JSON.stringify({ v: CURSOR_VERSION, id, ...owner }), "utf8").toString("base64url");
+/**
+ * A decoded cursor: exactly these fields, the owner included. A cursor without its owner, or with
+ * any other field, is not one this store issued, so it is refused rather than read leniently.
+ */
+const cursorSchema = z.strictObject({
+  v: z.literal(CURSOR_VERSION),
+  id: z.string().check(z.refine(isJobId)),
+  t: z.string().check(z.regex(/^[0-9a-f]{16}$/)),
+});
+type CursorField = keyof z.infer<typeof cursorSchema>;
+const CURSOR_FIELD_PROBLEMS: Record<CursorField, string> = {
+  v: "unknown cursor version",
+  id: "does not name a job",
+  t: "does not name the API key it was issued to",
+};
+
+/** The cursor that continues a tenant's list after job `id`; only that tenant's key can use it. */
+export function encodeCursor(id: string, tenantId: string): string {
+  const cursor: z.infer<typeof cursorSchema> = { v: CURSOR_VERSION, id, t: cursorOwner(tenantId) };
+  return Buffer.from(JSON.stringify(cursor), "utf8").toString("base64url");
 }
 
 /** Returns the id of the last job of the previous page, or throws INVALID_CURSOR. */
-export function decodeCursor(cursor: string, tenantId?: string): string {
+export function decodeCursor(cursor: string, tenantId: string): string {
   const invalid = (message: string) =>
     new ValidationError(
       "The cursor is not valid; use the nextCursor of a previous page.",
@@ -693,14 +711,20 @@ export function decodeCursor(cursor: string, tenantId?: string): string {
   } catch {
     throw invalid("not valid JSON");
   }
-  if (typeof parsed !== "object" || parsed === null) throw invalid("not an object");
-  const { v, id, t } = parsed as { v?: unknown; id?: unknown; t?: unknown };
-  if (v !== CURSOR_VERSION) throw invalid("unknown cursor version");
-  if (typeof id !== "string" || !isJobId(id)) throw invalid("does not name a job");
-  if (t !== undefined && (tenantId === undefined || t !== cursorOwner(tenantId))) {
-    throw invalid("was issued to another API key");
+  const result = cursorSchema.safeParse(parsed);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const field = issue?.path[0];
+    throw invalid(
+      issue?.code === "unrecognized_keys"
+        ? "has fields a cursor does not have"
+        : typeof field === "string" && Object.hasOwn(CURSOR_FIELD_PROBLEMS, field)
+          ? CURSOR_FIELD_PROBLEMS[field as CursorField]
+          : "not a cursor object",
+    );
   }
-  return id;
+  if (result.data.t !== cursorOwner(tenantId)) throw invalid("was issued to another API key");
+  return result.data.id;
 }
 
 const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -14,7 +14,9 @@
  *    - `processing` without any id (none in `id`, none recoverable from the `fetch_result` URL, none
  *      known to the caller) is `indeterminate`: the provider took the job but gave us no handle to
  *      fetch it by; only the webhook (or the job's deadline) can settle it. Never re-post.
- *    - `success` without a usable output is `rejected`, not retryable ("no outputs").
+ *    - `success` without a usable output is `rejected`, not retryable ("no outputs"); so is one
+ *      naming more outputs than any request asks for (MAX_SAMPLES). An output is usable when it is
+ *      an http(s) URL or base64 within OUTPUT_LIMITS.
  * 3. Otherwise the HTTP status classifies: 429 (or rate-limit text, or `retry_after`) is retryable
  *    with `retryAfterSeconds`; 408 and 5xx retryable; 401/402/403 not retryable and named an account
  *    problem; any other 4xx not retryable.
@@ -23,13 +25,17 @@
  *    unknown `status` is rejected, not retryable, with the raw body (truncated) in the reason and
  *    reported through `onUnexpected`.
  */
+import { MAX_PROVIDER_ID_CHARS, MAX_SAMPLES, OUTPUT_LIMITS } from "../../domain/job.ts";
 import type { ProviderOutput, ProviderResult } from "../../ports/provider.ts";
 
 export const RAW_SNIPPET_CHARS = 500;
 const MAX_REASON_CHARS = 1_000;
 
 export interface UnexpectedResponse {
-  /** What was odd: "non_json", "not_object", "unknown_status", "missing_status", "unusable_output". */
+  /**
+   * What was odd: "non_json", "not_object", "unknown_status", "missing_status", "unusable_output",
+   * "too_many_outputs".
+   */
   problem: string;
   httpStatus: number | null;
   /** The body, truncated to RAW_SNIPPET_CHARS. */
@@ -67,13 +73,16 @@ const snippet = (text: string): string => truncate(redact(text));
 const isObject = (value: unknown): value is Json =>
   typeof value === "object" && value !== null && !Array.isArray(value);
 
-/** Numeric ids become strings; "", whitespace, null and anything else become null. */
+/**
+ * Numeric ids become strings; "", whitespace, null, a string longer than any real id
+ * (MAX_PROVIDER_ID_CHARS) and anything else become null.
+ */
 export function normalizeId(value: unknown): string | null {
   if (typeof value === "number") return Number.isFinite(value) ? String(value) : null;
   if (typeof value === "bigint") return value.toString();
   if (typeof value === "string") {
     const trimmed = value.trim();
-    return trimmed === "" ? null : trimmed;
+    return trimmed === "" || trimmed.length > MAX_PROVIDER_ID_CHARS ? null : trimmed;
   }
   return null;
 }
@@ -93,8 +102,9 @@ function nonNegative(value: unknown): number | null {
   return n !== null && n >= 0 ? n : null;
 }
 
+/** An absolute http(s) URL no longer than OUTPUT_LIMITS.urlChars (the bound of what is queued and stored). */
 const isHttpUrl = (value: string): boolean => {
-  if (!/^https?:\/\//i.test(value)) return false;
+  if (value.length > OUTPUT_LIMITS.urlChars || !/^https?:\/\//i.test(value)) return false;
   try {
     const url = new URL(value);
     return url.hostname !== "";
@@ -113,14 +123,19 @@ function urlList(value: unknown): string[] {
 const DATA_URI_PREFIX = /^data:[^,]*;base64,/i;
 const BASE64_BODY = /^[A-Za-z0-9+/_-]+={0,2}$/;
 
-/** One `output` entry: an http(s) URL, a data URI or bare base64 (when base64 was requested). */
+/**
+ * One `output` entry: an http(s) URL, a data URI or bare base64 (when base64 was requested), each
+ * within OUTPUT_LIMITS; anything else is unusable.
+ */
 function toOutput(entry: unknown): ProviderOutput | null {
   if (typeof entry !== "string") return null;
   const value = entry.trim();
   if (value === "") return null;
-  if (isHttpUrl(value)) return { kind: "url", url: value };
+  if (/^https?:\/\//i.test(value)) return isHttpUrl(value) ? { kind: "url", url: value } : null;
   const data = value.replace(DATA_URI_PREFIX, "").replace(/\s+/g, "");
-  return data !== "" && BASE64_BODY.test(data) ? { kind: "base64", data } : null;
+  return data !== "" && data.length <= OUTPUT_LIMITS.inlineChars && BASE64_BODY.test(data)
+    ? { kind: "base64", data }
+    : null;
 }
 
 /** Readable text from a message that may be a string, a list, or an object of field errors. */
@@ -278,6 +293,17 @@ function normalizeParsed(
     if (outputs.length === 0) {
       return rejected(
         `Provider answered "success" (${httpLabel(httpStatus)}) with no outputs${detail ? `: ${detail}` : ""}`,
+        false,
+        httpStatus,
+        providerId,
+      );
+    }
+    if (outputs.length > MAX_SAMPLES) {
+      // Outside the provider's contract for any request: refused whole, and never carried further
+      // (a result travels on a queue and is kept in the job while stored, both bounded).
+      options.onUnexpected?.({ problem: "too_many_outputs", httpStatus, rawBody: snippet(rawText) });
+      return rejected(
+        `Provider answered "success" (${httpLabel(httpStatus)}) with ${outputs.length} outputs; no request asks for more than ${MAX_SAMPLES}`,
         false,
         httpStatus,
         providerId,

@@ -8,16 +8,23 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   type S3ClientConfig,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
-import { NodeHttpHandler } from "@smithy/node-http-handler";
+import { HttpRequest } from "@smithy/core/protocols";
 import type { ObjectStore, PutObjectOptions, StoredObject } from "../../ports/index.ts";
+import {
+  type BoundedClientOptions,
+  boundedHttpHandler,
+  type Environment,
+  serviceLocation,
+} from "../aws-client.ts";
 
-/** Bounded network behaviour for S3: parts are larger than DynamoDB items, so the socket timeout is longer. */
+/** Bounded network behaviour for S3: parts are larger than DynamoDB items, so the request timeout is longer. */
 export const S3_CLIENT_DEFAULTS = {
   connectionTimeoutMs: 1_000,
   requestTimeoutMs: 30_000,
@@ -25,21 +32,27 @@ export const S3_CLIENT_DEFAULTS = {
 } as const;
 
 /**
- * The S3 client every S3 adapter is given; create it once per module (cold start). Region,
- * credentials and endpoint come from the SDK's default chain unless `options` overrides them. With an
- * endpoint override (`options.endpoint` or `AWS_ENDPOINT_URL_S3`, e.g. fauxqs locally) requests use
- * path-style addressing, which emulators need.
+ * The S3 client every S3 adapter is given; create it once per function (cold start). Region and
+ * endpoint come from `env` (`serviceLocation`), credentials from the SDK's default chain, unless
+ * `options` overrides them. With an endpoint override (`options.endpoint` or `AWS_ENDPOINT_URL_S3`,
+ * e.g. fauxqs locally) requests use path-style addressing, which emulators need.
  */
-export function createS3Client(options: S3ClientConfig = {}, env: NodeJS.ProcessEnv = process.env): S3Client {
-  const overridden = options.endpoint !== undefined || Boolean(env.AWS_ENDPOINT_URL_S3);
+export function createS3Client(
+  options: S3ClientConfig & BoundedClientOptions = {},
+  env: Environment = process.env,
+): S3Client {
+  const { timeouts, ...config } = options;
+  const overridden = config.endpoint !== undefined || Boolean(env.AWS_ENDPOINT_URL_S3);
   return new S3Client({
     maxAttempts: S3_CLIENT_DEFAULTS.maxAttempts,
-    requestHandler: new NodeHttpHandler({
-      connectionTimeout: S3_CLIENT_DEFAULTS.connectionTimeoutMs,
-      requestTimeout: S3_CLIENT_DEFAULTS.requestTimeoutMs,
+    requestHandler: boundedHttpHandler({
+      connectionTimeoutMs: S3_CLIENT_DEFAULTS.connectionTimeoutMs,
+      requestTimeoutMs: S3_CLIENT_DEFAULTS.requestTimeoutMs,
+      ...timeouts,
     }),
+    ...serviceLocation(env, "S3"),
     ...(overridden ? { forcePathStyle: true } : {}),
-    ...options,
+    ...config,
   });
 }
 
@@ -55,6 +68,14 @@ export interface S3ObjectStoreOptions {
 }
 
 const MIN_PART_SIZE = 5 * 1024 * 1024;
+
+/** Drops a request's checksum headers (see `presignPut`). */
+function dropChecksumHeaders(headers: Record<string, string>): void {
+  for (const name of Object.keys(headers)) {
+    const lower = name.toLowerCase();
+    if (lower.startsWith("x-amz-checksum-") || lower === "x-amz-sdk-checksum-algorithm") delete headers[name];
+  }
+}
 
 const isNotFound = (error: unknown): boolean => {
   const e = error as { name?: unknown; $metadata?: { httpStatusCode?: number } } | null;
@@ -132,17 +153,43 @@ export class S3ObjectStore implements ObjectStore {
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
   }
 
+  async list(prefix: string, limit: number): Promise<string[]> {
+    // One page: S3 answers at most 1,000 keys a call, and callers ask for far fewer.
+    const result = await this.client.send(
+      new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, MaxKeys: Math.min(limit, 1_000) }),
+    );
+    return (result.Contents ?? [])
+      .map((object) => object.Key)
+      .filter((key): key is string => typeof key === "string")
+      .slice(0, limit);
+  }
+
   presignGet(key: string, expiresSeconds: number): Promise<string> {
     return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
       expiresIn: expiresSeconds,
     });
   }
 
+  /**
+   * Without a request checksum. The client adds one to every PutObject (its default
+   * `requestChecksumCalculation`, WHEN_SUPPORTED), here computed over the empty body of the command, and
+   * the presigner moves it into the URL's query: S3 would then refuse the PUT of the real bytes, whose
+   * checksum differs (the URL is signed before the bytes exist, so no checksum of them can be in it).
+   * Dropped from this command only, after the checksum middleware (same step, lower priority): the
+   * client's own uploads keep theirs.
+   */
   presignPut(key: string, contentType: string, expiresSeconds: number): Promise<string> {
-    return getSignedUrl(
-      this.client,
-      new PutObjectCommand({ Bucket: this.bucket, Key: key, ContentType: contentType }),
-      { expiresIn: expiresSeconds, signableHeaders: new Set(["content-type"]) },
+    const command = new PutObjectCommand({ Bucket: this.bucket, Key: key, ContentType: contentType });
+    command.middlewareStack.add(
+      (next) => (args) => {
+        if (HttpRequest.isInstance(args.request)) dropChecksumHeaders(args.request.headers);
+        return next(args);
+      },
+      { step: "build", priority: "low", name: "dropRequestChecksum" },
     );
+    return getSignedUrl(this.client, command, {
+      expiresIn: expiresSeconds,
+      signableHeaders: new Set(["content-type"]),
+    });
   }
 }
