@@ -64,9 +64,10 @@ const getJob = async (id: string) => (await client.request("GET", `/v1/jobs/${id
  * Waits until every job is terminal, then gives each as it was when it got there (terminal states have
  * no way out, so a terminal job is not fetched again). Bounded by progress, not by total time: it fails
  * when no job has reached a terminal state for `stallMs`, so a slow machine takes longer but passes,
- * and a stuck pipeline fails instead of hanging.
+ * and a stuck pipeline fails instead of hanging. The default outlasts the longest wait of a job deferred
+ * for capacity (DEFER_MAX_SECONDS, 60 s by default): in a backlog, no job may finish for that long.
  */
-const waitTerminal = async (ids: string[], stallMs = 20_000): Promise<any[]> => {
+const waitTerminal = async (ids: string[], stallMs = 90_000): Promise<any[]> => {
   const terminal = new Map<string, any>();
   while (terminal.size < ids.length) {
     const pending = ids.filter((id) => !terminal.has(id));

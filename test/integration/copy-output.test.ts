@@ -1,5 +1,5 @@
 /**
- * copyOutput end to end: a loopback HTTP server as the provider's CDN, fauxqs as S3. aws-mode rules
+ * copyOutput end to end: a loopback HTTP server as the provider's CDN, fauxqs (or moto) as S3. aws-mode rules
  * run through the `transport` seam (test names resolve to a public address; the checked socket is
  * routed to the loopback server), so no traffic ever leaves loopback.
  */
@@ -9,18 +9,21 @@ import { createServer, type Server } from "node:http";
 import net, { type AddressInfo } from "node:net";
 import tls from "node:tls";
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
-import { startFauxqs } from "fauxqs";
 import sharp from "sharp";
 import type { buildConnector } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import type { DownloadPolicy } from "../../shared/adapters/http/safe-fetch.ts";
 import { createS3Client, S3ObjectStore } from "../../shared/adapters/s3/object-store.ts";
 import { CopyFailed, type CopyOutputDeps, copyOutput } from "../../shared/usecases/copy-output.ts";
-import { LOCAL_CREDENTIALS, LOCAL_REGION } from "../support/emulators.ts";
+import {
+  LOCAL_CREDENTIALS,
+  LOCAL_REGION,
+  ownName,
+  type S3Emulator,
+  startS3Emulator,
+} from "../support/emulators.ts";
 
-type Fauxqs = Awaited<ReturnType<typeof startFauxqs>>;
-
-let fauxqs: Fauxqs;
+let emulator: S3Emulator;
 let s3: S3Client;
 let server: Server;
 let base: string;
@@ -29,8 +32,12 @@ const images: Record<string, Buffer> = {};
 const counters = new Map<string, number>();
 
 beforeAll(async () => {
-  fauxqs = await startFauxqs({ port: 0, logger: false });
-  s3 = createS3Client({ endpoint: fauxqs.address, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+  emulator = await startS3Emulator();
+  s3 = createS3Client({
+    endpoint: emulator.s3Endpoint,
+    region: LOCAL_REGION,
+    credentials: LOCAL_CREDENTIALS,
+  });
   const picture = () =>
     sharp({ create: { width: 64, height: 48, channels: 3, background: "#3a7" } }).composite([
       {
@@ -111,15 +118,15 @@ afterAll(async () => {
   server?.closeAllConnections();
   await new Promise((resolve) => server?.close(resolve));
   s3?.destroy();
-  await fauxqs?.stop();
+  await emulator?.stop();
 });
 
 afterEach(() => vi.restoreAllMocks());
 
 let bucketCount = 0;
 async function freshStore(): Promise<{ store: S3ObjectStore; bucket: string }> {
-  const bucket = `outputs-${++bucketCount}`;
-  fauxqs.createBucket(bucket);
+  const bucket = ownName(`outputs-${++bucketCount}`);
+  await emulator.createBucket(bucket);
   return { store: new S3ObjectStore(s3, bucket), bucket };
 }
 

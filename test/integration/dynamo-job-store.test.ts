@@ -8,7 +8,6 @@ import {
   PutCommand,
   QueryCommand,
   ScanCommand,
-  TransactWriteCommand,
 } from "@aws-sdk/lib-dynamodb";
 import fc from "fast-check";
 import { beforeEach, describe, expect, it, vi } from "vitest";
@@ -1057,72 +1056,5 @@ describe("a throttled create", () => {
     } finally {
       send.mockRestore();
     }
-  });
-});
-
-describe("the emulator's TransactWriteItems (test support)", () => {
-  it("commits all actions, or undoes every applied one and reports a reason per action", async () => {
-    const put = (pk: string, extra: Record<string, unknown> = {}) => ({
-      Put: { TableName: table, Item: { pk, sk: "X", n: 1, ...extra } },
-    });
-    await doc.send(new TransactWriteCommand({ TransactItems: [put("A"), put("B"), put("D")] }));
-
-    const error = await doc
-      .send(
-        new TransactWriteCommand({
-          TransactItems: [
-            put("C"),
-            {
-              Update: {
-                TableName: table,
-                Key: { pk: "A", sk: "X" },
-                UpdateExpression: "SET n = n + :one",
-                ExpressionAttributeValues: { ":one": 1 },
-              },
-            },
-            { Delete: { TableName: table, Key: { pk: "B", sk: "X" } } },
-            {
-              ConditionCheck: {
-                TableName: table,
-                Key: { pk: "D", sk: "X" },
-                ConditionExpression: "n = :two",
-                ExpressionAttributeValues: { ":two": 2 },
-                ReturnValuesOnConditionCheckFailure: "ALL_OLD",
-              },
-            },
-          ],
-        }),
-      )
-      .catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(TransactionCanceledException);
-    expect((error as TransactionCanceledException).CancellationReasons?.map((r) => r.Code)).toEqual([
-      "None",
-      "None",
-      "None",
-      "ConditionalCheckFailed",
-    ]);
-    expect((error as TransactionCanceledException).CancellationReasons?.[3]?.Item).toMatchObject({
-      n: { N: "1" },
-    }); // not unmarshalled by lib-dynamodb
-    // Nothing changed: C absent, A not incremented, B not deleted.
-    expect((await allItems()).map((i) => [i.pk, i.n]).sort()).toEqual([
-      ["A", 1],
-      ["B", 1],
-      ["D", 1],
-    ]);
-  });
-
-  it("rejects two actions on one item", async () => {
-    const item = { pk: "A", sk: "X" };
-    await expect(
-      doc.send(
-        new TransactWriteCommand({
-          TransactItems: [
-            { Put: { TableName: table, Item: item } },
-            { Delete: { TableName: table, Key: item } },
-          ],
-        }),
-      ),
-    ).rejects.toMatchObject({ name: "ValidationException" });
   });
 });

@@ -5,7 +5,7 @@ import { AWS_CLIENT_DEFAULTS } from "../../shared/adapters/aws-client.ts";
 import { clampDelaySeconds, createSqsClient, SqsQueue } from "../../shared/adapters/sqs/queue.ts";
 import { UnavailableError } from "../../shared/domain/errors.ts";
 import { queues, type ResultMessage } from "../../shared/schemas/messages.ts";
-import { type Emulators, startEmulators } from "../support/emulators.ts";
+import { type Emulators, ownName, startEmulators } from "../support/emulators.ts";
 
 let emulators: Emulators;
 let sqs: SQSClient;
@@ -27,7 +27,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  const out = await sqs.send(new CreateQueueCommand({ QueueName: `jobs-${++queueCount}` }));
+  const out = await sqs.send(new CreateQueueCommand({ QueueName: ownName(`jobs-${++queueCount}`) }));
   queueUrl = out.QueueUrl ?? "";
 });
 
