@@ -1,4 +1,5 @@
 import type { ControlNetRequest } from "../schemas/controlnet.ts";
+import type { FinishedResult } from "../schemas/messages.ts";
 
 export const JOB_STATUSES = ["queued", "processing", "storing", "succeeded", "failed", "cancelled"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
@@ -115,6 +116,28 @@ export interface JobError {
   message: string;
 }
 
+/**
+ * The orchestrator's bookkeeping of the current attempt, by phase (never shown to clients):
+ * - `submitting`: the provider POST is under way (or its dispatcher died mid-call);
+ * - `accepted`: the provider took it as `providerId`; `checks` counts the reconciler's polls;
+ * - `indeterminate`: the POST's outcome is unknown: only a callback or the deadline settles it;
+ * - `finished`: the result is in and its outputs are being stored (kept so a crashed finalize resumes);
+ *   `storingResumes` counts the reconciler's hand-backs of it to finalize;
+ * - `self-hosted`: a GPU worker attempt; `sent` once its queue message went out (else it is sent again).
+ */
+export type ProviderState =
+  | { phase: "submitting"; checks?: number }
+  | {
+      phase: "accepted";
+      providerId: string;
+      etaSeconds: number | null;
+      fetchUrl: string | null;
+      checks: number;
+    }
+  | { phase: "indeterminate"; checks?: number }
+  | { phase: "finished"; result: FinishedResult; storingResumes?: number }
+  | { phase: "self-hosted"; sent: boolean };
+
 /** A job as stored. The public resource (`shared/schemas/api.ts`) is derived from it. */
 export interface Job {
   id: string;
@@ -133,10 +156,13 @@ export interface Job {
   attempts: Attempt[];
   outputs: JobOutput[];
   error: JobError | null;
-  /** Epoch ms when the reconciler should next look at this job; null once terminal and notified. */
+  /**
+   * Epoch ms when the reconciler should next look at this job; null when nothing is due. A terminal
+   * job is due only while its notification is pending (see job-change.ts).
+   */
   dueAt: number | null;
-  /** Provider bookkeeping for the current attempt (eta, fetch URL), opaque to the API. */
-  providerState?: Record<string, unknown>;
+  /** Provider bookkeeping for the current attempt, opaque to the API. */
+  providerState?: ProviderState;
   /**
    * The outbox flag of the terminal notification: set by the terminal transition (which keeps the job
    * in the `due` index), cleared once the notification event is recorded. The reconciler re-sends

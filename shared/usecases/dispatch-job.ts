@@ -1,7 +1,7 @@
 import { callbackUrl } from "../domain/callback-token.ts";
 import { StaleWriteError } from "../domain/errors.ts";
 import type { Job, JobErrorCode } from "../domain/job.ts";
-import type { CapacityGate, CircuitBreaker, Clock, JobStore, Queue } from "../ports/index.ts";
+import type { CapacityGate, CircuitBreaker, Clock, JobPatch, JobStore, Queue } from "../ports/index.ts";
 import type { Provider, ProviderResult } from "../ports/provider.ts";
 import type { DispatchMessage, ResultMessage, WorkerJobMessage } from "../schemas/messages.ts";
 import {
@@ -132,7 +132,7 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
           outcome: "pending",
         },
       ],
-      providerState: { phase: "submitting" } satisfies ProviderState as Record<string, unknown>,
+      providerState: { phase: "submitting" },
       // A job left here by a dispatcher that died mid-POST can only be settled by a callback until
       // UNKNOWN_OUTCOME_SECONDS, so its first look may wait for the check time it already has: not
       // moving it earlier spares the due index two write units per job.
@@ -197,7 +197,7 @@ async function applySubmitResult(
         attempts: current.attempts.map((a, i) =>
           i === current.attempts.length - 1 ? { ...a, provider_id: result.providerId } : a,
         ),
-        providerState: state as unknown as Record<string, unknown>,
+        providerState: state,
         dueAt: beforeDeadline(job, now.getTime() + firstCheck),
       }));
       return "accepted";
@@ -217,7 +217,7 @@ async function applySubmitResult(
           attempts: current.attempts.map((a, i) =>
             i === current.attempts.length - 1 ? { ...a, provider_id: providerId } : a,
           ),
-          providerState: state as unknown as Record<string, unknown>,
+          providerState: state,
           dueAt: beforeDeadline(job, now.getTime() + settings.checkMarginSeconds * 1000),
         }));
       }
@@ -239,7 +239,7 @@ async function applySubmitResult(
       // deadline settles it; the reconciler keeps looking until then.
       deps.log?.("provider outcome unknown", { jobId: job.id, reason: result.reason });
       await updateIfStillSubmitting(deps, job, () => ({
-        providerState: { phase: "indeterminate" } satisfies ProviderState as Record<string, unknown>,
+        providerState: { phase: "indeterminate" },
         dueAt: beforeDeadline(job, now.getTime() + settings.checkMarginSeconds * 1000),
       }));
       return "indeterminate";
@@ -392,9 +392,9 @@ export async function routeToFallback(
       reason: reason.slice(0, 500),
     },
   ];
-  const patch = {
+  const patch: JobPatch = {
     attempts,
-    providerState: { phase: "self-hosted", sent: false } satisfies ProviderState as Record<string, unknown>,
+    providerState: { phase: "self-hosted", sent: false },
     // If the send below is lost, the reconciler sends again after this.
     dueAt: beforeDeadline(job, now.getTime() + deps.settings.queuedResendAfterSeconds * 1000),
   };
@@ -429,7 +429,7 @@ export async function sendToFallback(deps: FallbackDeps, job: Job): Promise<void
   // The worker may even have finished already: then the job moved on and there is nothing to mark.
   await deps.jobs
     .update(job, {
-      providerState: { phase: "self-hosted", sent: true } satisfies ProviderState as Record<string, unknown>,
+      providerState: { phase: "self-hosted", sent: true },
       dueAt: Date.parse(job.deadlineAt),
     })
     .catch((error) => {

@@ -8,19 +8,9 @@ import {
 } from "../domain/job.ts";
 import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
 import type { ProviderOutput } from "../ports/provider.ts";
-import type {
-  DispatchMessage,
-  FinishedResult,
-  ResultMessage,
-  WorkerJobMessage,
-} from "../schemas/messages.ts";
+import type { DispatchMessage, ResultMessage, WorkerJobMessage } from "../schemas/messages.ts";
 import { type DispatchSettings, endAttemptAfterRejection } from "./dispatch-job.ts";
-import {
-  closeCurrentAttempt,
-  currentAttempt,
-  type ProviderState,
-  providerState,
-} from "./provider-attempts.ts";
+import { closeCurrentAttempt, currentAttempt, providerState } from "./provider-attempts.ts";
 
 export interface FinalizeDeps {
   jobs: JobStore;
@@ -89,10 +79,9 @@ async function finalizeOnce(deps: FinalizeDeps, message: ResultMessage): Promise
     });
   }
   const now = deps.clock.now();
-  const state: ProviderState = { ...providerState(job), phase: "finished", result };
   const storing = await deps.jobs.transition(job, "storing", {
     attempts: closeCurrentAttempt(job, "succeeded", now),
-    providerState: state as unknown as Record<string, unknown>,
+    providerState: { phase: "finished", result },
     // The reconciler must be able to end it at its deadline.
     dueAt: Math.min(now.getTime() + deps.settings.storingTimeoutSeconds * 1000, Date.parse(job.deadlineAt)),
   });
@@ -129,7 +118,8 @@ export async function completeStoring(
   deps: Pick<FinalizeDeps, "jobs" | "copyOutput" | "discardOutputs" | "clock">,
   job: Job,
 ): Promise<FinalizeOutcome> {
-  const result = providerState(job).result as FinishedResult | undefined;
+  const state = providerState(job);
+  const result = state.phase === "finished" ? state.result : undefined;
   if (deps.clock.now().getTime() >= Date.parse(job.deadlineAt)) {
     return failStoring(deps, job, {
       code: "DEADLINE_EXCEEDED",

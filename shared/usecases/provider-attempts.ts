@@ -1,4 +1,4 @@
-import type { Attempt, AttemptOutcome, Job } from "../domain/job.ts";
+import type { Attempt, AttemptOutcome, Job, ProviderState } from "../domain/job.ts";
 
 /** Shared bookkeeping of a job's provider attempts, so every use case closes them the same way. */
 
@@ -29,20 +29,22 @@ export function backoffSeconds(
   return Math.max(1, Math.min(900, Math.round(ceiling / 2 + random() * (ceiling / 2))));
 }
 
-export interface ProviderState {
-  phase: "submitting" | "accepted" | "indeterminate" | "finished" | "self-hosted";
-  /** Self-hosted attempts: the worker message was sent (else the reconciler sends it again). */
-  sent?: boolean;
-  providerId?: string | null;
-  etaSeconds?: number | null;
-  fetchUrl?: string | null;
-  /** How many times the reconciler has polled this attempt. */
-  checks?: number;
-  /** The finished result (kept while storing, so a crashed finalize can be resumed). */
-  result?: unknown;
-  /** How many times the reconciler has handed a job stuck in storing back to finalize. */
-  storingResumes?: number;
-}
+export type { ProviderState } from "../domain/job.ts";
 
-export const providerState = (job: Job): ProviderState =>
-  (job.providerState ?? { phase: "submitting" }) as unknown as ProviderState;
+/** The current attempt's provider state; a job without one has not reached the provider yet. */
+export const providerState = (job: Job): ProviderState => job.providerState ?? { phase: "submitting" };
+
+/** How many times the reconciler has looked at this attempt (phases it does not poll count none). */
+export const checksOf = (state: ProviderState): number => ("checks" in state ? (state.checks ?? 0) : 0);
+
+/** The state with the reconciler's looks counted; phases it does not poll are returned as they are. */
+export function withChecks(state: ProviderState, checks: number): ProviderState {
+  switch (state.phase) {
+    case "submitting":
+    case "accepted":
+    case "indeterminate":
+      return { ...state, checks };
+    default:
+      return state;
+  }
+}

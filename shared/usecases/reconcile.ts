@@ -8,10 +8,11 @@ import { sendToFallback } from "./dispatch-job.ts";
 import { sendJobEvent } from "./lifecycle.ts";
 import {
   backoffSeconds,
+  checksOf,
   closeCurrentAttempt,
   currentAttempt,
-  type ProviderState,
   providerState,
+  withChecks,
 } from "./provider-attempts.ts";
 
 export interface ReconcileSettings {
@@ -147,7 +148,7 @@ async function reconcileJob(
   if (currentAttempt(job)?.route === "self-hosted") {
     // Nothing to poll: the worker reports on the results queue, and the deadline settles the rest.
     // A worker message whose send was lost (the job row says so) is sent again.
-    if (!state.sent && deps.fallbackQueue) {
+    if (!(state.phase === "self-hosted" && state.sent) && deps.fallbackQueue) {
       await sendToFallback(
         {
           jobs: deps.jobs,
@@ -164,7 +165,7 @@ async function reconcileJob(
     }
     return;
   }
-  const checks = (state.checks ?? 0) + 1;
+  const checks = checksOf(state) + 1;
   const nextCheck =
     now.getTime() + backoffSeconds(checks, settings.pollBaseSeconds, settings.pollMaxSeconds) * 1000;
   // Never past the deadline: the deadline check must run on time.
@@ -191,7 +192,7 @@ async function reconcileJob(
     // Until then only the callback or the deadline can settle it.
     await deps.jobs.update(job, {
       dueAt,
-      providerState: { ...state, checks } as unknown as Record<string, unknown>,
+      providerState: withChecks(state, checks),
     });
     return;
   }
@@ -199,11 +200,7 @@ async function reconcileJob(
   report.polled++;
   const result = await deps.provider.fetch(state.providerId, state.fetchUrl ?? null);
   // Record the poll before publishing a result, so finalize never races this write.
-  const next: ProviderState = { ...state, checks };
-  const polled = await deps.jobs.update(job, {
-    dueAt,
-    providerState: next as unknown as Record<string, unknown>,
-  });
+  const polled = await deps.jobs.update(job, { dueAt, providerState: { ...state, checks } });
   if (result.kind === "done" || (result.kind === "rejected" && !result.retryable)) {
     const message: ResultMessage = {
       jobId: polled.id,
@@ -231,8 +228,10 @@ async function reconcileStoring(
 ): Promise<void> {
   const { settings } = deps;
   const state = providerState(job);
-  const kept = state.result as ResultMessage["result"] | undefined;
-  const resumes = (state.storingResumes ?? 0) + 1;
+  // Only a finished state keeps a result to hand back (and counts the hand-backs); the deadline bounds the rest.
+  const finished = state.phase === "finished" ? state : undefined;
+  const kept = finished?.result;
+  const resumes = (finished?.storingResumes ?? 0) + 1;
   const maxResumes = settings.storingMaxResumes ?? 5;
   const deadline = Date.parse(job.deadlineAt);
   const handBack = async () => {
@@ -260,10 +259,9 @@ async function reconcileStoring(
     report.expired++;
     return;
   }
-  const next: ProviderState = { ...state, storingResumes: resumes };
   await deps.jobs.update(job, {
     dueAt: Math.min(now.getTime() + (settings.storingRetrySeconds ?? 60) * 1000, deadline),
-    providerState: next as unknown as Record<string, unknown>,
+    ...(finished && { providerState: { ...finished, storingResumes: resumes } }),
   });
   await handBack();
   report.resumed++;

@@ -104,7 +104,7 @@ describe("finalizeResult", () => {
           outcome: "pending",
         },
       ],
-      providerState: state as unknown as Record<string, unknown>,
+      providerState: state,
       dueAt: start.getTime() + 70_000,
       ...overrides,
     });
@@ -265,7 +265,7 @@ describe("finalizeResult", () => {
   });
 
   it("resumes a job left in storing (a crashed finalize) from its kept result", async () => {
-    const state: ProviderState = { phase: "finished", providerId: "9001", result: done("9001") };
+    const state: ProviderState = { phase: "finished", result: done("9001") };
     const job = buildJob(clock, {
       status: "storing",
       version: 5,
@@ -278,7 +278,7 @@ describe("finalizeResult", () => {
           outcome: "succeeded",
         },
       ],
-      providerState: state as unknown as Record<string, unknown>,
+      providerState: state,
     });
     await jobs.create(job);
     // Any redelivered result for it finishes the job from the stored result.
@@ -381,12 +381,8 @@ describe("finalizeResult", () => {
     });
 
     it("refuses a kept result over the bound when resuming a job already in storing", async () => {
-      const state: ProviderState = { phase: "finished", providerId: "9001", result: done("9001", urls(50)) };
-      const job = buildJob(clock, {
-        status: "storing",
-        version: 5,
-        providerState: state as unknown as Record<string, unknown>,
-      });
+      const state: ProviderState = { phase: "finished", result: done("9001", urls(50)) };
+      const job = buildJob(clock, { status: "storing", version: 5, providerState: state });
       await jobs.create(job);
       const { calls, copier } = counting();
       expect(await finalizeResult({ ...deps, copyOutput: copier }, message(job, done()))).toBe("failed");

@@ -1,7 +1,12 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import type { Job } from "../../shared/domain/job.ts";
 import type { ProviderResult } from "../../shared/ports/provider.ts";
-import { type DispatchMessage, queues, type ResultMessage } from "../../shared/schemas/messages.ts";
+import {
+  type DispatchMessage,
+  type FinishedResult,
+  queues,
+  type ResultMessage,
+} from "../../shared/schemas/messages.ts";
 import type { ProviderState } from "../../shared/usecases/provider-attempts.ts";
 import { type ReconcileDeps, type ReconcileSettings, reconcile } from "../../shared/usecases/reconcile.ts";
 import {
@@ -55,13 +60,13 @@ describe("reconcile", () => {
       attempts: [
         {
           route: "modelslab",
-          provider_id: state.providerId ?? null,
+          provider_id: state.phase === "accepted" ? state.providerId : null,
           started_at: new Date(now.getTime() - 70_000).toISOString(),
           ended_at: null,
           outcome: "pending",
         },
       ],
-      providerState: state as unknown as Record<string, unknown>,
+      providerState: state,
       dueAt: now.getTime() - 1,
       ...overrides,
     });
@@ -226,8 +231,8 @@ describe("reconcile", () => {
   });
 
   it.each([
-    ["indeterminate", { phase: "indeterminate" } as ProviderState],
-    ["submitting", { phase: "submitting" } as ProviderState],
+    ["indeterminate", { phase: "indeterminate" } satisfies ProviderState],
+    ["submitting", { phase: "submitting" } satisfies ProviderState],
   ])("does not poll a %s job without a provider id, only looks again later", async (_name, state) => {
     const job = await processingJob(state);
 
@@ -244,9 +249,8 @@ describe("reconcile", () => {
   });
 
   it("hands a job left in storing back to finalize with its kept result", async () => {
-    const state: ProviderState = {
+    const state = {
       phase: "finished",
-      providerId: "9001",
       result: {
         kind: "done",
         providerId: "9001",
@@ -254,11 +258,11 @@ describe("reconcile", () => {
         generationTimeSeconds: null,
         seed: null,
       },
-    };
+    } satisfies ProviderState;
     const job = buildJob(clock, {
       status: "storing",
       version: 5,
-      providerState: state as unknown as Record<string, unknown>,
+      providerState: state,
       dueAt: clock.now().getTime() - 1,
     });
     await jobs.create(job);
@@ -273,7 +277,7 @@ describe("reconcile", () => {
   });
 
   describe("a job in storing", () => {
-    const kept: ProviderState["result"] = {
+    const kept: FinishedResult = {
       kind: "done",
       providerId: "9001",
       outputs: [{ kind: "url", url: "https://pub-x.r2.dev/a.png" }],
@@ -281,11 +285,10 @@ describe("reconcile", () => {
       seed: null,
     };
     const storingJob = async (overrides: Partial<Job> = {}) => {
-      const state: ProviderState = { phase: "finished", providerId: "9001", result: kept };
       const job = buildJob(clock, {
         status: "storing",
         version: 5,
-        providerState: state as unknown as Record<string, unknown>,
+        providerState: { phase: "finished", result: kept },
         dueAt: clock.now().getTime() - 1,
         ...overrides,
       });
