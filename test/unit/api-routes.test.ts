@@ -102,7 +102,7 @@ beforeEach(async () => {
     inputs: { inputs, inputsBucket: "inputs", policy: { mode: "aws" } },
     notifications,
     notifyQueue: new FakeQueue(queues.notifications),
-    tenants: new InMemoryWebhookSettings(clock),
+    tenants: new InMemoryWebhookSettings(clock).addTenant(TENANT),
   });
   // As the API function's middy chain does (shared/lambda/http-errors.ts).
   call = (request) => api(event(request)).catch(errorToHttp);
