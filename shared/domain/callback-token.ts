@@ -15,5 +15,8 @@ export function verifyCallbackToken(secret: string, jobId: string, token: string
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
+/** The path of every callback URL (API Gateway's syntax): its route (shared/http/callback-route.ts) serves it. */
+export const CALLBACK_PATH = "/callbacks/modelslab/{jobId}";
+
 export const callbackUrl = (callbackBaseUrl: string, secret: string, jobId: string): string =>
-  `${callbackBaseUrl.replace(/\/+$/, "")}/callbacks/modelslab/${encodeURIComponent(jobId)}?token=${callbackToken(secret, jobId)}`;
+  `${callbackBaseUrl.replace(/\/+$/, "")}${CALLBACK_PATH.replace("{jobId}", encodeURIComponent(jobId))}?token=${callbackToken(secret, jobId)}`;

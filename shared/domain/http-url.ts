@@ -25,6 +25,14 @@ const DEFAULT_PORTS: Record<string, string> = { "http:": "80", "https:": "443" }
 /** Lower-cases ASCII letters only: a non-ASCII letter may lower-case to an ASCII one (K, U+212A). */
 const asciiLower = (text: string): string => text.replace(/[A-Z]/g, (c) => c.toLowerCase());
 
+/**
+ * What httpUrlProblem accepts, as far as a JSON Schema pattern can say it (for the OpenAPI document):
+ * the scheme in any case, a host part without user info, and no whitespace, control character or
+ * backslash anywhere. Looser than httpUrlProblem: how parsers read the host is no pattern.
+ */
+export const HTTP_URL_PATTERN =
+  "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\u0000-\\u0020\\u007F\\\\]+(?:[/?#][^\\u0000-\\u0020\\u007F\\\\]*)?$";
+
 /** What makes `value` an unusable or ambiguous http(s) URL, or null when it is neither. */
 export function httpUrlProblem(value: string, maxChars: number): string | null {
   if (value.length > maxChars) return `must be at most ${maxChars} characters`;

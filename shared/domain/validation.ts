@@ -1,7 +1,7 @@
 import type * as z from "zod/mini";
 import {
+  type CodeOf,
   clip,
-  type ErrorCode,
   type ErrorDetail,
   MAX_DETAIL_PATH_CHARS,
   MAX_ERROR_DETAILS,
@@ -50,7 +50,7 @@ export function parseOrThrow<S extends z.ZodMiniType>(
   schema: S,
   input: unknown,
   what: string,
-  code?: ErrorCode,
+  code?: CodeOf<"invalid_input">,
 ): z.infer<S> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;

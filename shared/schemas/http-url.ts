@@ -1,5 +1,5 @@
 import * as z from "zod/mini";
-import { httpUrlProblem, normaliseHttpUrl } from "../domain/http-url.ts";
+import { HTTP_URL_PATTERN, httpUrlProblem, normaliseHttpUrl } from "../domain/http-url.ts";
 
 /** An http(s) URL that every parser reads alike, given on as its WHATWG `href`. */
 export const httpUrl = (maxChars: number) =>
@@ -12,5 +12,5 @@ export const httpUrl = (maxChars: number) =>
       if (problem !== null) ctx.addIssue({ code: "custom", message: problem });
     }),
     z.overwrite(normaliseHttpUrl),
-    z.meta({ format: "uri" }),
+    z.meta({ format: "uri", pattern: HTTP_URL_PATTERN }),
   );
