@@ -1,6 +1,7 @@
 import { StaleWriteError } from "../domain/errors.ts";
 import type { Job } from "../domain/job.ts";
 import { isTerminal } from "../domain/job.ts";
+import { maySlotBeReleased, slotHold } from "../domain/slot-hold.ts";
 import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
 import type { Provider } from "../ports/provider.ts";
 import type { DispatchMessage, NotifyMessage, ResultMessage, WorkerJobMessage } from "../schemas/messages.ts";
@@ -21,8 +22,10 @@ export interface ReconcileSettings {
   /** Polling backoff for jobs the provider still reports as processing. */
   pollBaseSeconds: number;
   pollMaxSeconds: number;
-  /** A capacity slot held this long by a job that is no longer processing is released. */
+  /** A capacity slot held this long by a job that is no longer processing is looked at (`slotHold`). */
   slotGraceSeconds: number;
+  /** How long the provider may run one generation: a slot whose attempt may still run is kept this long. */
+  providerRunLimitSeconds: number;
   /** A job whose provider request has an unknown outcome is failed this long after it was sent. */
   unknownOutcomeSeconds: number;
   /** A job stuck in storing is handed back to finalize this often. */
@@ -68,7 +71,8 @@ export interface ReconcileReport {
  * dispatch message is sent again; processing → past the deadline it fails, on the fallback a lost
  * worker message is sent again, otherwise the provider is polled and a finished result goes to the
  * results queue; storing → the store step is resumed; terminal → its notify message is sent again.
- * Capacity slots whose release was lost are healed.
+ * Capacity slots of jobs that left processing are released once the provider is done with them
+ * (`slotHold`), and those whose release was lost are healed.
  */
 export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   const now = deps.clock.now();
@@ -95,7 +99,7 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
       }
     }),
   );
-  if (deps.gate) report.slotsHealed = await healSlots(deps, deps.gate, now);
+  if (deps.gate) report.slotsHealed = await releaseSlots(deps, deps.gate, now);
   return report;
 }
 
@@ -132,14 +136,15 @@ async function reconcileJob(
   if (job.status !== "processing") return;
 
   if (now.getTime() >= Date.parse(job.deadlineAt)) {
-    await deps.jobs.transition(job, "failed", {
+    const failed = await deps.jobs.transition(job, "failed", {
       attempts: closeCurrentAttempt(job, "timed_out", now, "deadline exceeded"),
       error: {
         code: "DEADLINE_EXCEEDED",
         message: "The provider did not finish the job before its deadline.",
       },
     });
-    await deps.gate?.release(job.id);
+    // The provider may still be generating it: its slot stays until it is done (see releaseSlots).
+    await releaseIfDone(deps, failed, now);
     report.expired++;
     return;
   }
@@ -174,10 +179,10 @@ async function reconcileJob(
   if (state.phase !== "accepted" || !state.providerId || !deps.provider || !deps.resultsQueue) {
     // No provider id: the POST timed out, or its dispatcher died mid-call. Only a callback can tell
     // whether the provider took it; re-posting could bill twice. Past the window in which any real
-    // job would have called back, give up on it and free its capacity slot.
+    // job would have called back, give up on it (its slot follows the provider's run limit).
     const started = Date.parse(currentAttempt(job)?.started_at ?? job.updatedAt);
     if (now.getTime() - started >= settings.unknownOutcomeSeconds * 1000) {
-      await deps.jobs.transition(job, "failed", {
+      const failed = await deps.jobs.transition(job, "failed", {
         attempts: closeCurrentAttempt(job, "failed", now, "provider outcome unknown"),
         error: {
           code: "PROVIDER_OUTCOME_UNKNOWN",
@@ -185,7 +190,7 @@ async function reconcileJob(
             "The provider request's outcome could not be learned (no answer, no callback); it was not re-sent to avoid double billing.",
         },
       });
-      await deps.gate?.release(job.id);
+      await releaseIfDone(deps, failed, now);
       report.expired++;
       return;
     }
@@ -267,15 +272,43 @@ async function reconcileStoring(
   report.resumed++;
 }
 
-async function healSlots(deps: ReconcileDeps, gate: CapacityGate, now: Date): Promise<number> {
-  let healed = 0;
+const releaseIfDone = async (deps: ReconcileDeps, job: Job, now: Date): Promise<void> => {
+  if (maySlotBeReleased(job, now, deps.settings.providerRunLimitSeconds)) await deps.gate?.release(job.id);
+};
+
+/**
+ * Looks at every slot held past the grace period (a dispatcher between acquire and its first write
+ * keeps one briefly) and releases it when `slotHold` says the provider is done with its job: the job
+ * is gone, was never posted, was answered, or its attempt's run limit has passed. A job that left
+ * processing while its attempt may still run (cancelled, timed out) keeps the slot, unless a fetch of
+ * its provider id says the provider has finished it: posting another job meanwhile would go over the
+ * account's limit.
+ */
+async function releaseSlots(deps: ReconcileDeps, gate: CapacityGate, now: Date): Promise<number> {
+  let released = 0;
   const holders = await gate.holders();
   for (const [jobId, acquiredAt] of Object.entries(holders)) {
     if (now.getTime() - acquiredAt < deps.settings.slotGraceSeconds * 1000) continue;
     const job = await deps.jobs.get(jobId);
-    if (job?.status === "processing") continue;
+    const hold = slotHold(job, now, deps.settings.providerRunLimitSeconds);
+    if (hold.kind === "owned") continue;
+    if (hold.kind === "provider-may-run" && !(job && (await providerIsDone(deps, job)))) continue;
     await gate.release(jobId);
-    healed++;
+    released++;
   }
-  return healed;
+  return released;
+}
+
+/** A fetch of the attempt's provider id answers with its result: the provider no longer runs it. */
+async function providerIsDone(deps: ReconcileDeps, job: Job): Promise<boolean> {
+  const state = providerState(job);
+  const providerId = state.phase === "accepted" ? state.providerId : currentAttempt(job)?.provider_id;
+  if (!providerId || !deps.provider) return false;
+  try {
+    const result = await deps.provider.fetch(providerId, state.phase === "accepted" ? state.fetchUrl : null);
+    return result.kind === "done" || (result.kind === "rejected" && !result.retryable);
+  } catch (error) {
+    deps.log?.("provider fetch for a held slot failed", { jobId: job.id, error: String(error) });
+    return false;
+  }
 }
