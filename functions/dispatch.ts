@@ -1,21 +1,19 @@
 /**
- * Jobs queue consumer: capacity gate, `queued → processing`, POST to ModelsLab with our callback URL —
- * or the self-hosted fallback queue (`self-hosted` jobs; `auto` jobs while the breaker is open or when
- * capacity would come too late).
+ * Jobs queue consumer: the chosen provider's capacity gate, `queued → processing`, the submission (a
+ * provider with callbacks gets our callback URL) — or, for `auto` jobs, the fallback provider while
+ * the primary's breaker is open or when its capacity would come too late.
  */
 import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch";
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import type { SQSEvent, SQSRecord } from "aws-lambda";
-import { DynamoCapacityGate } from "../shared/adapters/dynamo/capacity-gate.ts";
-import { DynamoCircuitBreaker } from "../shared/adapters/dynamo/circuit-breaker.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
-import { ModelsLabProvider } from "../shared/adapters/modelslab/client.ts";
 import { S3UrlPresigner } from "../shared/adapters/s3/presigner.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { logger } from "../shared/lambda/logger.ts";
+import { lambdaProviders } from "../shared/lambda/providers.ts";
 import { resolveSecret } from "../shared/lambda/secrets.ts";
-import { breakerSettings, dispatchSettings } from "../shared/lambda/settings.ts";
+import { dispatchSettings } from "../shared/lambda/settings.ts";
 import { lifecycleJobStore } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { dispatchConfig, loadConfig } from "../shared/schemas/config.ts";
@@ -29,16 +27,9 @@ const sqs = createSqsClient();
 const inputs = new S3UrlPresigner(config.INPUTS_BUCKET);
 const deps = {
   jobs: lifecycleJobStore(doc, sqs, config),
-  gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
-  provider: new ModelsLabProvider({
-    baseUrl: config.MODELSLAB_BASE_URL,
-    apiKey: await resolveSecret(config, "MODELSLAB_API_KEY", "MODELSLAB_API_KEY_SECRET_ARN"),
-    submitTimeoutMs: config.MODELSLAB_SUBMIT_TIMEOUT_SECONDS * 1000,
-  }),
+  providers: lambdaProviders(config, doc, sqs),
   jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL),
   resultsQueue: new SqsQueue(sqs, config.RESULTS_QUEUE_URL),
-  fallbackQueue: new SqsQueue(sqs, config.FALLBACK_QUEUE_URL),
-  breaker: new DynamoCircuitBreaker(doc, config.TABLE_NAME, breakerSettings(config)),
   clock: systemClock,
   settings: dispatchSettings(config, await resolveSecret(config, "CALLBACK_SECRET", "CALLBACK_SECRET_ARN")),
   // The provider fetches our stored inputs through presigned URLs valid for the job's first hours.

@@ -3,11 +3,12 @@ import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-p
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import type { SQSEvent, SQSRecord } from "aws-lambda";
-import { DynamoCapacityGate } from "../shared/adapters/dynamo/capacity-gate.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { createS3Client, S3ObjectStore } from "../shared/adapters/s3/object-store.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { logger } from "../shared/lambda/logger.ts";
+import { lambdaProviders } from "../shared/lambda/providers.ts";
+import { resolveSecret } from "../shared/lambda/secrets.ts";
 import { dispatchSettings } from "../shared/lambda/settings.ts";
 import {
   downloadPolicy,
@@ -27,15 +28,20 @@ const inputs = new S3ObjectStore(createS3Client(), config.INPUTS_BUCKET);
 const outputs = new S3ObjectStore(createS3Client(), config.OUTPUTS_BUCKET);
 const deps: FinalizeDeps = {
   jobs: lifecycleJobStore(doc, sqs, config),
-  fallbackQueue: new SqsQueue(sqs, config.FALLBACK_QUEUE_URL),
+  // Attempts end here (their slots are released); an `auto` job whose primary attempts keep failing
+  // starts on the fallback provider from here.
+  providers: lambdaProviders(config, doc, sqs),
   presignInput: (_bucket: string, key: string) => inputs.presignGet(key, 6 * 3_600),
-  gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
   jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL),
+  resultsQueue: new SqsQueue(sqs, config.RESULTS_QUEUE_URL),
   clock: systemClock,
   copyOutput: s3OutputCopier(outputs, config.OUTPUTS_BUCKET, downloadPolicy(config)),
   discardOutputs: s3OutputDiscarder(outputs),
-  // Finalize never builds callback URLs; it only needs the retry settings.
-  settings: { ...dispatchSettings(config, "unused"), storingTimeoutSeconds: config.STORING_TIMEOUT_SECONDS },
+  settings: {
+    ...dispatchSettings(config, await resolveSecret(config, "CALLBACK_SECRET", "CALLBACK_SECRET_ARN")),
+    storingTimeoutSeconds: config.STORING_TIMEOUT_SECONDS,
+  },
+  log: (message: string, data: Record<string, unknown>) => logger.warn(message, data),
 };
 
 const processor = new BatchProcessor(EventType.SQS);
@@ -43,7 +49,8 @@ const processor = new BatchProcessor(EventType.SQS);
 const finalizeRecord = async (record: SQSRecord) => {
   const message = resultMessageSchema.parse(JSON.parse(record.body));
   const outcome = await finalizeResult(deps, message);
-  logger.info("result finalized", { jobId: message.jobId, source: message.source, outcome });
+  const { jobId, provider, attempt, source } = message;
+  logger.info("result finalized", { jobId, provider, attempt, source, outcome });
 };
 
 export const handler = middy<SQSEvent>()

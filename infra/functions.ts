@@ -1,5 +1,6 @@
 import { Duration } from "aws-cdk-lib";
 import { Schedule } from "aws-cdk-lib/aws-events";
+import { CALLBACK_ROUTE } from "../shared/domain/callback-token.ts";
 
 /**
  * Every Lambda function of the service, one row each. The service stack turns a row into a function
@@ -89,7 +90,10 @@ export interface QueueSubscription {
 
 /** What a function needs of the provider: plain settings, and which secrets it reads. */
 export interface ProviderNeeds {
-  /** MODELSLAB_BASE_URL, MODELSLAB_MAX_CONCURRENCY, CALLBACK_BASE_URL (the callback receiver's origin). */
+  /**
+   * The provider modules' settings (MODELSLAB_BASE_URL, MODELSLAB_MAX_CONCURRENCY, SELF_HOSTED_MAX_JOBS)
+   * and CALLBACK_BASE_URL (the callback receiver's origin).
+   */
   settings?: boolean;
   /** MODELSLAB_API_KEY_SECRET_ARN + read grant. */
   apiKey?: boolean;
@@ -213,10 +217,10 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     callbackReceiver: true,
     routes: [
       {
-        routeKey: "POST /callbacks/modelslab/{jobId}",
+        routeKey: `POST ${CALLBACK_ROUTE}`,
         auth: "none",
         unauthenticatedBecause:
-          "ModelsLab cannot send a tenant API key; each callback URL carries an unguessable per-job HMAC token that the callback function verifies before trusting anything",
+          "Providers cannot send a tenant API key; each callback URL carries an unguessable per-attempt HMAC token that the callback function verifies before trusting anything",
       },
     ],
     provider: { callbackSecret: true },
@@ -228,15 +232,17 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     timeout: Duration.seconds(60),
     table: "readWrite",
     // jobs: a failed attempt goes back to dispatch for a retry; fallback: an `auto` job whose provider
-    // attempts failed too often goes to the self-hosted workers.
-    queues: { jobs: ["send"], notifications: ["send"], fallback: ["send"] },
+    // attempts failed too often goes to the self-hosted workers; results: a fallback provider's
+    // immediate answer (one ingestion path).
+    queues: { jobs: ["send"], results: ["send"], notifications: ["send"], fallback: ["send"] },
     // Streams the provider's images into the outputs bucket (and reads them back to check; the worker's
     // outputs are read back from it); inputs: presigned GETs in a worker message.
     buckets: { outputs: "readWrite", inputs: "read" },
     events: true,
     consumes: { queue: "results", batchSize: 10, maxBatchingWindow: Duration.seconds(1) },
-    // Output host allow-list, retry timings, the provider's base URL.
-    provider: { settings: true },
+    // Output host allow-list, retry timings, the providers' settings; the callback secret for the
+    // callback URL of an attempt it starts on the fallback.
+    provider: { settings: true, callbackSecret: true },
   },
   {
     id: "Notify",

@@ -1,4 +1,5 @@
 import type { ControlNetRequest } from "../schemas/controlnet.ts";
+import { PROVIDER_IDS, type ProviderId } from "./providers.ts";
 
 export const JOB_STATUSES = ["queued", "processing", "storing", "succeeded", "failed", "cancelled"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
@@ -21,14 +22,16 @@ export const TRANSITIONS: Readonly<Record<JobStatus, readonly JobStatus[]>> = {
 
 export const canTransition = (from: JobStatus, to: JobStatus): boolean => TRANSITIONS[from].includes(to);
 
-export const PROVIDER_CHOICES = ["auto", "modelslab", "self-hosted"] as const;
+/** `auto`: the primary provider, falling back as routing allows; a provider id: that provider only. */
+export const PROVIDER_CHOICES = ["auto", ...PROVIDER_IDS] as const;
 export type ProviderChoice = (typeof PROVIDER_CHOICES)[number];
 
-export type AttemptRoute = "modelslab" | "self-hosted";
 export type AttemptOutcome = "pending" | "succeeded" | "failed" | "retried" | "cancelled" | "timed_out";
 
+/** One try of a job on one provider. The public resource shows `provider` as the attempt's `route`. */
 export interface Attempt {
-  route: AttemptRoute;
+  provider: ProviderId;
+  /** The provider's own id of the request, once it gave one. */
   provider_id: string | null;
   started_at: string;
   ended_at: string | null;

@@ -5,7 +5,7 @@ import type { DispatchSettings } from "../usecases/dispatch-job.ts";
 
 type ProviderSettings = z.infer<typeof providerSettingsConfig>;
 
-/** Maps parsed environment to the use cases' settings, once, for every function that talks to the provider. */
+/** Maps parsed environment to the use cases' settings, once, for every function that talks to providers. */
 export const dispatchSettings = (config: ProviderSettings, callbackSecret: string): DispatchSettings => ({
   callbackBaseUrl: config.CALLBACK_BASE_URL,
   callbackSecret,
@@ -15,12 +15,11 @@ export const dispatchSettings = (config: ProviderSettings, callbackSecret: strin
   retryBaseSeconds: config.RETRY_BASE_SECONDS,
   retryMaxSeconds: config.RETRY_MAX_SECONDS,
   maxRetryableFailures: config.MAX_RETRYABLE_FAILURES,
-  submitTimeoutSeconds: config.MODELSLAB_SUBMIT_TIMEOUT_SECONDS,
   queuedResendAfterSeconds: config.QUEUED_RESEND_AFTER_SECONDS,
   expectedRunSeconds: config.EXPECTED_RUN_SECONDS,
 });
 
-/** The provider's circuit breaker settings. */
+/** The providers' circuit breaker settings (one breaker per provider that has one, same settings). */
 export const breakerSettings = (config: ProviderSettings): BreakerSettings => ({
   failureThreshold: config.BREAKER_FAILURE_THRESHOLD,
   windowSeconds: config.BREAKER_WINDOW_SECONDS,

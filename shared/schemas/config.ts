@@ -1,4 +1,6 @@
 import * as z from "zod/mini";
+import { providersConfig } from "../providers/registry.ts";
+import { int, name, optionalSecret } from "./config-fields.ts";
 import "./mini-locale.ts";
 
 /*
@@ -18,12 +20,6 @@ export class ConfigError extends Error {
     this.name = "ConfigError";
   }
 }
-
-const int = (min: number, max: number, fallback: number) =>
-  z._default(z.coerce.number().check(z.int(), z.gte(min), z.lte(max)), fallback);
-
-/** A non-empty string. */
-const name = () => z.string().check(z.minLength(1));
 
 export const tableConfig = z.object({ TABLE_NAME: name() });
 export const jobsQueueConfig = z.object({ JOBS_QUEUE_URL: z.url() });
@@ -93,8 +89,6 @@ export const authorizerConfig = tableConfig;
 export type AuthorizerConfig = z.infer<typeof authorizerConfig>;
 
 export const resultsQueueConfig = z.object({ RESULTS_QUEUE_URL: z.url() });
-/** The self-hosted GPU workers' queue (`provider: self-hosted`, and `auto` jobs the provider cannot take). */
-export const fallbackQueueConfig = z.object({ FALLBACK_QUEUE_URL: z.url() });
 
 export const notifyConfig = z.object({
   ...tableConfig.shape,
@@ -108,22 +102,9 @@ export const notifyConfig = z.object({
 });
 export type NotifyConfig = z.infer<typeof notifyConfig>;
 
-/**
- * A secret comes either as a plain value (local stack, tests) or as the ARN of a Secrets Manager
- * secret that the function reads once at cold start (AWS). One of the two must be set.
- */
-const optionalSecret = z.pipe(
-  z.optional(z.string()),
-  z.transform((value: string | undefined) => value || undefined),
-);
-
 export const callbackSecretConfig = z.object({
   CALLBACK_SECRET: optionalSecret,
   CALLBACK_SECRET_ARN: optionalSecret,
-});
-export const modelsLabKeyConfig = z.object({
-  MODELSLAB_API_KEY: optionalSecret,
-  MODELSLAB_API_KEY_SECRET_ARN: optionalSecret,
 });
 
 const hostList = z.pipe(
@@ -136,11 +117,12 @@ const hostList = z.pipe(
   ),
 );
 
-/** What every function that talks to the provider shares. */
+/**
+ * What every function that talks to providers shares: each provider module's own settings (its
+ * fragment in shared/providers/, composed by the registry), then the orchestrator's.
+ */
 export const providerSettingsConfig = z.object({
-  MODELSLAB_BASE_URL: z._default(z.url(), "https://modelslab.com/api"),
-  MODELSLAB_MAX_CONCURRENCY: int(1, 1_000, 5),
-  MODELSLAB_SUBMIT_TIMEOUT_SECONDS: int(1, 600, 90),
+  ...providersConfig.shape,
   CALLBACK_BASE_URL: z.url(),
   PROVIDER_OUTPUT_HOSTS: hostList,
   QUEUED_RESEND_AFTER_SECONDS: int(1, 86_400, 300),
@@ -151,9 +133,9 @@ export const providerSettingsConfig = z.object({
   RETRY_MAX_SECONDS: int(1, 900, 300),
   MAX_RETRYABLE_FAILURES: int(0, 100, 5),
   STORING_TIMEOUT_SECONDS: int(10, 3_600, 300),
-  /** An `auto` job that would wait for capacity past (deadline − this) goes to the self-hosted fallback. */
+  /** An `auto` job that would wait for capacity past (deadline − this) goes to the fallback provider. */
   EXPECTED_RUN_SECONDS: int(1, 3_600, 120),
-  /** The provider's circuit breaker: this many failures (retryable rejections, timeouts) within the window open it… */
+  /** A provider's circuit breaker: this many failures (retryable rejections, timeouts) within the window open it… */
   BREAKER_FAILURE_THRESHOLD: int(1, 1_000, 5),
   BREAKER_WINDOW_SECONDS: int(1, 3_600, 60),
   /** …and after this cool-down one probe may go through; its success closes it. */
@@ -166,10 +148,8 @@ export const dispatchConfig = z.object({
   INPUTS_BUCKET: name(),
   ...jobsQueueConfig.shape,
   ...resultsQueueConfig.shape,
-  ...fallbackQueueConfig.shape,
   ...providerSettingsConfig.shape,
   ...callbackSecretConfig.shape,
-  ...modelsLabKeyConfig.shape,
 });
 export type DispatchConfig = z.infer<typeof dispatchConfig>;
 
@@ -180,8 +160,9 @@ export const finalizeConfig = z.object({
   OUTPUTS_BUCKET: name(),
   INPUTS_BUCKET: name(),
   ...jobsQueueConfig.shape,
-  ...fallbackQueueConfig.shape,
+  ...resultsQueueConfig.shape,
   ...providerSettingsConfig.shape,
+  ...callbackSecretConfig.shape,
 });
 export type FinalizeConfig = z.infer<typeof finalizeConfig>;
 

@@ -1,8 +1,12 @@
 import type { Attempt, AttemptOutcome, Job } from "../domain/job.ts";
+import type { ProviderHandle } from "../ports/provider.ts";
 
 /** Shared bookkeeping of a job's provider attempts, so every use case closes them the same way. */
 
 export const currentAttempt = (job: Job): Attempt | undefined => job.attempts.at(-1);
+
+/** The index of the job's current attempt (what result messages and callback URLs name); -1 before any. */
+export const currentAttemptIndex = (job: Job): number => job.attempts.length - 1;
 
 export function closeCurrentAttempt(job: Job, outcome: AttemptOutcome, at: Date, reason?: string): Attempt[] {
   return job.attempts.map((attempt, index) =>
@@ -30,12 +34,16 @@ export function backoffSeconds(
 }
 
 export interface ProviderState {
-  phase: "submitting" | "accepted" | "indeterminate" | "finished" | "self-hosted";
-  /** Self-hosted attempts: the worker message was sent (else the reconciler sends it again). */
-  sent?: boolean;
+  /**
+   * `submitting`: the attempt is written and its submission under way (or lost with its sender);
+   * `accepted`: the provider holds it; `indeterminate`: the submission's outcome is unknown;
+   * `finished`: its result is kept while the outputs are stored.
+   */
+  phase: "submitting" | "accepted" | "indeterminate" | "finished";
   providerId?: string | null;
   etaSeconds?: number | null;
-  fetchUrl?: string | null;
+  /** What the provider needs to look the request up again (`Provider.fetch`). */
+  handle?: ProviderHandle;
   /** How many times the reconciler has polled this attempt. */
   checks?: number;
   /** The finished result (kept while storing, so a crashed finalize can be resumed). */

@@ -1,18 +1,20 @@
 import { StaleWriteError } from "../domain/errors.ts";
 import type { Job } from "../domain/job.ts";
 import { isTerminal } from "../domain/job.ts";
-import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
-import type { Provider } from "../ports/provider.ts";
+import type { Clock, JobStore, Queue } from "../ports/index.ts";
+import type { ProviderBinding, Providers } from "../ports/provider.ts";
 import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
-import { sendToFallback } from "./dispatch-job.ts";
+import type { DispatchSettings } from "./dispatch-job.ts";
 import { sendJobEvent } from "./lifecycle.ts";
 import {
   backoffSeconds,
   closeCurrentAttempt,
   currentAttempt,
+  currentAttemptIndex,
   type ProviderState,
   providerState,
 } from "./provider-attempts.ts";
+import { submitAttempt } from "./start-attempt.ts";
 
 export interface ReconcileSettings {
   queuedResendAfterSeconds: number;
@@ -37,14 +39,13 @@ export interface ReconcileDeps {
   jobsQueue: Queue;
   clock: Clock;
   settings: ReconcileSettings;
-  /** Present once the provider is configured (dispatch exists). */
-  provider?: Provider;
+  /** The providers (polled, submitted to again) with their gates (slots healed); present once configured. */
+  providers?: Providers;
+  /** Dispatch's settings, for an attempt submitted again (a provider that takes repeated submissions). */
+  dispatch?: DispatchSettings;
   resultsQueue?: Queue;
-  gate?: CapacityGate;
-  /** The notifications queue (terminal jobs whose notify message was lost). */
+  /** The notifications queue (terminal jobs whose notification message was lost). */
   notifications?: Queue;
-  /** The self-hosted workers' queue: a lost worker message is sent again. */
-  fallbackQueue?: Queue;
   presignInput?: (bucket: string, key: string) => Promise<string>;
   log?: (message: string, data: Record<string, unknown>) => void;
 }
@@ -64,9 +65,9 @@ export interface ReconcileReport {
 /**
  * The safety net behind best-effort callbacks and at-least-once queues. Every non-terminal job, and
  * every terminal one whose notification is pending, has a `dueAt`; for each job past it: queued → its
- * dispatch message is sent again; processing → past the deadline it fails, on the fallback a lost
- * worker message is sent again, otherwise the provider is polled and a finished result goes to the
- * results queue; storing → the store step is resumed; terminal → its notify message is sent again.
+ * dispatch message is sent again; processing → past the deadline it fails, an attempt left unsent on
+ * a provider that takes repeated submissions is submitted again, an accepted one is polled where its
+ * provider can be and a finished result goes to the results queue; storing → the store step is resumed; terminal → its notify message is sent again.
  * Capacity slots whose release was lost are healed.
  */
 export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
@@ -94,7 +95,9 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
       }
     }),
   );
-  if (deps.gate) report.slotsHealed = await healSlots(deps, deps.gate, now);
+  for (const binding of deps.providers?.all() ?? []) {
+    report.slotsHealed += await healSlots(deps, binding, now);
+  }
   return report;
 }
 
@@ -138,30 +141,30 @@ async function reconcileJob(
         message: "The provider did not finish the job before its deadline.",
       },
     });
-    await deps.gate?.release(job.id);
+    await releaseSlot(deps, job);
     report.expired++;
     return;
   }
 
   const state = providerState(job);
-  if (currentAttempt(job)?.route === "self-hosted") {
-    // Nothing to poll: the worker reports on the results queue, and the deadline settles the rest.
-    // A worker message whose send was lost (the job row says so) is sent again.
-    if (!state.sent && deps.fallbackQueue) {
-      await sendToFallback(
-        {
-          jobs: deps.jobs,
-          clock: deps.clock,
-          settings,
-          fallbackQueue: deps.fallbackQueue,
-          ...(deps.presignInput && { presignInput: deps.presignInput }),
-        },
-        job,
-      );
-      report.requeued++;
-    } else {
-      await deps.jobs.update(job, { dueAt: Date.parse(job.deadlineAt) });
-    }
+  const attempt = currentAttempt(job);
+  const binding = attempt && deps.providers?.get(attempt.provider);
+  const { providers, resultsQueue, dispatch } = deps;
+  if (
+    state.phase !== "accepted" &&
+    binding?.provider.capabilities.resubmit &&
+    providers &&
+    resultsQueue &&
+    dispatch
+  ) {
+    // Its submission was lost (the job row says it never answered): this provider takes it again.
+    await submitAttempt({ ...deps, providers, resultsQueue, settings: dispatch }, job, binding);
+    report.requeued++;
+    return;
+  }
+  if (state.phase === "accepted" && binding && !binding.provider.capabilities.fetch) {
+    // Nothing to poll: its result comes by itself (the worker's, on the results queue), or the deadline.
+    await deps.jobs.update(job, { dueAt: Date.parse(job.deadlineAt) });
     return;
   }
   const checks = (state.checks ?? 0) + 1;
@@ -170,11 +173,12 @@ async function reconcileJob(
   // Never past the deadline: the deadline check must run on time.
   const dueAt = Math.min(nextCheck, Date.parse(job.deadlineAt));
 
-  if (state.phase !== "accepted" || !state.providerId || !deps.provider || !deps.resultsQueue) {
+  const provider = binding?.provider;
+  if (state.phase !== "accepted" || !provider?.fetch || !resultsQueue) {
     // No provider id: the POST timed out, or its dispatcher died mid-call. Only a callback can tell
     // whether the provider took it; re-posting could bill twice. Past the window in which any real
     // job would have called back, give up on it and free its capacity slot.
-    const started = Date.parse(currentAttempt(job)?.started_at ?? job.updatedAt);
+    const started = Date.parse(attempt?.started_at ?? job.updatedAt);
     if (now.getTime() - started >= (settings.unknownOutcomeSeconds ?? 600) * 1000) {
       await deps.jobs.transition(job, "failed", {
         attempts: closeCurrentAttempt(job, "failed", now, "provider outcome unknown"),
@@ -184,7 +188,7 @@ async function reconcileJob(
             "The provider request's outcome could not be learned (no answer, no callback); it was not re-sent to avoid double billing.",
         },
       });
-      await deps.gate?.release(job.id);
+      await releaseSlot(deps, job);
       report.expired++;
       return;
     }
@@ -197,7 +201,7 @@ async function reconcileJob(
   }
 
   report.polled++;
-  const result = await deps.provider.fetch(state.providerId, state.fetchUrl ?? null);
+  const result = await provider.fetch({ providerId: state.providerId ?? null, handle: state.handle ?? {} });
   // Record the poll before publishing a result, so finalize never races this write.
   const next: ProviderState = { ...state, checks };
   const polled = await deps.jobs.update(job, {
@@ -207,11 +211,13 @@ async function reconcileJob(
   if (result.kind === "done" || (result.kind === "rejected" && !result.retryable)) {
     const message: ResultMessage = {
       jobId: polled.id,
+      provider: provider.id,
+      attempt: currentAttemptIndex(polled),
       source: "reconcile",
       observedAt: now.toISOString(),
-      result: { ...result, providerId: result.providerId ?? state.providerId },
+      result: { ...result, providerId: result.providerId ?? state.providerId ?? null },
     };
-    await deps.resultsQueue.send(message);
+    await resultsQueue.send(message);
     report.resolved++;
   }
   // Otherwise still processing, or the poll itself failed: the next look is at dueAt.
@@ -236,13 +242,17 @@ async function reconcileStoring(
   const maxResumes = settings.storingMaxResumes ?? 5;
   const deadline = Date.parse(job.deadlineAt);
   const handBack = async () => {
-    if (!kept || !deps.resultsQueue) return;
-    await deps.resultsQueue.send({
+    const finished = currentAttempt(job);
+    if (!kept || !finished || !deps.resultsQueue) return;
+    const message: ResultMessage = {
       jobId: job.id,
+      provider: finished.provider,
+      attempt: currentAttemptIndex(job),
       source: "reconcile",
       observedAt: now.toISOString(),
       result: kept,
-    });
+    };
+    await deps.resultsQueue.send(message);
   };
 
   if (now.getTime() >= deadline || resumes > maxResumes) {
@@ -269,14 +279,21 @@ async function reconcileStoring(
   report.resumed++;
 }
 
-async function healSlots(deps: ReconcileDeps, gate: CapacityGate, now: Date): Promise<number> {
+/** Releases the slot of a job's current attempt on its provider. */
+async function releaseSlot(deps: ReconcileDeps, job: Job): Promise<void> {
+  const attempt = currentAttempt(job);
+  if (attempt) await deps.providers?.get(attempt.provider)?.gate.release(job.id);
+}
+
+/** Releases the slots on `binding`'s provider held past the grace time by jobs no longer processing there. */
+async function healSlots(deps: ReconcileDeps, binding: ProviderBinding, now: Date): Promise<number> {
   let healed = 0;
-  const holders = await gate.holders();
+  const holders = await binding.gate.holders();
   for (const [jobId, acquiredAt] of Object.entries(holders)) {
     if (now.getTime() - acquiredAt < deps.settings.slotGraceSeconds * 1000) continue;
     const job = await deps.jobs.get(jobId);
-    if (job?.status === "processing") continue;
-    await gate.release(jobId);
+    if (job?.status === "processing" && currentAttempt(job)?.provider === binding.provider.id) continue;
+    await binding.gate.release(jobId);
     healed++;
   }
   return healed;

@@ -25,7 +25,7 @@ describe.each(["dynamo", "in-memory"] as const)("capacity gate (%s)", (kind) => 
     }
     doc = dynamo.doc;
     const table = await dynamo.newTable("capacity");
-    gate = new DynamoCapacityGate(doc, table, 5);
+    gate = new DynamoCapacityGate(doc, table, 5, "modelslab");
   });
 
   it("lets exactly `limit` of 50 concurrent acquirers in", async () => {

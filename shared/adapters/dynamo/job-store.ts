@@ -29,6 +29,7 @@ import {
   systemClock,
 } from "../../ports/index.ts";
 import { type StoreClient, storeClient } from "./client.ts";
+import { upgradeStoredJob } from "./stored-job.ts";
 import { DUE_SHARDS, INDEXES, idempotencyKey, jobKey, TABLE_KEYS, TTL_ATTRIBUTE } from "./table-design.ts";
 
 export interface DynamoJobStoreOptions {
@@ -656,8 +657,8 @@ function fromItem(item: Record<string, unknown>): Job {
     if (!STORAGE_ONLY.has(key)) job[key] = value;
   }
   job.dueAt = typeof item.dueAt === "number" ? item.dueAt : null;
-  // This store is the only writer of job items, so the shape is the one `toItem` wrote.
-  const read = job as unknown as Job;
+  // This store is the only writer of job items, so the shape is the one `toItem` wrote (now or before).
+  const read = upgradeStoredJob(job as unknown as Job);
   wakeSeen.set(read, typeof item.wakeAt === "number" ? item.wakeAt : null);
   return read;
 }
