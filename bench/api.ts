@@ -65,6 +65,7 @@ async function main(): Promise<number> {
   const { ensureTenant } = await import("../local/dev-tenant.ts");
   const { createDocumentClient } = await import("../shared/adapters/dynamo/client.ts");
   const { createSqsClient, SqsQueue } = await import("../shared/adapters/sqs/queue.ts");
+  const { queues } = await import("../shared/schemas/messages.ts");
   const { jobKey } = await import("../shared/adapters/dynamo/table-design.ts");
   const { newJobId } = await import("../shared/domain/ids.ts");
   const { validJobRequest } = await import("../test/support/requests.ts");
@@ -120,8 +121,8 @@ async function main(): Promise<number> {
     if (!row) throw new Error(`job row ${firstJobId} not found`);
     const jobRowBytes = Buffer.byteLength(JSON.stringify(row));
     const messageBytes = Buffer.byteLength(JSON.stringify({ jobId: firstJobId }));
-    // The API's own queue adapter (one SendMessage, the same body shape) on a client of the same config.
-    const queue = new SqsQueue(sqs, queueUrl);
+    // The API's own queue adapter (its schema check, one SendMessage, the same body) on a client of the same config.
+    const queue = new SqsQueue(sqs, queueUrl, queues.jobs);
     const pair = async (): Promise<void> => {
       const id = newJobId();
       await doc.send(

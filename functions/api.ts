@@ -2,49 +2,57 @@
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
+import type { Environment } from "../shared/adapters/aws-client.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { DynamoNotificationStore } from "../shared/adapters/dynamo/notification-store.ts";
 import { DynamoTenantStore } from "../shared/adapters/dynamo/tenant-store.ts";
+import { systemHostResolver } from "../shared/adapters/http/dns.ts";
 import { createS3Client, S3ObjectStore } from "../shared/adapters/s3/object-store.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { createApi } from "../shared/http/api.ts";
 import type { HttpResponse } from "../shared/http/responses.ts";
 import { httpErrors } from "../shared/lambda/http-errors.ts";
-import { logger } from "../shared/lambda/logger.ts";
+import { createLogger } from "../shared/lambda/logger.ts";
+import { apiSettings } from "../shared/lambda/settings.ts";
 import { lifecycleJobStore } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { apiConfig, loadConfig } from "../shared/schemas/config.ts";
+import { queues } from "../shared/schemas/messages.ts";
 import { presignedPresenter } from "../shared/usecases/present-job.ts";
 
-const config = loadConfig(apiConfig);
-const doc = createDocumentClient();
-const sqs = createSqsClient();
-const s3 = createS3Client();
-const api = createApi({
-  jobs: lifecycleJobStore(doc, sqs, config),
-  jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL),
-  clock: systemClock,
-  settings: {
-    maxBodyBytes: config.MAX_BODY_BYTES,
-    defaultDeadlineSeconds: config.DEFAULT_DEADLINE_SECONDS,
-    queuedResendAfterSeconds: config.QUEUED_RESEND_AFTER_SECONDS,
-    idempotencyTtlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
-    uploadUrlExpirySeconds: 900,
-  },
-  onDeferredSend: (jobId, error) =>
-    logger.warn("queue send failed; the reconciler will re-send", { jobId, error: error as Error }),
-  present: presignedPresenter(new S3ObjectStore(s3, config.OUTPUTS_BUCKET), config.OUTPUT_URL_EXPIRY_SECONDS),
-  inputs: {
-    inputs: new S3ObjectStore(s3, config.INPUTS_BUCKET),
-    inputsBucket: config.INPUTS_BUCKET,
-    policy: { mode: config.NETWORK_POLICY },
-  },
-  notifications: new DynamoNotificationStore(doc, config.TABLE_NAME),
-  notifyQueue: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL),
-  tenants: new DynamoTenantStore(doc, config.TABLE_NAME),
-});
+/** The function as configured by `env`: its configuration, clients and handler (tests build several). */
+export function createHandler(env: Environment) {
+  const config = loadConfig(apiConfig, env);
+  const logger = createLogger(env);
+  const doc = createDocumentClient({}, env);
+  const sqs = createSqsClient({}, env);
+  const s3 = createS3Client({}, env);
+  const api = createApi({
+    jobs: lifecycleJobStore({ doc, sqs, env, logger }, config),
+    jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL, queues.jobs),
+    clock: systemClock,
+    settings: apiSettings(config),
+    onDeferredSend: (jobId, error) =>
+      logger.warn("queue send failed; the reconciler will re-send", { jobId, error: error as Error }),
+    present: presignedPresenter(
+      new S3ObjectStore(s3, config.OUTPUTS_BUCKET),
+      config.OUTPUT_URL_EXPIRY_SECONDS,
+    ),
+    inputs: {
+      inputs: new S3ObjectStore(s3, config.INPUTS_BUCKET),
+      inputsBucket: config.INPUTS_BUCKET,
+      policy: { mode: config.NETWORK_POLICY },
+      resolve: systemHostResolver,
+    },
+    notifications: new DynamoNotificationStore(doc, config.TABLE_NAME),
+    notifyQueue: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL, queues.notifications),
+    tenants: new DynamoTenantStore(doc, config.TABLE_NAME),
+  });
 
-export const handler = middy<APIGatewayProxyEventV2, HttpResponse>()
-  .use(injectLambdaContext(logger))
-  .use(httpErrors(logger))
-  .handler((event) => api(event));
+  return middy<APIGatewayProxyEventV2, HttpResponse>()
+    .use(injectLambdaContext(logger))
+    .use(httpErrors(logger))
+    .handler((event) => api(event));
+}
+
+export const handler = createHandler(process.env);

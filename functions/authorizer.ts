@@ -10,20 +10,27 @@ import type {
   APIGatewayRequestAuthorizerEventV2,
   APIGatewaySimpleAuthorizerWithContextResult,
 } from "aws-lambda";
+import type { Environment } from "../shared/adapters/aws-client.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { DynamoTenantStore } from "../shared/adapters/dynamo/tenant-store.ts";
-import { logger } from "../shared/lambda/logger.ts";
+import { createLogger } from "../shared/lambda/logger.ts";
 import { authorizerConfig, loadConfig } from "../shared/schemas/config.ts";
 import { authenticate } from "../shared/usecases/authenticate.ts";
 
-const config = loadConfig(authorizerConfig);
-const tenants = new DynamoTenantStore(createDocumentClient(), config.TABLE_NAME);
-
 type Result = APIGatewaySimpleAuthorizerWithContextResult<{ tenantId: string }>;
 
-export const handler = middy<APIGatewayRequestAuthorizerEventV2, Result>()
-  .use(injectLambdaContext(logger))
-  .handler(async (event) => {
-    const tenant = await authenticate(tenants, event.headers?.authorization);
-    return { isAuthorized: true, context: { tenantId: tenant?.id ?? "" } };
-  });
+/** The function as configured by `env`: its configuration, clients and handler (tests build several). */
+export function createHandler(env: Environment) {
+  const config = loadConfig(authorizerConfig, env);
+  const logger = createLogger(env);
+  const tenants = new DynamoTenantStore(createDocumentClient({}, env), config.TABLE_NAME);
+
+  return middy<APIGatewayRequestAuthorizerEventV2, Result>()
+    .use(injectLambdaContext(logger))
+    .handler(async (event) => {
+      const tenant = await authenticate(tenants, event.headers?.authorization);
+      return { isAuthorized: true, context: { tenantId: tenant?.id ?? "" } };
+    });
+}
+
+export const handler = createHandler(process.env);

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { SHARED_DEFAULTS } from "../shared/schemas/config.ts";
 
 /**
  * Deployment configuration, read once from CDK context (`cdk.json` "context", or `-c key=value` on the
@@ -32,9 +33,14 @@ export const infraConfigSchema = z.object({
     .transform((days) => days as LogRetentionDays),
   logLevel: z.enum(["DEBUG", "INFO", "WARN", "ERROR"]).default("INFO"),
   /** ModelsLab API base; the local stack points it at its simulator. */
-  modelslabBaseUrl: z.url().default("https://modelslab.com/api"),
+  modelslabBaseUrl: z.url().default(SHARED_DEFAULTS.MODELSLAB_BASE_URL),
   /** The provider account's concurrent-request allowance the dispatcher must stay under. */
-  modelslabMaxConcurrency: z.coerce.number().int().min(1).max(1_000).default(5),
+  modelslabMaxConcurrency: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1_000)
+    .default(SHARED_DEFAULTS.MODELSLAB_MAX_CONCURRENCY),
   /** Hosts provider outputs may be downloaded from (`*.r2.dev` matches any subdomain). */
   providerOutputHosts: z
     .union([z.array(z.string()), z.string().transform((value) => value.split(","))])
@@ -45,7 +51,7 @@ export const infraConfigSchema = z.object({
    * cancelled), `all` (every transition: more EventBridge events, each billed) or `none` (clients use
    * webhooks only; no events to pay for). `npm run bench -- --context lifecycleEvents=…` prices each.
    */
-  lifecycleEvents: z.enum(["terminal", "all", "none"]).default("terminal"),
+  lifecycleEvents: z.enum(["terminal", "all", "none"]).default(SHARED_DEFAULTS.LIFECYCLE_EVENTS),
   /**
    * Where the provider's callbacks come in: `function-url` (default), a Lambda function URL on the
    * callback function (no API Gateway request charge per callback), or `http-api`, a route of the

@@ -1,12 +1,13 @@
 import { Duration } from "aws-cdk-lib";
 import { Schedule } from "aws-cdk-lib/aws-events";
-import { CALLBACK_ROUTE } from "../shared/domain/callback-token.ts";
+import { ROUTES, type RouteDeclaration, routeKey } from "../shared/http/routes.ts";
 
 /**
  * Every Lambda function of the service, one row each. The service stack turns a row into a function
  * with its grants, environment, routes, queue subscription and schedule; the stateful stack reads the
  * `consumes` rows to size each queue's visibility timeout from its consumer's timeout. Adding a
- * function is adding a row (and its `functions/<name>.ts`).
+ * function is adding a row (and its `functions/<name>.ts`). A row's HTTP routes come from the route
+ * table (`ROUTES`, shared/http/routes.ts): adding a route is adding a row there.
  */
 
 /** The queues of the stateful stack, by short name. */
@@ -80,6 +81,28 @@ export type RouteSpec =
       unauthenticatedBecause: string;
     };
 
+/** The routes of the table that the function `id` serves, as API Gateway routes. */
+export function routesServedBy(
+  id: RouteDeclaration["servedBy"],
+  routes: readonly RouteDeclaration[] = ROUTES,
+): RouteSpec[] {
+  return routes
+    .filter((route) => route.servedBy === id)
+    .map((route) =>
+      route.auth === "apiKey"
+        ? { routeKey: routeKey(route), auth: "apiKey" }
+        : { routeKey: routeKey(route), auth: "none", unauthenticatedBecause: route.unauthenticatedBecause },
+    );
+}
+
+/** API Gateway's catch-all: the API function answers 404 and 405 in the API's error format. */
+export const CATCH_ALL_ROUTE: RouteSpec = {
+  routeKey: "$default",
+  auth: "none",
+  unauthenticatedBecause:
+    "the catch-all route only answers 404/405 in the API's error format for paths and methods that do not exist",
+};
+
 export interface QueueSubscription {
   queue: QueueName;
   batchSize: number;
@@ -143,30 +166,7 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     // inputs: base64 images and presigned uploads of control images; outputs: presigned GETs of results.
     buckets: { inputs: "readWrite", outputs: "read" },
     events: true,
-    routes: [
-      { routeKey: "POST /v1/jobs", auth: "apiKey" },
-      { routeKey: "GET /v1/jobs", auth: "apiKey" },
-      { routeKey: "GET /v1/jobs/{id}", auth: "apiKey" },
-      { routeKey: "POST /v1/jobs/{id}/cancel", auth: "apiKey" },
-      { routeKey: "GET /v1/jobs/{id}/notifications", auth: "apiKey" },
-      { routeKey: "POST /v1/jobs/{id}/notifications/replay", auth: "apiKey" },
-      { routeKey: "POST /v1/uploads", auth: "apiKey" },
-      { routeKey: "GET /v1/webhook", auth: "apiKey" },
-      { routeKey: "PUT /v1/webhook", auth: "apiKey" },
-      { routeKey: "POST /v1/webhook/secret/rotate", auth: "apiKey" },
-      {
-        routeKey: "GET /v1/openapi.json",
-        auth: "none",
-        unauthenticatedBecause:
-          "the OpenAPI document describes the public API; it holds no tenant data and clients read it before they have a key",
-      },
-      {
-        routeKey: "$default",
-        auth: "none",
-        unauthenticatedBecause:
-          "the catch-all route only answers 404/405 in the API's error format for paths and methods that do not exist",
-      },
-    ],
+    routes: [...routesServedBy("Api"), CATCH_ALL_ROUTE],
   },
   {
     id: "Authorizer",
@@ -215,14 +215,7 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     timeout: Duration.seconds(10),
     queues: { results: ["send"] },
     callbackReceiver: true,
-    routes: [
-      {
-        routeKey: `POST ${CALLBACK_ROUTE}`,
-        auth: "none",
-        unauthenticatedBecause:
-          "Providers cannot send a tenant API key; each callback URL carries an unguessable per-attempt HMAC token that the callback function verifies before trusting anything",
-      },
-    ],
+    routes: routesServedBy("Callback"),
     provider: { callbackSecret: true },
   },
   {

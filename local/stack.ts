@@ -2,7 +2,9 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { startFauxqs } from "fauxqs";
+import { createS3Client } from "../shared/adapters/s3/object-store.ts";
 import { createSqsClient } from "../shared/adapters/sqs/queue.ts";
 import { type RunningWorker, type StartWorkerOptions, startWorker } from "../worker/src/start.ts";
 import { startDynalite } from "./dynalite.ts";
@@ -22,6 +24,12 @@ export interface LocalStackOptions {
   port?: number;
   /** Where dynalite persists; null keeps everything in memory (tests). */
   dataDir?: string | null;
+  /**
+   * An AWS emulator already running elsewhere (moto_server: `npm run test:moto`), one endpoint for
+   * DynamoDB, SQS and S3, and a prefix for the tables, queues and buckets the stack creates there, so
+   * that stacks can share it. Absent: the stack starts dynalite and fauxqs in this process.
+   */
+  aws?: { endpoint: string; namePrefix: string };
   /** Seconds between reconcile runs (the CDK schedule says every minute; locally faster). */
   reconcileIntervalSeconds?: number;
   /** Extra environment for the functions, applied over what the template says. */
@@ -42,9 +50,9 @@ export interface LocalStackOptions {
   queueConsumers?: "in-process" | "none";
   /**
    * Routes the functions' S3 traffic through another endpoint (e.g. `local/fault-proxy.ts` in front
-   * of fauxqs): called with fauxqs's address, answers the URL to use as AWS_ENDPOINT_URL_S3.
+   * of fauxqs): called with the S3 emulator's address, answers the URL to use as AWS_ENDPOINT_URL_S3.
    */
-  s3Endpoint?: (fauxqsAddress: string) => Promise<string>;
+  s3Endpoint?: (s3Address: string) => Promise<string>;
   /**
    * Runs the self-hosted GPU worker in this process (`startWorker`, on the CPU) against the local
    * fallback queue, outputs bucket and results queue. `true` uses MODEL_DIR when set, else a tiny
@@ -87,18 +95,43 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     for (const stop of stops.reverse()) await stop().catch((error) => log(`stop failed: ${String(error)}`));
   };
   try {
-    const dataDir = options.dataDir ?? null;
-    if (dataDir) mkdirSync(dataDir, { recursive: true });
-    const dynamo = await startDynalite(dataDir ? { path: dataDir } : {});
-    stops.push(() => dynamo.stop());
-    const dynamoEndpoint = dynamo.endpoint;
-
-    const fauxqs = await startFauxqs({ port: 0, logger: false });
-    stops.push(() => fauxqs.stop());
+    let dynamoEndpoint: string;
+    let awsEndpoint: string; // SQS and S3
+    let createBucket: (name: string) => Promise<void>;
+    if (options.aws) {
+      const { endpoint } = options.aws;
+      dynamoEndpoint = endpoint;
+      awsEndpoint = endpoint;
+      createBucket = async (name) => {
+        const s3 = createS3Client({
+          endpoint,
+          region: REGION,
+          credentials: { accessKeyId: "local", secretAccessKey: "local" },
+        });
+        try {
+          await s3.send(new CreateBucketCommand({ Bucket: name }));
+        } finally {
+          s3.destroy();
+        }
+      };
+    } else {
+      const dataDir = options.dataDir ?? null;
+      if (dataDir) mkdirSync(dataDir, { recursive: true });
+      const dynamo = await startDynalite(dataDir ? { path: dataDir } : {});
+      stops.push(() => dynamo.stop());
+      dynamoEndpoint = dynamo.endpoint;
+      const fauxqs = await startFauxqs({ port: 0, logger: false });
+      stops.push(() => fauxqs.stop());
+      // fauxqs serves S3 too (path-style)
+      awsEndpoint = fauxqs.address;
+      createBucket = async (name) => {
+        fauxqs.createBucket(name);
+      };
+    }
     const eventBus = new LocalEventBus(log);
     const eventBusUrl = await eventBus.listen();
     stops.push(() => eventBus.close());
-    const endpoints = { dynamodb: dynamoEndpoint, sqs: fauxqs.address, region: REGION };
+    const endpoints = { dynamodb: dynamoEndpoint, sqs: awsEndpoint, region: REGION };
 
     // The functions' AWS SDK clients find the emulators through the standard environment variables.
     Object.assign(process.env, {
@@ -108,8 +141,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       AWS_SECRET_ACCESS_KEY: "local",
       AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
       AWS_ENDPOINT_URL_SQS: endpoints.sqs,
-      // fauxqs serves S3 too (path-style)
-      AWS_ENDPOINT_URL_S3: options.s3Endpoint ? await options.s3Endpoint(endpoints.sqs) : endpoints.sqs,
+      AWS_ENDPOINT_URL_S3: options.s3Endpoint ? await options.s3Endpoint(awsEndpoint) : awsEndpoint,
       AWS_ENDPOINT_URL_EVENTBRIDGE: eventBusUrl,
     });
 
@@ -133,8 +165,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       localUrls[id] = await server.listen();
       functionUrlServers.set(id, server);
     }
-    const topology = await provisionLocal(templates, endpoints, { localUrls });
-    for (const bucket of Object.values(topology.buckets)) fauxqs.createBucket(bucket.name);
+    const topology = await provisionLocal(templates, endpoints, {
+      localUrls,
+      ...(options.aws && { namePrefix: options.aws.namePrefix }),
+    });
+    for (const bucket of Object.values(topology.buckets)) await createBucket(bucket.name);
 
     const functions: Record<string, LocalFunction> = {};
     for (const [id, fn] of Object.entries(topology.functions)) {
@@ -244,7 +279,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         healthPort: null,
         endpoints: {
           sqs: endpoints.sqs,
-          s3: process.env.AWS_ENDPOINT_URL_S3 ?? endpoints.sqs,
+          s3: process.env.AWS_ENDPOINT_URL_S3 ?? awsEndpoint,
           region: REGION,
           credentials: { accessKeyId: "local", secretAccessKey: "local" },
         },

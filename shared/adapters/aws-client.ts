@@ -92,6 +92,29 @@ export const boundedHttpHandler = (timeouts: Partial<AwsHttpTimeouts> = {}): Bou
     requestTimeoutMs: timeouts.requestTimeoutMs ?? AWS_CLIENT_DEFAULTS.requestTimeoutMs,
   });
 
+/** A function's environment: `process.env` in Lambda, its own variables in tests and the local stack. */
+export type Environment = Readonly<Record<string, string | undefined>>;
+
+/**
+ * Region and endpoint of one service's client, read from `env` as the SDK's default chain reads them
+ * from process.env: `AWS_REGION`; `AWS_ENDPOINT_URL_<SERVICE>`, else `AWS_ENDPOINT_URL`, unless
+ * `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is true. Given to the client explicitly, so that a function
+ * built with an environment of its own (`createHandler(env)`) talks to that environment's endpoints,
+ * whatever process.env says. What `env` leaves unset stays with the default chain (the shared config
+ * file, AWS's regional endpoint); credentials always do.
+ */
+export function serviceLocation(
+  env: Environment,
+  service: "DYNAMODB" | "SQS" | "S3" | "EVENTBRIDGE",
+): { region?: string; endpoint?: string } {
+  const region = env.AWS_REGION || undefined;
+  const endpoint =
+    env.AWS_IGNORE_CONFIGURED_ENDPOINT_URLS?.toLowerCase() === "true"
+      ? undefined
+      : env[`AWS_ENDPOINT_URL_${service}`] || env.AWS_ENDPOINT_URL || undefined;
+  return { ...(region && { region }), ...(endpoint && { endpoint }) };
+}
+
 const TRANSIENT_NAMES = new Set([
   "ProvisionedThroughputExceededException",
   "ThrottlingException",

@@ -1,19 +1,20 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 
 /**
- * The callback path, declared once: the callback endpoint matches it, the infrastructure routes it,
- * and `callbackUrl` builds it. `{provider}` is a provider id whose module takes callbacks.
+ * The path of every callback URL (API Gateway's syntax), declared once: its route
+ * (shared/http/callback-route.ts) serves it and `callbackUrl` builds it. `{provider}` is a provider id
+ * whose module takes callbacks.
  */
-export const CALLBACK_ROUTE = "/callbacks/{provider}/{jobId}";
+export const CALLBACK_PATH = "/callbacks/{provider}/{jobId}";
 
-const CALLBACK_PATH = new RegExp(`^${CALLBACK_ROUTE.replace(/\{[a-zA-Z]+\}/g, "([^/]+)")}$`);
+const CALLBACK_PATTERN = new RegExp(`^${CALLBACK_PATH.replace(/\{[a-zA-Z]+\}/g, "([^/]+)")}$`);
 
 /**
  * The provider and job a callback path names, or null when the path is not a callback path. Segments
  * are taken as they arrive: provider ids and job ids (ULIDs) need no percent-encoding.
  */
 export function parseCallbackPath(path: string): { provider: string; jobId: string } | null {
-  const match = CALLBACK_PATH.exec(path);
+  const match = CALLBACK_PATTERN.exec(path);
   return match?.[1] && match[2] ? { provider: match[1], jobId: match[2] } : null;
 }
 
@@ -47,7 +48,7 @@ export function callbackUrl(
   jobId: string,
   attempt: number,
 ): string {
-  const path = CALLBACK_ROUTE.replace("{provider}", encodeURIComponent(provider)).replace(
+  const path = CALLBACK_PATH.replace("{provider}", encodeURIComponent(provider)).replace(
     "{jobId}",
     encodeURIComponent(jobId),
   );

@@ -51,8 +51,14 @@ export const lifecycleEvent = (job: Job): LifecycleEvent => ({
   },
 });
 
-/** Client notification types (Standard Webhooks `type`). */
-export type NotificationType = "job.succeeded" | "job.failed" | "job.cancelled" | "job.processing";
+/** Client notification types (Standard Webhooks `type`): the terminal states, and processing on request. */
+export const NOTIFICATION_TYPES = [
+  "job.succeeded",
+  "job.failed",
+  "job.cancelled",
+  "job.processing",
+] as const satisfies readonly LifecycleType[];
+export type NotificationType = (typeof NOTIFICATION_TYPES)[number];
 
 /** One webhook-id per (job, status): every try and every replay of it carries the same id. */
 export const notificationId = (jobId: string, status: JobStatus): string => `msg_${jobId}_${status}`;

@@ -1,5 +1,6 @@
 import type { ControlNetRequest } from "../schemas/controlnet.ts";
-import { PROVIDER_IDS, type ProviderId } from "./providers.ts";
+import type { FinishedResult } from "../schemas/messages.ts";
+import { PROVIDER_IDS, type ProviderHandle, type ProviderId } from "./providers.ts";
 
 export const JOB_STATUSES = ["queued", "processing", "storing", "succeeded", "failed", "cancelled"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
@@ -118,6 +119,29 @@ export interface JobError {
   message: string;
 }
 
+/**
+ * The orchestrator's bookkeeping of the current attempt, by phase (never shown to clients):
+ * - `submitting`: the attempt is written and its submission under way (or lost with its sender: a
+ *   provider that takes repeated submissions gets it again, any other only settles by callback or
+ *   deadline);
+ * - `accepted`: the provider holds it, as `providerId` when it gave one; `handle` is what the provider
+ *   needs to look it up again (opaque here); `checks` counts the reconciler's polls;
+ * - `indeterminate`: the submission's outcome is unknown: only a callback or the deadline settles it;
+ * - `finished`: the result is in and its outputs are being stored (kept so a crashed finalize resumes);
+ *   `storingResumes` counts the reconciler's hand-backs of it to finalize.
+ */
+export type ProviderState =
+  | { phase: "submitting"; checks?: number }
+  | {
+      phase: "accepted";
+      providerId: string | null;
+      etaSeconds: number | null;
+      handle: ProviderHandle;
+      checks: number;
+    }
+  | { phase: "indeterminate"; checks?: number }
+  | { phase: "finished"; result: FinishedResult; storingResumes?: number };
+
 /** A job as stored. The public resource (`shared/schemas/api.ts`) is derived from it. */
 export interface Job {
   id: string;
@@ -136,10 +160,13 @@ export interface Job {
   attempts: Attempt[];
   outputs: JobOutput[];
   error: JobError | null;
-  /** Epoch ms when the reconciler should next look at this job; null once terminal and notified. */
+  /**
+   * Epoch ms when the reconciler should next look at this job; null when nothing is due. A terminal
+   * job is due only while its notification is pending (see job-change.ts).
+   */
   dueAt: number | null;
-  /** Provider bookkeeping for the current attempt (eta, fetch URL), opaque to the API. */
-  providerState?: Record<string, unknown>;
+  /** Provider bookkeeping for the current attempt, opaque to the API. */
+  providerState?: ProviderState;
   /**
    * The outbox flag of the terminal notification: set by the terminal transition (which keeps the job
    * in the `due` index), cleared once the notification event is recorded. The reconciler re-sends

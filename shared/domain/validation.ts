@@ -1,34 +1,65 @@
 import type * as z from "zod/mini";
-import { type ErrorCode, type ErrorDetail, ValidationError } from "./errors.ts";
+import {
+  type CodeOf,
+  clip,
+  type ErrorDetail,
+  MAX_DETAIL_PATH_CHARS,
+  MAX_ERROR_DETAILS,
+  ValidationError,
+} from "./errors.ts";
 
-/** Turns every zod issue into a detail that names the field, so a client can fix all of them at once. */
-export function issuesToDetails(issues: readonly z.core.$ZodIssue[]): ErrorDetail[] {
-  return issues.flatMap((issue) => {
+/**
+ * Turns zod issues into details that name the field, so a client can fix them at once: the first
+ * `limit` details, and the count of all of them (an unrecognized_keys issue is one detail per key).
+ * Only the kept details are built, so a body of 200,000 unknown keys costs no more than one of 20.
+ */
+export function issuesToDetails(
+  issues: readonly z.core.$ZodIssue[],
+  limit = MAX_ERROR_DETAILS,
+): { details: ErrorDetail[]; total: number } {
+  const details: ErrorDetail[] = [];
+  let total = 0;
+  for (const issue of issues) {
     const base = issue.path.map(String).join(".");
     if (issue.code === "unrecognized_keys") {
-      return issue.keys.map((key) => ({
-        path: base ? `${base}.${key}` : key,
-        message: key === "key" ? "key is owned by the orchestrator; do not send it" : "unknown field",
-      }));
+      total += issue.keys.length;
+      for (const key of issue.keys.slice(0, Math.max(0, limit - details.length))) {
+        details.push({
+          path: base ? `${base}.${key}` : key,
+          message: key === "key" ? "key is owned by the orchestrator; do not send it" : "unknown field",
+        });
+      }
+      continue;
     }
+    total += 1;
+    if (details.length >= limit) continue;
     if (issue.code === "invalid_key") {
       // "Invalid key in record" says nothing; the key schema's own messages say what is wrong.
-      return [
-        { path: base, message: issue.issues.map((inner) => inner.message).join("; ") || issue.message },
-      ];
+      details.push({
+        path: base,
+        message: issue.issues.map((inner) => inner.message).join("; ") || issue.message,
+      });
+      continue;
     }
-    return [{ path: base || "(body)", message: issue.message }];
-  });
+    details.push({ path: base || "(body)", message: issue.message });
+  }
+  return { details, total };
 }
 
 export function parseOrThrow<S extends z.ZodMiniType>(
   schema: S,
   input: unknown,
   what: string,
-  code?: ErrorCode,
+  code?: CodeOf<"invalid_input">,
 ): z.infer<S> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
-  const details = issuesToDetails(result.error.issues);
-  throw new ValidationError(`${what} is invalid: ${details.map((d) => d.path).join(", ")}.`, details, code);
+  const { details, total } = issuesToDetails(result.error.issues);
+  const more = total > details.length ? ` and ${total - details.length} more` : "";
+  throw new ValidationError(
+    `${what} is invalid: ${details.map((d) => clip(d.path, MAX_DETAIL_PATH_CHARS)).join(", ")}${more}.`,
+    details,
+    code,
+    total,
+  );
 }

@@ -1,6 +1,5 @@
 import { randomUUID } from "node:crypto";
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
-import * as z from "zod/mini";
 import { ConflictError, UnauthorizedError, ValidationError } from "../domain/errors.ts";
 import { parseOrThrow } from "../domain/validation.ts";
 import type {
@@ -11,7 +10,8 @@ import type {
   Queue,
   WebhookSettingsStore,
 } from "../ports/index.ts";
-import "../schemas/mini-locale.ts";
+import { uploadBodySchema, webhookSettingsBodySchema } from "../schemas/api.ts";
+import type { DispatchMessage, NotifyMessage } from "../schemas/messages.ts";
 import { newWebhookSecret } from "../usecases/authenticate.ts";
 import { cancelJob } from "../usecases/cancel-job.ts";
 import { replayNotification } from "../usecases/notify.ts";
@@ -29,17 +29,18 @@ import { buildOpenApiDocument } from "./openapi.ts";
 import { header, readJsonBody } from "./request.ts";
 import { type HttpResponse, json } from "./responses.ts";
 import { Router } from "./router.ts";
+import { type ApiOperationId, type ApiRoute, ROUTES } from "./routes.ts";
 
 export interface ApiDeps {
   jobs: JobStore;
-  jobsQueue: Queue;
+  jobsQueue: Queue<DispatchMessage>;
   clock: Clock;
   settings: SubmitJobDeps["settings"] & { maxBodyBytes: number; uploadUrlExpirySeconds: number };
   onDeferredSend?: SubmitJobDeps["onDeferredSend"];
   present: JobPresenter;
   inputs: StageInputsDeps;
   notifications: NotificationStore;
-  notifyQueue: Queue;
+  notifyQueue: Queue<NotifyMessage>;
   tenants: WebhookSettingsStore;
 }
 
@@ -60,13 +61,6 @@ export function tenantFromEvent(event: APIGatewayProxyEventV2): string | null {
   return typeof tenantId === "string" && tenantId.length > 0 ? tenantId : null;
 }
 
-const uploadBodySchema = z.strictObject({ content_type: z.enum(["image/png", "image/jpeg", "image/webp"]) });
-const webhookSettingsBodySchema = z.strictObject({
-  url: z.nullable(
-    z.url({ protocol: /^https?$/, error: "url must be an http(s) URL" }).check(z.maxLength(2048)),
-  ),
-});
-
 const presentNotification = (record: NotificationRecord) => ({
   id: record.id,
   type: record.type,
@@ -76,10 +70,15 @@ const presentNotification = (record: NotificationRecord) => ({
   attempts: record.attempts,
 });
 
+/**
+ * The API function: the routes of the table (`ROUTES`, shared/http/routes.ts) it serves, each bound to
+ * its handler by operationId — the `satisfies` below fails to compile when a route has no handler or
+ * a handler no route.
+ */
 export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Promise<HttpResponse> {
   let openApi: string | undefined;
-  const router = new Router<RouteHandler>()
-    .add("POST", "/v1/jobs", async ({ event, tenantId }) => {
+  const handlers = {
+    submitJob: async ({ event, tenantId }) => {
       const body = readJsonBody(event, deps.settings.maxBodyBytes);
       const { job, replayed } = await submitJob(
         {
@@ -94,26 +93,24 @@ export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Pro
         location: `/v1/jobs/${job.id}`,
         ...(replayed && { "idempotent-replayed": "true" }),
       });
-    })
-    .add("GET", "/v1/jobs", async ({ event, tenantId }) => {
+    },
+    listJobs: async ({ event, tenantId }) => {
       const page = await listTenantJobs(deps.jobs, tenantId(), event.queryStringParameters ?? {});
       return json(200, {
         jobs: await Promise.all(page.jobs.map(deps.present)),
         next_cursor: page.nextCursor,
       });
-    })
-    .add("GET", "/v1/jobs/{id}", async ({ params, tenantId }) =>
+    },
+    getJob: async ({ params, tenantId }) =>
       json(200, await deps.present(await getTenantJob(deps.jobs, tenantId(), params.id ?? ""))),
-    )
-    .add("POST", "/v1/jobs/{id}/cancel", async ({ params, tenantId }) =>
+    cancelJob: async ({ params, tenantId }) =>
       json(200, await deps.present(await cancelJob(deps, tenantId(), params.id ?? ""))),
-    )
-    .add("GET", "/v1/jobs/{id}/notifications", async ({ params, tenantId }) => {
+    listJobNotifications: async ({ params, tenantId }) => {
       const job = await getTenantJob(deps.jobs, tenantId(), params.id ?? "");
       const records = await deps.notifications.listForJob(job.id);
       return json(200, { notifications: records.map(presentNotification) });
-    })
-    .add("POST", "/v1/jobs/{id}/notifications/replay", async ({ params, tenantId }) => {
+    },
+    replayJobNotifications: async ({ params, tenantId }) => {
       const job = await getTenantJob(deps.jobs, tenantId(), params.id ?? "");
       const records = (await deps.notifications.listForJob(job.id)).filter((r) => r.url !== null);
       if (records.length === 0) {
@@ -126,8 +123,8 @@ export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Pro
         records.map((record) => replayNotification({ ...deps, notifyQueue: deps.notifyQueue }, record)),
       );
       return json(202, { notifications: replayed.map(presentNotification) });
-    })
-    .add("POST", "/v1/uploads", async ({ event, tenantId }) => {
+    },
+    createUpload: async ({ event, tenantId }) => {
       const { content_type } = parseOrThrow(
         uploadBodySchema,
         readJsonBody(event, 4096),
@@ -144,8 +141,8 @@ export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Pro
         headers: { "content-type": content_type },
         expires_at: new Date(deps.clock.now().getTime() + expires * 1000).toISOString(),
       });
-    })
-    .add("GET", "/v1/webhook", async ({ tenantId }) => {
+    },
+    getWebhookSettings: async ({ tenantId }) => {
       const settings = await deps.tenants.getWebhookSettings(tenantId());
       return json(200, {
         url: settings.url,
@@ -154,8 +151,8 @@ export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Pro
           retires_at: retiresAt,
         })),
       });
-    })
-    .add("PUT", "/v1/webhook", async ({ event, tenantId }) => {
+    },
+    setWebhookUrl: async ({ event, tenantId }) => {
       const { url } = parseOrThrow(
         webhookSettingsBodySchema,
         readJsonBody(event, 4096),
@@ -169,8 +166,8 @@ export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Pro
       }
       await deps.tenants.setWebhookUrl(tenantId(), url);
       return json(200, { url });
-    })
-    .add("POST", "/v1/webhook/secret/rotate", async ({ tenantId }) => {
+    },
+    rotateWebhookSecret: async ({ tenantId }) => {
       // The new secret is shown once; the previous ones keep signing for 24 h so receivers can switch.
       const secret = newWebhookSecret();
       const now = deps.clock.now();
@@ -179,11 +176,17 @@ export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Pro
         secret,
         previous_secrets_retire_at: new Date(now.getTime() + 86_400_000).toISOString(),
       });
-    })
-    .add("GET", "/v1/openapi.json", async () => {
+    },
+    getOpenApiDocument: async () => {
       openApi ??= JSON.stringify(buildOpenApiDocument());
       return { statusCode: 200, headers: { "content-type": "application/json" }, body: openApi };
-    });
+    },
+  } satisfies Record<ApiOperationId, RouteHandler>;
+
+  const router = new Router<RouteHandler>();
+  for (const route of ROUTES.filter((route): route is ApiRoute => route.servedBy === "Api")) {
+    router.add(route.method, route.path, handlers[route.operationId]);
+  }
 
   // Errors propagate: the function's middy chain maps them to HTTP (shared/lambda/http-errors.ts).
   return async (event) => {

@@ -1,27 +1,31 @@
+import type { Logger } from "@aws-lambda-powertools/logger";
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+import type * as z from "zod/mini";
 import { DynamoCapacityGate } from "../adapters/dynamo/capacity-gate.ts";
 import { DynamoCircuitBreaker } from "../adapters/dynamo/circuit-breaker.ts";
 import { SqsQueue } from "../adapters/sqs/queue.ts";
 import { bindProviders, type ProviderSet } from "../providers/registry.ts";
 import type { providerSettingsConfig, tableConfig } from "../schemas/config.ts";
-import { logger } from "./logger.ts";
 import { resolveSecret } from "./secrets.ts";
 import { breakerSettings } from "./settings.ts";
 
-type Config = import("zod/mini").infer<typeof providerSettingsConfig> &
-  import("zod/mini").infer<typeof tableConfig>;
+type Config = z.infer<typeof providerSettingsConfig> & z.infer<typeof tableConfig>;
 
 /**
  * Every registry provider for a function that uses them, built with the function's clients: its
  * gate and breaker items in the jobs table, its queues on the function's SQS client, its secrets read
- * (on first use) from the function's environment.
+ * (on first use) from the function's configuration.
  */
-export function lambdaProviders(config: Config, doc: DynamoDBDocumentClient, sqs: SQSClient): ProviderSet {
+export function lambdaProviders(
+  deps: { doc: DynamoDBDocumentClient; sqs: SQSClient; logger: Logger },
+  config: Config,
+): ProviderSet {
+  const { doc, sqs, logger } = deps;
   return bindProviders(
     config,
     {
-      queue: (url) => new SqsQueue(sqs, url),
+      queue: (url, definition) => new SqsQueue(sqs, url, definition),
       secret: resolveSecret,
       log: (message, data) => logger.warn(message, data),
     },

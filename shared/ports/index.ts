@@ -4,17 +4,15 @@
  */
 import type { LifecycleEvent, NotificationType } from "../domain/events.ts";
 import type { Job, JobStatus } from "../domain/job.ts";
+import type { JobPatch } from "../domain/job-change.ts";
+
+export type { JobPatch } from "../domain/job-change.ts";
 
 export interface Clock {
   now(): Date;
 }
 
 export const systemClock: Clock = { now: () => new Date() };
-
-/** Fields a state change may set together with the new status. */
-export type JobPatch = Partial<
-  Pick<Job, "attempts" | "outputs" | "error" | "dueAt" | "providerState" | "notifyPending">
->;
 
 export interface IdempotencyRecord {
   /** sha256 of the tenant's Idempotency-Key header. */
@@ -32,7 +30,10 @@ export type CreateJobResult =
 export interface ListJobsQuery {
   status?: JobStatus;
   limit: number;
-  /** Opaque cursor returned by a previous page; the store rejects a malformed one with a ValidationError. */
+  /**
+   * Opaque cursor returned by a previous page to the same tenant; the store rejects a malformed one, or
+   * one issued to another tenant, with a ValidationError (INVALID_CURSOR).
+   */
   cursor?: string;
 }
 
@@ -48,15 +49,15 @@ export interface JobStore {
   listByTenant(tenantId: string, query: ListJobsQuery): Promise<JobPage>;
   /**
    * Moves `job` to `to` only if its stored status and version are still `job.status` and `job.version`
-   * (throws StaleWriteError otherwise). Terminal states clear `dueAt` unless the patch sets one (the
-   * notification outbox keeps the job due). Returns the job as written.
+   * (throws StaleWriteError otherwise). What the job becomes is `planJobChange`'s (domain/job-change.ts):
+   * e.g. terminal states clear `dueAt` unless the notification is pending. Returns the job as written.
    */
   transition(job: Job, to: JobStatus, patch?: JobPatch): Promise<Job>;
-  /** Same-status update guarded by status and version (e.g. a new `dueAt`). */
+  /** Same-status update guarded by status and version (e.g. a new `dueAt`), planned the same way. */
   update(job: Job, patch: JobPatch): Promise<Job>;
   /**
-   * Jobs whose `dueAt` is at or before `now` (non-terminal ones, and terminal ones whose notification
-   * is pending), earliest first, read from an index (never a scan).
+   * Jobs due (`dueTime`) at or before `now`: non-terminal ones, and terminal ones whose notification is
+   * pending; earliest first, read from an index (never a scan).
    */
   findDue(now: Date, limit: number): Promise<Job[]>;
 }
@@ -78,9 +79,12 @@ export interface SendOptions {
   delaySeconds?: number;
 }
 
-/** One queue. Messages are JSON objects validated by the consumer's schema. */
-export interface Queue {
-  send(message: Record<string, unknown>, options?: SendOptions): Promise<void>;
+/**
+ * One queue of messages of type M, built from the queue's declaration (`shared/schemas/messages.ts`):
+ * a message that fails the queue's schema is refused with InvalidMessageError and never sent.
+ */
+export interface Queue<M> {
+  send(message: M, options?: SendOptions): Promise<void>;
 }
 
 /**
@@ -193,6 +197,7 @@ export interface NotificationStore {
   /** Creates the record unless one with its id exists; returns the stored one and whether it is new. */
   createIfAbsent(record: NotificationRecord): Promise<{ record: NotificationRecord; created: boolean }>;
   get(jobId: string, id: string): Promise<NotificationRecord | null>;
+  /** A job's notifications, by id. */
   listForJob(jobId: string): Promise<NotificationRecord[]>;
   /** Appends a try and sets the state; guarded on the number of tries seen, so a duplicate message cannot double-record. */
   recordAttempt(

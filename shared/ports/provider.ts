@@ -5,16 +5,12 @@
  * branch on `kind` and on the provider's declared capabilities, never on which provider it is.
  */
 import type { JobError } from "../domain/job.ts";
-import type { ProviderId } from "../domain/providers.ts";
+import type { ProviderHandle, ProviderId } from "../domain/providers.ts";
 import type { CapacityGate, CircuitBreaker } from "./index.ts";
 
 export type ProviderOutput = { kind: "url"; url: string } | { kind: "base64"; data: string };
 
-/**
- * What a provider needs to find an accepted request again (ModelsLab: its fetch URL). Opaque to the
- * use cases: stored with the attempt as JSON and handed back to the same provider's `fetch`.
- */
-export type ProviderHandle = Readonly<Record<string, string | number | boolean | null>>;
+export type { ProviderHandle } from "../domain/providers.ts";
 
 export type ProviderResult =
   /** Queued or processing at the provider; the result comes later (callback, worker, or `fetch`). */

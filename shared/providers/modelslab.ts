@@ -7,14 +7,14 @@ import * as z from "zod/mini";
 import { ModelsLabProvider } from "../adapters/modelslab/client.ts";
 import { normalizeCallback } from "../adapters/modelslab/normalize.ts";
 import type { Provider, ProviderFetch, ProviderResult, ProviderSubmission } from "../ports/provider.ts";
-import { int, optionalSecret } from "../schemas/config-fields.ts";
+import { int, optionalSecret, SHARED_DEFAULTS } from "../schemas/config-fields.ts";
 import type { ProviderContext, ProviderModule } from "./module.ts";
 
 /** Its settings (composed into the functions' configuration through PROVIDER_SETTINGS). */
 export const modelsLabSettings = z.object({
-  MODELSLAB_BASE_URL: z._default(z.url(), "https://modelslab.com/api"),
+  MODELSLAB_BASE_URL: z._default(z.url(), SHARED_DEFAULTS.MODELSLAB_BASE_URL),
   /** The plan's concurrent generations: the capacity gate's limit. */
-  MODELSLAB_MAX_CONCURRENCY: int(1, 1_000, 5),
+  MODELSLAB_MAX_CONCURRENCY: int(1, 1_000, SHARED_DEFAULTS.MODELSLAB_MAX_CONCURRENCY),
   MODELSLAB_SUBMIT_TIMEOUT_SECONDS: int(1, 600, 90),
   MODELSLAB_API_KEY: optionalSecret,
   MODELSLAB_API_KEY_SECRET_ARN: optionalSecret,

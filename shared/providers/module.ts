@@ -3,11 +3,12 @@ import type { JobError } from "../domain/job.ts";
 import type { ProviderId } from "../domain/providers.ts";
 import type { Queue } from "../ports/index.ts";
 import type { CallbackNormalizer, Provider, ProviderCapabilities } from "../ports/provider.ts";
+import type { QueueDefinition } from "../schemas/queue.ts";
 
 /** What a provider module may use to build its provider: the function's clients, never its own. */
 export interface ProviderContext {
-  /** A queue by URL (the self-hosted fleet's). */
-  queue(url: string): Queue;
+  /** The queue `definition` declares, at `url` (the self-hosted fleet's). */
+  queue<M>(url: string, definition: QueueDefinition<M>): Queue<M>;
   /** A secret: the plain value of `valueName` when set, else the Secrets Manager secret named by `arnName`. */
   secret(config: Record<string, unknown>, valueName: string, arnName: string): Promise<string>;
   log(message: string, data: Record<string, unknown>): void;

@@ -9,7 +9,7 @@ import * as z from "zod/mini";
 import type { Queue } from "../ports/index.ts";
 import type { Provider, ProviderResult, ProviderSubmission } from "../ports/provider.ts";
 import { int } from "../schemas/config-fields.ts";
-import type { WorkerJobMessage } from "../schemas/worker-job.ts";
+import { queues, type WorkerJobMessage } from "../schemas/messages.ts";
 import type { ProviderModule } from "./module.ts";
 
 /** Its settings (composed into the functions' configuration through PROVIDER_SETTINGS). */
@@ -32,7 +32,7 @@ export class SelfHostedProvider implements Provider {
   /** A queue send is quick; the reconciler sends an attempt left unsent after this. */
   readonly submitTimeoutSeconds = 10;
 
-  constructor(private readonly queue: Queue) {}
+  constructor(private readonly queue: Queue<WorkerJobMessage>) {}
 
   /** Throws when the send fails: the attempt stays unsent and the reconciler sends it again. */
   async submit(submission: ProviderSubmission): Promise<ProviderResult> {
@@ -57,7 +57,8 @@ export const selfHostedModule = {
   capacity: (settings) => settings.SELF_HOSTED_MAX_JOBS,
   // The last resort of `auto` jobs: nothing is routed around it.
   breakerKey: null,
-  create: (settings, context) => new SelfHostedProvider(context.queue(settings.FALLBACK_QUEUE_URL)),
+  create: (settings, context) =>
+    new SelfHostedProvider(context.queue(settings.FALLBACK_QUEUE_URL, queues.fallback)),
   unavailable: {
     code: "SELF_HOSTED_UNAVAILABLE",
     message: "No self-hosted GPU workers are configured for this deployment.",

@@ -1,7 +1,15 @@
 import * as z from "zod/mini";
+import { ERROR_CODES } from "../domain/errors.ts";
+import { NOTIFICATION_TYPES } from "../domain/events.ts";
 import { JOB_STATUSES, PROVIDER_CHOICES } from "../domain/job.ts";
 import { PROVIDER_IDS } from "../domain/providers.ts";
-import { checkControlNetRules, controlNetFields } from "./controlnet.ts";
+import {
+  CONTROLNET_RULES,
+  CONTROLNET_RULES_JSON_SCHEMA,
+  checkControlNetRules,
+  controlNetFields,
+} from "./controlnet.ts";
+import { httpUrl } from "./http-url.ts";
 import "./mini-locale.ts";
 
 /**
@@ -18,6 +26,7 @@ import "./mini-locale.ts";
  * or shadow built-ins (`constructor` broke the DynamoDB marshaller: a 500), so they are refused.
  */
 const RESERVED_METADATA_KEYS = new Set([...Object.getOwnPropertyNames(Object.prototype), "prototype"]);
+export const MAX_METADATA_ENTRIES = 20;
 
 const metadataSchema = z
   .pipe(
@@ -44,18 +53,28 @@ const metadataSchema = z
             error: (issue) =>
               `metadata key ${JSON.stringify(issue.input)} is reserved (a built-in object property name)`,
           }),
+          z.meta({ not: { enum: [...RESERVED_METADATA_KEYS] } }),
         ),
         z.string().check(z.maxLength(512)),
       )
-      .check(z.refine((value) => Object.keys(value).length <= 20, "metadata holds at most 20 entries")),
+      .check(
+        z.refine(
+          (value) => Object.keys(value).length <= MAX_METADATA_ENTRIES,
+          `metadata holds at most ${MAX_METADATA_ENTRIES} entries`,
+        ),
+        // zod has no size check for records: the refine above enforces it, this shows it.
+        z.meta({ maxProperties: MAX_METADATA_ENTRIES }),
+      ),
   )
-  .check(z.describe("Your own string key/values, echoed back on the job and in notifications (at most 20)."));
+  .check(
+    z.describe(
+      `Your own string key/values, echoed back on the job and in notifications (at most ${MAX_METADATA_ENTRIES}).`,
+    ),
+  );
 
 export const orchestratorFields = {
   webhook: z
-    .optional(
-      z.url({ protocol: /^https?$/, error: "webhook must be an http(s) URL" }).check(z.maxLength(2048)),
-    )
+    .optional(httpUrl(2048))
     .check(z.describe("Your notification URL for this job. Never sent to the provider.")),
   track_id: z
     .optional(z.string().check(z.minLength(1), z.maxLength(128)))
@@ -86,9 +105,26 @@ export const orchestratorFields = {
 
 export const submitJobBodySchema = z
   .strictObject({ ...controlNetFields, ...orchestratorFields })
-  .check(z.superRefine(checkControlNetRules))
-  .check(z.describe("A ControlNet job: every provider parameter except `key`, plus orchestrator fields."));
+  .check(z.superRefine(checkControlNetRules), z.meta(CONTROLNET_RULES_JSON_SCHEMA))
+  .check(
+    z.describe(
+      [
+        "A ControlNet job: every provider parameter except `key`, plus orchestrator fields. Rules across fields:",
+        ...CONTROLNET_RULES.map((rule) => `- ${rule}`),
+      ].join("\n"),
+    ),
+  );
 export type SubmitJobBody = z.infer<typeof submitJobBodySchema>;
+
+export const uploadBodySchema = z.strictObject({
+  content_type: z.enum(["image/png", "image/jpeg", "image/webp"]),
+});
+
+export const webhookSettingsBodySchema = z.strictObject({
+  url: z
+    .nullable(httpUrl(2048))
+    .check(z.describe("The default endpoint for your jobs' notifications; null removes it.")),
+});
 
 export const ORCHESTRATOR_FIELD_NAMES = Object.keys(
   orchestratorFields,
@@ -143,13 +179,87 @@ function buildResponseSchemas() {
 
   const errorResponse = z.object({
     error: z.object({
-      code: z.string().check(z.describe("Stable machine-readable code, e.g. VALIDATION_FAILED.")),
+      code: z.enum(ERROR_CODES).check(z.describe("Stable machine-readable code (docs/errors.md).")),
       message: z.string(),
-      details: z.array(z.object({ path: z.string(), message: z.string() })),
+      details: z
+        .array(z.object({ path: z.string(), message: z.string() }))
+        .check(
+          z.describe("What is wrong, field by field: at most the first 20 (each path and message clipped)."),
+        ),
+      details_total: z
+        .int()
+        .check(z.gte(0), z.describe("How many problems were found; more than details holds when clipped.")),
     }),
   });
 
-  return { attempt, output, jobError, jobResource, jobList, errorResponse };
+  const notification = z.object({
+    id: z.string().check(z.describe("The webhook-id of every try and replay of this event.")),
+    type: z.enum(NOTIFICATION_TYPES),
+    created_at: timestamp,
+    url: z.nullable(z.string()).check(z.describe("Where it is sent; null when there was no endpoint.")),
+    state: z.enum(["pending", "delivered", "failed", "gone", "no_endpoint"]),
+    attempts: z.array(
+      z.object({
+        attempt: z.number().check(z.int()),
+        at: timestamp,
+        status: z.nullable(z.number().check(z.int())).check(z.describe("null: no answer came.")),
+        error: z.nullable(z.string()),
+        duration_ms: z.number().check(z.int()),
+      }),
+    ),
+  });
+  const notificationList = z.object({ notifications: z.array(notification) });
+
+  const upload = z.object({
+    upload_id: z.string(),
+    image: z.string().check(z.describe("Put this in control_image, init_image or mask_image.")),
+    upload_url: z.string().check(z.describe("PUT the image bytes here, with the headers below.")),
+    method: z.literal("PUT"),
+    headers: z.record(z.string(), z.string()),
+    expires_at: timestamp,
+  });
+
+  const webhookSettings = z.object({
+    url: z.nullable(z.string()),
+    secrets: z.array(z.object({ created_at: timestamp, retires_at: z.nullable(timestamp) })),
+  });
+  const webhookUrl = z.object({ url: z.nullable(z.string()) });
+  const webhookSecret = z.object({
+    secret: z.string().check(z.describe("The new whsec_… signing secret; shown only here.")),
+    previous_secrets_retire_at: timestamp,
+  });
+
+  const callbackReceipt = z.object({
+    received: z.literal(true),
+    outcome: z.enum(["queued", "acknowledged"]),
+  });
+
+  const openApiDocument = z.record(z.string(), z.unknown());
+
+  /** The body of a client notification (Standard Webhooks), one per type. */
+  const notificationPayload = (type: (typeof NOTIFICATION_TYPES)[number]) =>
+    z.object({
+      type: z.literal(type),
+      timestamp: timestamp.check(z.describe("When the job reached this state.")),
+      data: jobResource.check(z.describe("The job as GET /v1/jobs/{id} returns it.")),
+    });
+
+  return {
+    attempt,
+    output,
+    jobError,
+    jobResource,
+    jobList,
+    errorResponse,
+    notificationList,
+    upload,
+    webhookSettings,
+    webhookUrl,
+    webhookSecret,
+    callbackReceipt,
+    openApiDocument,
+    notificationPayload,
+  };
 }
 
 let responses: ReturnType<typeof buildResponseSchemas> | undefined;

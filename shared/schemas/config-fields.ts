@@ -6,6 +6,16 @@ import "./mini-locale.ts";
  * provider modules' own fragments (shared/providers/), which config.ts composes.
  */
 
+/**
+ * Defaults of the settings the CDK context (`infra/config.ts`) also exposes: it sets these variables
+ * in AWS, and its own defaults are these values.
+ */
+export const SHARED_DEFAULTS = {
+  MODELSLAB_BASE_URL: "https://modelslab.com/api",
+  MODELSLAB_MAX_CONCURRENCY: 5,
+  LIFECYCLE_EVENTS: "terminal",
+} as const;
+
 /** An integer in [min, max], `fallback` when unset. */
 export const int = (min: number, max: number, fallback: number) =>
   z._default(z.coerce.number().check(z.int(), z.gte(min), z.lte(max)), fallback);

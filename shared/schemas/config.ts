@@ -1,6 +1,6 @@
 import * as z from "zod/mini";
 import { providersConfig } from "../providers/registry.ts";
-import { int, name, optionalSecret } from "./config-fields.ts";
+import { int, name, optionalSecret, SHARED_DEFAULTS } from "./config-fields.ts";
 import "./mini-locale.ts";
 
 /*
@@ -21,8 +21,16 @@ export class ConfigError extends Error {
   }
 }
 
+/** Defaults of the settings the CDK context also exposes (config-fields.ts, for the provider modules too). */
+export { SHARED_DEFAULTS };
+
 export const tableConfig = z.object({ TABLE_NAME: name() });
 export const jobsQueueConfig = z.object({ JOBS_QUEUE_URL: z.url() });
+/** Read by the API (a new job's first check) and by every function that puts a job back in the queue. */
+const queuedResendConfig = z.object({
+  /** A queued job not picked up within this time gets its queue message sent again by the reconciler. */
+  QUEUED_RESEND_AFTER_SECONDS: int(1, 86_400, 300),
+});
 
 /** What every function that changes job states needs: the lifecycle bus and the notification outbox. */
 export const lifecycleConfig = z.object({
@@ -35,7 +43,7 @@ export const lifecycleConfig = z.object({
    * transition too) or `none` (webhooks only). EventBridge bills each event: `all` publishes one per
    * transition instead of one per job (`npm run bench` prices each choice).
    */
-  LIFECYCLE_EVENTS: z._default(z.enum(["terminal", "all", "none"]), "terminal"),
+  LIFECYCLE_EVENTS: z._default(z.enum(["terminal", "all", "none"]), SHARED_DEFAULTS.LIFECYCLE_EVENTS),
 });
 
 const seconds = (fallback: number[]) =>
@@ -79,9 +87,10 @@ export const apiConfig = z.object({
   /** Largest request body (base64 images included). API Gateway hands Lambda at most 6 MB. */
   MAX_BODY_BYTES: int(1024, 6_000_000, 5_000_000),
   DEFAULT_DEADLINE_SECONDS: int(60, 86_400, 3_600),
-  /** A queued job not picked up within this time gets its queue message sent again by the reconciler. */
-  QUEUED_RESEND_AFTER_SECONDS: int(1, 86_400, 300),
+  ...queuedResendConfig.shape,
   IDEMPOTENCY_TTL_SECONDS: int(60, 7 * 86_400, 86_400),
+  /** Expiry of the presigned PUT URL `POST /v1/uploads` hands out. */
+  UPLOAD_URL_EXPIRY_SECONDS: int(60, 7 * 86_400, 900),
 });
 export type ApiConfig = z.infer<typeof apiConfig>;
 
@@ -125,13 +134,20 @@ export const providerSettingsConfig = z.object({
   ...providersConfig.shape,
   CALLBACK_BASE_URL: z.url(),
   PROVIDER_OUTPUT_HOSTS: hostList,
-  QUEUED_RESEND_AFTER_SECONDS: int(1, 86_400, 300),
+  ...queuedResendConfig.shape,
+  /** Expiry of the presigned GET URLs the provider (or a worker) fetches a job's stored inputs through. */
+  INPUT_URL_EXPIRY_SECONDS: int(60, 7 * 86_400, 6 * 3_600),
   CHECK_MARGIN_SECONDS: int(0, 3_600, 15),
   DEFER_BASE_SECONDS: int(1, 900, 2),
   DEFER_MAX_SECONDS: int(1, 900, 60),
   RETRY_BASE_SECONDS: int(1, 900, 5),
   RETRY_MAX_SECONDS: int(1, 900, 300),
   MAX_RETRYABLE_FAILURES: int(0, 100, 5),
+  /**
+   * How long a job may stay in `storing` before the reconciler hands its result back to finalize, and
+   * then the wait between such hand-backs: longer than finalize's own timeout, so the copy one
+   * hand-back started has finished or timed out before the next.
+   */
   STORING_TIMEOUT_SECONDS: int(10, 3_600, 300),
   /** An `auto` job that would wait for capacity past (deadline − this) goes to the fallback provider. */
   EXPECTED_RUN_SECONDS: int(1, 3_600, 120),
@@ -180,14 +196,17 @@ export const reconcileConfig = z.object({
   POLL_BASE_SECONDS: int(1, 3_600, 10),
   POLL_MAX_SECONDS: int(1, 3_600, 300),
   SLOT_GRACE_SECONDS: int(1, 3_600, 60),
+  /** Hand-backs of a job stuck in `storing` before it fails `OUTPUT_COPY_FAILED`. */
+  STORING_MAX_RESUMES: int(1, 100, 5),
   /** A provider request whose outcome is unknown (timeout, crashed dispatcher) fails this long after it was sent. */
   UNKNOWN_OUTCOME_SECONDS: int(10, 86_400, 600),
 });
 export type ReconcileConfig = z.infer<typeof reconcileConfig>;
 
+/** Parses `env` (a function's environment: process.env in Lambda, its own in tests) with `schema`. */
 export function loadConfig<S extends z.ZodMiniType>(
   schema: S,
-  env: NodeJS.ProcessEnv = process.env,
+  env: Readonly<Record<string, string | undefined>> = process.env,
 ): z.infer<S> {
   const result = schema.safeParse(env);
   if (result.success) return result.data;

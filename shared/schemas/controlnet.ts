@@ -1,6 +1,8 @@
 import * as z from "zod/mini";
+import { HTTP_URL_PATTERN, httpUrlProblem, normaliseHttpUrl } from "../domain/http-url.ts";
 import { MAX_SAMPLES } from "../domain/job.ts";
-import { isUploadRef } from "../domain/uploads.ts";
+import { isUploadRef, UPLOAD_REF } from "../domain/uploads.ts";
+import { httpUrl } from "./http-url.ts";
 import "./mini-locale.ts";
 
 /**
@@ -93,12 +95,21 @@ const MODEL_ID = /^[A-Za-z0-9._-]{1,128}$/;
 const DECIMAL = /^(?:\d+(?:\.\d+)?|\.\d+)$/;
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 const DATA_URI = /^data:image\/(?:png|jpeg|webp);base64,/;
+const HTTP_SCHEME = /^https?:/i;
 
 /** Splits a provider comma-separated list into trimmed entries (empty entries kept, to be reported). */
 export function splitList(value: string): string[] {
   return value.split(",").map((entry) => entry.trim());
 }
 const normaliseList = (value: string): string => splitList(value).join(",");
+
+/*
+ * JSON Schema for what the checks below enforce in code, so the OpenAPI document shows the rule
+ * (`z.meta` is merged into toJSONSchema's output; parsing ignores it). Each pattern accepts at least
+ * what the server accepts: test/unit/openapi.test.ts holds them to the server's verdicts.
+ */
+/** A comma-separated list of `entry`, spaces around entries allowed (they are trimmed). */
+const listPattern = (entry: string) => `^\\s*${entry}\\s*(?:,\\s*${entry}\\s*)*$`;
 
 const isControlNetModel = (value: string): value is ControlNetModel =>
   (CONTROLNET_MODELS as readonly string[]).includes(value);
@@ -132,10 +143,14 @@ const yesNo = z.enum(["yes", "no"]);
 const int = (min: number, max: number) => z.int().check(z.gte(min), z.lte(max));
 const modelId = z.string().check(z.regex(MODEL_ID, "must be 1 to 128 characters of A-Z a-z 0-9 . _ -"));
 
-/** A comma-separated list of distinct, non-empty entries, each checked by `check` (message or null). */
-function commaList(maxChars: number, check: (entry: string) => string | null) {
+/**
+ * A comma-separated list of distinct, non-empty entries, each checked by `check` (message or null);
+ * `entryPattern` is the JSON Schema form of an entry `check` accepts.
+ */
+function commaList(maxChars: number, entryPattern: string, check: (entry: string) => string | null) {
   return z.string().check(
     z.maxLength(maxChars),
+    z.meta({ pattern: listPattern(entryPattern) }),
     z.overwrite(normaliseList),
     z.superRefine((value: string, ctx) => {
       const seen = new Set<string>();
@@ -157,6 +172,10 @@ function commaList(maxChars: number, check: (entry: string) => string | null) {
 function numberOrList(min: number, max: number) {
   const list = z.string().check(
     z.maxLength(256),
+    z.meta({
+      pattern: listPattern(DECIMAL.source.slice(1, -1)),
+      description: `Comma-separated numbers, each from ${min} to ${max}.`,
+    }),
     z.overwrite(normaliseList),
     z.superRefine((value: string, ctx) => {
       for (const entry of value.split(",")) {
@@ -186,6 +205,7 @@ function storableNumber(min: number, max: number) {
     z.refine((value: number) => value === 0 || Math.abs(value) >= 1e-6, {
       message: "must be 0 or at least 0.000001",
     }),
+    z.meta({ not: { exclusiveMinimum: -1e-6, exclusiveMaximum: 1e-6, not: { const: 0 } } }),
   );
 }
 
@@ -202,10 +222,9 @@ const imageRef = z.string().check(
         fail("an upload reference is upload:<upload_id> as POST /v1/uploads returned it");
       return;
     }
-    if (/^https?:/i.test(value)) {
-      if (value.length > MAX_IMAGE_URL_CHARS)
-        fail(`image URL must be at most ${MAX_IMAGE_URL_CHARS} characters`);
-      else if (!isHttpUrl(value)) fail("must be a valid http(s) URL");
+    if (HTTP_SCHEME.test(value)) {
+      const problem = httpUrlProblem(value, MAX_IMAGE_URL_CHARS);
+      if (problem !== null) fail(problem);
       return;
     }
     if (value.length > MAX_IMAGE_DATA_CHARS)
@@ -217,18 +236,28 @@ const imageRef = z.string().check(
       return fail("must be an http(s) URL or valid base64 image data");
     if (!looksLikeImage(data)) fail("base64 data must be a PNG, JPEG or WebP image");
   }),
+  // A URL goes on as the parser read it (see http-url.ts); base64 data and upload refs as they are.
+  z.overwrite((value: string) => (HTTP_SCHEME.test(value) ? normaliseHttpUrl(value) : value)),
+  z.meta({
+    description:
+      'An http(s) URL, an upload reference (upload:<upload_id> from POST /v1/uploads), or, with base64: "yes", base64 data of a PNG, JPEG or WebP image (raw or as a data:image/png|jpeg|webp;base64, URI).',
+    anyOf: [
+      { type: "string", pattern: HTTP_URL_PATTERN, maxLength: MAX_IMAGE_URL_CHARS },
+      { type: "string", pattern: UPLOAD_REF.source },
+      { type: "string", pattern: `${DATA_URI.source}[A-Za-z0-9+/]+={0,2}$`, maxLength: MAX_IMAGE_DATA_CHARS },
+      { type: "string", pattern: BASE64.source, maxLength: MAX_IMAGE_DATA_CHARS },
+    ],
+  }),
 );
 
 /** The seed describes ip_adapter_image as a URL only, and `base64` as covering the other three images. */
-const imageUrl = z
-  .string()
-  .check(z.maxLength(MAX_IMAGE_URL_CHARS), z.refine(isHttpUrl, { message: "must be an http(s) URL" }));
+const imageUrl = httpUrl(MAX_IMAGE_URL_CHARS);
 
 export const controlNetFields = {
   /** Public or trained model. Containing "flux" selects the Flux rules (see checkControlNetRules). */
   model_id: modelId,
   /** One model, or comma-separated for multi-ControlNet ("canny,depth"); normalised to no spaces. */
-  controlnet_model: commaList(512, (entry) =>
+  controlnet_model: commaList(512, `(?:${CONTROLNET_MODELS.join("|")})`, (entry) =>
     isControlNetModel(entry) ? null : `unknown ControlNet model "${entry}"`,
   ),
   controlnet_type: z.enum(CONTROLNET_MODELS),
@@ -250,7 +279,9 @@ export const controlNetFields = {
   /** One strength for all LoRAs, or comma-separated, one per lora_model entry; each 0.1..1. */
   lora_strength: z.optional(numberOrList(0.1, 1)),
   lora_model: z.optional(
-    commaList(1024, (entry) => (MODEL_ID.test(entry) ? null : `invalid LoRA model id "${entry}"`)),
+    commaList(1024, MODEL_ID.source.slice(1, -1), (entry) =>
+      MODEL_ID.test(entry) ? null : `invalid LoRA model id "${entry}"`,
+    ),
   ),
   /**
    * The seed's enum (21, 31) lists plan presets, and the provider's own examples send 30, so an enum
@@ -371,5 +402,34 @@ export function checkControlNetRules(
     }
   }
 }
+
+/**
+ * What JSON Schema can say of checkControlNetRules (an image to condition on; parameters that need
+ * another), and the rest in words: merged into a request schema's JSON Schema with `z.meta`.
+ */
+export const CONTROLNET_RULES_JSON_SCHEMA = {
+  // In an allOf: beside `properties`, a bare anyOf makes code generators (openapi-typescript) type
+  // the whole body as `unknown`.
+  allOf: [{ anyOf: [{ required: ["init_image"] }, { required: ["control_image"] }] }],
+  dependentRequired: {
+    ip_adapter_scale: ["ip_adapter_id"],
+    ip_adapter_image: ["ip_adapter_id"],
+    ip_adapter_id: ["ip_adapter_image"],
+    lora_strength: ["lora_model"],
+  },
+};
+
+/** checkControlNetRules in words, for the OpenAPI document. */
+export const CONTROLNET_RULES: readonly string[] = [
+  "controlnet_type is one of the controlnet_model entries.",
+  `A model_id containing "flux" takes one controlnet_model, one of ${FLUX_CONTROLNET_MODELS.join(", ")}; ${FLUX_ONLY_CONTROLNET_MODELS.join(" and ")} need such a model.`,
+  "init_image or control_image is required.",
+  "controlnet_model including inpaint requires mask_image.",
+  'algorithm_type "dpmsolver+++" requires scheduler DPMSolverMultistepScheduler.',
+  "A controlnet_conditioning_scale list has one value per controlnet_model entry.",
+  "ip_adapter_scale and ip_adapter_image require ip_adapter_id, which requires ip_adapter_image.",
+  "lora_strength requires lora_model; a list of strengths has one value per lora_model entry.",
+  'Base64 image data (init_image, control_image, mask_image) requires base64: "yes".',
+];
 
 export const controlNetRequestSchema = controlNetObject.check(z.superRefine(checkControlNetRules));

@@ -1,11 +1,15 @@
 import * as z from "zod/mini";
 import { MAX_PROVIDER_ID_CHARS, MAX_SAMPLES, OUTPUT_LIMITS } from "../domain/job.ts";
 import { PROVIDER_IDS } from "../domain/providers.ts";
+import type { ControlNetRequest } from "./controlnet.ts";
 import "./mini-locale.ts";
+import { defineQueue, type MessageOf } from "./queue.ts";
 
 /*
+ * The queues' messages and the queues themselves, each declared once (`defineQueue`, queue.ts): its
+ * producers send through a `Queue<M>` built from the declaration and its consumer parses with it.
+ *
  * zod/mini, as in config.ts: the same parsing and the same issues as classic zod, in smaller bundles.
- * The worker's message, which carries the whole ControlNet request, lives in worker-job.ts.
  * English messages: `mini-locale.ts`.
  */
 
@@ -87,5 +91,57 @@ export const notifyMessageSchema = z.discriminatedUnion("kind", [
 ]);
 export type NotifyMessage = z.infer<typeof notifyMessageSchema>;
 
-/** Fallback queue (dispatch sends it, the self-hosted worker consumes it): see worker-job.ts. */
-export type { WorkerJobMessage } from "./worker-job.ts";
+/** Notifications dead-letter queue: a notification whose deliveries are exhausted (for operators). */
+export const notificationExhaustedSchema = z.object({
+  kind: z.literal("notification-exhausted"),
+  jobId: jobId(),
+  notificationId: z.string().check(z.minLength(1), z.maxLength(128)),
+});
+export type NotificationExhaustedMessage = z.infer<typeof notificationExhaustedSchema>;
+
+const isJsonObject = (value: unknown): boolean =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
+/**
+ * Fallback queue: one job for the self-hosted GPU worker, with `request` the schema of its ControlNet
+ * request. Dispatch sends it (and the reconciler re-sends a lost one) with the request already validated by
+ * the public API, so the senders check the rest of the message and that the request is an object;
+ * the worker, which runs the request, checks it in full with the seed schema (worker-job.ts). That
+ * schema stays out of the senders' bundles: only the API and the worker build it.
+ */
+export const workerJobEnvelope = <R extends z.ZodMiniType>(request: R) =>
+  z.object({
+    jobId: jobId(),
+    tenantId: z.string().check(z.minLength(1), z.maxLength(128)),
+    /** Which attempt of the job this is (its index in the job's attempts; for logs and bookkeeping). */
+    attempt: z.number().check(z.int(), z.gte(0)),
+    request,
+    /** Output objects go to `${outputsPrefix}/${index}.png` in the outputs bucket: "<tenant>/<jobId>". */
+    outputsPrefix: z.string().check(
+      z.minLength(1),
+      z.maxLength(512),
+      z.regex(/^[A-Za-z0-9._\-/]+$/, "must be an S3 key prefix of A-Z a-z 0-9 . _ - /"),
+      z.refine(
+        (p: string) => !p.startsWith("/") && !p.endsWith("/") && !p.includes(".."),
+        "must not start or end with / or contain ..",
+      ),
+    ),
+  });
+
+/**
+ * The queues, each declared once; producers and consumers are built from these. Their URLs come from
+ * each function's configuration (`*_QUEUE_URL`, config.ts).
+ */
+export const queues = {
+  jobs: defineQueue("jobs", dispatchMessageSchema),
+  results: defineQueue("results", resultMessageSchema),
+  notifications: defineQueue("notifications", notifyMessageSchema),
+  /** Notifications whose deliveries are exhausted; no consumer (operators read it). */
+  notificationsDeadLetters: defineQueue("notifications-dlq", notificationExhaustedSchema),
+  fallback: defineQueue(
+    "fallback",
+    workerJobEnvelope(z.custom<ControlNetRequest>(isJsonObject, "must be a JSON object")),
+  ),
+};
+
+export type WorkerJobMessage = MessageOf<typeof queues.fallback>;

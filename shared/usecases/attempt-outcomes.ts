@@ -49,7 +49,7 @@ export async function applySubmitResult(
       const { providerId } = result;
       await updateIfStillSubmitting(deps.jobs, job, (current) => ({
         ...(providerId !== null && { attempts: withProviderId(current, providerId) }),
-        providerState: state as unknown as Record<string, unknown>,
+        providerState: state,
         dueAt: canFetch ? beforeDeadline(job, now.getTime() + firstCheck) : Date.parse(job.deadlineAt),
       }));
       return "accepted";
@@ -67,7 +67,7 @@ export async function applySubmitResult(
         };
         await updateIfStillSubmitting(deps.jobs, job, (current) => ({
           attempts: withProviderId(current, providerId),
-          providerState: state as unknown as Record<string, unknown>,
+          providerState: state,
           dueAt: beforeDeadline(job, now.getTime() + settings.checkMarginSeconds * 1000),
         }));
       }
@@ -89,7 +89,7 @@ export async function applySubmitResult(
       // deadline settles it; the reconciler keeps looking until then.
       deps.log?.("provider outcome unknown", { jobId: job.id, reason: result.reason });
       await updateIfStillSubmitting(deps.jobs, job, () => ({
-        providerState: { phase: "indeterminate" } satisfies ProviderState as Record<string, unknown>,
+        providerState: { phase: "indeterminate" },
         dueAt: beforeDeadline(job, now.getTime() + settings.checkMarginSeconds * 1000),
       }));
       return "indeterminate";

@@ -1,7 +1,7 @@
 /**
  * Copies one provider output into the outputs bucket, in one streaming pass:
  *
- *   download (safe-fetch: policy, byte limit, timeout) → sha256 → sniffer → S3 upload
+ *   download (the `Downloader` port: address policy, byte limit, timeout) → sha256 → sniffer → S3 upload
  *
  * The object key is `{prefix}.{ext}` where the extension comes from the sniffed type, so the first
  * bytes (at most the sniff limit, a few dozen bytes for PNG/WebP, a JPEG's metadata segments) are held
@@ -14,7 +14,7 @@
  * cannot be compared before writing.)
  *
  * Retryable refusals (403/404/5xx, timeouts, network) are retried with backoff until
- * `policy.retryForMs` has passed; then, or at once for policy violations, oversize or non-images, the
+ * `limits.retryForMs` has passed; then, or at once for policy violations, oversize or non-images, the
  * copy fails with `CopyFailed`. Errors of the object store itself (S3) pass through unchanged: they
  * are infrastructure failures for the caller's own retry, not a verdict on the output.
  */
@@ -22,13 +22,7 @@ import { createHash, type Hash } from "node:crypto";
 import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import {
-  type DownloadPolicy,
-  DownloadRefused,
-  type ResolveHost,
-  type SafeConnectOptions,
-  safeDownload,
-} from "../adapters/http/safe-fetch.ts";
+import { type DownloadRefusalCode, DownloadRefused } from "../domain/downloads.ts";
 import {
   DEFAULT_SNIFF_LIMIT_BYTES,
   ImageSniffer,
@@ -38,6 +32,7 @@ import {
 import type { Job } from "../domain/job.ts";
 import type { Clock, ObjectStore } from "../ports/index.ts";
 import { systemClock } from "../ports/index.ts";
+import type { Downloader } from "../ports/network.ts";
 import type { ProviderOutput } from "../ports/provider.ts";
 
 export interface CopiedOutput {
@@ -57,16 +52,19 @@ export interface CopyOutputDeps {
    * `s3://` URL is refused.
    */
   ownBucket?: string;
-  policy: DownloadPolicy;
+  /** Fetches outputs given as URLs; it enforces the address policy and `maxBytes` on them. */
+  downloader: Downloader;
+  limits: OutputLimits;
   clock?: Clock;
   /** Waits between attempts; tests may shorten it. */
   sleep?: (ms: number) => Promise<void>;
-  /** Name resolution for downloads (tests inject hostile answers). */
-  resolve?: ResolveHost;
-  /** Observes every address a download connects to. */
-  onConnect?: (address: string, hostname: string) => void;
-  /** Opens sockets to checked addresses (tests only; see safe-fetch). */
-  transport?: SafeConnectOptions["transport"];
+}
+
+export interface OutputLimits {
+  /** The largest output, however it comes (URL, base64, an object already in our bucket). */
+  maxBytes: number;
+  /** How long retryable download refusals are retried (links propagate late). */
+  retryForMs: number;
 }
 
 export interface CopyOutputInput {
@@ -76,7 +74,7 @@ export interface CopyOutputInput {
 }
 
 export type CopyFailureCode =
-  | DownloadRefused["code"]
+  | DownloadRefusalCode
   | "NOT_AN_IMAGE"
   | "INVALID_BASE64"
   | "NOT_OUR_OBJECT"
@@ -236,7 +234,7 @@ async function describeOwnObject(
   const body = await deps.store.get(key);
   if (!body) throw new CopyFailed("OBJECT_NOT_FOUND", `The output object ${key} does not exist.`, 1);
   try {
-    return await storeStream(deps.store, keyPrefix, limit(body, deps.policy.maxBytes), key);
+    return await storeStream(deps.store, keyPrefix, limit(body, deps.limits.maxBytes), key);
   } catch (error) {
     body.destroy();
     throw asCopyFailed(error, 1, "our outputs bucket") ?? error;
@@ -286,7 +284,7 @@ function decodeBase64(data: string, maxBytes: number): Buffer {
 export async function copyOutput(deps: CopyOutputDeps, input: CopyOutputInput): Promise<CopiedOutput> {
   const { source, keyPrefix } = input;
   if (source.kind === "base64") {
-    const bytes = decodeBase64(source.data, deps.policy.maxBytes);
+    const bytes = decodeBase64(source.data, deps.limits.maxBytes);
     try {
       // Chunks of 64 KiB so the gate sniffs the head and the upload sees a normal stream.
       return await storeStream(deps.store, keyPrefix, Readable.from(chunks(bytes, 65_536)));
@@ -304,16 +302,11 @@ export async function copyOutput(deps: CopyOutputDeps, input: CopyOutputInput): 
   let delay = FIRST_RETRY_MS;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await safeDownload(
-        source.url,
-        deps.policy,
-        (body) => storeStream(deps.store, keyPrefix, body),
-        connectOptions(deps),
-      );
+      return await deps.downloader.download(source.url, (body) => storeStream(deps.store, keyPrefix, body));
     } catch (error) {
       const elapsed = clock.now().getTime() - started;
       const retryable = error instanceof DownloadRefused && error.retryable;
-      if (retryable && elapsed + delay < deps.policy.retryForMs) {
+      if (retryable && elapsed + delay < deps.limits.retryForMs) {
         await wait(delay);
         delay = Math.min(delay * 2, MAX_RETRY_MS);
         continue;
@@ -363,14 +356,6 @@ export async function discardJobOutputs(
   throw new Error(
     `The outputs folder ${folder} still holds objects after deleting ${removed}; it will be tried again.`,
   );
-}
-
-function connectOptions(deps: CopyOutputDeps): SafeConnectOptions {
-  const options: SafeConnectOptions = {};
-  if (deps.resolve) options.resolve = deps.resolve;
-  if (deps.onConnect) options.onConnect = deps.onConnect;
-  if (deps.transport) options.transport = deps.transport;
-  return options;
 }
 
 function* chunks(bytes: Buffer, size: number): Generator<Buffer> {

@@ -2,7 +2,7 @@ import { StaleWriteError } from "../domain/errors.ts";
 import type { Job, JobError } from "../domain/job.ts";
 import type { Clock, JobStore, Queue } from "../ports/index.ts";
 import type { ProviderBinding, Providers } from "../ports/provider.ts";
-import type { DispatchMessage } from "../schemas/messages.ts";
+import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
 import { releaseUnlessHeld, routeToFallback } from "./fallback-routing.ts";
 import { backoffSeconds } from "./provider-attempts.ts";
 import { startAttempt } from "./start-attempt.ts";
@@ -23,17 +23,17 @@ export interface DispatchSettings {
   queuedResendAfterSeconds: number;
   /**
    * How long a provider run is expected to take. An `auto` job that would wait for capacity past
-   * (deadline − this) goes to the fallback provider instead (default 120).
+   * (deadline − this) goes to the fallback provider instead.
    */
-  expectedRunSeconds?: number;
+  expectedRunSeconds: number;
 }
 
 export interface DispatchDeps {
   jobs: JobStore;
   /** Every provider of the deployment with its gate and breaker, and how `auto` jobs are routed. */
   providers: Providers;
-  jobsQueue: Queue;
-  resultsQueue: Queue;
+  jobsQueue: Queue<DispatchMessage>;
+  resultsQueue: Queue<ResultMessage>;
   clock: Clock;
   settings: DispatchSettings;
   /** Presigns a stored input (s3://bucket/key in the request) for the provider to fetch. */
@@ -98,7 +98,7 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
 
   if (!(await binding.gate.tryAcquire(job.id, now))) {
     const delay = deferDelay(settings, message);
-    const latestStart = Date.parse(job.deadlineAt) - (settings.expectedRunSeconds ?? 120) * 1000;
+    const latestStart = Date.parse(job.deadlineAt) - settings.expectedRunSeconds * 1000;
     if (canFallBack && now.getTime() + delay * 1000 > latestStart) {
       return toFallback(`no ${target} capacity before the deadline`);
     }

@@ -8,14 +8,13 @@ import {
 } from "../domain/job.ts";
 import type { Clock, JobStore, Queue } from "../ports/index.ts";
 import type { ProviderOutput, Providers } from "../ports/provider.ts";
-import type { FinishedResult, ResultMessage } from "../schemas/messages.ts";
+import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
 import { endAttemptAfterRejection } from "./attempt-outcomes.ts";
 import type { DispatchSettings } from "./dispatch-job.ts";
 import {
   closeCurrentAttempt,
   currentAttempt,
   currentAttemptIndex,
-  type ProviderState,
   providerState,
 } from "./provider-attempts.ts";
 
@@ -30,9 +29,9 @@ export interface FinalizeDeps {
   copyOutput?: OutputCopier;
   /** Empties a job's outputs folder: called whenever a job that did not succeed may have objects there. */
   discardOutputs?: OutputDiscarder;
-  jobsQueue: Queue;
+  jobsQueue: Queue<DispatchMessage>;
   /** A fallback provider that answers at once puts its result here. */
-  resultsQueue: Queue;
+  resultsQueue: Queue<ResultMessage>;
   clock: Clock;
   settings: DispatchSettings & { storingTimeoutSeconds: number };
   log?: (message: string, data: Record<string, unknown>) => void;
@@ -91,10 +90,9 @@ async function finalizeOnce(deps: FinalizeDeps, message: ResultMessage): Promise
     });
   }
   const now = deps.clock.now();
-  const state: ProviderState = { ...providerState(job), phase: "finished", result };
   const storing = await deps.jobs.transition(job, "storing", {
     attempts: closeCurrentAttempt(job, "succeeded", now),
-    providerState: state as unknown as Record<string, unknown>,
+    providerState: { phase: "finished", result },
     // The reconciler must be able to end it at its deadline.
     dueAt: Math.min(now.getTime() + deps.settings.storingTimeoutSeconds * 1000, Date.parse(job.deadlineAt)),
   });
@@ -131,7 +129,8 @@ export async function completeStoring(
   deps: Pick<FinalizeDeps, "jobs" | "copyOutput" | "discardOutputs" | "clock">,
   job: Job,
 ): Promise<FinalizeOutcome> {
-  const result = providerState(job).result as FinishedResult | undefined;
+  const state = providerState(job);
+  const result = state.phase === "finished" ? state.result : undefined;
   if (deps.clock.now().getTime() >= Date.parse(job.deadlineAt)) {
     return failStoring(deps, job, {
       code: "DEADLINE_EXCEEDED",

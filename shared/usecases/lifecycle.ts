@@ -14,16 +14,16 @@ import type {
 import type { NotifyMessage } from "../schemas/messages.ts";
 
 export interface LifecycleDeps {
-  notifications: Queue;
+  notifications: Queue<NotifyMessage>;
   events: EventPublisher;
   clock: Clock;
   /** How long after a terminal transition the reconciler re-sends a notify message still pending. */
   notifyGraceSeconds: number;
   /**
-   * `all`: every state change is published; `terminal` (default): only the terminal ones (by the
-   * notify step, from the outbox); `none`: nothing (this store publishes only with `all` anyway).
+   * `all`: every state change is published; `terminal`: only the terminal ones (by the notify step,
+   * from the outbox); `none`: nothing (this store publishes only with `all` anyway).
    */
-  publish?: "terminal" | "all" | "none";
+  publish: "terminal" | "all" | "none";
   log?: (message: string, data: Record<string, unknown>) => void;
 }
 

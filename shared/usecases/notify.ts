@@ -14,7 +14,7 @@ import type {
   WebhookSettingsStore,
 } from "../ports/index.ts";
 import type { JobResource } from "../schemas/api.ts";
-import type { NotifyMessage } from "../schemas/messages.ts";
+import type { NotificationExhaustedMessage, NotifyMessage } from "../schemas/messages.ts";
 
 export interface NotifySettings {
   /** Waits between tries, in seconds: about 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h by default. */
@@ -29,11 +29,11 @@ export interface NotifyDeps {
   jobs: JobStore;
   notifications: NotificationStore;
   tenants: WebhookSettingsStore;
-  notifyQueue: Queue;
-  deadLetters: Queue;
+  notifyQueue: Queue<NotifyMessage>;
+  deadLetters: Queue<NotificationExhaustedMessage>;
   events: EventPublisher;
-  /** Whether terminal lifecycle events go to `events` (infra `lifecycleEvents` other than `none`); default yes. */
-  publishTerminalEvents?: boolean;
+  /** Whether terminal lifecycle events go to `events` (`LIFECYCLE_EVENTS` other than `none`). */
+  publishTerminalEvents: boolean;
   sender: WebhookSender;
   clock: Clock;
   /** The job as GET /v1/jobs/{id} shows it (presigned output URLs). */
@@ -77,7 +77,7 @@ async function recordJobEvent(deps: NotifyDeps, jobId: string, status: string): 
   const terminal = isTerminal(job.status);
   if (!terminal && !(job.status === "processing" && job.notifyProcessing)) return "ignored";
 
-  if (terminal && job.notifyPending && deps.publishTerminalEvents !== false) {
+  if (terminal && job.notifyPending && deps.publishTerminalEvents) {
     await deps.events.publish([lifecycleEvent(job)]);
   }
 

@@ -1,5 +1,4 @@
-import type { Attempt, AttemptOutcome, Job } from "../domain/job.ts";
-import type { ProviderHandle } from "../ports/provider.ts";
+import type { Attempt, AttemptOutcome, Job, ProviderState } from "../domain/job.ts";
 
 /** Shared bookkeeping of a job's provider attempts, so every use case closes them the same way. */
 
@@ -33,24 +32,22 @@ export function backoffSeconds(
   return Math.max(1, Math.min(900, Math.round(ceiling / 2 + random() * (ceiling / 2))));
 }
 
-export interface ProviderState {
-  /**
-   * `submitting`: the attempt is written and its submission under way (or lost with its sender);
-   * `accepted`: the provider holds it; `indeterminate`: the submission's outcome is unknown;
-   * `finished`: its result is kept while the outputs are stored.
-   */
-  phase: "submitting" | "accepted" | "indeterminate" | "finished";
-  providerId?: string | null;
-  etaSeconds?: number | null;
-  /** What the provider needs to look the request up again (`Provider.fetch`). */
-  handle?: ProviderHandle;
-  /** How many times the reconciler has polled this attempt. */
-  checks?: number;
-  /** The finished result (kept while storing, so a crashed finalize can be resumed). */
-  result?: unknown;
-  /** How many times the reconciler has handed a job stuck in storing back to finalize. */
-  storingResumes?: number;
-}
+export type { ProviderState } from "../domain/job.ts";
 
-export const providerState = (job: Job): ProviderState =>
-  (job.providerState ?? { phase: "submitting" }) as unknown as ProviderState;
+/** The current attempt's provider state; a job without one has not reached the provider yet. */
+export const providerState = (job: Job): ProviderState => job.providerState ?? { phase: "submitting" };
+
+/** How many times the reconciler has looked at this attempt (phases it does not poll count none). */
+export const checksOf = (state: ProviderState): number => ("checks" in state ? (state.checks ?? 0) : 0);
+
+/** The state with the reconciler's looks counted; phases it does not poll are returned as they are. */
+export function withChecks(state: ProviderState, checks: number): ProviderState {
+  switch (state.phase) {
+    case "submitting":
+    case "accepted":
+    case "indeterminate":
+      return { ...state, checks };
+    default:
+      return state;
+  }
+}

@@ -6,7 +6,7 @@ import type { CallbackNormalizer } from "../ports/provider.ts";
 import type { ResultMessage } from "../schemas/messages.ts";
 
 export interface ReceiveCallbackDeps {
-  resultsQueue: Queue;
+  resultsQueue: Queue<ResultMessage>;
   clock: Clock;
   callbackSecret: string;
   /** The callback parsers of the providers that take callbacks (shared/providers/registry.ts), by id. */

@@ -3,16 +3,17 @@ import type { Job } from "../domain/job.ts";
 import { isTerminal } from "../domain/job.ts";
 import type { Clock, JobStore, Queue } from "../ports/index.ts";
 import type { ProviderBinding, Providers } from "../ports/provider.ts";
-import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
+import type { DispatchMessage, NotifyMessage, ResultMessage } from "../schemas/messages.ts";
 import type { DispatchSettings } from "./dispatch-job.ts";
 import { sendJobEvent } from "./lifecycle.ts";
 import {
   backoffSeconds,
+  checksOf,
   closeCurrentAttempt,
   currentAttempt,
   currentAttemptIndex,
-  type ProviderState,
   providerState,
+  withChecks,
 } from "./provider-attempts.ts";
 import { submitAttempt } from "./start-attempt.ts";
 
@@ -24,28 +25,28 @@ export interface ReconcileSettings {
   pollMaxSeconds: number;
   /** A capacity slot held this long by a job that is no longer processing is released. */
   slotGraceSeconds: number;
-  /** A job whose provider request has an unknown outcome is failed this long after it was sent (default 600). */
-  unknownOutcomeSeconds?: number;
-  /** A job stuck in storing this long is handed back to finalize (default 60). */
-  storingRetrySeconds?: number;
-  /** How many times a job stuck in storing is handed back before it fails (default 5). */
-  storingMaxResumes?: number;
-  /** A terminal job whose notification is still pending is re-announced this often (default 60). */
-  notifyGraceSeconds?: number;
+  /** A job whose provider request has an unknown outcome is failed this long after it was sent. */
+  unknownOutcomeSeconds: number;
+  /** A job stuck in storing is handed back to finalize this often. */
+  storingRetrySeconds: number;
+  /** How many times a job stuck in storing is handed back before it fails. */
+  storingMaxResumes: number;
+  /** A terminal job whose notification is still pending is re-announced this often. */
+  notifyGraceSeconds: number;
 }
 
 export interface ReconcileDeps {
   jobs: JobStore;
-  jobsQueue: Queue;
+  jobsQueue: Queue<DispatchMessage>;
   clock: Clock;
   settings: ReconcileSettings;
   /** The providers (polled, submitted to again) with their gates (slots healed); present once configured. */
   providers?: Providers;
   /** Dispatch's settings, for an attempt submitted again (a provider that takes repeated submissions). */
   dispatch?: DispatchSettings;
-  resultsQueue?: Queue;
+  resultsQueue?: Queue<ResultMessage>;
   /** The notifications queue (terminal jobs whose notification message was lost). */
-  notifications?: Queue;
+  notifications?: Queue<NotifyMessage>;
   presignInput?: (bucket: string, key: string) => Promise<string>;
   log?: (message: string, data: Record<string, unknown>) => void;
 }
@@ -125,7 +126,7 @@ async function reconcileJob(
   if (isTerminal(job.status)) {
     // A terminal job is only due while its notification is pending: announce it again.
     if (job.notifyPending && deps.notifications) {
-      await deps.jobs.update(job, { dueAt: now.getTime() + (settings.notifyGraceSeconds ?? 60) * 1000 });
+      await deps.jobs.update(job, { dueAt: now.getTime() + settings.notifyGraceSeconds * 1000 });
       await sendJobEvent({ notifications: deps.notifications, ...(deps.log && { log: deps.log }) }, job);
       report.announced++;
     }
@@ -167,7 +168,7 @@ async function reconcileJob(
     await deps.jobs.update(job, { dueAt: Date.parse(job.deadlineAt) });
     return;
   }
-  const checks = (state.checks ?? 0) + 1;
+  const checks = checksOf(state) + 1;
   const nextCheck =
     now.getTime() + backoffSeconds(checks, settings.pollBaseSeconds, settings.pollMaxSeconds) * 1000;
   // Never past the deadline: the deadline check must run on time.
@@ -179,7 +180,7 @@ async function reconcileJob(
     // whether the provider took it; re-posting could bill twice. Past the window in which any real
     // job would have called back, give up on it and free its capacity slot.
     const started = Date.parse(attempt?.started_at ?? job.updatedAt);
-    if (now.getTime() - started >= (settings.unknownOutcomeSeconds ?? 600) * 1000) {
+    if (now.getTime() - started >= settings.unknownOutcomeSeconds * 1000) {
       await deps.jobs.transition(job, "failed", {
         attempts: closeCurrentAttempt(job, "failed", now, "provider outcome unknown"),
         error: {
@@ -195,19 +196,15 @@ async function reconcileJob(
     // Until then only the callback or the deadline can settle it.
     await deps.jobs.update(job, {
       dueAt,
-      providerState: { ...state, checks } as unknown as Record<string, unknown>,
+      providerState: withChecks(state, checks),
     });
     return;
   }
 
   report.polled++;
-  const result = await provider.fetch({ providerId: state.providerId ?? null, handle: state.handle ?? {} });
+  const result = await provider.fetch({ providerId: state.providerId, handle: state.handle });
   // Record the poll before publishing a result, so finalize never races this write.
-  const next: ProviderState = { ...state, checks };
-  const polled = await deps.jobs.update(job, {
-    dueAt,
-    providerState: next as unknown as Record<string, unknown>,
-  });
+  const polled = await deps.jobs.update(job, { dueAt, providerState: { ...state, checks } });
   if (result.kind === "done" || (result.kind === "rejected" && !result.retryable)) {
     const message: ResultMessage = {
       jobId: polled.id,
@@ -215,7 +212,7 @@ async function reconcileJob(
       attempt: currentAttemptIndex(polled),
       source: "reconcile",
       observedAt: now.toISOString(),
-      result: { ...result, providerId: result.providerId ?? state.providerId ?? null },
+      result: { ...result, providerId: result.providerId ?? state.providerId },
     };
     await resultsQueue.send(message);
     report.resolved++;
@@ -237,16 +234,18 @@ async function reconcileStoring(
 ): Promise<void> {
   const { settings } = deps;
   const state = providerState(job);
-  const kept = state.result as ResultMessage["result"] | undefined;
-  const resumes = (state.storingResumes ?? 0) + 1;
-  const maxResumes = settings.storingMaxResumes ?? 5;
+  // Only a finished state keeps a result to hand back (and counts the hand-backs); the deadline bounds the rest.
+  const finished = state.phase === "finished" ? state : undefined;
+  const kept = finished?.result;
+  const resumes = (finished?.storingResumes ?? 0) + 1;
+  const maxResumes = settings.storingMaxResumes;
   const deadline = Date.parse(job.deadlineAt);
   const handBack = async () => {
-    const finished = currentAttempt(job);
-    if (!kept || !finished || !deps.resultsQueue) return;
+    const succeeded = currentAttempt(job);
+    if (!kept || !succeeded || !deps.resultsQueue) return;
     const message: ResultMessage = {
       jobId: job.id,
-      provider: finished.provider,
+      provider: succeeded.provider,
       attempt: currentAttemptIndex(job),
       source: "reconcile",
       observedAt: now.toISOString(),
@@ -270,10 +269,9 @@ async function reconcileStoring(
     report.expired++;
     return;
   }
-  const next: ProviderState = { ...state, storingResumes: resumes };
   await deps.jobs.update(job, {
-    dueAt: Math.min(now.getTime() + (settings.storingRetrySeconds ?? 60) * 1000, deadline),
-    providerState: next as unknown as Record<string, unknown>,
+    dueAt: Math.min(now.getTime() + settings.storingRetrySeconds * 1000, deadline),
+    ...(finished && { providerState: { ...finished, storingResumes: resumes } }),
   });
   await handBack();
   report.resumed++;

@@ -1,10 +1,16 @@
-import { lookup } from "node:dns/promises";
-import { isIP } from "node:net";
-import { checkUrl, type DownloadPolicy, isAddressAllowed, urlHost } from "../adapters/http/safe-fetch.ts";
+import {
+  type AddressPolicy,
+  checkUrl,
+  ipFamily,
+  isAddressAllowed,
+  urlHost,
+} from "../domain/address-policy.ts";
 import { type ErrorDetail, ValidationError } from "../domain/errors.ts";
+import { normaliseHttpUrl } from "../domain/http-url.ts";
 import { NotAnImageError, sniffImage } from "../domain/image-sniff.ts";
 import { UPLOAD_REF } from "../domain/uploads.ts";
 import type { ObjectStore } from "../ports/index.ts";
+import type { HostResolver } from "../ports/network.ts";
 import type { ControlNetRequest } from "../schemas/controlnet.ts";
 
 export const IMAGE_FIELDS = ["init_image", "control_image", "mask_image", "ip_adapter_image"] as const;
@@ -17,12 +23,10 @@ export interface StageInputsDeps {
   inputs: ObjectStore;
   inputsBucket: string;
   /** Address rules for URL inputs (the provider fetches them; we refuse what points inside a network). */
-  policy: Pick<DownloadPolicy, "mode">;
-  resolve?: (host: string) => Promise<string[]>;
+  policy: Pick<AddressPolicy, "mode">;
+  /** Resolves the host of a URL input, whose every address must be allowed (aws mode). */
+  resolve: HostResolver;
 }
-
-const resolveAll = async (host: string): Promise<string[]> =>
-  (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
 
 export const uploadKey = (tenantId: string, uploadId: string) => `uploads/${tenantId}/${uploadId}`;
 
@@ -93,22 +97,17 @@ export async function checkOutboundUrl(
 ): Promise<string | null> {
   let url: URL;
   try {
-    url = checkUrl(value, {
-      mode: deps.policy.mode,
-      allowedHosts: [urlHost(new URL(value))],
-      maxBytes: 0,
-      timeoutMs: 0,
-      retryForMs: 0,
-    });
+    // Any host may be named; the scheme, credential and address rules still apply to it.
+    url = checkUrl(value, { mode: deps.policy.mode, allowedHosts: [urlHost(new URL(value))] });
   } catch (error) {
     return error instanceof Error ? error.message : "not an allowed URL";
   }
   const host = urlHost(url);
   // checkUrl already judged a literal address; locally (simulator, test servers) names are not resolved.
-  if (isIP(host) !== 0 || deps.policy.mode === "local") return null;
+  if (ipFamily(host) !== 0 || deps.policy.mode === "local") return null;
   let addresses: string[];
   try {
-    addresses = await (deps.resolve ?? resolveAll)(host);
+    addresses = await deps.resolve(host);
   } catch {
     return `host ${host} does not resolve`;
   }
@@ -117,14 +116,29 @@ export async function checkOutboundUrl(
 }
 
 /**
- * The provider's view of a request: our stored inputs become presigned GET URLs it can fetch, and
- * `base64` is "no" (every image reaches it as a URL, so outputs come back as URLs we copy).
+ * The request with its http(s) image URLs as the WHATWG parser reads them (`new URL(x).href`), the
+ * reading whose host the address rules checked: the provider or worker, whatever parser it uses, is
+ * sent that URL and no other spelling of it (a job stored before submit normalised URLs included).
+ */
+export function forwardedRequest(request: ControlNetRequest): Record<string, unknown> {
+  const params: Record<string, unknown> = { ...request };
+  for (const field of IMAGE_FIELDS) {
+    const value = params[field];
+    if (typeof value === "string" && /^https?:/i.test(value)) params[field] = normaliseHttpUrl(value);
+  }
+  return params;
+}
+
+/**
+ * The provider's view of a request: our stored inputs become presigned GET URLs it can fetch, other
+ * URLs are normalised (`forwardedRequest`), and `base64` is "no" (every image is now a URL; outputs
+ * come back as URLs we copy).
  */
 export async function providerParams(
   request: ControlNetRequest,
   presign: (bucket: string, key: string) => Promise<string>,
 ): Promise<Record<string, unknown>> {
-  const params: Record<string, unknown> = { ...request };
+  const params = forwardedRequest(request);
   for (const field of IMAGE_FIELDS) {
     const value = params[field];
     const match = typeof value === "string" ? S3_REF.exec(value) : null;

@@ -5,8 +5,8 @@ import type { JobPatch } from "../ports/index.ts";
 import type { ProviderBinding, ProviderResult } from "../ports/provider.ts";
 import { type AttemptDeps, applySubmitResult, beforeDeadline } from "./attempt-outcomes.ts";
 import type { DispatchOutcome } from "./dispatch-job.ts";
-import { closeCurrentAttempt, currentAttemptIndex, type ProviderState } from "./provider-attempts.ts";
-import { providerParams } from "./stage-inputs.ts";
+import { closeCurrentAttempt, currentAttemptIndex } from "./provider-attempts.ts";
+import { forwardedRequest, providerParams } from "./stage-inputs.ts";
 
 /**
  * Starts a new attempt of `job` on `binding`'s provider (whose capacity slot the caller holds): from
@@ -37,9 +37,7 @@ export async function startAttempt(
   // died mid-submit is settled by a callback, a re-submission or the deadline; a queued job's look may
   // stay at the check time it already has (not moving it earlier spares the due index two writes).
   const firstLook = now.getTime() + (provider.submitTimeoutSeconds + deps.settings.checkMarginSeconds) * 1000;
-  const patch: JobPatch = {
-    providerState: { phase: "submitting" } satisfies ProviderState as Record<string, unknown>,
-  };
+  const patch: JobPatch = { providerState: { phase: "submitting" } };
   let started: Job;
   try {
     if (job.status === "queued") {
@@ -77,7 +75,7 @@ export async function submitAttempt(
   const attempt = currentAttemptIndex(job);
   const params = deps.presignInput
     ? await providerParams(job.request, deps.presignInput)
-    : (job.request as Record<string, unknown>);
+    : forwardedRequest(job.request);
   const result = await provider.submit({
     jobId: job.id,
     tenantId: job.tenantId,

@@ -10,7 +10,7 @@ import type { DispatchMessage } from "../schemas/messages.ts";
 
 export interface SubmitJobDeps {
   jobs: JobStore;
-  jobsQueue: Queue;
+  jobsQueue: Queue<DispatchMessage>;
   clock: Clock;
   settings: {
     defaultDeadlineSeconds: number;

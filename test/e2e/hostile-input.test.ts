@@ -376,6 +376,9 @@ add(
 
 // Cursors
 const b64 = (value: string) => Buffer.from(value, "utf8").toString("base64url");
+/** A cursor with some fields changed (a field set to undefined is left out). */
+const withCursorFields = (cursor: string, changes: Record<string, unknown>) =>
+  b64(JSON.stringify({ ...JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")), ...changes }));
 add(
   ...(
     [
@@ -385,6 +388,8 @@ add(
       ["an injection id", () => b64(`{"v":1,"id":"' OR 1=1 --"}`)],
       ["a __proto__ payload", () => b64('{"__proto__":{"polluted":"yes"},"v":1}')],
       ["another tenant's cursor", () => bobCursor],
+      ["another tenant's cursor with its owner removed", () => withCursorFields(bobCursor, { t: undefined })],
+      ["another tenant's cursor with an extra field", () => withCursorFields(bobCursor, { x: 1 })],
       [
         "another tenant's cursor, re-encoded as standard base64",
         () => Buffer.from(bobCursor, "base64url").toString("base64"),
@@ -858,6 +863,12 @@ const SSRF_TARGETS = [
   "https://172.16.0.1/",
   "https://192.168.1.1/",
   "https://localhost/",
+  // Ambiguous: parsers disagree on the host (refused before any address rule looks at it).
+  "https://cdn.example.com\\@169.254.169.254/latest/meta-data/",
+  "https://:@169.254.169.254/latest/meta-data/",
+  "https://cdn.exa\tmple.com/x.png",
+  "https:///169.254.169.254/latest/meta-data/",
+  "https://169.254.169.254%2e/latest/meta-data/",
 ];
 const SSRF_FIELDS: Array<[field: string, body: (url: string) => Record<string, unknown>]> = [
   ["webhook", (url) => valid({ webhook: url })],
@@ -993,6 +1004,34 @@ describe("hostile input", () => {
   it("has a case for every kind of hostile input", () => {
     expect(cases.length).toBeGreaterThan(200);
     expect(new Set(cases.map((c) => c.name)).size).toBe(cases.length);
+  });
+
+  it("answers a body of as many unknown keys as MAX_BODY_BYTES holds with a bounded 400 that counts them all", async () => {
+    // As many short unknown keys as fit the default 5 MB: every one is an issue of its own.
+    const limit = 5_000_000;
+    const head = JSON.stringify(valid()).slice(0, -1);
+    const keys: string[] = [];
+    let length = head.length + 1;
+    for (let i = 0; ; i++) {
+      const entry = `,"k${i}":0`;
+      if (length + entry.length > limit) break;
+      keys.push(entry);
+      length += entry.length;
+    }
+    const text = `${head}${keys.join("")}}`;
+    expect(Buffer.byteLength(text)).toBeLessThanOrEqual(limit);
+
+    const response = await submitText(text);
+    const answer = await response.text();
+
+    expect(response.status).toBe(400);
+    // Lambda refuses a response over 6 MB (a 5xx in AWS); this one stays far below.
+    expect(Buffer.byteLength(answer)).toBeLessThan(16 * 1024);
+    const { error } = JSON.parse(answer);
+    expect(error.code).toBe("VALIDATION_FAILED");
+    expect(error.details).toHaveLength(20);
+    expect(error.details_total).toBe(keys.length);
+    expect(keys.length).toBeGreaterThan(400_000);
   });
 
   it.each(cases.map((c) => [c.name, c] as const))("%s", async (_, c) => {

@@ -8,6 +8,7 @@ import {
   TABLE_KEYS,
   TTL_ATTRIBUTE,
 } from "../../shared/adapters/dynamo/table-design.ts";
+import { ROUTES, routeKey } from "../../shared/http/routes.ts";
 import { followImport, only, refTarget, resources, TEST_CONTEXT } from "./support.ts";
 
 let stateful: Template;
@@ -272,30 +273,18 @@ describe("ServiceStack: queue subscriptions and schedule", () => {
   });
 });
 
-describe("ServiceStack: HTTP API", () => {
-  const routeTo = (routeKey: string) => {
-    const [, route] = only(
-      service.findResources("AWS::ApiGatewayV2::Route", { Properties: { RouteKey: routeKey } }),
-      routeKey,
-    );
-    const target = route.Properties.Target as { "Fn::Join": [string, [string, { Ref: string }]] };
+/** Each synthesized HTTP API route: its key, the function it invokes, and whether the authorizer guards it. */
+function synthesizedRoutes(
+  template: Template,
+): { routeKey: string; functionId: string; authorized: boolean }[] {
+  return Object.values(resources(template, "AWS::ApiGatewayV2::Route")).map((route) => {
+    const target = route.Properties?.Target as { "Fn::Join": [string, [string, { Ref: string }]] };
     const integrationId = target["Fn::Join"][1][1].Ref;
-    const integration = resources(service, "AWS::ApiGatewayV2::Integration")[integrationId];
-    return { route, functionId: refTarget(integration?.Properties?.IntegrationUri) };
-  };
-
-  it("puts the job routes behind the API-key authorizer", () => {
-    for (const routeKey of [
-      "POST /v1/jobs",
-      "GET /v1/jobs",
-      "GET /v1/jobs/{id}",
-      "POST /v1/jobs/{id}/cancel",
-    ]) {
-      const { route, functionId } = routeTo(routeKey);
-      expect(functionId, routeKey).toBe("ApiFunction");
-      expect(route.Properties.AuthorizationType, routeKey).toBe("CUSTOM");
-      const authorizer = resources(service, "AWS::ApiGatewayV2::Authorizer")[
-        refTarget(route.Properties.AuthorizerId)
+    const integration = resources(template, "AWS::ApiGatewayV2::Integration")[integrationId];
+    const authorized = route.Properties?.AuthorizationType === "CUSTOM";
+    if (authorized) {
+      const authorizer = resources(template, "AWS::ApiGatewayV2::Authorizer")[
+        refTarget(route.Properties?.AuthorizerId)
       ];
       expect(authorizer?.Properties).toMatchObject({
         AuthorizerType: "REQUEST",
@@ -304,19 +293,47 @@ describe("ServiceStack: HTTP API", () => {
         AuthorizerResultTtlInSeconds: 300,
       });
       expect(JSON.stringify(authorizer?.Properties?.AuthorizerUri)).toContain('"AuthorizerFunction","Arn"');
+    } else {
+      expect(route.Properties?.AuthorizerId).toBeUndefined();
+      expect(route.Properties?.AuthorizationType ?? "NONE").toBe("NONE");
     }
+    return {
+      routeKey: route.Properties?.RouteKey as string,
+      functionId: refTarget(integration?.Properties?.IntegrationUri),
+      authorized,
+    };
+  });
+}
+
+const byKey = (a: { routeKey: string }, b: { routeKey: string }) => a.routeKey.localeCompare(b.routeKey);
+
+/** The routes the table declares, as API Gateway should have them, plus the catch-all. */
+const declaredRoutes = (callbackOnTheApi: boolean) =>
+  [
+    ...ROUTES.filter((route) => callbackOnTheApi || route.servedBy !== "Callback").map((route) => ({
+      routeKey: routeKey(route),
+      functionId: `${route.servedBy}Function`,
+      authorized: route.auth === "apiKey",
+    })),
+    { routeKey: "$default", functionId: "ApiFunction", authorized: false },
+  ].sort(byKey);
+
+describe("ServiceStack: HTTP API", () => {
+  it("has exactly the route table's routes, each to its function, the API-key ones behind the authorizer", () => {
+    expect(synthesizedRoutes(service).sort(byKey)).toEqual(declaredRoutes(false));
+  });
+
+  it("serves the provider's callback route too with callbackIngress=http-api, and nothing else more", () => {
+    const { stacks } = buildApp({
+      skipBundling: true,
+      context: { ...TEST_CONTEXT, callbackIngress: "http-api" },
+    });
+    expect(synthesizedRoutes(Template.fromStack(stacks.service)).sort(byKey)).toEqual(declaredRoutes(true));
   });
 
   it("leaves the OpenAPI document and the default route without authorizer", () => {
-    for (const [routeKey, fn] of [
-      ["GET /v1/openapi.json", "ApiFunction"],
-      ["$default", "ApiFunction"],
-    ] as const) {
-      const { route, functionId } = routeTo(routeKey);
-      expect(functionId, routeKey).toBe(fn);
-      expect(route.Properties.AuthorizerId, routeKey).toBeUndefined();
-      expect(route.Properties.AuthorizationType ?? "NONE", routeKey).toBe("NONE");
-    }
+    const open = synthesizedRoutes(service).filter((route) => !route.authorized);
+    expect(open.map((route) => route.routeKey).sort()).toEqual(["$default", "GET /v1/openapi.json"]);
   });
 
   it("lets API Gateway invoke the routed functions", () => {

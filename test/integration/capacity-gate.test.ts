@@ -1,5 +1,5 @@
-import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
-import { beforeEach, describe, expect, it } from "vitest";
+import { type DynamoDBDocumentClient, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { DynamoCapacityGate } from "../../shared/adapters/dynamo/capacity-gate.ts";
 import type { CapacityGate } from "../../shared/ports/index.ts";
 import { useDynamoTables } from "../support/emulators.ts";
@@ -77,5 +77,31 @@ describe.each(["dynamo", "in-memory"] as const)("capacity gate (%s)", (kind) => 
     expect(await gate.holders()).toEqual({});
     expect(await gate.tryAcquire("a", at(0))).toBe(true);
     expect(await gate.holders()).toEqual({ a: at(0).getTime() });
+  });
+});
+
+describe("capacity gate (dynamo) on first use", () => {
+  const dynamo = useDynamoTables();
+  afterEach(() => vi.restoreAllMocks());
+
+  it("admits an acquirer whose holders map another acquirer created between its two writes", async () => {
+    const doc = dynamo.doc;
+    const gate = new DynamoCapacityGate(doc, await dynamo.newTable("capacity"), 5, "modelslab");
+    // a's first acquire is refused (no holders map yet); before a creates the map, b acquires and
+    // creates it. The gate then holds one of five: a gets in too.
+    const send = doc.send.bind(doc) as (command: unknown) => Promise<unknown>;
+    let raced = false;
+    vi.spyOn(doc, "send").mockImplementation((async (command: unknown) => {
+      const createsMap =
+        command instanceof UpdateCommand && command.input.UpdateExpression === "SET #holders = :empty";
+      if (createsMap && !raced) {
+        raced = true;
+        expect(await gate.tryAcquire("b", T0)).toBe(true);
+      }
+      return send(command);
+    }) as never);
+    expect(await gate.tryAcquire("a", T0)).toBe(true);
+    expect(raced).toBe(true);
+    expect(Object.keys(await gate.holders()).sort()).toEqual(["a", "b"]);
   });
 });

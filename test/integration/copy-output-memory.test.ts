@@ -11,6 +11,7 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { SafeDownloader } from "../../shared/adapters/http/safe-fetch.ts";
 import { createS3Client, S3ObjectStore } from "../../shared/adapters/s3/object-store.ts";
 import { copyOutput } from "../../shared/usecases/copy-output.ts";
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from "../support/emulators.ts";
@@ -131,13 +132,14 @@ it("copies a 50 MB output with peak RSS growth under 64 MB", async () => {
     copied = await copyOutput(
       {
         store: new S3ObjectStore(s3, BUCKET),
-        policy: {
+        downloader: new SafeDownloader({
           mode: "local",
           allowedHosts: ["127.0.0.1"],
           maxBytes: 64 * 1024 * 1024,
           timeoutMs: 15_000,
           retryForMs: 0,
-        },
+        }),
+        limits: { maxBytes: 64 * 1024 * 1024, retryForMs: 0 },
       },
       { source: { kind: "url", url: `${imageBase}/big.png` }, keyPrefix: "tenant/job/0" },
     );

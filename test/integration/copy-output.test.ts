@@ -1,5 +1,5 @@
 /**
- * copyOutput end to end: a loopback HTTP server as the provider's CDN, fauxqs as S3. aws-mode rules
+ * copyOutput end to end: a loopback HTTP server as the provider's CDN, fauxqs (or moto) as S3. aws-mode rules
  * run through the `transport` seam (test names resolve to a public address; the checked socket is
  * routed to the loopback server), so no traffic ever leaves loopback.
  */
@@ -9,18 +9,22 @@ import { createServer, type Server } from "node:http";
 import net, { type AddressInfo } from "node:net";
 import tls from "node:tls";
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
-import { startFauxqs } from "fauxqs";
 import sharp from "sharp";
 import type { buildConnector } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import type { DownloadPolicy } from "../../shared/adapters/http/safe-fetch.ts";
+import type { SafeConnectOptions } from "../../shared/adapters/http/guarded-connection.ts";
+import { type DownloadPolicy, SafeDownloader } from "../../shared/adapters/http/safe-fetch.ts";
 import { createS3Client, S3ObjectStore } from "../../shared/adapters/s3/object-store.ts";
 import { CopyFailed, type CopyOutputDeps, copyOutput } from "../../shared/usecases/copy-output.ts";
-import { LOCAL_CREDENTIALS, LOCAL_REGION } from "../support/emulators.ts";
+import {
+  LOCAL_CREDENTIALS,
+  LOCAL_REGION,
+  ownName,
+  type S3Emulator,
+  startS3Emulator,
+} from "../support/emulators.ts";
 
-type Fauxqs = Awaited<ReturnType<typeof startFauxqs>>;
-
-let fauxqs: Fauxqs;
+let emulator: S3Emulator;
 let s3: S3Client;
 let server: Server;
 let base: string;
@@ -29,8 +33,12 @@ const images: Record<string, Buffer> = {};
 const counters = new Map<string, number>();
 
 beforeAll(async () => {
-  fauxqs = await startFauxqs({ port: 0, logger: false });
-  s3 = createS3Client({ endpoint: fauxqs.address, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+  emulator = await startS3Emulator();
+  s3 = createS3Client({
+    endpoint: emulator.s3Endpoint,
+    region: LOCAL_REGION,
+    credentials: LOCAL_CREDENTIALS,
+  });
   const picture = () =>
     sharp({ create: { width: 64, height: 48, channels: 3, background: "#3a7" } }).composite([
       {
@@ -111,15 +119,15 @@ afterAll(async () => {
   server?.closeAllConnections();
   await new Promise((resolve) => server?.close(resolve));
   s3?.destroy();
-  await fauxqs?.stop();
+  await emulator?.stop();
 });
 
 afterEach(() => vi.restoreAllMocks());
 
 let bucketCount = 0;
 async function freshStore(): Promise<{ store: S3ObjectStore; bucket: string }> {
-  const bucket = `outputs-${++bucketCount}`;
-  fauxqs.createBucket(bucket);
+  const bucket = ownName(`outputs-${++bucketCount}`);
+  await emulator.createBucket(bucket);
   return { store: new S3ObjectStore(s3, bucket), bucket };
 }
 
@@ -147,6 +155,17 @@ const localPolicy = (overrides: Partial<DownloadPolicy> = {}): DownloadPolicy =>
   ...overrides,
 });
 
+/** copyOutput's ports as finalize wires them: downloads over HTTP under `policy`, its limits for every output. */
+const over = (
+  store: S3ObjectStore,
+  policy: DownloadPolicy,
+  connect: SafeConnectOptions = {},
+): CopyOutputDeps => ({
+  store,
+  downloader: new SafeDownloader(policy, connect),
+  limits: { maxBytes: policy.maxBytes, retryForMs: policy.retryForMs },
+});
+
 async function copyFailure(promise: Promise<unknown>): Promise<CopyFailed> {
   const error = await promise.then(
     () => {
@@ -166,10 +185,10 @@ describe("copyOutput from URLs and base64", () => {
   ])("copies a %s from a URL with its type, size, sha256 and dimensions", async (name, contentType) => {
     const { store, bucket } = await freshStore();
     const image = images[name] as Buffer;
-    const copied = await copyOutput(
-      { store, policy: localPolicy() },
-      { source: { kind: "url", url: `${base}/img/${name}` }, keyPrefix: "tenant-a/job-1/0" },
-    );
+    const copied = await copyOutput(over(store, localPolicy()), {
+      source: { kind: "url", url: `${base}/img/${name}` },
+      keyPrefix: "tenant-a/job-1/0",
+    });
     expect(copied).toEqual({
       key: `tenant-a/job-1/0.${name}`,
       content_type: contentType,
@@ -187,17 +206,14 @@ describe("copyOutput from URLs and base64", () => {
   it.each(["png", "jpg", "webp"])("copies a %s from base64 (plain and data URL)", async (name) => {
     const { store, bucket } = await freshStore();
     const image = images[name] as Buffer;
-    const plain = await copyOutput(
-      { store, policy: localPolicy() },
-      { source: { kind: "base64", data: image.toString("base64") }, keyPrefix: "t/j/0" },
-    );
-    const dataUrl = await copyOutput(
-      { store, policy: localPolicy() },
-      {
-        source: { kind: "base64", data: `data:image/whatever;base64,${image.toString("base64")}` },
-        keyPrefix: "t/j/1",
-      },
-    );
+    const plain = await copyOutput(over(store, localPolicy()), {
+      source: { kind: "base64", data: image.toString("base64") },
+      keyPrefix: "t/j/0",
+    });
+    const dataUrl = await copyOutput(over(store, localPolicy()), {
+      source: { kind: "base64", data: `data:image/whatever;base64,${image.toString("base64")}` },
+      keyPrefix: "t/j/1",
+    });
     expect(plain).toMatchObject({
       key: `t/j/0.${name}`,
       bytes: image.length,
@@ -212,10 +228,10 @@ describe("copyOutput from URLs and base64", () => {
   it("copies a multi-megabyte image", async () => {
     const { store, bucket } = await freshStore();
     const image = images.large as Buffer;
-    const copied = await copyOutput(
-      { store, policy: localPolicy() },
-      { source: { kind: "url", url: `${base}/img/large` }, keyPrefix: "t/j/0" },
-    );
+    const copied = await copyOutput(over(store, localPolicy()), {
+      source: { kind: "url", url: `${base}/img/large` },
+      keyPrefix: "t/j/0",
+    });
     expect(copied).toMatchObject({ bytes: image.length, sha256: sha256(image), width: 1500, height: 1000 });
     expect(sha256((await getObject(bucket, copied.key)).bytes)).toBe(sha256(image));
   });
@@ -223,8 +239,8 @@ describe("copyOutput from URLs and base64", () => {
   it("is idempotent: copying the same output twice gives the same record and one object", async () => {
     const { store, bucket } = await freshStore();
     const input = { source: { kind: "url" as const, url: `${base}/img/jpg` }, keyPrefix: "t/j/0" };
-    const first = await copyOutput({ store, policy: localPolicy() }, input);
-    const second = await copyOutput({ store, policy: localPolicy() }, input);
+    const first = await copyOutput(over(store, localPolicy()), input);
+    const second = await copyOutput(over(store, localPolicy()), input);
     expect(second).toEqual(first);
     expect(await listKeys(bucket)).toEqual(["t/j/0.jpg"]);
     expect(sha256((await getObject(bucket, first.key)).bytes)).toBe(first.sha256);
@@ -235,7 +251,7 @@ describe("copyOutput retries", () => {
   it("retries 404s while a link propagates, then succeeds", async () => {
     const { store } = await freshStore();
     const copied = await copyOutput(
-      { store, policy: localPolicy(), sleep: async () => undefined },
+      { ...over(store, localPolicy()), sleep: async () => undefined },
       { source: { kind: "url", url: `${base}/late/png?n=1` }, keyPrefix: "t/j/0" },
     );
     expect(copied.sha256).toBe(sha256(images.png as Buffer));
@@ -244,28 +260,36 @@ describe("copyOutput retries", () => {
 
   it("retries a 503", async () => {
     const { store } = await freshStore();
-    const copied = await copyOutput(
-      { store, policy: localPolicy() },
-      { source: { kind: "url", url: `${base}/flaky/webp` }, keyPrefix: "t/j/0" },
-    );
+    const copied = await copyOutput(over(store, localPolicy()), {
+      source: { kind: "url", url: `${base}/flaky/webp` },
+      keyPrefix: "t/j/0",
+    });
     expect(copied.content_type).toBe("image/webp");
   });
 
   it("fails with CopyFailed after retryForMs when the output never appears, storing nothing", async () => {
     const { store, bucket } = await freshStore();
-    const started = Date.now();
+    // Time passes only while it waits between attempts: the schedule, not this machine's speed.
+    let now = 0;
+    const waits: number[] = [];
     const error = await copyFailure(
       copyOutput(
-        { store, policy: localPolicy({ retryForMs: 700 }) },
+        {
+          ...over(store, localPolicy({ retryForMs: 700 })),
+          clock: { now: () => new Date(now) },
+          sleep: async (ms) => {
+            waits.push(ms);
+            now += ms;
+          },
+        },
         { source: { kind: "url", url: `${base}/img/missing` }, keyPrefix: "t/j/0" },
       ),
     );
-    const elapsed = Date.now() - started;
     expect(error.code).toBe("HTTP_STATUS");
-    expect(error.message).toMatch(/HTTP 404 from 127\.0\.0\.1.*gave up after \d+ attempts/);
-    expect(error.attempts).toBeGreaterThan(1);
-    expect(elapsed).toBeGreaterThanOrEqual(300);
-    expect(elapsed).toBeLessThan(2_000);
+    // Backoff 200 ms then 400 ms; a third wait (800 ms) would end past retryForMs, so it gives up.
+    expect(waits).toEqual([200, 400]);
+    expect(error.attempts).toBe(3);
+    expect(error.message).toMatch(/HTTP 404 from 127\.0\.0\.1.*gave up after 3 attempts over 0\.6 s/);
     expect(await listKeys(bucket)).toEqual([]);
   });
 });
@@ -275,14 +299,17 @@ describe("copyOutput refusals store nothing", () => {
     const { store, bucket } = await freshStore();
     const policy = localPolicy({ maxBytes: 100 });
     const fromUrl = await copyFailure(
-      copyOutput({ store, policy }, { source: { kind: "url", url: `${base}/img/png` }, keyPrefix: "t/j/0" }),
+      copyOutput(over(store, policy), {
+        source: { kind: "url", url: `${base}/img/png` },
+        keyPrefix: "t/j/0",
+      }),
     );
     expect(fromUrl).toMatchObject({ code: "TOO_LARGE", attempts: 1 });
     const fromBase64 = await copyFailure(
-      copyOutput(
-        { store, policy },
-        { source: { kind: "base64", data: (images.png as Buffer).toString("base64") }, keyPrefix: "t/j/1" },
-      ),
+      copyOutput(over(store, policy), {
+        source: { kind: "base64", data: (images.png as Buffer).toString("base64") },
+        keyPrefix: "t/j/1",
+      }),
     );
     expect(fromBase64.code).toBe("TOO_LARGE");
     expect(await listKeys(bucket)).toEqual([]);
@@ -291,18 +318,18 @@ describe("copyOutput refusals store nothing", () => {
   it("stops an over-size body without content-length part-way through a multipart upload, leaving no object", async () => {
     const { store, bucket } = await freshStore();
     const error = await copyFailure(
-      copyOutput(
-        { store, policy: localPolicy({ maxBytes: 11_000_000 }) },
-        { source: { kind: "url", url: `${base}/chunked/huge` }, keyPrefix: "t/j/0" },
-      ),
+      copyOutput(over(store, localPolicy({ maxBytes: 11_000_000 })), {
+        source: { kind: "url", url: `${base}/chunked/huge` },
+        keyPrefix: "t/j/0",
+      }),
     );
     expect(error).toMatchObject({ code: "TOO_LARGE", attempts: 1 });
     expect(await listKeys(bucket)).toEqual([]);
     // The same body under the limit is stored whole.
-    const copied = await copyOutput(
-      { store, policy: localPolicy({ maxBytes: 13_000_000 }) },
-      { source: { kind: "url", url: `${base}/chunked/huge` }, keyPrefix: "t/j/0" },
-    );
+    const copied = await copyOutput(over(store, localPolicy({ maxBytes: 13_000_000 })), {
+      source: { kind: "url", url: `${base}/chunked/huge` },
+      keyPrefix: "t/j/0",
+    });
     expect(copied).toMatchObject({
       key: "t/j/0.png",
       bytes: (images.huge as Buffer).length,
@@ -315,43 +342,40 @@ describe("copyOutput refusals store nothing", () => {
   it("refuses outputs that are not images", async () => {
     const { store, bucket } = await freshStore();
     const html = await copyFailure(
-      copyOutput(
-        { store, policy: localPolicy() },
-        { source: { kind: "url", url: `${base}/html/x` }, keyPrefix: "t/j/0" },
-      ),
+      copyOutput(over(store, localPolicy()), {
+        source: { kind: "url", url: `${base}/html/x` },
+        keyPrefix: "t/j/0",
+      }),
     );
     expect(html).toMatchObject({ code: "NOT_AN_IMAGE", attempts: 1 });
     expect(html.message).toMatch(/not a PNG, JPEG or WebP/);
     const gif = await copyFailure(
-      copyOutput(
-        { store, policy: localPolicy() },
-        {
-          source: { kind: "base64", data: Buffer.from("GIF89a....").toString("base64") },
-          keyPrefix: "t/j/1",
-        },
-      ),
+      copyOutput(over(store, localPolicy()), {
+        source: { kind: "base64", data: Buffer.from("GIF89a....").toString("base64") },
+        keyPrefix: "t/j/1",
+      }),
     );
     expect(gif.code).toBe("NOT_AN_IMAGE");
     const truncated = await copyFailure(
-      copyOutput(
-        { store, policy: localPolicy({ retryForMs: 0 }) },
-        { source: { kind: "url", url: `${base}/truncated/png` }, keyPrefix: "t/j/2" },
-      ),
+      copyOutput(over(store, localPolicy({ retryForMs: 0 })), {
+        source: { kind: "url", url: `${base}/truncated/png` },
+        keyPrefix: "t/j/2",
+      }),
     );
     expect(truncated.code).toBe("NOT_AN_IMAGE");
     expect(truncated.message).toMatch(/ended after 10 bytes/);
     const cut = await copyFailure(
-      copyOutput(
-        { store, policy: localPolicy({ retryForMs: 0 }) },
-        { source: { kind: "url", url: `${base}/cut/png` }, keyPrefix: "t/j/4" },
-      ),
+      copyOutput(over(store, localPolicy({ retryForMs: 0 })), {
+        source: { kind: "url", url: `${base}/cut/png` },
+        keyPrefix: "t/j/4",
+      }),
     );
     expect(cut).toMatchObject({ code: "NETWORK" });
     const notBase64 = await copyFailure(
-      copyOutput(
-        { store, policy: localPolicy() },
-        { source: { kind: "base64", data: "%%%not base64%%%" }, keyPrefix: "t/j/3" },
-      ),
+      copyOutput(over(store, localPolicy()), {
+        source: { kind: "base64", data: "%%%not base64%%%" },
+        keyPrefix: "t/j/3",
+      }),
     );
     expect(notBase64.code).toBe("INVALID_BASE64");
     expect(await listKeys(bucket)).toEqual([]);
@@ -361,16 +385,13 @@ describe("copyOutput refusals store nothing", () => {
     const { store, bucket } = await freshStore();
     const policy = localPolicy({ allowedHosts: ["127.0.0.1", "localhost"] });
     const error = await copyFailure(
-      copyOutput(
-        { store, policy },
-        {
-          source: {
-            kind: "url",
-            url: `${base}/redirect/x?to=${encodeURIComponent(`http://localhost:${port}/img/png`)}`,
-          },
-          keyPrefix: "t/j/0",
+      copyOutput(over(store, policy), {
+        source: {
+          kind: "url",
+          url: `${base}/redirect/x?to=${encodeURIComponent(`http://localhost:${port}/img/png`)}`,
         },
-      ),
+        keyPrefix: "t/j/0",
+      }),
     );
     expect(error).toMatchObject({ code: "REDIRECT_NOT_ALLOWED", attempts: 1 });
     expect(await listKeys(bucket)).toEqual([]);
@@ -379,10 +400,10 @@ describe("copyOutput refusals store nothing", () => {
   it("refuses hosts that are not allow-listed in local mode", async () => {
     const { store, bucket } = await freshStore();
     const error = await copyFailure(
-      copyOutput(
-        { store, policy: localPolicy() },
-        { source: { kind: "url", url: `http://localhost:${port}/img/png` }, keyPrefix: "t/j/0" },
-      ),
+      copyOutput(over(store, localPolicy()), {
+        source: { kind: "url", url: `http://localhost:${port}/img/png` },
+        keyPrefix: "t/j/0",
+      }),
     );
     expect(error.code).toBe("URL_NOT_ALLOWED");
     expect(await listKeys(bucket)).toEqual([]);
@@ -419,15 +440,14 @@ describe("copyOutput in aws mode", () => {
     socket.once("connect", () => callback(null, socket));
     socket.once("error", (error) => callback(error, null));
   };
-  const deps = (store: S3ObjectStore): CopyOutputDeps => ({
-    store,
-    policy,
-    transport,
-    resolve: async (host) =>
-      host === "localhost"
-        ? lookup(host, { all: true }) // the real answer: 127.0.0.1 and/or ::1
-        : [{ address: host === "rebind.test" ? "10.0.0.1" : PUBLIC, family: 4 }],
-  });
+  const deps = (store: S3ObjectStore): CopyOutputDeps =>
+    over(store, policy, {
+      transport,
+      resolve: async (host) =>
+        host === "localhost"
+          ? lookup(host, { all: true }) // the real answer: 127.0.0.1 and/or ::1
+          : [{ address: host === "rebind.test" ? "10.0.0.1" : PUBLIC, family: 4 }],
+    });
 
   afterEach(() => {
     routed.length = 0;
@@ -467,18 +487,16 @@ describe("copyOutput in aws mode", () => {
     ],
     ["https://cdn.test/img/large", "TOO_LARGE"],
   ])(
-    "refuses %s with %s at once, before connecting anywhere but the checked address, storing nothing",
+    "refuses %s with %s on the first attempt, before connecting anywhere but the checked address, storing nothing",
     async (url, code) => {
       const { store, bucket } = await freshStore();
       const netConnect = vi.spyOn(net, "connect");
       const tlsConnect = vi.spyOn(tls, "connect");
-      const started = Date.now();
       const error = await copyFailure(
         copyOutput(deps(store), { source: { kind: "url", url }, keyPrefix: "t/j/0" }),
       );
       expect(error.code).toBe(code);
       expect(error.attempts).toBe(1);
-      expect(Date.now() - started).toBeLessThan(1_000);
       // Only the transport's own loopback socket to the test server, and only for the allowed public address.
       expect(routed.every((address) => address === PUBLIC)).toBe(true);
       expect(tlsConnect).not.toHaveBeenCalled();

@@ -3,6 +3,7 @@
  * which the API answers as a 503. dynalite never throttles nor answers 5xx, so the adapters talk to a
  * local endpoint that answers every request with the error DynamoDB sends (the real SDK client parses it).
  */
+
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Logger } from "@aws-lambda-powertools/logger";
@@ -21,6 +22,7 @@ import { createApi } from "../../shared/http/api.ts";
 import type { HttpResponse } from "../../shared/http/responses.ts";
 import { httpErrors } from "../../shared/lambda/http-errors.ts";
 import type { NotificationRecord } from "../../shared/ports/index.ts";
+import { queues } from "../../shared/schemas/messages.ts";
 import { presentJob } from "../../shared/usecases/present-job.ts";
 import {
   buildJob,
@@ -30,6 +32,7 @@ import {
   InMemoryObjectStore,
   InMemoryWebhookSettings,
 } from "../support/fakes.ts";
+import { testApiSettings } from "../support/settings.ts";
 
 /** What the endpoint answers: the HTTP status, and the `__type` DynamoDB names the error with. */
 interface Failure {
@@ -221,19 +224,18 @@ describe("the API", () => {
     await jobs.create(stored);
     const api = createApi({
       jobs,
-      jobsQueue: new FakeQueue(),
+      jobsQueue: new FakeQueue(queues.jobs),
       clock,
-      settings: {
-        maxBodyBytes: 65_536,
-        uploadUrlExpirySeconds: 900,
-        defaultDeadlineSeconds: 3600,
-        queuedResendAfterSeconds: 60,
-        idempotencyTtlSeconds: 86_400,
-      },
+      settings: testApiSettings(),
       present: async (job) => presentJob(job),
-      inputs: { inputs: new InMemoryObjectStore(), inputsBucket: "inputs", policy: { mode: "aws" } },
+      inputs: {
+        inputs: new InMemoryObjectStore(),
+        inputsBucket: "inputs",
+        policy: { mode: "aws" },
+        resolve: async () => ["93.184.216.34"],
+      },
       notifications: new DynamoNotificationStore(doc, TABLE),
-      notifyQueue: new FakeQueue(),
+      notifyQueue: new FakeQueue(queues.notifications),
       tenants: new InMemoryWebhookSettings(clock),
     });
     // The chain the API function runs (functions/api.ts): errors become answers in httpErrors.

@@ -6,6 +6,7 @@ import { apiKeyKey, tenantKey } from "../../shared/adapters/dynamo/table-design.
 import { DynamoTenantStore } from "../../shared/adapters/dynamo/tenant-store.ts";
 import { ConflictError, NotFoundError, UnavailableError } from "../../shared/domain/errors.ts";
 import { useDynamoTables } from "../support/emulators.ts";
+import { webhookSettingsContract } from "../support/webhook-settings-contract.ts";
 
 const HASH_A = "a".repeat(64);
 const HASH_B = "b".repeat(64);
@@ -75,22 +76,6 @@ describe("DynamoTenantStore", () => {
     ).toBeUndefined();
   });
 
-  it("keeps every secret of concurrent rotations: all of them are in force afterwards", async () => {
-    await store.createTenant(acme);
-    const now = new Date("2025-02-02T00:00:00.000Z");
-    const retire = new Date(now.getTime() + 86_400_000);
-    await store.addWebhookSecret("acme", "whsec_first", now, now);
-    const rotated = Array.from({ length: 10 }, (_, i) => `whsec_rotated_${i}`);
-    await Promise.all(rotated.map((secret) => store.addWebhookSecret("acme", secret, now, retire)));
-    const { secrets } = await store.getWebhookSettings("acme");
-    expect(secrets.map((s) => s.secret).sort()).toEqual([...rotated, "whsec_first"].sort());
-    // Exactly one is the newest; every other (the one before them included) signs until its retire time.
-    expect(secrets.filter((s) => s.retiresAt === null)).toHaveLength(1);
-    expect(secrets.filter((s) => s.retiresAt !== null).map((s) => s.retiresAt)).toEqual(
-      Array(10).fill(retire.toISOString()),
-    );
-  });
-
   it("gives up on a rotation that loses every race, without storing its secret", async () => {
     await store.createTenant(acme);
     const now = new Date("2025-02-02T00:00:00.000Z");
@@ -137,5 +122,36 @@ describe("DynamoTenantStore", () => {
     } finally {
       closed.destroy();
     }
+  });
+});
+
+/** The WebhookSettingsStore port's contract, shared with the in-memory fake (test/unit/fakes.test.ts). */
+describe("DynamoTenantStore: the WebhookSettingsStore contract", () => {
+  webhookSettingsContract((clock) => {
+    const tenants = new DynamoTenantStore(doc, table, { clock });
+    return {
+      store: tenants,
+      addTenant: (id) => tenants.createTenant({ id, name: id, createdAt: clock.now().toISOString() }),
+    };
+  });
+});
+
+describe("DynamoTenantStore webhook secrets", () => {
+  it("stores no secret past its retire time: the next rotation drops it from the item", async () => {
+    const t0 = new Date("2026-03-01T00:00:00.000Z");
+    const day = 86_400_000;
+    let now = t0;
+    const tenants = new DynamoTenantStore(doc, table, { clock: { now: () => now } });
+    await tenants.createTenant(acme);
+    await tenants.addWebhookSecret("acme", "whsec_one", t0, t0);
+    await tenants.addWebhookSecret("acme", "whsec_two", t0, new Date(t0.getTime() + day));
+    now = new Date(t0.getTime() + 2 * day);
+    await tenants.addWebhookSecret("acme", "whsec_three", now, new Date(now.getTime() + day));
+    const raw = (await doc.send(new GetCommand({ TableName: table, Key: tenantKey("acme") }))).Item;
+    // whsec_one retired a day ago; whsec_two signs for one more day.
+    expect(((raw?.webhookSecrets ?? []) as { secret: string }[]).map((s) => s.secret)).toEqual([
+      "whsec_three",
+      "whsec_two",
+    ]);
   });
 });

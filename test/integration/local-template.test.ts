@@ -1,10 +1,7 @@
-import { createRequire } from "node:module";
-import type { AddressInfo } from "node:net";
 import { DescribeTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { GetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { Duration, RemovalPolicy } from "aws-cdk-lib";
 import { SnsAction } from "aws-cdk-lib/aws-cloudwatch-actions";
-import { startFauxqs } from "fauxqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { QueueWithDlq } from "../../infra/constructs/queue-with-dlq.ts";
 import { FUNCTIONS } from "../../infra/functions.ts";
@@ -15,22 +12,13 @@ import {
   synthesizeTemplates,
 } from "../../local/template.ts";
 import { INDEXES } from "../../shared/adapters/dynamo/table-design.ts";
-
-interface DynaliteServer {
-  listen(port: number, host: string, callback: () => void): void;
-  address(): AddressInfo;
-  close(callback: () => void): void;
-}
-// dynalite ships no types; load it through require so this file compiles whatever typings exist.
-const dynalite = createRequire(import.meta.url)("dynalite") as (
-  options: Record<string, unknown>,
-) => DynaliteServer;
+import { type Emulators, startEmulators } from "../support/emulators.ts";
 
 const REGION = "us-east-1";
 const credentials = { accessKeyId: "local", secretAccessKey: "local" };
 
-let dynamo: DynaliteServer;
-let fauxqs: Awaited<ReturnType<typeof startFauxqs>>;
+// On moto's shared server the "t-" names are this file's alone: the local stack's names have other prefixes.
+let emulators: Emulators;
 let endpoints: { dynamodb: string; sqs: string; region: string };
 let templates: Record<string, CfnTemplate>;
 let topology: LocalTopology;
@@ -39,10 +27,8 @@ let sqsClient: SQSClient;
 
 beforeAll(async () => {
   process.env.AWS_REGION = REGION;
-  dynamo = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
-  await new Promise<void>((resolve) => dynamo.listen(0, "127.0.0.1", resolve));
-  fauxqs = await startFauxqs({ port: 0, logger: false });
-  endpoints = { dynamodb: `http://127.0.0.1:${dynamo.address().port}`, sqs: fauxqs.address, region: REGION };
+  emulators = await startEmulators();
+  endpoints = { dynamodb: emulators.dynamoEndpoint, sqs: emulators.sqsEndpoint, region: REGION };
   dynamodbClient = new DynamoDBClient({ region: REGION, endpoint: endpoints.dynamodb, credentials });
   sqsClient = new SQSClient({ region: REGION, endpoint: endpoints.sqs, credentials });
 
@@ -66,8 +52,7 @@ beforeAll(async () => {
 afterAll(async () => {
   dynamodbClient?.destroy();
   sqsClient?.destroy();
-  await fauxqs?.stop();
-  await new Promise<void>((resolve) => (dynamo ? dynamo.close(() => resolve()) : resolve()));
+  await emulators?.stop();
 });
 
 const queueAttributes = async (url: string) =>

@@ -300,11 +300,12 @@ describe("ModelsLabProvider against the simulator", () => {
         connectTimeoutMs: 200,
         submitTimeoutMs: 5_000,
       });
-      const started = Date.now();
       const result = await client.submit(submission());
+      // The connect timer, not the 5 s submit timer, ended it: "rejected" (nothing sent), naming 200 ms.
       expect(result).toMatchObject({ kind: "rejected", retryable: true, httpStatus: null });
-      if (result.kind === "rejected") expect(result.reason).toMatch(/nothing was sent.*ERR_CONNECT_TIMEOUT/);
-      expect(Date.now() - started).toBeLessThan(2_000);
+      if (result.kind === "rejected") {
+        expect(result.reason).toMatch(/nothing was sent.*took longer than 200 ms.*ERR_CONNECT_TIMEOUT/);
+      }
     } finally {
       for (const socket of held) socket.destroy();
       await new Promise((resolve) => silent.close(resolve));

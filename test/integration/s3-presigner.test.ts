@@ -1,29 +1,34 @@
 /**
- * S3UrlPresigner against fauxqs (S3, path style as locally): a stored object is fetched through the URL
+ * S3UrlPresigner against the S3 emulator (fauxqs, or moto; path style as locally): a stored object is fetched through the URL
  * it signs, as the provider and the worker fetch stored inputs and webhook receivers fetch outputs.
  */
-import { startFauxqs } from "fauxqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createS3Client, S3ObjectStore } from "../../shared/adapters/s3/object-store.ts";
 import { S3UrlPresigner } from "../../shared/adapters/s3/presigner.ts";
-import { LOCAL_CREDENTIALS, LOCAL_REGION } from "../support/emulators.ts";
+import {
+  LOCAL_CREDENTIALS,
+  LOCAL_REGION,
+  ownName,
+  type S3Emulator,
+  startS3Emulator,
+} from "../support/emulators.ts";
 
-const BUCKET = "presigner-inputs";
+const BUCKET = ownName("presigner-inputs");
 
-let fauxqs: Awaited<ReturnType<typeof startFauxqs>>;
+let emulator: S3Emulator;
 let store: S3ObjectStore;
 let presigner: S3UrlPresigner;
 
 beforeAll(async () => {
-  fauxqs = await startFauxqs({ port: 0, logger: false });
-  fauxqs.createBucket(BUCKET);
-  const options = { endpoint: fauxqs.address, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS };
+  emulator = await startS3Emulator();
+  await emulator.createBucket(BUCKET);
+  const options = { endpoint: emulator.s3Endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS };
   store = new S3ObjectStore(createS3Client(options), BUCKET);
   presigner = new S3UrlPresigner(BUCKET, options);
 });
 
 afterAll(async () => {
-  await fauxqs?.stop();
+  await emulator?.stop();
 });
 
 describe("S3UrlPresigner against the emulator", () => {
@@ -33,7 +38,7 @@ describe("S3UrlPresigner against the emulator", () => {
       const body = new TextEncoder().encode(`bytes of ${key}`);
       await store.put(key, body, { contentType: "image/png" });
       const url = await presigner.presignGet(key, 6 * 3_600);
-      expect(url.startsWith(`${fauxqs.address}/${BUCKET}/`)).toBe(true);
+      expect(url.startsWith(`${emulator.s3Endpoint}/${BUCKET}/`)).toBe(true);
       const response = await fetch(url);
       expect(response.status).toBe(200);
       expect(new Uint8Array(await response.arrayBuffer())).toEqual(body);

@@ -1,9 +1,22 @@
 import { Readable } from "node:stream";
 import type { BreakerSettings } from "../../shared/adapters/dynamo/circuit-breaker.ts";
-import { touchesPublicFields } from "../../shared/adapters/dynamo/job-store.ts";
-import { StaleWriteError } from "../../shared/domain/errors.ts";
+import { decodeCursor, encodeCursor } from "../../shared/adapters/dynamo/job-listing.ts";
+import {
+  ConflictError,
+  NotFoundError,
+  StaleWriteError,
+  UnavailableError,
+} from "../../shared/domain/errors.ts";
 import type { LifecycleEvent } from "../../shared/domain/events.ts";
-import { assertTransition, isTerminal, type Job, type JobStatus } from "../../shared/domain/job.ts";
+import type { Job, JobStatus } from "../../shared/domain/job.ts";
+import {
+  DEFAULT_JOB_RULES,
+  dueTime,
+  type JobChange,
+  type JobRules,
+  planJobChange,
+  planNewJob,
+} from "../../shared/domain/job-change.ts";
 import type { ProviderId } from "../../shared/domain/providers.ts";
 import type {
   BreakerState,
@@ -41,6 +54,8 @@ import type {
 } from "../../shared/ports/provider.ts";
 import { AUTO_ROUTE, ProviderSet } from "../../shared/providers/registry.ts";
 import { SelfHostedProvider } from "../../shared/providers/self-hosted.ts";
+import type { WorkerJobMessage } from "../../shared/schemas/messages.ts";
+import { decodeMessage, encodeMessage, type QueueDefinition } from "../../shared/schemas/queue.ts";
 
 /** Plain in-memory fakes for use-case unit tests. Behaviour against real services is proven in test/integration. */
 export class FakeClock implements Clock {
@@ -53,15 +68,24 @@ export class FakeClock implements Clock {
   }
 }
 
+/**
+ * The job store in memory, held to the DynamoDB store's contract (test/support/job-store-contract.ts):
+ * what a change makes of a job is `planJobChange`'s, written only over the status and version read.
+ */
 export class InMemoryJobStore implements JobStore {
   readonly jobs = new Map<string, Job>();
   readonly idempotency = new Map<string, { jobId: string; requestHash: string; expiresAt: number }>();
+  /** Epoch seconds after which a finished job may be deleted (what DynamoDB TTL would act on). */
+  readonly expiries = new Map<string, number>();
 
-  constructor(private readonly clock: Clock) {}
+  constructor(
+    private readonly clock: Clock,
+    private readonly rules: JobRules = DEFAULT_JOB_RULES,
+  ) {}
 
   async create(job: Job, idem?: IdempotencyRecord): Promise<CreateJobResult> {
-    if (idem) {
-      const key = `${job.tenantId}#${idem.keyHash}`;
+    const key = idem && `${job.tenantId}#${idem.keyHash}`;
+    if (key && idem) {
       const existing = this.idempotency.get(key);
       if (existing && existing.expiresAt >= this.clock.now().getTime() / 1000) {
         return {
@@ -70,10 +94,16 @@ export class InMemoryJobStore implements JobStore {
           sameRequest: existing.requestHash === idem.requestHash,
         };
       }
+    }
+    if (this.jobs.has(job.id))
+      throw new ConflictError("JOB_EXISTS", `A job with id ${job.id} already exists.`);
+    if (key && idem) {
       this.idempotency.set(key, { jobId: job.id, requestHash: idem.requestHash, expiresAt: idem.expiresAt });
     }
-    this.jobs.set(job.id, structuredClone(job));
-    return { created: true, job: structuredClone(job) };
+    const plan = planNewJob(job, this.clock.now(), this.rules);
+    this.jobs.set(job.id, structuredClone(plan.job));
+    if (plan.expiresAt !== undefined) this.expiries.set(job.id, plan.expiresAt);
+    return { created: true, job: structuredClone(plan.job) };
   }
 
   async get(id: string): Promise<Job | null> {
@@ -82,63 +112,68 @@ export class InMemoryJobStore implements JobStore {
   }
 
   async listByTenant(tenantId: string, query: ListJobsQuery): Promise<JobPage> {
+    const below = query.cursor === undefined ? undefined : decodeCursor(query.cursor, tenantId);
+    const limit = Math.max(1, Math.floor(query.limit));
     const all = [...this.jobs.values()]
       .filter((j) => j.tenantId === tenantId && (!query.status || j.status === query.status))
+      .filter((j) => below === undefined || j.id < below)
       .sort((a, b) => (a.id < b.id ? 1 : -1));
-    const start = query.cursor ? all.findIndex((j) => j.id < (query.cursor as string)) : 0;
-    const page = start < 0 ? [] : all.slice(start, start + query.limit);
+    const page = all.slice(0, limit);
     const last = page.at(-1);
-    return { jobs: page, nextCursor: last && start + query.limit < all.length ? last.id : null };
+    return {
+      jobs: page.map((j) => structuredClone(j)),
+      nextCursor: last && all.length > limit ? encodeCursor(last.id, tenantId) : null,
+    };
   }
 
   async transition(job: Job, to: JobStatus, patch: JobPatch = {}): Promise<Job> {
-    assertTransition(job.status, to);
-    return this.write(job, { ...patch, status: to });
+    return this.write(job, { to, patch });
   }
 
   async update(job: Job, patch: JobPatch): Promise<Job> {
-    return this.write(job, patch);
+    return this.write(job, { patch });
   }
 
   async findDue(now: Date, limit: number): Promise<Job[]> {
+    const due = (job: Job) => dueTime(job) ?? Number.POSITIVE_INFINITY;
     return [...this.jobs.values()]
-      .filter(
-        (j) => (!isTerminal(j.status) || j.notifyPending) && j.dueAt !== null && j.dueAt <= now.getTime(),
-      )
-      .sort((a, b) => (a.dueAt ?? 0) - (b.dueAt ?? 0))
-      .slice(0, limit)
+      .filter((j) => due(j) <= now.getTime())
+      .sort((a, b) => due(a) - due(b) || (a.id < b.id ? -1 : 1))
+      .slice(0, Math.max(0, limit))
       .map((j) => structuredClone(j));
   }
 
-  private write(job: Job, patch: JobPatch & { status?: JobStatus }): Job {
+  private write(job: Job, change: JobChange): Job {
+    const plan = planJobChange(job, change, this.clock.now(), this.rules);
     const stored = this.jobs.get(job.id);
     if (!stored || stored.status !== job.status || stored.version !== job.version) {
       throw new StaleWriteError(`job ${job.id} changed`);
     }
-    const next: Job = {
-      ...stored,
-      ...patch,
-      version: stored.version + 1,
-      updatedAt: touchesPublicFields(stored.status, patch.status ?? stored.status, patch)
-        ? this.clock.now().toISOString()
-        : stored.updatedAt,
-    };
-    if (isTerminal(next.status) && typeof patch.dueAt !== "number") next.dueAt = null;
-    this.jobs.set(job.id, structuredClone(next));
-    return structuredClone(next);
+    this.jobs.set(job.id, structuredClone(plan.job));
+    if (plan.expiresAt !== undefined) this.expiries.set(job.id, plan.expiresAt);
+    return structuredClone(plan.job);
   }
 }
 
-export class FakeQueue implements Queue {
-  readonly sent: { message: Record<string, unknown>; options?: SendOptions }[] = [];
+/**
+ * A queue in memory, built from the queue's declaration as `SqsQueue` is: a message that fails the
+ * schema is refused with InvalidMessageError before anything else (test/integration/queue-contract.test.ts
+ * runs both against one contract). `sent` holds each message as its consumer would read it (parsed
+ * back from the body); `failNext` makes the next sends throw as an unavailable queue would.
+ */
+export class FakeQueue<M> implements Queue<M> {
+  readonly sent: { message: M; options?: SendOptions }[] = [];
   failNext = 0;
 
-  async send(message: Record<string, unknown>, options?: SendOptions): Promise<void> {
+  constructor(readonly definition: QueueDefinition<M>) {}
+
+  async send(message: M, options?: SendOptions): Promise<void> {
+    const body = encodeMessage(this.definition, message);
     if (this.failNext > 0) {
       this.failNext--;
-      throw new Error("queue unavailable");
+      throw new UnavailableError("QUEUE_UNAVAILABLE", `${this.definition.name} queue unavailable`);
     }
-    this.sent.push({ message, ...(options && { options }) });
+    this.sent.push({ message: decodeMessage(this.definition, body), ...(options && { options }) });
   }
 }
 
@@ -194,7 +229,7 @@ export function fakeProviders(options: {
   provider: FakeProvider;
   gate: InMemoryCapacityGate;
   breaker?: InMemoryCircuitBreaker;
-  fallbackQueue?: FakeQueue;
+  fallbackQueue?: FakeQueue<WorkerJobMessage>;
   fleetGate?: InMemoryCapacityGate;
 }): ProviderSet {
   const bindings: ProviderBinding[] = [
@@ -313,7 +348,10 @@ export function buildJob(clock: Clock, overrides: Partial<Job> = {}): Job {
   };
 }
 
-/** Notification records with the DynamoDB store's semantics: create-if-absent, writes guarded on the tries seen. */
+/**
+ * Notification records with the DynamoDB store's semantics (test/support/notification-store-contract.ts):
+ * create-if-absent, writes guarded on the tries seen, a job's records listed by id.
+ */
 export class InMemoryNotificationStore implements NotificationStore {
   readonly records = new Map<string, NotificationRecord>();
 
@@ -335,7 +373,10 @@ export class InMemoryNotificationStore implements NotificationStore {
   }
 
   async listForJob(jobId: string): Promise<NotificationRecord[]> {
-    return [...this.records.values()].filter((r) => r.jobId === jobId).map((r) => structuredClone(r));
+    return [...this.records.values()]
+      .filter((r) => r.jobId === jobId)
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      .map((r) => structuredClone(r));
   }
 
   async recordAttempt(
@@ -373,18 +414,33 @@ export class InMemoryNotificationStore implements NotificationStore {
   }
 }
 
-/** Tenant webhook settings with the DynamoDB store's rotation rules (retired secrets are not returned). */
+/**
+ * Tenant webhook settings with the DynamoDB tenant store's rules (test/support/webhook-settings-contract.ts):
+ * retired secrets are not returned, and a tenant it does not hold is TENANT_NOT_FOUND.
+ */
 export class InMemoryWebhookSettings implements WebhookSettingsStore {
   readonly tenants = new Map<string, WebhookSettings>();
 
   constructor(private readonly clock: Clock) {}
 
+  /** A tenant with no URL and no secrets, as DynamoTenantStore.createTenant leaves one. */
+  addTenant(tenantId: string): this {
+    if (!this.tenants.has(tenantId)) this.tenants.set(tenantId, { url: null, secrets: [] });
+    return this;
+  }
+
   async getWebhookSettings(tenantId: string): Promise<WebhookSettings> {
     return this.current(tenantId);
   }
 
+  private stored(tenantId: string): WebhookSettings {
+    const settings = this.tenants.get(tenantId);
+    if (!settings) throw new NotFoundError("TENANT_NOT_FOUND", `Tenant ${tenantId} does not exist.`);
+    return settings;
+  }
+
   private current(tenantId: string): WebhookSettings {
-    const settings = this.tenants.get(tenantId) ?? { url: null, secrets: [] };
+    const settings = this.stored(tenantId);
     const now = this.clock.now().toISOString();
     return {
       url: settings.url,
@@ -395,8 +451,7 @@ export class InMemoryWebhookSettings implements WebhookSettingsStore {
   }
 
   async setWebhookUrl(tenantId: string, url: string | null): Promise<void> {
-    const settings = this.tenants.get(tenantId) ?? { url: null, secrets: [] };
-    this.tenants.set(tenantId, { ...settings, url });
+    this.tenants.set(tenantId, { ...this.stored(tenantId), url });
   }
 
   /** Read and write with no await between: concurrent rotations all land, as the store's conditional write ensures. */

@@ -1,5 +1,6 @@
 import { ensureTenant } from "../../local/dev-tenant.ts";
 import { type LocalStack, type LocalStackOptions, startLocalStack } from "../../local/stack.ts";
+import { ownName, sharedEmulatorEndpoint } from "./emulators.ts";
 
 export interface TestClient {
   apiKey: string;
@@ -16,15 +17,20 @@ export interface TestClient {
   }>;
 }
 
+let stacks = 0;
+
 /** Starts the local stack in this test process (quiet, in-memory, random port) with one client per tenant. */
 export async function startTestStack(
   tenants: string[] = ["tenant-a", "tenant-b"],
   options: LocalStackOptions = {},
 ): Promise<{ stack: LocalStack; clients: TestClient[] }> {
   process.env.POWERTOOLS_LOG_LEVEL ??= "SILENT";
+  // On moto (`npm run test:moto`) every test file's stack shares the one emulator, under its own names.
+  const shared = sharedEmulatorEndpoint();
   const stack = await startLocalStack({
     port: 0,
     dataDir: null,
+    ...(shared && { aws: { endpoint: shared, namePrefix: `${ownName(`s${++stacks}`)}-` } }),
     reconcileIntervalSeconds: 3600,
     // DEBUG_LOCAL_STACK=1 shows the stack's own problems (poller and schedule errors) while debugging tests.
     ...(process.env.DEBUG_LOCAL_STACK && { log: (line: string) => console.error(`[local] ${line}`) }),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
-  CALLBACK_ROUTE,
+  CALLBACK_PATH,
   callbackToken,
   callbackUrl,
   parseCallbackPath,
@@ -54,7 +54,7 @@ describe("callback token", () => {
   });
 
   it("parses the path it builds, from the one declared route, and nothing else", () => {
-    expect(CALLBACK_ROUTE).toBe("/callbacks/{provider}/{jobId}");
+    expect(CALLBACK_PATH).toBe("/callbacks/{provider}/{jobId}");
     const url = new URL(callbackUrl("https://api.example.com", SECRET, ML, JOB, 0));
     expect(parseCallbackPath(url.pathname)).toEqual({ provider: ML, jobId: JOB });
     for (const path of [

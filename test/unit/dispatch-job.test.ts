@@ -2,7 +2,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { verifyCallbackToken } from "../../shared/domain/callback-token.ts";
 import type { Job } from "../../shared/domain/job.ts";
 import type { ProviderResult } from "../../shared/ports/provider.ts";
-import type { DispatchMessage } from "../../shared/schemas/messages.ts";
+import { type DispatchMessage, queues, type ResultMessage } from "../../shared/schemas/messages.ts";
 import { type DispatchDeps, type DispatchSettings, dispatchJob } from "../../shared/usecases/dispatch-job.ts";
 import {
   buildJob,
@@ -13,18 +13,9 @@ import {
   InMemoryCapacityGate,
   InMemoryJobStore,
 } from "../support/fakes.ts";
+import { testDispatchSettings } from "../support/settings.ts";
 
-const settings: DispatchSettings = {
-  callbackBaseUrl: "https://api.example.com/",
-  callbackSecret: "callback-secret",
-  checkMarginSeconds: 60,
-  deferBaseSeconds: 2,
-  deferMaxSeconds: 60,
-  retryBaseSeconds: 5,
-  retryMaxSeconds: 120,
-  maxRetryableFailures: 2,
-  queuedResendAfterSeconds: 300,
-};
+const settings: DispatchSettings = testDispatchSettings({ checkMarginSeconds: 60, maxRetryableFailures: 2 });
 
 const accepted = (
   overrides: Partial<Extract<ProviderResult, { kind: "accepted" }>> = {},
@@ -53,8 +44,8 @@ describe("dispatchJob", () => {
   let jobs: InMemoryJobStore;
   let gate: InMemoryCapacityGate;
   let provider: FakeProvider;
-  let jobsQueue: FakeQueue;
-  let resultsQueue: FakeQueue;
+  let jobsQueue: FakeQueue<DispatchMessage>;
+  let resultsQueue: FakeQueue<ResultMessage>;
   let deps: DispatchDeps;
 
   const store = async (overrides: Partial<Job> = {}): Promise<Job> => {
@@ -77,8 +68,8 @@ describe("dispatchJob", () => {
     jobs = new InMemoryJobStore(clock);
     gate = new InMemoryCapacityGate(5);
     provider = new FakeProvider();
-    jobsQueue = new FakeQueue();
-    resultsQueue = new FakeQueue();
+    jobsQueue = new FakeQueue(queues.jobs);
+    resultsQueue = new FakeQueue(queues.results);
     deps = { jobs, providers: fakeProviders({ provider, gate }), jobsQueue, resultsQueue, clock, settings };
   });
 
@@ -121,6 +112,31 @@ describe("dispatchJob", () => {
     });
     expect(after.dueAt).toBe(clock.now().getTime() + (12.5 + 60) * 1000);
     expect(resultsQueue.sent).toHaveLength(0);
+  });
+
+  // A URL is posted as the WHATWG parser reads it: the reading whose host the address rules checked.
+  // Submit refuses ambiguous URLs now; a job stored before that can still hold one.
+  it.each([
+    ["without presigning", false],
+    ["with presigning", true],
+  ])("posts image URLs as their normalised href (%s)", async (_, presign) => {
+    if (presign) deps.presignInput = async (bucket, key) => `https://${bucket}.s3.example/${key}?sig=1`;
+    const job = await store({
+      request: {
+        ...buildJob(clock).request,
+        control_image: "https://cdn.example.com\\@169.254.169.254/edges.png",
+        init_image: "HTTPS://Images.Example.com:443/in/caf\u00e9.png",
+      } as Job["request"],
+    });
+    provider.scriptSubmit(accepted());
+
+    expect(await dispatchJob(deps, message(job))).toBe("accepted");
+
+    expect(provider.submissions[0]?.params).toMatchObject({
+      control_image: "https://cdn.example.com/@169.254.169.254/edges.png",
+      init_image: "https://images.example.com/in/caf%C3%A9.png",
+      prompt: job.request.prompt,
+    });
   });
 
   it("never schedules the first check past the deadline, however long the eta", async () => {

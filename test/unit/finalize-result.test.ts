@@ -4,10 +4,14 @@ import { newJobId } from "../../shared/domain/ids.ts";
 import type { Job } from "../../shared/domain/job.ts";
 import { s3OutputCopier, s3OutputDiscarder } from "../../shared/lambda/wiring.ts";
 import { callbackNormalizers } from "../../shared/providers/registry.ts";
-import type { FinishedResult, ResultMessage } from "../../shared/schemas/messages.ts";
-import { resultMessageSchema } from "../../shared/schemas/messages.ts";
+import {
+  type DispatchMessage,
+  type FinishedResult,
+  queues,
+  type ResultMessage,
+  resultMessageSchema,
+} from "../../shared/schemas/messages.ts";
 import { cancelJob } from "../../shared/usecases/cancel-job.ts";
-import type { DispatchSettings } from "../../shared/usecases/dispatch-job.ts";
 import { dispatchJob } from "../../shared/usecases/dispatch-job.ts";
 import {
   type FinalizeDeps,
@@ -27,19 +31,9 @@ import {
   InMemoryJobStore,
   InMemoryObjectStore,
 } from "../support/fakes.ts";
+import { testFinalizeSettings, testReconcileSettings } from "../support/settings.ts";
 
-const settings: DispatchSettings & { storingTimeoutSeconds: number } = {
-  callbackBaseUrl: "https://api.example.com",
-  callbackSecret: "callback-secret",
-  checkMarginSeconds: 60,
-  deferBaseSeconds: 2,
-  deferMaxSeconds: 60,
-  retryBaseSeconds: 5,
-  retryMaxSeconds: 120,
-  maxRetryableFailures: 3,
-  queuedResendAfterSeconds: 300,
-  storingTimeoutSeconds: 120,
-};
+const settings = testFinalizeSettings();
 
 const done = (
   providerId: string | null = "9001",
@@ -68,8 +62,8 @@ describe("finalizeResult", () => {
   let clock: FakeClock;
   let jobs: InMemoryJobStore;
   let gate: InMemoryCapacityGate;
-  let jobsQueue: FakeQueue;
-  let resultsQueue: FakeQueue;
+  let jobsQueue: FakeQueue<DispatchMessage>;
+  let resultsQueue: FakeQueue<ResultMessage>;
   let provider: FakeProvider;
   let deps: FinalizeDeps;
 
@@ -101,7 +95,7 @@ describe("finalizeResult", () => {
           outcome: "pending",
         },
       ],
-      providerState: state as unknown as Record<string, unknown>,
+      providerState: state,
       dueAt: start.getTime() + 70_000,
       ...overrides,
     });
@@ -124,8 +118,8 @@ describe("finalizeResult", () => {
     clock = new FakeClock();
     jobs = new InMemoryJobStore(clock);
     gate = new InMemoryCapacityGate(5);
-    jobsQueue = new FakeQueue();
-    resultsQueue = new FakeQueue();
+    jobsQueue = new FakeQueue(queues.jobs);
+    resultsQueue = new FakeQueue(queues.results);
     provider = new FakeProvider();
     deps = { jobs, providers: fakeProviders({ provider, gate }), jobsQueue, resultsQueue, clock, settings };
   });
@@ -289,7 +283,7 @@ describe("finalizeResult", () => {
   });
 
   it("resumes a job left in storing (a crashed finalize) from its kept result", async () => {
-    const state: ProviderState = { phase: "finished", providerId: "9001", result: done("9001") };
+    const state: ProviderState = { phase: "finished", result: done("9001") };
     const job = buildJob(clock, {
       status: "storing",
       version: 5,
@@ -302,7 +296,7 @@ describe("finalizeResult", () => {
           outcome: "succeeded",
         },
       ],
-      providerState: state as unknown as Record<string, unknown>,
+      providerState: state,
     });
     await jobs.create(job);
     // Any redelivered result for it finishes the job from the stored result.
@@ -405,12 +399,8 @@ describe("finalizeResult", () => {
     });
 
     it("refuses a kept result over the bound when resuming a job already in storing", async () => {
-      const state: ProviderState = { phase: "finished", providerId: "9001", result: done("9001", urls(50)) };
-      const job = buildJob(clock, {
-        status: "storing",
-        version: 5,
-        providerState: state as unknown as Record<string, unknown>,
-      });
+      const state: ProviderState = { phase: "finished", result: done("9001", urls(50)) };
+      const job = buildJob(clock, { status: "storing", version: 5, providerState: state });
       await jobs.create(job);
       const { calls, copier } = counting();
       expect(await finalizeResult({ ...deps, copyOutput: copier }, message(job, done()))).toBe("failed");
@@ -465,7 +455,11 @@ describe("finalizeResult", () => {
         timeoutMs: 1_000,
         retryForMs: 0,
       });
-      deps = { ...deps, copyOutput: copy, discardOutputs: s3OutputDiscarder(store) };
+      deps = {
+        ...deps,
+        copyOutput: copy,
+        discardOutputs: s3OutputDiscarder(store, { info: () => undefined }),
+      };
     });
 
     const twoSamples = () => processingJob({ request: { ...buildJob(clock).request, samples: 2 } });
@@ -583,7 +577,7 @@ describe("finalizeResult", () => {
     const finalizeAll = async () => {
       const outcomes: string[] = [];
       for (const sent of resultsQueue.sent.splice(0)) {
-        outcomes.push(await finalizeResult(deps, resultMessageSchema.parse(sent.message)));
+        outcomes.push(await finalizeResult(deps, sent.message));
       }
       return outcomes;
     };
@@ -659,13 +653,7 @@ describe("finalizeResult", () => {
         clock,
         providers: deps.providers,
         resultsQueue,
-        settings: {
-          queuedResendAfterSeconds: 300,
-          batchSize: 10,
-          pollBaseSeconds: 10,
-          pollMaxSeconds: 300,
-          slotGraceSeconds: 600,
-        },
+        settings: testReconcileSettings(),
       };
       expect((await reconcile(reconcileDeps)).examined).toBe(0);
       clock.advance((5 + settings.checkMarginSeconds) * 1000);

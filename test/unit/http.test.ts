@@ -6,9 +6,12 @@ import {
   StaleWriteError,
   ValidationError,
 } from "../../shared/domain/errors.ts";
+import { parseOrThrow } from "../../shared/domain/validation.ts";
 import { errorToHttp } from "../../shared/http/errors.ts";
 import { readJsonBody } from "../../shared/http/request.ts";
 import { Router } from "../../shared/http/router.ts";
+import { submitJobBodySchema } from "../../shared/schemas/api.ts";
+import { validJobRequest } from "../support/requests.ts";
 
 const event = (body: string | undefined, contentType?: string, isBase64Encoded = false) =>
   ({
@@ -57,7 +60,12 @@ describe("errorToHttp", () => {
     const response = errorToHttp(new ValidationError("bad", [{ path: "width", message: "too big" }]));
     expect(response.statusCode).toBe(400);
     expect(JSON.parse(response.body as string)).toEqual({
-      error: { code: "VALIDATION_FAILED", message: "bad", details: [{ path: "width", message: "too big" }] },
+      error: {
+        code: "VALIDATION_FAILED",
+        message: "bad",
+        details: [{ path: "width", message: "too big" }],
+        details_total: 1,
+      },
     });
     expect(errorToHttp(new MethodNotAllowedError("PUT", "/x", ["GET"])).headers).toMatchObject({
       allow: "GET",
@@ -69,5 +77,66 @@ describe("errorToHttp", () => {
     const response = errorToHttp(new TypeError("secret detail"));
     expect(response.statusCode).toBe(500);
     expect(response.body).not.toContain("secret");
+  });
+});
+
+describe("error answers are bounded", () => {
+  /** The 400 a job body gets, as the API would answer it. */
+  const answer = (body: unknown) => {
+    let thrown: unknown;
+    try {
+      parseOrThrow(submitJobBodySchema, body, "The job request");
+    } catch (error) {
+      thrown = error;
+    }
+    const response = errorToHttp(thrown);
+    return {
+      response,
+      bytes: Buffer.byteLength(response.body as string),
+      body: JSON.parse(response.body as string),
+    };
+  };
+
+  it("answers a body of 200,000 unknown keys with the first 20 and the count of all, in under 16 KB", () => {
+    const body = validJobRequest();
+    for (let i = 0; i < 200_000; i++) body[`unknown_${i}`] = 0;
+
+    const { response, bytes, body: error } = answer(body);
+
+    expect(response.statusCode).toBe(400);
+    expect(bytes).toBeLessThan(16 * 1024);
+    expect(error.error.code).toBe("VALIDATION_FAILED");
+    expect(error.error.details).toHaveLength(20);
+    expect(error.error.details[0]).toEqual({ path: "unknown_0", message: "unknown field" });
+    expect(error.error.details_total).toBe(200_000);
+    expect(error.error.message).toMatch(/unknown_19 and 199980 more\.$/);
+  });
+
+  it("clips long paths and messages, and counts issues of every kind", () => {
+    const { bytes, body: error } = answer({
+      ...validJobRequest({ width: "wide", prompt: "p".repeat(100_000) }),
+      ["k".repeat(200_000)]: 1,
+      [`${"\u{1F600}".repeat(150)}`]: 1,
+    });
+
+    expect(bytes).toBeLessThan(16 * 1024);
+    expect(error.error.details_total).toBe(4);
+    for (const detail of error.error.details) {
+      expect(detail.path.length).toBeLessThanOrEqual(200);
+      expect(detail.message.length).toBeLessThanOrEqual(500);
+    }
+    expect(error.error.details.map((d: { path: string }) => d.path)).toEqual(
+      expect.arrayContaining(["width", "prompt", `${"k".repeat(199)}…`]),
+    );
+    // A clip never splits a surrogate pair: the emoji key is cut on a whole character.
+    const emoji = error.error.details.find((d: { path: string }) => d.path.startsWith("\u{1F600}"));
+    expect(emoji.path).toBe(`${"\u{1F600}".repeat(99)}…`);
+    expect(error.error.message.length).toBeLessThanOrEqual(1_000);
+  });
+
+  it("keeps details_total equal to the details when nothing was left out", () => {
+    const { body: error } = answer(validJobRequest({ width: "wide" }));
+    expect(error.error.details).toEqual([{ path: "width", message: expect.any(String) }]);
+    expect(error.error.details_total).toBe(1);
   });
 });

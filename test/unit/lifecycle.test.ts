@@ -1,4 +1,5 @@
 import { describe, expect, it, vi } from "vitest";
+import { queues } from "../../shared/schemas/messages.ts";
 import { LifecycleJobStore } from "../../shared/usecases/lifecycle.ts";
 import { buildJob, FakeClock, FakeEventPublisher, FakeQueue, InMemoryJobStore } from "../support/fakes.ts";
 
@@ -7,7 +8,7 @@ const GRACE_SECONDS = 120;
 function setup(publish: "terminal" | "all" = "all") {
   const clock = new FakeClock();
   const inner = new InMemoryJobStore(clock);
-  const notifications = new FakeQueue();
+  const notifications = new FakeQueue(queues.notifications);
   const events = new FakeEventPublisher();
   const log = vi.fn<(message: string, data: Record<string, unknown>) => void>();
   const store = new LifecycleJobStore(inner, {
@@ -174,7 +175,7 @@ describe("LifecycleJobStore: non-terminal transitions", () => {
     const events = new FakeEventPublisher();
     events.failNext = 1;
     const store = new LifecycleJobStore(inner, {
-      notifications: new FakeQueue(),
+      notifications: new FakeQueue(queues.notifications),
       events,
       clock,
       notifyGraceSeconds: 60,
@@ -187,19 +188,19 @@ describe("LifecycleJobStore: non-terminal transitions", () => {
 });
 
 describe("LifecycleJobStore: publish terminal only (the default deployment)", () => {
-  it.each([undefined, "terminal"] as const)(
+  it.each(["terminal", "none"] as const)(
     "with publish=%s, create and non-terminal transitions publish nothing; terminal ones still notify",
     async (publish) => {
       const clock = new FakeClock();
       const inner = new InMemoryJobStore(clock);
       const events = new FakeEventPublisher();
-      const notifications = new FakeQueue();
+      const notifications = new FakeQueue(queues.notifications);
       const store = new LifecycleJobStore(inner, {
         notifications,
         events,
         clock,
         notifyGraceSeconds: 60,
-        ...(publish && { publish }),
+        publish,
       });
       const job = buildJob(clock);
       expect((await store.create(job)).created).toBe(true);

@@ -4,8 +4,10 @@ import { MAX_PROVIDER_ID_CHARS, MAX_SAMPLES, OUTPUT_LIMITS } from "../../shared/
 import {
   dispatchMessageSchema,
   notifyMessageSchema,
+  queues,
   resultMessageSchema,
 } from "../../shared/schemas/messages.ts";
+import { workerJobQueue } from "../../shared/schemas/worker-job.ts";
 import { bundledInputs } from "../support/bundle.ts";
 
 const issues = (result: { error?: { issues: Array<{ path: PropertyKey[]; message: string }> } }) =>
@@ -131,6 +133,26 @@ describe("queue message schemas (zod/mini)", () => {
       `result.outputs.0.url: Too big: expected string to have <=${OUTPUT_LIMITS.urlChars} characters`,
       `result.outputs.1.data: Too big: expected string to have <=${OUTPUT_LIMITS.inlineChars} characters`,
     ]);
+  });
+
+  it("check a fallback message's request for being an object on send, and in full where the worker reads it", () => {
+    const message = {
+      jobId: "01J",
+      tenantId: "acme",
+      attempt: 0,
+      request: { model_id: "sd15" },
+      outputsPrefix: "acme/01J",
+    };
+    // The senders pass the request on as the API validated it.
+    expect(queues.fallback.schema.parse(message)).toEqual(message);
+    expect(issues(queues.fallback.schema.safeParse({ ...message, request: ["sd15"] }))).toEqual([
+      "request: must be a JSON object",
+    ]);
+    // The worker runs it: the seed schema's checks apply.
+    expect(workerJobQueue.name).toBe(queues.fallback.name);
+    expect(issues(workerJobQueue.schema.safeParse(message))).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^request.controlnet_model: /)]),
+    );
   });
 
   it.each(["reconcile", "dispatch", "finalize", "notify"])(

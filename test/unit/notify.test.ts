@@ -2,7 +2,7 @@ import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
 import type { Job } from "../../shared/domain/job.ts";
 import type { NotificationRecord } from "../../shared/ports/index.ts";
-import type { NotifyMessage } from "../../shared/schemas/messages.ts";
+import { type NotifyMessage, queues } from "../../shared/schemas/messages.ts";
 import { newWebhookSecret } from "../../shared/usecases/authenticate.ts";
 import { handleNotifyMessage, type NotifyDeps, replayNotification } from "../../shared/usecases/notify.ts";
 import { presentJob } from "../../shared/usecases/present-job.ts";
@@ -16,6 +16,7 @@ import {
   InMemoryNotificationStore,
   InMemoryWebhookSettings,
 } from "../support/fakes.ts";
+import { testNotifySettings } from "../support/settings.ts";
 
 const SECRET_A = `whsec_${Buffer.alloc(32, 1).toString("base64")}`;
 const SECRET_B = `whsec_${Buffer.alloc(32, 2).toString("base64")}`;
@@ -26,8 +27,8 @@ function setup(options: { now?: Date; schedule?: number[]; fallback?: number | n
   const jobs = new InMemoryJobStore(clock);
   const notifications = new InMemoryNotificationStore();
   const tenants = new InMemoryWebhookSettings(clock);
-  const notifyQueue = new FakeQueue();
-  const deadLetters = new FakeQueue();
+  const notifyQueue = new FakeQueue(queues.notifications);
+  const deadLetters = new FakeQueue(queues.notificationsDeadLetters);
   const events = new FakeEventPublisher();
   const sender = new FakeWebhookSender(options.fallback === undefined ? 200 : options.fallback);
   const deps: NotifyDeps = {
@@ -40,7 +41,8 @@ function setup(options: { now?: Date; schedule?: number[]; fallback?: number | n
     sender,
     clock,
     present: async (job) => presentJob(job),
-    settings: { retryScheduleSeconds: options.schedule ?? SCHEDULE, jitter: 0, outboxGraceSeconds: 60 },
+    publishTerminalEvents: true,
+    settings: testNotifySettings({ retryScheduleSeconds: options.schedule ?? SCHEDULE, jitter: 0 }),
     random: () => 0.5,
   };
   tenants.tenants.set("tenant-a", {
@@ -82,11 +84,8 @@ const jobEvent = (job: Pick<Job, "id" | "status">): NotifyMessage => ({
   status: job.status,
 });
 
-const deliveries = (queue: FakeQueue) =>
-  queue.sent.filter((s) => s.message.kind === "delivery") as {
-    message: Extract<NotifyMessage, { kind: "delivery" }>;
-    options?: { delaySeconds?: number };
-  }[];
+const deliveries = (queue: FakeQueue<NotifyMessage>) =>
+  queue.sent.flatMap((s) => (s.message.kind === "delivery" ? [{ ...s, message: s.message }] : []));
 
 async function onlyRecord(env: Env, jobId: string): Promise<NotificationRecord> {
   const records = await env.notifications.listForJob(jobId);
@@ -354,7 +353,7 @@ describe("notify: deliveries and retries", () => {
 
   it("jitter spreads each wait by at most ± the configured fraction", async () => {
     const env = setup();
-    env.deps.settings = { retryScheduleSeconds: [100], jitter: 0.2, outboxGraceSeconds: 60 };
+    env.deps.settings = testNotifySettings({ retryScheduleSeconds: [100], jitter: 0.2 });
     env.deps.random = () => 1; // the top of the range: +20 %
     env.sender.answer(500);
     const job = terminalJob(env);

@@ -3,7 +3,7 @@ import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import { beforeEach, describe, expect, it } from "vitest";
 import * as z from "zod/mini";
 import { FUNCTIONS } from "../../infra/functions.ts";
-import { CALLBACK_ROUTE, callbackUrl, parseCallbackPath } from "../../shared/domain/callback-token.ts";
+import { CALLBACK_PATH, callbackUrl, parseCallbackPath } from "../../shared/domain/callback-token.ts";
 import { NotFoundError } from "../../shared/domain/errors.ts";
 import type { Job } from "../../shared/domain/job.ts";
 import { PROVIDER_IDS, type ProviderId } from "../../shared/domain/providers.ts";
@@ -29,8 +29,14 @@ import {
 } from "../../shared/providers/registry.ts";
 import { dispatchConfig, finalizeConfig, loadConfig, reconcileConfig } from "../../shared/schemas/config.ts";
 import { int } from "../../shared/schemas/config-fields.ts";
-import { resultMessageSchema } from "../../shared/schemas/messages.ts";
-import type { DispatchSettings } from "../../shared/usecases/dispatch-job.ts";
+import {
+  type DispatchMessage,
+  queues,
+  type ResultMessage,
+  resultMessageSchema,
+  type WorkerJobMessage,
+} from "../../shared/schemas/messages.ts";
+import { defineQueue } from "../../shared/schemas/queue.ts";
 import { dispatchJob } from "../../shared/usecases/dispatch-job.ts";
 import { finalizeResult } from "../../shared/usecases/finalize-result.ts";
 import { reconcile } from "../../shared/usecases/reconcile.ts";
@@ -42,6 +48,7 @@ import {
   InMemoryCircuitBreaker,
   InMemoryJobStore,
 } from "../support/fakes.ts";
+import { testFinalizeSettings, testReconcileSettings } from "../support/settings.ts";
 
 /**
  * A provider the production registry does not have, added the way a new one is: one module (its
@@ -124,25 +131,23 @@ const replicateModule = {
 /** The registry of a deployment with the new provider, `auto` jobs going to it first. */
 const registry: ProviderRegistry = { ...PROVIDER_REGISTRY, [REPLICATE]: replicateModule };
 
-const settings: DispatchSettings & { storingTimeoutSeconds: number } = {
-  callbackBaseUrl: "https://hooks.example.com",
-  callbackSecret: "callback-secret",
-  checkMarginSeconds: 15,
-  deferBaseSeconds: 2,
-  deferMaxSeconds: 60,
-  retryBaseSeconds: 5,
-  retryMaxSeconds: 120,
-  maxRetryableFailures: 2,
-  queuedResendAfterSeconds: 300,
-  storingTimeoutSeconds: 120,
-};
+const settings = testFinalizeSettings({ checkMarginSeconds: 15, maxRetryableFailures: 2 });
+
+/**
+ * The results queue of that deployment: its schema takes the new provider's id, as the production
+ * one takes every id of PROVIDER_IDS once the provider's id is added there.
+ */
+const resultsQueueOf = defineQueue(
+  "results",
+  z.object({ ...resultMessageSchema.shape, provider: z.enum([...PROVIDER_IDS, REPLICATE]) }),
+);
 
 describe("a provider added as one module and one registry row", () => {
   let clock: FakeClock;
   let jobs: InMemoryJobStore;
-  let jobsQueue: FakeQueue;
-  let resultsQueue: FakeQueue;
-  let fallbackQueue: FakeQueue;
+  let jobsQueue: FakeQueue<DispatchMessage>;
+  let resultsQueue: FakeQueue<ResultMessage>;
+  let fallbackQueue: FakeQueue<WorkerJobMessage>;
   let gates: Map<string, InMemoryCapacityGate>;
   let breakers: Map<string, InMemoryCircuitBreaker>;
   let providers: ProviderSet;
@@ -157,23 +162,16 @@ describe("a provider added as one module and one registry row", () => {
   const deps = () => ({ jobs, providers, jobsQueue, resultsQueue, clock, settings });
   const finalizeAll = async (): Promise<string[]> => {
     const outcomes: string[] = [];
-    for (const sent of resultsQueue.sent.splice(0)) {
-      outcomes.push(await finalizeResult(deps(), resultMessageSchemaFor(sent.message)));
-    }
+    for (const sent of resultsQueue.sent.splice(0)) outcomes.push(await finalizeResult(deps(), sent.message));
     return outcomes;
-  };
-  /** The results queue's schema knows the production ids only; the new id is checked here instead. */
-  const resultMessageSchemaFor = (message: Record<string, unknown>) => {
-    expect(message.provider).toBe(REPLICATE);
-    return { ...resultMessageSchema.parse({ ...message, provider: "modelslab" }), provider: REPLICATE };
   };
 
   beforeEach(() => {
     clock = new FakeClock();
     jobs = new InMemoryJobStore(clock);
-    jobsQueue = new FakeQueue();
-    resultsQueue = new FakeQueue();
-    fallbackQueue = new FakeQueue();
+    jobsQueue = new FakeQueue(queues.jobs);
+    resultsQueue = new FakeQueue(resultsQueueOf);
+    fallbackQueue = new FakeQueue(queues.fallback);
     gates = new Map();
     breakers = new Map();
     built = [];
@@ -185,7 +183,7 @@ describe("a provider added as one module and one registry row", () => {
     providers = bindProviders(
       loadConfig(registrySettings(registry), env),
       {
-        queue: () => fallbackQueue,
+        queue: <M>() => fallbackQueue as unknown as FakeQueue<M>,
         secret: async (config, valueName) => String(config[valueName]),
         log: () => undefined,
       },
@@ -282,13 +280,7 @@ describe("a provider added as one module and one registry row", () => {
       providers,
       dispatch: settings,
       clock,
-      settings: {
-        queuedResendAfterSeconds: 300,
-        batchSize: 10,
-        pollBaseSeconds: 10,
-        pollMaxSeconds: 60,
-        slotGraceSeconds: 60,
-      },
+      settings: testReconcileSettings(),
     };
     expect(await reconcile(reconcileDeps)).toMatchObject({ polled: 1, resolved: 1 });
     expect(replicate.fetches).toEqual([
@@ -399,6 +391,15 @@ describe("the production registry", () => {
     });
     expect(PROVIDER_REGISTRY.modelslab.capacity(config)).toBe(7);
     expect(PROVIDER_REGISTRY["self-hosted"].capacity(config)).toBe(12);
+    // ModelsLab's submit deadline is its own setting, and so is the first look at a submission in doubt.
+    const built = PROVIDER_REGISTRY.modelslab.create(
+      loadConfig(providersConfig, {
+        FALLBACK_QUEUE_URL: "https://sqs.example.com/000000000000/fallback",
+        MODELSLAB_SUBMIT_TIMEOUT_SECONDS: "45",
+      }),
+      { queue: () => new FakeQueue(queues.fallback) as never, secret: async () => "k", log: () => undefined },
+    );
+    expect(built.submitTimeoutSeconds).toBe(45);
     expect(PROVIDER_IDS).toContain(AUTO_ROUTE.primary);
     expect(PROVIDER_IDS).toContain(AUTO_ROUTE.fallback);
   });
@@ -406,9 +407,9 @@ describe("the production registry", () => {
   it("routes a callback path for every row that takes callbacks, and refuses one for any other", async () => {
     const normalizers = callbackNormalizers(() => undefined);
     const routes = FUNCTIONS.flatMap((fn) => fn.routes ?? []).map((route) => route.routeKey);
-    expect(routes).toContain(`POST ${CALLBACK_ROUTE}`);
+    expect(routes).toContain(`POST ${CALLBACK_PATH}`);
     const endpoint = createCallbackEndpoint({
-      resultsQueue: new FakeQueue(),
+      resultsQueue: new FakeQueue(queues.results),
       clock: new FakeClock(),
       callbackSecret: "s",
       normalizers,

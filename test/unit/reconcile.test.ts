@@ -1,7 +1,12 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import type { Job } from "../../shared/domain/job.ts";
 import type { ProviderResult } from "../../shared/ports/provider.ts";
-import { resultMessageSchema } from "../../shared/schemas/messages.ts";
+import {
+  type DispatchMessage,
+  type FinishedResult,
+  queues,
+  type ResultMessage,
+} from "../../shared/schemas/messages.ts";
 import type { ProviderState } from "../../shared/usecases/provider-attempts.ts";
 import { type ReconcileDeps, type ReconcileSettings, reconcile } from "../../shared/usecases/reconcile.ts";
 import {
@@ -13,14 +18,9 @@ import {
   InMemoryCapacityGate,
   InMemoryJobStore,
 } from "../support/fakes.ts";
+import { testReconcileSettings } from "../support/settings.ts";
 
-const settings: ReconcileSettings = {
-  queuedResendAfterSeconds: 300,
-  batchSize: 50,
-  pollBaseSeconds: 10,
-  pollMaxSeconds: 300,
-  slotGraceSeconds: 600,
-};
+const settings: ReconcileSettings = testReconcileSettings();
 
 const FETCH_URL = "https://modelslab.com/api/v6/images/fetch/9001";
 
@@ -36,8 +36,8 @@ describe("reconcile", () => {
   let jobs: InMemoryJobStore;
   let gate: InMemoryCapacityGate;
   let provider: FakeProvider;
-  let jobsQueue: FakeQueue;
-  let resultsQueue: FakeQueue;
+  let jobsQueue: FakeQueue<DispatchMessage>;
+  let resultsQueue: FakeQueue<ResultMessage>;
   let deps: ReconcileDeps;
 
   const stored = (id: string): Job => {
@@ -55,13 +55,13 @@ describe("reconcile", () => {
       attempts: [
         {
           provider: "modelslab",
-          provider_id: state.providerId ?? null,
+          provider_id: state.phase === "accepted" ? state.providerId : null,
           started_at: new Date(now.getTime() - 70_000).toISOString(),
           ended_at: null,
           outcome: "pending",
         },
       ],
-      providerState: state as unknown as Record<string, unknown>,
+      providerState: state,
       dueAt: now.getTime() - 1,
       ...overrides,
     });
@@ -90,8 +90,8 @@ describe("reconcile", () => {
     jobs = new InMemoryJobStore(clock);
     gate = new InMemoryCapacityGate(5);
     provider = new FakeProvider();
-    jobsQueue = new FakeQueue();
-    resultsQueue = new FakeQueue();
+    jobsQueue = new FakeQueue(queues.jobs);
+    resultsQueue = new FakeQueue(queues.results);
     deps = { jobs, jobsQueue, clock, settings, providers: fakeProviders({ provider, gate }), resultsQueue };
   });
 
@@ -127,7 +127,7 @@ describe("reconcile", () => {
     expect(provider.fetches).toEqual([{ providerId: "9001", handle: { fetchUrl: FETCH_URL } }]);
     expect(provider.submissions).toHaveLength(0);
     expect(resultsQueue.sent).toHaveLength(1);
-    expect(resultMessageSchema.parse(resultsQueue.sent[0]?.message)).toEqual({
+    expect(resultsQueue.sent[0]?.message).toEqual({
       jobId: job.id,
       provider: "modelslab",
       attempt: 0,
@@ -236,8 +236,8 @@ describe("reconcile", () => {
   });
 
   it.each([
-    ["indeterminate", { phase: "indeterminate" } as ProviderState],
-    ["submitting", { phase: "submitting" } as ProviderState],
+    ["indeterminate", { phase: "indeterminate" } satisfies ProviderState],
+    ["submitting", { phase: "submitting" } satisfies ProviderState],
   ])("does not poll a %s job without a provider id, only looks again later", async (_name, state) => {
     const job = await processingJob(state);
 
@@ -254,7 +254,10 @@ describe("reconcile", () => {
   });
 
   it("does not poll an accepted attempt whose provider cannot be polled: its next look is the deadline", async () => {
-    deps = { ...deps, providers: fakeProviders({ provider, gate, fallbackQueue: new FakeQueue() }) };
+    deps = {
+      ...deps,
+      providers: fakeProviders({ provider, gate, fallbackQueue: new FakeQueue(queues.fallback) }),
+    };
     const job = await processingJob(
       { phase: "accepted", providerId: null, etaSeconds: null, handle: {}, checks: 0 },
       { attempts: [{ ...finishedAttempt(), provider: "self-hosted", ended_at: null, outcome: "pending" }] },
@@ -268,9 +271,8 @@ describe("reconcile", () => {
   });
 
   it("hands a job left in storing back to finalize with its kept result", async () => {
-    const state: ProviderState = {
+    const state = {
       phase: "finished",
-      providerId: "9001",
       result: {
         kind: "done",
         providerId: "9001",
@@ -278,12 +280,12 @@ describe("reconcile", () => {
         generationTimeSeconds: null,
         seed: null,
       },
-    };
+    } satisfies ProviderState;
     const job = buildJob(clock, {
       status: "storing",
       version: 5,
       attempts: [finishedAttempt()],
-      providerState: state as unknown as Record<string, unknown>,
+      providerState: state,
       dueAt: clock.now().getTime() - 1,
     });
     await jobs.create(job);
@@ -291,7 +293,10 @@ describe("reconcile", () => {
     const report = await reconcile(deps);
 
     expect(report).toMatchObject({ resumed: 1 });
-    expect(stored(job.id)).toMatchObject({ status: "storing", dueAt: clock.now().getTime() + 60_000 });
+    expect(stored(job.id)).toMatchObject({
+      status: "storing",
+      dueAt: clock.now().getTime() + settings.storingRetrySeconds * 1000,
+    });
     expect(resultsQueue.sent.map((s) => s.message)).toEqual([
       {
         jobId: job.id,
@@ -305,7 +310,7 @@ describe("reconcile", () => {
   });
 
   describe("a job in storing", () => {
-    const kept: ProviderState["result"] = {
+    const kept: FinishedResult = {
       kind: "done",
       providerId: "9001",
       outputs: [{ kind: "url", url: "https://pub-x.r2.dev/a.png" }],
@@ -313,12 +318,11 @@ describe("reconcile", () => {
       seed: null,
     };
     const storingJob = async (overrides: Partial<Job> = {}) => {
-      const state: ProviderState = { phase: "finished", providerId: "9001", result: kept };
       const job = buildJob(clock, {
         status: "storing",
         version: 5,
         attempts: [finishedAttempt()],
-        providerState: state as unknown as Record<string, unknown>,
+        providerState: { phase: "finished", result: kept },
         dueAt: clock.now().getTime() - 1,
         ...overrides,
       });
@@ -394,7 +398,12 @@ describe("reconcile", () => {
       const fleetGate = new InMemoryCapacityGate(8);
       deps = {
         ...deps,
-        providers: fakeProviders({ provider, gate, fallbackQueue: new FakeQueue(), fleetGate }),
+        providers: fakeProviders({
+          provider,
+          gate,
+          fallbackQueue: new FakeQueue(queues.fallback),
+          fleetGate,
+        }),
       };
       const start = clock.now();
       // Moved to the fleet; its ModelsLab slot's release was lost.

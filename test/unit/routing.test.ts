@@ -1,6 +1,7 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import type { Job } from "../../shared/domain/job.ts";
 import type { ProviderResult } from "../../shared/ports/provider.ts";
+import { type DispatchMessage, queues, type WorkerJobMessage } from "../../shared/schemas/messages.ts";
 import { workerJobMessageSchema } from "../../shared/schemas/worker-job.ts";
 import { type DispatchDeps, type DispatchSettings, dispatchJob } from "../../shared/usecases/dispatch-job.ts";
 import { finalizeResult } from "../../shared/usecases/finalize-result.ts";
@@ -15,19 +16,9 @@ import {
   InMemoryCircuitBreaker,
   InMemoryJobStore,
 } from "../support/fakes.ts";
+import { testDispatchSettings, testFinalizeSettings, testReconcileSettings } from "../support/settings.ts";
 
-const settings: DispatchSettings = {
-  callbackBaseUrl: "https://api.example.com/",
-  callbackSecret: "callback-secret",
-  checkMarginSeconds: 60,
-  deferBaseSeconds: 2,
-  deferMaxSeconds: 60,
-  retryBaseSeconds: 5,
-  retryMaxSeconds: 120,
-  maxRetryableFailures: 2,
-  queuedResendAfterSeconds: 300,
-  expectedRunSeconds: 120,
-};
+const settings: DispatchSettings = testDispatchSettings({ maxRetryableFailures: 2 });
 
 const accepted: ProviderResult = {
   kind: "accepted",
@@ -51,8 +42,8 @@ describe("routing to the self-hosted fallback", () => {
   let fleetGate: InMemoryCapacityGate;
   let provider: FakeProvider;
   let breaker: InMemoryCircuitBreaker;
-  let jobsQueue: FakeQueue;
-  let fallbackQueue: FakeQueue;
+  let jobsQueue: FakeQueue<DispatchMessage>;
+  let fallbackQueue: FakeQueue<WorkerJobMessage>;
   let deps: DispatchDeps;
 
   const store = async (overrides: Partial<Job> = {}): Promise<Job> => {
@@ -69,13 +60,13 @@ describe("routing to the self-hosted fallback", () => {
     fleetGate = new InMemoryCapacityGate(8);
     provider = new FakeProvider();
     breaker = new InMemoryCircuitBreaker({ failureThreshold: 3, windowSeconds: 60, coolDownSeconds: 30 });
-    jobsQueue = new FakeQueue();
-    fallbackQueue = new FakeQueue();
+    jobsQueue = new FakeQueue(queues.jobs);
+    fallbackQueue = new FakeQueue(queues.fallback);
     deps = {
       jobs,
       providers: fakeProviders({ provider, gate, breaker, fallbackQueue, fleetGate }),
       jobsQueue,
-      resultsQueue: new FakeQueue(),
+      resultsQueue: new FakeQueue(queues.results),
       clock,
       settings,
     };
@@ -107,6 +98,19 @@ describe("routing to the self-hosted fallback", () => {
     // A duplicate dispatch message changes nothing.
     expect(await dispatchJob(deps, { jobId: job.id })).toBe("ignored");
     expect(fallbackQueue.sent).toHaveLength(1);
+  });
+
+  it("sends the worker image URLs as their normalised href, the host the address rules checked", async () => {
+    const job = await store({
+      provider: "self-hosted",
+      request: {
+        ...buildJob(clock).request,
+        control_image: "https://cdn.example.com\\@169.254.169.254/edges.png",
+      } as Job["request"],
+    });
+    expect(await dispatchJob(deps, { jobId: job.id })).toBe("accepted");
+    const message = workerJobMessageSchema.parse(fallbackQueue.sent[0]?.message);
+    expect(message.request.control_image).toBe("https://cdn.example.com/@169.254.169.254/edges.png");
   });
 
   it("still fails a self-hosted job when no fallback queue is configured", async () => {
@@ -255,7 +259,7 @@ describe("routing to the self-hosted fallback", () => {
   it("finalize: a worker result completes the self-hosted attempt; a stale provider result for it is ignored, and vice versa", async () => {
     const job = await store({ provider: "self-hosted" });
     await dispatchJob(deps, { jobId: job.id });
-    const finalizeDeps = { ...deps, settings: { ...settings, storingTimeoutSeconds: 60 } };
+    const finalizeDeps = { ...deps, settings: testFinalizeSettings(settings) };
     const done = (providerId: string | null) => ({
       kind: "done" as const,
       providerId,
@@ -317,17 +321,11 @@ describe("routing to the self-hosted fallback", () => {
     const report = await reconcile({
       jobs,
       jobsQueue,
-      resultsQueue: new FakeQueue(),
+      resultsQueue: new FakeQueue(queues.results),
       providers: deps.providers,
       dispatch: settings,
       clock,
-      settings: {
-        queuedResendAfterSeconds: 300,
-        batchSize: 10,
-        pollBaseSeconds: 10,
-        pollMaxSeconds: 60,
-        slotGraceSeconds: 60,
-      },
+      settings: testReconcileSettings(),
     });
     expect(report.requeued).toBe(1);
     expect(fallbackQueue.sent.map((s) => s.message.jobId)).toEqual([job.id]);

@@ -290,6 +290,22 @@ describe("providerParams", () => {
     ]);
   });
 
+  it("gives other URLs on as the WHATWG parser reads them, the host the address rules checked", async () => {
+    const params = await providerParams(
+      request({
+        control_image: "https://cdn.example.com\\@169.254.169.254/edges.png",
+        init_image: "https://:@Images.Example.com:443/a/../caf\u00e9.png",
+        mask_image: "https://example.com/m.png",
+      }),
+      async () => "x",
+    );
+    expect(params).toMatchObject({
+      control_image: "https://cdn.example.com/@169.254.169.254/edges.png",
+      init_image: "https://images.example.com/caf%C3%A9.png",
+      mask_image: "https://example.com/m.png",
+    });
+  });
+
   it("leaves base64 absent when the request had none", async () => {
     const params = await providerParams(
       request({ control_image: "https://example.com/e.png" }),

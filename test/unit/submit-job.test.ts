@@ -1,26 +1,24 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { ConflictError, ValidationError } from "../../shared/domain/errors.ts";
+import { type DispatchMessage, queues } from "../../shared/schemas/messages.ts";
 import { cancelJob } from "../../shared/usecases/cancel-job.ts";
 import { reconcile } from "../../shared/usecases/reconcile.ts";
 import { type SubmitJobDeps, submitJob } from "../../shared/usecases/submit-job.ts";
 import { FakeClock, FakeQueue, InMemoryJobStore } from "../support/fakes.ts";
 import { validJobRequest } from "../support/requests.ts";
+import { testApiSettings, testReconcileSettings } from "../support/settings.ts";
 
-const settings = {
-  defaultDeadlineSeconds: 3600,
-  queuedResendAfterSeconds: 300,
-  idempotencyTtlSeconds: 86_400,
-};
+const settings = testApiSettings();
 
 describe("submitJob", () => {
   let clock: FakeClock;
   let jobs: InMemoryJobStore;
-  let queue: FakeQueue;
+  let queue: FakeQueue<DispatchMessage>;
   let deps: SubmitJobDeps;
   beforeEach(() => {
     clock = new FakeClock();
     jobs = new InMemoryJobStore(clock);
-    queue = new FakeQueue();
+    queue = new FakeQueue(queues.jobs);
     deps = { jobs, jobsQueue: queue, clock, settings };
   });
 
@@ -122,13 +120,7 @@ describe("submitJob", () => {
       jobs,
       jobsQueue: queue,
       clock,
-      settings: {
-        queuedResendAfterSeconds: 300,
-        batchSize: 10,
-        pollBaseSeconds: 10,
-        pollMaxSeconds: 300,
-        slotGraceSeconds: 60,
-      },
+      settings: testReconcileSettings(),
     };
     expect((await reconcile(reconcileDeps)).requeued).toBe(0); // not due yet
     clock.advance(300_000);
@@ -144,7 +136,7 @@ describe("cancelJob", () => {
     const clock = new FakeClock();
     const jobs = new InMemoryJobStore(clock);
     const { job } = await submitJob(
-      { jobs, jobsQueue: new FakeQueue(), clock, settings },
+      { jobs, jobsQueue: new FakeQueue(queues.jobs), clock, settings },
       { tenantId: "t1", body: validJobRequest() },
     );
     const cancelled = await cancelJob({ jobs, clock }, "t1", job.id);

@@ -191,9 +191,8 @@ describe("worker service on fauxqs (SQS + S3)", () => {
     const worker = await start(q, { createScheduler: slowSchedulers, service: { drainTimeoutMs: 100 } });
     await send(q.fallback.queueUrl, job("job-drain", { num_inference_steps: 50 }));
     await expect.poll(() => worker.service.health().state, { timeout: 10_000 }).toBe("busy");
-    const t0 = Date.now();
     await worker.stop();
-    expect(Date.now() - t0).toBeLessThan(3_000);
+    // Released, not run to the end: stop() did not wait for the job's 50 slow steps.
     expect(worker.service.health()).toMatchObject({ state: "stopped", released: 1, completed: 0 });
     expect(counts(`fallback-${n}`)).toEqual({ ready: 1, inflight: 0 });
     expect(counts(`results-${n}`).ready).toBe(0);

@@ -1,6 +1,9 @@
 /**
- * The fallback queue's message: one job for the self-hosted worker. The schema lives with the other
- * shared schemas (`shared/schemas/worker-job.ts`; its type is also exported from
- * `shared/schemas/messages.ts`), so dispatch (the sender) and the worker use one schema.
+ * The fallback queue's message: one job for the self-hosted worker. Declared with the other queues
+ * (`queues.fallback` in `shared/schemas/messages.ts`); the worker reads it through `workerJobQueue`
+ * (`shared/schemas/worker-job.ts`), the same declaration with the request checked in full.
  */
-export { type WorkerJobMessage, workerJobMessageSchema } from "../../shared/schemas/worker-job.ts";
+export {
+  type WorkerJobMessage,
+  workerJobQueue,
+} from "../../shared/schemas/worker-job.ts";

@@ -19,10 +19,11 @@ import {
   type SQSClient,
 } from "@aws-sdk/client-sqs";
 import { receiveTimeoutMs } from "../../shared/adapters/sqs/queue.ts";
-import type { FinishedResult, ResultMessage } from "../../shared/schemas/messages.ts";
+import { type FinishedResult, queues, type ResultMessage } from "../../shared/schemas/messages.ts";
+import { decodeMessage, encodeMessage } from "../../shared/schemas/queue.ts";
 import { classify, StopError } from "./errors.ts";
 import { type JobDeps, runJob } from "./job.ts";
-import { type WorkerJobMessage, workerJobMessageSchema } from "./messages.ts";
+import { type WorkerJobMessage, workerJobQueue } from "./messages.ts";
 import type { Logger } from "./pipeline/session.ts";
 
 export interface WorkerServiceOptions {
@@ -157,7 +158,7 @@ export class WorkerService {
     const receipt = message.ReceiptHandle as string;
     let parsed: WorkerJobMessage;
     try {
-      parsed = workerJobMessageSchema.parse(JSON.parse(message.Body ?? ""));
+      parsed = decodeMessage(workerJobQueue, message.Body ?? "");
     } catch (error) {
       await this.poison(message, error);
       return;
@@ -305,8 +306,12 @@ export class WorkerService {
       observedAt: this.o.clock().toISOString(),
       result,
     };
+    // Checked against the results queue's schema, as every producer's message is (shared/schemas/queue.ts).
     await this.o.sqs.send(
-      new SendMessageCommand({ QueueUrl: this.o.resultsQueueUrl, MessageBody: JSON.stringify(body) }),
+      new SendMessageCommand({
+        QueueUrl: this.o.resultsQueueUrl,
+        MessageBody: encodeMessage(queues.results, body),
+      }),
     );
   }
 

@@ -28,7 +28,11 @@ export class DynamoCapacityGate implements CapacityGate {
     // One write on the common path; the holders map is created only on the first refusal (a failed
     // conditional write costs a write unit too, so creating it up front on every acquire would cost two).
     if (await this.acquire(jobId, now)) return true;
-    if (!(await this.createHolders())) return false; // The map existed: the gate is full.
+    // Refused: the gate is full, or it has no holders map yet. Create the map, and read the gate at the
+    // same time (no extra round trip): a map that exists may have been created by a concurrent first
+    // acquirer after this acquire ran, so only a gate seen full refuses.
+    const [created, holders] = await Promise.all([this.createHolders(), this.holders()]);
+    if (!created && Object.keys(holders).length >= this.limit && !(jobId in holders)) return false;
     return this.acquire(jobId, now);
   }
 

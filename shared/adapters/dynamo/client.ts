@@ -11,21 +11,26 @@ import {
   AWS_CLIENT_DEFAULTS,
   type BoundedClientOptions,
   boundedHttpHandler,
+  type Environment,
   isTransientAwsError,
+  serviceLocation,
 } from "../aws-client.ts";
 
 /**
- * The document client every DynamoDB adapter is given. Create it once per module (cold start) and
- * inject it. Region, credentials and endpoint come from the SDK's default chain (`AWS_REGION`,
- * `AWS_ENDPOINT_URL_DYNAMODB`, ...) unless `options` overrides them (tests point it at dynalite).
+ * The document client every DynamoDB adapter is given. Create it once per function (cold start) and
+ * inject it. Region and endpoint come from `env` (`AWS_REGION`, `AWS_ENDPOINT_URL_DYNAMODB`, ...:
+ * `serviceLocation`), credentials from the SDK's default chain, unless `options` overrides them
+ * (tests point it at dynalite).
  */
 export function createDocumentClient(
   options: DynamoDBClientConfig & BoundedClientOptions = {},
+  env: Environment = process.env,
 ): DynamoDBDocumentClient {
   const { timeouts, ...config } = options;
   const client = new DynamoDBClient({
     maxAttempts: AWS_CLIENT_DEFAULTS.maxAttempts,
     requestHandler: boundedHttpHandler(timeouts),
+    ...serviceLocation(env, "DYNAMODB"),
     ...config,
   });
   return DynamoDBDocumentClient.from(client, {

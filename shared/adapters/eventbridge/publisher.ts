@@ -2,12 +2,14 @@ import { EventBridgeClient, PutEventsCommand } from "@aws-sdk/client-eventbridge
 import { UnavailableError } from "../../domain/errors.ts";
 import { LIFECYCLE_SOURCE, type LifecycleEvent } from "../../domain/events.ts";
 import type { EventPublisher } from "../../ports/index.ts";
-import { AWS_CLIENT_DEFAULTS, boundedHttpHandler } from "../aws-client.ts";
+import { AWS_CLIENT_DEFAULTS, boundedHttpHandler, type Environment, serviceLocation } from "../aws-client.ts";
 
-export const createEventBridgeClient = (): EventBridgeClient =>
+/** Region and endpoint from `env` (`AWS_ENDPOINT_URL_EVENTBRIDGE`, ...: `serviceLocation`), credentials from the default chain. */
+export const createEventBridgeClient = (env: Environment = process.env): EventBridgeClient =>
   new EventBridgeClient({
     maxAttempts: AWS_CLIENT_DEFAULTS.maxAttempts,
     requestHandler: boundedHttpHandler(),
+    ...serviceLocation(env, "EVENTBRIDGE"),
   });
 
 /** Publishes lifecycle events on the product's bus (at most 10 per PutEvents call). */

@@ -5,7 +5,7 @@
  *
  * Why not undici: it would be the largest package of each Lambda bundle and much of its import
  * time, for what Node's own HTTP client does at no cost.
- * The adapters need nothing undici alone has: a guarded connection (safe-fetch's
+ * The adapters need nothing undici alone has: a guarded connection (guarded-connection's
  * `Agent.createConnection`), deadlines (an AbortSignal plus the connect timeout below) and a streamed body.
  */
 import http, { type IncomingHttpHeaders, type IncomingMessage } from "node:http";

@@ -1,6 +1,9 @@
+import { checkUrl, urlHost } from "../../domain/address-policy.ts";
+import { findRefusal } from "../../domain/downloads.ts";
 import type { WebhookDeliveryResult, WebhookSender } from "../../ports/index.ts";
+import { createSafeAgent } from "./guarded-connection.ts";
 import { exchange } from "./request.ts";
-import { checkUrl, createSafeAgent, type DownloadPolicy, findRefusal, urlHost } from "./safe-fetch.ts";
+import type { DownloadPolicy } from "./safe-fetch.ts";
 
 /**
  * Delivers client webhooks under the same address rules as output downloads: scheme and address

@@ -17,7 +17,12 @@ import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { HttpRequest } from "@smithy/core/protocols";
 import type { ObjectStore, PutObjectOptions, StoredObject } from "../../ports/index.ts";
-import { type BoundedClientOptions, boundedHttpHandler } from "../aws-client.ts";
+import {
+  type BoundedClientOptions,
+  boundedHttpHandler,
+  type Environment,
+  serviceLocation,
+} from "../aws-client.ts";
 
 /** Bounded network behaviour for S3: parts are larger than DynamoDB items, so the request timeout is longer. */
 export const S3_CLIENT_DEFAULTS = {
@@ -27,14 +32,14 @@ export const S3_CLIENT_DEFAULTS = {
 } as const;
 
 /**
- * The S3 client every S3 adapter is given; create it once per module (cold start). Region,
- * credentials and endpoint come from the SDK's default chain unless `options` overrides them. With an
- * endpoint override (`options.endpoint` or `AWS_ENDPOINT_URL_S3`, e.g. fauxqs locally) requests use
- * path-style addressing, which emulators need.
+ * The S3 client every S3 adapter is given; create it once per function (cold start). Region and
+ * endpoint come from `env` (`serviceLocation`), credentials from the SDK's default chain, unless
+ * `options` overrides them. With an endpoint override (`options.endpoint` or `AWS_ENDPOINT_URL_S3`,
+ * e.g. fauxqs locally) requests use path-style addressing, which emulators need.
  */
 export function createS3Client(
   options: S3ClientConfig & BoundedClientOptions = {},
-  env: NodeJS.ProcessEnv = process.env,
+  env: Environment = process.env,
 ): S3Client {
   const { timeouts, ...config } = options;
   const overridden = config.endpoint !== undefined || Boolean(env.AWS_ENDPOINT_URL_S3);
@@ -45,6 +50,7 @@ export function createS3Client(
       requestTimeoutMs: S3_CLIENT_DEFAULTS.requestTimeoutMs,
       ...timeouts,
     }),
+    ...serviceLocation(env, "S3"),
     ...(overridden ? { forcePathStyle: true } : {}),
     ...config,
   });

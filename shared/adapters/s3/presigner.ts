@@ -37,9 +37,10 @@ import { buildQueryString, escapeUri, HttpRequest } from "@smithy/core/protocols
 import { Hash } from "@smithy/core/serde";
 import { SignatureV4 } from "@smithy/signature-v4";
 import type { ObjectStore } from "../../ports/index.ts";
+import type { Environment } from "../aws-client.ts";
 
 export interface S3UrlPresignerOptions {
-  /** The region; by default the SDK's region chain (`AWS_REGION`, then the shared config file). */
+  /** The region; by default the environment's `AWS_REGION`, else the SDK's region chain (the shared config file). */
   region?: string;
   /**
    * The S3 endpoint; by default `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL` (unless
@@ -67,7 +68,7 @@ export class S3UrlPresigner implements Pick<ObjectStore, "presignGet"> {
   constructor(
     readonly bucket: string,
     options: S3UrlPresignerOptions = {},
-    env: NodeJS.ProcessEnv = process.env,
+    env: Environment = process.env,
   ) {
     for (const name of ["AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT"]) {
       if (isTrue(env[name])) {
@@ -88,7 +89,8 @@ export class S3UrlPresigner implements Pick<ObjectStore, "presignGet"> {
     this.endpoint = endpoint === undefined ? null : new URL(endpoint);
     this.forcePathStyle =
       options.forcePathStyle ?? (options.endpoint !== undefined || Boolean(env.AWS_ENDPOINT_URL_S3));
-    const region = options.region;
+    // As the S3 client's region under `serviceLocation`: `env`'s AWS_REGION, else the SDK's chain.
+    const region = options.region ?? (env.AWS_REGION || undefined);
     this.region =
       region !== undefined
         ? async () => region

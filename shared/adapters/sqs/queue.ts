@@ -1,16 +1,27 @@
 import { SendMessageCommand, SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
 import { UnavailableError } from "../../domain/errors.ts";
 import type { Queue, SendOptions } from "../../ports/index.ts";
-import { AWS_CLIENT_DEFAULTS, type BoundedClientOptions, boundedHttpHandler } from "../aws-client.ts";
+import { encodeMessage, type QueueDefinition } from "../../schemas/queue.ts";
+import {
+  AWS_CLIENT_DEFAULTS,
+  type BoundedClientOptions,
+  boundedHttpHandler,
+  type Environment,
+  serviceLocation,
+} from "../aws-client.ts";
 
 /** SQS's own bound on per-message delay. */
 export const MAX_DELAY_SECONDS = 900;
 
 /**
- * Create once per module and inject. Region, credentials and endpoint come from the SDK's default
- * chain (`AWS_REGION`, `AWS_ENDPOINT_URL_SQS`, ...) unless `options` overrides them.
+ * Create once per function and inject. Region and endpoint come from `env` (`AWS_REGION`,
+ * `AWS_ENDPOINT_URL_SQS`, ...: `serviceLocation`), credentials from the SDK's default chain, unless
+ * `options` overrides them.
  */
-export function createSqsClient(options: SQSClientConfig & BoundedClientOptions = {}): SQSClient {
+export function createSqsClient(
+  options: SQSClientConfig & BoundedClientOptions = {},
+  env: Environment = process.env,
+): SQSClient {
   const { timeouts, ...config } = options;
   return new SQSClient({
     maxAttempts: AWS_CLIENT_DEFAULTS.maxAttempts,
@@ -18,6 +29,7 @@ export function createSqsClient(options: SQSClientConfig & BoundedClientOptions 
     // Address requests to the configured (or regional) endpoint, not to the host inside the queue
     // URL: the same in AWS, and what makes emulators with their own URL scheme work.
     useQueueUrlAsEndpoint: false,
+    ...serviceLocation(env, "SQS"),
     ...config,
   });
 }
@@ -36,14 +48,17 @@ export function clampDelaySeconds(seconds: number): number {
   return Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.ceil(seconds)));
 }
 
-export class SqsQueue implements Queue {
+/** The queue `definition` declares, at `queueUrl`: each message is checked against its schema before it is sent. */
+export class SqsQueue<M> implements Queue<M> {
   constructor(
     private readonly sqs: SQSClient,
     private readonly queueUrl: string,
+    private readonly definition: QueueDefinition<M>,
   ) {}
 
-  async send(message: Record<string, unknown>, options: SendOptions = {}): Promise<void> {
-    const body = JSON.stringify(message);
+  async send(message: M, options: SendOptions = {}): Promise<void> {
+    // Outside the try: an invalid message is the sender's bug, not an unavailable queue.
+    const body = encodeMessage(this.definition, message);
     try {
       await this.sqs.send(
         new SendMessageCommand({
@@ -57,10 +72,8 @@ export class SqsQueue implements Queue {
     } catch (error) {
       throw new UnavailableError(
         "QUEUE_UNAVAILABLE",
-        `Could not send to queue ${queueName(this.queueUrl)}.`,
-        {
-          cause: error,
-        },
+        `Could not send to the ${this.definition.name} queue (${queueName(this.queueUrl)}).`,
+        { cause: error },
       );
     }
   }

@@ -1,0 +1,277 @@
+import type * as z from "zod/mini";
+import type { ErrorCode } from "../domain/errors.ts";
+import {
+  idempotencyKeySchema,
+  listJobsQuerySchema,
+  type responseSchemas,
+  submitJobBodySchema,
+  uploadBodySchema,
+  webhookSettingsBodySchema,
+} from "../schemas/api.ts";
+import { CALLBACK_ROUTE } from "./callback-route.ts";
+
+/**
+ * Every HTTP route of the service, declared once as data. The API function's router
+ * (`shared/http/api.ts`, which binds one handler per `operationId`), the OpenAPI document
+ * (`shared/http/openapi.ts`) and the CDK routes (`infra/functions.ts`) are all derived from it.
+ *
+ * Pure data: it imports schemas, not use cases, so infra can read it without bundling handlers.
+ * Response bodies are named, not built: their schemas are built on the first request for the OpenAPI
+ * document (`responseSchemas`), not at cold start.
+ */
+
+export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+
+/** A response body, by its schema's name in `responseSchemas()` (a component of the OpenAPI document). */
+export type ResponseBodyName = Exclude<keyof ReturnType<typeof responseSchemas>, "notificationPayload">;
+
+export interface ResponseDeclaration {
+  readonly description: string;
+  readonly body?: ResponseBodyName;
+  /** Header name → what it says; `required` when every such answer carries it. */
+  readonly headers?: Readonly<Record<string, { readonly description: string; readonly required: boolean }>>;
+}
+
+export interface HeaderDeclaration {
+  readonly schema: z.ZodMiniType;
+  readonly description: string;
+  readonly required: boolean;
+}
+
+interface RouteFields {
+  /** Unique; the API binds its handler by it. */
+  readonly operationId: string;
+  readonly method: HttpMethod;
+  /** API Gateway's syntax: `{name}` is one path segment. */
+  readonly path: `/${string}`;
+  /** The function that serves it (a row of `FUNCTIONS`, infra/functions.ts). */
+  readonly servedBy: "Api" | "Callback";
+  readonly tag: string;
+  readonly summary: string;
+  readonly description?: string;
+  readonly request?: {
+    /** Each `{name}` of the path → what it is. */
+    readonly params?: Readonly<Record<string, string>>;
+    /** The query, validated with this schema. */
+    readonly query?: z.ZodMiniObject;
+    /** A JSON body, validated with this schema. */
+    readonly body?: z.ZodMiniType;
+    readonly headers?: Readonly<Record<string, HeaderDeclaration>>;
+  };
+  /** The success answers, by status. */
+  readonly responses: Readonly<Record<number, ResponseDeclaration>>;
+  /**
+   * The error codes it can answer (INTERNAL, which any route can, is added by the document); their
+   * statuses follow from their kinds (`httpStatusOf`, shared/http/errors.ts).
+   */
+  readonly errors: readonly ErrorCode[];
+}
+
+export type RouteDeclaration = RouteFields &
+  (
+    | { readonly auth: "apiKey" }
+    | {
+        readonly auth: "none";
+        /** Why it needs no API key: the acknowledgement of cdk-nag's AwsSolutions-APIG4 on the route. */
+        readonly unauthenticatedBecause: string;
+      }
+  );
+
+/** What reading a JSON body can refuse (`readJsonBody`, shared/http/request.ts), and the body's schema. */
+const JSON_BODY_ERRORS = [
+  "PAYLOAD_TOO_LARGE",
+  "UNSUPPORTED_MEDIA_TYPE",
+  "INVALID_JSON",
+  "INVALID_ENCODING",
+  "VALIDATION_FAILED",
+] as const satisfies readonly ErrorCode[];
+
+const JOB_ID = { id: "The job id (a ULID), as POST /v1/jobs answered it." };
+
+export const ROUTES = [
+  {
+    operationId: "submitJob",
+    method: "POST",
+    path: "/v1/jobs",
+    servedBy: "Api",
+    auth: "apiKey",
+    tag: "jobs",
+    summary: "Submit a ControlNet job",
+    description:
+      "Images given as URLs must be reachable under the deployment's address rules (in AWS: https and public addresses only); a `webhook` URL too.",
+    request: {
+      body: submitJobBodySchema,
+      headers: {
+        "Idempotency-Key": {
+          schema: idempotencyKeySchema,
+          description:
+            "The same key and body within its lifetime answer the first job again (`Idempotent-Replayed: true`); the same key with another body is 409.",
+          required: false,
+        },
+      },
+    },
+    responses: {
+      202: {
+        description: "The job, queued; or the first job of a repeated Idempotency-Key.",
+        body: "jobResource",
+        headers: {
+          Location: { description: "The job's URL: /v1/jobs/{id}.", required: true },
+          "Idempotent-Replayed": {
+            description: "`true` when this answers an earlier request with the same Idempotency-Key.",
+            required: false,
+          },
+        },
+      },
+    },
+    errors: [
+      ...JSON_BODY_ERRORS,
+      "INVALID_IDEMPOTENCY_KEY",
+      "UNAUTHORIZED",
+      "IDEMPOTENCY_KEY_REUSED",
+      "STORE_UNAVAILABLE",
+      "IDEMPOTENCY_RECORD_ORPHANED",
+    ],
+  },
+  {
+    operationId: "listJobs",
+    method: "GET",
+    path: "/v1/jobs",
+    servedBy: "Api",
+    auth: "apiKey",
+    tag: "jobs",
+    summary: "List your jobs, newest first",
+    request: { query: listJobsQuerySchema },
+    responses: { 200: { description: "A page of jobs.", body: "jobList" } },
+    errors: ["VALIDATION_FAILED", "INVALID_CURSOR", "UNAUTHORIZED", "STORE_UNAVAILABLE"],
+  },
+  {
+    operationId: "getJob",
+    method: "GET",
+    path: "/v1/jobs/{id}",
+    servedBy: "Api",
+    auth: "apiKey",
+    tag: "jobs",
+    summary: "Read a job",
+    request: { params: JOB_ID },
+    responses: { 200: { description: "The job.", body: "jobResource" } },
+    errors: ["UNAUTHORIZED", "JOB_NOT_FOUND", "STORE_UNAVAILABLE"],
+  },
+  {
+    operationId: "cancelJob",
+    method: "POST",
+    path: "/v1/jobs/{id}/cancel",
+    servedBy: "Api",
+    auth: "apiKey",
+    tag: "jobs",
+    summary: "Cancel a job that is not yet terminal",
+    request: { params: JOB_ID },
+    responses: { 200: { description: "The cancelled job.", body: "jobResource" } },
+    errors: ["UNAUTHORIZED", "JOB_NOT_FOUND", "JOB_ALREADY_TERMINAL", "STALE_WRITE", "STORE_UNAVAILABLE"],
+  },
+  {
+    operationId: "listJobNotifications",
+    method: "GET",
+    path: "/v1/jobs/{id}/notifications",
+    servedBy: "Api",
+    auth: "apiKey",
+    tag: "notifications",
+    summary: "The job's notifications and every delivery try",
+    request: { params: JOB_ID },
+    responses: { 200: { description: "The job's notifications.", body: "notificationList" } },
+    errors: ["UNAUTHORIZED", "JOB_NOT_FOUND", "STORE_UNAVAILABLE"],
+  },
+  {
+    operationId: "replayJobNotifications",
+    method: "POST",
+    path: "/v1/jobs/{id}/notifications/replay",
+    servedBy: "Api",
+    auth: "apiKey",
+    tag: "notifications",
+    summary: "Send the job's notifications again (same webhook-id and payload)",
+    request: { params: JOB_ID },
+    responses: { 202: { description: "The notifications, pending again.", body: "notificationList" } },
+    errors: [
+      "UNAUTHORIZED",
+      "JOB_NOT_FOUND",
+      "NOTHING_TO_REPLAY",
+      "STALE_WRITE",
+      "STORE_UNAVAILABLE",
+      "QUEUE_UNAVAILABLE",
+      "INVALID_QUEUE_MESSAGE",
+    ],
+  },
+  {
+    operationId: "createUpload",
+    method: "POST",
+    path: "/v1/uploads",
+    servedBy: "Api",
+    auth: "apiKey",
+    tag: "uploads",
+    summary: "A presigned PUT for an image, to use as upload:<upload_id>",
+    request: { body: uploadBodySchema },
+    responses: { 201: { description: "Where to PUT the image, and its reference.", body: "upload" } },
+    errors: [...JSON_BODY_ERRORS, "UNAUTHORIZED"],
+  },
+  {
+    operationId: "getWebhookSettings",
+    method: "GET",
+    path: "/v1/webhook",
+    servedBy: "Api",
+    auth: "apiKey",
+    tag: "webhooks",
+    summary: "Your default notification endpoint and the signing secrets in force",
+    responses: { 200: { description: "The webhook settings.", body: "webhookSettings" } },
+    errors: ["UNAUTHORIZED", "TENANT_NOT_FOUND", "STORE_UNAVAILABLE"],
+  },
+  {
+    operationId: "setWebhookUrl",
+    method: "PUT",
+    path: "/v1/webhook",
+    servedBy: "Api",
+    auth: "apiKey",
+    tag: "webhooks",
+    summary: "Set (or remove, with null) your default notification endpoint",
+    description:
+      "The URL must meet the address rules deliveries follow (in AWS: https and public addresses only).",
+    request: { body: webhookSettingsBodySchema },
+    responses: { 200: { description: "The endpoint now in force.", body: "webhookUrl" } },
+    errors: [...JSON_BODY_ERRORS, "UNAUTHORIZED", "TENANT_NOT_FOUND", "STORE_UNAVAILABLE"],
+  },
+  {
+    operationId: "rotateWebhookSecret",
+    method: "POST",
+    path: "/v1/webhook/secret/rotate",
+    servedBy: "Api",
+    auth: "apiKey",
+    tag: "webhooks",
+    summary: "A new signing secret, shown once; the previous ones keep signing for 24 h",
+    responses: { 201: { description: "The new secret.", body: "webhookSecret" } },
+    errors: ["UNAUTHORIZED", "TENANT_NOT_FOUND", "STORE_UNAVAILABLE"],
+  },
+  {
+    operationId: "getOpenApiDocument",
+    method: "GET",
+    path: "/v1/openapi.json",
+    servedBy: "Api",
+    auth: "none",
+    unauthenticatedBecause:
+      "the OpenAPI document describes the public API; it holds no tenant data and clients read it before they have a key",
+    tag: "meta",
+    summary: "This document",
+    responses: { 200: { description: "The OpenAPI 3.1 document.", body: "openApiDocument" } },
+    errors: [],
+  },
+  CALLBACK_ROUTE,
+] as const satisfies readonly RouteDeclaration[];
+
+export type Route = (typeof ROUTES)[number];
+/** The routes the API function serves, and their operation ids (one handler each, `createApi`). */
+export type ApiRoute = Extract<Route, { servedBy: "Api" }>;
+export type ApiOperationId = ApiRoute["operationId"];
+
+export const routeKey = (route: Pick<RouteDeclaration, "method" | "path">): string =>
+  `${route.method} ${route.path}`;
+
+/** The names of a path's `{name}` segments, in order. */
+export const pathParams = (path: string): string[] =>
+  [...path.matchAll(/\{([^}/]+)\}/g)].map((match) => match[1] as string);

@@ -1,0 +1,262 @@
+import type { APIGatewayProxyEventV2 } from "aws-lambda";
+import { beforeEach, describe, expect, it } from "vitest";
+import { CALLBACK_PATH, callbackToken, callbackUrl } from "../../shared/domain/callback-token.ts";
+import { newJobId } from "../../shared/domain/ids.ts";
+import type { Job } from "../../shared/domain/job.ts";
+import { createApi } from "../../shared/http/api.ts";
+import { createCallbackEndpoint } from "../../shared/http/callback.ts";
+import { errorToHttp } from "../../shared/http/errors.ts";
+import type { HttpResponse } from "../../shared/http/responses.ts";
+import {
+  type ApiOperationId,
+  type ApiRoute,
+  ROUTES,
+  type RouteDeclaration,
+} from "../../shared/http/routes.ts";
+import { queues } from "../../shared/schemas/messages.ts";
+import { presentJob } from "../../shared/usecases/present-job.ts";
+import { uploadKey } from "../../shared/usecases/stage-inputs.ts";
+import {
+  buildJob,
+  FakeClock,
+  FakeQueue,
+  InMemoryJobStore,
+  InMemoryNotificationStore,
+  InMemoryObjectStore,
+  InMemoryWebhookSettings,
+} from "../support/fakes.ts";
+
+const TENANT = "acme";
+const UPLOAD_ID = "0b9d5c3e-2f4a-4c6b-8d7e-1a2b3c4d5e6f";
+const API_ROUTES = ROUTES.filter((route): route is ApiRoute => route.servedBy === "Api");
+
+interface Request {
+  method: string;
+  path: string;
+  tenant?: string | null;
+  body?: unknown;
+  contentType?: string;
+  query?: Record<string, string>;
+  headers?: Record<string, string>;
+}
+
+const event = (request: Request): APIGatewayProxyEventV2 =>
+  ({
+    rawPath: request.path,
+    headers: {
+      ...(request.body !== undefined && { "content-type": request.contentType ?? "application/json" }),
+      ...request.headers,
+    },
+    queryStringParameters: request.query,
+    body: request.body === undefined ? undefined : JSON.stringify(request.body),
+    isBase64Encoded: false,
+    requestContext: {
+      http: { method: request.method, path: request.path },
+      ...(request.tenant !== null && { authorizer: { lambda: { tenantId: request.tenant ?? TENANT } } }),
+    },
+  }) as unknown as APIGatewayProxyEventV2;
+
+const errorCode = (response: HttpResponse): string | undefined =>
+  response.statusCode >= 400 ? JSON.parse(response.body as string).error.code : undefined;
+
+/** A route's path with each `{param}` replaced. */
+const pathOf = (route: Pick<RouteDeclaration, "path">, params: Record<string, string>) =>
+  route.path.replace(/\{([^}]+)\}/g, (_, name: string) => params[name] ?? "missing");
+
+let clock: FakeClock;
+let jobs: InMemoryJobStore;
+let job: Job;
+let call: (request: Request) => Promise<HttpResponse>;
+
+beforeEach(async () => {
+  clock = new FakeClock();
+  jobs = new InMemoryJobStore(clock);
+  job = buildJob(clock, { id: newJobId(clock.now().getTime()), tenantId: TENANT });
+  await jobs.create(job);
+  const notifications = new InMemoryNotificationStore();
+  await notifications.createIfAbsent({
+    id: `msg_${job.id}_succeeded`,
+    jobId: job.id,
+    tenantId: TENANT,
+    type: "job.succeeded",
+    createdAt: clock.now().toISOString(),
+    payload: "{}",
+    url: "https://hooks.example.com/x",
+    state: "delivered",
+    attempts: [],
+  });
+  const inputs = new InMemoryObjectStore("inputs");
+  await inputs.put(uploadKey(TENANT, UPLOAD_ID), Buffer.from("png"), { contentType: "image/png" });
+  const api = createApi({
+    jobs,
+    jobsQueue: new FakeQueue(queues.jobs),
+    clock,
+    settings: {
+      maxBodyBytes: 65_536,
+      uploadUrlExpirySeconds: 900,
+      defaultDeadlineSeconds: 3600,
+      queuedResendAfterSeconds: 60,
+      idempotencyTtlSeconds: 86_400,
+    },
+    present: async (j) => presentJob(j),
+    inputs: {
+      inputs,
+      inputsBucket: "inputs",
+      policy: { mode: "aws" },
+      resolve: async () => ["93.184.216.34"],
+    },
+    notifications,
+    notifyQueue: new FakeQueue(queues.notifications),
+    tenants: new InMemoryWebhookSettings(clock).addTenant(TENANT),
+  });
+  // As the API function's middy chain does (shared/lambda/http-errors.ts).
+  call = (request) => api(event(request)).catch(errorToHttp);
+});
+
+/** One request per API operation that its handler answers with success; the record makes one mandatory for each. */
+const SUCCESSFUL: Record<
+  ApiOperationId,
+  (job: Job) => Omit<Request, "method" | "path"> & { params?: Record<string, string> }
+> = {
+  submitJob: () => ({
+    body: {
+      model_id: "sd15",
+      controlnet_model: "canny",
+      controlnet_type: "canny",
+      control_image: `upload:${UPLOAD_ID}`,
+    },
+    headers: { "idempotency-key": "k-1" },
+  }),
+  listJobs: () => ({ query: { limit: "5" } }),
+  getJob: (j) => ({ params: { id: j.id } }),
+  cancelJob: (j) => ({ params: { id: j.id } }),
+  listJobNotifications: (j) => ({ params: { id: j.id } }),
+  replayJobNotifications: (j) => ({ params: { id: j.id } }),
+  createUpload: () => ({ body: { content_type: "image/png" } }),
+  getWebhookSettings: () => ({}),
+  setWebhookUrl: () => ({ body: { url: null } }),
+  rotateWebhookSecret: () => ({}),
+  getOpenApiDocument: () => ({ tenant: null }),
+};
+
+describe("the API's router, built from the route table", () => {
+  it.each(API_ROUTES.map((route) => [route.operationId, route] as const))(
+    "reaches %s through its method and path, answering its declared success and headers",
+    async (_, route) => {
+      const { params = {}, ...request } = SUCCESSFUL[route.operationId](job);
+      const response = await call({ method: route.method, path: pathOf(route, params), ...request });
+      const declared = Object.entries(route.responses as RouteDeclaration["responses"]);
+      expect(declared).toHaveLength(1);
+      const [status, answer] = declared[0] as [string, RouteDeclaration["responses"][number]];
+      expect(response.statusCode, response.body as string).toBe(Number(status));
+      for (const [name, header] of Object.entries(answer.headers ?? {})) {
+        if (header.required) expect(response.headers, name).toHaveProperty(name.toLowerCase());
+      }
+    },
+  );
+
+  it("answers every API-key route 401 UNAUTHORIZED without a tenant, and serves the open ones", async () => {
+    for (const route of API_ROUTES) {
+      const { params = {}, ...request } = SUCCESSFUL[route.operationId](job);
+      const response = await call({
+        method: route.method,
+        path: pathOf(route, params),
+        ...request,
+        tenant: null,
+      });
+      if (route.auth === "apiKey") {
+        expect(errorCode(response), route.operationId).toBe("UNAUTHORIZED");
+        expect(route.errors as readonly string[]).toContain("UNAUTHORIZED");
+      } else {
+        expect(response.statusCode, route.operationId).toBeLessThan(400);
+      }
+    }
+  });
+
+  it("refuses bad input only with codes the route declares", async () => {
+    for (const route of API_ROUTES) {
+      const { params = {}, ...request } = SUCCESSFUL[route.operationId](job);
+      const declared = route.errors as readonly string[];
+      const answers: HttpResponse[] = [];
+      if (route.path.includes("{id}")) {
+        answers.push(await call({ method: route.method, path: pathOf(route, { id: "01NOSUCHJOB" }) }));
+      }
+      if (request.body !== undefined) {
+        const path = pathOf(route, params);
+        answers.push(await call({ method: route.method, path, body: "x", contentType: "text/plain" }));
+        answers.push(await call({ method: route.method, path, body: { unknown: 1 } }));
+      }
+      for (const response of answers) {
+        expect(response.statusCode, `${route.operationId}: ${response.body}`).toBeGreaterThanOrEqual(400);
+        expect(declared, route.operationId).toContain(errorCode(response));
+      }
+    }
+  });
+
+  it("answers 404 ROUTE_NOT_FOUND off the table and 405 METHOD_NOT_ALLOWED with the table's methods", async () => {
+    const unknown = await call({ method: "GET", path: "/v1/nothing-here" });
+    expect(unknown.statusCode).toBe(404);
+    expect(errorCode(unknown)).toBe("ROUTE_NOT_FOUND");
+    // The callback route is not the API function's: it serves it as an unknown path.
+    expect(errorCode(await call({ method: "POST", path: pathOf(ROUTES.at(-1) as Route, {}) }))).toBe(
+      "ROUTE_NOT_FOUND",
+    );
+
+    for (const path of new Set(API_ROUTES.map((route) => route.path))) {
+      const methods = API_ROUTES.filter((route) => route.path === path).map((route) => route.method);
+      const wrong = await call({ method: "DELETE", path: pathOf({ path }, { id: job.id }) });
+      expect(wrong.statusCode, path).toBe(405);
+      expect(errorCode(wrong)).toBe("METHOD_NOT_ALLOWED");
+      expect(wrong.headers?.allow, path).toBe(methods.join(", "));
+    }
+  });
+});
+
+type Route = (typeof ROUTES)[number];
+
+describe("the callback endpoint, built from the table's callback route", () => {
+  const route = ROUTES.find((r) => r.servedBy === "Callback") as Route;
+  const queue = new FakeQueue(queues.results);
+  const endpoint = createCallbackEndpoint({
+    resultsQueue: queue,
+    clock: new FakeClock(),
+    callbackSecret: "secret",
+    maxBodyBytes: 1024,
+    normalizers: new Map([
+      [
+        "modelslab",
+        () => ({
+          trackId: "J1",
+          result: { kind: "accepted", providerId: "1", etaSeconds: null, handle: { fetchUrl: null } },
+        }),
+      ],
+    ]),
+  });
+  const callback = (method: string, path: string, query?: Record<string, string>) =>
+    endpoint(event({ method, path, tenant: null, body: { track_id: "J1" }, query })).catch(errorToHttp);
+
+  it("serves the URLs dispatch mints, at the table's method and path", async () => {
+    expect(route).toMatchObject({ method: "POST", path: CALLBACK_PATH, auth: "none" });
+    const url = new URL(callbackUrl("https://cb.example.com/", "secret", "modelslab", "J1", 0));
+    const token = url.searchParams.get("token") ?? "";
+    expect(token).toBe(callbackToken("secret", "modelslab", "J1", 0));
+    const response = await callback(route.method, url.pathname, { attempt: "0", token });
+    expect(response.statusCode, response.body as string).toBe(202);
+    expect(JSON.parse(response.body as string)).toEqual({ received: true, outcome: "acknowledged" });
+    expect(errorCode(await callback(route.method, url.pathname, { attempt: "0", token: "forged" }))).toBe(
+      "UNAUTHORIZED",
+    );
+    // A provider without callbacks (or none at all) has no callback URL.
+    const fleet = url.pathname.replace("/modelslab/", "/self-hosted/");
+    expect(errorCode(await callback(route.method, fleet, { attempt: "0", token }))).toBe("ROUTE_NOT_FOUND");
+  });
+
+  it("answers 405 with Allow: POST for another method, 404 for another path", async () => {
+    const wrong = await callback("GET", pathOf(route, { provider: "modelslab", jobId: "J1" }));
+    expect(wrong.statusCode).toBe(405);
+    expect(wrong.headers?.allow).toBe("POST");
+    for (const path of ["/callbacks/modelslab", "/callbacks/modelslab/J1/extra", "/v1/jobs"]) {
+      expect(errorCode(await callback("POST", path)), path).toBe("ROUTE_NOT_FOUND");
+    }
+  });
+});
