@@ -15,7 +15,7 @@ import type { ReconcileSettings } from "../usecases/reconcile.ts";
 
 type ProviderSettings = z.infer<typeof providerSettingsConfig>;
 
-/** Maps parsed environment to the use cases' settings, once, for every function that talks to providers. */
+/** Every function that talks to providers. */
 export const dispatchSettings = (config: ProviderSettings, callbackSecret: string): DispatchSettings => ({
   callbackBaseUrl: config.CALLBACK_BASE_URL,
   callbackSecret,

@@ -16,7 +16,8 @@ export interface ProviderContext {
 
 /**
  * One provider, as the registry knows it: everything the orchestrator needs to use it, in one place.
- * Adding a provider is one module (this shape), one registry row and its id in PROVIDER_IDS.
+ * Adding a provider is one module (this shape), its registry rows (`PROVIDER_REGISTRY`,
+ * `PROVIDER_SETTINGS`) and its id in PROVIDER_IDS.
  */
 export interface ProviderModule<S extends z.ZodMiniObject = z.ZodMiniObject> {
   id: ProviderId;

@@ -39,8 +39,8 @@ type Intersection<U> = (U extends unknown ? (u: U) => void : never) extends (i: 
 type ProvidersShape = Intersection<(typeof PROVIDER_SETTINGS)[ProviderId]["shape"]>;
 
 /**
- * Every module's settings in one object schema, for the functions that use providers. A variable two
- * modules both declare must mean the same to both: the later row's field is kept.
+ * Every module's settings in one object schema, for the functions that use providers. No two modules
+ * declare one variable (test/unit/provider-registry.test.ts).
  */
 export const providersConfig = /* @__PURE__ */ z.object(
   Object.assign({}, ...Object.values(PROVIDER_SETTINGS).map((settings) => settings.shape)) as ProvidersShape,
