@@ -7,6 +7,7 @@ import { DynamoCircuitBreaker } from "../adapters/dynamo/circuit-breaker.ts";
 import { SqsQueue } from "../adapters/sqs/queue.ts";
 import { bindProviders, type ProviderSet } from "../providers/registry.ts";
 import type { providerSettingsConfig, tableConfig } from "../schemas/config.ts";
+import { queues } from "../schemas/messages.ts";
 import { resolveSecret } from "./secrets.ts";
 import { breakerSettings } from "./settings.ts";
 
@@ -25,7 +26,7 @@ export function lambdaProviders(
   return bindProviders(
     config,
     {
-      queue: (url, definition) => new SqsQueue(sqs, url, definition),
+      queue: (name, url) => new SqsQueue(sqs, url, queues[name]),
       secret: resolveSecret,
       log: (message, data) => logger.warn(message, data),
     },

@@ -3,12 +3,19 @@ import type { JobError } from "../domain/job.ts";
 import type { ProviderId } from "../domain/providers.ts";
 import type { Queue } from "../ports/index.ts";
 import type { CallbackNormalizer, Provider, ProviderCapabilities } from "../ports/provider.ts";
-import type { QueueDefinition } from "../schemas/queue.ts";
+import type { queues } from "../schemas/messages.ts";
+import type { MessageOf } from "../schemas/queue.ts";
+
+export type QueueName = keyof typeof queues;
 
 /** What a provider module may use to build its provider: the function's clients, never its own. */
 export interface ProviderContext {
-  /** The queue `definition` declares, at `url` (the self-hosted fleet's). */
-  queue<M>(url: string, definition: QueueDefinition<M>): Queue<M>;
+  /**
+   * One of the queues of shared/schemas/messages.ts, by name, at `url` (the self-hosted fleet's). By
+   * name: a module's settings are bundled by every function, its queues' schemas only by those that
+   * build it.
+   */
+  queue<K extends QueueName>(name: K, url: string): Queue<MessageOf<(typeof queues)[K]>>;
   /** A secret: the plain value of `valueName` when set, else the Secrets Manager secret named by `arnName`. */
   secret(config: Record<string, unknown>, valueName: string, arnName: string): Promise<string>;
   log(message: string, data: Record<string, unknown>): void;

@@ -9,7 +9,7 @@ import * as z from "zod/mini";
 import type { Queue } from "../ports/index.ts";
 import type { Provider, ProviderResult, ProviderSubmission } from "../ports/provider.ts";
 import { int } from "../schemas/config-fields.ts";
-import { queues, type WorkerJobMessage } from "../schemas/messages.ts";
+import type { WorkerJobMessage } from "../schemas/messages.ts";
 import type { ProviderModule } from "./module.ts";
 
 /** Its settings (composed into the functions' configuration through PROVIDER_SETTINGS). */
@@ -58,7 +58,7 @@ export const selfHostedModule = {
   // The last resort of `auto` jobs: nothing is routed around it.
   breakerKey: null,
   create: (settings, context) =>
-    new SelfHostedProvider(context.queue(settings.FALLBACK_QUEUE_URL, queues.fallback)),
+    new SelfHostedProvider(context.queue("fallback", settings.FALLBACK_QUEUE_URL)),
   unavailable: {
     code: "SELF_HOSTED_UNAVAILABLE",
     message: "No self-hosted GPU workers are configured for this deployment.",

@@ -40,6 +40,7 @@ import { defineQueue } from "../../shared/schemas/queue.ts";
 import { dispatchJob } from "../../shared/usecases/dispatch-job.ts";
 import { finalizeResult } from "../../shared/usecases/finalize-result.ts";
 import { reconcile } from "../../shared/usecases/reconcile.ts";
+import { bundledCode } from "../support/bundle.ts";
 import {
   buildJob,
   FakeClock,
@@ -427,6 +428,21 @@ describe("the production registry", () => {
         await expect(endpoint(post(url, {}))).rejects.toBeInstanceOf(NotFoundError);
       }
     }
+  });
+
+  it("keeps provider clients out of functions that only parse the providers' settings", async () => {
+    // Strings only the ModelsLab client and normaliser, and the queue declarations, hold.
+    const client = "ModelsLab API key must not be empty";
+    const normaliser = "without an id to fetch it by";
+    for (const name of ["authorizer", "api", "notify"]) {
+      const code = await bundledCode(`functions/${name}.ts`);
+      expect(code.includes(client), `${name} bundles the ModelsLab client`).toBe(false);
+      expect(code.includes(normaliser), `${name} bundles the ModelsLab normaliser`).toBe(false);
+    }
+    // The authorizer sends nothing: no queue declarations either.
+    expect((await bundledCode("functions/authorizer.ts")).includes('"notifications-dlq"')).toBe(false);
+    // The callback function does bundle the normaliser (it parses ModelsLab's callbacks).
+    expect((await bundledCode("functions/callback.ts")).includes(normaliser)).toBe(true);
   });
 
   it("keeps provider ids out of the use cases, ports and HTTP layer (they decide by capabilities)", () => {
