@@ -44,6 +44,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Pool, request } from "undici";
 import { type InfraConfig, InfraConfigError, loadInfraConfig } from "../infra/config.ts";
+import { parseCallbackPath } from "../shared/domain/callback-token.ts";
 import { busySlotMs, type Interval, maxInFlight, tenantJobCounts, utilisation } from "./lib/admission.ts";
 import { parseArgs, UsageError } from "./lib/args.ts";
 import {
@@ -269,7 +270,7 @@ async function main(): Promise<number> {
     // A callback reaches the callback function through an API route or its function URL: the path tells.
     awsMeter.onInvoke = (_functionId, event) => {
       const path = (event as { rawPath?: unknown }).rawPath;
-      const id = typeof path === "string" ? /^\/callbacks\/modelslab\/([^/]+)$/.exec(path)?.[1] : undefined;
+      const id = typeof path === "string" ? parseCallbackPath(path)?.jobId : undefined;
       if (id && !callbackAt.has(id)) callbackAt.set(id, Date.now());
     };
 

@@ -1,9 +1,11 @@
-/** The provider's webhook receiver: verify the per-job token and track_id, queue the result, answer at once. */
+/**
+ * The providers' webhook receiver: a provider that takes callbacks, the per-attempt token and the
+ * track_id checked, the result queued, answered at once.
+ */
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import type { Environment } from "../shared/adapters/aws-client.ts";
-import { normalizeCallback } from "../shared/adapters/modelslab/normalize.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { createCallbackEndpoint } from "../shared/http/callback.ts";
 import type { HttpResponse } from "../shared/http/responses.ts";
@@ -11,6 +13,7 @@ import { httpErrors } from "../shared/lambda/http-errors.ts";
 import { createLogger } from "../shared/lambda/logger.ts";
 import { resolveSecret } from "../shared/lambda/secrets.ts";
 import { systemClock } from "../shared/ports/index.ts";
+import { callbackNormalizers } from "../shared/providers/registry.ts";
 import { callbackConfig, loadConfig } from "../shared/schemas/config.ts";
 import { queues } from "../shared/schemas/messages.ts";
 
@@ -23,10 +26,7 @@ export async function createHandler(env: Environment) {
     clock: systemClock,
     callbackSecret: await resolveSecret(config, "CALLBACK_SECRET", "CALLBACK_SECRET_ARN"),
     maxBodyBytes: config.CALLBACK_MAX_BODY_BYTES,
-    normalize: (body) =>
-      normalizeCallback(body, {
-        onUnexpected: (unexpected) => logger.warn("unexpected callback body", { ...unexpected }),
-      }),
+    normalizers: callbackNormalizers((message, data) => logger.warn(message, data)),
   });
 
   return middy<APIGatewayProxyEventV2, HttpResponse>()

@@ -1,18 +1,16 @@
 /**
- * Jobs queue consumer: capacity gate, `queued → processing`, POST to ModelsLab with our callback URL —
- * or the self-hosted fallback queue (`self-hosted` jobs; `auto` jobs while the breaker is open or when
- * capacity would come too late).
+ * Jobs queue consumer: the chosen provider's capacity gate, `queued → processing`, the submission (a
+ * provider with callbacks gets our callback URL) — or, for `auto` jobs, the fallback provider while
+ * the primary's breaker is open or when its capacity would come too late.
  */
 import type { Environment } from "../shared/adapters/aws-client.ts";
-import { DynamoCapacityGate } from "../shared/adapters/dynamo/capacity-gate.ts";
-import { DynamoCircuitBreaker } from "../shared/adapters/dynamo/circuit-breaker.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
-import { ModelsLabProvider } from "../shared/adapters/modelslab/client.ts";
 import { S3UrlPresigner } from "../shared/adapters/s3/presigner.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { createLogger } from "../shared/lambda/logger.ts";
+import { lambdaProviders } from "../shared/lambda/providers.ts";
 import { resolveSecret } from "../shared/lambda/secrets.ts";
-import { breakerSettings, dispatchSettings } from "../shared/lambda/settings.ts";
+import { dispatchSettings } from "../shared/lambda/settings.ts";
 import { sqsConsumer } from "../shared/lambda/sqs-consumer.ts";
 import { lifecycleJobStore } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
@@ -30,16 +28,9 @@ export async function createHandler(env: Environment) {
   const inputs = new S3UrlPresigner(config.INPUTS_BUCKET, {}, env);
   const deps: DispatchDeps = {
     jobs: lifecycleJobStore({ doc, sqs, env, logger }, config),
-    gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
-    provider: new ModelsLabProvider({
-      baseUrl: config.MODELSLAB_BASE_URL,
-      apiKey: await resolveSecret(config, "MODELSLAB_API_KEY", "MODELSLAB_API_KEY_SECRET_ARN"),
-      submitTimeoutMs: config.MODELSLAB_SUBMIT_TIMEOUT_SECONDS * 1000,
-    }),
+    providers: lambdaProviders({ doc, sqs, logger }, config),
     jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL, queues.jobs),
     resultsQueue: new SqsQueue(sqs, config.RESULTS_QUEUE_URL, queues.results),
-    fallbackQueue: new SqsQueue(sqs, config.FALLBACK_QUEUE_URL, queues.fallback),
-    breaker: new DynamoCircuitBreaker(doc, config.TABLE_NAME, breakerSettings(config)),
     clock: systemClock,
     settings: dispatchSettings(config, await resolveSecret(config, "CALLBACK_SECRET", "CALLBACK_SECRET_ARN")),
     // The provider fetches our stored inputs through presigned URLs valid for the job's first hours.

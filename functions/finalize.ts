@@ -1,10 +1,11 @@
 /** Results queue consumer: the one place where provider results become stored outputs and terminal states. */
 import type { Environment } from "../shared/adapters/aws-client.ts";
-import { DynamoCapacityGate } from "../shared/adapters/dynamo/capacity-gate.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { createS3Client, S3ObjectStore } from "../shared/adapters/s3/object-store.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { createLogger } from "../shared/lambda/logger.ts";
+import { lambdaProviders } from "../shared/lambda/providers.ts";
+import { resolveSecret } from "../shared/lambda/secrets.ts";
 import { finalizeSettings } from "../shared/lambda/settings.ts";
 import { sqsConsumer } from "../shared/lambda/sqs-consumer.ts";
 import {
@@ -19,7 +20,7 @@ import { queues } from "../shared/schemas/messages.ts";
 import { type FinalizeDeps, finalizeResult } from "../shared/usecases/finalize-result.ts";
 
 /** The function as configured by `env`: its configuration, clients and handler (tests build several). */
-export function createHandler(env: Environment) {
+export async function createHandler(env: Environment) {
   const config = loadConfig(finalizeConfig, env);
   const logger = createLogger(env);
   const doc = createDocumentClient({}, env);
@@ -29,14 +30,17 @@ export function createHandler(env: Environment) {
   const outputs = new S3ObjectStore(s3, config.OUTPUTS_BUCKET);
   const deps: FinalizeDeps = {
     jobs: lifecycleJobStore({ doc, sqs, env, logger }, config),
-    fallbackQueue: new SqsQueue(sqs, config.FALLBACK_QUEUE_URL, queues.fallback),
+    // Attempts end here (their slots are released); an `auto` job whose primary attempts keep failing
+    // starts on the fallback provider from here.
+    providers: lambdaProviders({ doc, sqs, logger }, config),
     presignInput: (_bucket: string, key: string) => inputs.presignGet(key, config.INPUT_URL_EXPIRY_SECONDS),
-    gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
     jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL, queues.jobs),
+    resultsQueue: new SqsQueue(sqs, config.RESULTS_QUEUE_URL, queues.results),
     clock: systemClock,
     copyOutput: s3OutputCopier(outputs, config.OUTPUTS_BUCKET, downloadPolicy(config)),
     discardOutputs: s3OutputDiscarder(outputs, logger),
-    settings: finalizeSettings(config),
+    settings: finalizeSettings(config, await resolveSecret(config, "CALLBACK_SECRET", "CALLBACK_SECRET_ARN")),
+    log: (message: string, data: Record<string, unknown>) => logger.warn(message, data),
   };
 
   return sqsConsumer({
@@ -44,9 +48,10 @@ export function createHandler(env: Environment) {
     logger,
     handle: async (message) => {
       const outcome = await finalizeResult(deps, message);
-      logger.info("result finalized", { jobId: message.jobId, source: message.source, outcome });
+      const { jobId, provider, attempt, source } = message;
+      logger.info("result finalized", { jobId, provider, attempt, source, outcome });
     },
   });
 }
 
-export const handler = createHandler(process.env);
+export const handler = await createHandler(process.env);

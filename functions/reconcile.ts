@@ -1,19 +1,19 @@
 /**
- * Scheduled sweep (every minute in AWS): re-sends lost dispatch and worker messages, polls the provider
- * for jobs whose callback is overdue, fails jobs past their deadline, resumes interrupted stores,
+ * Scheduled sweep (every minute in AWS): re-sends lost dispatch messages and lost submissions to
+ * providers that take them again (the self-hosted fleet's queue), polls providers for jobs whose
+ * callback is overdue, fails jobs past their deadline, resumes interrupted stores,
  * re-announces terminal jobs whose notification stalled and heals capacity slots whose release was lost.
  */
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import type { Environment } from "../shared/adapters/aws-client.ts";
-import { DynamoCapacityGate } from "../shared/adapters/dynamo/capacity-gate.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
-import { ModelsLabProvider } from "../shared/adapters/modelslab/client.ts";
 import { S3UrlPresigner } from "../shared/adapters/s3/presigner.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { createLogger } from "../shared/lambda/logger.ts";
+import { lambdaProviders } from "../shared/lambda/providers.ts";
 import { resolveSecret } from "../shared/lambda/secrets.ts";
-import { reconcileSettings } from "../shared/lambda/settings.ts";
+import { dispatchSettings, reconcileSettings } from "../shared/lambda/settings.ts";
 import { lifecycleJobStore } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { loadConfig, reconcileConfig } from "../shared/schemas/config.ts";
@@ -33,13 +33,10 @@ export async function createHandler(env: Environment) {
     notifications: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL, queues.notifications),
     jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL, queues.jobs),
     resultsQueue: new SqsQueue(sqs, config.RESULTS_QUEUE_URL, queues.results),
-    fallbackQueue: new SqsQueue(sqs, config.FALLBACK_QUEUE_URL, queues.fallback),
     presignInput: (_bucket: string, key: string) => inputs.presignGet(key, config.INPUT_URL_EXPIRY_SECONDS),
-    gate: new DynamoCapacityGate(doc, config.TABLE_NAME, config.MODELSLAB_MAX_CONCURRENCY),
-    provider: new ModelsLabProvider({
-      baseUrl: config.MODELSLAB_BASE_URL,
-      apiKey: await resolveSecret(config, "MODELSLAB_API_KEY", "MODELSLAB_API_KEY_SECRET_ARN"),
-    }),
+    // Polled, submitted to again, and their slots healed.
+    providers: lambdaProviders({ doc, sqs, logger }, config),
+    dispatch: dispatchSettings(config, await resolveSecret(config, "CALLBACK_SECRET", "CALLBACK_SECRET_ARN")),
     clock: systemClock,
     settings: reconcileSettings(config),
     log: (message: string, data: Record<string, unknown>) => logger.warn(message, data),

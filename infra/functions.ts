@@ -113,7 +113,10 @@ export interface QueueSubscription {
 
 /** What a function needs of the provider: plain settings, and which secrets it reads. */
 export interface ProviderNeeds {
-  /** MODELSLAB_BASE_URL, MODELSLAB_MAX_CONCURRENCY, CALLBACK_BASE_URL (the callback receiver's origin). */
+  /**
+   * The provider modules' settings (MODELSLAB_BASE_URL, MODELSLAB_MAX_CONCURRENCY, SELF_HOSTED_MAX_JOBS)
+   * and CALLBACK_BASE_URL (the callback receiver's origin).
+   */
   settings?: boolean;
   /** MODELSLAB_API_KEY_SECRET_ARN + read grant. */
   apiKey?: boolean;
@@ -222,15 +225,17 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     timeout: Duration.seconds(60),
     table: "readWrite",
     // jobs: a failed attempt goes back to dispatch for a retry; fallback: an `auto` job whose provider
-    // attempts failed too often goes to the self-hosted workers.
-    queues: { jobs: ["send"], notifications: ["send"], fallback: ["send"] },
+    // attempts failed too often goes to the self-hosted workers; results: a fallback provider's
+    // immediate answer (one ingestion path).
+    queues: { jobs: ["send"], results: ["send"], notifications: ["send"], fallback: ["send"] },
     // Streams the provider's images into the outputs bucket (and reads them back to check; the worker's
     // outputs are read back from it); inputs: presigned GETs in a worker message.
     buckets: { outputs: "readWrite", inputs: "read" },
     events: true,
     consumes: { queue: "results", batchSize: 10, maxBatchingWindow: Duration.seconds(1) },
-    // Output host allow-list, retry timings, the provider's base URL.
-    provider: { settings: true },
+    // Output host allow-list, retry timings, the providers' settings; the callback secret for the
+    // callback URL of an attempt it starts on the fallback.
+    provider: { settings: true, callbackSecret: true },
   },
   {
     id: "Notify",

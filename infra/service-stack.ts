@@ -190,6 +190,11 @@ export class ServiceStack extends ReadableStack {
       if (spec.provider?.settings) {
         fn.function.addEnvironment("MODELSLAB_BASE_URL", config.modelslabBaseUrl);
         fn.function.addEnvironment("MODELSLAB_MAX_CONCURRENCY", String(config.modelslabMaxConcurrency));
+        // The fleet's capacity: what it holds at full scale (each task runs one job, queued ones wait for it).
+        fn.function.addEnvironment(
+          "SELF_HOSTED_MAX_JOBS",
+          String(config.gpuMaxTasks * config.gpuBacklogPerTask),
+        );
       }
       if (spec.provider?.apiKey) bindSecret(fn, stateful.modelslabApiKey, "MODELSLAB_API_KEY_SECRET_ARN");
       if (spec.provider?.callbackSecret) bindSecret(fn, stateful.callbackSecret, "CALLBACK_SECRET_ARN");

@@ -1,5 +1,6 @@
 import type { ControlNetRequest } from "../schemas/controlnet.ts";
 import type { FinishedResult } from "../schemas/messages.ts";
+import { PROVIDER_IDS, type ProviderHandle, type ProviderId } from "./providers.ts";
 
 export const JOB_STATUSES = ["queued", "processing", "storing", "succeeded", "failed", "cancelled"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
@@ -22,14 +23,16 @@ export const TRANSITIONS: Readonly<Record<JobStatus, readonly JobStatus[]>> = {
 
 export const canTransition = (from: JobStatus, to: JobStatus): boolean => TRANSITIONS[from].includes(to);
 
-export const PROVIDER_CHOICES = ["auto", "modelslab", "self-hosted"] as const;
+/** `auto`: the primary provider, falling back as routing allows; a provider id: that provider only. */
+export const PROVIDER_CHOICES = ["auto", ...PROVIDER_IDS] as const;
 export type ProviderChoice = (typeof PROVIDER_CHOICES)[number];
 
-export type AttemptRoute = "modelslab" | "self-hosted";
 export type AttemptOutcome = "pending" | "succeeded" | "failed" | "retried" | "cancelled" | "timed_out";
 
+/** One try of a job on one provider. The public resource shows `provider` as the attempt's `route`. */
 export interface Attempt {
-  route: AttemptRoute;
+  provider: ProviderId;
+  /** The provider's own id of the request, once it gave one. */
   provider_id: string | null;
   started_at: string;
   ended_at: string | null;
@@ -118,25 +121,26 @@ export interface JobError {
 
 /**
  * The orchestrator's bookkeeping of the current attempt, by phase (never shown to clients):
- * - `submitting`: the provider POST is under way (or its dispatcher died mid-call);
- * - `accepted`: the provider took it as `providerId`; `checks` counts the reconciler's polls;
- * - `indeterminate`: the POST's outcome is unknown: only a callback or the deadline settles it;
+ * - `submitting`: the attempt is written and its submission under way (or lost with its sender: a
+ *   provider that takes repeated submissions gets it again, any other only settles by callback or
+ *   deadline);
+ * - `accepted`: the provider holds it, as `providerId` when it gave one; `handle` is what the provider
+ *   needs to look it up again (opaque here); `checks` counts the reconciler's polls;
+ * - `indeterminate`: the submission's outcome is unknown: only a callback or the deadline settles it;
  * - `finished`: the result is in and its outputs are being stored (kept so a crashed finalize resumes);
- *   `storingResumes` counts the reconciler's hand-backs of it to finalize;
- * - `self-hosted`: a GPU worker attempt; `sent` once its queue message went out (else it is sent again).
+ *   `storingResumes` counts the reconciler's hand-backs of it to finalize.
  */
 export type ProviderState =
   | { phase: "submitting"; checks?: number }
   | {
       phase: "accepted";
-      providerId: string;
+      providerId: string | null;
       etaSeconds: number | null;
-      fetchUrl: string | null;
+      handle: ProviderHandle;
       checks: number;
     }
   | { phase: "indeterminate"; checks?: number }
-  | { phase: "finished"; result: FinishedResult; storingResumes?: number }
-  | { phase: "self-hosted"; sent: boolean };
+  | { phase: "finished"; result: FinishedResult; storingResumes?: number };
 
 /** A job as stored. The public resource (`shared/schemas/api.ts`) is derived from it. */
 export interface Job {

@@ -3,8 +3,8 @@ import type { Job } from "./job.ts";
 /**
  * Whether a job's capacity slot may be given back. The slot stands for one generation the provider
  * counts against the account's concurrency; marking the job (cancel, deadline, unknown outcome) does
- * not stop that generation, since the provider has no cancel. So the slot follows the provider's
- * attempt, not the job's status:
+ * not stop that generation (ModelsLab has no cancel; a worker runs what it took). So the slot follows
+ * the provider's attempt, not the job's status:
  * - `owned`: the job is `processing`; its own flow (finalize, a rejection, the reconciler's deadline)
  *   ends the attempt and decides;
  * - `provider-may-run`: the job left `processing` while its provider attempt may still be generating
@@ -20,7 +20,7 @@ export function slotHold(job: Job | null | undefined, now: Date, providerRunLimi
   if (!job) return { kind: "free" };
   if (job.status === "processing") return { kind: "owned" };
   const attempt = job.attempts.at(-1);
-  if (attempt?.route !== "modelslab") return { kind: "free" };
+  if (!attempt) return { kind: "free" };
   // Cancel and the deadline close a pending attempt as `cancelled` / `timed_out`; an unknown outcome
   // closes it `failed` with its own job error. Any other closed attempt was answered by the provider
   // (a rejection, or a result that moved the job on to storing).

@@ -15,7 +15,7 @@ import type { ReconcileSettings } from "../usecases/reconcile.ts";
 
 type ProviderSettings = z.infer<typeof providerSettingsConfig>;
 
-/** Every function that talks to the provider. */
+/** Every function that talks to providers. */
 export const dispatchSettings = (config: ProviderSettings, callbackSecret: string): DispatchSettings => ({
   callbackBaseUrl: config.CALLBACK_BASE_URL,
   callbackSecret,
@@ -25,14 +25,19 @@ export const dispatchSettings = (config: ProviderSettings, callbackSecret: strin
   retryBaseSeconds: config.RETRY_BASE_SECONDS,
   retryMaxSeconds: config.RETRY_MAX_SECONDS,
   maxRetryableFailures: config.MAX_RETRYABLE_FAILURES,
-  submitTimeoutSeconds: config.MODELSLAB_SUBMIT_TIMEOUT_SECONDS,
   queuedResendAfterSeconds: config.QUEUED_RESEND_AFTER_SECONDS,
   expectedRunSeconds: config.EXPECTED_RUN_SECONDS,
 });
 
-/** Finalize never builds callback URLs: it needs the retry settings and how long storing may take. */
-export const finalizeSettings = (config: ProviderSettings): FinalizeDeps["settings"] => ({
-  ...dispatchSettings(config, "unused"),
+/**
+ * Finalize ends attempts (the retry settings), starts one on the fallback provider (its callback URL,
+ * should that provider take callbacks) and bounds how long storing may take.
+ */
+export const finalizeSettings = (
+  config: ProviderSettings,
+  callbackSecret: string,
+): FinalizeDeps["settings"] => ({
+  ...dispatchSettings(config, callbackSecret),
   storingTimeoutSeconds: config.STORING_TIMEOUT_SECONDS,
 });
 
@@ -63,7 +68,7 @@ export const apiSettings = (config: ApiConfig): ApiDeps["settings"] => ({
   uploadUrlExpirySeconds: config.UPLOAD_URL_EXPIRY_SECONDS,
 });
 
-/** The provider's circuit breaker settings. */
+/** The providers' circuit breaker settings (one breaker per provider that has one, same settings). */
 export const breakerSettings = (config: ProviderSettings): BreakerSettings => ({
   failureThreshold: config.BREAKER_FAILURE_THRESHOLD,
   windowSeconds: config.BREAKER_WINDOW_SECONDS,

@@ -2,6 +2,7 @@ import * as z from "zod/mini";
 import { ERROR_CODES } from "../domain/errors.ts";
 import { NOTIFICATION_TYPES } from "../domain/events.ts";
 import { JOB_STATUSES, PROVIDER_CHOICES } from "../domain/job.ts";
+import { PROVIDER_IDS } from "../domain/providers.ts";
 import {
   CONTROLNET_RULES,
   CONTROLNET_RULES_JSON_SCHEMA,
@@ -80,7 +81,11 @@ export const orchestratorFields = {
     .check(z.describe("Your own reference for this job, echoed back. Never sent to the provider.")),
   provider: z
     ._default(z.enum(PROVIDER_CHOICES), "auto")
-    .check(z.describe("Where the job runs: auto (default), modelslab or self-hosted.")),
+    .check(
+      z.describe(
+        `Where the job runs: auto (default: the primary provider, the fallback when it cannot take the job in time) or only on one provider: ${PROVIDER_IDS.join(", ")}.`,
+      ),
+    ),
   metadata: z.optional(metadataSchema),
   notify_processing: z
     .optional(z.boolean())
@@ -130,7 +135,9 @@ function buildResponseSchemas() {
   const timestamp = z.iso.datetime();
 
   const attempt = z.object({
-    route: z.enum(["modelslab", "self-hosted"]),
+    route: z
+      .enum(PROVIDER_IDS)
+      .check(z.describe("The provider this attempt ran on (`provider` is what the job asked for).")),
     provider_id: z.nullable(z.string()),
     started_at: timestamp,
     ended_at: z.nullable(timestamp),

@@ -1,4 +1,6 @@
 import * as z from "zod/mini";
+import { providersConfig } from "../providers/registry.ts";
+import { int, name, optionalSecret, SHARED_DEFAULTS } from "./config-fields.ts";
 import "./mini-locale.ts";
 
 /*
@@ -19,21 +21,8 @@ export class ConfigError extends Error {
   }
 }
 
-/**
- * Defaults of the settings the CDK context (`infra/config.ts`) also exposes: it sets these variables
- * in AWS, and its own defaults are these values.
- */
-export const SHARED_DEFAULTS = {
-  MODELSLAB_BASE_URL: "https://modelslab.com/api",
-  MODELSLAB_MAX_CONCURRENCY: 5,
-  LIFECYCLE_EVENTS: "terminal",
-} as const;
-
-const int = (min: number, max: number, fallback: number) =>
-  z._default(z.coerce.number().check(z.int(), z.gte(min), z.lte(max)), fallback);
-
-/** A non-empty string. */
-const name = () => z.string().check(z.minLength(1));
+/** Defaults of the settings the CDK context also exposes (config-fields.ts, for the provider modules too). */
+export { SHARED_DEFAULTS };
 
 export const tableConfig = z.object({ TABLE_NAME: name() });
 export const jobsQueueConfig = z.object({ JOBS_QUEUE_URL: z.url() });
@@ -109,8 +98,6 @@ export const authorizerConfig = tableConfig;
 export type AuthorizerConfig = z.infer<typeof authorizerConfig>;
 
 export const resultsQueueConfig = z.object({ RESULTS_QUEUE_URL: z.url() });
-/** The self-hosted GPU workers' queue (`provider: self-hosted`, and `auto` jobs the provider cannot take). */
-export const fallbackQueueConfig = z.object({ FALLBACK_QUEUE_URL: z.url() });
 
 export const notifyConfig = z.object({
   ...tableConfig.shape,
@@ -124,22 +111,9 @@ export const notifyConfig = z.object({
 });
 export type NotifyConfig = z.infer<typeof notifyConfig>;
 
-/**
- * A secret comes either as a plain value (local stack, tests) or as the ARN of a Secrets Manager
- * secret that the function reads once at cold start (AWS). One of the two must be set.
- */
-const optionalSecret = z.pipe(
-  z.optional(z.string()),
-  z.transform((value: string | undefined) => value || undefined),
-);
-
 export const callbackSecretConfig = z.object({
   CALLBACK_SECRET: optionalSecret,
   CALLBACK_SECRET_ARN: optionalSecret,
-});
-export const modelsLabKeyConfig = z.object({
-  MODELSLAB_API_KEY: optionalSecret,
-  MODELSLAB_API_KEY_SECRET_ARN: optionalSecret,
 });
 
 const hostList = z.pipe(
@@ -152,11 +126,12 @@ const hostList = z.pipe(
   ),
 );
 
-/** What every function that talks to the provider shares. */
+/**
+ * What every function that talks to providers shares: each provider module's own settings (its
+ * fragment in shared/providers/, composed by the registry), then the orchestrator's.
+ */
 export const providerSettingsConfig = z.object({
-  MODELSLAB_BASE_URL: z._default(z.url(), SHARED_DEFAULTS.MODELSLAB_BASE_URL),
-  MODELSLAB_MAX_CONCURRENCY: int(1, 1_000, SHARED_DEFAULTS.MODELSLAB_MAX_CONCURRENCY),
-  MODELSLAB_SUBMIT_TIMEOUT_SECONDS: int(1, 600, 90),
+  ...providersConfig.shape,
   CALLBACK_BASE_URL: z.url(),
   PROVIDER_OUTPUT_HOSTS: hostList,
   ...queuedResendConfig.shape,
@@ -174,9 +149,9 @@ export const providerSettingsConfig = z.object({
    * hand-back started has finished or timed out before the next.
    */
   STORING_TIMEOUT_SECONDS: int(10, 3_600, 300),
-  /** An `auto` job that would wait for capacity past (deadline − this) goes to the self-hosted fallback. */
+  /** An `auto` job that would wait for capacity past (deadline − this) goes to the fallback provider. */
   EXPECTED_RUN_SECONDS: int(1, 3_600, 120),
-  /** The provider's circuit breaker: this many failures (retryable rejections, timeouts) within the window open it… */
+  /** A provider's circuit breaker: this many failures (retryable rejections, timeouts) within the window open it… */
   BREAKER_FAILURE_THRESHOLD: int(1, 1_000, 5),
   BREAKER_WINDOW_SECONDS: int(1, 3_600, 60),
   /** …and after this cool-down one probe may go through; its success closes it. */
@@ -189,10 +164,8 @@ export const dispatchConfig = z.object({
   INPUTS_BUCKET: name(),
   ...jobsQueueConfig.shape,
   ...resultsQueueConfig.shape,
-  ...fallbackQueueConfig.shape,
   ...providerSettingsConfig.shape,
   ...callbackSecretConfig.shape,
-  ...modelsLabKeyConfig.shape,
 });
 export type DispatchConfig = z.infer<typeof dispatchConfig>;
 
@@ -203,8 +176,9 @@ export const finalizeConfig = z.object({
   OUTPUTS_BUCKET: name(),
   INPUTS_BUCKET: name(),
   ...jobsQueueConfig.shape,
-  ...fallbackQueueConfig.shape,
+  ...resultsQueueConfig.shape,
   ...providerSettingsConfig.shape,
+  ...callbackSecretConfig.shape,
 });
 export type FinalizeConfig = z.infer<typeof finalizeConfig>;
 

@@ -1,5 +1,6 @@
 import * as z from "zod/mini";
 import { MAX_PROVIDER_ID_CHARS, MAX_SAMPLES, OUTPUT_LIMITS } from "../domain/job.ts";
+import { PROVIDER_IDS } from "../domain/providers.ts";
 import type { ControlNetRequest } from "./controlnet.ts";
 import "./mini-locale.ts";
 import { defineQueue, type MessageOf } from "./queue.ts";
@@ -52,10 +53,15 @@ export type FinishedResult = z.infer<typeof finishedResultSchema>;
 
 /**
  * Results queue: one normalised provider result, whoever observed it (callback receiver, reconciler,
- * dispatcher on an immediate answer, GPU worker). Only finalize turns it into a terminal state.
+ * dispatcher on an immediate answer, GPU worker). It names the provider and the attempt (its index in
+ * the job's attempts) it belongs to: finalize ignores it unless that is the job's current attempt.
+ * Only finalize turns it into a terminal state.
  */
 export const resultMessageSchema = z.object({
   jobId: jobId(),
+  provider: z.enum(PROVIDER_IDS),
+  attempt: z.number().check(z.int(), z.gte(0)),
+  /** Who observed it (for logs): the provider's own answer decides nothing by where it came from. */
   source: z.enum(["callback", "reconcile", "dispatch", "worker"]),
   observedAt: z.iso.datetime(),
   result: finishedResultSchema,

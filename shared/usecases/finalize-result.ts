@@ -6,24 +6,35 @@ import {
   type JobOutput,
   outputCountProblem,
 } from "../domain/job.ts";
-import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
-import type { ProviderOutput } from "../ports/provider.ts";
-import type { DispatchMessage, ResultMessage, WorkerJobMessage } from "../schemas/messages.ts";
-import { type DispatchSettings, endAttemptAfterRejection } from "./dispatch-job.ts";
-import { closeCurrentAttempt, currentAttempt, providerState } from "./provider-attempts.ts";
+import type { Clock, JobStore, Queue } from "../ports/index.ts";
+import type { ProviderOutput, Providers } from "../ports/provider.ts";
+import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
+import { endAttemptAfterRejection } from "./attempt-outcomes.ts";
+import type { DispatchSettings } from "./dispatch-job.ts";
+import {
+  closeCurrentAttempt,
+  currentAttempt,
+  currentAttemptIndex,
+  providerState,
+} from "./provider-attempts.ts";
 
 export interface FinalizeDeps {
   jobs: JobStore;
-  /** The self-hosted workers' queue: `auto` jobs whose provider attempts keep failing go there. */
-  fallbackQueue?: Queue<WorkerJobMessage>;
+  /**
+   * Every provider with its gate (an attempt's slot is released when it ends); an `auto` job whose
+   * primary attempts keep failing is started on the fallback provider.
+   */
+  providers: Providers;
   presignInput?: (bucket: string, key: string) => Promise<string>;
   copyOutput?: OutputCopier;
   /** Empties a job's outputs folder: called whenever a job that did not succeed may have objects there. */
   discardOutputs?: OutputDiscarder;
-  gate: CapacityGate;
   jobsQueue: Queue<DispatchMessage>;
+  /** A fallback provider that answers at once puts its result here. */
+  resultsQueue: Queue<ResultMessage>;
   clock: Clock;
   settings: DispatchSettings & { storingTimeoutSeconds: number };
+  log?: (message: string, data: Record<string, unknown>) => void;
 }
 
 export type FinalizeOutcome = "ignored" | "succeeded" | "failed" | "retrying" | "fallback";
@@ -58,7 +69,8 @@ async function finalizeOnce(deps: FinalizeDeps, message: ResultMessage): Promise
     // hands a storing job it fails back here for this.
     await deps.discardOutputs?.(job);
     // The provider has finished this attempt: the slot a cancel or the deadline left held is free now.
-    if (belongsToCurrentAttempt(job, message)) await deps.gate.release(job.id);
+    if (belongsToCurrentAttempt(job, message))
+      await deps.providers.get(message.provider)?.gate.release(job.id);
     return "ignored";
   }
   if (job.status !== "processing") return "ignored";
@@ -87,7 +99,7 @@ async function finalizeOnce(deps: FinalizeDeps, message: ResultMessage): Promise
     // The reconciler must be able to end it at its deadline.
     dueAt: Math.min(now.getTime() + deps.settings.storingTimeoutSeconds * 1000, Date.parse(job.deadlineAt)),
   });
-  await deps.gate.release(job.id);
+  await deps.providers.get(message.provider)?.gate.release(job.id);
   return completeStoring(deps, storing);
 }
 
@@ -218,16 +230,16 @@ const providerOutputAsIs = (output: ProviderOutput): JobOutput => ({
 });
 
 /**
- * A worker's result belongs to a self-hosted attempt, anyone else's to a provider attempt (a late
- * provider callback after the job went to the fallback is stale, and so is a late worker result after
- * a retry went back to the provider). A result names its provider id when it knows it; one for
- * another attempt's id is stale.
+ * A result belongs to the job's current attempt when it names that attempt and its provider: a late
+ * result of an earlier attempt (a provider's callback after the job went to the fallback, a worker's
+ * after a retry went back to the provider) is stale. A result that names its provider id must also
+ * name the attempt's.
  */
 function belongsToCurrentAttempt(job: Job, message: ResultMessage): boolean {
   const attempt = currentAttempt(job);
-  const route = message.source === "worker" ? "self-hosted" : "modelslab";
-  if (attempt && attempt.route !== route) return false;
-  const attemptId = attempt?.provider_id ?? null;
-  const { result } = message;
-  return result.providerId === null || attemptId === null || result.providerId === attemptId;
+  if (!attempt || message.attempt !== currentAttemptIndex(job) || message.provider !== attempt.provider) {
+    return false;
+  }
+  const { providerId } = message.result;
+  return providerId === null || attempt.provider_id === null || providerId === attempt.provider_id;
 }

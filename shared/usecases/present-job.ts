@@ -16,7 +16,8 @@ export function presentJob(job: Job, signedUrls: ReadonlyMap<string, string> = n
     metadata: job.metadata,
     provider: job.provider,
     request: job.request,
-    attempts: job.attempts.map((a) => ({ ...a })),
+    // The API shows an attempt's provider as its `route`.
+    attempts: job.attempts.map(({ provider, ...attempt }) => ({ route: provider, ...attempt })),
     outputs: job.outputs.map(({ url, key, content_type, bytes, sha256, width, height }) => ({
       url: (key && signedUrls.get(key)) || url,
       content_type,

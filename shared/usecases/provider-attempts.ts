@@ -4,6 +4,9 @@ import type { Attempt, AttemptOutcome, Job, ProviderState } from "../domain/job.
 
 export const currentAttempt = (job: Job): Attempt | undefined => job.attempts.at(-1);
 
+/** The index of the job's current attempt (what result messages and callback URLs name); -1 before any. */
+export const currentAttemptIndex = (job: Job): number => job.attempts.length - 1;
+
 export function closeCurrentAttempt(job: Job, outcome: AttemptOutcome, at: Date, reason?: string): Attempt[] {
   return job.attempts.map((attempt, index) =>
     index === job.attempts.length - 1 && attempt.outcome === "pending"

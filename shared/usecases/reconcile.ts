@@ -2,19 +2,21 @@ import { StaleWriteError } from "../domain/errors.ts";
 import type { Job } from "../domain/job.ts";
 import { isTerminal } from "../domain/job.ts";
 import { maySlotBeReleased, slotHold } from "../domain/slot-hold.ts";
-import type { CapacityGate, Clock, JobStore, Queue } from "../ports/index.ts";
-import type { Provider } from "../ports/provider.ts";
-import type { DispatchMessage, NotifyMessage, ResultMessage, WorkerJobMessage } from "../schemas/messages.ts";
-import { sendToFallback } from "./dispatch-job.ts";
+import type { Clock, JobStore, Queue } from "../ports/index.ts";
+import type { ProviderBinding, Providers } from "../ports/provider.ts";
+import type { DispatchMessage, NotifyMessage, ResultMessage } from "../schemas/messages.ts";
+import type { DispatchSettings } from "./dispatch-job.ts";
 import { sendJobEvent } from "./lifecycle.ts";
 import {
   backoffSeconds,
   checksOf,
   closeCurrentAttempt,
   currentAttempt,
+  currentAttemptIndex,
   providerState,
   withChecks,
 } from "./provider-attempts.ts";
+import { submitAttempt } from "./start-attempt.ts";
 
 export interface ReconcileSettings {
   queuedResendAfterSeconds: number;
@@ -24,7 +26,7 @@ export interface ReconcileSettings {
   pollMaxSeconds: number;
   /** A capacity slot held this long by a job that is no longer processing is looked at (`slotHold`). */
   slotGraceSeconds: number;
-  /** How long the provider may run one generation: a slot whose attempt may still run is kept this long. */
+  /** How long a provider may run one generation: a slot whose attempt may still run is kept this long. */
   providerRunLimitSeconds: number;
   /** A job whose provider request has an unknown outcome is failed this long after it was sent. */
   unknownOutcomeSeconds: number;
@@ -41,14 +43,13 @@ export interface ReconcileDeps {
   jobsQueue: Queue<DispatchMessage>;
   clock: Clock;
   settings: ReconcileSettings;
-  /** Present once the provider is configured (dispatch exists). */
-  provider?: Provider;
+  /** The providers (polled, submitted to again) with their gates (slots healed); present once configured. */
+  providers?: Providers;
+  /** Dispatch's settings, for an attempt submitted again (a provider that takes repeated submissions). */
+  dispatch?: DispatchSettings;
   resultsQueue?: Queue<ResultMessage>;
-  gate?: CapacityGate;
-  /** The notifications queue (terminal jobs whose notify message was lost). */
+  /** The notifications queue (terminal jobs whose notification message was lost). */
   notifications?: Queue<NotifyMessage>;
-  /** The self-hosted workers' queue: a lost worker message is sent again. */
-  fallbackQueue?: Queue<WorkerJobMessage>;
   presignInput?: (bucket: string, key: string) => Promise<string>;
   log?: (message: string, data: Record<string, unknown>) => void;
 }
@@ -68,9 +69,9 @@ export interface ReconcileReport {
 /**
  * The safety net behind best-effort callbacks and at-least-once queues. Every non-terminal job, and
  * every terminal one whose notification is pending, has a `dueAt`; for each job past it: queued → its
- * dispatch message is sent again; processing → past the deadline it fails, on the fallback a lost
- * worker message is sent again, otherwise the provider is polled and a finished result goes to the
- * results queue; storing → the store step is resumed; terminal → its notify message is sent again.
+ * dispatch message is sent again; processing → past the deadline it fails, an attempt left unsent on
+ * a provider that takes repeated submissions is submitted again, an accepted one is polled where its
+ * provider can be and a finished result goes to the results queue; storing → the store step is resumed; terminal → its notify message is sent again.
  * Capacity slots of jobs that left processing are released once the provider is done with them
  * (`slotHold`), and those whose release was lost are healed.
  */
@@ -99,7 +100,9 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
       }
     }),
   );
-  if (deps.gate) report.slotsHealed = await releaseSlots(deps, deps.gate, now);
+  for (const binding of deps.providers?.all() ?? []) {
+    report.slotsHealed += await releaseSlots(deps, binding, now);
+  }
   return report;
 }
 
@@ -144,30 +147,30 @@ async function reconcileJob(
       },
     });
     // The provider may still be generating it: its slot stays until it is done (see releaseSlots).
-    await releaseIfDone(deps, failed, now);
+    await releaseSlotIfDone(deps, failed, now);
     report.expired++;
     return;
   }
 
   const state = providerState(job);
-  if (currentAttempt(job)?.route === "self-hosted") {
-    // Nothing to poll: the worker reports on the results queue, and the deadline settles the rest.
-    // A worker message whose send was lost (the job row says so) is sent again.
-    if (!(state.phase === "self-hosted" && state.sent) && deps.fallbackQueue) {
-      await sendToFallback(
-        {
-          jobs: deps.jobs,
-          clock: deps.clock,
-          settings,
-          fallbackQueue: deps.fallbackQueue,
-          ...(deps.presignInput && { presignInput: deps.presignInput }),
-        },
-        job,
-      );
-      report.requeued++;
-    } else {
-      await deps.jobs.update(job, { dueAt: Date.parse(job.deadlineAt) });
-    }
+  const attempt = currentAttempt(job);
+  const binding = attempt && deps.providers?.get(attempt.provider);
+  const { providers, resultsQueue, dispatch } = deps;
+  if (
+    state.phase !== "accepted" &&
+    binding?.provider.capabilities.resubmit &&
+    providers &&
+    resultsQueue &&
+    dispatch
+  ) {
+    // Its submission was lost (the job row says it never answered): this provider takes it again.
+    await submitAttempt({ ...deps, providers, resultsQueue, settings: dispatch }, job, binding);
+    report.requeued++;
+    return;
+  }
+  if (state.phase === "accepted" && binding && !binding.provider.capabilities.fetch) {
+    // Nothing to poll: its result comes by itself (the worker's, on the results queue), or the deadline.
+    await deps.jobs.update(job, { dueAt: Date.parse(job.deadlineAt) });
     return;
   }
   const checks = checksOf(state) + 1;
@@ -176,11 +179,12 @@ async function reconcileJob(
   // Never past the deadline: the deadline check must run on time.
   const dueAt = Math.min(nextCheck, Date.parse(job.deadlineAt));
 
-  if (state.phase !== "accepted" || !state.providerId || !deps.provider || !deps.resultsQueue) {
+  const provider = binding?.provider;
+  if (state.phase !== "accepted" || !provider?.fetch || !resultsQueue) {
     // No provider id: the POST timed out, or its dispatcher died mid-call. Only a callback can tell
     // whether the provider took it; re-posting could bill twice. Past the window in which any real
     // job would have called back, give up on it (its slot follows the provider's run limit).
-    const started = Date.parse(currentAttempt(job)?.started_at ?? job.updatedAt);
+    const started = Date.parse(attempt?.started_at ?? job.updatedAt);
     if (now.getTime() - started >= settings.unknownOutcomeSeconds * 1000) {
       const failed = await deps.jobs.transition(job, "failed", {
         attempts: closeCurrentAttempt(job, "failed", now, "provider outcome unknown"),
@@ -190,7 +194,7 @@ async function reconcileJob(
             "The provider request's outcome could not be learned (no answer, no callback); it was not re-sent to avoid double billing.",
         },
       });
-      await releaseIfDone(deps, failed, now);
+      await releaseSlotIfDone(deps, failed, now);
       report.expired++;
       return;
     }
@@ -203,17 +207,19 @@ async function reconcileJob(
   }
 
   report.polled++;
-  const result = await deps.provider.fetch(state.providerId, state.fetchUrl ?? null);
+  const result = await provider.fetch({ providerId: state.providerId, handle: state.handle });
   // Record the poll before publishing a result, so finalize never races this write.
   const polled = await deps.jobs.update(job, { dueAt, providerState: { ...state, checks } });
   if (result.kind === "done" || (result.kind === "rejected" && !result.retryable)) {
     const message: ResultMessage = {
       jobId: polled.id,
+      provider: provider.id,
+      attempt: currentAttemptIndex(polled),
       source: "reconcile",
       observedAt: now.toISOString(),
       result: { ...result, providerId: result.providerId ?? state.providerId },
     };
-    await deps.resultsQueue.send(message);
+    await resultsQueue.send(message);
     report.resolved++;
   }
   // Otherwise still processing, or the poll itself failed: the next look is at dueAt.
@@ -240,13 +246,17 @@ async function reconcileStoring(
   const maxResumes = settings.storingMaxResumes;
   const deadline = Date.parse(job.deadlineAt);
   const handBack = async () => {
-    if (!kept || !deps.resultsQueue) return;
-    await deps.resultsQueue.send({
+    const succeeded = currentAttempt(job);
+    if (!kept || !succeeded || !deps.resultsQueue) return;
+    const message: ResultMessage = {
       jobId: job.id,
+      provider: succeeded.provider,
+      attempt: currentAttemptIndex(job),
       source: "reconcile",
       observedAt: now.toISOString(),
       result: kept,
-    });
+    };
+    await deps.resultsQueue.send(message);
   };
 
   if (now.getTime() >= deadline || resumes > maxResumes) {
@@ -272,40 +282,49 @@ async function reconcileStoring(
   report.resumed++;
 }
 
-const releaseIfDone = async (deps: ReconcileDeps, job: Job, now: Date): Promise<void> => {
-  if (maySlotBeReleased(job, now, deps.settings.providerRunLimitSeconds)) await deps.gate?.release(job.id);
-};
+/** Releases the slot of a job's current attempt on its provider, once `slotHold` allows. */
+async function releaseSlotIfDone(deps: ReconcileDeps, job: Job, now: Date): Promise<void> {
+  const attempt = currentAttempt(job);
+  if (attempt && maySlotBeReleased(job, now, deps.settings.providerRunLimitSeconds)) {
+    await deps.providers?.get(attempt.provider)?.gate.release(job.id);
+  }
+}
 
 /**
- * Looks at every slot held past the grace period (a dispatcher between acquire and its first write
- * keeps one briefly) and releases it when `slotHold` says the provider is done with its job: the job
- * is gone, was never posted, was answered, or its attempt's run limit has passed. A job that left
- * processing while its attempt may still run (cancelled, timed out) keeps the slot, unless a fetch of
- * its provider id says the provider has finished it: posting another job meanwhile would go over the
- * account's limit.
+ * Looks at every slot on `binding`'s provider held past the grace period (a dispatcher between
+ * acquire and its first write keeps one briefly) and releases it when `slotHold` says the provider is
+ * done with its job: the job is gone, was never posted, was answered, or its attempt's run limit has
+ * passed. A job that left processing while its attempt may still run (cancelled, timed out) keeps the
+ * slot, unless a fetch says the provider has finished it: posting another job meanwhile would go over
+ * the account's limit.
  */
-async function releaseSlots(deps: ReconcileDeps, gate: CapacityGate, now: Date): Promise<number> {
+async function releaseSlots(deps: ReconcileDeps, binding: ProviderBinding, now: Date): Promise<number> {
   let released = 0;
-  const holders = await gate.holders();
+  const holders = await binding.gate.holders();
   for (const [jobId, acquiredAt] of Object.entries(holders)) {
     if (now.getTime() - acquiredAt < deps.settings.slotGraceSeconds * 1000) continue;
     const job = await deps.jobs.get(jobId);
-    const hold = slotHold(job, now, deps.settings.providerRunLimitSeconds);
+    const attempt = job ? currentAttempt(job) : undefined;
+    // A job whose current attempt is on another provider ended its attempt here when it moved on.
+    const elsewhere = attempt !== undefined && attempt.provider !== binding.provider.id;
+    const hold = elsewhere
+      ? { kind: "free" as const }
+      : slotHold(job, now, deps.settings.providerRunLimitSeconds);
     if (hold.kind === "owned") continue;
-    if (hold.kind === "provider-may-run" && !(job && (await providerIsDone(deps, job)))) continue;
-    await gate.release(jobId);
+    if (hold.kind === "provider-may-run" && !(job && (await providerIsDone(deps, binding, job)))) continue;
+    await binding.gate.release(jobId);
     released++;
   }
   return released;
 }
 
-/** A fetch of the attempt's provider id answers with its result: the provider no longer runs it. */
-async function providerIsDone(deps: ReconcileDeps, job: Job): Promise<boolean> {
+/** A fetch of the attempt answers with its result: the provider no longer runs it. */
+async function providerIsDone(deps: ReconcileDeps, binding: ProviderBinding, job: Job): Promise<boolean> {
   const state = providerState(job);
-  const providerId = state.phase === "accepted" ? state.providerId : currentAttempt(job)?.provider_id;
-  if (!providerId || !deps.provider) return false;
+  const { provider } = binding;
+  if (state.phase !== "accepted" || !provider.capabilities.fetch || !provider.fetch) return false;
   try {
-    const result = await deps.provider.fetch(providerId, state.phase === "accepted" ? state.fetchUrl : null);
+    const result = await provider.fetch({ providerId: state.providerId, handle: state.handle });
     return result.kind === "done" || (result.kind === "rejected" && !result.retryable);
   } catch (error) {
     deps.log?.("provider fetch for a held slot failed", { jobId: job.id, error: String(error) });

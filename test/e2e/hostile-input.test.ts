@@ -88,11 +88,14 @@ const raw = (
       body,
     ),
   );
+/** A ModelsLab callback for the job's first attempt (attempt 0), as its callback URL carries it. */
 const callback = (jobId: string, token: string | null, body: string | Uint8Array, extraQuery = "") =>
   fetch(
-    `${stack.callbackBaseUrl.replace(/\/$/, "")}/callbacks/modelslab/${encodeURIComponent(jobId)}?${token === null ? "" : `token=${encodeURIComponent(token)}`}${extraQuery}`,
+    `${stack.callbackBaseUrl.replace(/\/$/, "")}/callbacks/modelslab/${encodeURIComponent(jobId)}?attempt=0${token === null ? "" : `&token=${encodeURIComponent(token)}`}${extraQuery}`,
     { method: "POST", headers: JSON_TYPE, body },
   );
+/** The token of the job's first ModelsLab attempt. */
+const tokenFor = (jobId: string) => callbackToken(secret, "modelslab", jobId, 0);
 const success = (trackId: string, output = "https://169.254.169.254/latest/meta-data/iam/") =>
   JSON.stringify({ status: "success", id: 424_242, output: [output], track_id: trackId });
 const bytes = (...parts: Array<string | number[]>) =>
@@ -719,8 +722,7 @@ add(
   },
   {
     name: "callback with another job's token",
-    request: () =>
-      callback(bobJobs[0] as string, callbackToken(secret, victim), success(bobJobs[0] as string)),
+    request: () => callback(bobJobs[0] as string, tokenFor(victim), success(bobJobs[0] as string)),
     expectStatus: 401,
   },
   {
@@ -730,9 +732,28 @@ add(
         bobJobs[0] as string,
         "x",
         success(bobJobs[0] as string),
-        `&token=${callbackToken(secret, bobJobs[0] as string)}`,
+        `&token=${tokenFor(bobJobs[0] as string)}`,
       ),
     expectStatus: 401,
+  },
+  {
+    name: "callback naming another attempt than its token's",
+    request: () =>
+      fetch(
+        `${stack.callbackBaseUrl.replace(/\/$/, "")}/callbacks/modelslab/${bobJobs[0]}?attempt=1&token=${tokenFor(bobJobs[0] as string)}`,
+        { method: "POST", headers: JSON_TYPE, body: success(bobJobs[0] as string) },
+      ),
+    expectStatus: 401,
+  },
+  {
+    name: "callback for a provider that does not call back",
+    request: () =>
+      fetch(
+        `${stack.callbackBaseUrl.replace(/\/$/, "")}/callbacks/self-hosted/${bobJobs[0]}?attempt=0&token=${callbackToken(secret, "self-hosted", bobJobs[0] as string, 0)}`,
+        { method: "POST", headers: JSON_TYPE, body: success(bobJobs[0] as string) },
+      ),
+    expectStatus: 404,
+    expectCode: "ROUTE_NOT_FOUND",
   },
   {
     name: "callback with an empty token",
@@ -741,8 +762,7 @@ add(
   },
   {
     name: "callback for a traversal id",
-    request: () =>
-      callback("../../v1/jobs", callbackToken(secret, bobJobs[0] as string), success("../../v1/jobs")),
+    request: () => callback("../../v1/jobs", tokenFor(bobJobs[0] as string), success("../../v1/jobs")),
     expectStatus: 401,
   },
   {
@@ -750,7 +770,7 @@ add(
     name: "GET on a callback URL",
     request: () =>
       fetch(
-        `${stack.callbackBaseUrl.replace(/\/$/, "")}/callbacks/modelslab/${bobJobs[0]}?token=${callbackToken(secret, bobJobs[0] as string)}`,
+        `${stack.callbackBaseUrl.replace(/\/$/, "")}/callbacks/modelslab/${bobJobs[0]}?attempt=0&token=${tokenFor(bobJobs[0] as string)}`,
       ),
     expectStatus: 405,
   },
@@ -758,7 +778,7 @@ add(
     name: "callback to a path beside the callback route",
     request: () =>
       fetch(
-        `${stack.callbackBaseUrl.replace(/\/$/, "")}/callbacks/modelslab/${bobJobs[0]}/extra?token=${callbackToken(secret, bobJobs[0] as string)}`,
+        `${stack.callbackBaseUrl.replace(/\/$/, "")}/callbacks/modelslab/${bobJobs[0]}/extra?attempt=0&token=${tokenFor(bobJobs[0] as string)}`,
         { method: "POST", headers: JSON_TYPE, body: success(bobJobs[0] as string) },
       ),
     expectStatus: 404,
@@ -766,33 +786,21 @@ add(
   {
     name: "callback whose track_id names another job",
     request: () =>
-      callback(
-        bobJobs[0] as string,
-        callbackToken(secret, bobJobs[0] as string),
-        success(bobJobs[1] as string),
-      ),
+      callback(bobJobs[0] as string, tokenFor(bobJobs[0] as string), success(bobJobs[1] as string)),
     expectStatus: 400,
     expectCode: "TRACK_ID_MISMATCH",
   },
   {
     name: "callback without track_id",
     request: () =>
-      callback(
-        bobJobs[0] as string,
-        callbackToken(secret, bobJobs[0] as string),
-        '{"status":"success","output":[]}',
-      ),
+      callback(bobJobs[0] as string, tokenFor(bobJobs[0] as string), '{"status":"success","output":[]}'),
     expectStatus: 400,
     expectCode: "TRACK_ID_MISMATCH",
   },
   {
     name: "callback with a 10,000-deep body",
     request: () =>
-      callback(
-        bobJobs[0] as string,
-        callbackToken(secret, bobJobs[0] as string),
-        nestedJson(10_000, "object"),
-      ),
+      callback(bobJobs[0] as string, tokenFor(bobJobs[0] as string), nestedJson(10_000, "object")),
     expectStatus: 400,
   },
   {
@@ -800,7 +808,7 @@ add(
     request: () =>
       callback(
         bobJobs[0] as string,
-        callbackToken(secret, bobJobs[0] as string),
+        tokenFor(bobJobs[0] as string),
         `{"__proto__":{"track_id":"${bobJobs[0]}","polluted":"yes"},"status":"success"}`,
       ),
     expectStatus: 400,
@@ -809,28 +817,20 @@ add(
   {
     name: "callback with invalid UTF-8",
     request: () =>
-      callback(
-        bobJobs[0] as string,
-        callbackToken(secret, bobJobs[0] as string),
-        bytes('{"a":"', [0xff], '"}'),
-      ),
+      callback(bobJobs[0] as string, tokenFor(bobJobs[0] as string), bytes('{"a":"', [0xff], '"}')),
     expectStatus: 400,
     expectCode: "INVALID_ENCODING",
   },
   {
     name: "callback that is not JSON",
-    request: () => callback(bobJobs[0] as string, callbackToken(secret, bobJobs[0] as string), "<html>"),
+    request: () => callback(bobJobs[0] as string, tokenFor(bobJobs[0] as string), "<html>"),
     expectStatus: 400,
     expectCode: "INVALID_JSON",
   },
   {
     name: "callback over CALLBACK_MAX_BODY_BYTES",
     request: () =>
-      callback(
-        bobJobs[0] as string,
-        callbackToken(secret, bobJobs[0] as string),
-        `{"pad":"${"x".repeat(1_100_000)}"}`,
-      ),
+      callback(bobJobs[0] as string, tokenFor(bobJobs[0] as string), `{"pad":"${"x".repeat(1_100_000)}"}`),
     expectStatus: 413,
     expectCode: "PAYLOAD_TOO_LARGE",
   },
@@ -1055,7 +1055,7 @@ describe("hostile input", () => {
   it("acknowledges a replayed callback for a terminal job and changes nothing", async () => {
     const job = await getJob(alice, victim);
     expect(job.status).toBe("cancelled");
-    const token = callbackToken(secret, victim);
+    const token = tokenFor(victim);
     for (const body of [
       success(victim),
       JSON.stringify({ status: "failed", track_id: victim, message: "x" }),

@@ -170,7 +170,7 @@ describe("jobs on the ModelsLab simulator", () => {
     });
     const post = (jobId: string, token: string | null, body: unknown) =>
       fetch(
-        `${stack.callbackBaseUrl.replace(/\/$/, "")}/callbacks/modelslab/${jobId}${token === null ? "" : `?token=${encodeURIComponent(token)}`}`,
+        `${stack.callbackBaseUrl.replace(/\/$/, "")}/callbacks/modelslab/${jobId}?attempt=0${token === null ? "" : `&token=${encodeURIComponent(token)}`}`,
         {
           method: "POST",
           headers: { "content-type": "application/json" },
@@ -179,12 +179,14 @@ describe("jobs on the ModelsLab simulator", () => {
       );
     expect((await post(victim, null, success(victim))).status).toBe(401);
     expect((await post(victim, "not-the-token", success(victim))).status).toBe(401);
-    expect((await post(victim, callbackToken(secret, other), success(victim))).status).toBe(401);
-    const mismatch = await post(victim, callbackToken(secret, victim), success(other));
+    expect((await post(victim, callbackToken(secret, "modelslab", other, 0), success(victim))).status).toBe(
+      401,
+    );
+    const mismatch = await post(victim, callbackToken(secret, "modelslab", victim, 0), success(other));
     expect(mismatch.status).toBe(400);
     expect(((await mismatch.json()) as any).error.code).toBe("TRACK_ID_MISMATCH");
     const notJson = await fetch(
-      `${stack.callbackBaseUrl.replace(/\/$/, "")}/callbacks/modelslab/${victim}?token=${callbackToken(secret, victim)}`,
+      `${stack.callbackBaseUrl.replace(/\/$/, "")}/callbacks/modelslab/${victim}?attempt=0&token=${callbackToken(secret, "modelslab", victim, 0)}`,
       {
         method: "POST",
         body: "<html>",

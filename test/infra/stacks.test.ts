@@ -1,6 +1,7 @@
 import { Match, Template } from "aws-cdk-lib/assertions";
 import { beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../infra/build-app.ts";
+import { loadInfraConfig } from "../../infra/config.ts";
 import { FUNCTIONS, QUEUES, VISIBILITY_TIMEOUT_FACTOR } from "../../infra/functions.ts";
 import {
   INDEXES,
@@ -8,6 +9,7 @@ import {
   TABLE_KEYS,
   TTL_ATTRIBUTE,
 } from "../../shared/adapters/dynamo/table-design.ts";
+import { CALLBACK_PATH } from "../../shared/domain/callback-token.ts";
 import { ROUTES, routeKey } from "../../shared/http/routes.ts";
 import { followImport, only, refTarget, resources, TEST_CONTEXT } from "./support.ts";
 
@@ -185,6 +187,8 @@ describe("ServiceStack: functions", () => {
     const provider = [
       "MODELSLAB_BASE_URL",
       "MODELSLAB_MAX_CONCURRENCY",
+      "SELF_HOSTED_MAX_JOBS",
+      "FALLBACK_QUEUE_URL",
       "CALLBACK_BASE_URL",
       "MODELSLAB_API_KEY_SECRET_ARN",
       "CALLBACK_SECRET_ARN",
@@ -202,10 +206,25 @@ describe("ServiceStack: functions", () => {
       expect.arrayContaining(["LOG_LEVEL", "RESULTS_QUEUE_URL", "CALLBACK_SECRET_ARN"]),
     );
     expect(Object.keys(env("Callback"))).not.toContain("MODELSLAB_API_KEY_SECRET_ARN");
+    // Finalize starts attempts on the fallback provider: its queues, its settings, the callback secret.
     expect(Object.keys(env("Finalize"))).toEqual(
-      expect.arrayContaining([...common, "JOBS_QUEUE_URL", "MODELSLAB_BASE_URL", "CALLBACK_BASE_URL"]),
+      expect.arrayContaining([
+        ...common,
+        "JOBS_QUEUE_URL",
+        "RESULTS_QUEUE_URL",
+        "FALLBACK_QUEUE_URL",
+        "MODELSLAB_BASE_URL",
+        "SELF_HOSTED_MAX_JOBS",
+        "CALLBACK_BASE_URL",
+        "CALLBACK_SECRET_ARN",
+      ]),
     );
     expect(Object.keys(env("Finalize"))).not.toContain("MODELSLAB_API_KEY_SECRET_ARN");
+    // The fleet's capacity: the jobs it holds at full scale.
+    const context = loadInfraConfig((key) => (TEST_CONTEXT as Record<string, unknown>)[key]);
+    expect(env("Dispatch").SELF_HOSTED_MAX_JOBS).toBe(
+      String(context.gpuMaxTasks * context.gpuBacklogPerTask),
+    );
     expect(Object.keys(env("Callback"))).not.toContain("TABLE_NAME"); // it never reads the table
     expect(env("Dispatch").CALLBACK_BASE_URL).toEqual({
       "Fn::GetAtt": ["CallbackFunctionFunctionUrl", "FunctionUrl"],
@@ -350,13 +369,13 @@ describe("ServiceStack: HTTP API", () => {
 describe("ServiceStack: callback ingress", () => {
   const callbackRoutes = (template: Template) =>
     template.findResources("AWS::ApiGatewayV2::Route", {
-      Properties: { RouteKey: "POST /callbacks/modelslab/{jobId}" },
+      Properties: { RouteKey: `POST ${CALLBACK_PATH}` },
     });
 
   it("receives callbacks on the callback function's own URL by default, not through API Gateway", () => {
     const [, url] = only(resources(service, "AWS::Lambda::Url"), "function URL");
     expect(url.Properties).toMatchObject({
-      AuthType: "NONE", // ModelsLab cannot sign; the per-job HMAC token in the URL is checked first
+      AuthType: "NONE", // Providers cannot sign; the per-attempt HMAC token in the URL is checked first
       InvokeMode: "BUFFERED",
       TargetFunctionArn: { "Fn::GetAtt": ["CallbackFunction", "Arn"] },
     });

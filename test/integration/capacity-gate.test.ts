@@ -25,7 +25,7 @@ describe.each(["dynamo", "in-memory"] as const)("capacity gate (%s)", (kind) => 
     }
     doc = dynamo.doc;
     const table = await dynamo.newTable("capacity");
-    gate = new DynamoCapacityGate(doc, table, 5);
+    gate = new DynamoCapacityGate(doc, table, 5, "modelslab");
   });
 
   it("lets exactly `limit` of 50 concurrent acquirers in", async () => {
@@ -86,7 +86,7 @@ describe("capacity gate (dynamo) on first use", () => {
 
   it("admits an acquirer whose holders map another acquirer created between its two writes", async () => {
     const doc = dynamo.doc;
-    const gate = new DynamoCapacityGate(doc, await dynamo.newTable("capacity"), 5);
+    const gate = new DynamoCapacityGate(doc, await dynamo.newTable("capacity"), 5, "modelslab");
     // a's first acquire is refused (no holders map yet); before a creates the map, b acquires and
     // creates it. The gate then holds one of five: a gets in too.
     const send = doc.send.bind(doc) as (command: unknown) => Promise<unknown>;

@@ -24,7 +24,7 @@ describe.each(["dynamo", "in-memory"] as const)("circuit breaker (%s)", (kind) =
       doc = dynamo.doc;
       const table = await dynamo.newTable("breaker");
       // Every dispatcher has its own adapter; they share the item.
-      make = () => new DynamoCircuitBreaker(doc, table, SETTINGS);
+      make = () => new DynamoCircuitBreaker(doc, table, SETTINGS, "modelslab");
     }
     breaker = make();
   });

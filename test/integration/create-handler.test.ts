@@ -137,8 +137,8 @@ describe("createHandler(env)", () => {
     const callback = (secret: string) =>
       ({
         rawPath: `/callbacks/modelslab/${jobId}`,
-        pathParameters: { jobId },
-        queryStringParameters: { token: callbackToken(secret, jobId) },
+        pathParameters: { provider: "modelslab", jobId },
+        queryStringParameters: { attempt: "0", token: callbackToken(secret, "modelslab", jobId, 0) },
         requestContext: { http: { method: "POST" } },
         headers: { "content-type": "application/json" },
         isBase64Encoded: false,

@@ -89,7 +89,7 @@ describe("create and get", () => {
         phase: "accepted",
         providerId: "p",
         etaSeconds: 12,
-        fetchUrl: "https://p/x",
+        handle: { fetchUrl: "https://p/x" },
         checks: 0,
       },
       webhook: "https://c/hook",
@@ -485,6 +485,64 @@ describe("transition and update", () => {
     expect(await rawItem(jobKey(job.id))).toMatchObject({ tenantStatus: "tenant-a#active", version: 2 });
     await store.transition(processing, "cancelled");
     expect(await rawItem(jobKey(job.id))).toMatchObject({ tenantStatus: "tenant-a#cancelled", version: 3 });
+  });
+
+  it("reads items written before attempts named their provider and providers kept a handle", async () => {
+    const attempt = (route: string, outcome: string) => ({
+      route,
+      provider_id: null,
+      started_at: NOW.toISOString(),
+      ended_at: null,
+      outcome,
+    });
+    const legacy = async (attempts: unknown[], providerState: Record<string, unknown>) => {
+      const job = buildJob();
+      await store.create(job);
+      const item = (await rawItem(jobKey(job.id))) ?? {};
+      await doc.send(
+        new PutCommand({
+          TableName: table,
+          Item: { ...item, status: "processing", attempts, providerState },
+        }),
+      );
+      return (await store.get(job.id)) as Job;
+    };
+
+    const unsent = await legacy([attempt("modelslab", "failed"), attempt("self-hosted", "pending")], {
+      phase: "self-hosted",
+      sent: false,
+    });
+    expect(unsent.attempts.map((a) => [a.provider, a.outcome])).toEqual([
+      ["modelslab", "failed"],
+      ["self-hosted", "pending"],
+    ]);
+    expect(unsent.attempts[0]).not.toHaveProperty("route");
+    expect(unsent.providerState).toEqual({ phase: "submitting" });
+
+    const sent = await legacy([attempt("self-hosted", "pending")], { phase: "self-hosted", sent: true });
+    expect(sent.providerState).toEqual({
+      phase: "accepted",
+      providerId: null,
+      etaSeconds: null,
+      handle: {},
+      checks: 0,
+    });
+
+    const fetchUrl = "https://modelslab.com/api/v6/images/fetch/9001";
+    const accepted = await legacy([attempt("modelslab", "pending")], {
+      phase: "accepted",
+      providerId: "9001",
+      etaSeconds: 10,
+      fetchUrl,
+      checks: 2,
+    });
+    expect(accepted.providerState).toEqual({
+      phase: "accepted",
+      providerId: "9001",
+      etaSeconds: 10,
+      handle: { fetchUrl },
+      checks: 2,
+    });
   });
 
   it("moves wakeAt only when dueAt moves earlier than it; a later dueAt leaves the due index alone", async () => {

@@ -142,25 +142,27 @@ const CALLS: [string, (doc: ReturnType<typeof failingClient>) => Promise<unknown
   ["notification store: reopen", (doc) => new DynamoNotificationStore(doc, TABLE).reopen(record())],
   [
     "capacity gate: tryAcquire",
-    (doc) => new DynamoCapacityGate(doc, TABLE, 2).tryAcquire("job-1", clock.now()),
+    (doc) => new DynamoCapacityGate(doc, TABLE, 2, "modelslab").tryAcquire("job-1", clock.now()),
   ],
-  ["capacity gate: release", (doc) => new DynamoCapacityGate(doc, TABLE, 2).release("job-1")],
-  ["capacity gate: holders", (doc) => new DynamoCapacityGate(doc, TABLE, 2).holders()],
+  ["capacity gate: release", (doc) => new DynamoCapacityGate(doc, TABLE, 2, "modelslab").release("job-1")],
+  ["capacity gate: holders", (doc) => new DynamoCapacityGate(doc, TABLE, 2, "modelslab").holders()],
   [
     "circuit breaker: state",
-    (doc) => new DynamoCircuitBreaker(doc, TABLE, breakerSettings).state(clock.now()),
+    (doc) => new DynamoCircuitBreaker(doc, TABLE, breakerSettings, "modelslab").state(clock.now()),
   ],
   [
     "circuit breaker: claimProbe",
-    (doc) => new DynamoCircuitBreaker(doc, TABLE, breakerSettings).claimProbe(clock.now()),
+    (doc) => new DynamoCircuitBreaker(doc, TABLE, breakerSettings, "modelslab").claimProbe(clock.now()),
   ],
   [
     "circuit breaker: record a failure",
-    (doc) => new DynamoCircuitBreaker(doc, TABLE, breakerSettings).record("failure", clock.now()),
+    (doc) =>
+      new DynamoCircuitBreaker(doc, TABLE, breakerSettings, "modelslab").record("failure", clock.now()),
   ],
   [
     "circuit breaker: record a probe's success",
-    (doc) => new DynamoCircuitBreaker(doc, TABLE, breakerSettings).record("success", clock.now(), true),
+    (doc) =>
+      new DynamoCircuitBreaker(doc, TABLE, breakerSettings, "modelslab").record("success", clock.now(), true),
   ],
 ];
 

@@ -5,7 +5,12 @@ import sharp from "sharp";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_SIMULATOR_OPTIONS, type Simulator, startSimulator } from "../../local/simulator/index.ts";
 import { ModelsLabProvider } from "../../shared/adapters/modelslab/client.ts";
-import type { ProviderResult } from "../../shared/ports/provider.ts";
+import type {
+  ProviderFetch,
+  ProviderHandle,
+  ProviderResult,
+  ProviderSubmission,
+} from "../../shared/ports/provider.ts";
 
 const KEY = "client-test-key";
 
@@ -73,11 +78,28 @@ const provider = (extra: Partial<ConstructorParameters<typeof ModelsLabProvider>
   new ModelsLabProvider({ baseUrl: sim.url, apiKey: KEY, ...extra });
 
 let trackSeq = 0;
-const submission = (extra: Record<string, unknown> = {}) => ({
+/** One attempt's submission; the job id is what ModelsLab gets as track_id. */
+const submission = (extra: Record<string, unknown> = {}): ProviderSubmission => ({
+  jobId: `track-${++trackSeq}`,
+  tenantId: "tenant-a",
+  attempt: 0,
   params: params(extra),
-  webhook: `${webhookSink.url}/callbacks/modelslab/job?token=t`,
-  trackId: `track-${++trackSeq}`,
+  callbackUrl: `${webhookSink.url}/callbacks/modelslab/job?attempt=0&token=t`,
 });
+
+/** A fetch of request `providerId` with the handle ModelsLab gives (`{ fetchUrl }`). */
+const lookUp = (providerId: string | null, fetchUrl: string | null): ProviderFetch => ({
+  providerId,
+  handle: { fetchUrl },
+});
+
+/** The accepted answer's fetch URL (its handle) and id, which a simulator answer always has. */
+const fetchUrlOf = (accepted: { handle: ProviderHandle }): string | null =>
+  typeof accepted.handle.fetchUrl === "string" ? accepted.handle.fetchUrl : null;
+const idOf = (accepted: { providerId: string | null }): string => {
+  if (accepted.providerId === null) throw new Error("accepted without an id");
+  return accepted.providerId;
+};
 
 beforeAll(async () => {
   const png = await sharp({ create: { width: 64, height: 64, channels: 3, background: "#336699" } })
@@ -105,22 +127,24 @@ describe("ModelsLabProvider against the simulator", () => {
     const accepted = await client.submit(submission({ samples: 2 }));
     expect(accepted).toMatchObject({ kind: "accepted", etaSeconds: expect.any(Number) });
     if (accepted.kind !== "accepted") throw new Error("not accepted");
-    expect(accepted.fetchUrl).toBe(`${sim.url}/v6/images/fetch/${accepted.providerId}`);
-    expect(accepted.futureLinks).toHaveLength(2);
+    expect(accepted.handle).toEqual({ fetchUrl: `${sim.url}/v6/images/fetch/${accepted.providerId}` });
 
-    const early = await client.fetch(accepted.providerId, accepted.fetchUrl);
+    const early = await client.fetch(lookUp(accepted.providerId, fetchUrlOf(accepted)));
     expect(early.kind === "accepted" || early.kind === "done").toBe(true);
 
     const done = await waitFor(
       async () => {
-        const result = await client.fetch(accepted.providerId, accepted.fetchUrl);
+        const result = await client.fetch(lookUp(accepted.providerId, fetchUrlOf(accepted)));
         return result.kind === "done" ? result : undefined;
       },
       5_000,
       "fetch to report done",
     );
     expect(done.providerId).toBe(accepted.providerId);
-    expect(done.outputs).toEqual(accepted.futureLinks.map((url) => ({ kind: "url", url })));
+    expect(done.outputs).toEqual([
+      { kind: "url", url: expect.any(String) },
+      { kind: "url", url: expect.any(String) },
+    ]);
     expect(done.seed).toEqual(expect.any(Number));
     const image = await fetch(done.outputs[0]?.kind === "url" ? done.outputs[0].url : "");
     expect(image.headers.get("content-type")).toBe("image/png");
@@ -133,7 +157,7 @@ describe("ModelsLabProvider against the simulator", () => {
     if (accepted.kind !== "accepted") throw new Error(`not accepted: ${JSON.stringify(accepted)}`);
     expect(accepted.providerId).toMatch(/^sim-\d+$/);
     const done = await waitFor(async () => {
-      const result = await client.fetch(accepted.providerId, null);
+      const result = await client.fetch(lookUp(accepted.providerId, null));
       return result.kind === "done" ? result : undefined;
     });
     expect(done.providerId).toBe(accepted.providerId);
@@ -201,18 +225,22 @@ describe("ModelsLabProvider against the simulator", () => {
       if (accepted.kind !== "accepted") throw new Error("not accepted");
       const fetchesBefore = sim.stats().fetches;
       const foreign = `${other.url}/api/v6/images/fetch/${accepted.providerId}`;
-      const result = await client.fetch(accepted.providerId, foreign);
+      const result = await client.fetch(lookUp(accepted.providerId, foreign));
       expect(result.kind === "accepted" || result.kind === "done").toBe(true);
       // Same host name, another port: also another origin.
-      await client.fetch(accepted.providerId, `http://127.0.0.1:${Number(new URL(other.url).port)}/x`);
+      await client.fetch(
+        lookUp(accepted.providerId, `http://127.0.0.1:${Number(new URL(other.url).port)}/x`),
+      );
       // Lookalike host with the base URL as userinfo.
       await client.fetch(
-        accepted.providerId,
-        `http://127.0.0.1:${sim.port}@${new URL(other.url).host}/api/v6/images/fetch/1`,
+        lookUp(
+          accepted.providerId,
+          `http://127.0.0.1:${sim.port}@${new URL(other.url).host}/api/v6/images/fetch/1`,
+        ),
       );
       expect(other.received).toEqual([]);
       expect(sim.stats().fetches).toBe(fetchesBefore + 3);
-      expect(client.fetchTarget(accepted.providerId, foreign)).toBe(
+      expect(client.fetchTarget(idOf(accepted), foreign)).toBe(
         `${sim.url}/v6/images/fetch/${accepted.providerId}`,
       );
     } finally {
@@ -223,10 +251,10 @@ describe("ModelsLabProvider against the simulator", () => {
   it("a submit that times out after sending is indeterminate (and the provider did accept it)", async () => {
     sim.setOptions({ slowResponseMs: 2_000 });
     const sent = submission();
-    const before = sim.stats().acceptedByTrackId[sent.trackId] ?? 0;
+    const before = sim.stats().acceptedByTrackId[sent.jobId] ?? 0;
     const result = await provider({ submitTimeoutMs: 300 }).submit(sent);
     expect(result.kind).toBe("indeterminate");
-    expect(sim.stats().acceptedByTrackId[sent.trackId]).toBe(before + 1);
+    expect(sim.stats().acceptedByTrackId[sent.jobId]).toBe(before + 1);
   });
 
   it("a fetch that times out is rejected, retryable (fetch is safe to repeat)", async () => {
@@ -234,7 +262,9 @@ describe("ModelsLabProvider against the simulator", () => {
     const accepted = await client.submit(submission());
     if (accepted.kind !== "accepted") throw new Error("not accepted");
     sim.setOptions({ slowResponseMs: 2_000 });
-    const result = await provider({ fetchTimeoutMs: 300 }).fetch(accepted.providerId, accepted.fetchUrl);
+    const result = await provider({ fetchTimeoutMs: 300 }).fetch(
+      lookUp(accepted.providerId, fetchUrlOf(accepted)),
+    );
     expect(result).toMatchObject({ kind: "rejected", retryable: true, providerId: accepted.providerId });
   });
 
@@ -250,7 +280,7 @@ describe("ModelsLabProvider against the simulator", () => {
       retryable: true,
       httpStatus: null,
     });
-    expect(await client.fetch("1", null)).toMatchObject({
+    expect(await client.fetch(lookUp("1", null))).toMatchObject({
       kind: "rejected",
       retryable: true,
       providerId: "1",
@@ -296,12 +326,22 @@ describe("ModelsLabProvider against the simulator", () => {
       const submitted = await client.submit(submission());
       expect(submitted.kind).toBe("indeterminate");
       if (submitted.kind === "indeterminate") expect(submitted.reason).toMatch(/the connection failed/);
-      const fetched = await client.fetch("7", null);
+      const fetched = await client.fetch(lookUp("7", null));
       expect(fetched).toMatchObject({ kind: "rejected", retryable: true, providerId: "7" });
       if (fetched.kind === "rejected") expect(fetched.reason).toMatch(/the connection failed/);
     } finally {
       await closeServer(resetting);
     }
+  });
+
+  it("a fetch without a provider id is refused, not retryable, and sends nothing", async () => {
+    const before = sim.stats().fetches;
+    expect(await provider().fetch(lookUp(null, `${sim.url}/v6/images/fetch/1`))).toMatchObject({
+      kind: "rejected",
+      retryable: false,
+      providerId: null,
+    });
+    expect(sim.stats().fetches).toBe(before);
   });
 
   it("keeps the connection alive between calls", async () => {
@@ -312,7 +352,7 @@ describe("ModelsLabProvider against the simulator", () => {
     });
     try {
       const client = new ModelsLabProvider({ baseUrl: recorder.url, apiKey: KEY });
-      for (let i = 0; i < 3; i++) expect((await client.fetch("1", null)).kind).toBe("done");
+      for (let i = 0; i < 3; i++) expect((await client.fetch(lookUp("1", null))).kind).toBe("done");
       expect(recorder.received).toHaveLength(3);
       expect(connections).toBe(1);
     } finally {
@@ -338,8 +378,7 @@ describe("ModelsLabProvider against the simulator", () => {
     try {
       const url = `http://127.0.0.1:${(big.address() as AddressInfo).port}/api`;
       const result = await new ModelsLabProvider({ baseUrl: url, apiKey: KEY, maxResponseBytes: 4096 }).fetch(
-        "9",
-        null,
+        lookUp("9", null),
       );
       expect(result).toMatchObject({ kind: "rejected", retryable: false, httpStatus: 200 });
     } finally {

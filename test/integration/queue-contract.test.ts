@@ -116,6 +116,8 @@ const examples: Record<keyof typeof queues, Example<unknown>> = {
     definition: queues.results,
     valid: withExtra<MessageOf<typeof queues.results>>({
       jobId: JOB,
+      provider: "self-hosted",
+      attempt: 0,
       source: "worker",
       observedAt: "2026-01-01T00:00:00.000Z",
       result: {
@@ -129,6 +131,8 @@ const examples: Record<keyof typeof queues, Example<unknown>> = {
     }),
     invalid: {
       jobId: JOB,
+      provider: "self-hosted",
+      attempt: 0,
       source: "worker",
       observedAt: "yesterday",
       result: { kind: "done", providerId: null, outputs: [], generationTimeSeconds: null, seed: null },

@@ -52,6 +52,8 @@ describe("SqsQueue", () => {
   it("sends the message as a JSON body", async () => {
     const message: ResultMessage = {
       jobId: "01J0000000000000000000000A",
+      provider: "self-hosted",
+      attempt: 0,
       source: "worker",
       observedAt: "2026-01-01T00:00:00.000Z",
       result: {

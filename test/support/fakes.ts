@@ -17,6 +17,7 @@ import {
   planJobChange,
   planNewJob,
 } from "../../shared/domain/job-change.ts";
+import type { ProviderId } from "../../shared/domain/providers.ts";
 import type {
   BreakerState,
   CapacityGate,
@@ -43,7 +44,17 @@ import type {
   WebhookSettings,
   WebhookSettingsStore,
 } from "../../shared/ports/index.ts";
-import type { Provider, ProviderResult, ProviderSubmission } from "../../shared/ports/provider.ts";
+import type {
+  Provider,
+  ProviderBinding,
+  ProviderCapabilities,
+  ProviderFetch,
+  ProviderResult,
+  ProviderSubmission,
+} from "../../shared/ports/provider.ts";
+import { AUTO_ROUTE, ProviderSet } from "../../shared/providers/registry.ts";
+import { SelfHostedProvider } from "../../shared/providers/self-hosted.ts";
+import type { WorkerJobMessage } from "../../shared/schemas/messages.ts";
 import { decodeMessage, encodeMessage, type QueueDefinition } from "../../shared/schemas/queue.ts";
 
 /** Plain in-memory fakes for use-case unit tests. Behaviour against real services is proven in test/integration. */
@@ -168,17 +179,25 @@ export class FakeQueue<M> implements Queue<M> {
 
 /**
  * A provider scripted with results: each submit/fetch takes the next scripted answer (or the
- * fallback when the script is empty) and records what it was called with.
+ * fallback when the script is empty) and records what it was called with. ModelsLab's id and
+ * capabilities unless told otherwise.
  */
 export class FakeProvider implements Provider {
+  readonly id: ProviderId;
+  readonly capabilities: ProviderCapabilities;
+  readonly submitTimeoutSeconds = 90;
   readonly submissions: ProviderSubmission[] = [];
-  readonly fetches: { providerId: string; fetchUrl: string | null }[] = [];
+  readonly fetches: ProviderFetch[] = [];
   readonly submitResults: ProviderResult[] = [];
   readonly fetchResults: ProviderResult[] = [];
 
   constructor(
     private readonly fallback: ProviderResult = { kind: "indeterminate", reason: "nothing scripted" },
-  ) {}
+    options: { id?: ProviderId; capabilities?: ProviderCapabilities } = {},
+  ) {
+    this.id = options.id ?? "modelslab";
+    this.capabilities = options.capabilities ?? { fetch: true, callback: true, resubmit: false };
+  }
 
   scriptSubmit(...results: ProviderResult[]): this {
     this.submitResults.push(...results);
@@ -195,10 +214,34 @@ export class FakeProvider implements Provider {
     return structuredClone(this.submitResults.shift() ?? this.fallback);
   }
 
-  async fetch(providerId: string, fetchUrl: string | null): Promise<ProviderResult> {
-    this.fetches.push({ providerId, fetchUrl });
+  async fetch(request: ProviderFetch): Promise<ProviderResult> {
+    this.fetches.push(structuredClone(request));
     return structuredClone(this.fetchResults.shift() ?? this.fallback);
   }
+}
+
+/**
+ * The providers of a use-case test, as the registry binds them: ModelsLab (a scripted FakeProvider)
+ * with its gate and, when given, its breaker; the self-hosted fleet (the real SelfHostedProvider on a
+ * fake queue) with its own gate, when a fallback queue is given. `auto` routes ModelsLab first.
+ */
+export function fakeProviders(options: {
+  provider: FakeProvider;
+  gate: InMemoryCapacityGate;
+  breaker?: InMemoryCircuitBreaker;
+  fallbackQueue?: FakeQueue<WorkerJobMessage>;
+  fleetGate?: InMemoryCapacityGate;
+}): ProviderSet {
+  const bindings: ProviderBinding[] = [
+    { provider: options.provider, gate: options.gate, ...(options.breaker && { breaker: options.breaker }) },
+  ];
+  if (options.fallbackQueue) {
+    bindings.push({
+      provider: new SelfHostedProvider(options.fallbackQueue),
+      gate: options.fleetGate ?? new InMemoryCapacityGate(100),
+    });
+  }
+  return new ProviderSet(bindings, AUTO_ROUTE);
 }
 
 /** The capacity gate with the DynamoDB gate's semantics: keyed by job id, re-acquire keeps the first time. */

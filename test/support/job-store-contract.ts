@@ -140,7 +140,7 @@ export function jobStoreContract(makeStore: (clock: Clock) => JobStore | Promise
           phase: "accepted",
           providerId: "p-1",
           etaSeconds: 12,
-          fetchUrl: "https://p/x",
+          handle: { fetchUrl: "https://p/x" },
           checks: 0,
         },
         webhook: "https://c/hook",
@@ -338,7 +338,7 @@ export function jobStoreContract(makeStore: (clock: Clock) => JobStore | Promise
 
   describe("transition and update", () => {
     const attempt = {
-      route: "modelslab" as const,
+      provider: "modelslab" as const,
       provider_id: "p-1",
       started_at: CONTRACT_NOW.toISOString(),
       ended_at: null,

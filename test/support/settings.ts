@@ -39,7 +39,7 @@ export const testDispatchSettings = (overrides: Partial<ReturnType<typeof dispat
 });
 
 export const testFinalizeSettings = (overrides: Partial<ReturnType<typeof finalizeSettings>> = {}) => ({
-  ...finalizeSettings(providerConfig()),
+  ...finalizeSettings(providerConfig(), CALLBACK_SECRET),
   ...overrides,
 });
 

@@ -222,27 +222,37 @@ describe("the callback endpoint, built from the table's callback route", () => {
     clock: new FakeClock(),
     callbackSecret: "secret",
     maxBodyBytes: 1024,
-    normalize: () => ({
-      trackId: "J1",
-      result: { kind: "accepted", providerId: "1", etaSeconds: null, fetchUrl: null, futureLinks: [] },
-    }),
+    normalizers: new Map([
+      [
+        "modelslab",
+        () => ({
+          trackId: "J1",
+          result: { kind: "accepted", providerId: "1", etaSeconds: null, handle: { fetchUrl: null } },
+        }),
+      ],
+    ]),
   });
   const callback = (method: string, path: string, query?: Record<string, string>) =>
     endpoint(event({ method, path, tenant: null, body: { track_id: "J1" }, query })).catch(errorToHttp);
 
   it("serves the URLs dispatch mints, at the table's method and path", async () => {
     expect(route).toMatchObject({ method: "POST", path: CALLBACK_PATH, auth: "none" });
-    const url = new URL(callbackUrl("https://cb.example.com/", "secret", "J1"));
+    const url = new URL(callbackUrl("https://cb.example.com/", "secret", "modelslab", "J1", 0));
     const token = url.searchParams.get("token") ?? "";
-    expect(token).toBe(callbackToken("secret", "J1"));
-    const response = await callback(route.method, url.pathname, { token });
+    expect(token).toBe(callbackToken("secret", "modelslab", "J1", 0));
+    const response = await callback(route.method, url.pathname, { attempt: "0", token });
     expect(response.statusCode, response.body as string).toBe(202);
     expect(JSON.parse(response.body as string)).toEqual({ received: true, outcome: "acknowledged" });
-    expect(errorCode(await callback(route.method, url.pathname, { token: "forged" }))).toBe("UNAUTHORIZED");
+    expect(errorCode(await callback(route.method, url.pathname, { attempt: "0", token: "forged" }))).toBe(
+      "UNAUTHORIZED",
+    );
+    // A provider without callbacks (or none at all) has no callback URL.
+    const fleet = url.pathname.replace("/modelslab/", "/self-hosted/");
+    expect(errorCode(await callback(route.method, fleet, { attempt: "0", token }))).toBe("ROUTE_NOT_FOUND");
   });
 
   it("answers 405 with Allow: POST for another method, 404 for another path", async () => {
-    const wrong = await callback("GET", pathOf(route, { jobId: "J1" }));
+    const wrong = await callback("GET", pathOf(route, { provider: "modelslab", jobId: "J1" }));
     expect(wrong.statusCode).toBe(405);
     expect(wrong.headers?.allow).toBe("POST");
     for (const path of ["/callbacks/modelslab", "/callbacks/modelslab/J1/extra", "/v1/jobs"]) {

@@ -48,6 +48,8 @@ const inside = (target: string, folders: readonly string[]) =>
 /** Where composition, transport and infrastructure live: never below the ports. */
 const OUTER = [
   "shared/adapters",
+  // Provider modules build adapters; use cases get providers through the provider port.
+  "shared/providers",
   "shared/lambda",
   "shared/http",
   "functions",

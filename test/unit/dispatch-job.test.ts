@@ -9,6 +9,7 @@ import {
   FakeClock,
   FakeProvider,
   FakeQueue,
+  fakeProviders,
   InMemoryCapacityGate,
   InMemoryJobStore,
 } from "../support/fakes.ts";
@@ -22,8 +23,7 @@ const accepted = (
   kind: "accepted",
   providerId: "9001",
   etaSeconds: 12.5,
-  fetchUrl: "https://modelslab.com/api/v6/images/fetch/9001",
-  futureLinks: [],
+  handle: { fetchUrl: "https://modelslab.com/api/v6/images/fetch/9001" },
   ...overrides,
 });
 
@@ -70,10 +70,10 @@ describe("dispatchJob", () => {
     provider = new FakeProvider();
     jobsQueue = new FakeQueue(queues.jobs);
     resultsQueue = new FakeQueue(queues.results);
-    deps = { jobs, gate, provider, jobsQueue, resultsQueue, clock, settings };
+    deps = { jobs, providers: fakeProviders({ provider, gate }), jobsQueue, resultsQueue, clock, settings };
   });
 
-  it("takes a slot, moves the job to processing and posts it once with our webhook and track_id", async () => {
+  it("takes a slot, moves the job to processing and posts it once with our callback URL and the job id", async () => {
     const job = await store();
     provider.scriptSubmit(accepted());
 
@@ -82,22 +82,22 @@ describe("dispatchJob", () => {
     expect(await gate.holders()).toEqual({ [job.id]: clock.now().getTime() });
     expect(provider.submissions).toHaveLength(1);
     const submission = provider.submissions[0];
-    expect(submission?.trackId).toBe(job.id);
+    expect(submission).toMatchObject({ jobId: job.id, tenantId: job.tenantId, attempt: 0 });
     expect(submission?.params).toEqual(job.request);
     expect(submission?.params).not.toHaveProperty("webhook");
     expect(submission?.params).not.toHaveProperty("track_id");
-    const url = new URL(submission?.webhook ?? "");
+    const url = new URL(submission?.callbackUrl ?? "");
     expect(`${url.origin}${url.pathname}`).toBe(`https://api.example.com/callbacks/modelslab/${job.id}`);
-    expect(verifyCallbackToken(settings.callbackSecret, job.id, url.searchParams.get("token") ?? "")).toBe(
-      true,
-    );
-    expect(submission?.webhook).not.toContain(job.webhook ?? "client.example");
+    expect(url.searchParams.get("attempt")).toBe("0");
+    const token = url.searchParams.get("token") ?? "";
+    expect(verifyCallbackToken(settings.callbackSecret, "modelslab", job.id, 0, token)).toBe(true);
+    expect(submission?.callbackUrl).not.toContain(job.webhook ?? "client.example");
 
     const after = stored(job.id);
     expect(after.status).toBe("processing");
     expect(after.attempts).toEqual([
       {
-        route: "modelslab",
+        provider: "modelslab",
         provider_id: "9001",
         started_at: clock.now().toISOString(),
         ended_at: null,
@@ -108,7 +108,7 @@ describe("dispatchJob", () => {
       phase: "accepted",
       providerId: "9001",
       etaSeconds: 12.5,
-      fetchUrl: "https://modelslab.com/api/v6/images/fetch/9001",
+      handle: { fetchUrl: "https://modelslab.com/api/v6/images/fetch/9001" },
     });
     expect(after.dueAt).toBe(clock.now().getTime() + (12.5 + 60) * 1000);
     expect(resultsQueue.sent).toHaveLength(0);
@@ -159,7 +159,7 @@ describe("dispatchJob", () => {
       return () => seen;
     };
     const afterTimeout =
-      clock.now().getTime() + (settings.submitTimeoutSeconds + settings.checkMarginSeconds) * 1000;
+      clock.now().getTime() + (provider.submitTimeoutSeconds + settings.checkMarginSeconds) * 1000;
     const later = await store({ dueAt: afterTimeout + 120_000 });
     const seenLater = due(later);
     expect(await dispatchJob(deps, message(later))).toBe("indeterminate");
@@ -278,6 +278,8 @@ describe("dispatchJob", () => {
       {
         message: {
           jobId: job.id,
+          provider: "modelslab",
+          attempt: 0,
           source: "dispatch",
           observedAt: clock.now().toISOString(),
           result: {
@@ -448,13 +450,30 @@ describe("dispatchJob", () => {
       expect(await gate.holders()).toEqual({});
     });
 
+    const attemptOn = (provider: "modelslab" | "self-hosted"): Job["attempts"][number] => ({
+      provider,
+      provider_id: null,
+      started_at: clock.now().toISOString(),
+      ended_at: null,
+      outcome: "pending",
+    });
+
     it("posts nothing and leaves the slot to the dispatcher that took the job", async () => {
       const job = await store();
-      raceAfterGet(() => ({ status: "processing" }));
+      raceAfterGet(() => ({ status: "processing", attempts: [attemptOn("modelslab")] }));
 
       expect(await dispatchJob(deps, message(job))).toBe("ignored");
       expect(provider.submissions).toHaveLength(0);
       expect(Object.keys(await gate.holders())).toEqual([job.id]);
+    });
+
+    it("posts nothing and gives the slot back when the job went to another provider meanwhile", async () => {
+      const job = await store();
+      raceAfterGet(() => ({ status: "processing", attempts: [attemptOn("self-hosted")] }));
+
+      expect(await dispatchJob(deps, message(job))).toBe("ignored");
+      expect(provider.submissions).toHaveLength(0);
+      expect(await gate.holders()).toEqual({});
     });
   });
 

@@ -1,9 +1,9 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { normalizeCallback } from "../../shared/adapters/modelslab/normalize.ts";
 import { callbackToken } from "../../shared/domain/callback-token.ts";
 import { newJobId } from "../../shared/domain/ids.ts";
 import type { Job } from "../../shared/domain/job.ts";
 import { s3OutputCopier, s3OutputDiscarder } from "../../shared/lambda/wiring.ts";
+import { callbackNormalizers } from "../../shared/providers/registry.ts";
 import {
   type DispatchMessage,
   type FinishedResult,
@@ -26,6 +26,7 @@ import {
   FakeClock,
   FakeProvider,
   FakeQueue,
+  fakeProviders,
   InMemoryCapacityGate,
   InMemoryJobStore,
   InMemoryObjectStore,
@@ -62,6 +63,8 @@ describe("finalizeResult", () => {
   let jobs: InMemoryJobStore;
   let gate: InMemoryCapacityGate;
   let jobsQueue: FakeQueue<DispatchMessage>;
+  let resultsQueue: FakeQueue<ResultMessage>;
+  let provider: FakeProvider;
   let deps: FinalizeDeps;
 
   const stored = (id: string): Job => {
@@ -77,7 +80,7 @@ describe("finalizeResult", () => {
       phase: "accepted",
       providerId: "9001",
       etaSeconds: 10,
-      fetchUrl: "https://modelslab.com/api/v6/images/fetch/9001",
+      handle: { fetchUrl: "https://modelslab.com/api/v6/images/fetch/9001" },
       checks: 0,
     };
     const job = buildJob(clock, {
@@ -85,7 +88,7 @@ describe("finalizeResult", () => {
       version: 3,
       attempts: [
         {
-          route: "modelslab",
+          provider: "modelslab",
           provider_id: "9001",
           started_at: start.toISOString(),
           ended_at: null,
@@ -101,8 +104,11 @@ describe("finalizeResult", () => {
     return job;
   };
 
+  /** The result of the job's current ModelsLab attempt (its first, unless the job has more). */
   const message = (job: Job, result: FinishedResult): ResultMessage => ({
     jobId: job.id,
+    provider: "modelslab",
+    attempt: Math.max(0, job.attempts.length - 1),
     source: "callback",
     observedAt: clock.now().toISOString(),
     result,
@@ -113,7 +119,9 @@ describe("finalizeResult", () => {
     jobs = new InMemoryJobStore(clock);
     gate = new InMemoryCapacityGate(5);
     jobsQueue = new FakeQueue(queues.jobs);
-    deps = { jobs, gate, jobsQueue, clock, settings };
+    resultsQueue = new FakeQueue(queues.results);
+    provider = new FakeProvider();
+    deps = { jobs, providers: fakeProviders({ provider, gate }), jobsQueue, resultsQueue, clock, settings };
   });
 
   it("takes a done result through storing to succeeded, records the outputs and frees the slot", async () => {
@@ -227,6 +235,28 @@ describe("finalizeResult", () => {
     expect(Object.keys(await gate.holders())).toEqual([job.id]);
   });
 
+  it("ignores a result that names an earlier attempt, or another provider, even without a provider id", async () => {
+    const earlier = {
+      provider: "modelslab" as const,
+      provider_id: null,
+      started_at: clock.now().toISOString(),
+      ended_at: clock.now().toISOString(),
+      outcome: "retried" as const,
+    };
+    const job = await processingJob({
+      attempts: [earlier, { ...earlier, provider_id: "9001", ended_at: null, outcome: "pending" }],
+    });
+    // The first attempt's late result: same provider, no id to tell it apart, but attempt 0.
+    expect(await finalizeResult(deps, { ...message(job, done(null)), attempt: 0 })).toBe("ignored");
+    // The current attempt's index under another provider's name.
+    expect(await finalizeResult(deps, { ...message(job, done(null)), provider: "self-hosted" })).toBe(
+      "ignored",
+    );
+    expect(await finalizeResult(deps, { ...message(job, done(null)), attempt: 2 })).toBe("ignored");
+    expect(stored(job.id)).toEqual(job);
+    expect(await finalizeResult(deps, message(job, done(null)))).toBe("succeeded");
+  });
+
   it("accepts a result without a provider id, or for an attempt whose id is not known yet", async () => {
     const a = await processingJob();
     expect(await finalizeResult(deps, message(a, done(null)))).toBe("succeeded");
@@ -234,7 +264,7 @@ describe("finalizeResult", () => {
     const b = await processingJob({
       attempts: [
         {
-          route: "modelslab",
+          provider: "modelslab",
           provider_id: null,
           started_at: clock.now().toISOString(),
           ended_at: null,
@@ -287,7 +317,7 @@ describe("finalizeResult", () => {
       version: 5,
       attempts: [
         {
-          route: "modelslab",
+          provider: "modelslab",
           provider_id: "9001",
           started_at: clock.now().toISOString(),
           ended_at: clock.now().toISOString(),
@@ -572,8 +602,6 @@ describe("finalizeResult", () => {
   });
 
   describe("the whole flow through the fakes", () => {
-    let provider: FakeProvider;
-    let resultsQueue: FakeQueue<ResultMessage>;
     const finalizeAll = async () => {
       const outcomes: string[] = [];
       for (const sent of resultsQueue.sent.splice(0)) {
@@ -581,11 +609,6 @@ describe("finalizeResult", () => {
       }
       return outcomes;
     };
-    beforeEach(() => {
-      provider = new FakeProvider();
-      resultsQueue = new FakeQueue(queues.results);
-    });
-
     it.each(["accepted", "indeterminate"] as const)(
       "dispatch (%s) → callback → finalize succeeds once, however often the callback comes",
       async (answer) => {
@@ -593,15 +616,17 @@ describe("finalizeResult", () => {
         await jobs.create(job);
         provider.scriptSubmit(
           answer === "accepted"
-            ? { kind: "accepted", providerId: "9001", etaSeconds: 5, fetchUrl: null, futureLinks: [] }
+            ? { kind: "accepted", providerId: "9001", etaSeconds: 5, handle: { fetchUrl: null } }
             : { kind: "indeterminate", reason: "timeout" },
         );
-        const dispatchDeps = { ...deps, provider, resultsQueue };
-        expect(await dispatchJob(dispatchDeps, { jobId: job.id })).toBe(answer);
+        expect(await dispatchJob(deps, { jobId: job.id })).toBe(answer);
 
+        const url = new URL(provider.submissions[0]?.callbackUrl ?? "");
         const callback = {
+          provider: "modelslab",
           jobId: job.id,
-          token: new URL(provider.submissions[0]?.webhook ?? "").searchParams.get("token") ?? undefined,
+          attempt: url.searchParams.get("attempt") ?? undefined,
+          token: url.searchParams.get("token") ?? undefined,
           readBody: () => ({
             status: "success",
             id: 9001,
@@ -609,12 +634,12 @@ describe("finalizeResult", () => {
             track_id: job.id,
           }),
         };
-        expect(callback.token).toBe(callbackToken(settings.callbackSecret, job.id));
+        expect(callback.token).toBe(callbackToken(settings.callbackSecret, "modelslab", job.id, 0));
         const callbackDeps = {
           resultsQueue,
           clock,
           callbackSecret: settings.callbackSecret,
-          normalize: (body: unknown) => normalizeCallback(body),
+          normalizers: callbackNormalizers(() => undefined),
         };
         await receiveCallback(callbackDeps, callback);
         await receiveCallback(callbackDeps, callback);
@@ -639,8 +664,7 @@ describe("finalizeResult", () => {
         kind: "accepted",
         providerId: "9001",
         etaSeconds: 5,
-        fetchUrl: "https://modelslab.com/api/v6/images/fetch/9001",
-        futureLinks: [],
+        handle: { fetchUrl: "https://modelslab.com/api/v6/images/fetch/9001" },
       });
       provider.scriptFetch({
         kind: "done",
@@ -649,15 +673,14 @@ describe("finalizeResult", () => {
         generationTimeSeconds: 4,
         seed: 1,
       });
-      await dispatchJob({ ...deps, provider, resultsQueue }, { jobId: job.id });
+      await dispatchJob(deps, { jobId: job.id });
 
       const reconcileDeps = {
         jobs,
         jobsQueue,
         clock,
-        provider,
+        providers: deps.providers,
         resultsQueue,
-        gate,
         settings: testReconcileSettings(),
       };
       expect((await reconcile(reconcileDeps)).examined).toBe(0);

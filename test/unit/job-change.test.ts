@@ -58,7 +58,7 @@ describe("planJobChange", () => {
     const queued = job();
     const attempts: Job["attempts"] = [
       {
-        route: "modelslab",
+        provider: "modelslab",
         provider_id: null,
         started_at: T0.toISOString(),
         ended_at: null,

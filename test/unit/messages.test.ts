@@ -22,6 +22,8 @@ describe("queue message schemas (zod/mini)", () => {
     });
     const result = {
       jobId: "01J",
+      provider: "self-hosted",
+      attempt: 1,
       source: "worker",
       observedAt: "2024-05-01T12:00:00.000Z",
       result: {
@@ -56,6 +58,8 @@ describe("queue message schemas (zod/mini)", () => {
       issues(
         resultMessageSchema.safeParse({
           jobId: "x".repeat(65),
+          provider: "elsewhere",
+          attempt: -1,
           source: "elsewhere",
           observedAt: "2024-05-01",
           result: { kind: "maybe" },
@@ -63,6 +67,8 @@ describe("queue message schemas (zod/mini)", () => {
       ),
     ).toEqual([
       "jobId: Too big: expected string to have <=64 characters",
+      'provider: Invalid option: expected one of "modelslab"|"self-hosted"',
+      "attempt: Too small: expected number to be >=0",
       'source: Invalid option: expected one of "callback"|"reconcile"|"dispatch"|"worker"',
       "observedAt: Invalid ISO datetime",
       "result.kind: Invalid discriminator value. Expected 'done' | 'rejected'",
@@ -87,6 +93,8 @@ describe("queue message schemas (zod/mini)", () => {
   it("bound a result's outputs, so the largest message fits SQS and the job item that keeps it", () => {
     const message = (outputs: unknown[], providerId: string | null = null) => ({
       jobId: "01J",
+      provider: "modelslab",
+      attempt: 0,
       source: "callback",
       observedAt: "2024-05-01T12:00:00.000Z",
       result: { kind: "done", providerId, outputs, generationTimeSeconds: 1, seed: 1 },

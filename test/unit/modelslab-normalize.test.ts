@@ -39,13 +39,13 @@ const rows: Row[] = [
       output: "",
       future_links: [R2],
     },
-    expected: { kind: "accepted", providerId: "123", etaSeconds: 12.5, fetchUrl: FETCH, futureLinks: [R2] },
+    expected: { kind: "accepted", providerId: "123", etaSeconds: 12.5, handle: { fetchUrl: FETCH } },
   },
   {
     variant: "processing, string id, output [] and eta as a string",
     status: 200,
     body: { status: "processing", id: "abc-9", eta: "7", output: [] },
-    expected: { kind: "accepted", providerId: "abc-9", etaSeconds: 7, fetchUrl: null, futureLinks: [] },
+    expected: { kind: "accepted", providerId: "abc-9", etaSeconds: 7, handle: { fetchUrl: null } },
   },
   {
     variant: "processing, empty id but fetch_result names it",
@@ -69,7 +69,7 @@ const rows: Row[] = [
       future_links: [R2, 7, "not a url"],
       fetch_result: "javascript:alert(1)",
     },
-    expected: { kind: "accepted", providerId: "5", fetchUrl: null, futureLinks: [R2] },
+    expected: { kind: "accepted", providerId: "5", handle: { fetchUrl: null } },
   },
   {
     variant: "success with URL array, generationTime, meta.seed as number",
@@ -380,7 +380,7 @@ describe("normalizeProviderBody: bounded outputs", () => {
       JSON.stringify({ status: "processing", id: 5, fetch_result: fetchUrl }),
       200,
     );
-    expect(result).toMatchObject({ kind: "accepted", providerId: "5", fetchUrl: null });
+    expect(result).toMatchObject({ kind: "accepted", providerId: "5", handle: { fetchUrl: null } });
   });
 });
 
@@ -476,7 +476,7 @@ describe("normalizeCallback", () => {
   it("stale processing callback", () => {
     expect(normalizeCallback({ status: "processing", id: 5, track_id: "j" })).toEqual({
       trackId: "j",
-      result: { kind: "accepted", providerId: "5", etaSeconds: null, fetchUrl: null, futureLinks: [] },
+      result: { kind: "accepted", providerId: "5", etaSeconds: null, handle: { fetchUrl: null } },
     });
   });
 

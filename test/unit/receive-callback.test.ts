@@ -1,13 +1,20 @@
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { normalizeCallback } from "../../shared/adapters/modelslab/normalize.ts";
 import { callbackToken } from "../../shared/domain/callback-token.ts";
-import { UnauthorizedError, ValidationError } from "../../shared/domain/errors.ts";
+import { NotFoundError, UnauthorizedError, ValidationError } from "../../shared/domain/errors.ts";
+import { callbackNormalizers } from "../../shared/providers/registry.ts";
 import { queues, type ResultMessage, resultMessageSchema } from "../../shared/schemas/messages.ts";
 import { type ReceiveCallbackDeps, receiveCallback } from "../../shared/usecases/receive-callback.ts";
 import { FakeClock, FakeQueue } from "../support/fakes.ts";
 
 const SECRET = "callback-secret";
 const JOB_ID = "01JQ0000000000000000000ABC";
+/** A callback URL's own parts: ModelsLab's, for the job's first attempt. */
+const issued = (jobId = JOB_ID, attempt = 0) => ({
+  provider: "modelslab",
+  jobId,
+  attempt: String(attempt),
+  token: callbackToken(SECRET, "modelslab", jobId, attempt),
+});
 
 const successBody = (trackId: unknown = JOB_ID) => ({
   status: "success",
@@ -26,7 +33,7 @@ describe("receiveCallback", () => {
   beforeEach(() => {
     clock = new FakeClock();
     resultsQueue = new FakeQueue(queues.results);
-    deps = { resultsQueue, clock, callbackSecret: SECRET, normalize: (body) => normalizeCallback(body) };
+    deps = { resultsQueue, clock, callbackSecret: SECRET, normalizers: callbackNormalizers(() => undefined) };
   });
 
   describe("token", () => {
@@ -34,21 +41,46 @@ describe("receiveCallback", () => {
       ["missing", undefined],
       ["empty", ""],
       ["wrong", "not-the-token"],
-      ["minted with another secret", callbackToken("other-secret", JOB_ID)],
-      ["for another job", callbackToken(SECRET, "01JQ0000000000000000000XYZ")],
+      ["minted with another secret", callbackToken("other-secret", "modelslab", JOB_ID, 0)],
+      ["for another job", callbackToken(SECRET, "modelslab", "01JQ0000000000000000000XYZ", 0)],
+      ["for another attempt", callbackToken(SECRET, "modelslab", JOB_ID, 1)],
+      ["for another provider", callbackToken(SECRET, "self-hosted", JOB_ID, 0)],
     ])("rejects a %s token without reading the body", async (_name, token) => {
       const readBody = vi.fn(() => successBody());
-      const error = await receiveCallback(deps, { jobId: JOB_ID, token, readBody }).catch((e) => e);
+      const error = await receiveCallback(deps, { ...issued(), token, readBody }).catch((e) => e);
       expect(error).toBeInstanceOf(UnauthorizedError);
       expect(readBody).not.toHaveBeenCalled();
       expect(resultsQueue.sent).toHaveLength(0);
     });
+
+    it.each([
+      ["missing", undefined],
+      ["not a number", "x"],
+      ["negative", "-1"],
+      ["out of bounds", "123456"],
+      ["another attempt than the token's", "1"],
+    ])("rejects a %s attempt without reading the body", async (_name, attempt) => {
+      const readBody = vi.fn(() => successBody());
+      const error = await receiveCallback(deps, { ...issued(), attempt, readBody }).catch((e) => e);
+      expect(error).toBeInstanceOf(UnauthorizedError);
+      expect(readBody).not.toHaveBeenCalled();
+    });
+  });
+
+  it.each([
+    ["a provider that does not call back", "self-hosted"],
+    ["no provider of this deployment", "replicate"],
+  ])("answers 404 for %s, before the token or the body", async (_name, provider) => {
+    const readBody = vi.fn(() => successBody());
+    const error = await receiveCallback(deps, { ...issued(), provider, readBody }).catch((e) => e);
+    expect(error).toBeInstanceOf(NotFoundError);
+    expect(readBody).not.toHaveBeenCalled();
+    expect(resultsQueue.sent).toHaveLength(0);
   });
 
   it("rejects a track_id that names another job and queues nothing", async () => {
     const error = await receiveCallback(deps, {
-      jobId: JOB_ID,
-      token: callbackToken(SECRET, JOB_ID),
+      ...issued(),
       readBody: () => successBody("01JQ0000000000000000000XYZ"),
     }).catch((e) => e);
     expect(error).toBeInstanceOf(ValidationError);
@@ -59,8 +91,7 @@ describe("receiveCallback", () => {
   it("rejects a callback without any track_id", async () => {
     const { track_id: _, ...body } = successBody();
     const error = await receiveCallback(deps, {
-      jobId: JOB_ID,
-      token: callbackToken(SECRET, JOB_ID),
+      ...issued(),
       readBody: () => body,
     }).catch((e) => e);
     expect((error as ValidationError).code).toBe("TRACK_ID_MISMATCH");
@@ -70,8 +101,7 @@ describe("receiveCallback", () => {
   describe("a numeric track_id (the v5 API types it as an integer)", () => {
     const call = (jobId: string, trackId: unknown) =>
       receiveCallback(deps, {
-        jobId,
-        token: callbackToken(SECRET, jobId),
+        ...issued(jobId),
         readBody: () => successBody(trackId),
       });
 
@@ -92,10 +122,9 @@ describe("receiveCallback", () => {
     });
   });
 
-  it("queues one result message (source callback) for a finished job", async () => {
+  it("queues one result message (source callback) naming the provider and attempt, for a finished job", async () => {
     const outcome = await receiveCallback(deps, {
-      jobId: JOB_ID,
-      token: callbackToken(SECRET, JOB_ID),
+      ...issued(),
       readBody: () => successBody(),
     });
     expect(outcome).toBe("queued");
@@ -104,6 +133,8 @@ describe("receiveCallback", () => {
     expect(sent?.options).toBeUndefined();
     expect(sent?.message).toEqual({
       jobId: JOB_ID,
+      provider: "modelslab",
+      attempt: 0,
       source: "callback",
       observedAt: clock.now().toISOString(),
       result: {
@@ -118,8 +149,7 @@ describe("receiveCallback", () => {
 
   it("queues a provider failure as a rejected result", async () => {
     await receiveCallback(deps, {
-      jobId: JOB_ID,
-      token: callbackToken(SECRET, JOB_ID),
+      ...issued(),
       readBody: () => ({ status: "failed", id: 9001, message: "NSFW content", track_id: JOB_ID }),
     });
     expect(resultsQueue.sent[0]?.message.result).toMatchObject({
@@ -138,8 +168,7 @@ describe("receiveCallback", () => {
       const output = Array.from({ length: count }, (_, i) => `${base}-${i}.png`);
       expect(JSON.stringify(output).length).toBeGreaterThan(count > 100 ? 400_000 : 0);
       await receiveCallback(deps, {
-        jobId: JOB_ID,
-        token: callbackToken(SECRET, JOB_ID),
+        ...issued(),
         readBody: () => ({ ...successBody(), output }),
       });
       const sent = resultsQueue.sent[0]?.message;
@@ -153,8 +182,7 @@ describe("receiveCallback", () => {
   it("queues a result whose output URLs are within the results queue's bounds", async () => {
     const long = `https://pub-x.r2.dev/${"a".repeat(5_000)}.png`;
     await receiveCallback(deps, {
-      jobId: JOB_ID,
-      token: callbackToken(SECRET, JOB_ID),
+      ...issued(),
       readBody: () => ({ ...successBody(), output: [long, "https://pub-x.r2.dev/b.png"] }),
     });
     const message = resultMessageSchema.parse(resultsQueue.sent[0]?.message);
@@ -166,8 +194,7 @@ describe("receiveCallback", () => {
 
   it("acknowledges a processing notification and queues nothing", async () => {
     const outcome = await receiveCallback(deps, {
-      jobId: JOB_ID,
-      token: callbackToken(SECRET, JOB_ID),
+      ...issued(),
       readBody: () => ({ status: "processing", id: 9001, eta: 10, output: [], track_id: JOB_ID }),
     });
     expect(outcome).toBe("acknowledged");

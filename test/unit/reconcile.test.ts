@@ -14,6 +14,7 @@ import {
   FakeClock,
   FakeProvider,
   FakeQueue,
+  fakeProviders,
   InMemoryCapacityGate,
   InMemoryJobStore,
 } from "../support/fakes.ts";
@@ -27,8 +28,7 @@ const stillProcessing: ProviderResult = {
   kind: "accepted",
   providerId: "9001",
   etaSeconds: 5,
-  fetchUrl: FETCH_URL,
-  futureLinks: [],
+  handle: { fetchUrl: FETCH_URL },
 };
 
 describe("reconcile", () => {
@@ -54,7 +54,7 @@ describe("reconcile", () => {
       version: 3,
       attempts: [
         {
-          route: "modelslab",
+          provider: "modelslab",
           provider_id: state.phase === "accepted" ? state.providerId : null,
           started_at: new Date(now.getTime() - 70_000).toISOString(),
           ended_at: null,
@@ -69,11 +69,19 @@ describe("reconcile", () => {
     await gate.tryAcquire(job.id, now);
     return job;
   };
+  /** The attempt whose result a storing job keeps. */
+  const finishedAttempt = (): Job["attempts"][number] => ({
+    provider: "modelslab",
+    provider_id: "9001",
+    started_at: clock.now().toISOString(),
+    ended_at: clock.now().toISOString(),
+    outcome: "succeeded",
+  });
   const acceptedState: ProviderState = {
     phase: "accepted",
     providerId: "9001",
     etaSeconds: 10,
-    fetchUrl: FETCH_URL,
+    handle: { fetchUrl: FETCH_URL },
     checks: 0,
   };
 
@@ -84,7 +92,7 @@ describe("reconcile", () => {
     provider = new FakeProvider();
     jobsQueue = new FakeQueue(queues.jobs);
     resultsQueue = new FakeQueue(queues.results);
-    deps = { jobs, jobsQueue, clock, settings, provider, resultsQueue, gate };
+    deps = { jobs, jobsQueue, clock, settings, providers: fakeProviders({ provider, gate }), resultsQueue };
   });
 
   it("re-sends a due queued job and moves its dueAt on", async () => {
@@ -103,7 +111,7 @@ describe("reconcile", () => {
     expect(provider.fetches).toHaveLength(0);
   });
 
-  it("polls an overdue accepted job with its provider id and fetch URL and queues a finished result", async () => {
+  it("polls an overdue accepted job with its provider id and handle and queues a finished result", async () => {
     const job = await processingJob(acceptedState);
     provider.scriptFetch({
       kind: "done",
@@ -116,11 +124,13 @@ describe("reconcile", () => {
     const report = await reconcile(deps);
 
     expect(report).toMatchObject({ polled: 1, resolved: 1, errors: 0 });
-    expect(provider.fetches).toEqual([{ providerId: "9001", fetchUrl: FETCH_URL }]);
+    expect(provider.fetches).toEqual([{ providerId: "9001", handle: { fetchUrl: FETCH_URL } }]);
     expect(provider.submissions).toHaveLength(0);
     expect(resultsQueue.sent).toHaveLength(1);
     expect(resultsQueue.sent[0]?.message).toEqual({
       jobId: job.id,
+      provider: "modelslab",
+      attempt: 0,
       source: "reconcile",
       observedAt: clock.now().toISOString(),
       result: {
@@ -244,6 +254,23 @@ describe("reconcile", () => {
     expect(Object.keys(await gate.holders())).toEqual([job.id]);
   });
 
+  it("does not poll an accepted attempt whose provider cannot be polled: its next look is the deadline", async () => {
+    deps = {
+      ...deps,
+      providers: fakeProviders({ provider, gate, fallbackQueue: new FakeQueue(queues.fallback) }),
+    };
+    const job = await processingJob(
+      { phase: "accepted", providerId: null, etaSeconds: null, handle: {}, checks: 0 },
+      { attempts: [{ ...finishedAttempt(), provider: "self-hosted", ended_at: null, outcome: "pending" }] },
+    );
+
+    const report = await reconcile(deps);
+
+    expect(report).toMatchObject({ polled: 0, requeued: 0, errors: 0 });
+    expect(provider.fetches).toHaveLength(0);
+    expect(stored(job.id)).toMatchObject({ status: "processing", dueAt: Date.parse(job.deadlineAt) });
+  });
+
   it("hands a job left in storing back to finalize with its kept result", async () => {
     const state = {
       phase: "finished",
@@ -258,6 +285,7 @@ describe("reconcile", () => {
     const job = buildJob(clock, {
       status: "storing",
       version: 5,
+      attempts: [finishedAttempt()],
       providerState: state,
       dueAt: clock.now().getTime() - 1,
     });
@@ -271,7 +299,14 @@ describe("reconcile", () => {
       dueAt: clock.now().getTime() + settings.storingRetrySeconds * 1000,
     });
     expect(resultsQueue.sent.map((s) => s.message)).toEqual([
-      { jobId: job.id, source: "reconcile", observedAt: clock.now().toISOString(), result: state.result },
+      {
+        jobId: job.id,
+        provider: "modelslab",
+        attempt: 0,
+        source: "reconcile",
+        observedAt: clock.now().toISOString(),
+        result: state.result,
+      },
     ]);
   });
 
@@ -287,6 +322,7 @@ describe("reconcile", () => {
       const job = buildJob(clock, {
         status: "storing",
         version: 5,
+        attempts: [finishedAttempt()],
         providerState: { phase: "finished", result: kept },
         dueAt: clock.now().getTime() - 1,
         ...overrides,
@@ -296,6 +332,8 @@ describe("reconcile", () => {
     };
     const resend = (job: Job) => ({
       jobId: job.id,
+      provider: "modelslab",
+      attempt: 0,
       source: "reconcile",
       observedAt: clock.now().toISOString(),
       result: kept,
@@ -357,6 +395,38 @@ describe("reconcile", () => {
       expect(Object.keys(await gate.holders())).toEqual([processing.id]);
     });
 
+    it("heals each provider's gate: a slot is kept only by a job processing on that provider", async () => {
+      const fleetGate = new InMemoryCapacityGate(8);
+      deps = {
+        ...deps,
+        providers: fakeProviders({
+          provider,
+          gate,
+          fallbackQueue: new FakeQueue(queues.fallback),
+          fleetGate,
+        }),
+      };
+      const start = clock.now();
+      // Moved to the fleet; its ModelsLab slot's release was lost.
+      const moved = await processingJob(
+        { phase: "accepted", providerId: null, etaSeconds: null, handle: {}, checks: 0 },
+        {
+          attempts: [{ ...finishedAttempt(), provider: "self-hosted", ended_at: null, outcome: "pending" }],
+          dueAt: start.getTime() + 3_600_000,
+        },
+      );
+      await fleetGate.tryAcquire(moved.id, start);
+      const onModelsLab = await processingJob(acceptedState, { dueAt: start.getTime() + 3_600_000 });
+      await fleetGate.tryAcquire(onModelsLab.id, start);
+
+      clock.advance(settings.slotGraceSeconds * 1000);
+      const report = await reconcile(deps);
+
+      expect(report.slotsHealed).toBe(2);
+      expect(Object.keys(await gate.holders())).toEqual([onModelsLab.id]);
+      expect(Object.keys(await fleetGate.holders())).toEqual([moved.id]);
+    });
+
     it("releases at once (past the grace) the slot of a job cancelled before the provider had it, or refused by it", async () => {
       const start = clock.now();
       const neverPosted = buildJob(clock, { status: "cancelled", dueAt: null });
@@ -365,7 +435,7 @@ describe("reconcile", () => {
         dueAt: null,
         attempts: [
           {
-            route: "modelslab",
+            provider: "modelslab",
             provider_id: null,
             started_at: start.toISOString(),
             ended_at: start.toISOString(),
@@ -416,7 +486,7 @@ describe("reconcile", () => {
 
         expect(report.slotsHealed).toBe(0);
         expect(Object.keys(await gate.holders())).toEqual([job.id]);
-        expect(provider.fetches).toEqual([{ providerId: "9001", fetchUrl: FETCH_URL }]);
+        expect(provider.fetches).toEqual([{ providerId: "9001", handle: { fetchUrl: FETCH_URL } }]);
         // Only a look: the cancelled job is not moved, and no result goes to finalize.
         expect(stored(job.id)).toEqual(job);
         expect(resultsQueue.sent).toHaveLength(0);

@@ -11,6 +11,7 @@ import {
   FakeClock,
   FakeProvider,
   FakeQueue,
+  fakeProviders,
   InMemoryCapacityGate,
   InMemoryCircuitBreaker,
   InMemoryJobStore,
@@ -23,8 +24,7 @@ const accepted: ProviderResult = {
   kind: "accepted",
   providerId: "9001",
   etaSeconds: 10,
-  fetchUrl: null,
-  futureLinks: [],
+  handle: { fetchUrl: null },
 };
 const unavailable: ProviderResult = {
   kind: "rejected",
@@ -39,11 +39,12 @@ describe("routing to the self-hosted fallback", () => {
   let clock: FakeClock;
   let jobs: InMemoryJobStore;
   let gate: InMemoryCapacityGate;
+  let fleetGate: InMemoryCapacityGate;
   let provider: FakeProvider;
   let breaker: InMemoryCircuitBreaker;
   let jobsQueue: FakeQueue<DispatchMessage>;
   let fallbackQueue: FakeQueue<WorkerJobMessage>;
-  let deps: DispatchDeps & { fallbackQueue: FakeQueue<WorkerJobMessage> };
+  let deps: DispatchDeps;
 
   const store = async (overrides: Partial<Job> = {}): Promise<Job> => {
     const job = buildJob(clock, overrides);
@@ -56,35 +57,36 @@ describe("routing to the self-hosted fallback", () => {
     clock = new FakeClock();
     jobs = new InMemoryJobStore(clock);
     gate = new InMemoryCapacityGate(5);
+    fleetGate = new InMemoryCapacityGate(8);
     provider = new FakeProvider();
     breaker = new InMemoryCircuitBreaker({ failureThreshold: 3, windowSeconds: 60, coolDownSeconds: 30 });
     jobsQueue = new FakeQueue(queues.jobs);
     fallbackQueue = new FakeQueue(queues.fallback);
     deps = {
       jobs,
-      gate,
-      provider,
-      breaker,
+      providers: fakeProviders({ provider, gate, breaker, fallbackQueue, fleetGate }),
       jobsQueue,
       resultsQueue: new FakeQueue(queues.results),
-      fallbackQueue,
       clock,
       settings,
     };
   });
 
-  it("sends a self-hosted job straight to the worker queue: processing, one self-hosted attempt, no provider call, no slot", async () => {
+  it("sends a self-hosted job straight to the worker queue: processing, one self-hosted attempt, no provider call, a fleet slot", async () => {
     const job = await store({ provider: "self-hosted" });
-    expect(await dispatchJob(deps, { jobId: job.id })).toBe("fallback");
+    expect(await dispatchJob(deps, { jobId: job.id })).toBe("accepted");
 
     expect(provider.submissions).toHaveLength(0);
     expect(await gate.holders()).toEqual({});
+    expect(Object.keys(await fleetGate.holders())).toEqual([job.id]);
     const after = stored(job.id);
     expect(after.status).toBe("processing");
     expect(after.attempts).toEqual([
-      expect.objectContaining({ route: "self-hosted", outcome: "pending", provider_id: null }),
+      expect.objectContaining({ provider: "self-hosted", outcome: "pending", provider_id: null }),
     ]);
-    expect(after.providerState).toMatchObject({ phase: "self-hosted", sent: true });
+    expect(after.providerState).toMatchObject({ phase: "accepted", providerId: null });
+    // Nothing to poll: the next look is the deadline.
+    expect(after.dueAt).toBe(Date.parse(job.deadlineAt));
     expect(fallbackQueue.sent).toHaveLength(1);
     const message = workerJobMessageSchema.parse(fallbackQueue.sent[0]?.message);
     expect(message).toMatchObject({
@@ -106,16 +108,29 @@ describe("routing to the self-hosted fallback", () => {
         control_image: "https://cdn.example.com\\@169.254.169.254/edges.png",
       } as Job["request"],
     });
-    expect(await dispatchJob(deps, { jobId: job.id })).toBe("fallback");
+    expect(await dispatchJob(deps, { jobId: job.id })).toBe("accepted");
     const message = workerJobMessageSchema.parse(fallbackQueue.sent[0]?.message);
     expect(message.request.control_image).toBe("https://cdn.example.com/@169.254.169.254/edges.png");
   });
 
   it("still fails a self-hosted job when no fallback queue is configured", async () => {
     const job = await store({ provider: "self-hosted" });
-    const { fallbackQueue: _none, ...withoutFallback } = deps;
+    const withoutFallback = { ...deps, providers: fakeProviders({ provider, gate, breaker }) };
     expect(await dispatchJob(withoutFallback, { jobId: job.id })).toBe("failed");
     expect(stored(job.id).error?.code).toBe("SELF_HOSTED_UNAVAILABLE");
+  });
+
+  it("makes a self-hosted job wait while the fleet holds as many jobs as it can", async () => {
+    fleetGate.limit = 1;
+    const first = await store({ provider: "self-hosted" });
+    const second = await store({ provider: "self-hosted" });
+    expect(await dispatchJob(deps, { jobId: first.id })).toBe("accepted");
+    expect(await dispatchJob(deps, { jobId: second.id })).toBe("deferred");
+    expect(stored(second.id).status).toBe("queued");
+    expect(fallbackQueue.sent.map((s) => s.message.jobId)).toEqual([first.id]);
+    expect(jobsQueue.sent).toEqual([
+      expect.objectContaining({ message: { jobId: second.id, deferrals: 1 } }),
+    ]);
   });
 
   it("sends auto jobs to the fallback while the breaker is open; modelslab jobs still go to the provider", async () => {
@@ -127,10 +142,10 @@ describe("routing to the self-hosted fallback", () => {
     expect(await dispatchJob(deps, { jobId: auto.id })).toBe("fallback");
     expect(await dispatchJob(deps, { jobId: pinned.id })).toBe("accepted");
     expect(stored(auto.id).attempts).toEqual([
-      expect.objectContaining({ route: "self-hosted", reason: "provider circuit open" }),
+      expect.objectContaining({ provider: "self-hosted", reason: "modelslab circuit open" }),
     ]);
-    expect(stored(pinned.id).attempts).toEqual([expect.objectContaining({ route: "modelslab" })]);
-    expect(provider.submissions.map((s) => s.trackId)).toEqual([pinned.id]);
+    expect(stored(pinned.id).attempts).toEqual([expect.objectContaining({ provider: "modelslab" })]);
+    expect(provider.submissions.map((s) => s.jobId)).toEqual([pinned.id]);
   });
 
   it("opens the breaker after N retryable failures; half-open lets exactly one probe through; its success closes it", async () => {
@@ -149,7 +164,7 @@ describe("routing to the self-hosted fallback", () => {
     expect(await dispatchJob(deps, { jobId: probe.id })).toBe("accepted");
     // The probe's success closed it: auto jobs go to the provider again.
     expect(await breaker.state(clock.now())).toBe("closed");
-    expect(stored(probe.id).attempts.at(-1)?.route).toBe("modelslab");
+    expect(stored(probe.id).attempts.at(-1)?.provider).toBe("modelslab");
     provider.scriptSubmit(accepted);
     expect(await dispatchJob(deps, { jobId: other.id })).toBe("accepted");
   });
@@ -161,7 +176,18 @@ describe("routing to the self-hosted fallback", () => {
     const job = await store({ provider: "auto" });
     expect(await dispatchJob(deps, { jobId: job.id })).toBe("fallback");
     expect(await gate.holders()).toEqual({});
+    expect(Object.keys(await fleetGate.holders())).toEqual([job.id]);
     expect(provider.submissions).toHaveLength(0);
+  });
+
+  it("an auto job the fallback has no room for waits instead (the breaker is open)", async () => {
+    breaker.open(clock.now());
+    fleetGate.limit = 0;
+    const job = await store({ provider: "auto" });
+    expect(await dispatchJob(deps, { jobId: job.id })).toBe("deferred");
+    expect(stored(job.id)).toMatchObject({ status: "queued", attempts: [] });
+    expect(fallbackQueue.sent).toHaveLength(0);
+    expect(await gate.holders()).toEqual({});
   });
 
   it("a failed probe opens the breaker again", async () => {
@@ -203,16 +229,31 @@ describe("routing to the self-hosted fallback", () => {
     }
     const routed = stored(auto.id);
     expect(routed.status).toBe("processing");
-    expect(routed.attempts.map((a) => [a.route, a.outcome])).toEqual([
+    expect(routed.attempts.map((a) => [a.provider, a.outcome])).toEqual([
       ["modelslab", "retried"],
       ["modelslab", "retried"],
       ["modelslab", "failed"],
       ["self-hosted", "pending"],
     ]);
     expect(await gate.holders()).toEqual({});
+    expect(Object.keys(await fleetGate.holders())).toEqual([auto.id]);
     expect(stored(pinned.id)).toMatchObject({ status: "failed", error: { code: "PROVIDER_UNAVAILABLE" } });
     expect(fallbackQueue.sent.map((s) => s.message.jobId)).toEqual([auto.id]);
     expect(fallbackQueue.sent[0]?.message.attempt).toBe(3);
+  });
+
+  it("an auto job whose provider attempts keep failing fails as before when the fallback has no room", async () => {
+    const auto = await store({ provider: "auto" });
+    breaker.settings.failureThreshold = 100;
+    fleetGate.limit = 0;
+    for (let round = 0; round < 3; round++) {
+      provider.scriptSubmit(unavailable);
+      await dispatchJob(deps, { jobId: auto.id });
+    }
+    expect(stored(auto.id)).toMatchObject({ status: "failed", error: { code: "PROVIDER_UNAVAILABLE" } });
+    expect(stored(auto.id).attempts.map((a) => a.provider)).toEqual(["modelslab", "modelslab", "modelslab"]);
+    expect(fallbackQueue.sent).toHaveLength(0);
+    expect(await gate.holders()).toEqual({});
   });
 
   it("finalize: a worker result completes the self-hosted attempt; a stale provider result for it is ignored, and vice versa", async () => {
@@ -230,17 +271,28 @@ describe("routing to the self-hosted fallback", () => {
     expect(
       await finalizeResult(finalizeDeps, {
         jobId: job.id,
+        provider: "modelslab",
+        attempt: 0,
         source: "callback",
         observedAt,
         result: done("9001"),
       }),
     ).toBe("ignored");
     expect(
-      await finalizeResult(finalizeDeps, { jobId: job.id, source: "worker", observedAt, result: done(null) }),
+      await finalizeResult(finalizeDeps, {
+        jobId: job.id,
+        provider: "self-hosted",
+        attempt: 0,
+        source: "worker",
+        observedAt,
+        result: done(null),
+      }),
     ).toBe("succeeded");
     expect(stored(job.id).attempts).toEqual([
-      expect.objectContaining({ route: "self-hosted", outcome: "succeeded" }),
+      expect.objectContaining({ provider: "self-hosted", outcome: "succeeded" }),
     ]);
+    // The attempt's fleet slot went back when it ended.
+    expect(await fleetGate.holders()).toEqual({});
 
     const pinned = await store({ provider: "modelslab" });
     provider.scriptSubmit(accepted);
@@ -248,6 +300,8 @@ describe("routing to the self-hosted fallback", () => {
     expect(
       await finalizeResult(finalizeDeps, {
         jobId: pinned.id,
+        provider: "self-hosted",
+        attempt: 0,
         source: "worker",
         observedAt,
         result: done(null),
@@ -259,18 +313,23 @@ describe("routing to the self-hosted fallback", () => {
     const job = await store({ provider: "self-hosted" });
     fallbackQueue.failNext = 1;
     await expect(dispatchJob(deps, { jobId: job.id })).rejects.toThrow("queue unavailable");
-    expect(stored(job.id)).toMatchObject({ status: "processing", providerState: { sent: false } });
+    expect(stored(job.id)).toMatchObject({ status: "processing", providerState: { phase: "submitting" } });
+    // The attempt keeps its fleet slot: it is still to be sent.
+    expect(Object.keys(await fleetGate.holders())).toEqual([job.id]);
 
     clock.advance((settings.queuedResendAfterSeconds + 1) * 1000);
     const report = await reconcile({
       jobs,
       jobsQueue,
+      resultsQueue: new FakeQueue(queues.results),
+      providers: deps.providers,
+      dispatch: settings,
       clock,
-      fallbackQueue,
       settings: testReconcileSettings(),
     });
     expect(report.requeued).toBe(1);
     expect(fallbackQueue.sent.map((s) => s.message.jobId)).toEqual([job.id]);
-    expect(stored(job.id).providerState).toMatchObject({ phase: "self-hosted", sent: true });
+    expect(stored(job.id).providerState).toMatchObject({ phase: "accepted" });
+    expect(stored(job.id).attempts).toHaveLength(1);
   });
 });

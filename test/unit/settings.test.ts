@@ -26,7 +26,6 @@ const DISPATCH: Mapping = {
   retryBaseSeconds: ["RETRY_BASE_SECONDS", "6", 6],
   retryMaxSeconds: ["RETRY_MAX_SECONDS", "301", 301],
   maxRetryableFailures: ["MAX_RETRYABLE_FAILURES", "6", 6],
-  submitTimeoutSeconds: ["MODELSLAB_SUBMIT_TIMEOUT_SECONDS", "91", 91],
   queuedResendAfterSeconds: ["QUEUED_RESEND_AFTER_SECONDS", "301", 301],
   expectedRunSeconds: ["EXPECTED_RUN_SECONDS", "121", 121],
 };
@@ -49,10 +48,10 @@ const cases: Array<{
   },
   {
     name: "finalizeSettings",
-    settings: (env) => finalizeSettings(loadConfig(reconcileConfig, env)),
+    settings: (env) => finalizeSettings(loadConfig(reconcileConfig, env), "secret"),
     parse: (env) => loadConfig(reconcileConfig, env),
     mapping: { ...DISPATCH, storingTimeoutSeconds: ["STORING_TIMEOUT_SECONDS", "301", 301] },
-    given: { callbackBaseUrl: MINIMAL_ENV.CALLBACK_BASE_URL, callbackSecret: "unused" },
+    given: { callbackBaseUrl: MINIMAL_ENV.CALLBACK_BASE_URL, callbackSecret: "secret" },
   },
   {
     name: "reconcileSettings",

@@ -7,9 +7,9 @@ const RUN_LIMIT = 600;
 const clock = new FakeClock();
 const started = clock.now();
 
-const attempt = (outcome: Attempt["outcome"], route: Attempt["route"] = "modelslab"): Attempt => ({
-  route,
-  provider_id: route === "modelslab" ? "9001" : null,
+const attempt = (outcome: Attempt["outcome"], provider: Attempt["provider"] = "modelslab"): Attempt => ({
+  provider,
+  provider_id: provider === "modelslab" ? "9001" : null,
   started_at: started.toISOString(),
   ended_at: outcome === "pending" ? null : started.toISOString(),
   outcome,
@@ -43,6 +43,14 @@ describe("slotHold", () => {
     },
   );
 
+  it("holds a worker's slot the same way: the fleet runs what it took", () => {
+    const held = job("cancelled", [attempt("retried"), attempt("cancelled", "self-hosted")]);
+    expect(slotHold(held, at(1), RUN_LIMIT)).toEqual({
+      kind: "provider-may-run",
+      until: started.getTime() + RUN_LIMIT * 1000,
+    });
+  });
+
   it.each([
     ["no job (gone)", undefined],
     ["a cancelled job never posted", job("cancelled", [])],
@@ -54,10 +62,6 @@ describe("slotHold", () => {
     ],
     ["a job whose result is in (storing)", job("storing", [attempt("succeeded")])],
     ["a job cancelled while storing", job("cancelled", [attempt("succeeded")])],
-    [
-      "a job on the self-hosted fallback",
-      job("cancelled", [attempt("retried"), attempt("cancelled", "self-hosted")]),
-    ],
   ])("frees the slot at once for %s", (_name, subject) => {
     expect(slotHold(subject, at(1), RUN_LIMIT)).toEqual({ kind: "free" });
   });

@@ -136,6 +136,9 @@ describe("worker service on fauxqs (SQS + S3)", () => {
       const bad = await nextResult(q.results.queueUrl);
       expect(bad).toMatchObject({
         jobId: "job-depth",
+        // The result of the attempt the message named, as the self-hosted provider's.
+        provider: "self-hosted",
+        attempt: 1,
         result: {
           kind: "rejected",
           retryable: false,
@@ -151,9 +154,15 @@ describe("worker service on fauxqs (SQS + S3)", () => {
         jobId: "job-mlsd",
         result: { kind: "rejected", retryable: true, reason: expect.stringContaining("model not installed") },
       });
-      await send(q.fallback.queueUrl, { jobId: "job-garbage", request: { nope: true } });
+      // Invalid, but it names its job and attempt: the attempt is reported as failed.
+      await send(q.fallback.queueUrl, { jobId: "job-garbage", attempt: 2, request: { nope: true } });
       const garbage = await nextResult(q.results.queueUrl);
-      expect(garbage).toMatchObject({ jobId: "job-garbage", result: { kind: "rejected", retryable: false } });
+      expect(garbage).toMatchObject({
+        jobId: "job-garbage",
+        provider: "self-hosted",
+        attempt: 2,
+        result: { kind: "rejected", retryable: false },
+      });
       await expect.poll(() => counts(`fallback-${n}`)).toEqual({ ready: 0, inflight: 0 });
     } finally {
       await worker.stop();

@@ -177,7 +177,7 @@ export class WorkerService {
     this.o.log("info", "job started", { jobId, attempt: parsed.attempt, receives });
     try {
       const outcome = await runJob(parsed, this.o.job, abort.signal);
-      await this.publish(jobId, {
+      await this.publish(parsed, {
         kind: "done",
         providerId: null,
         outputs: outcome.outputs,
@@ -227,7 +227,7 @@ export class WorkerService {
         });
         return;
       }
-      await this.publish(jobId, {
+      await this.publish(job, {
         kind: "rejected",
         providerId: null,
         retryable: kind !== "bad_input",
@@ -247,25 +247,39 @@ export class WorkerService {
     }
   }
 
-  /** A message that is not a valid job: reported as failed when its jobId is readable, else left for the DLQ. */
+  /**
+   * A message that is not a valid job: reported as failed when its job id and attempt are readable
+   * (a result names the attempt it ends), else left for the DLQ.
+   */
   private async poison(message: Message, error: unknown): Promise<void> {
-    let jobId: unknown;
+    let named: { jobId?: unknown; attempt?: unknown } = {};
     try {
-      jobId = (JSON.parse(message.Body ?? "") as { jobId?: unknown }).jobId;
+      named = (JSON.parse(message.Body ?? "") as typeof named | null) ?? {};
     } catch {
-      jobId = undefined;
+      named = {};
     }
+    const { jobId, attempt } = named;
     const reason = `invalid worker message: ${error instanceof Error ? error.message.slice(0, 500) : String(error)}`;
-    if (typeof jobId === "string" && jobId.length > 0 && jobId.length <= 64) {
+    if (
+      typeof jobId === "string" &&
+      jobId.length > 0 &&
+      jobId.length <= 64 &&
+      typeof attempt === "number" &&
+      Number.isInteger(attempt) &&
+      attempt >= 0
+    ) {
       try {
-        await this.publish(jobId, {
-          kind: "rejected",
-          providerId: null,
-          retryable: false,
-          reason,
-          retryAfterSeconds: null,
-          httpStatus: null,
-        });
+        await this.publish(
+          { jobId, attempt },
+          {
+            kind: "rejected",
+            providerId: null,
+            retryable: false,
+            reason,
+            retryAfterSeconds: null,
+            httpStatus: null,
+          },
+        );
         await this.delete(message.ReceiptHandle as string);
         this.stats.failed += 1;
       } catch (inner) {
@@ -279,8 +293,19 @@ export class WorkerService {
     });
   }
 
-  private async publish(jobId: string, result: FinishedResult): Promise<void> {
-    const body: ResultMessage = { jobId, source: "worker", observedAt: this.o.clock().toISOString(), result };
+  /** Puts the result of the job's attempt on the results queue, as the self-hosted provider's. */
+  private async publish(
+    { jobId, attempt }: Pick<WorkerJobMessage, "jobId" | "attempt">,
+    result: FinishedResult,
+  ): Promise<void> {
+    const body: ResultMessage = {
+      jobId,
+      provider: "self-hosted",
+      attempt,
+      source: "worker",
+      observedAt: this.o.clock().toISOString(),
+      result,
+    };
     // Checked against the results queue's schema, as every producer's message is (shared/schemas/queue.ts).
     await this.o.sqs.send(
       new SendMessageCommand({

@@ -4,7 +4,8 @@ import type { CapacityGate } from "../../ports/index.ts";
 import { type StoreClient, storeClient } from "./client.ts";
 
 /**
- * A DynamoDB semaphore: one item per provider whose `holders` map has one entry per job holding a
+ * A DynamoDB semaphore: one item per provider (`CAPACITY#<provider id>`, the registry's row and
+ * limit) whose `holders` map has one entry per job holding a
  * slot. Acquire is one conditional write ("fewer than limit holders, or I already hold one"), so the
  * limit holds under any burst of concurrent dispatchers. The reconciler removes entries whose job has
  * left `processing` (a release lost to a crash heals itself).
@@ -17,7 +18,7 @@ export class DynamoCapacityGate implements CapacityGate {
     doc: DynamoDBDocumentClient,
     private readonly tableName: string,
     private readonly limit: number,
-    provider = "modelslab",
+    provider: string,
   ) {
     this.doc = storeClient(doc, "capacity gate");
     this.key = { pk: `CAPACITY#${provider}`, sk: "CAPACITY" };

@@ -30,7 +30,8 @@ export class DynamoCircuitBreaker implements CircuitBreaker {
     doc: DynamoDBDocumentClient,
     private readonly tableName: string,
     private readonly settings: BreakerSettings,
-    provider = "modelslab",
+    /** The provider module's `breakerKey`. */
+    provider: string,
   ) {
     this.doc = storeClient(doc, "circuit breaker");
     this.key = { pk: `BREAKER#${provider}`, sk: "BREAKER" };

@@ -2,6 +2,7 @@ import { BatchGetCommand } from "@aws-sdk/lib-dynamodb";
 import { UnavailableError } from "../../domain/errors.ts";
 import type { Job } from "../../domain/job.ts";
 import type { StoreClient } from "./client.ts";
+import { upgradeStoredJob } from "./stored-job.ts";
 import { jobKey, TTL_ATTRIBUTE } from "./table-design.ts";
 
 /** Job items: how a job is read back from its item, and the batched read the listing and due index share. */
@@ -34,8 +35,8 @@ export function fromItem(item: Record<string, unknown>): Job {
     if (!STORAGE_ONLY.has(key)) job[key] = value;
   }
   job.dueAt = typeof item.dueAt === "number" ? item.dueAt : null;
-  // The job store is the only writer of job items, so the shape is the one it wrote.
-  const read = job as unknown as Job;
+  // The job store is the only writer of job items, so the shape is one it wrote (now or before).
+  const read = upgradeStoredJob(job as unknown as Job);
   rememberWake(read, typeof item.wakeAt === "number" ? item.wakeAt : null);
   return read;
 }

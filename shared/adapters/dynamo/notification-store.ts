@@ -8,6 +8,7 @@ import {
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 import { StaleWriteError } from "../../domain/errors.ts";
+import { DEFAULT_RETENTION_DAYS } from "../../domain/job-change.ts";
 import type {
   DeliveryAttempt,
   NotificationRecord,
@@ -62,7 +63,7 @@ export class DynamoNotificationStore implements NotificationStore {
   constructor(
     doc: DynamoDBDocumentClient,
     private readonly tableName: string,
-    private readonly retentionDays = 30,
+    private readonly retentionDays = DEFAULT_RETENTION_DAYS,
   ) {
     this.doc = storeClient(doc, "notification store");
   }

@@ -7,6 +7,7 @@
  *   origin is ignored and the canonical fetch route on the base URL is used instead.
  * - Every call has a deadline (an overall AbortSignal, body included), a connect timeout and a response
  *   size cap.
+ * - An accepted request's handle (`ProviderHandle`) is `{ fetchUrl }`: the provider's `fetch_result`.
  * - Transport failures are classified by when they happened. Failing to connect (refused, DNS, connect
  *   timeout, TLS) means nothing was sent: `rejected`, retryable. A timeout or reset after the request
  *   was sent leaves a generation POST in doubt: `indeterminate` (the caller must not post again;
@@ -16,7 +17,7 @@
  */
 import type { Agent } from "node:http";
 import type { Readable } from "node:stream";
-import type { Provider, ProviderResult, ProviderSubmission } from "../../ports/provider.ts";
+import type { ProviderFetch, ProviderResult, ProviderSubmission } from "../../ports/provider.ts";
 import { CONNECT_TIMEOUT_CODE, exchange } from "../http/request.ts";
 import { type NormalizeOptions, normalizeProviderBody, type UnexpectedResponse } from "./normalize.ts";
 
@@ -111,7 +112,8 @@ function discard(stream: Readable): void {
 
 const trimSlash = (url: string): string => url.replace(/\/+$/, "");
 
-export class ModelsLabProvider implements Provider {
+/** The ModelsLab API client; shared/providers/modelslab.ts puts it behind the provider port. */
+export class ModelsLabProvider {
   private readonly baseUrl: string;
   private readonly origin: string;
   private readonly apiKey: string;
@@ -145,13 +147,24 @@ export class ModelsLabProvider implements Provider {
     const body = {
       ...submission.params,
       key: this.apiKey,
-      webhook: submission.webhook,
-      track_id: submission.trackId,
+      webhook: submission.callbackUrl,
+      track_id: submission.jobId,
     };
     return this.post("submit", `${this.baseUrl}${this.submitPath}`, body, this.submitTimeoutMs, null);
   }
 
-  async fetch(providerId: string, fetchUrl: string | null): Promise<ProviderResult> {
+  async fetch({ providerId, handle }: ProviderFetch): Promise<ProviderResult> {
+    if (providerId === null) {
+      return {
+        kind: "rejected",
+        providerId: null,
+        retryable: false,
+        reason: "A ModelsLab request can only be fetched by its id, and this one has none.",
+        retryAfterSeconds: null,
+        httpStatus: null,
+      };
+    }
+    const fetchUrl = typeof handle.fetchUrl === "string" ? handle.fetchUrl : null;
     return this.post(
       "fetch",
       this.fetchTarget(providerId, fetchUrl),

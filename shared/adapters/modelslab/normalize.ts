@@ -275,13 +275,9 @@ function normalizeParsed(
         reason: `Provider answered "processing" (${httpLabel(httpStatus)}) without an id to fetch it by${detail ? `: ${detail}` : ""}`,
       };
     }
-    return {
-      kind: "accepted",
-      providerId,
-      etaSeconds: nonNegative(body.eta),
-      fetchUrl,
-      futureLinks: urlList(body.future_links),
-    };
+    // The handle is what a later fetch needs (ModelsLabProvider.fetch); `future_links` are not kept:
+    // the outputs are taken from the finished result only.
+    return { kind: "accepted", providerId, etaSeconds: nonNegative(body.eta), handle: { fetchUrl } };
   }
 
   if (status === "success") {
