@@ -2,9 +2,26 @@ import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { DynamoTenantStore } from "../shared/adapters/dynamo/tenant-store.ts";
 import { ConflictError } from "../shared/domain/errors.ts";
 import { sha256Hex } from "../shared/domain/hash.ts";
-import { newApiKey, newWebhookSecret } from "../shared/usecases/authenticate.ts";
+import { apiKeyProblem, newApiKey, newWebhookSecret } from "../shared/usecases/authenticate.ts";
 
 export const DEV_TENANT_ID = "dev";
+
+/**
+ * The dev API key `npm start` opens the local tenant with: DEV_API_KEY, or undefined (a fresh random
+ * key) when it is unset or empty. A DEV_API_KEY the authorizer would never resolve is refused here,
+ * before anything starts, instead of being printed as the dev key and then answered 401.
+ */
+export function devApiKeyFrom(env: Readonly<Record<string, string | undefined>>): string | undefined {
+  const key = env.DEV_API_KEY || undefined;
+  if (key === undefined) return undefined;
+  const problem = apiKeyProblem(key);
+  if (problem) {
+    throw new Error(
+      `DEV_API_KEY is refused: ${problem}. Set a key that meets the rule, or unset DEV_API_KEY for a random one.`,
+    );
+  }
+  return key;
+}
 
 /**
  * Makes sure a local tenant exists, that `apiKey` (DEV_API_KEY, or a fresh random key) opens it and

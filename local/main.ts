@@ -4,7 +4,7 @@
  */
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { ensureTenant } from "./dev-tenant.ts";
+import { devApiKeyFrom, ensureTenant } from "./dev-tenant.ts";
 import { REPO_ROOT, startLocalStack } from "./stack.ts";
 
 // Ctrl-C during startup is honoured too: we stop as soon as the stack is up, never mid-creation.
@@ -20,6 +20,15 @@ const { values: args } = parseArgs({
   strict: true,
 });
 const withWorker = args["with-worker"] === true;
+
+// Checked before anything starts: a key that can never authenticate stops `npm start` with its reason.
+let devApiKey: string | undefined;
+try {
+  devApiKey = devApiKeyFrom(process.env);
+} catch (error) {
+  console.error((error as Error).message);
+  process.exit(2);
+}
 
 const port = Number(process.env.PORT ?? 3000);
 const stack = await startLocalStack({
@@ -39,7 +48,7 @@ if (!tableName) throw new Error("the template gave the functions no TABLE_NAME")
 const { apiKey, webhookSecret } = await ensureTenant(
   tableName,
   "dev",
-  process.env.DEV_API_KEY || undefined,
+  devApiKey,
   process.env.DEV_WEBHOOK_SECRET || undefined,
 );
 const provider = stack.simulator

@@ -2,7 +2,24 @@ import { randomBytes } from "node:crypto";
 import { sha256Hex } from "../domain/hash.ts";
 import type { Tenant, TenantStore, WebhookSettingsStore } from "../ports/index.ts";
 
-const BEARER = /^Bearer ([\x21-\x7E]{16,256})$/;
+/**
+ * What an API key may be: 16 to 256 visible ASCII characters. The authorizer resolves nothing else, so
+ * a key outside this rule can be stored but never opens anything.
+ */
+export const API_KEY_RULE = { minLength: 16, maxLength: 256, characters: /^[\x21-\x7E]*$/ } as const;
+
+const BEARER = new RegExp(`^Bearer ([\\x21-\\x7E]{${API_KEY_RULE.minLength},${API_KEY_RULE.maxLength}})$`);
+
+/** Why `key` can never authenticate (it breaks API_KEY_RULE), or null when it can. */
+export function apiKeyProblem(key: string): string | null {
+  if (key.length < API_KEY_RULE.minLength || key.length > API_KEY_RULE.maxLength) {
+    return `an API key must be ${API_KEY_RULE.minLength} to ${API_KEY_RULE.maxLength} characters long (this one has ${key.length})`;
+  }
+  if (!API_KEY_RULE.characters.test(key)) {
+    return "an API key may hold only visible ASCII characters (no spaces or control characters)";
+  }
+  return null;
+}
 
 /** Resolves `Authorization: Bearer <key>` to a tenant. Keys are looked up by hash only. */
 export async function authenticate(
