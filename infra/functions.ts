@@ -159,7 +159,10 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     id: "Api",
     entry: "functions/api.ts",
     memoryMb: 512,
-    timeout: Duration.seconds(10),
+    // A `Prefer: wait` submit holds the request up to MAX_PREFER_WAIT_SECONDS (at most 25 s) from its
+    // arrival, then answers: the function must outlive that, and stay under API Gateway's 30 s
+    // integration timeout, so the client gets our answer and never the gateway's 503.
+    timeout: Duration.seconds(29),
     table: "readWrite",
     // notifications: the outbox of job lifecycle notifications (cancel makes a job terminal).
     queues: { jobs: ["send"], notifications: ["send"] },

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import { ConflictError, UnauthorizedError, ValidationError } from "../domain/errors.ts";
+import { isTerminal } from "../domain/job.ts";
 import { parseOrThrow } from "../domain/validation.ts";
 import type {
   Clock,
@@ -13,6 +14,7 @@ import type {
 import { uploadBodySchema, webhookSettingsBodySchema } from "../schemas/api.ts";
 import type { DispatchMessage, NotifyMessage } from "../schemas/messages.ts";
 import { newWebhookSecret } from "../usecases/authenticate.ts";
+import { awaitTerminalJob } from "../usecases/await-job.ts";
 import { cancelJob } from "../usecases/cancel-job.ts";
 import { replayNotification } from "../usecases/notify.ts";
 import type { JobPresenter } from "../usecases/present-job.ts";
@@ -26,6 +28,7 @@ import {
 } from "../usecases/stage-inputs.ts";
 import { type SubmitJobDeps, submitJob } from "../usecases/submit-job.ts";
 import { buildOpenApiDocument } from "./openapi.ts";
+import { preferredWaitSeconds } from "./prefer.ts";
 import { header, readJsonBody } from "./request.ts";
 import { type HttpResponse, json } from "./responses.ts";
 import { Router } from "./router.ts";
@@ -35,7 +38,14 @@ export interface ApiDeps {
   jobs: JobStore;
   jobsQueue: Queue<DispatchMessage>;
   clock: Clock;
-  settings: SubmitJobDeps["settings"] & { maxBodyBytes: number; uploadUrlExpirySeconds: number };
+  settings: SubmitJobDeps["settings"] & {
+    maxBodyBytes: number;
+    uploadUrlExpirySeconds: number;
+    /** The longest `Prefer: wait=N` a submit honours; a longer one waits this long. */
+    maxPreferWaitSeconds: number;
+  };
+  /** How a `Prefer: wait` pauses between reads of the job; tests pass one that advances a fake clock. */
+  sleep?: (ms: number) => Promise<void>;
   onDeferredSend?: SubmitJobDeps["onDeferredSend"];
   present: JobPresenter;
   inputs: StageInputsDeps;
@@ -61,6 +71,8 @@ export function tenantFromEvent(event: APIGatewayProxyEventV2): string | null {
   return typeof tenantId === "string" && tenantId.length > 0 ? tenantId : null;
 }
 
+const sleepFor = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 const presentNotification = (record: NotificationRecord) => ({
   id: record.id,
   type: record.type,
@@ -79,8 +91,12 @@ export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Pro
   let openApi: string | undefined;
   const handlers = {
     submitJob: async ({ event, tenantId }) => {
+      // RFC 7240's wait counts from the request's arrival, so the submit's own work is part of it.
+      const received = deps.clock.now();
+      const asked = preferredWaitSeconds(header(event, "prefer"));
+      const wait = asked === null ? null : Math.min(asked, deps.settings.maxPreferWaitSeconds);
       const body = readJsonBody(event, deps.settings.maxBodyBytes);
-      const { job, replayed } = await submitJob(
+      const submitted = await submitJob(
         {
           ...deps,
           stage: (tenant, jobId, request) => stageInputs(deps.inputs, tenant, jobId, request),
@@ -89,9 +105,18 @@ export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Pro
         },
         { tenantId: tenantId(), body, idempotencyKey: header(event, "idempotency-key") },
       );
-      return json(202, await deps.present(job), {
+      const job =
+        wait === null
+          ? submitted.job
+          : await awaitTerminalJob(
+              { jobs: deps.jobs, clock: deps.clock, sleep: deps.sleep ?? sleepFor },
+              submitted.job,
+              new Date(received.getTime() + wait * 1000),
+            );
+      return json(isTerminal(job.status) ? 200 : 202, await deps.present(job), {
         location: `/v1/jobs/${job.id}`,
-        ...(replayed && { "idempotent-replayed": "true" }),
+        ...(submitted.replayed && { "idempotent-replayed": "true" }),
+        ...(wait !== null && { "preference-applied": `wait=${wait}` }),
       });
     },
     listJobs: async ({ event, tenantId }) => {

@@ -1,4 +1,4 @@
-import type * as z from "zod/mini";
+import * as z from "zod/mini";
 import type { ErrorCode } from "../domain/errors.ts";
 import {
   idempotencyKeySchema,
@@ -86,6 +86,19 @@ const JSON_BODY_ERRORS = [
   "VALIDATION_FAILED",
 ] as const satisfies readonly ErrorCode[];
 
+/** The headers of a submit's answer, finished or not. */
+const SUBMIT_HEADERS = {
+  Location: { description: "The job's URL: /v1/jobs/{id}.", required: true },
+  "Idempotent-Replayed": {
+    description: "`true` when this answers an earlier request with the same Idempotency-Key.",
+    required: false,
+  },
+  "Preference-Applied": {
+    description: "`wait=N` (RFC 7240) when the request's `Prefer: wait` was honoured: N is the wait applied.",
+    required: false,
+  },
+} as const;
+
 const JOB_ID = { id: "The job id (a ULID), as POST /v1/jobs answered it." };
 
 export const ROUTES = [
@@ -108,19 +121,26 @@ export const ROUTES = [
             "The same key and body within its lifetime answer the first job again (`Idempotent-Replayed: true`); the same key with another body is 409.",
           required: false,
         },
+        Prefer: {
+          schema: z.string(),
+          description:
+            "`wait=N` (RFC 7240): hold the answer up to N seconds from the request's arrival (at most `MAX_PREFER_WAIT_SECONDS`, 20 by default; a longer wait waits that long) for the job to finish. Other preferences, and a `wait` that is not a number of seconds, are ignored.",
+          required: false,
+        },
       },
     },
     responses: {
-      202: {
-        description: "The job, queued; or the first job of a repeated Idempotency-Key.",
+      200: {
+        description:
+          "With `Prefer: wait=N`: the job, finished (succeeded, failed or cancelled) within the wait.",
         body: "jobResource",
-        headers: {
-          Location: { description: "The job's URL: /v1/jobs/{id}.", required: true },
-          "Idempotent-Replayed": {
-            description: "`true` when this answers an earlier request with the same Idempotency-Key.",
-            required: false,
-          },
-        },
+        headers: SUBMIT_HEADERS,
+      },
+      202: {
+        description:
+          "The job, queued (or still running when a `Prefer: wait` ran out); or the first job of a repeated Idempotency-Key.",
+        body: "jobResource",
+        headers: SUBMIT_HEADERS,
       },
     },
     errors: [

@@ -66,6 +66,7 @@ export const apiSettings = (config: ApiConfig): ApiDeps["settings"] => ({
   queuedResendAfterSeconds: config.QUEUED_RESEND_AFTER_SECONDS,
   idempotencyTtlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
   uploadUrlExpirySeconds: config.UPLOAD_URL_EXPIRY_SECONDS,
+  maxPreferWaitSeconds: config.MAX_PREFER_WAIT_SECONDS,
 });
 
 /** The providers' circuit breaker settings (one breaker per provider that has one, same settings). */

@@ -91,6 +91,12 @@ export const apiConfig = z.object({
   IDEMPOTENCY_TTL_SECONDS: int(60, 7 * 86_400, 86_400),
   /** Expiry of the presigned PUT URL `POST /v1/uploads` hands out. */
   UPLOAD_URL_EXPIRY_SECONDS: int(60, 7 * 86_400, 900),
+  /**
+   * The longest `Prefer: wait=N` on `POST /v1/jobs` honoured. At most 25: API Gateway's HTTP API gives
+   * an integration 30 s, and the wait (counted from the request's arrival) plus the answer must fit in
+   * the API function's timeout under it (infra/functions.ts).
+   */
+  MAX_PREFER_WAIT_SECONDS: int(0, 25, 20),
 });
 export type ApiConfig = z.infer<typeof apiConfig>;
 

@@ -67,8 +67,12 @@ let clock: FakeClock;
 let jobs: InMemoryJobStore;
 let job: Job;
 let call: (request: Request) => Promise<HttpResponse>;
+let pauses: number[];
+let duringPause: () => Promise<void>;
 
 beforeEach(async () => {
+  pauses = [];
+  duringPause = async () => {};
   clock = new FakeClock();
   jobs = new InMemoryJobStore(clock);
   job = buildJob(clock, { id: newJobId(clock.now().getTime()), tenantId: TENANT });
@@ -97,6 +101,13 @@ beforeEach(async () => {
       defaultDeadlineSeconds: 3600,
       queuedResendAfterSeconds: 60,
       idempotencyTtlSeconds: 86_400,
+      maxPreferWaitSeconds: 20,
+    },
+    // A `Prefer: wait` pause moves the fake clock instead of sleeping, and lets the test act meanwhile.
+    sleep: async (ms) => {
+      pauses.push(ms);
+      clock.advance(ms);
+      await duringPause();
     },
     present: async (j) => presentJob(j),
     inputs: {
@@ -141,15 +152,14 @@ const SUCCESSFUL: Record<
 
 describe("the API's router, built from the route table", () => {
   it.each(API_ROUTES.map((route) => [route.operationId, route] as const))(
-    "reaches %s through its method and path, answering its declared success and headers",
+    "reaches %s through its method and path, answering a declared success and its headers",
     async (_, route) => {
       const { params = {}, ...request } = SUCCESSFUL[route.operationId](job);
       const response = await call({ method: route.method, path: pathOf(route, params), ...request });
-      const declared = Object.entries(route.responses as RouteDeclaration["responses"]);
-      expect(declared).toHaveLength(1);
-      const [status, answer] = declared[0] as [string, RouteDeclaration["responses"][number]];
-      expect(response.statusCode, response.body as string).toBe(Number(status));
-      for (const [name, header] of Object.entries(answer.headers ?? {})) {
+      const declared = route.responses as RouteDeclaration["responses"];
+      const answer = declared[response.statusCode];
+      expect(answer, `${response.statusCode} ${response.body}`).toBeDefined();
+      for (const [name, header] of Object.entries(answer?.headers ?? {})) {
         if (header.required) expect(response.headers, name).toHaveProperty(name.toLowerCase());
       }
     },
@@ -258,5 +268,82 @@ describe("the callback endpoint, built from the table's callback route", () => {
     for (const path of ["/callbacks/modelslab", "/callbacks/modelslab/J1/extra", "/v1/jobs"]) {
       expect(errorCode(await callback("POST", path)), path).toBe("ROUTE_NOT_FOUND");
     }
+  });
+});
+
+describe("POST /v1/jobs with Prefer: wait (RFC 7240)", () => {
+  const submit = (prefer?: string, idempotencyKey?: string) =>
+    call({
+      method: "POST",
+      path: "/v1/jobs",
+      body: {
+        model_id: "sd15",
+        controlnet_model: "canny",
+        controlnet_type: "canny",
+        control_image: `upload:${UPLOAD_ID}`,
+      },
+      headers: {
+        ...(prefer !== undefined && { prefer }),
+        ...(idempotencyKey !== undefined && { "idempotency-key": idempotencyKey }),
+      },
+    });
+  /** Finishes the submitted job (cancelled) once `afterMs` of the wait have passed. */
+  const finishAfter = (afterMs: number) => {
+    const start = clock.now().getTime();
+    duringPause = async () => {
+      if (clock.now().getTime() - start < afterMs) return;
+      for (const stored of jobs.jobs.values()) {
+        if (stored.id !== job.id && stored.status === "queued") {
+          await jobs.transition(stored, "cancelled", { error: { code: "CANCELLED", message: "test" } });
+        }
+      }
+    };
+  };
+
+  it("answers 200 with the finished job when it ends within the wait, polling with backoff", async () => {
+    finishAfter(1_500);
+    const response = await submit("respond-async, wait=10");
+    expect(response.statusCode, response.body as string).toBe(200);
+    expect(JSON.parse(response.body as string).status).toBe("cancelled");
+    expect(response.headers?.["preference-applied"]).toBe("wait=10");
+    expect(response.headers?.location).toMatch(/^\/v1\/jobs\//);
+    expect(pauses).toEqual([250, 500, 1000]);
+  });
+
+  it("answers 202 with Preference-Applied when the wait runs out, never pausing past it", async () => {
+    const response = await submit("wait=3");
+    expect(response.statusCode).toBe(202);
+    expect(JSON.parse(response.body as string).status).toBe("queued");
+    expect(response.headers?.["preference-applied"]).toBe("wait=3");
+    expect(pauses).toEqual([250, 500, 1000, 1250]);
+    expect(pauses.reduce((a, b) => a + b, 0)).toBe(3_000);
+  });
+
+  it("waits at most MAX_PREFER_WAIT_SECONDS, and says so", async () => {
+    const response = await submit('WAIT="600"');
+    expect(response.statusCode).toBe(202);
+    expect(response.headers?.["preference-applied"]).toBe("wait=20");
+    expect(pauses.reduce((a, b) => a + b, 0)).toBe(20_000);
+    expect(Math.max(...pauses)).toBe(2_000);
+  });
+
+  it("ignores other preferences and a wait that is not seconds: 202 at once, nothing applied", async () => {
+    for (const prefer of ["respond-async", "wait=soon", "wait=-1", "wait=1.5", "wait", "handling=lenient"]) {
+      const response = await submit(prefer);
+      expect(response.statusCode, prefer).toBe(202);
+      expect(response.headers?.["preference-applied"], prefer).toBeUndefined();
+    }
+    expect(pauses).toEqual([]);
+  });
+
+  it("waits on an idempotent replay the same way", async () => {
+    const first = await submit(undefined, "wait-replay");
+    expect(first.statusCode).toBe(202);
+    finishAfter(0);
+    const replay = await submit("wait=5", "wait-replay");
+    expect(replay.statusCode).toBe(200);
+    expect(replay.headers?.["idempotent-replayed"]).toBe("true");
+    expect(replay.headers?.["preference-applied"]).toBe("wait=5");
+    expect(JSON.parse(replay.body as string).id).toBe(JSON.parse(first.body as string).id);
   });
 });

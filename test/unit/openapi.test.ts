@@ -176,8 +176,17 @@ describe("the OpenAPI document", () => {
   });
 
   it("declares the response headers the API sends", () => {
-    const submitted = operationOf("POST /v1/jobs").responses["202"];
-    expect(Object.keys(submitted?.headers ?? {})).toEqual(["Location", "Idempotent-Replayed"]);
+    for (const status of ["200", "202"]) {
+      const submitted = operationOf("POST /v1/jobs").responses[status];
+      expect(Object.keys(submitted?.headers ?? {}), status).toEqual([
+        "Location",
+        "Idempotent-Replayed",
+        "Preference-Applied",
+      ]);
+    }
+    expect(
+      operationOf("POST /v1/jobs").parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`),
+    ).toEqual(["header:Idempotency-Key", "header:Prefer"]);
     // Each documented error header is one errorToHttp sends with an error of that status.
     const sent = {
       "401": errorToHttp(new UnauthorizedError()).headers,

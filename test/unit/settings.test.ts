@@ -92,6 +92,7 @@ const cases: Array<{
       queuedResendAfterSeconds: ["QUEUED_RESEND_AFTER_SECONDS", "301", 301],
       idempotencyTtlSeconds: ["IDEMPOTENCY_TTL_SECONDS", "86401", 86_401],
       uploadUrlExpirySeconds: ["UPLOAD_URL_EXPIRY_SECONDS", "901", 901],
+      maxPreferWaitSeconds: ["MAX_PREFER_WAIT_SECONDS", "21", 21],
     },
     given: {},
   },
