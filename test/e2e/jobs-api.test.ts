@@ -61,6 +61,19 @@ describe("jobs API on the local stack", () => {
     expect(read.body).toEqual(submitted.body);
   });
 
+  it("answers Prefer: wait with 202 and Preference-Applied when the job cannot finish in the wait", async () => {
+    // No queue consumers here: the job stays queued for the whole wait.
+    const started = Date.now();
+    const submitted = await alice.request("POST", "/v1/jobs", {
+      body: validJobRequest(),
+      headers: { prefer: "respond-async, wait=1" },
+    });
+    expect(submitted.status).toBe(202);
+    expect(submitted.headers.get("preference-applied")).toBe("wait=1");
+    expect(submitted.body.status).toBe("queued");
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
+  });
+
   it("lists a tenant's jobs newest first across pages, and filters by status", async () => {
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {

@@ -105,6 +105,23 @@ const queueDrained = async (logicalId: string) => {
 };
 
 describe("jobs on the ModelsLab simulator", () => {
+  it("answers Prefer: wait with the finished job (200) when the provider finishes within the wait", async () => {
+    const response = await client.request("POST", "/v1/jobs", {
+      body: validJobRequest({ control_image: images.url, width: 128, height: 96 }),
+      headers: { prefer: "wait=20" },
+    });
+    expect(response.status, JSON.stringify(response.body)).toBe(200);
+    expect(response.headers.get("preference-applied")).toBe("wait=20");
+    expect(response.headers.get("location")).toBe(`/v1/jobs/${response.body.id}`);
+    expect(response.body.status).toBe("succeeded");
+    expect(response.body.outputs.length).toBeGreaterThan(0);
+    // Presented as GET presents it.
+    expect(await getJob(response.body.id)).toMatchObject({
+      status: "succeeded",
+      outputs: response.body.outputs.map(() => expect.anything()),
+    });
+  });
+
   it("runs a submitted job to succeeded with its outputs", async () => {
     const id = await submit({ samples: 2 });
     const [job] = await waitTerminal([id]);

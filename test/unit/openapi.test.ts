@@ -185,7 +185,9 @@ describe("the OpenAPI document", () => {
       ]);
     }
     expect(
-      operationOf("POST /v1/jobs").parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`),
+      (operationOf("POST /v1/jobs").parameters ?? []).map(
+        (p: { name: string; in: string }) => `${p.in}:${p.name}`,
+      ),
     ).toEqual(["header:Idempotency-Key", "header:Prefer"]);
     // Each documented error header is one errorToHttp sends with an error of that status.
     const sent = {
