@@ -27,6 +27,7 @@ export function createHandler(env: Environment) {
   const doc = createDocumentClient({}, env);
   const sqs = createSqsClient({}, env);
   const s3 = createS3Client({}, env);
+  const tenants = new DynamoTenantStore(doc, config.TABLE_NAME);
   const api = createApi({
     jobs: lifecycleJobStore({ doc, sqs, env, logger }, config),
     jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL, queues.jobs),
@@ -46,7 +47,8 @@ export function createHandler(env: Environment) {
     },
     notifications: new DynamoNotificationStore(doc, config.TABLE_NAME),
     notifyQueue: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL, queues.notifications),
-    tenants: new DynamoTenantStore(doc, config.TABLE_NAME),
+    tenants,
+    apiKeys: tenants,
   });
 
   return middy<APIGatewayProxyEventV2, HttpResponse>()

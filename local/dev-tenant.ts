@@ -2,7 +2,7 @@ import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { DynamoTenantStore } from "../shared/adapters/dynamo/tenant-store.ts";
 import { ConflictError } from "../shared/domain/errors.ts";
 import { sha256Hex } from "../shared/domain/hash.ts";
-import { apiKeyProblem, newApiKey, newWebhookSecret } from "../shared/usecases/authenticate.ts";
+import { apiKeyPrefix, apiKeyProblem, newApiKey, newWebhookSecret } from "../shared/usecases/authenticate.ts";
 
 export const DEV_TENANT_ID = "dev";
 
@@ -43,7 +43,7 @@ export async function ensureTenant(
       // dynalite keeps its data between runs: the tenant may exist already.
       if (!(error instanceof ConflictError && error.code === "TENANT_EXISTS")) throw error;
     }
-    await tenants.addApiKey(tenantId, sha256Hex(apiKey));
+    await tenants.addApiKey(tenantId, sha256Hex(apiKey), apiKeyPrefix(apiKey));
     const { secrets } = await tenants.getWebhookSettings(tenantId);
     const current = secrets.find((s) => s.retiresAt === null)?.secret;
     if (current && (webhookSecret === undefined || webhookSecret === current)) {

@@ -1,9 +1,12 @@
 import { randomUUID } from "node:crypto";
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import { ConflictError, UnauthorizedError, ValidationError } from "../domain/errors.ts";
+import { sha256Hex } from "../domain/hash.ts";
 import { isTerminal } from "../domain/job.ts";
 import { parseOrThrow } from "../domain/validation.ts";
 import type {
+  ApiKeyRecord,
+  ApiKeyStore,
   Clock,
   JobStore,
   NotificationRecord,
@@ -11,9 +14,9 @@ import type {
   Queue,
   WebhookSettingsStore,
 } from "../ports/index.ts";
-import { uploadBodySchema, webhookSettingsBodySchema } from "../schemas/api.ts";
+import { createApiKeyBodySchema, uploadBodySchema, webhookSettingsBodySchema } from "../schemas/api.ts";
 import type { DispatchMessage, NotifyMessage } from "../schemas/messages.ts";
-import { newWebhookSecret } from "../usecases/authenticate.ts";
+import { apiKeyPrefix, newApiKey, newWebhookSecret } from "../usecases/authenticate.ts";
 import { awaitTerminalJob } from "../usecases/await-job.ts";
 import { cancelJob } from "../usecases/cancel-job.ts";
 import { replayNotification } from "../usecases/notify.ts";
@@ -43,6 +46,7 @@ export interface ApiDeps {
     uploadUrlExpirySeconds: number;
     /** The longest `Prefer: wait=N` a submit honours; a longer one waits this long. */
     maxPreferWaitSeconds: number;
+    maxApiKeysPerTenant: number;
   };
   /** How a `Prefer: wait` pauses between reads of the job; tests pass one that advances a fake clock. */
   sleep?: (ms: number) => Promise<void>;
@@ -52,6 +56,7 @@ export interface ApiDeps {
   notifications: NotificationStore;
   notifyQueue: Queue<NotifyMessage>;
   tenants: WebhookSettingsStore;
+  apiKeys: ApiKeyStore;
 }
 
 interface RouteContext {
@@ -72,6 +77,16 @@ export function tenantFromEvent(event: APIGatewayProxyEventV2): string | null {
 }
 
 const sleepFor = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** The most keys `GET /v1/api-keys` lists (above any MAX_API_KEYS_PER_TENANT allowed). */
+const MAX_LISTED_API_KEYS = 100;
+
+const presentApiKey = (record: ApiKeyRecord) => ({
+  id: record.id,
+  name: record.name,
+  prefix: record.prefix,
+  created_at: record.createdAt,
+});
 
 const presentNotification = (record: NotificationRecord) => ({
   id: record.id,
@@ -201,6 +216,28 @@ export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Pro
         secret,
         previous_secrets_retire_at: new Date(now.getTime() + 86_400_000).toISOString(),
       });
+    },
+    createApiKey: async ({ event, tenantId }) => {
+      // The body is optional: a bare POST creates an unnamed key.
+      const { name } = event.body
+        ? parseOrThrow(createApiKeyBodySchema, readJsonBody(event, 4096), "The API key request")
+        : {};
+      const key = newApiKey();
+      const record = await deps.apiKeys.createApiKey(
+        tenantId(),
+        { keyHash: sha256Hex(key), prefix: apiKeyPrefix(key), name: name ?? null },
+        deps.settings.maxApiKeysPerTenant,
+      );
+      return json(201, { ...presentApiKey(record), key });
+    },
+    listApiKeys: async ({ tenantId }) => {
+      // Listing reads no more than a tenant may create, plus the operator tools' keys up to a bound.
+      const records = await deps.apiKeys.listApiKeys(tenantId(), MAX_LISTED_API_KEYS);
+      return json(200, { api_keys: records.map(presentApiKey) });
+    },
+    revokeApiKey: async ({ params, tenantId }) => {
+      await deps.apiKeys.revokeApiKey(tenantId(), params.id ?? "");
+      return { statusCode: 204, headers: {}, body: "" };
     },
     getOpenApiDocument: async () => {
       openApi ??= JSON.stringify(buildOpenApiDocument());

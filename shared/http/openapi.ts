@@ -31,6 +31,8 @@ const COMPONENT_NAMES: Record<ResponseBodyName, string> = {
   webhookSettings: "WebhookSettings",
   webhookUrl: "WebhookUrl",
   webhookSecret: "WebhookSecret",
+  apiKey: "ApiKey",
+  apiKeyList: "ApiKeyList",
   callbackReceipt: "CallbackReceipt",
   openApiDocument: "OpenApiDocument",
 };

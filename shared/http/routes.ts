@@ -1,6 +1,7 @@
 import * as z from "zod/mini";
 import type { ErrorCode } from "../domain/errors.ts";
 import {
+  createApiKeyBodySchema,
   idempotencyKeySchema,
   listJobsQuerySchema,
   type responseSchemas,
@@ -267,6 +268,51 @@ export const ROUTES = [
     summary: "A new signing secret, shown once; the previous ones keep signing for 24 h",
     responses: { 201: { description: "The new secret.", body: "webhookSecret" } },
     errors: ["UNAUTHORIZED", "TENANT_NOT_FOUND", "STORE_UNAVAILABLE"],
+  },
+  {
+    operationId: "createApiKey",
+    method: "POST",
+    path: "/v1/api-keys",
+    servedBy: "Api",
+    auth: "apiKey",
+    tag: "api-keys",
+    summary: "A new API key for your tenant, shown once",
+    description:
+      "The body (optional) may name the key. A tenant holds at most `MAX_API_KEYS_PER_TENANT` keys (20 by default).",
+    request: { body: createApiKeyBodySchema },
+    responses: { 201: { description: "The new key, its id and prefix.", body: "apiKey" } },
+    errors: [
+      ...JSON_BODY_ERRORS,
+      "UNAUTHORIZED",
+      "API_KEY_LIMIT_REACHED",
+      "API_KEY_EXISTS",
+      "STORE_UNAVAILABLE",
+    ],
+  },
+  {
+    operationId: "listApiKeys",
+    method: "GET",
+    path: "/v1/api-keys",
+    servedBy: "Api",
+    auth: "apiKey",
+    tag: "api-keys",
+    summary: "Your API keys, oldest first: id, name and prefix only",
+    responses: { 200: { description: "The keys.", body: "apiKeyList" } },
+    errors: ["UNAUTHORIZED", "STORE_UNAVAILABLE"],
+  },
+  {
+    operationId: "revokeApiKey",
+    method: "DELETE",
+    path: "/v1/api-keys/{id}",
+    servedBy: "Api",
+    auth: "apiKey",
+    tag: "api-keys",
+    summary: "Revoke an API key (the one in use too, but never the last)",
+    description:
+      "The key stops resolving at once; a gateway that has it cached (5 minutes, the authorizer's cache) may still let it through until that entry expires.",
+    request: { params: { id: "The key's id, as POST or GET /v1/api-keys gave it." } },
+    responses: { 204: { description: "Revoked." } },
+    errors: ["UNAUTHORIZED", "API_KEY_NOT_FOUND", "LAST_API_KEY", "STORE_UNAVAILABLE"],
   },
   {
     operationId: "getOpenApiDocument",

@@ -67,6 +67,7 @@ export const apiSettings = (config: ApiConfig): ApiDeps["settings"] => ({
   idempotencyTtlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
   uploadUrlExpirySeconds: config.UPLOAD_URL_EXPIRY_SECONDS,
   maxPreferWaitSeconds: config.MAX_PREFER_WAIT_SECONDS,
+  maxApiKeysPerTenant: config.MAX_API_KEYS_PER_TENANT,
 });
 
 /** The providers' circuit breaker settings (one breaker per provider that has one, same settings). */

@@ -72,7 +72,40 @@ export interface TenantStore {
   /** Looks a tenant up by the sha256 hex of its API key; keys themselves are never stored. */
   findByApiKeyHash(keyHash: string): Promise<Tenant | null>;
   createTenant(tenant: Tenant): Promise<void>;
-  addApiKey(tenantId: string, keyHash: string): Promise<void>;
+  /**
+   * Registers a key (by its hash) to the tenant, listed with `prefix` (its first characters); adding
+   * the same key to the same tenant again changes nothing. No bound on the count: operator tools.
+   */
+  addApiKey(tenantId: string, keyHash: string, prefix?: string): Promise<void>;
+}
+
+/** An API key as its tenant sees it listed: never the key nor its hash. */
+export interface ApiKeyRecord {
+  id: string;
+  name: string | null;
+  /** The key's first characters, to tell keys apart. */
+  prefix: string;
+  createdAt: string;
+}
+
+/** A tenant's own API keys (`/v1/api-keys`). */
+export interface ApiKeyStore {
+  /**
+   * Registers a new key (by its hash) to the tenant, unless it already has `limit` keys listed
+   * (ConflictError API_KEY_LIMIT_REACHED); a hash registered already is API_KEY_EXISTS.
+   */
+  createApiKey(
+    tenantId: string,
+    key: { keyHash: string; prefix: string; name: string | null },
+    limit: number,
+  ): Promise<ApiKeyRecord>;
+  /** The tenant's keys, oldest first, at most `limit`. */
+  listApiKeys(tenantId: string, limit: number): Promise<ApiKeyRecord[]>;
+  /**
+   * Removes the key: it no longer resolves to the tenant. NotFoundError API_KEY_NOT_FOUND for a key
+   * the tenant does not have; ConflictError LAST_API_KEY for its only key (it would lock itself out).
+   */
+  revokeApiKey(tenantId: string, id: string): Promise<void>;
 }
 
 export interface SendOptions {

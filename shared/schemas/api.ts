@@ -126,6 +126,18 @@ export const webhookSettingsBodySchema = z.strictObject({
     .check(z.describe("The default endpoint for your jobs' notifications; null removes it.")),
 });
 
+export const createApiKeyBodySchema = z.strictObject({
+  name: z.optional(
+    z
+      .string()
+      .check(
+        z.minLength(1),
+        z.maxLength(100),
+        z.describe("Your label for the key, shown when keys are listed."),
+      ),
+  ),
+});
+
 export const ORCHESTRATOR_FIELD_NAMES = Object.keys(
   orchestratorFields,
 ) as (keyof typeof orchestratorFields)[];
@@ -229,6 +241,18 @@ function buildResponseSchemas() {
     previous_secrets_retire_at: timestamp,
   });
 
+  const apiKeyFields = {
+    id: z.string().check(z.describe("The key's id, to revoke it with DELETE /v1/api-keys/{id}.")),
+    name: z.nullable(z.string()),
+    prefix: z.string().check(z.describe("The key's first characters, to tell keys apart.")),
+    created_at: timestamp,
+  };
+  const apiKey = z.object({
+    ...apiKeyFields,
+    key: z.string().check(z.describe("The API key; shown only here (only its hash is stored).")),
+  });
+  const apiKeyList = z.object({ api_keys: z.array(z.object(apiKeyFields)) });
+
   const callbackReceipt = z.object({
     received: z.literal(true),
     outcome: z.enum(["queued", "acknowledged"]),
@@ -256,6 +280,8 @@ function buildResponseSchemas() {
     webhookSettings,
     webhookUrl,
     webhookSecret,
+    apiKey,
+    apiKeyList,
     callbackReceipt,
     openApiDocument,
     notificationPayload,

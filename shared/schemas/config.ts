@@ -97,6 +97,8 @@ export const apiConfig = z.object({
    * the API function's timeout under it (infra/functions.ts).
    */
   MAX_PREFER_WAIT_SECONDS: int(0, 25, 20),
+  /** The most API keys a tenant may hold through `POST /v1/api-keys` (each one is a way in to revoke). */
+  MAX_API_KEYS_PER_TENANT: int(1, 100, 20),
 });
 export type ApiConfig = z.infer<typeof apiConfig>;
 

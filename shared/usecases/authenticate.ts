@@ -31,6 +31,10 @@ export async function authenticate(
   return tenants.findByApiKeyHash(sha256Hex(match[1]));
 }
 
+/** How many of a key's first characters identify it in listings (`cnk_` and four more of a new key). */
+export const API_KEY_PREFIX_CHARS = 8;
+export const apiKeyPrefix = (key: string): string => key.slice(0, API_KEY_PREFIX_CHARS);
+
 /** A new API key: shown once to its owner, stored only as its sha256. */
 export const newApiKey = (): string => `cnk_${randomBytes(24).toString("base64url")}`;
 
@@ -50,7 +54,7 @@ export async function createTenant(
   const webhookSecret = options.webhookSecret ?? newWebhookSecret();
   const now = options.now ?? new Date();
   await tenants.createTenant(tenant);
-  await tenants.addApiKey(tenant.id, sha256Hex(apiKey));
+  await tenants.addApiKey(tenant.id, sha256Hex(apiKey), apiKeyPrefix(apiKey));
   await tenants.addWebhookSecret(tenant.id, webhookSecret, now, now);
   if (options.webhookUrl) await tenants.setWebhookUrl(tenant.id, options.webhookUrl);
   return { tenant, apiKey, webhookSecret };

@@ -28,6 +28,7 @@ import {
   buildJob,
   FakeClock,
   FakeQueue,
+  InMemoryApiKeys,
   InMemoryJobStore,
   InMemoryObjectStore,
   InMemoryWebhookSettings,
@@ -237,6 +238,7 @@ describe("the API", () => {
       notifications: new DynamoNotificationStore(doc, TABLE),
       notifyQueue: new FakeQueue(queues.notifications),
       tenants: new InMemoryWebhookSettings(clock),
+      apiKeys: new InMemoryApiKeys(clock),
     });
     // The chain the API function runs (functions/api.ts): errors become answers in httpErrors.
     const handler = middy<APIGatewayProxyEventV2, HttpResponse>()

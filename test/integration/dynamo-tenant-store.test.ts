@@ -5,6 +5,7 @@ import { createDocumentClient } from "../../shared/adapters/dynamo/client.ts";
 import { apiKeyKey, tenantKey } from "../../shared/adapters/dynamo/table-design.ts";
 import { DynamoTenantStore } from "../../shared/adapters/dynamo/tenant-store.ts";
 import { ConflictError, NotFoundError, UnavailableError } from "../../shared/domain/errors.ts";
+import { apiKeyStoreContract } from "../support/api-key-store-contract.ts";
 import { useDynamoTables } from "../support/emulators.ts";
 import { webhookSettingsContract } from "../support/webhook-settings-contract.ts";
 
@@ -35,6 +36,7 @@ describe("DynamoTenantStore", () => {
       ...apiKeyKey(HASH_A),
       type: "apiKey",
       tenantId: "acme",
+      keyId: expect.stringMatching(/^key_/),
       createdAt: "2025-02-02T00:00:00.000Z",
     });
   });
@@ -122,6 +124,46 @@ describe("DynamoTenantStore", () => {
     } finally {
       closed.destroy();
     }
+  });
+});
+
+/** The ApiKeyStore port's contract, shared with the in-memory fake (test/unit/fakes.test.ts). */
+describe("DynamoTenantStore: the ApiKeyStore contract", () => {
+  apiKeyStoreContract((clock) => {
+    const tenants = new DynamoTenantStore(doc, table, { clock });
+    return {
+      store: tenants,
+      addTenant: (id) => tenants.createTenant({ id, name: id, createdAt: clock.now().toISOString() }),
+    };
+  });
+});
+
+describe("DynamoTenantStore API keys", () => {
+  it("a revoked key no longer resolves to its tenant; the others still do", async () => {
+    await store.createTenant(acme);
+    const first = await store.createApiKey("acme", { keyHash: HASH_A, prefix: "cnk_a", name: null }, 5);
+    await store.createApiKey("acme", { keyHash: HASH_B, prefix: "cnk_b", name: null }, 5);
+    await store.revokeApiKey("acme", first.id);
+    expect(await store.findByApiKeyHash(HASH_A)).toBeNull();
+    expect(await store.findByApiKeyHash(HASH_B)).toEqual(acme);
+  });
+
+  it("lists the keys operator tools add, counted towards the limit, and adds the same key once", async () => {
+    await store.createTenant(acme);
+    await store.addApiKey("acme", HASH_A, "cnk_a");
+    await store.addApiKey("acme", HASH_A, "cnk_a");
+    expect(await store.listApiKeys("acme", 10)).toEqual([
+      {
+        id: expect.stringMatching(/^key_/),
+        name: null,
+        prefix: "cnk_a",
+        createdAt: "2025-02-02T00:00:00.000Z",
+      },
+    ]);
+    const error = await store
+      .createApiKey("acme", { keyHash: HASH_B, prefix: "cnk_b", name: null }, 1)
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "API_KEY_LIMIT_REACHED" });
   });
 });
 

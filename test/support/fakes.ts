@@ -8,6 +8,7 @@ import {
   UnavailableError,
 } from "../../shared/domain/errors.ts";
 import type { LifecycleEvent } from "../../shared/domain/events.ts";
+import { newJobId } from "../../shared/domain/ids.ts";
 import type { Job, JobStatus } from "../../shared/domain/job.ts";
 import {
   DEFAULT_JOB_RULES,
@@ -19,6 +20,8 @@ import {
 } from "../../shared/domain/job-change.ts";
 import type { ProviderId } from "../../shared/domain/providers.ts";
 import type {
+  ApiKeyRecord,
+  ApiKeyStore,
   BreakerState,
   CapacityGate,
   CircuitBreaker,
@@ -564,5 +567,52 @@ export class InMemoryObjectStore implements ObjectStore {
 
   async presignPut(key: string, contentType: string, expiresSeconds: number): Promise<string> {
     return `https://${this.bucket}.s3.example/${key}?put&type=${encodeURIComponent(contentType)}&X-Amz-Expires=${expiresSeconds}`;
+  }
+}
+
+/** A tenant's API keys in memory, held to the DynamoDB store's contract (test/support/api-key-store-contract.ts). */
+export class InMemoryApiKeys implements ApiKeyStore {
+  /** tenant id → its keys, oldest first (each with its hash). */
+  readonly tenants = new Map<string, (ApiKeyRecord & { keyHash: string })[]>();
+
+  constructor(private readonly clock: Clock) {}
+
+  addTenant(tenantId: string): this {
+    if (!this.tenants.has(tenantId)) this.tenants.set(tenantId, []);
+    return this;
+  }
+
+  async createApiKey(
+    tenantId: string,
+    key: { keyHash: string; prefix: string; name: string | null },
+    limit: number,
+  ): Promise<ApiKeyRecord> {
+    const keys = this.tenants.get(tenantId);
+    if (!keys) throw new NotFoundError("TENANT_NOT_FOUND", `Tenant ${tenantId} does not exist.`);
+    if ([...this.tenants.values()].some((all) => all.some((k) => k.keyHash === key.keyHash))) {
+      throw new ConflictError("API_KEY_EXISTS", "This API key is already registered.");
+    }
+    if (keys.length >= limit) throw new ConflictError("API_KEY_LIMIT_REACHED", `At most ${limit} API keys.`);
+    const now = this.clock.now();
+    const record = {
+      id: `key_${newJobId(now.getTime())}`,
+      name: key.name,
+      prefix: key.prefix,
+      createdAt: now.toISOString(),
+    };
+    keys.push({ ...record, keyHash: key.keyHash });
+    return { ...record };
+  }
+
+  async listApiKeys(tenantId: string, limit: number): Promise<ApiKeyRecord[]> {
+    return (this.tenants.get(tenantId) ?? []).slice(0, limit).map(({ keyHash: _, ...record }) => record);
+  }
+
+  async revokeApiKey(tenantId: string, id: string): Promise<void> {
+    const keys = this.tenants.get(tenantId) ?? [];
+    const index = keys.findIndex((k) => k.id === id);
+    if (index < 0) throw new NotFoundError("API_KEY_NOT_FOUND", `No API key ${id} for this tenant.`);
+    if (keys.length === 1) throw new ConflictError("LAST_API_KEY", "This is the tenant's only API key.");
+    keys.splice(index, 1);
   }
 }

@@ -1,6 +1,7 @@
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import { beforeEach, describe, expect, it } from "vitest";
 import { CALLBACK_PATH, callbackToken, callbackUrl } from "../../shared/domain/callback-token.ts";
+import { sha256Hex } from "../../shared/domain/hash.ts";
 import { newJobId } from "../../shared/domain/ids.ts";
 import type { Job } from "../../shared/domain/job.ts";
 import { createApi } from "../../shared/http/api.ts";
@@ -13,6 +14,7 @@ import {
   ROUTES,
   type RouteDeclaration,
 } from "../../shared/http/routes.ts";
+import type { ApiKeyRecord } from "../../shared/ports/index.ts";
 import { queues } from "../../shared/schemas/messages.ts";
 import { presentJob } from "../../shared/usecases/present-job.ts";
 import { uploadKey } from "../../shared/usecases/stage-inputs.ts";
@@ -20,6 +22,7 @@ import {
   buildJob,
   FakeClock,
   FakeQueue,
+  InMemoryApiKeys,
   InMemoryJobStore,
   InMemoryNotificationStore,
   InMemoryObjectStore,
@@ -68,6 +71,9 @@ let jobs: InMemoryJobStore;
 let job: Job;
 let call: (request: Request) => Promise<HttpResponse>;
 let pauses: number[];
+let apiKeys: InMemoryApiKeys;
+let existingKey: ApiKeyRecord;
+let spareKey: ApiKeyRecord;
 let duringPause: () => Promise<void>;
 
 beforeEach(async () => {
@@ -89,6 +95,18 @@ beforeEach(async () => {
     state: "delivered",
     attempts: [],
   });
+  apiKeys = new InMemoryApiKeys(clock).addTenant(TENANT);
+  // The tenant's key in use, as creating the tenant registered it; revoking it leaves the new ones.
+  existingKey = await apiKeys.createApiKey(
+    TENANT,
+    { keyHash: "e".repeat(64), prefix: "cnk_exis", name: null },
+    3,
+  );
+  spareKey = await apiKeys.createApiKey(
+    TENANT,
+    { keyHash: "f".repeat(64), prefix: "cnk_spar", name: "spare" },
+    3,
+  );
   const inputs = new InMemoryObjectStore("inputs");
   await inputs.put(uploadKey(TENANT, UPLOAD_ID), Buffer.from("png"), { contentType: "image/png" });
   const api = createApi({
@@ -102,6 +120,7 @@ beforeEach(async () => {
       queuedResendAfterSeconds: 60,
       idempotencyTtlSeconds: 86_400,
       maxPreferWaitSeconds: 20,
+      maxApiKeysPerTenant: 3,
     },
     // A `Prefer: wait` pause moves the fake clock instead of sleeping, and lets the test act meanwhile.
     sleep: async (ms) => {
@@ -119,6 +138,7 @@ beforeEach(async () => {
     notifications,
     notifyQueue: new FakeQueue(queues.notifications),
     tenants: new InMemoryWebhookSettings(clock).addTenant(TENANT),
+    apiKeys,
   });
   // As the API function's middy chain does (shared/lambda/http-errors.ts).
   call = (request) => api(event(request)).catch(errorToHttp);
@@ -147,6 +167,9 @@ const SUCCESSFUL: Record<
   getWebhookSettings: () => ({}),
   setWebhookUrl: () => ({ body: { url: null } }),
   rotateWebhookSecret: () => ({}),
+  createApiKey: () => ({ body: { name: "ci" } }),
+  listApiKeys: () => ({}),
+  revokeApiKey: () => ({ params: { id: spareKey.id } }),
   getOpenApiDocument: () => ({ tenant: null }),
 };
 
@@ -214,7 +237,9 @@ describe("the API's router, built from the route table", () => {
 
     for (const path of new Set(API_ROUTES.map((route) => route.path))) {
       const methods = API_ROUTES.filter((route) => route.path === path).map((route) => route.method);
-      const wrong = await call({ method: "DELETE", path: pathOf({ path }, { id: job.id }) });
+      // No route takes PATCH (DELETE is a route's own method now: /v1/api-keys/{id}).
+      expect(methods).not.toContain("PATCH");
+      const wrong = await call({ method: "PATCH", path: pathOf({ path }, { id: job.id }) });
       expect(wrong.statusCode, path).toBe(405);
       expect(errorCode(wrong)).toBe("METHOD_NOT_ALLOWED");
       expect(wrong.headers?.allow, path).toBe(methods.join(", "));
@@ -345,5 +370,65 @@ describe("POST /v1/jobs with Prefer: wait (RFC 7240)", () => {
     expect(replay.headers?.["idempotent-replayed"]).toBe("true");
     expect(replay.headers?.["preference-applied"]).toBe("wait=5");
     expect(JSON.parse(replay.body as string).id).toBe(JSON.parse(first.body as string).id);
+  });
+});
+
+describe("API keys over the API", () => {
+  it("creates a key shown once, lists it by prefix only, and revokes it", async () => {
+    const created = await call({ method: "POST", path: "/v1/api-keys", body: { name: "ci" } });
+    expect(created.statusCode, created.body as string).toBe(201);
+    const body = JSON.parse(created.body as string);
+    expect(body).toEqual({
+      id: expect.stringMatching(/^key_/),
+      name: "ci",
+      prefix: body.key.slice(0, 8),
+      created_at: clock.now().toISOString(),
+      key: expect.stringMatching(/^cnk_[A-Za-z0-9_-]{32}$/),
+    });
+    // Stored by hash only: the fake keeps what the store is given.
+    const stored = apiKeys.tenants.get(TENANT)?.find((k) => k.id === body.id);
+    expect(stored?.keyHash).toBe(sha256Hex(body.key));
+    expect(JSON.stringify([...apiKeys.tenants.values()])).not.toContain(body.key);
+
+    const listed = await call({ method: "GET", path: "/v1/api-keys" });
+    expect(listed.statusCode).toBe(200);
+    expect(JSON.parse(listed.body as string).api_keys).toEqual([
+      { id: existingKey.id, name: null, prefix: "cnk_exis", created_at: existingKey.createdAt },
+      { id: spareKey.id, name: "spare", prefix: "cnk_spar", created_at: spareKey.createdAt },
+      { id: body.id, name: "ci", prefix: body.prefix, created_at: body.created_at },
+    ]);
+    expect(listed.body).not.toContain(body.key);
+
+    const revoked = await call({ method: "DELETE", path: `/v1/api-keys/${body.id}` });
+    expect(revoked.statusCode).toBe(204);
+    const again = await call({ method: "DELETE", path: `/v1/api-keys/${body.id}` });
+    expect(again.statusCode).toBe(404);
+    expect(errorCode(again)).toBe("API_KEY_NOT_FOUND");
+  });
+
+  it("creates an unnamed key from a bare POST, and refuses an unknown or too long field", async () => {
+    const bare = await call({ method: "POST", path: "/v1/api-keys" });
+    expect(bare.statusCode).toBe(201);
+    expect(JSON.parse(bare.body as string).name).toBeNull();
+    for (const body of [{ label: "x" }, { name: "" }, { name: "n".repeat(101) }]) {
+      const refused = await call({ method: "POST", path: "/v1/api-keys", body });
+      expect(refused.statusCode, JSON.stringify(body)).toBe(400);
+      expect(errorCode(refused)).toBe("VALIDATION_FAILED");
+    }
+  });
+
+  it("refuses a key past MAX_API_KEYS_PER_TENANT (409 API_KEY_LIMIT_REACHED)", async () => {
+    // Two keys already, a bound of three.
+    expect((await call({ method: "POST", path: "/v1/api-keys" })).statusCode).toBe(201);
+    const refused = await call({ method: "POST", path: "/v1/api-keys" });
+    expect(refused.statusCode).toBe(409);
+    expect(errorCode(refused)).toBe("API_KEY_LIMIT_REACHED");
+  });
+
+  it("revokes the key in use, but refuses revoking the tenant's last key (409 LAST_API_KEY)", async () => {
+    expect((await call({ method: "DELETE", path: `/v1/api-keys/${spareKey.id}` })).statusCode).toBe(204);
+    const refused = await call({ method: "DELETE", path: `/v1/api-keys/${existingKey.id}` });
+    expect(refused.statusCode).toBe(409);
+    expect(errorCode(refused)).toBe("LAST_API_KEY");
   });
 });

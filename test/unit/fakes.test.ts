@@ -1,5 +1,11 @@
 import { describe } from "vitest";
-import { InMemoryJobStore, InMemoryNotificationStore, InMemoryWebhookSettings } from "../support/fakes.ts";
+import { apiKeyStoreContract } from "../support/api-key-store-contract.ts";
+import {
+  InMemoryApiKeys,
+  InMemoryJobStore,
+  InMemoryNotificationStore,
+  InMemoryWebhookSettings,
+} from "../support/fakes.ts";
 import { jobStoreContract } from "../support/job-store-contract.ts";
 import { notificationStoreContract } from "../support/notification-store-contract.ts";
 import { webhookSettingsContract } from "../support/webhook-settings-contract.ts";
@@ -19,6 +25,13 @@ describe("InMemoryNotificationStore", () => {
 describe("InMemoryWebhookSettings", () => {
   webhookSettingsContract((clock) => {
     const store = new InMemoryWebhookSettings(clock);
+    return { store, addTenant: async (id) => void store.addTenant(id) };
+  });
+});
+
+describe("InMemoryApiKeys", () => {
+  apiKeyStoreContract((clock) => {
+    const store = new InMemoryApiKeys(clock);
     return { store, addTenant: async (id) => void store.addTenant(id) };
   });
 });

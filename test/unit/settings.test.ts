@@ -93,6 +93,7 @@ const cases: Array<{
       idempotencyTtlSeconds: ["IDEMPOTENCY_TTL_SECONDS", "86401", 86_401],
       uploadUrlExpirySeconds: ["UPLOAD_URL_EXPIRY_SECONDS", "901", 901],
       maxPreferWaitSeconds: ["MAX_PREFER_WAIT_SECONDS", "21", 21],
+      maxApiKeysPerTenant: ["MAX_API_KEYS_PER_TENANT", "21", 21],
     },
     given: {},
   },

@@ -7,7 +7,8 @@
  *   job              pk=JOB#<id>                 sk=JOB
  *   notification     pk=JOB#<jobId>              sk=NOTIF#<id>  (beside its job)
  *   tenant           pk=TENANT#<id>              sk=TENANT
- *   api key          pk=APIKEY#<sha256(key)>     sk=APIKEY      -> tenantId
+ *   api key          pk=APIKEY#<sha256(key)>     sk=APIKEY      -> tenantId, keyId
+ *   tenant's api key pk=TENANT#<id>              sk=APIKEY#<keyId> -> name, prefix, keyHash (listing)
  *   idempotency key  pk=IDEMP#<tenant>#<sha256>  sk=IDEMP       -> jobId, requestHash, ttl
  *   capacity gate    pk=CAPACITY#<provider>      sk=CAPACITY    -> holders (capacity-gate.ts)
  *   circuit breaker  pk=BREAKER#<provider>       sk=BREAKER     -> failures, openedAt, probeAt
@@ -76,6 +77,10 @@ export const DUE_SHARDS = 4;
 
 export const jobKey = (id: string) => ({ pk: `JOB#${id}`, sk: "JOB" });
 export const tenantKey = (id: string) => ({ pk: `TENANT#${id}`, sk: "TENANT" });
+export const tenantApiKeyKey = (tenantId: string, keyId: string) => ({
+  pk: `TENANT#${tenantId}`,
+  sk: `APIKEY#${keyId}`,
+});
 export const apiKeyKey = (keyHash: string) => ({ pk: `APIKEY#${keyHash}`, sk: "APIKEY" });
 export const idempotencyKey = (tenantId: string, keyHash: string) => ({
   pk: `IDEMP#${tenantId}#${keyHash}`,

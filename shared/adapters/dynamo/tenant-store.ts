@@ -1,10 +1,29 @@
-import { ConditionalCheckFailedException } from "@aws-sdk/client-dynamodb";
-import { type DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { ConditionalCheckFailedException, TransactionCanceledException } from "@aws-sdk/client-dynamodb";
+import {
+  type DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  TransactWriteCommand,
+  UpdateCommand,
+} from "@aws-sdk/lib-dynamodb";
 import { ConflictError, NotFoundError, UnavailableError } from "../../domain/errors.ts";
-import type { Clock, Tenant, TenantStore, WebhookSettings, WebhookSettingsStore } from "../../ports/index.ts";
+import { newJobId } from "../../domain/ids.ts";
+import type {
+  ApiKeyRecord,
+  ApiKeyStore,
+  Clock,
+  Tenant,
+  TenantStore,
+  WebhookSettings,
+  WebhookSettingsStore,
+} from "../../ports/index.ts";
 import { systemClock } from "../../ports/index.ts";
 import { type StoreClient, storeClient } from "./client.ts";
-import { apiKeyKey, tenantKey } from "./table-design.ts";
+import { apiKeyKey, tenantApiKeyKey, tenantKey } from "./table-design.ts";
+
+/** Counts a tenant's listed API keys, on the tenant item: bounds creation, refuses revoking the last. */
+const KEY_COUNT = "apiKeyCount";
 
 /** Counts the writes of a tenant's `webhookSecrets`; each rotation writes on the version it read. */
 const SECRETS_VERSION = "webhookSecretsVersion";
@@ -14,7 +33,7 @@ const SECRET_WRITE_ATTEMPTS = 10;
 
 const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-export class DynamoTenantStore implements TenantStore, WebhookSettingsStore {
+export class DynamoTenantStore implements TenantStore, WebhookSettingsStore, ApiKeyStore {
   private readonly clock: Clock;
   private readonly doc: StoreClient;
 
@@ -65,35 +84,190 @@ export class DynamoTenantStore implements TenantStore, WebhookSettingsStore {
     }
   }
 
+  /** Idempotent for the same tenant; a key hash already owned by another tenant is a conflict. */
+  async addApiKey(tenantId: string, keyHash: string, prefix = ""): Promise<void> {
+    await this.insertApiKey(tenantId, { keyHash, prefix, name: null }, undefined);
+  }
+
+  async createApiKey(
+    tenantId: string,
+    key: { keyHash: string; prefix: string; name: string | null },
+    limit: number,
+  ): Promise<ApiKeyRecord> {
+    const record = await this.insertApiKey(tenantId, key, limit);
+    // A fresh key's hash is never registered already; one that is was someone's key.
+    if (!record) throw new ConflictError("API_KEY_EXISTS", "This API key is already registered.");
+    return record;
+  }
+
   /**
-   * Idempotent for the same tenant; a key hash already owned by another tenant is a conflict.
-   * Not a transaction: tenants are never deleted, so "the tenant exists" cannot turn false between
-   * the read and the write (and plain writes keep this usable on emulators without transactions).
+   * One transaction: the lookup item (by hash, what the authorizer reads), the tenant's listing item
+   * and the tenant's key count (bounded by `limit` when given). Null when the hash already belongs
+   * to this tenant.
    */
-  async addApiKey(tenantId: string, keyHash: string): Promise<void> {
+  private async insertApiKey(
+    tenantId: string,
+    key: { keyHash: string; prefix: string; name: string | null },
+    limit: number | undefined,
+  ): Promise<ApiKeyRecord | null> {
+    const existing = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: apiKeyKey(key.keyHash), ConsistentRead: true }),
+    );
+    if (existing.Item) return this.alreadyRegistered(tenantId, existing.Item);
+    const now = this.clock.now();
+    const record: ApiKeyRecord = {
+      id: `key_${newJobId(now.getTime())}`,
+      name: key.name,
+      prefix: key.prefix,
+      createdAt: now.toISOString(),
+    };
     try {
-      const tenant = await this.doc.send(
-        new GetCommand({ TableName: this.tableName, Key: tenantKey(tenantId), ConsistentRead: true }),
-      );
-      if (!tenant.Item) throw new NotFoundError("TENANT_NOT_FOUND", `Tenant ${tenantId} does not exist.`);
       await this.doc.send(
-        new PutCommand({
-          TableName: this.tableName,
-          Item: {
-            ...apiKeyKey(keyHash),
-            type: "apiKey",
-            tenantId,
-            createdAt: this.clock.now().toISOString(),
-          },
-          ConditionExpression: "attribute_not_exists(pk) OR tenantId = :tenantId",
-          ExpressionAttributeValues: { ":tenantId": tenantId },
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              Update: {
+                TableName: this.tableName,
+                Key: tenantKey(tenantId),
+                UpdateExpression: "SET #count = if_not_exists(#count, :zero) + :one",
+                ConditionExpression:
+                  limit === undefined
+                    ? "attribute_exists(pk)"
+                    : "attribute_exists(pk) AND (attribute_not_exists(#count) OR #count < :limit)",
+                ExpressionAttributeNames: { "#count": KEY_COUNT },
+                ExpressionAttributeValues: {
+                  ":zero": 0,
+                  ":one": 1,
+                  ...(limit !== undefined && { ":limit": limit }),
+                },
+              },
+            },
+            {
+              Put: {
+                TableName: this.tableName,
+                Item: {
+                  ...apiKeyKey(key.keyHash),
+                  type: "apiKey",
+                  tenantId,
+                  keyId: record.id,
+                  createdAt: record.createdAt,
+                },
+                ConditionExpression: "attribute_not_exists(pk)",
+              },
+            },
+            {
+              Put: {
+                TableName: this.tableName,
+                Item: {
+                  ...tenantApiKeyKey(tenantId, record.id),
+                  type: "tenantApiKey",
+                  id: record.id,
+                  name: record.name,
+                  prefix: record.prefix,
+                  keyHash: key.keyHash,
+                  createdAt: record.createdAt,
+                },
+                ConditionExpression: "attribute_not_exists(pk)",
+              },
+            },
+          ],
+        }),
+      );
+      return record;
+    } catch (error) {
+      if (!(error instanceof TransactionCanceledException)) throw error;
+      const [tenantReason, lookupReason] = (error.CancellationReasons ?? []).map((r) => r.Code);
+      if (lookupReason === "ConditionalCheckFailed") {
+        // Registered concurrently: by this tenant (the same key added twice at once) or another.
+        const raced = await this.doc.send(
+          new GetCommand({ TableName: this.tableName, Key: apiKeyKey(key.keyHash), ConsistentRead: true }),
+        );
+        if (raced.Item) return this.alreadyRegistered(tenantId, raced.Item);
+      }
+      if (tenantReason === "ConditionalCheckFailed") {
+        const tenant = await this.doc.send(
+          new GetCommand({ TableName: this.tableName, Key: tenantKey(tenantId), ConsistentRead: true }),
+        );
+        if (!tenant.Item) throw new NotFoundError("TENANT_NOT_FOUND", `Tenant ${tenantId} does not exist.`);
+        throw new ConflictError(
+          "API_KEY_LIMIT_REACHED",
+          `A tenant has at most ${limit} API keys; revoke one before creating another.`,
+        );
+      }
+      throw new UnavailableError("STORE_UNAVAILABLE", "The API key could not be stored; try again.", {
+        cause: error,
+      });
+    }
+  }
+
+  private alreadyRegistered(tenantId: string, item: Record<string, unknown>): null {
+    if (item.tenantId === tenantId) return null;
+    throw new ConflictError("API_KEY_EXISTS", "This API key is already registered to another tenant.");
+  }
+
+  async listApiKeys(tenantId: string, limit: number): Promise<ApiKeyRecord[]> {
+    const out = await this.doc.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        KeyConditionExpression: "pk = :pk AND begins_with(sk, :prefix)",
+        ExpressionAttributeValues: { ":pk": tenantKey(tenantId).pk, ":prefix": "APIKEY#" },
+        ConsistentRead: true,
+        Limit: limit,
+      }),
+    );
+    return (out.Items ?? []).map((item) => ({
+      id: String(item.id),
+      name: typeof item.name === "string" ? item.name : null,
+      prefix: String(item.prefix ?? ""),
+      createdAt: String(item.createdAt),
+    }));
+  }
+
+  async revokeApiKey(tenantId: string, id: string): Promise<void> {
+    const notFound = () => new NotFoundError("API_KEY_NOT_FOUND", `No API key ${id} for this tenant.`);
+    const listed = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: tenantApiKeyKey(tenantId, id), ConsistentRead: true }),
+    );
+    const keyHash = listed.Item?.keyHash;
+    if (typeof keyHash !== "string") throw notFound();
+    try {
+      await this.doc.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              Delete: {
+                TableName: this.tableName,
+                Key: tenantApiKeyKey(tenantId, id),
+                ConditionExpression: "attribute_exists(pk)",
+              },
+            },
+            {
+              Update: {
+                TableName: this.tableName,
+                Key: tenantKey(tenantId),
+                UpdateExpression: "SET #count = #count - :one",
+                ConditionExpression: "#count > :one",
+                ExpressionAttributeNames: { "#count": KEY_COUNT },
+                ExpressionAttributeValues: { ":one": 1 },
+              },
+            },
+            { Delete: { TableName: this.tableName, Key: apiKeyKey(keyHash) } },
+          ],
         }),
       );
     } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) {
-        throw new ConflictError("API_KEY_EXISTS", "This API key is already registered to another tenant.");
+      if (!(error instanceof TransactionCanceledException)) throw error;
+      const [listedReason, countReason] = (error.CancellationReasons ?? []).map((r) => r.Code);
+      if (listedReason === "ConditionalCheckFailed") throw notFound();
+      if (countReason === "ConditionalCheckFailed") {
+        throw new ConflictError(
+          "LAST_API_KEY",
+          "This is the tenant's only API key: create another before revoking it.",
+        );
       }
-      throw error;
+      throw new UnavailableError("STORE_UNAVAILABLE", "The API key could not be revoked; try again.", {
+        cause: error,
+      });
     }
   }
 
