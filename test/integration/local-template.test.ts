@@ -150,7 +150,7 @@ describe("provisionLocal", () => {
     expect(api).toMatchObject({
       entry: "functions/api.ts",
       handlerExport: "handler",
-      timeoutSeconds: 10,
+      timeoutSeconds: 29,
       memoryMb: 512,
     });
     expect(api?.environment).toMatchObject({
