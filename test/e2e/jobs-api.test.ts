@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LocalStack } from "../../local/stack.ts";
 import { ROUTES } from "../../shared/http/routes.ts";
-import { startTestStack, type TestClient } from "../support/local-stack.ts";
+import { client, startTestStack, type TestClient } from "../support/local-stack.ts";
 import { validJobRequest } from "../support/requests.ts";
 
 let stack: LocalStack;
@@ -143,6 +143,37 @@ describe("jobs API on the local stack", () => {
     });
     expect(wrongKey.status).toBe(401);
     expect(((await wrongKey.json()) as { error: { code: string } }).error.code).toBe("UNAUTHORIZED");
+  });
+
+  it("creates, lists and revokes API keys: a new key opens the tenant, a revoked one no longer does", async () => {
+    const created = await alice.request("POST", "/v1/api-keys", { body: { name: "ci" } });
+    expect(created.status).toBe(201);
+    const fresh = client(stack.url, alice.tenantId, created.body.key);
+    const seen = await fresh.request("GET", "/v1/api-keys");
+    expect(seen.status).toBe(200);
+    expect(seen.body.api_keys).toContainEqual({
+      id: created.body.id,
+      name: "ci",
+      prefix: created.body.key.slice(0, 8),
+      created_at: created.body.created_at,
+    });
+    expect(JSON.stringify(seen.body)).not.toContain(created.body.key);
+    // Another tenant sees none of them and cannot revoke them.
+    const bobs = await bob.request("GET", "/v1/api-keys");
+    expect(bobs.body.api_keys.map((k: { id: string }) => k.id)).not.toContain(created.body.id);
+    expect((await bob.request("DELETE", `/v1/api-keys/${created.body.id}`)).status).toBe(404);
+
+    // A key revoked before the gateway cached its verdict is refused at once.
+    const unused = await alice.request("POST", "/v1/api-keys");
+    expect((await alice.request("DELETE", `/v1/api-keys/${unused.body.id}`)).status).toBe(204);
+    const refused = await client(stack.url, alice.tenantId, unused.body.key).request("GET", "/v1/jobs");
+    expect(refused.status).toBe(401);
+    // The key in use may revoke itself; the gateway's cached verdict (the authorizer's TTL, as in AWS)
+    // still lets it through until that entry expires.
+    expect((await fresh.request("DELETE", `/v1/api-keys/${created.body.id}`)).status).toBe(204);
+    expect((await fresh.request("GET", "/v1/jobs?limit=1")).status).toBe(200);
+    const listed = await alice.request("GET", "/v1/api-keys");
+    expect(listed.body.api_keys.map((k: { id: string }) => k.id)).not.toContain(created.body.id);
   });
 
   it("rejects bad input with 4xx naming what is wrong, and writes nothing", async () => {
