@@ -284,6 +284,7 @@ export const ROUTES = [
     errors: [
       ...JSON_BODY_ERRORS,
       "UNAUTHORIZED",
+      "TENANT_NOT_FOUND",
       "API_KEY_LIMIT_REACHED",
       "API_KEY_EXISTS",
       "STORE_UNAVAILABLE",

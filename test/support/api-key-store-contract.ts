@@ -67,6 +67,23 @@ export function apiKeyStoreContract(
       await expect(keys.createApiKey("acme", key(3), 2)).resolves.toMatchObject({ prefix: "cnk_3" });
     });
 
+    it("never exceeds the limit under concurrent creations", async () => {
+      const results = await Promise.allSettled(
+        [1, 2, 3, 4, 5, 6].map((n) => keys.createApiKey("acme", key(n), 3)),
+      );
+      const created = results.filter((r) => r.status === "fulfilled");
+      expect(created.length).toBeGreaterThan(0);
+      expect(created.length).toBeLessThanOrEqual(3);
+      expect(await keys.listApiKeys("acme", 10)).toHaveLength(created.length);
+      for (const r of results) {
+        if (r.status === "rejected") {
+          expect(["API_KEY_LIMIT_REACHED", "STORE_UNAVAILABLE"]).toContain(
+            (r.reason as { code: string }).code,
+          );
+        }
+      }
+    });
+
     it("refuses a key hash already registered (API_KEY_EXISTS), to any tenant", async () => {
       await keys.createApiKey("acme", key(1), 5);
       for (const tenant of ["acme", "globex"]) {
