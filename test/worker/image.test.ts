@@ -13,7 +13,7 @@
  */
 import { execFile } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
+import { createRequire, isBuiltin } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -109,6 +109,8 @@ interface Image {
   cmd: string[];
   env: Record<string, string>;
   externals: string[];
+  /** Every package the bundle imports or requires at run time (esbuild's metafile), builtins aside. */
+  runtimeImports: string[];
 }
 
 /**
@@ -130,7 +132,20 @@ async function buildImage(root: string, stages: Stage[]): Promise<Image> {
   const args = esbuild.map((w) =>
     w.startsWith("--outfile=") ? `--outfile=${join(folders.build?.dir as string, w.slice(10))}` : w,
   );
-  await run(join(REPO, "node_modules/.bin/esbuild"), args, { cwd: REPO });
+  // The metafile only reports what the bundle left to run time; it changes nothing in the bundle.
+  const metafile = join(root, "meta.json");
+  await run(join(REPO, "node_modules/.bin/esbuild"), [...args, `--metafile=${metafile}`], { cwd: REPO });
+  const meta = JSON.parse(readFileSync(metafile, "utf8")) as {
+    outputs: Record<string, { imports: { path: string; external?: boolean }[] }>;
+  };
+  const runtimeImports = [
+    ...new Set(
+      Object.values(meta.outputs)
+        .flatMap((output) => output.imports)
+        .filter((i) => i.external && !isBuiltin(i.path))
+        .map((i) => i.path),
+    ),
+  ];
 
   // Deps stage: what it copies from the context, then its npm ci.
   const depsDir = folders.deps?.dir as string;
@@ -142,7 +157,8 @@ async function buildImage(root: string, stages: Stage[]): Promise<Image> {
   }
   const npmCi = runCommand(deps, ["npm", "ci"]);
   expect(npmCi).toContain("--omit=dev");
-  await run("npm", ["ci", ...npmCi, "--ignore-scripts", "--prefer-offline"], {
+  // --prefix: under `npm test` the environment names the repository as npm's prefix (npm_config_local_prefix).
+  await run("npm", ["ci", ...npmCi, "--ignore-scripts", "--prefer-offline", "--prefix", depsDir], {
     cwd: depsDir,
     env: { ...process.env, npm_config_loglevel: "error" },
     maxBuffer: 16 * 1024 * 1024,
@@ -178,7 +194,7 @@ async function buildImage(root: string, stages: Stage[]): Promise<Image> {
     }
   }
   const cmd = JSON.parse(lastArg(runtime, "CMD") ?? "[]") as string[];
-  return { app: inRuntime("."), cmd, env, externals };
+  return { app: inRuntime("."), cmd, env, externals, runtimeImports };
 }
 
 /** Starts the image's CMD in its WORKDIR with its ENV and `extra`; resolves with the exit code and output. */
@@ -221,9 +237,10 @@ describe("the worker image as worker/Dockerfile builds it", () => {
 
   it("holds every package the bundle leaves external, and onnxruntime-node's CPU binary", () => {
     expect(image.externals.length).toBeGreaterThan(0);
-    // Some are loaded only when a job needs them (the OpenCV annotators): resolve them from the bundle.
+    // The metafile misses packages reached through `require` (the OpenCV annotators, loaded only when a
+    // job needs them), the Dockerfile's list any it forgot: both are resolved from the bundle.
     const requireFromBundle = createRequire(join(image.app, image.cmd[1] as string));
-    for (const external of image.externals) {
+    for (const external of new Set([...image.externals, ...image.runtimeImports])) {
       expect(requireFromBundle.resolve(external), external).toContain(join(image.app, "node_modules"));
     }
     const ort = join(image.app, "node_modules/onnxruntime-node/bin/napi-v6", process.platform, process.arch);
