@@ -1,5 +1,6 @@
 /**
- * `npm run bench [-- --jobs N --concurrency N --json]`
+ * `npm run bench [-- --jobs N --concurrency N --provider-limit N --provider-delay-ms N --tenants K
+ *   --compare-unconstrained --json]`
  *
  * The whole pipeline on the local stack with a zero-latency ModelsLab simulator (jobs complete at
  * once; callbacks, output downloads and client webhooks are real HTTP on loopback):
@@ -20,16 +21,31 @@
  *    orchestration plane's cost per million jobs (target ≤ $10). The storage of the images (S3 PUTs
  *    and bytes of the outputs) is reported apart, as is the idle polling of the queues.
  *
+ * 4. Admission under the provider's account limit: `--provider-limit N` sets both the simulator's
+ *    concurrency limit (more answer 429) and the capacity gate's (MODELSLAB_MAX_CONCURRENCY);
+ *    `--provider-delay-ms N` is the simulator's time per image; `--tenants K` splits the jobs between
+ *    K tenants, the first (noisy) submitting 20 times as many as each other (quiet) one, all of its
+ *    jobs first and the quiet ones right after. Reported: each tenant's submit→terminal p50/p99/max;
+ *    the provider's utilisation (busy slot time, from the simulator's record of each generation's
+ *    slot, over limit × makespan, first submit to last terminal job); the most generations in flight,
+ *    the most requested (in flight plus a refused submit) and the 429s, with VIOLATION when any says
+ *    the limit was passed. `--compare-unconstrained` runs the same jobs again (a child process)
+ *    without the limit and prints the cost per job of this run over that one's; without it, run the
+ *    same command without `--provider-limit` for that figure. The floor is left out under a provider
+ *    limit or delay (it posts to the provider directly, at the pool's concurrency).
+ *
  * Caveats (printed): durations are measured on this machine with every function sharing one Node.js
  * thread, so they over-state Lambda's; dynalite does not bill global secondary indexes, so their
  * writes are estimated from the table design's projections by `estimateIndexWrites` (1 unit per index
  * item written, only where a write changes the index's key or projected attributes).
  */
+import { spawn } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Pool, request } from "undici";
 import { type InfraConfig, InfraConfigError, loadInfraConfig } from "../infra/config.ts";
 import { parseCallbackPath } from "../shared/domain/callback-token.ts";
+import { busySlotMs, type Interval, maxInFlight, tenantJobCounts, utilisation } from "./lib/admission.ts";
 import { parseArgs, UsageError } from "./lib/args.ts";
 import {
   type AwsCall,
@@ -45,6 +61,33 @@ import { LAMBDA_PLATFORM_LOG_BYTES_PER_INVOCATION, PRICES } from "./prices.ts";
 
 const TARGET_USD_PER_MILLION = 10;
 const WARMUP = 20;
+/** The simulator's and the gate's limit when `--provider-limit` is not given: never reached by the pool. */
+const UNCONSTRAINED_LIMIT = 256;
+/** The noisy tenant submits this many times as many jobs as each quiet one. */
+const NOISY_RATIO = 20;
+
+interface TenantReport {
+  tenant: string;
+  role: "only" | "noisy" | "quiet";
+  jobs: number;
+  /** Submit (the POST) to terminal (the job's `updated_at` when it got there). */
+  wait_ms: { p50: number; p99: number; max: number };
+}
+
+interface ProviderReport {
+  /** The account limit (null: unconstrained). */
+  limit: number | null;
+  delay_ms: number;
+  /** Busy slot time over limit × makespan (null when unconstrained). */
+  utilisation: number | null;
+  busy_slot_seconds: number;
+  makespan_seconds: number;
+  max_in_flight: number;
+  /** Jobs in flight when a submit arrived, plus that submit (whole invocation, warm-up included). */
+  max_requested_in_flight: number;
+  rejected_429: number;
+  violation: boolean;
+}
 
 interface Report {
   jobs: number;
@@ -52,9 +95,15 @@ interface Report {
   jobs_per_second: number;
   submit_to_succeeded_ms: { p50: number; p99: number };
   callback_to_notified_ms: { p50: number; p99: number };
-  floor: { jobs_per_second: number; per_job_ms: { p50: number; p99: number } };
+  /** Null under a provider limit or delay (see the header). */
+  floor: { jobs_per_second: number; per_job_ms: { p50: number; p99: number } } | null;
   /** Pipeline over floor: floor throughput / pipeline throughput, and p50 latency ratio. */
-  ratio: { throughput: number; latency_p50: number };
+  ratio: { throughput: number; latency_p50: number } | null;
+  provider: ProviderReport;
+  tenants: TenantReport[];
+  /** With `--compare-unconstrained`: the same jobs without the provider limit, and this run's cost over it. */
+  unconstrained_cost_per_million_usd: number | null;
+  cost_ratio_vs_unconstrained: number | null;
   per_job: Record<string, number>;
   cost_per_million_usd: number;
   cost_breakdown_per_million_usd: Record<string, number>;
@@ -77,9 +126,16 @@ async function main(): Promise<number> {
   let args: ReturnType<typeof parseArgs>;
   try {
     args = parseArgs(process.argv.slice(2), {
-      integers: { jobs: 500, concurrency: 16 },
-      flags: ["json", "explain"],
+      integers: {
+        jobs: 500,
+        concurrency: 16,
+        "provider-limit": UNCONSTRAINED_LIMIT,
+        "provider-delay-ms": 0,
+        tenants: 1,
+      },
+      flags: ["json", "explain", "compare-unconstrained"],
       lists: ["context"],
+      zeroAllowed: ["provider-delay-ms"],
     });
   } catch (error) {
     if (error instanceof UsageError) {
@@ -90,6 +146,17 @@ async function main(): Promise<number> {
   }
   const jobs = args.integers.jobs as number;
   const concurrency = args.integers.concurrency as number;
+  const constrained = args.given.has("provider-limit");
+  const limit = args.integers["provider-limit"] as number;
+  const delayMs = args.integers["provider-delay-ms"] as number;
+  const tenantCount = args.integers.tenants as number;
+  let counts: number[];
+  try {
+    counts = tenantJobCounts(jobs, tenantCount, NOISY_RATIO);
+  } catch (error) {
+    console.error(error instanceof Error ? error.message : String(error));
+    return 2;
+  }
   // `--context key=value`: the CDK context the templates are synthesized with (a deployment option to
   // measure, e.g. lifecycleEvents=all or logLevel=WARN); it is validated like `cdk synth` would.
   const context: Record<string, string> = {};
@@ -112,6 +179,13 @@ async function main(): Promise<number> {
     throw error;
   }
 
+  // The comparison runs first, on its own, so the two runs do not share the machine.
+  let unconstrained: number | null = null;
+  if (constrained && args.flags.has("compare-unconstrained")) {
+    console.error("bench: the unconstrained run first (--compare-unconstrained)");
+    unconstrained = await unconstrainedCost(args, context);
+  }
+
   // Logs: the functions log at the level the template sets (INFO); their bytes are counted (CloudWatch
   // Logs ingestion is part of the cost) and kept off the terminal.
   const realStdout = process.stdout.write.bind(process.stdout);
@@ -131,7 +205,6 @@ async function main(): Promise<number> {
   const { startLocalStack } = await import("../local/stack.ts");
   const { ensureTenant } = await import("../local/dev-tenant.ts");
 
-  const limit = 256;
   const stack = await startLocalStack({
     port: 0,
     dataDir: null,
@@ -140,14 +213,21 @@ async function main(): Promise<number> {
     context,
     provider: {
       kind: "simulator",
-      options: { completionDelayMs: 0, concurrencyLimit: limit, maxStoredJobs: (jobs + WARMUP) * 2 + 100 },
+      options: {
+        completionDelayMs: delayMs,
+        concurrencyLimit: limit,
+        maxStoredJobs: (jobs + WARMUP) * 2 + 100,
+      },
     },
   });
   const simulator = stack.simulator;
   if (!simulator) throw new Error("no simulator");
   const closers: Array<() => Promise<void>> = [];
   try {
-    const tenant = await ensureTenant(process.env.TABLE_NAME as string, "bench");
+    const tenantNames =
+      tenantCount === 1 ? ["bench"] : counts.map((_, i) => (i === 0 ? "bench-noisy" : `bench-quiet-${i}`));
+    const tenants: Array<{ apiKey: string }> = [];
+    for (const name of tenantNames) tenants.push(await ensureTenant(process.env.TABLE_NAME as string, name));
 
     // The client's webhook endpoint: arrival time of each job's terminal notification.
     const notifiedAt = new Map<string, number>();
@@ -196,7 +276,10 @@ async function main(): Promise<number> {
 
     const http = new Pool(stack.url, { connections: concurrency, keepAliveTimeout: 60_000 });
     closers.push(() => http.close());
-    const headers = { authorization: `Bearer ${tenant.apiKey}`, "content-type": "application/json" };
+    const headersOf = (tenant: number) => ({
+      authorization: `Bearer ${tenants[tenant]?.apiKey}`,
+      "content-type": "application/json",
+    });
     const controlImage = `${new URL(simulator.url).origin}/samples/control.png`;
     const submittedAt = new Map<string, number>();
     const body = JSON.stringify({
@@ -209,38 +292,60 @@ async function main(): Promise<number> {
       height: 64,
       webhook: hookUrl,
     });
-    const submit = async (): Promise<string> => {
+    const submit = async (tenant = 0): Promise<string> => {
       const started = Date.now();
-      const answer = await http.request({ method: "POST", path: "/v1/jobs", headers, body });
+      const answer = await http.request({
+        method: "POST",
+        path: "/v1/jobs",
+        headers: headersOf(tenant),
+        body,
+      });
       const text = await answer.body.text();
       if (answer.statusCode !== 202) throw new Error(`POST /v1/jobs answered ${answer.statusCode}: ${text}`);
       const id = (JSON.parse(text) as { id: string }).id;
       submittedAt.set(id, started);
       return id;
     };
-    const runJobs = async (count: number): Promise<{ ids: string[]; wallMs: number }> => {
+    /** Each tenant's jobs in turn (the noisy one's first), then waits for every notification. */
+    const runJobs = async (
+      perTenant: readonly number[],
+    ): Promise<{ ids: string[]; byTenant: string[][]; wallMs: number }> => {
       const ids: string[] = [];
+      const byTenant: string[][] = perTenant.map(() => []);
       const started = Date.now();
-      await runPool(count, concurrency, async () => {
-        ids.push(await submit());
-      });
-      const deadline = Date.now() + 120_000 + count * 200;
+      for (const [tenant, count] of perTenant.entries()) {
+        await runPool(count, concurrency, async () => {
+          const id = await submit(tenant);
+          ids.push(id);
+          byTenant[tenant]?.push(id);
+        });
+      }
+      const count = ids.length;
+      // Under a limit the provider alone needs count × delay / limit; waiting for capacity adds to it.
+      const deadline = Date.now() + 120_000 + count * 200 + (3 * count * delayMs) / limit;
       while (ids.some((id) => !notifiedAt.has(id))) {
         if (Date.now() > deadline) throw new Error("jobs did not finish in time");
         await new Promise((done) => setTimeout(done, 20));
       }
       const last = Math.max(...ids.map((id) => notifiedAt.get(id) ?? 0));
-      return { ids, wallMs: last - started };
+      return { ids, byTenant, wallMs: last - started };
     };
 
     say(`bench: ${jobs} jobs at concurrency ${concurrency} through the whole pipeline (warm-up ${WARMUP})`);
-    await runJobs(WARMUP);
+    say(
+      `provider: ${constrained ? `limit ${limit}` : "unconstrained"}, ${delayMs} ms per image; tenants: ${counts
+        .map((n, i) => `${tenantNames[i]} ${n}`)
+        .join(", ")}`,
+    );
+    await runJobs([WARMUP]);
     await new Promise((done) => setTimeout(done, 1_500));
     awsMeter.reset();
     logBytes = 0;
     countingLogs = true;
     const measuredFrom = Date.now();
-    const run = await runJobs(jobs);
+    const simBefore = simulator.stats();
+    const run = await runJobs(counts);
+    const simAfter = simulator.stats();
     // Let the last deletes and late writes land inside the window.
     await new Promise((done) => setTimeout(done, 1_500));
     countingLogs = false;
@@ -257,7 +362,43 @@ async function main(): Promise<number> {
       .sort((a, b) => a - b);
     const jobsPerSecond = (jobs * 1000) / run.wallMs;
 
+    // ---- admission: the provider's slots over the run, and each tenant's wait ----
+    const generations: Interval[] = simAfter.generations.slice(simBefore.generations.length);
+    const firstSubmit = Math.min(...run.ids.map((id) => submittedAt.get(id) ?? Number.POSITIVE_INFINITY));
+    const lastTerminal = Math.max(...run.ids.map((id) => succeededAt.get(id) ?? 0));
+    const busyMs = busySlotMs(generations, firstSubmit, lastTerminal);
+    const peak = maxInFlight(generations);
+    const rejected429 = simAfter.rejected429 - simBefore.rejected429;
+    const provider: ProviderReport = {
+      limit: constrained ? limit : null,
+      delay_ms: delayMs,
+      utilisation: constrained ? utilisation(generations, limit, firstSubmit, lastTerminal) : null,
+      busy_slot_seconds: busyMs / 1000,
+      makespan_seconds: (lastTerminal - firstSubmit) / 1000,
+      max_in_flight: peak,
+      max_requested_in_flight: simAfter.maxRequestedInFlight,
+      rejected_429: rejected429,
+      violation: peak > limit || simAfter.maxRequestedInFlight > limit || rejected429 > 0,
+    };
+    const tenantReports: TenantReport[] = run.byTenant.map((ids, i) => {
+      const waits = ids
+        .map((id) => (succeededAt.get(id) ?? 0) - (submittedAt.get(id) ?? 0))
+        .sort((a, b) => a - b);
+      return {
+        tenant: tenantNames[i] as string,
+        role: tenantCount === 1 ? "only" : i === 0 ? "noisy" : "quiet",
+        jobs: ids.length,
+        wait_ms: {
+          p50: percentile(waits, 0.5),
+          p99: percentile(waits, 0.99),
+          max: waits.at(-1) ?? Number.NaN,
+        },
+      };
+    });
+
     // ---- the floor: one job's AWS calls, replayed directly, plus the same provider and webhook HTTP ----
+    // It posts to the provider at the pool's concurrency: meaningless (and refused) under a limit or delay.
+    const withFloor = !constrained && delayMs === 0;
     for (const poller of stack.pollers) poller.pause(true);
     await new Promise((done) => setTimeout(done, 1_200));
     const sample = run.ids[Math.floor(run.ids.length / 2)] as string;
@@ -302,8 +443,10 @@ async function main(): Promise<number> {
       const hook = await request(`${hookUrl}-floor`, { method: "POST", body: "{}" });
       await hook.body.dump();
     };
-    await runPool(WARMUP, concurrency, floorOne);
-    const floor = await runPool(jobs, concurrency, floorOne);
+    if (withFloor) await runPool(WARMUP, concurrency, floorOne);
+    const floor = withFloor
+      ? await runPool(jobs, concurrency, floorOne)
+      : { latenciesMs: [], wallMs: Number.NaN };
     awsMeter.enabled = true;
     const floorSorted = [...floor.latenciesMs].sort((a, b) => a - b);
     const floorPerSecond = (jobs * 1000) / floor.wallMs;
@@ -399,7 +542,10 @@ async function main(): Promise<number> {
           : "no function URLs"
       }`,
       `logs: application logs at the template's level plus ${LAMBDA_PLATFORM_LOG_BYTES_PER_INVOCATION} B of START/END/REPORT per invocation`,
-      `floor: ${script.length} AWS calls that named one job, replayed per job + one receive/delete per message + provider submit, output download and client webhook POST`,
+      withFloor
+        ? `floor: ${script.length} AWS calls that named one job, replayed per job + one receive/delete per message + provider submit, output download and client webhook POST`
+        : "floor: left out (it posts to the provider directly at the pool's concurrency, which a limit or delay would refuse or slow)",
+      "wait: submit (POST) to the job's terminal updated_at; utilisation: the simulator's slot-holding generations, clipped to first submit..last terminal, over limit × that time",
     ];
     const report: Report = {
       jobs,
@@ -410,17 +556,30 @@ async function main(): Promise<number> {
         p50: round(percentile(notify, 0.5), 1),
         p99: round(percentile(notify, 0.99), 1),
       },
-      floor: {
-        jobs_per_second: round(floorPerSecond, 1),
-        per_job_ms: {
-          p50: round(percentile(floorSorted, 0.5), 1),
-          p99: round(percentile(floorSorted, 0.99), 1),
-        },
+      floor: withFloor
+        ? {
+            jobs_per_second: round(floorPerSecond, 1),
+            per_job_ms: {
+              p50: round(percentile(floorSorted, 0.5), 1),
+              p99: round(percentile(floorSorted, 0.99), 1),
+            },
+          }
+        : null,
+      ratio: withFloor
+        ? {
+            throughput: round(floorPerSecond / jobsPerSecond, 2),
+            latency_p50: round(percentile(e2e, 0.5) / percentile(floorSorted, 0.5), 2),
+          }
+        : null,
+      provider: {
+        ...provider,
+        utilisation: provider.utilisation === null ? null : round(provider.utilisation, 3),
+        busy_slot_seconds: round(provider.busy_slot_seconds, 1),
+        makespan_seconds: round(provider.makespan_seconds, 1),
       },
-      ratio: {
-        throughput: round(floorPerSecond / jobsPerSecond, 2),
-        latency_p50: round(percentile(e2e, 0.5) / percentile(floorSorted, 0.5), 2),
-      },
+      tenants: tenantReports,
+      unconstrained_cost_per_million_usd: unconstrained === null ? null : round(unconstrained, 2),
+      cost_ratio_vs_unconstrained: unconstrained === null ? null : round(cost / unconstrained, 2),
       per_job: perJobFigures,
       cost_per_million_usd: round(cost * 1, 2),
       cost_breakdown_per_million_usd: Object.fromEntries(
@@ -456,16 +615,43 @@ async function main(): Promise<number> {
           ms(report.callback_to_notified_ms.p50),
           ms(report.callback_to_notified_ms.p99),
         ],
-        [
-          "floor (same calls, direct)",
-          rate(floorPerSecond),
-          ms(report.floor.per_job_ms.p50),
-          ms(report.floor.per_job_ms.p99),
-        ],
+        ...(report.floor
+          ? [
+              [
+                "floor (same calls, direct)",
+                rate(floorPerSecond),
+                ms(report.floor.per_job_ms.p50),
+                ms(report.floor.per_job_ms.p99),
+              ],
+            ]
+          : []),
       ]),
     );
+    if (report.ratio) {
+      say(
+        `ratio pipeline/floor: throughput ${ratio(report.ratio.throughput)}, p50 ${ratio(report.ratio.latency_p50)}`,
+      );
+    }
+    say("");
+    say("wait per tenant (submit→terminal):");
     say(
-      `ratio pipeline/floor: throughput ${ratio(report.ratio.throughput)}, p50 ${ratio(report.ratio.latency_p50)}`,
+      table([
+        ["", "jobs", "p50", "p99", "max"],
+        ...report.tenants.map((t) => [
+          `  ${t.tenant} (${t.role})`,
+          String(t.jobs),
+          ms(t.wait_ms.p50),
+          ms(t.wait_ms.p99),
+          ms(t.wait_ms.max),
+        ]),
+      ]),
+    );
+    const p = report.provider;
+    say(
+      `provider: ${p.limit === null ? "unconstrained" : `limit ${p.limit}`}, ${p.delay_ms} ms per image; ` +
+        `utilisation ${p.utilisation === null ? "n/a" : `${(p.utilisation * 100).toFixed(1)} %`} ` +
+        `(busy ${p.busy_slot_seconds} slot-s over ${p.makespan_seconds} s); max in flight ${p.max_in_flight}, ` +
+        `max requested ${p.max_requested_in_flight}, 429s ${p.rejected_429}${p.violation ? "  VIOLATION: the account limit was passed" : ""}`,
     );
     say("");
     say("per job:");
@@ -475,6 +661,13 @@ async function main(): Promise<number> {
       `orchestration plane: $${report.cost_per_million_usd} per million jobs (target ≤ $${TARGET_USD_PER_MILLION}: ${report.target_met ? "MET" : "NOT MET"})`,
     );
     say(table(Object.entries(report.cost_breakdown_per_million_usd).map(([k, v]) => [`  ${k}`, `$${v}`])));
+    say(
+      report.cost_ratio_vs_unconstrained === null
+        ? constrained
+          ? "  cost per job over an unconstrained run: pass --compare-unconstrained (or run without --provider-limit)"
+          : "  (unconstrained provider)"
+        : `  cost per job over the same run unconstrained ($${report.unconstrained_cost_per_million_usd} per million): ${ratio(report.cost_ratio_vs_unconstrained)}`,
+    );
     say(
       `  the same with tableBilling=${otherBilling}: $${report.cost_per_million_usd_other_table_billing} per million jobs (DynamoDB $${round(other.reads + other.writes)} instead of $${round(dynamoHere)}; provisioned: at the ${infra.tableTargetUtilization} % autoscaling target, idle capacity billed apart)`,
     );
@@ -496,6 +689,42 @@ async function main(): Promise<number> {
     for (const close of closers.reverse()) await close().catch(() => undefined);
     await stack.stop();
   }
+}
+
+/**
+ * `--compare-unconstrained`: the same jobs, tenants and delay without `--provider-limit`, in a child
+ * process (a fresh stack and fresh function configuration); its cost per million jobs.
+ */
+async function unconstrainedCost(
+  args: ReturnType<typeof parseArgs>,
+  context: Record<string, string>,
+): Promise<number> {
+  const script = process.argv[1];
+  if (!script) throw new Error("cannot find this script to run it again");
+  const childArgs = [
+    ...["jobs", "concurrency", "provider-delay-ms", "tenants"].flatMap((name) => [
+      `--${name}`,
+      String(args.integers[name]),
+    ]),
+    ...Object.entries(context).flatMap(([k, v]) => ["--context", `${k}=${v}`]),
+    "--json",
+  ];
+  const child = spawn(process.execPath, [...process.execArgv, script, ...childArgs], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let out = "";
+  child.stdout.setEncoding("utf8");
+  child.stdout.on("data", (chunk: string) => {
+    // Only the last line matters (the JSON report); keep the tail bounded.
+    out = (out + chunk).slice(-1_000_000);
+  });
+  const code = await new Promise<number | null>((done) => child.on("close", done));
+  if (code !== 0) throw new Error(`the unconstrained run exited with ${code}`);
+  const last = out.trim().split("\n").at(-1) ?? "";
+  const parsed = JSON.parse(last) as { cost_per_million_usd?: unknown };
+  if (typeof parsed.cost_per_million_usd !== "number")
+    throw new Error("the unconstrained run reported no cost");
+  return parsed.cost_per_million_usd;
 }
 
 async function floorReceive(

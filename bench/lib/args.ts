@@ -7,12 +7,16 @@ export interface ArgSpec {
   flags: readonly string[];
   /** Options that take a string and may be repeated (`--context a=1 --context b=2`). */
   lists?: readonly string[];
+  /** Integer options that also take 0 (e.g. a delay). */
+  zeroAllowed?: readonly string[];
 }
 
 export interface ParsedArgs {
   integers: Record<string, number>;
   flags: Set<string>;
   lists: Record<string, string[]>;
+  /** The integer options the command line named (the others kept their defaults). */
+  given: Set<string>;
 }
 
 export class UsageError extends Error {}
@@ -20,6 +24,7 @@ export class UsageError extends Error {}
 export function parseArgs(argv: readonly string[], spec: ArgSpec): ParsedArgs {
   const integers = { ...spec.integers };
   const flags = new Set<string>();
+  const given = new Set<string>();
   const lists: Record<string, string[]> = Object.fromEntries((spec.lists ?? []).map((name) => [name, []]));
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
@@ -34,10 +39,13 @@ export function parseArgs(argv: readonly string[], spec: ArgSpec): ParsedArgs {
     if (name in spec.integers) {
       const raw = inline ?? argv[++i];
       const value = Number(raw);
-      if (raw === undefined || !Number.isSafeInteger(value) || value < 1) {
-        throw new UsageError(`--${name} needs a positive integer, got ${raw ?? "nothing"}`);
+      const least = spec.zeroAllowed?.includes(name) ? 0 : 1;
+      if (raw === undefined || raw === "" || !Number.isSafeInteger(value) || value < least) {
+        const what = least === 0 ? "a non-negative integer" : "a positive integer";
+        throw new UsageError(`--${name} needs ${what}, got ${raw || "nothing"}`);
       }
       integers[name] = value;
+      given.add(name);
       continue;
     }
     const list = lists[name];
@@ -54,5 +62,5 @@ export function parseArgs(argv: readonly string[], spec: ArgSpec): ParsedArgs {
     ];
     throw new UsageError(`unknown argument ${arg}; expected ${known.join(", ")}`);
   }
-  return { integers, flags, lists };
+  return { integers, flags, lists, given };
 }

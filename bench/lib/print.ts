@@ -11,7 +11,8 @@ export function ms(value: number): string {
 }
 
 export function rate(perSecond: number): string {
-  return Number.isFinite(perSecond) ? `${perSecond.toFixed(0)}/s` : "n/a";
+  // A rate under 10/s (a provider-limited run) keeps its tenths: "1/s" would hide 1.4 against 5.
+  return Number.isFinite(perSecond) ? `${perSecond.toFixed(perSecond < 10 ? 1 : 0)}/s` : "n/a";
 }
 
 export function ratio(value: number): string {

@@ -102,6 +102,12 @@ export interface SimulatorStats {
   /** Output download requests, and those answered with an injected 404/503. */
   outputRequests: number;
   outputFaults: number;
+  /**
+   * Every finished generation's hold on an account slot (epoch ms, from the slot's reservation at the
+   * submit to its release at completion), in completion order: the provider's busy time and its
+   * concurrency over time are read from these (`bench/lib/admission.ts`).
+   */
+  generations: { startMs: number; endMs: number }[];
 }
 
 export interface Simulator {
@@ -154,6 +160,8 @@ interface SimJob {
   meta: Json;
   seed: number;
   createdAt: number;
+  /** When its account slot was reserved (epoch ms). */
+  slotAt: number;
   completesAt: number;
   state: "processing" | "success" | "failed";
   outputs: Buffer[];
@@ -202,6 +210,7 @@ const emptyStats = (): SimulatorStats => ({
   maxRequestedInFlight: 0,
   outputRequests: 0,
   outputFaults: 0,
+  generations: [],
 });
 
 let sample: Promise<Buffer> | undefined;
@@ -447,6 +456,7 @@ export async function startSimulator(options: Partial<SimulatorOptions> = {}): P
       if (job.state === "failed") stats.failedJobs++;
       else stats.completed++;
       releaseSlot();
+      stats.generations.push({ startMs: job.slotAt, endMs: Date.now() });
     })();
     return job.completion;
   }
@@ -521,6 +531,7 @@ export async function startSimulator(options: Partial<SimulatorOptions> = {}): P
     const valid = validation.value;
 
     // Reserve the account slot before any await, so concurrent submits cannot overshoot the limit.
+    const slotAt = Date.now();
     stats.inFlight++;
     stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);
     let control: Buffer;
@@ -547,6 +558,7 @@ export async function startSimulator(options: Partial<SimulatorOptions> = {}): P
       meta: meta(body, valid, seed),
       seed,
       createdAt: now,
+      slotAt,
       completesAt: opts.immediate ? now : now + opts.completionDelayMs,
       state: "processing",
       outputs: [],

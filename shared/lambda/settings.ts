@@ -47,6 +47,7 @@ export const reconcileSettings = (config: ReconcileConfig): ReconcileSettings =>
   pollBaseSeconds: config.POLL_BASE_SECONDS,
   pollMaxSeconds: config.POLL_MAX_SECONDS,
   slotGraceSeconds: config.SLOT_GRACE_SECONDS,
+  providerRunLimitSeconds: config.PROVIDER_RUN_LIMIT_SECONDS,
   unknownOutcomeSeconds: config.UNKNOWN_OUTCOME_SECONDS,
   storingRetrySeconds: config.STORING_TIMEOUT_SECONDS,
   storingMaxResumes: config.STORING_MAX_RESUMES,

@@ -200,6 +200,13 @@ export const reconcileConfig = z.object({
   STORING_MAX_RESUMES: int(1, 100, 5),
   /** A provider request whose outcome is unknown (timeout, crashed dispatcher) fails this long after it was sent. */
   UNKNOWN_OUTCOME_SECONDS: int(10, 86_400, 600),
+  /**
+   * How long the provider may run one generation. A cancelled or timed-out job's capacity slot is kept
+   * until its result arrives, a fetch says it is finished, or this long after it was posted. ModelsLab
+   * publishes no run limit; the default is the window after which an unanswered request is given up
+   * (UNKNOWN_OUTCOME_SECONDS), in which any real job would have called back.
+   */
+  PROVIDER_RUN_LIMIT_SECONDS: int(10, 86_400, 600),
 });
 export type ReconcileConfig = z.infer<typeof reconcileConfig>;
 

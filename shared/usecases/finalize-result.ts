@@ -68,6 +68,9 @@ async function finalizeOnce(deps: FinalizeDeps, message: ResultMessage): Promise
     // was cancelled or failed), or a worker that wrote its images, may have left some. The reconciler
     // hands a storing job it fails back here for this.
     await deps.discardOutputs?.(job);
+    // The provider has finished this attempt: the slot a cancel or the deadline left held is free now.
+    if (belongsToCurrentAttempt(job, message))
+      await deps.providers.get(message.provider)?.gate.release(job.id);
     return "ignored";
   }
   if (job.status !== "processing") return "ignored";

@@ -1,6 +1,7 @@
 import { StaleWriteError } from "../domain/errors.ts";
 import type { Job } from "../domain/job.ts";
 import { isTerminal } from "../domain/job.ts";
+import { maySlotBeReleased, slotHold } from "../domain/slot-hold.ts";
 import type { Clock, JobStore, Queue } from "../ports/index.ts";
 import type { ProviderBinding, Providers } from "../ports/provider.ts";
 import type { DispatchMessage, NotifyMessage, ResultMessage } from "../schemas/messages.ts";
@@ -23,8 +24,10 @@ export interface ReconcileSettings {
   /** Polling backoff for jobs the provider still reports as processing. */
   pollBaseSeconds: number;
   pollMaxSeconds: number;
-  /** A capacity slot held this long by a job that is no longer processing is released. */
+  /** A capacity slot held this long by a job that is no longer processing is looked at (`slotHold`). */
   slotGraceSeconds: number;
+  /** How long a provider may run one generation: a slot whose attempt may still run is kept this long. */
+  providerRunLimitSeconds: number;
   /** A job whose provider request has an unknown outcome is failed this long after it was sent. */
   unknownOutcomeSeconds: number;
   /** A job stuck in storing is handed back to finalize this often. */
@@ -69,7 +72,8 @@ export interface ReconcileReport {
  * dispatch message is sent again; processing → past the deadline it fails, an attempt left unsent on
  * a provider that takes repeated submissions is submitted again, an accepted one is polled where its
  * provider can be and a finished result goes to the results queue; storing → the store step is resumed; terminal → its notify message is sent again.
- * Capacity slots whose release was lost are healed.
+ * Capacity slots of jobs that left processing are released once the provider is done with them
+ * (`slotHold`), and those whose release was lost are healed.
  */
 export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   const now = deps.clock.now();
@@ -97,7 +101,7 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
     }),
   );
   for (const binding of deps.providers?.all() ?? []) {
-    report.slotsHealed += await healSlots(deps, binding, now);
+    report.slotsHealed += await releaseSlots(deps, binding, now);
   }
   return report;
 }
@@ -135,14 +139,15 @@ async function reconcileJob(
   if (job.status !== "processing") return;
 
   if (now.getTime() >= Date.parse(job.deadlineAt)) {
-    await deps.jobs.transition(job, "failed", {
+    const failed = await deps.jobs.transition(job, "failed", {
       attempts: closeCurrentAttempt(job, "timed_out", now, "deadline exceeded"),
       error: {
         code: "DEADLINE_EXCEEDED",
         message: "The provider did not finish the job before its deadline.",
       },
     });
-    await releaseSlot(deps, job);
+    // The provider may still be generating it: its slot stays until it is done (see releaseSlots).
+    await releaseSlotIfDone(deps, failed, now);
     report.expired++;
     return;
   }
@@ -178,10 +183,10 @@ async function reconcileJob(
   if (state.phase !== "accepted" || !provider?.fetch || !resultsQueue) {
     // No provider id: the POST timed out, or its dispatcher died mid-call. Only a callback can tell
     // whether the provider took it; re-posting could bill twice. Past the window in which any real
-    // job would have called back, give up on it and free its capacity slot.
+    // job would have called back, give up on it (its slot follows the provider's run limit).
     const started = Date.parse(attempt?.started_at ?? job.updatedAt);
     if (now.getTime() - started >= settings.unknownOutcomeSeconds * 1000) {
-      await deps.jobs.transition(job, "failed", {
+      const failed = await deps.jobs.transition(job, "failed", {
         attempts: closeCurrentAttempt(job, "failed", now, "provider outcome unknown"),
         error: {
           code: "PROVIDER_OUTCOME_UNKNOWN",
@@ -189,7 +194,7 @@ async function reconcileJob(
             "The provider request's outcome could not be learned (no answer, no callback); it was not re-sent to avoid double billing.",
         },
       });
-      await releaseSlot(deps, job);
+      await releaseSlotIfDone(deps, failed, now);
       report.expired++;
       return;
     }
@@ -277,22 +282,52 @@ async function reconcileStoring(
   report.resumed++;
 }
 
-/** Releases the slot of a job's current attempt on its provider. */
-async function releaseSlot(deps: ReconcileDeps, job: Job): Promise<void> {
+/** Releases the slot of a job's current attempt on its provider, once `slotHold` allows. */
+async function releaseSlotIfDone(deps: ReconcileDeps, job: Job, now: Date): Promise<void> {
   const attempt = currentAttempt(job);
-  if (attempt) await deps.providers?.get(attempt.provider)?.gate.release(job.id);
+  if (attempt && maySlotBeReleased(job, now, deps.settings.providerRunLimitSeconds)) {
+    await deps.providers?.get(attempt.provider)?.gate.release(job.id);
+  }
 }
 
-/** Releases the slots on `binding`'s provider held past the grace time by jobs no longer processing there. */
-async function healSlots(deps: ReconcileDeps, binding: ProviderBinding, now: Date): Promise<number> {
-  let healed = 0;
+/**
+ * Looks at every slot on `binding`'s provider held past the grace period (a dispatcher between
+ * acquire and its first write keeps one briefly) and releases it when `slotHold` says the provider is
+ * done with its job: the job is gone, was never posted, was answered, or its attempt's run limit has
+ * passed. A job that left processing while its attempt may still run (cancelled, timed out) keeps the
+ * slot, unless a fetch says the provider has finished it: posting another job meanwhile would go over
+ * the account's limit.
+ */
+async function releaseSlots(deps: ReconcileDeps, binding: ProviderBinding, now: Date): Promise<number> {
+  let released = 0;
   const holders = await binding.gate.holders();
   for (const [jobId, acquiredAt] of Object.entries(holders)) {
     if (now.getTime() - acquiredAt < deps.settings.slotGraceSeconds * 1000) continue;
     const job = await deps.jobs.get(jobId);
-    if (job?.status === "processing" && currentAttempt(job)?.provider === binding.provider.id) continue;
+    const attempt = job ? currentAttempt(job) : undefined;
+    // A job whose current attempt is on another provider ended its attempt here when it moved on.
+    const elsewhere = attempt !== undefined && attempt.provider !== binding.provider.id;
+    const hold = elsewhere
+      ? { kind: "free" as const }
+      : slotHold(job, now, deps.settings.providerRunLimitSeconds);
+    if (hold.kind === "owned") continue;
+    if (hold.kind === "provider-may-run" && !(job && (await providerIsDone(deps, binding, job)))) continue;
     await binding.gate.release(jobId);
-    healed++;
+    released++;
   }
-  return healed;
+  return released;
+}
+
+/** A fetch of the attempt answers with its result: the provider no longer runs it. */
+async function providerIsDone(deps: ReconcileDeps, binding: ProviderBinding, job: Job): Promise<boolean> {
+  const state = providerState(job);
+  const { provider } = binding;
+  if (state.phase !== "accepted" || !provider.capabilities.fetch || !provider.fetch) return false;
+  try {
+    const result = await provider.fetch({ providerId: state.providerId, handle: state.handle });
+    return result.kind === "done" || (result.kind === "rejected" && !result.retryable);
+  } catch (error) {
+    deps.log?.("provider fetch for a held slot failed", { jobId: job.id, error: String(error) });
+    return false;
+  }
 }

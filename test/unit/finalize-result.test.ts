@@ -187,6 +187,34 @@ describe("finalizeResult", () => {
     expect(stored(job.id)).toEqual(job);
   });
 
+  describe("the slot of a job cancelled while the provider runs it", () => {
+    it("is kept by the cancel and released by the attempt's late result, whose outputs are not stored", async () => {
+      const job = await processingJob({ id: newJobId() }); // the API takes real job ids only
+      const copied: string[] = [];
+      deps.copyOutput = async (_job, output) => {
+        copied.push(output.kind === "url" ? output.url : "inline");
+        throw new Error("a cancelled job's outputs must not be copied");
+      };
+      await cancelJob({ jobs, clock }, job.tenantId, job.id);
+      expect(Object.keys(await gate.holders())).toEqual([job.id]);
+
+      expect(await finalizeResult(deps, message(job, done()))).toBe("ignored");
+
+      expect(await gate.holders()).toEqual({});
+      expect(copied).toEqual([]);
+      expect(stored(job.id)).toMatchObject({ status: "cancelled", outputs: [] });
+    });
+
+    it("is kept when the late result names another attempt's provider id", async () => {
+      const job = await processingJob({ id: newJobId() }); // the API takes real job ids only
+      await cancelJob({ jobs, clock }, job.tenantId, job.id);
+
+      expect(await finalizeResult(deps, message(job, done("1234")))).toBe("ignored");
+
+      expect(Object.keys(await gate.holders())).toEqual([job.id]);
+    });
+  });
+
   it("ignores a result for an unknown job or a job that is not processing yet", async () => {
     expect(
       await finalizeResult(deps, {

@@ -220,7 +220,7 @@ describe("reconcile", () => {
     expect(stored(job.id).dueAt).toBe(deadline);
   });
 
-  it("fails a processing job past its deadline: attempt timed out, slot released, no poll", async () => {
+  it("fails a processing job past its deadline: attempt timed out, no poll, slot kept while the provider may run it", async () => {
     const job = await processingJob(acceptedState, {
       deadlineAt: new Date(clock.now().getTime() - 1).toISOString(),
     });
@@ -231,7 +231,8 @@ describe("reconcile", () => {
     const after = stored(job.id);
     expect(after).toMatchObject({ status: "failed", dueAt: null, error: { code: "DEADLINE_EXCEEDED" } });
     expect(after.attempts[0]).toMatchObject({ outcome: "timed_out", ended_at: clock.now().toISOString() });
-    expect(await gate.holders()).toEqual({});
+    // Marking the job does not stop the provider's generation: the account still counts it.
+    expect(Object.keys(await gate.holders())).toEqual([job.id]);
     expect(provider.fetches).toHaveLength(0);
   });
 
@@ -424,6 +425,139 @@ describe("reconcile", () => {
       expect(report.slotsHealed).toBe(2);
       expect(Object.keys(await gate.holders())).toEqual([onModelsLab.id]);
       expect(Object.keys(await fleetGate.holders())).toEqual([moved.id]);
+    });
+
+    it("releases at once (past the grace) the slot of a job cancelled before the provider had it, or refused by it", async () => {
+      const start = clock.now();
+      const neverPosted = buildJob(clock, { status: "cancelled", dueAt: null });
+      const refused = buildJob(clock, {
+        status: "failed",
+        dueAt: null,
+        attempts: [
+          {
+            provider: "modelslab",
+            provider_id: null,
+            started_at: start.toISOString(),
+            ended_at: start.toISOString(),
+            outcome: "failed",
+          },
+        ],
+        error: { code: "PROVIDER_REJECTED", message: "refused" },
+      });
+      for (const job of [neverPosted, refused]) {
+        await jobs.create(job);
+        await gate.tryAcquire(job.id, start);
+      }
+
+      clock.advance(settings.slotGraceSeconds * 1000);
+      const report = await reconcile(deps);
+
+      expect(report.slotsHealed).toBe(2);
+      expect(await gate.holders()).toEqual({});
+      expect(provider.fetches).toHaveLength(0);
+    });
+
+    describe("a job that left processing while the provider may still run it", () => {
+      /** A job the provider accepted as 9001, then cancelled by the client; it keeps its slot. */
+      const cancelledWhileAccepted = async (): Promise<Job> => {
+        const job = await processingJob(acceptedState);
+        const cancelled: Job = {
+          ...job,
+          status: "cancelled",
+          version: job.version + 1,
+          dueAt: null,
+          attempts: job.attempts.map((a) => ({
+            ...a,
+            outcome: "cancelled",
+            ended_at: clock.now().toISOString(),
+          })),
+          error: { code: "CANCELLED", message: "Cancelled by the client." },
+        };
+        jobs.jobs.set(job.id, cancelled);
+        return cancelled;
+      };
+
+      it("keeps the slot while a fetch says the provider is still generating it", async () => {
+        const job = await cancelledWhileAccepted();
+        clock.advance(settings.slotGraceSeconds * 1000);
+        provider.scriptFetch(stillProcessing);
+
+        const report = await reconcile(deps);
+
+        expect(report.slotsHealed).toBe(0);
+        expect(Object.keys(await gate.holders())).toEqual([job.id]);
+        expect(provider.fetches).toEqual([{ providerId: "9001", handle: { fetchUrl: FETCH_URL } }]);
+        // Only a look: the cancelled job is not moved, and no result goes to finalize.
+        expect(stored(job.id)).toEqual(job);
+        expect(resultsQueue.sent).toHaveLength(0);
+      });
+
+      it("keeps the slot when the fetch itself fails", async () => {
+        const job = await cancelledWhileAccepted();
+        clock.advance(settings.slotGraceSeconds * 1000);
+        provider.fetch = async () => {
+          throw new Error("network down");
+        };
+
+        const report = await reconcile(deps);
+
+        expect(report).toMatchObject({ slotsHealed: 0, errors: 0 });
+        expect(Object.keys(await gate.holders())).toEqual([job.id]);
+      });
+
+      it.each([
+        [
+          "finished it",
+          {
+            kind: "done",
+            providerId: "9001",
+            outputs: [{ kind: "url", url: "https://pub-x.r2.dev/a.png" }],
+            generationTimeSeconds: null,
+            seed: null,
+          } satisfies ProviderResult,
+        ],
+        [
+          "failed it",
+          {
+            kind: "rejected",
+            providerId: "9001",
+            retryable: false,
+            reason: "failed",
+            retryAfterSeconds: null,
+            httpStatus: null,
+          } satisfies ProviderResult,
+        ],
+      ] as const)("releases the slot when a fetch says the provider %s", async (_name, answer) => {
+        await cancelledWhileAccepted();
+        clock.advance(settings.slotGraceSeconds * 1000);
+        provider.scriptFetch(answer);
+
+        const report = await reconcile(deps);
+
+        expect(report.slotsHealed).toBe(1);
+        expect(await gate.holders()).toEqual({});
+        expect(resultsQueue.sent).toHaveLength(0);
+      });
+
+      it("releases the slot of a timed-out job once the provider's run limit has passed since the post", async () => {
+        const job = await processingJob(acceptedState, {
+          deadlineAt: new Date(clock.now().getTime() - 1).toISOString(),
+        });
+        await reconcile(deps); // fails it DEADLINE_EXCEEDED, keeps the slot
+        const startedAt = Date.parse(stored(job.id).attempts[0]?.started_at ?? "");
+        const limitAt = startedAt + settings.providerRunLimitSeconds * 1000;
+
+        clock.advance(limitAt - 1 - clock.now().getTime());
+        expect((await reconcile(deps)).slotsHealed).toBe(0);
+        expect(Object.keys(await gate.holders())).toEqual([job.id]);
+
+        clock.advance(1);
+        const fetchesBefore = provider.fetches.length;
+        expect((await reconcile(deps)).slotsHealed).toBe(1);
+        expect(await gate.holders()).toEqual({});
+        // Past the run limit no fetch is needed.
+        expect(provider.fetches).toHaveLength(fetchesBefore);
+      });
     });
 
     it("keeps a slot inside the grace period, whatever its job's state", async () => {

@@ -63,6 +63,7 @@ const cases: Array<{
       pollBaseSeconds: ["POLL_BASE_SECONDS", "11", 11],
       pollMaxSeconds: ["POLL_MAX_SECONDS", "301", 301],
       slotGraceSeconds: ["SLOT_GRACE_SECONDS", "61", 61],
+      providerRunLimitSeconds: ["PROVIDER_RUN_LIMIT_SECONDS", "601", 601],
       unknownOutcomeSeconds: ["UNKNOWN_OUTCOME_SECONDS", "601", 601],
       storingRetrySeconds: ["STORING_TIMEOUT_SECONDS", "301", 301],
       storingMaxResumes: ["STORING_MAX_RESUMES", "6", 6],
