@@ -277,6 +277,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         modelDir: process.env.MODEL_DIR || null,
         executionProvider: "cpu",
         healthPort: null,
+        // Inputs are presigned URLs of the S3 emulator, on loopback: the local stack's NETWORK_POLICY.
+        imageDownloads: { mode: "local" },
         endpoints: {
           sqs: endpoints.sqs,
           s3: process.env.AWS_ENDPOINT_URL_S3 ?? awsEndpoint,

@@ -1,7 +1,10 @@
+import { createServer, type Server } from "node:http";
+import net, { type AddressInfo } from "node:net";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import sharp from "sharp";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Connector } from "../../shared/adapters/http/guarded-connection.ts";
 import { type ResultMessage, resultMessageSchema } from "../../shared/schemas/messages.ts";
 import type { WorkerJobMessage } from "../../worker/src/messages.ts";
 import type { Scheduler } from "../../worker/src/pipeline/scheduler.ts";
@@ -208,5 +211,139 @@ describe("worker service on fauxqs (SQS + S3)", () => {
     const result = await nextResult(q.results.queueUrl);
     expect(result).toMatchObject({ jobId: "job-finish", result: { kind: "done" } });
     expect(counts(`fallback-${n}`)).toEqual({ ready: 0, inflight: 0 });
+  });
+});
+
+describe("worker input images under the Lambdas' address policy", () => {
+  let server: Server;
+  let port: number;
+  const served: string[] = [];
+  beforeAll(async () => {
+    const png = Buffer.from(aws.control, "base64");
+    server = createServer((req, res) => {
+      served.push(req.url ?? "");
+      const url = new URL(req.url ?? "/", "http://x");
+      if (url.pathname === "/control.png") res.writeHead(200, { "content-type": "image/png" }).end(png);
+      else if (url.pathname === "/redirect")
+        res.writeHead(302, { location: url.searchParams.get("to") ?? "/control.png" }).end();
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  /**
+   * aws rules over loopback: cdn.test resolves to a public address, rebind.test to the metadata
+   * address; a socket to the checked public address is routed to the test server (nothing else is).
+   */
+  const PUBLIC = "93.184.216.34";
+  const connected: string[] = [];
+  const imageConnect = {
+    resolve: async (host: string) => [
+      { address: host === "rebind.test" ? "169.254.169.254" : PUBLIC, family: 4 },
+    ],
+    transport: ((options, callback) => {
+      connected.push(options.hostname);
+      if (options.hostname !== PUBLIC) {
+        callback(new Error(`test transport asked for ${options.hostname}`), null);
+        return;
+      }
+      const socket = net.connect({ host: "127.0.0.1", port });
+      socket.once("connect", () => callback(null, socket));
+      socket.once("error", (error) => callback(error, null));
+    }) satisfies Connector,
+  };
+
+  const small = { width: 64, height: 64, num_inference_steps: 1, auto_hint: "no" } as const;
+
+  /** Runs each [jobId, request] through one worker and answers the results by job id. */
+  async function runAll(
+    over: Partial<StartWorkerOptions>,
+    jobs: [string, Partial<WorkerJobMessage["request"]>][],
+  ): Promise<Map<string, ResultMessage>> {
+    const q = queues();
+    const worker = await start(q, { fetchImage: undefined, ...over });
+    try {
+      for (const [id, request] of jobs) await send(q.fallback.queueUrl, job(id, { ...small, ...request }));
+      const results = new Map<string, ResultMessage>();
+      while (results.size < jobs.length) {
+        const result = await nextResult(q.results.queueUrl);
+        results.set(result.jobId, result);
+      }
+      return results;
+    } finally {
+      await worker.stop();
+    }
+  }
+
+  const refused = (field: string, code: string) => ({
+    result: {
+      kind: "rejected",
+      retryable: false,
+      reason: expect.stringMatching(new RegExp(`^${field}: the image could not be fetched \\(${code}\\)`)),
+    },
+  });
+
+  it("aws: refuses loopback, private, metadata and rebound addresses and plain http, naming the field; never connects", async () => {
+    connected.length = 0;
+    served.length = 0;
+    const results = await runAll({ imageDownloads: { mode: "aws" }, imageConnect }, [
+      ["job-loopback", { control_image: `https://127.0.0.1:${port}/control.png` }],
+      ["job-loopback-443", { control_image: "https://127.0.0.1/control.png" }],
+      ["job-metadata", { control_image: "https://169.254.169.254/latest/meta-data/" }],
+      ["job-private", { control_image: "https://10.0.0.1/control.png" }],
+      ["job-rebind", { control_image: "https://rebind.test/control.png" }],
+      ["job-http", { control_image: `http://127.0.0.1:${port}/control.png` }],
+      ["job-init", { init_image: "https://[::ffff:7f00:1]/control.png", control_image: aws.control }],
+      ["job-mask", { init_image: aws.control, mask_image: "https://192.168.1.1/mask.png" }],
+    ]);
+    expect(results.get("job-loopback")).toMatchObject(refused("control_image", "URL_NOT_ALLOWED"));
+    expect(results.get("job-loopback-443")).toMatchObject(refused("control_image", "ADDRESS_NOT_ALLOWED"));
+    expect(results.get("job-metadata")).toMatchObject(refused("control_image", "ADDRESS_NOT_ALLOWED"));
+    expect(results.get("job-private")).toMatchObject(refused("control_image", "ADDRESS_NOT_ALLOWED"));
+    expect(results.get("job-rebind")).toMatchObject(refused("control_image", "ADDRESS_NOT_ALLOWED"));
+    expect(results.get("job-http")).toMatchObject(refused("control_image", "URL_NOT_ALLOWED"));
+    expect(results.get("job-init")).toMatchObject(refused("init_image", "ADDRESS_NOT_ALLOWED"));
+    expect(results.get("job-mask")).toMatchObject(refused("mask_image", "ADDRESS_NOT_ALLOWED"));
+    expect(connected).toEqual([]);
+    expect(served).toEqual([]);
+  });
+
+  it("aws: checks redirects (another host, a private target, plain http) and follows one that passes", async () => {
+    connected.length = 0;
+    served.length = 0;
+    const via = (to: string) => `https://cdn.test/redirect?to=${encodeURIComponent(to)}`;
+    const results = await runAll({ imageDownloads: { mode: "aws" }, imageConnect }, [
+      ["job-to-metadata", { control_image: via("https://169.254.169.254/latest/meta-data/") }],
+      ["job-to-loopback", { control_image: via(`http://127.0.0.1:${port}/control.png`) }],
+      ["job-to-http", { control_image: via("http://cdn.test/control.png") }],
+      ["job-to-same-host", { control_image: via("/control.png") }],
+      ["job-direct", { control_image: "https://cdn.test/control.png" }],
+    ]);
+    expect(results.get("job-to-metadata")).toMatchObject(refused("control_image", "REDIRECT_NOT_ALLOWED"));
+    expect(results.get("job-to-loopback")).toMatchObject(refused("control_image", "REDIRECT_NOT_ALLOWED"));
+    expect(results.get("job-to-http")).toMatchObject(refused("control_image", "REDIRECT_NOT_ALLOWED"));
+    expect(results.get("job-to-same-host")).toMatchObject({ result: { kind: "done" } });
+    expect(results.get("job-direct")).toMatchObject({ result: { kind: "done" } });
+    // Only the checked public address was ever connected to; the refused targets were never asked for.
+    expect(new Set(connected)).toEqual(new Set([PUBLIC]));
+    expect(served.filter((url) => url === "/control.png")).toHaveLength(2);
+  });
+
+  it("aws: a body over the size limit is refused; local mode (the local stack's S3 emulator) fetches from loopback", async () => {
+    const tooBig = await runAll({ imageDownloads: { mode: "aws", maxBytes: 1024 }, imageConnect }, [
+      ["job-big", { control_image: "https://cdn.test/control.png" }],
+    ]);
+    expect(tooBig.get("job-big")).toMatchObject(refused("control_image", "TOO_LARGE"));
+    const local = await runAll({ imageDownloads: { mode: "local" } }, [
+      ["job-local", { control_image: `http://127.0.0.1:${port}/control.png` }],
+      ["job-local-metadata", { control_image: "http://169.254.169.254/latest/meta-data/" }],
+    ]);
+    expect(local.get("job-local")).toMatchObject({ result: { kind: "done" } });
+    expect(local.get("job-local-metadata")).toMatchObject(refused("control_image", "ADDRESS_NOT_ALLOWED"));
   });
 });

@@ -2,7 +2,12 @@
  * Image inputs and outputs: fetching (URL or base64), decoding and resizing with sharp, planar float
  * conversions for the models, PNG encoding.
  */
+import { buffer } from "node:stream/consumers";
 import sharp from "sharp";
+import type { SafeConnectOptions } from "../../shared/adapters/http/guarded-connection.ts";
+import { safeDownload } from "../../shared/adapters/http/safe-fetch.ts";
+import { type NetworkMode, urlHost } from "../../shared/domain/address-policy.ts";
+import { findRefusal } from "../../shared/domain/downloads.ts";
 import { badInput } from "./errors.ts";
 
 /** RGB, interleaved, 8 bits per channel. */
@@ -14,43 +19,79 @@ export interface RgbImage {
 
 export type ImageFetcher = (url: string, signal?: AbortSignal) => Promise<Buffer>;
 
-export const MAX_INPUT_BYTES = 20 * 1024 * 1024;
-const FETCH_TIMEOUT_MS = 30_000;
+/** How input images may be fetched: the Lambdas' address policy (`NETWORK_POLICY`) and the worker's limits. */
+export interface ImageDownloadPolicy {
+  mode: NetworkMode;
+  maxBytes: number;
+  /** One image, from the request to its last byte. */
+  timeoutMs: number;
+}
 
-/** Fetches an http(s) image with a timeout and a size bound. A 4xx is bad input; anything else is transient. */
-export const httpFetcher: ImageFetcher = async (url, signal) => {
-  const timeout = AbortSignal.timeout(FETCH_TIMEOUT_MS);
-  const response = await fetch(url, {
-    redirect: "follow",
-    signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-  });
-  if (response.status >= 400 && response.status < 500) {
-    throw badInput(`could not fetch image ${url}: HTTP ${response.status}`);
-  }
-  if (!response.ok || !response.body)
-    throw new Error(`could not fetch image ${url}: HTTP ${response.status}`);
-  const declared = Number(response.headers.get("content-length") ?? 0);
-  if (declared > MAX_INPUT_BYTES) throw badInput(`image ${url} is larger than ${MAX_INPUT_BYTES} bytes`);
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for await (const chunk of response.body) {
-    total += chunk.byteLength;
-    if (total > MAX_INPUT_BYTES) throw badInput(`image ${url} is larger than ${MAX_INPUT_BYTES} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
+/** The worker's defaults (its configuration's, `main.ts`): aws rules unless the local stack says otherwise. */
+export const DEFAULT_IMAGE_DOWNLOADS: ImageDownloadPolicy = {
+  mode: "aws",
+  maxBytes: 20 * 1024 * 1024,
+  timeoutMs: 30_000,
 };
 
-/** The bytes of an image reference: an http(s) URL, a data URI or raw base64. */
+/**
+ * Fetches an http(s) image as the Lambdas download provider outputs (`safeDownload`): the address
+ * policy checked on the URL and at connection time, redirects only within the same host and under the
+ * same checks, a size and a time limit. Any public host may serve an input (the client chose it, as
+ * `stage-inputs` accepts it), so the allow-list is the URL's own host. Refusals are `DownloadRefused`;
+ * `readImageRef` names the field they came from.
+ */
+export function safeImageFetcher(
+  policy: ImageDownloadPolicy,
+  connect: SafeConnectOptions = {},
+): ImageFetcher {
+  return (url, signal) => {
+    let host: string[] = [];
+    try {
+      host = [urlHost(new URL(url))];
+    } catch {
+      // No host to allow: checkUrl refuses the URL as invalid.
+    }
+    return safeDownload(
+      url,
+      {
+        mode: policy.mode,
+        allowedHosts: host,
+        maxBytes: policy.maxBytes,
+        timeoutMs: policy.timeoutMs,
+        retryForMs: 0,
+      },
+      (body) => buffer(body),
+      { ...connect, ...(signal ? { signal } : {}) },
+    );
+  };
+}
+
+/**
+ * The bytes of the image reference of request field `field`: an http(s) URL, a data URI or raw base64.
+ * A refused download that can never succeed (address policy, redirect, size, a final HTTP status) is
+ * bad input naming the field; a retryable one (timeout, network, a status that may change) is transient.
+ */
 export async function readImageRef(
+  field: string,
   ref: string,
   fetcher: ImageFetcher,
   signal?: AbortSignal,
 ): Promise<Buffer> {
-  if (/^https?:\/\//i.test(ref)) return fetcher(ref, signal);
+  if (/^https?:\/\//i.test(ref)) {
+    try {
+      return await fetcher(ref, signal);
+    } catch (error) {
+      const refusal = findRefusal(error);
+      if (!refusal) throw error;
+      const message = `${field}: the image could not be fetched (${refusal.code}): ${refusal.message}`;
+      if (refusal.retryable) throw new Error(message, { cause: error });
+      throw badInput(message, error);
+    }
+  }
   const data = ref.replace(/^data:image\/[a-z]+;base64,/i, "");
   const bytes = Buffer.from(data, "base64");
-  if (bytes.length === 0) throw badInput("image data is empty");
+  if (bytes.length === 0) throw badInput(`${field}: image data is empty`);
   return bytes;
 }
 

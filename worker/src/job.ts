@@ -80,7 +80,7 @@ export async function buildParams(
     throw badInput("controlnet_conditioning_scale needs one value per model");
 
   const fetchRgb = async (ref: string, what: string) =>
-    decodeRgb(await readImageRef(ref, deps.fetchImage, signal), width, height, what);
+    decodeRgb(await readImageRef(what, ref, deps.fetchImage, signal), width, height, what);
   const controlRef = r.control_image ?? r.init_image;
   if (controlRef === undefined) throw badInput("init_image or control_image is required");
   const controlImage = await fetchRgb(controlRef, r.control_image ? "control_image" : "init_image");
@@ -93,7 +93,11 @@ export async function buildParams(
   const mask =
     r.mask_image === undefined
       ? null
-      : await decodeMask(await readImageRef(r.mask_image, deps.fetchImage, signal), width, height);
+      : await decodeMask(
+          await readImageRef("mask_image", r.mask_image, deps.fetchImage, signal),
+          width,
+          height,
+        );
   if (mask && !initImage) throw badInput("mask_image needs init_image");
 
   const autoHint = r.auto_hint === "yes";

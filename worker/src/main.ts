@@ -2,6 +2,7 @@
  * ECS entry point: configuration from the environment (parsed once), startWorker(), SIGTERM drain.
  */
 import * as z from "zod";
+import { DEFAULT_IMAGE_DOWNLOADS } from "./images.ts";
 import { jsonLogger, startWorker } from "./start.ts";
 
 const optionalString = z
@@ -25,6 +26,23 @@ export const workerConfigSchema = z.object({
   /** Keep under the task definition's stopTimeout (at most 120 s on Fargate/ECS). */
   DRAIN_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(600).default(90),
   MAX_STEPS: z.coerce.number().int().min(1).max(150).optional(),
+  /**
+   * The address policy of input image downloads, as the Lambdas' `NETWORK_POLICY`: `aws` (https,
+   * public addresses only) in AWS, `local` for the local stack, where the S3 emulator is on loopback.
+   */
+  NETWORK_POLICY: z.enum(["aws", "local"]).default(DEFAULT_IMAGE_DOWNLOADS.mode),
+  INPUT_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(512 * 1024 * 1024)
+    .default(DEFAULT_IMAGE_DOWNLOADS.maxBytes),
+  INPUT_DOWNLOAD_TIMEOUT_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(300)
+    .default(DEFAULT_IMAGE_DOWNLOADS.timeoutMs / 1000),
 });
 export type WorkerConfig = z.infer<typeof workerConfigSchema>;
 
@@ -44,6 +62,11 @@ async function main(): Promise<void> {
     annotatorDir: config.ANNOTATOR_DIR,
     executionProvider: config.EXECUTION_PROVIDER,
     healthPort: config.HEALTH_PORT,
+    imageDownloads: {
+      mode: config.NETWORK_POLICY,
+      maxBytes: config.INPUT_MAX_BYTES,
+      timeoutMs: config.INPUT_DOWNLOAD_TIMEOUT_SECONDS * 1000,
+    },
     ...(config.MAX_STEPS ? { maxSteps: config.MAX_STEPS } : {}),
     service: {
       visibilityTimeoutSeconds: config.VISIBILITY_TIMEOUT_SECONDS,

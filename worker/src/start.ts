@@ -10,9 +10,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { SQSClient } from "@aws-sdk/client-sqs";
+import type { SafeConnectOptions } from "../../shared/adapters/http/guarded-connection.ts";
 import { createS3Client } from "../../shared/adapters/s3/object-store.ts";
 import { createSqsClient } from "../../shared/adapters/sqs/queue.ts";
-import { httpFetcher, type ImageFetcher } from "./images.ts";
+import {
+  DEFAULT_IMAGE_DOWNLOADS,
+  type ImageDownloadPolicy,
+  type ImageFetcher,
+  safeImageFetcher,
+} from "./images.ts";
 import { syncModelsFromS3 } from "./model-sync.ts";
 import { buildTinyModel } from "./models/tiny.ts";
 import { ModelSet } from "./pipeline/models.ts";
@@ -42,6 +48,11 @@ export interface StartWorkerOptions {
     region?: string;
     credentials?: { accessKeyId: string; secretAccessKey: string };
   };
+  /** How input images are fetched (the address policy's mode, size and time limits); aws rules by default. */
+  imageDownloads?: Partial<ImageDownloadPolicy>;
+  /** Connection seams of the image downloads (name resolution, transport); tests only. */
+  imageConnect?: SafeConnectOptions;
+  /** Replaces the image downloads altogether (tests without a network). */
   fetchImage?: ImageFetcher;
   createScheduler?: SchedulerFactory;
   log?: Logger;
@@ -124,7 +135,9 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
     job: {
       pipeline,
       sessions,
-      fetchImage: options.fetchImage ?? httpFetcher,
+      fetchImage:
+        options.fetchImage ??
+        safeImageFetcher({ ...DEFAULT_IMAGE_DOWNLOADS, ...options.imageDownloads }, options.imageConnect),
       annotatorDir: options.annotatorDir ?? null,
       s3,
       outputsBucket: options.outputsBucket,
