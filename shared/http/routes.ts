@@ -208,7 +208,7 @@ export const ROUTES = [
     servedBy: "Api",
     auth: "apiKey",
     tag: "notifications",
-    summary: "Send the job's notifications again (same webhook-id and payload)",
+    summary: "Send the job's notifications again (same webhook-id and event; output links signed afresh)",
     request: { params: JOB_ID },
     responses: { 202: { description: "The notifications, pending again.", body: "notificationList" } },
     errors: [

@@ -15,6 +15,7 @@ import type {
 } from "../ports/index.ts";
 import type { JobResource } from "../schemas/api.ts";
 import type { NotificationExhaustedMessage, NotifyMessage } from "../schemas/messages.ts";
+import { presentJob } from "./present-job.ts";
 
 export interface NotifySettings {
   /** Waits between tries, in seconds: about 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h by default. */
@@ -36,7 +37,10 @@ export interface NotifyDeps {
   publishTerminalEvents: boolean;
   sender: WebhookSender;
   clock: Clock;
-  /** The job as GET /v1/jobs/{id} shows it (presigned output URLs). */
+  /**
+   * The job as GET /v1/jobs/{id} shows it (presigned output URLs). Called at every try: presigned
+   * URLs expire long before the retries end, so each try carries URLs signed for it.
+   */
   present: (job: Job) => Promise<JobResource>;
   settings: NotifySettings;
   random?: () => number;
@@ -90,7 +94,8 @@ async function recordJobEvent(deps: NotifyDeps, jobId: string, status: string): 
     tenantId: job.tenantId,
     type,
     createdAt: now.toISOString(),
-    payload: JSON.stringify({ type, timestamp: job.updatedAt, data: await deps.present(job) }),
+    // Stored unsigned (outputs as the job records them); each try signs them afresh (presentPayload).
+    payload: JSON.stringify({ type, timestamp: job.updatedAt, data: presentJob(job) }),
     url,
     state: url ? "pending" : "no_endpoint",
     attempts: [],
@@ -168,12 +173,14 @@ async function deliver(
   if (record.state !== "pending" || record.attempts.length >= attempt || !record.url) return "ignored";
   const settings = await deps.tenants.getWebhookSettings(record.tenantId);
   const sentAt = deps.clock.now();
+  const body = await presentPayload(deps, record);
   const headers = signedHeaders(
     record,
     settings.secrets.map((s) => s.secret),
     sentAt,
+    body,
   );
-  const result = await deps.sender.send(record.url, headers, record.payload);
+  const result = await deps.sender.send(record.url, headers, body);
 
   const triesThisRound = attempt - roundStart + 1;
   const state: NotificationState =
@@ -217,13 +224,40 @@ async function deliver(
   return state === "delivered" ? "delivered" : state;
 }
 
-/** Standard Webhooks headers; during a secret rotation every secret in force signs (space-separated). */
+/**
+ * The body of one try: the stored payload with each stored output's URL replaced by a presigned URL
+ * made now, so every try and replay carries links that work when the client receives them. The
+ * event (type, timestamp, the job's state) stays as recorded; only the links are renewed.
+ */
+async function presentPayload(deps: NotifyDeps, record: NotificationRecord): Promise<string> {
+  const payload = JSON.parse(record.payload) as { data?: { outputs?: { url: string }[] } };
+  const outputs = payload.data?.outputs;
+  if (!outputs || outputs.length === 0) return record.payload;
+  const job = await deps.jobs.get(record.jobId);
+  if (!job) return record.payload;
+  const shown = await deps.present(job);
+  // The job's outputs never change once stored: its recorded URL names the same object at each try.
+  const signed = new Map(
+    job.outputs.flatMap((output, index) => {
+      const url = shown.outputs[index]?.url;
+      return output.key && url ? [[output.url, url] as const] : [];
+    }),
+  );
+  for (const output of outputs) output.url = signed.get(output.url) ?? output.url;
+  return JSON.stringify(payload);
+}
+
+/**
+ * Standard Webhooks headers over the body actually sent; during a secret rotation every secret in
+ * force signs (space-separated).
+ */
 export function signedHeaders(
-  record: NotificationRecord,
+  record: Pick<NotificationRecord, "id">,
   secrets: string[],
   at: Date,
+  body: string,
 ): Record<string, string> {
-  const signatures = secrets.map((secret) => new Webhook(secret).sign(record.id, at, record.payload));
+  const signatures = secrets.map((secret) => new Webhook(secret).sign(record.id, at, body));
   return {
     "content-type": "application/json",
     "user-agent": "controlnet-orchestrator-webhooks/1",
@@ -233,7 +267,7 @@ export function signedHeaders(
   };
 }
 
-/** Sends a notification again from its first try (same webhook-id and payload). */
+/** Sends a notification again from its first try (same webhook-id and event; links signed afresh). */
 export async function replayNotification(
   deps: Pick<NotifyDeps, "notifications" | "notifyQueue" | "clock">,
   record: NotificationRecord,

@@ -5,7 +5,7 @@ import type { NotificationRecord } from "../../shared/ports/index.ts";
 import { type NotifyMessage, queues } from "../../shared/schemas/messages.ts";
 import { newWebhookSecret } from "../../shared/usecases/authenticate.ts";
 import { handleNotifyMessage, type NotifyDeps, replayNotification } from "../../shared/usecases/notify.ts";
-import { presentJob } from "../../shared/usecases/present-job.ts";
+import { presentJob, presignedPresenter } from "../../shared/usecases/present-job.ts";
 import {
   buildJob,
   FakeClock,
@@ -625,5 +625,73 @@ describe("notify: replay", () => {
     const reopened = await replayNotification(env.deps, pending);
     expect(reopened).toEqual(pending);
     expect(deliveries(env.notifyQueue).at(-1)?.message).toMatchObject({ attempt: 2, roundStart: 2 });
+  });
+});
+
+describe("notify: output links are signed for each try", () => {
+  const EXPIRY_SECONDS = 3600;
+
+  /** A presigner that writes when it signed, so a test can tell whether a URL is still valid. */
+  function signingEnv(options: { now?: Date; schedule?: number[]; fallback?: number | null } = {}) {
+    const env = setup(options);
+    env.deps.present = presignedPresenter(
+      {
+        presignGet: async (key, expiresSeconds) =>
+          `https://outputs.example/${key}?signed=${env.clock.now().getTime()}&expires=${expiresSeconds}`,
+      },
+      EXPIRY_SECONDS,
+    );
+    return env;
+  }
+
+  const validAt = (body: string | undefined, now: number): boolean => {
+    const { data } = JSON.parse(body ?? "{}") as { data: { outputs: { url: string }[] } };
+    expect(data.outputs).toHaveLength(1);
+    const url = new URL(data.outputs[0]?.url ?? "");
+    const signed = Number(url.searchParams.get("signed"));
+    return signed <= now && now < signed + Number(url.searchParams.get("expires")) * 1000;
+  };
+
+  it("a try after the first try's URLs expired carries URLs valid at that try, under the same webhook-id", async () => {
+    const env = signingEnv({ schedule: [2 * EXPIRY_SECONDS] });
+    env.sender.answer(500, 200);
+    const job = terminalJob(env);
+    await handleNotifyMessage(env.deps, jobEvent(job));
+    const firstTryAt = env.clock.now().getTime();
+    expect(await runNextDelivery(env)).toBe("delivered");
+    const retryAt = env.clock.now().getTime();
+    expect(retryAt - firstTryAt).toBeGreaterThan(EXPIRY_SECONDS * 1000);
+
+    const [first, retry] = env.sender.sent;
+    expect(validAt(first?.body, firstTryAt)).toBe(true);
+    expect(validAt(first?.body, retryAt)).toBe(false);
+    expect(validAt(retry?.body, retryAt)).toBe(true);
+    expect(retry?.headers["webhook-id"]).toBe(first?.headers["webhook-id"]);
+    // The event itself is unchanged: only the links are renewed.
+    const event = (body: string | undefined) => {
+      const parsed = JSON.parse(body ?? "{}");
+      parsed.data.outputs[0].url = "";
+      return parsed;
+    };
+    expect(event(retry?.body)).toEqual(event(first?.body));
+  });
+
+  it("a replay a day later carries URLs valid then, and its signature covers the body sent", async () => {
+    // A day ago, so that the replay is sent now (the verifier checks the timestamp against the real clock).
+    const env = signingEnv({ now: new Date(Date.now() - 24 * 3600 * 1000) });
+    const job = terminalJob(env);
+    await handleNotifyMessage(env.deps, jobEvent(job));
+    env.clock.advance(24 * 3600 * 1000);
+    await replayNotification(env.deps, await onlyRecord(env, job.id));
+    expect(await runNextDelivery(env)).toBe("delivered");
+
+    const [first, replay] = env.sender.sent;
+    const now = env.clock.now().getTime();
+    expect(validAt(first?.body, now)).toBe(false);
+    expect(validAt(replay?.body, now)).toBe(true);
+    expect(replay?.headers["webhook-id"]).toBe(first?.headers["webhook-id"]);
+    expect(new Webhook(SECRET_A).verify(replay?.body ?? "", replay?.headers ?? {})).toMatchObject({
+      data: { id: job.id },
+    });
   });
 });
