@@ -8,7 +8,17 @@ import { canTransition, InvalidTransitionError, isTerminal, type Job, type JobSt
 
 /** Fields a change may set, together with a new status or on its own. */
 export type JobPatch = Partial<
-  Pick<Job, "attempts" | "outputs" | "error" | "dueAt" | "providerState" | "notifyPending">
+  Pick<
+    Job,
+    | "attempts"
+    | "outputs"
+    | "seed"
+    | "nsfwContentDetected"
+    | "error"
+    | "dueAt"
+    | "providerState"
+    | "notifyPending"
+  >
 >;
 
 export interface JobRules {
@@ -49,11 +59,16 @@ export const dueTime = (job: Pick<Job, "status" | "dueAt" | "notifyPending">): n
   isTerminal(job.status) && job.notifyPending !== true ? null : job.dueAt;
 
 /**
- * `updatedAt` is what a client sees change: states, attempts, outputs, errors — not the
+ * `updatedAt` is what a client sees change: states, attempts, outputs and what came with them, errors — not the
  * orchestrator's own bookkeeping (next check time, provider polling state, notification outbox).
  */
 export const touchesPublicFields = (from: JobStatus, to: JobStatus, patch: JobPatch): boolean =>
-  from !== to || patch.attempts !== undefined || patch.outputs !== undefined || patch.error !== undefined;
+  from !== to ||
+  patch.attempts !== undefined ||
+  patch.outputs !== undefined ||
+  patch.seed !== undefined ||
+  patch.nsfwContentDetected !== undefined ||
+  patch.error !== undefined;
 
 /** A new job as it is to be stored: a terminal one keeps no `dueAt` unless its notification is pending. */
 export function planNewJob(job: Job, now: Date, rules: JobRules): PlannedJob {
@@ -84,6 +99,8 @@ export function planJobChange(job: Job, change: JobChange, now: Date, rules: Job
   if (touchesPublicFields(job.status, to, patch)) next.updatedAt = now.toISOString();
   if (patch.attempts !== undefined) next.attempts = patch.attempts;
   if (patch.outputs !== undefined) next.outputs = patch.outputs;
+  if (patch.seed !== undefined) next.seed = patch.seed;
+  if (patch.nsfwContentDetected !== undefined) next.nsfwContentDetected = patch.nsfwContentDetected;
   if (patch.error !== undefined) next.error = patch.error;
   if (patch.notifyPending !== undefined) next.notifyPending = patch.notifyPending;
   if (patch.providerState !== undefined) next.providerState = patch.providerState;

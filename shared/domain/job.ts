@@ -159,6 +159,10 @@ export interface Job {
   deadlineAt: string;
   attempts: Attempt[];
   outputs: JobOutput[];
+  /** The seed the provider (or the worker) actually generated with, once the job succeeded; null when it did not say. */
+  seed?: number | null;
+  /** Whether the provider flagged the outputs as NSFW, where it reports it (ModelsLab's fetch answers). */
+  nsfwContentDetected?: boolean | null;
   error: JobError | null;
   /**
    * Epoch ms when the reconciler should next look at this job; null when nothing is due. A terminal

@@ -28,6 +28,8 @@ export type ProviderResult =
       outputs: ProviderOutput[];
       generationTimeSeconds: number | null;
       seed: number | null;
+      /** The provider's NSFW flag, where it reports one (absent otherwise). */
+      nsfwContentDetected?: boolean | null;
     }
   /**
    * Refused or failed. `retryable` says whether the same request may succeed later (429, 5xx,

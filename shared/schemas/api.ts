@@ -176,9 +176,35 @@ function buildResponseSchemas() {
     track_id: z.nullable(z.string()),
     metadata: z.record(z.string(), z.string()),
     provider: z.enum(PROVIDER_CHOICES),
-    request: z.strictObject(controlNetFields).check(z.describe("The validated ControlNet parameters.")),
+    request: z
+      .strictObject(controlNetFields)
+      .check(
+        z.describe(
+          "The validated ControlNet parameters. Stored images are shown by reference: an upload as `upload:<id>`, a base64 image as `inline:<field>.<ext>`.",
+        ),
+      ),
+    webhook: z.nullable(z.string()).check(z.describe("The job's own notification URL, if it gave one.")),
+    deadline_seconds: z
+      .number()
+      .check(
+        z.int(),
+        z.describe("Seconds after submission by which the job must be terminal (the default applied)."),
+      ),
+    notify_processing: z.boolean(),
     attempts: z.array(attempt),
     outputs: z.array(output),
+    seed: z
+      .nullable(z.number().check(z.int()))
+      .check(
+        z.describe(
+          "The seed the outputs were generated with; null until the job succeeded, or when the provider did not say.",
+        ),
+      ),
+    nsfw_content_detected: z
+      .nullable(z.boolean())
+      .check(
+        z.describe("Whether the provider flagged the outputs as NSFW; null where it did not report it."),
+      ),
     error: z.nullable(jobError),
   });
 

@@ -39,6 +39,7 @@ export const finishedResultSchema = z.discriminatedUnion("kind", [
     outputs: z.array(providerOutputSchema).check(z.maxLength(MAX_SAMPLES)),
     generationTimeSeconds: z.nullable(z.number()),
     seed: z.nullable(z.number()),
+    nsfwContentDetected: z.optional(z.nullable(z.boolean())),
   }),
   z.object({
     kind: z.literal("rejected"),

@@ -6,6 +6,7 @@ import {
   type JobOutput,
   outputCountProblem,
 } from "../domain/job.ts";
+import type { JobPatch } from "../domain/job-change.ts";
 import type { Clock, JobStore, Queue } from "../ports/index.ts";
 import type { ProviderOutput, Providers } from "../ports/provider.ts";
 import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
@@ -175,7 +176,11 @@ export async function completeStoring(
   } else {
     outputs = result.outputs.map(providerOutputAsIs);
   }
-  return recordStored(deps, job, outputs);
+  return recordStored(deps, job, {
+    outputs,
+    seed: result.seed,
+    nsfwContentDetected: result.nsfwContentDetected ?? null,
+  });
 }
 
 /** `storing → failed`, then the job's objects go (a lost write propagates: finalize reads again and decides). */
@@ -197,12 +202,12 @@ async function failStoring(
 async function recordStored(
   deps: Pick<FinalizeDeps, "jobs" | "discardOutputs">,
   job: Job,
-  outputs: JobOutput[],
+  stored: Required<Pick<JobPatch, "outputs" | "seed" | "nsfwContentDetected">>,
 ): Promise<FinalizeOutcome> {
   let current = job;
   for (let race = 0; race < MAX_RACES; race++) {
     try {
-      await deps.jobs.transition(current, "succeeded", { outputs, providerState: undefined });
+      await deps.jobs.transition(current, "succeeded", { ...stored, providerState: undefined });
       return "succeeded";
     } catch (error) {
       if (!(error instanceof StaleWriteError)) throw error;

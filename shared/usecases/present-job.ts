@@ -1,6 +1,8 @@
 import type { Job } from "../domain/job.ts";
 import type { ObjectStore } from "../ports/index.ts";
 import type { JobResource } from "../schemas/api.ts";
+import type { ControlNetRequest } from "../schemas/controlnet.ts";
+import { IMAGE_FIELDS, S3_REF } from "./stage-inputs.ts";
 
 /**
  * The job as every API answer and every notification shows it. Stored outputs are shown as
@@ -15,7 +17,10 @@ export function presentJob(job: Job, signedUrls: ReadonlyMap<string, string> = n
     track_id: job.trackId,
     metadata: job.metadata,
     provider: job.provider,
-    request: job.request,
+    request: presentRequest(job.request),
+    webhook: job.webhook,
+    deadline_seconds: Math.round((Date.parse(job.deadlineAt) - Date.parse(job.createdAt)) / 1000),
+    notify_processing: job.notifyProcessing ?? false,
     // The API shows an attempt's provider as its `route`.
     attempts: job.attempts.map(({ provider, ...attempt }) => ({ route: provider, ...attempt })),
     outputs: job.outputs.map(({ url, key, content_type, bytes, sha256, width, height }) => ({
@@ -26,8 +31,28 @@ export function presentJob(job: Job, signedUrls: ReadonlyMap<string, string> = n
       width,
       height,
     })),
+    seed: job.seed ?? null,
+    nsfw_content_detected: job.nsfwContentDetected ?? null,
     error: job.error,
   };
+}
+
+/**
+ * Staged images are kept as `s3://` URIs of our inputs bucket (stage-inputs.ts): internal names the
+ * client never gave. An upload is shown as the `upload:<id>` it was submitted as, a stored base64
+ * image as `inline:<field>.<ext>`.
+ */
+function presentRequest(request: ControlNetRequest): ControlNetRequest {
+  const shown: Record<string, unknown> = { ...request };
+  for (const field of IMAGE_FIELDS) {
+    const value = shown[field];
+    if (typeof value !== "string") continue;
+    const key = S3_REF.exec(value)?.[2];
+    if (key === undefined) continue;
+    const upload = /^uploads\/[^/]+\/([^/]+)$/.exec(key)?.[1];
+    shown[field] = upload ? `upload:${upload}` : `inline:${key.slice(key.lastIndexOf("/") + 1)}`;
+  }
+  return shown as ControlNetRequest;
 }
 
 /** Presents a job with fresh presigned URLs for its stored outputs. */

@@ -152,6 +152,23 @@ describe("finalizeResult", () => {
     expect(jobsQueue.sent).toHaveLength(0);
   });
 
+  it("records the seed the provider used and its NSFW flag on the succeeded job", async () => {
+    const flagged = await processingJob();
+    expect(
+      await finalizeResult(deps, message(flagged, { ...done(), seed: 123456, nsfwContentDetected: true })),
+    ).toBe("succeeded");
+    expect(stored(flagged.id)).toMatchObject({
+      status: "succeeded",
+      seed: 123456,
+      nsfwContentDetected: true,
+    });
+
+    // A provider that reports neither (a callback): the seed is null and so is the flag.
+    const silent = await processingJob();
+    expect(await finalizeResult(deps, message(silent, { ...done(), seed: null }))).toBe("succeeded");
+    expect(stored(silent.id)).toMatchObject({ status: "succeeded", seed: null, nsfwContentDetected: null });
+  });
+
   it("still applies the result when another writer bumped the job between read and write", async () => {
     const job = await processingJob();
     const get = jobs.get.bind(jobs);

@@ -520,3 +520,38 @@ describe("helpers", () => {
     expect(flattenMessage("")).toBeNull();
   });
 });
+
+describe("nsfw_content_detected", () => {
+  const success = (extra: Record<string, unknown>) =>
+    normalizeProviderBody(
+      JSON.stringify({ status: "success", id: 5, output: [R2], meta: { seed: 11 }, ...extra }),
+      200,
+    );
+
+  it("is kept where the provider reports it, read leniently", () => {
+    expect(success({ nsfw_content_detected: true })).toMatchObject({
+      kind: "done",
+      nsfwContentDetected: true,
+    });
+    expect(success({ nsfw_content_detected: false })).toMatchObject({
+      kind: "done",
+      nsfwContentDetected: false,
+    });
+    expect(success({ nsfw_content_detected: "true" })).toMatchObject({ nsfwContentDetected: true });
+    expect(success({ nsfw_content_detected: [false, true] })).toMatchObject({ nsfwContentDetected: true });
+    expect(success({ nsfw_content_detected: [false] })).toMatchObject({ nsfwContentDetected: false });
+  });
+
+  it("is absent when the provider does not say, or says something unreadable", () => {
+    for (const extra of [
+      {},
+      { nsfw_content_detected: "maybe" },
+      { nsfw_content_detected: [] },
+      { nsfw_content_detected: 1 },
+    ]) {
+      const result = success(extra);
+      expect(result.kind).toBe("done");
+      expect(result).not.toHaveProperty("nsfwContentDetected");
+    }
+  });
+});

@@ -97,6 +97,19 @@ function toNumber(value: unknown): number | null {
   return null;
 }
 
+/**
+ * `nsfw_content_detected` (fetch answers), read leniently like the rest of the body: a boolean, its
+ * string, or a list of them (true when any is); null when absent or unreadable.
+ */
+function nsfwFlag(value: unknown): boolean | null {
+  const one = (v: unknown): boolean | null =>
+    typeof v === "boolean" ? v : v === "true" ? true : v === "false" ? false : null;
+  if (!Array.isArray(value)) return one(value);
+  const flags = value.map(one);
+  if (flags.length === 0 || flags.some((f) => f === null)) return null;
+  return flags.some((f) => f === true);
+}
+
 function nonNegative(value: unknown): number | null {
   const n = toNumber(value);
   return n !== null && n >= 0 ? n : null;
@@ -310,12 +323,15 @@ function normalizeParsed(
     }
     const meta = isObject(body.meta) ? body.meta : {};
     const seed = toNumber(meta.seed);
+    const nsfw = nsfwFlag(body.nsfw_content_detected);
     return {
       kind: "done",
       providerId,
       outputs,
       generationTimeSeconds: nonNegative(body.generationTime ?? body.generation_time),
       seed: seed !== null && Number.isSafeInteger(seed) ? seed : null,
+      // Only where the provider reports it (fetch answers; callbacks carry no flag).
+      ...(nsfw !== null && { nsfwContentDetected: nsfw }),
     };
   }
 
