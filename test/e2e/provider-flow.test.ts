@@ -123,10 +123,12 @@ describe("jobs on the ModelsLab simulator", () => {
   });
 
   it("runs a submitted job to succeeded with its outputs", async () => {
-    const id = await submit({ samples: 2 });
+    const id = await submit({ samples: 2, seed: 4242, deadline_seconds: 900, notify_processing: false });
     const [job] = await waitTerminal([id]);
     expect(job.status).toBe("succeeded");
     expect(job.outputs).toHaveLength(2);
+    // The seed the provider echoed (meta.seed), and the orchestrator's own fields echoed back.
+    expect(job).toMatchObject({ seed: 4242, deadline_seconds: 900, notify_processing: false, webhook: null });
     const outputsBucket = Object.values(stack.topology.buckets).find((b) => /output/i.test(b.name))?.name;
     for (const output of job.outputs) {
       // Our own storage, presigned — never the provider's URL.
@@ -149,6 +151,9 @@ describe("jobs on the ModelsLab simulator", () => {
     const ids = await Promise.all(Array.from({ length: 4 }, () => submit()));
     const jobs = await waitTerminal(ids);
     expect(jobs.map((j) => j.status)).toEqual(ids.map(() => "succeeded"));
+    // Fetch answers carry the provider's NSFW flag and the seed it drew for a request without one.
+    for (const job of jobs)
+      expect(job).toMatchObject({ nsfw_content_detected: false, seed: expect.any(Number) });
     const after = simulator.stats();
     expect(after.callbacksDropped - before.callbacksDropped).toBeGreaterThanOrEqual(4);
     expect(after.fetches).toBeGreaterThan(before.fetches);
