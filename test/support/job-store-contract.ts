@@ -384,6 +384,20 @@ export function jobStoreContract(makeStore: (clock: Clock) => JobStore | Promise
       expect(await store.get(job.id)).toEqual(visible);
     });
 
+    it("keeps the seed and the NSFW flag a succeeded job was recorded with (null ones too)", async () => {
+      const job = await create(contractJob({ status: "storing" }));
+      const done = await store.transition(job, "succeeded", {
+        seed: 4_000_000_001,
+        nsfwContentDetected: true,
+      });
+      expect(done).toMatchObject({ seed: 4_000_000_001, nsfwContentDetected: true });
+      expect(await store.get(job.id)).toEqual(done);
+      const silent = await create(contractJob({ status: "storing" }));
+      const unknown = await store.transition(silent, "succeeded", { seed: null, nsfwContentDetected: null });
+      expect(await store.get(silent.id)).toEqual(unknown);
+      expect(unknown).toMatchObject({ seed: null, nsfwContentDetected: null });
+    });
+
     it("clears providerState when the patch names it as undefined", async () => {
       const job = await create(
         contractJob({ status: "processing", providerState: { phase: "indeterminate" } }),
