@@ -54,7 +54,7 @@ export type RawConfig = Readonly<Record<string, unknown>>;
  * default: they appear in the merged config (so it has diffusers' full key set) and any other value is
  * refused, since ignoring it would silently compute something other than what diffusers computes.
  */
-export function mergeConfig<T extends Record<string, unknown>, U extends Record<string, unknown> = {}>(
+export function mergeConfig<T extends Record<string, unknown>, U extends Record<string, unknown> = Record<never, never>>(
   schedulerName: string,
   defaults: T,
   raw: RawConfig | undefined,
