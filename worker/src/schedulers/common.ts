@@ -54,12 +54,10 @@ export type RawConfig = Readonly<Record<string, unknown>>;
  * default: they appear in the merged config (so it has diffusers' full key set) and any other value is
  * refused, since ignoring it would silently compute something other than what diffusers computes.
  */
-export function mergeConfig<T extends Record<string, unknown>, U extends Record<string, unknown> = Record<never, never>>(
-  schedulerName: string,
-  defaults: T,
-  raw: RawConfig | undefined,
-  unsupported?: U,
-): T & U {
+export function mergeConfig<
+  T extends Record<string, unknown>,
+  U extends Record<string, unknown> = Record<never, never>,
+>(schedulerName: string, defaults: T, raw: RawConfig | undefined, unsupported?: U): T & U {
   const all: Record<string, unknown> = { ...defaults, ...unsupported };
   const out: Record<string, unknown> = { ...all };
   if (raw === undefined || raw === null) return out as T & U;
