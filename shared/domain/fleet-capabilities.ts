@@ -71,3 +71,8 @@ export function unsupportedOnFleet(request: Readonly<Record<string, unknown>>): 
 export function describeUnsupported(found: readonly UnsupportedParam[]): string {
   return `The self-hosted fleet cannot honour: ${found.map((f) => `${f.param} (${f.reason})`).join("; ")}.`;
 }
+
+/** What the fleet refuses, in one sentence built from the tables above (the API's description of `provider`). */
+export const FLEET_REFUSALS_SUMMARY = `${Object.keys(ANY_VALUE).join(", ")} set at all; ${Object.keys(
+  SWITCHES,
+).join(", ")} "yes"; algorithm_type other than "none"; the schedulers ${FLEET_REFUSED_SCHEDULERS.join(", ")}`;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { unsupportedOnFleet } from "../../shared/domain/fleet-capabilities.ts";
+import { FLEET_REFUSALS_SUMMARY, unsupportedOnFleet } from "../../shared/domain/fleet-capabilities.ts";
 import { PROVIDER_REGISTRY, PROVIDER_UNSUPPORTED } from "../../shared/providers/registry.ts";
 
 const base = { model_id: "sd15", controlnet_model: "canny", controlnet_type: "canny" };
@@ -63,6 +63,29 @@ describe("unsupportedOnFleet", () => {
     for (const [id, module] of Object.entries(PROVIDER_REGISTRY)) {
       const declared = (module.capabilities as { unsupported?: unknown }).unsupported ?? null;
       expect(PROVIDER_UNSUPPORTED[id as keyof typeof PROVIDER_UNSUPPORTED], id).toBe(declared);
+    }
+  });
+
+  it("the API's summary (the description of `provider`) names every parameter it refuses", () => {
+    for (const param of [
+      "lora_model",
+      "lora_strength",
+      "vae",
+      "ip_adapter_id",
+      "ip_adapter_scale",
+      "ip_adapter_image",
+      "use_karras_sigmas",
+      "upscale",
+      "safety_checker",
+      "enhance_prompt",
+      "tomesd",
+      "algorithm_type",
+      "KarrasVeScheduler",
+      "ScoreSdeVeScheduler",
+      "IPNDMScheduler",
+      "DDIMInverseScheduler",
+    ]) {
+      expect(FLEET_REFUSALS_SUMMARY).toContain(param);
     }
   });
 });
