@@ -1,7 +1,8 @@
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { buildTinyModel, TINY_SCHEDULER_CONFIG } from "../../worker/src/models/tiny.ts";
 import { controlNetIo, ModelSet, textEncoderIo, unetIo } from "../../worker/src/pipeline/models.ts";
 import { ControlNetPipeline, type GenerateParams } from "../../worker/src/pipeline/pipeline.ts";
 import { SessionFactory } from "../../worker/src/pipeline/session.ts";
@@ -207,6 +208,26 @@ describe("pipeline", () => {
       kind: "resource",
       message: expect.stringContaining("model not installed"),
     });
+  });
+
+  it("a scheduler_config.json option the port does not implement is a bad input, not ignored", async () => {
+    const dir = buildTinyModel(mkdtempSync(join(tmpdir(), "tiny-model-")));
+    writeFileSync(
+      join(dir, "scheduler", "scheduler_config.json"),
+      JSON.stringify({ ...TINY_SCHEDULER_CONFIG, use_exponential_sigmas: true }),
+    );
+    const { pipeline: exotic } = pipelineFor(dir);
+    await expect(exotic.generate(base({ scheduler: "EulerDiscreteScheduler" }))).rejects.toMatchObject({
+      kind: "bad_input",
+      message: expect.stringContaining("EulerDiscreteScheduler"),
+    });
+    // the same key at diffusers' default is accepted
+    writeFileSync(
+      join(dir, "scheduler", "scheduler_config.json"),
+      JSON.stringify({ ...TINY_SCHEDULER_CONFIG, use_exponential_sigmas: false }),
+    );
+    const { pipeline: plain } = pipelineFor(dir);
+    expect((await plain.generate(base({ scheduler: "EulerDiscreteScheduler" }))).images).toHaveLength(1);
   });
 
   it("a missing base model is a resource error", () => {

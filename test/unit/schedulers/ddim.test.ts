@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { DDIMInverseScheduler, DDIMScheduler } from "../../../worker/src/schedulers/ddim.ts";
 import { dummyModel, dummyNoiseDeter, dummySampleDeter, meanAbs, sumAbs } from "./helpers.ts";
 
+/** get_scheduler_config() of diffusers' test_scheduler_ddim.py and test_scheduler_ddim_inverse.py (identical), unchanged. */
 const config = (extra: Record<string, unknown> = {}) => ({
   num_train_timesteps: 1000,
   beta_start: 0.0001,

@@ -8,6 +8,7 @@ import { DDPMScheduler } from "../../../worker/src/schedulers/ddpm.ts";
 import { LCMScheduler } from "../../../worker/src/schedulers/lcm.ts";
 import { dummyModel, dummySampleDeter, meanAbs, SHAPE, seededNormal, sumAbs } from "./helpers.ts";
 
+/** get_scheduler_config() of diffusers' test_scheduler_ddpm.py, unchanged. */
 const ddpmConfig = (extra: Record<string, unknown> = {}) => ({
   num_train_timesteps: 1000,
   beta_start: 0.0001,
@@ -75,6 +76,7 @@ describe("DDPMScheduler (diffusers test_scheduler_ddpm.py)", () => {
 });
 
 describe("LCMScheduler (diffusers test_scheduler_lcm.py)", () => {
+  /** get_scheduler_config() of diffusers' test_scheduler_lcm.py, unchanged. */
   const config = (extra: Record<string, unknown> = {}) => ({
     num_train_timesteps: 1000,
     beta_start: 0.00085,

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { IPNDMScheduler, PNDMScheduler } from "../../../worker/src/schedulers/pndm.ts";
 import { dummyModel, dummySampleDeter, meanAbs, sumAbs } from "./helpers.ts";
 
+/** get_scheduler_config() of diffusers' test_scheduler_pndm.py, unchanged. */
 const config = (extra: Record<string, unknown> = {}) => ({
   num_train_timesteps: 1000,
   beta_start: 0.0001,
@@ -76,8 +77,11 @@ describe("PNDMScheduler (diffusers test_scheduler_pndm.py)", () => {
 });
 
 describe("IPNDMScheduler (diffusers test_scheduler_ipndm.py)", () => {
+  /** get_scheduler_config() of diffusers' test_scheduler_ipndm.py, unchanged. */
+  const ipndmConfig = { num_train_timesteps: 1000 };
+
   it("test_full_loop_no_noise (two passes over the timesteps, step index reset between)", () => {
-    const s = new IPNDMScheduler({ num_train_timesteps: 1000 });
+    const s = new IPNDMScheduler(ipndmConfig);
     s.setTimesteps(10);
     let sample = dummySampleDeter();
     for (const t of s.timesteps) sample = s.step(dummyModel(sample, t), t, sample).prevSample;
@@ -87,7 +91,7 @@ describe("IPNDMScheduler (diffusers test_scheduler_ipndm.py)", () => {
   });
 
   it("timesteps are continuous in (0, 1]", () => {
-    const s = new IPNDMScheduler();
+    const s = new IPNDMScheduler(ipndmConfig);
     s.setTimesteps(10);
     expect(s.timesteps).toHaveLength(10);
     expect(s.timesteps[0]).toBeCloseTo(1, 5);

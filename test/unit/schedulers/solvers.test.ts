@@ -1,8 +1,7 @@
 /**
- * Ports of diffusers' tests/schedulers/test_scheduler_{dpm_multi,dpm_single,deis,unipc}.py full loops.
- * The stored test versions that carry these numbers predate `final_sigmas_type` (their final sigma was the
- * training sigma_min) and, for single-step, predate the `[1, 1]` ending of the order list; the configs below
- * add the options that select that behaviour in current diffusers (see worker/src/schedulers/README.md).
+ * Ports of diffusers' tests/schedulers/test_scheduler_{dpm_multi,dpm_single,deis,unipc}.py full loops, with
+ * each file's `get_scheduler_config()` unchanged (huggingface/diffusers 58eb52c0, 0.40.0.dev0) and its
+ * expected numbers: `dummyModel` / `dummySampleDeter` reproduce diffusers' SchedulerCommonTest fixtures.
  */
 import { describe, expect, it } from "vitest";
 import { DEISMultistepScheduler } from "../../../worker/src/schedulers/deis.ts";
@@ -34,14 +33,15 @@ function fullLoop(s: Scheduler, n = 10, from = 0, generator?: () => number): Flo
   return sample;
 }
 
-function withNoise(s: Scheduler): Float32Array {
+function withNoise(s: Scheduler, tStart = 8): Float32Array {
   s.setTimesteps(10);
-  const timesteps = s.timesteps.slice(8 * s.order);
+  const timesteps = s.timesteps.slice(tStart * s.order);
   let sample = s.addNoise(dummySampleDeter(), dummyNoiseDeter(), [timesteps[0] as number]);
   for (const t of timesteps) sample = s.step(dummyModel(sample, t), t, sample).prevSample;
   return sample;
 }
 
+/** test_scheduler_dpm_multi.py get_scheduler_config() */
 const dpmMulti = (extra: Record<string, unknown> = {}) =>
   new DPMSolverMultistepScheduler({
     ...base,
@@ -52,27 +52,26 @@ const dpmMulti = (extra: Record<string, unknown> = {}) =>
     algorithm_type: "dpmsolver++",
     solver_type: "midpoint",
     lower_order_final: false,
+    euler_at_final: false,
+    lambda_min_clipped: Number.NEGATIVE_INFINITY,
+    variance_type: null,
+    final_sigmas_type: "sigma_min",
     ...extra,
   });
 
 describe("DPMSolverMultistepScheduler (diffusers test_scheduler_dpm_multi.py)", () => {
   it.each([
-    ["test_full_loop_no_noise", { final_sigmas_type: "sigma_min" }, 0.3301],
+    ["test_full_loop_no_noise", {}, 0.3301],
     [
       "test_full_loop_no_noise_thres",
       {
-        final_sigmas_type: "sigma_min",
         thresholding: true,
         dynamic_thresholding_ratio: 0.87,
         sample_max_value: 0.5,
       },
       1.1364,
     ],
-    [
-      "test_full_loop_with_v_prediction",
-      { final_sigmas_type: "sigma_min", prediction_type: "v_prediction" },
-      0.2251,
-    ],
+    ["test_full_loop_with_v_prediction", { prediction_type: "v_prediction" }, 0.2251],
     [
       "test_full_loop_with_karras_and_v_prediction",
       { prediction_type: "v_prediction", use_karras_sigmas: true },
@@ -83,7 +82,7 @@ describe("DPMSolverMultistepScheduler (diffusers test_scheduler_dpm_multi.py)", 
   });
 
   it("test_switch: configs round-trip through single-step, UniPC and DEIS names", () => {
-    const cfg = { ...dpmMulti().config, final_sigmas_type: "sigma_min" };
+    const cfg = dpmMulti().config;
     for (const name of [
       "DPMSolverSinglestepScheduler",
       "UniPCMultistepScheduler",
@@ -107,7 +106,6 @@ describe("DPMSolverMultistepScheduler (diffusers test_scheduler_dpm_multi.py)", 
               solver_type,
               solver_order,
               prediction_type,
-              final_sigmas_type: "sigma_min",
             });
             const out = fullLoop(s, 10, 0, seededNormal(0));
             expect(out.some(Number.isNaN)).toBe(false);
@@ -126,7 +124,9 @@ describe("DPMSolverMultistepScheduler (diffusers test_scheduler_dpm_multi.py)", 
   });
 
   it("rejects what diffusers rejects", () => {
-    expect(() => dpmMulti({ algorithm_type: "dpmsolver" })).toThrow(/final_sigmas_type/);
+    expect(() => dpmMulti({ algorithm_type: "dpmsolver", final_sigmas_type: "zero" })).toThrow(
+      /final_sigmas_type/,
+    );
     expect(() => dpmMulti({ algorithm_type: "nope" })).toThrow(/algorithm_type/);
     expect(() => dpmMulti({ solver_type: "nope" })).toThrow(/solver_type/);
     expect(() => dpmMulti({ timestep_spacing: "nope" })).toThrow(/timestep_spacing/);
@@ -145,6 +145,7 @@ describe("DPMSolverMultistepScheduler (diffusers test_scheduler_dpm_multi.py)", 
 });
 
 describe("DPMSolverSinglestepScheduler (diffusers test_scheduler_dpm_single.py)", () => {
+  /** test_scheduler_dpm_single.py get_scheduler_config() (lower_order_final: diffusers' default, false) */
   const single = (extra: Record<string, unknown> = {}) =>
     new DPMSolverSinglestepScheduler({
       ...base,
@@ -156,13 +157,13 @@ describe("DPMSolverSinglestepScheduler (diffusers test_scheduler_dpm_single.py)"
       solver_type: "midpoint",
       lambda_min_clipped: Number.NEGATIVE_INFINITY,
       variance_type: null,
-      lower_order_final: false,
       final_sigmas_type: "sigma_min",
       ...extra,
     });
 
   it.each([
     ["test_full_loop_no_noise", {}, 0.2791],
+    ["test_full_loop_with_karras", { use_karras_sigmas: true }, 0.2248],
     ["test_full_loop_with_v_prediction", { prediction_type: "v_prediction" }, 0.1453],
     [
       "test_full_loop_with_karras_and_v_prediction",
@@ -177,10 +178,24 @@ describe("DPMSolverSinglestepScheduler (diffusers test_scheduler_dpm_single.py)"
     expect(Math.abs(meanAbs(fullLoop(single(), 50, 3)) - 0.2574)).toBeLessThan(1e-3);
   });
 
+  it("test_full_loop_with_noise (t_start 5)", () => {
+    const out = withNoise(single(), 5);
+    expect(Math.abs(sumAbs(out) - 269.2187)).toBeLessThan(1e-2);
+    expect(Math.abs(meanAbs(out) - 0.3505)).toBeLessThan(1e-3);
+  });
+
   it("order list follows diffusers' get_order_list", () => {
     const s = new DPMSolverSinglestepScheduler({ ...base, solver_order: 3 });
     expect(s.getOrderList(9)).toEqual([1, 2, 3, 1, 2, 3, 1, 2, 1]);
     expect(new DPMSolverSinglestepScheduler(base).getOrderList(10)).toEqual([1, 2, 1, 2, 1, 2, 1, 2, 1, 1]);
+    // lower_order_final defaults to false: with a sigma_min ending and an even step count no order is lowered
+    const evenSigmaMin = single();
+    evenSigmaMin.setTimesteps(10);
+    expect(evenSigmaMin.orderList).toEqual([1, 2, 1, 2, 1, 2, 1, 2, 1, 2]);
+    // an uneven count switches it on, as diffusers does
+    const uneven = single();
+    uneven.setTimesteps(9);
+    expect(uneven.orderList).toEqual([1, 2, 1, 2, 1, 2, 1, 2, 1]);
   });
 
   it("test_solver_order_and_type runs without NaN", () => {
@@ -205,6 +220,7 @@ describe("DPMSolverSinglestepScheduler (diffusers test_scheduler_dpm_single.py)"
 });
 
 describe("DEISMultistepScheduler (diffusers test_scheduler_deis.py)", () => {
+  /** test_scheduler_deis.py get_scheduler_config() */
   const deis = (extra: Record<string, unknown> = {}) =>
     new DEISMultistepScheduler({ ...base, solver_order: 2, ...extra });
   it.each([
@@ -230,6 +246,7 @@ describe("DEISMultistepScheduler (diffusers test_scheduler_deis.py)", () => {
 });
 
 describe("UniPCMultistepScheduler (diffusers test_scheduler_unipc.py)", () => {
+  /** test_scheduler_unipc.py get_scheduler_config() */
   const unipc = (extra: Record<string, unknown> = {}) =>
     new UniPCMultistepScheduler({
       ...base,

@@ -59,8 +59,17 @@ describe("KarrasVeScheduler", () => {
 });
 
 describe("ScoreSdeVeScheduler", () => {
+  /** tests/schedulers/test_scheduler_score_sde_ve.py get_scheduler_config() (diffusers 58eb52c0) */
+  const diffusersTestConfig = {
+    num_train_timesteps: 2000,
+    snr: 0.15,
+    sigma_min: 0.01,
+    sigma_max: 1348,
+    sampling_eps: 1e-5,
+  };
+
   it("continuous timesteps and geometric sigmas", () => {
-    const s = new ScoreSdeVeScheduler();
+    const s = new ScoreSdeVeScheduler(diffusersTestConfig);
     s.setTimesteps(10);
     expect(s.timesteps[0]).toBe(1);
     expect(s.timesteps[9]).toBeCloseTo(1e-5, 8);
@@ -71,7 +80,7 @@ describe("ScoreSdeVeScheduler", () => {
 
   it("predictor + corrector loop is reproducible with a seeded generator", () => {
     const run = (seed: number) => {
-      const s = new ScoreSdeVeScheduler();
+      const s = new ScoreSdeVeScheduler(diffusersTestConfig);
       s.setTimesteps(10);
       const g = seededNormal(seed);
       let sample: Float32Array = dummySampleDeter().map((v) => Math.fround(v * s.initNoiseSigma));
@@ -89,7 +98,7 @@ describe("ScoreSdeVeScheduler", () => {
   });
 
   it("add_noise scales the noise by the discrete sigma of the timestep", () => {
-    const s = new ScoreSdeVeScheduler();
+    const s = new ScoreSdeVeScheduler(diffusersTestConfig);
     s.setTimesteps(10);
     const x = new Float32Array(8);
     const noise = new Float32Array(8).fill(1);

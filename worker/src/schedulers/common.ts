@@ -49,23 +49,32 @@ export type RawConfig = Readonly<Record<string, unknown>>;
  * Merges a diffusers-style snake_case config over defaults. Keys the scheduler does not know (including
  * `_class_name` / `_diffusers_version` and keys of other schedulers) are ignored, as diffusers does.
  * A `null` value means "use the default" (diffusers' `None`), except for keys whose default is `null`.
+ *
+ * `unsupported` lists options diffusers' class accepts but this port does not implement, with diffusers'
+ * default: they appear in the merged config (so it has diffusers' full key set) and any other value is
+ * refused, since ignoring it would silently compute something other than what diffusers computes.
  */
-export function mergeConfig<T extends Record<string, unknown>>(
-  schedulerName: string,
-  defaults: T,
-  raw: RawConfig | undefined,
-): T {
-  const out: Record<string, unknown> = { ...defaults };
-  if (raw === undefined || raw === null) return out as T;
+export function mergeConfig<
+  T extends Record<string, unknown>,
+  U extends Record<string, unknown> = Record<never, never>,
+>(schedulerName: string, defaults: T, raw: RawConfig | undefined, unsupported?: U): T & U {
+  const all: Record<string, unknown> = { ...defaults, ...unsupported };
+  const out: Record<string, unknown> = { ...all };
+  if (raw === undefined || raw === null) return out as T & U;
   if (typeof raw !== "object" || Array.isArray(raw)) {
     throw new SchedulerConfigError(`${schedulerName}: config must be an object`);
   }
   for (const [key, value] of Object.entries(raw)) {
-    if (!(key in defaults) || value === undefined) continue;
-    const def = defaults[key];
+    if (!(key in all) || value === undefined) continue;
+    const def = all[key];
     if (value === null) {
       out[key] = def;
       continue;
+    }
+    if (unsupported !== undefined && Object.hasOwn(unsupported, key) && value !== def) {
+      throw new SchedulerConfigError(
+        `${schedulerName}: config key "${key}" = ${JSON.stringify(value)} is not supported by this port (only diffusers' default ${JSON.stringify(def)})`,
+      );
     }
     if (def !== null && def !== undefined && !Array.isArray(def) && typeof def !== typeof value) {
       // allow ints given for floats and vice versa (both numbers in JS); everything else is a type error
@@ -75,8 +84,22 @@ export function mergeConfig<T extends Record<string, unknown>>(
     }
     out[key] = value;
   }
-  return out as T;
+  return out as T & U;
 }
+
+/** diffusers' alternative sigma schedules (need scipy for beta); this port implements only Karras'. */
+export const UNSUPPORTED_SIGMA_SCHEDULES = {
+  use_exponential_sigmas: false,
+  use_beta_sigmas: false,
+} as const;
+
+/** diffusers' flow-matching options of the DPM-Solver family (for flow models, not SD's VP UNet). */
+export const UNSUPPORTED_FLOW_OPTIONS = {
+  use_flow_sigmas: false,
+  flow_shift: 1.0,
+  use_dynamic_shifting: false,
+  time_shift_type: "exponential",
+} as const;
 
 export function oneOf<T extends string>(
   schedulerName: string,

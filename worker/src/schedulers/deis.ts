@@ -18,6 +18,8 @@ import {
   scaled,
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
+  UNSUPPORTED_FLOW_OPTIONS,
+  UNSUPPORTED_SIGMA_SCHEDULES,
 } from "./common.ts";
 import { alphaSigma, dataPrediction, SolverBase, solverSchedule } from "./solver-common.ts";
 
@@ -51,7 +53,10 @@ export class DEISMultistepScheduler extends SolverBase {
 
   constructor(raw?: RawConfig) {
     super();
-    this.config = mergeConfig(this.name, DEIS_DEFAULTS, raw);
+    this.config = mergeConfig(this.name, DEIS_DEFAULTS, raw, {
+      ...UNSUPPORTED_SIGMA_SCHEDULES,
+      ...UNSUPPORTED_FLOW_OPTIONS,
+    });
     const c = this.config;
     this.alphaSchedule = makeAlphaSchedule(this.name, c);
     this.predictionType = oneOf(this.name, "prediction_type", c.prediction_type, PREDICTION_TYPES);

@@ -18,6 +18,8 @@ import {
   sub,
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
+  UNSUPPORTED_FLOW_OPTIONS,
+  UNSUPPORTED_SIGMA_SCHEDULES,
 } from "./common.ts";
 import { alphaSigma, dataPrediction, noisePrediction, SolverBase, solverSchedule } from "./solver-common.ts";
 
@@ -97,7 +99,11 @@ export class DPMSolverMultistepScheduler extends SolverBase {
 
   constructor(raw?: RawConfig) {
     super();
-    this.config = mergeConfig(this.name, DPM_MULTISTEP_DEFAULTS, raw);
+    this.config = mergeConfig(this.name, DPM_MULTISTEP_DEFAULTS, raw, {
+      ...UNSUPPORTED_SIGMA_SCHEDULES,
+      use_lu_lambdas: false,
+      ...UNSUPPORTED_FLOW_OPTIONS,
+    });
     const c = this.config;
     this.alphaSchedule = makeAlphaSchedule(this.name, c, { zeroSnrTerminal: true });
     this.predictionType = oneOf(this.name, "prediction_type", c.prediction_type, PREDICTION_TYPES);

@@ -17,6 +17,8 @@ import {
   type StepOptions,
   type StepResult,
   sub,
+  UNSUPPORTED_FLOW_OPTIONS,
+  UNSUPPORTED_SIGMA_SCHEDULES,
 } from "./common.ts";
 import { type DpmAlgorithm, resolveAlgorithm, resolveSolverType } from "./dpm-multistep.ts";
 import { alphaSigma, dataPrediction, noisePrediction, SolverBase, solverSchedule } from "./solver-common.ts";
@@ -34,7 +36,7 @@ export const DPM_SINGLESTEP_DEFAULTS = {
   sample_max_value: 1.0,
   algorithm_type: "dpmsolver++",
   solver_type: "midpoint",
-  lower_order_final: true,
+  lower_order_final: false,
   use_karras_sigmas: false,
   final_sigmas_type: "zero",
   lambda_min_clipped: Number.NEGATIVE_INFINITY,
@@ -56,7 +58,10 @@ export class DPMSolverSinglestepScheduler extends SolverBase {
 
   constructor(raw?: RawConfig) {
     super();
-    this.config = mergeConfig(this.name, DPM_SINGLESTEP_DEFAULTS, raw);
+    this.config = mergeConfig(this.name, DPM_SINGLESTEP_DEFAULTS, raw, {
+      ...UNSUPPORTED_SIGMA_SCHEDULES,
+      ...UNSUPPORTED_FLOW_OPTIONS,
+    });
     const c = this.config;
     this.alphaSchedule = makeAlphaSchedule(this.name, c);
     this.predictionType = oneOf(this.name, "prediction_type", c.prediction_type, PREDICTION_TYPES);

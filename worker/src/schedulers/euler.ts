@@ -18,6 +18,7 @@ import {
   type StepResult,
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
+  UNSUPPORTED_SIGMA_SCHEDULES,
 } from "./common.ts";
 import { KSchedulerBase, kEulerUpdate, kInitNoiseSigma, kSchedule } from "./k-sigmas.ts";
 
@@ -57,7 +58,7 @@ export class EulerDiscreteScheduler extends KSchedulerBase {
 
   constructor(raw?: RawConfig) {
     super();
-    this.config = mergeConfig(this.name, EULER_DEFAULTS, raw);
+    this.config = mergeConfig(this.name, EULER_DEFAULTS, raw, UNSUPPORTED_SIGMA_SCHEDULES);
     this.alphaSchedule = makeAlphaSchedule(this.name, this.config, { zeroSnrTerminal: true });
     this.predictionType = oneOf(this.name, "prediction_type", this.config.prediction_type, PREDICTION_TYPES);
     this.spacing = oneOf(this.name, "timestep_spacing", this.config.timestep_spacing, TIMESTEP_SPACINGS);

@@ -14,6 +14,7 @@ import {
   type StepResult,
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
+  UNSUPPORTED_SIGMA_SCHEDULES,
 } from "./common.ts";
 import { KSchedulerBase, kInitNoiseSigma, kPredictX0, kSchedule } from "./k-sigmas.ts";
 
@@ -52,7 +53,7 @@ export class HeunDiscreteScheduler extends KSchedulerBase {
 
   constructor(raw?: RawConfig) {
     super();
-    this.config = mergeConfig(this.name, HEUN_DEFAULTS, raw);
+    this.config = mergeConfig(this.name, HEUN_DEFAULTS, raw, UNSUPPORTED_SIGMA_SCHEDULES);
     this.order = 2;
     this.alphaSchedule = makeAlphaSchedule(this.name, this.config);
     this.predictionType = oneOf(this.name, "prediction_type", this.config.prediction_type, PREDICTION_TYPES);

@@ -19,6 +19,7 @@ import {
   sigmaToT,
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
+  UNSUPPORTED_SIGMA_SCHEDULES,
 } from "./common.ts";
 import { interleave } from "./heun.ts";
 import { KSchedulerBase, kEulerUpdate, kInitNoiseSigma, kScale, kSchedule } from "./k-sigmas.ts";
@@ -87,7 +88,7 @@ export class KDPM2DiscreteScheduler extends KDPM2Base {
   readonly config: typeof KDPM2_DEFAULTS;
 
   constructor(raw?: RawConfig) {
-    const cfg = mergeConfig("KDPM2DiscreteScheduler", KDPM2_DEFAULTS, raw);
+    const cfg = mergeConfig("KDPM2DiscreteScheduler", KDPM2_DEFAULTS, raw, UNSUPPORTED_SIGMA_SCHEDULES);
     super("KDPM2DiscreteScheduler", raw, cfg);
     this.config = cfg;
     this.setSchedule(cfg.num_train_timesteps);
@@ -162,7 +163,12 @@ export class KDPM2AncestralDiscreteScheduler extends KDPM2Base {
   sigmasDown: number[] = [];
 
   constructor(raw?: RawConfig) {
-    const cfg = mergeConfig("KDPM2AncestralDiscreteScheduler", KDPM2_DEFAULTS, raw);
+    const cfg = mergeConfig(
+      "KDPM2AncestralDiscreteScheduler",
+      KDPM2_DEFAULTS,
+      raw,
+      UNSUPPORTED_SIGMA_SCHEDULES,
+    );
     super("KDPM2AncestralDiscreteScheduler", raw, cfg);
     this.config = cfg;
     this.setSchedule(cfg.num_train_timesteps);

@@ -14,6 +14,7 @@ import {
   type StepResult,
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
+  UNSUPPORTED_SIGMA_SCHEDULES,
 } from "./common.ts";
 import { KSchedulerBase, kInitNoiseSigma, kPredictX0, kSchedule } from "./k-sigmas.ts";
 
@@ -44,7 +45,7 @@ export class LMSDiscreteScheduler extends KSchedulerBase {
 
   constructor(raw?: RawConfig) {
     super();
-    this.config = mergeConfig(this.name, LMS_DEFAULTS, raw);
+    this.config = mergeConfig(this.name, LMS_DEFAULTS, raw, UNSUPPORTED_SIGMA_SCHEDULES);
     this.alphaSchedule = makeAlphaSchedule(this.name, this.config);
     this.predictionType = oneOf(this.name, "prediction_type", this.config.prediction_type, PREDICTION_TYPES);
     this.spacing = oneOf(this.name, "timestep_spacing", this.config.timestep_spacing, TIMESTEP_SPACINGS);

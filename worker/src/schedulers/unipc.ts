@@ -20,6 +20,8 @@ import {
   subScaled,
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
+  UNSUPPORTED_FLOW_OPTIONS,
+  UNSUPPORTED_SIGMA_SCHEDULES,
 } from "./common.ts";
 import { alphaSigma, dataPrediction, noisePrediction, SolverBase, solverSchedule } from "./solver-common.ts";
 
@@ -60,7 +62,14 @@ export class UniPCMultistepScheduler extends SolverBase {
 
   constructor(raw?: RawConfig) {
     super();
-    this.config = mergeConfig(this.name, UNIPC_DEFAULTS, raw);
+    this.config = mergeConfig(this.name, UNIPC_DEFAULTS, raw, {
+      solver_p: null,
+      ...UNSUPPORTED_SIGMA_SCHEDULES,
+      ...UNSUPPORTED_FLOW_OPTIONS,
+      sigma_min: null,
+      sigma_max: null,
+      shift_terminal: null,
+    });
     const c = this.config;
     this.alphaSchedule = makeAlphaSchedule(this.name, c, { zeroSnrTerminal: true });
     this.predictionType = oneOf(this.name, "prediction_type", c.prediction_type, PREDICTION_TYPES);
