@@ -14,6 +14,7 @@ import type {
   Queue,
   WebhookSettingsStore,
 } from "../ports/index.ts";
+import { PROVIDER_UNSUPPORTED } from "../providers/registry.ts";
 import { createApiKeyBodySchema, uploadBodySchema, webhookSettingsBodySchema } from "../schemas/api.ts";
 import type { DispatchMessage, NotifyMessage } from "../schemas/messages.ts";
 import { apiKeyPrefix, newApiKey, newWebhookSecret } from "../usecases/authenticate.ts";
@@ -117,6 +118,7 @@ export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Pro
           stage: (tenant, jobId, request) => stageInputs(deps.inputs, tenant, jobId, request),
           discard: (tenant, jobId, request) => discardStagedInputs(deps.inputs, tenant, jobId, request),
           checkWebhook: (url) => checkOutboundUrl(url, deps.inputs),
+          unsupported: (provider, request) => PROVIDER_UNSUPPORTED[provider]?.(request) ?? [],
         },
         { tenantId: tenantId(), body, idempotencyKey: header(event, "idempotency-key") },
       );

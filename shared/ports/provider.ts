@@ -4,6 +4,7 @@
  * (shared/providers/) normalise their provider's own answers into these shapes; use cases only ever
  * branch on `kind` and on the provider's declared capabilities, never on which provider it is.
  */
+import type { UnsupportedParam } from "../domain/fleet-capabilities.ts";
 import type { JobError } from "../domain/job.ts";
 import type { ProviderHandle, ProviderId } from "../domain/providers.ts";
 import type { CapacityGate, CircuitBreaker } from "./index.ts";
@@ -78,6 +79,11 @@ export interface ProviderCapabilities {
    * of our own). Otherwise only a callback or the deadline settles it.
    */
   resubmit: boolean;
+  /**
+   * The request parameters it cannot honour (none when absent): a job pinned to it that sets one is
+   * refused at submit, and an `auto` job that sets one is never routed to it.
+   */
+  unsupported?: (request: Readonly<Record<string, unknown>>) => UnsupportedParam[];
 }
 
 /** Turns a callback body into (the track id it names, the normalised result). Never throws. */

@@ -24,7 +24,7 @@ export interface ProviderContext {
 /**
  * One provider, as the registry knows it: everything the orchestrator needs to use it, in one place.
  * Adding a provider is one module (this shape), its registry rows (`PROVIDER_REGISTRY`,
- * `PROVIDER_SETTINGS`) and its id in PROVIDER_IDS.
+ * `PROVIDER_SETTINGS`, `PROVIDER_UNSUPPORTED`) and its id in PROVIDER_IDS.
  */
 export interface ProviderModule<S extends z.ZodMiniObject = z.ZodMiniObject> {
   id: ProviderId;

@@ -6,6 +6,7 @@
  * billed twice). Its capacity is the fleet's: the jobs it holds at full scale.
  */
 import * as z from "zod/mini";
+import { unsupportedOnFleet } from "../domain/fleet-capabilities.ts";
 import type { Queue } from "../ports/index.ts";
 import type { Provider, ProviderResult, ProviderSubmission } from "../ports/provider.ts";
 import { int } from "../schemas/config-fields.ts";
@@ -23,7 +24,12 @@ export const selfHostedSettings = z.object({
   SELF_HOSTED_MAX_JOBS: int(1, 10_000, 8),
 });
 
-const capabilities = { fetch: false, callback: false, resubmit: true } as const;
+const capabilities = {
+  fetch: false,
+  callback: false,
+  resubmit: true,
+  unsupported: unsupportedOnFleet,
+} as const;
 
 /** Hands one attempt to the fleet through its queue. */
 export class SelfHostedProvider implements Provider {

@@ -1,6 +1,7 @@
 import * as z from "zod/mini";
 import { ERROR_CODES } from "../domain/errors.ts";
 import { NOTIFICATION_TYPES } from "../domain/events.ts";
+import { FLEET_REFUSALS_SUMMARY } from "../domain/fleet-capabilities.ts";
 import { JOB_STATUSES, PROVIDER_CHOICES } from "../domain/job.ts";
 import { PROVIDER_IDS } from "../domain/providers.ts";
 import {
@@ -83,7 +84,7 @@ export const orchestratorFields = {
     ._default(z.enum(PROVIDER_CHOICES), "auto")
     .check(
       z.describe(
-        `Where the job runs: auto (default: the primary provider, the fallback when it cannot take the job in time) or only on one provider: ${PROVIDER_IDS.join(", ")}.`,
+        `Where the job runs: auto (default: the primary provider, the fallback when it cannot take the job in time) or only on one provider: ${PROVIDER_IDS.join(", ")}. self-hosted refuses what its fleet cannot honour (400 VALIDATION_FAILED naming each): ${FLEET_REFUSALS_SUMMARY}. An auto job setting one of these never goes to the fallback.`,
       ),
     ),
   metadata: z.optional(metadataSchema),

@@ -4,7 +4,7 @@ import type { JobStore } from "../ports/index.ts";
 import type { ProviderBinding, ProviderResult } from "../ports/provider.ts";
 import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
 import type { DispatchDeps, DispatchOutcome } from "./dispatch-job.ts";
-import { routeToFallback } from "./fallback-routing.ts";
+import { honoursRequest, routeToFallback } from "./fallback-routing.ts";
 import {
   backoffSeconds,
   closeCurrentAttempt,
@@ -130,7 +130,9 @@ export async function endAttemptAfterRejection(
     fallback !== null &&
     attempt?.provider === providers.auto.primary &&
     fallback !== attempt.provider &&
-    providers.get(fallback)
+    providers.get(fallback) &&
+    // A fallback that cannot honour every parameter is no fallback for this job.
+    honoursRequest(providers.get(fallback), job)
   ) {
     const routed = await routeToFallback(
       deps,

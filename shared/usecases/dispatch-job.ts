@@ -3,7 +3,7 @@ import type { Job, JobError } from "../domain/job.ts";
 import type { Clock, JobStore, Queue } from "../ports/index.ts";
 import type { ProviderBinding, Providers } from "../ports/provider.ts";
 import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
-import { releaseUnlessHeld, routeToFallback } from "./fallback-routing.ts";
+import { honoursRequest, releaseUnlessHeld, routeToFallback } from "./fallback-routing.ts";
 import { backoffSeconds } from "./provider-attempts.ts";
 import { startAttempt } from "./start-attempt.ts";
 
@@ -78,8 +78,13 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
   const target = job.provider === "auto" ? providers.auto.primary : job.provider;
   const binding = providers.get(target);
   const fallbackId = job.provider === "auto" ? providers.auto.fallback : null;
-  // A pinned job never falls back; nor does an `auto` job whose fallback this deployment lacks.
-  const canFallBack = fallbackId !== null && fallbackId !== target && providers.get(fallbackId) !== undefined;
+  // A pinned job never falls back; nor does an `auto` job whose fallback this deployment lacks, or
+  // cannot honour every parameter of: that one waits for its primary as a pinned job does.
+  const canFallBack =
+    fallbackId !== null &&
+    fallbackId !== target &&
+    providers.get(fallbackId) !== undefined &&
+    honoursRequest(providers.get(fallbackId), job);
   const toFallback = async (reason: string): Promise<DispatchOutcome> => {
     const routed = await routeToFallback(deps, job, reason);
     if (routed !== "full") return routed;

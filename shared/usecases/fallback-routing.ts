@@ -4,11 +4,20 @@ import type { AttemptDeps } from "./attempt-outcomes.ts";
 import { startAttempt } from "./start-attempt.ts";
 
 /**
+ * Whether `binding`'s provider can honour every parameter the job sets (its `capabilities.unsupported`
+ * finds none): an `auto` job goes to the fallback only then, else it waits for its primary.
+ */
+export function honoursRequest(binding: ProviderBinding | undefined, job: Job): boolean {
+  return (binding?.provider.capabilities.unsupported?.(job.request) ?? []).length === 0;
+}
+
+/**
  * Moves an `auto` job to the fallback provider (the job keeps its id and gains an attempt there): from
  * `queued` (dispatch: the primary's breaker is open, or its capacity would come too late) or from
  * `processing` (its primary attempt gave up; that attempt is closed as failed with `reason`, and its
  * slot is the caller's to release). The fallback's capacity slot is taken first: "full" when it has
- * none, and nothing changed. The caller has checked that this deployment has a fallback.
+ * none, and nothing changed. The caller has checked that this deployment has a fallback, and that it
+ * honours the job (`honoursRequest`).
  */
 export async function routeToFallback(
   deps: AttemptDeps,
@@ -18,6 +27,7 @@ export async function routeToFallback(
   const id = deps.providers.auto.fallback;
   const binding = id === null ? undefined : deps.providers.get(id);
   if (!binding) throw new Error("routing to the fallback of a deployment without one");
+  if (!honoursRequest(binding, job)) throw new Error("routing to a fallback that cannot honour the job");
   if (!(await binding.gate.tryAcquire(job.id, deps.clock.now()))) return "full";
   let outcome: Awaited<ReturnType<typeof startAttempt>>;
   try {

@@ -1,7 +1,9 @@
 import { ConflictError, UnavailableError, ValidationError } from "../domain/errors.ts";
+import type { UnsupportedParam } from "../domain/fleet-capabilities.ts";
 import { canonicalJson, sha256Hex } from "../domain/hash.ts";
 import { newJobId } from "../domain/ids.ts";
 import type { Job } from "../domain/job.ts";
+import type { ProviderId } from "../domain/providers.ts";
 import { parseOrThrow } from "../domain/validation.ts";
 import type { Clock, JobStore, Queue } from "../ports/index.ts";
 import { idempotencyKeySchema, ORCHESTRATOR_FIELD_NAMES, submitJobBodySchema } from "../schemas/api.ts";
@@ -23,6 +25,8 @@ export interface SubmitJobDeps {
   discard?: (tenantId: string, jobId: string, request: ControlNetRequest) => Promise<void>;
   /** Checks and stores the request's images (base64 → object storage); nothing is written if it throws. */
   stage?: (tenantId: string, jobId: string, request: ControlNetRequest) => Promise<ControlNetRequest>;
+  /** The parameters of `request` that `provider` cannot honour (none when not given). */
+  unsupported?: (provider: ProviderId, request: Readonly<Record<string, unknown>>) => UnsupportedParam[];
   /** Checks `webhook` against the address rules deliveries follow: what is wrong, or null. */
   checkWebhook?: (url: string) => Promise<string | null>;
 }
@@ -55,6 +59,15 @@ export async function submitJob(deps: SubmitJobDeps, input: SubmitJobInput): Pro
           "The Idempotency-Key header",
           "INVALID_IDEMPOTENCY_KEY",
         );
+
+  // A job pinned to a provider that cannot honour a parameter would succeed without it: refuse it now.
+  const unsupported = body.provider === "auto" ? [] : (deps.unsupported?.(body.provider, body) ?? []);
+  if (unsupported.length > 0) {
+    throw new ValidationError(
+      `The ${body.provider} provider cannot honour: ${unsupported.map((u) => u.param).join(", ")}.`,
+      unsupported.map((u) => ({ path: u.param, message: u.reason })),
+    );
+  }
 
   // Deliveries refuse such a URL anyway; refusing it now tells the client while it is listening.
   const webhookProblem = body.webhook === undefined ? null : await deps.checkWebhook?.(body.webhook);

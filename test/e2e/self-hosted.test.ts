@@ -111,4 +111,31 @@ describe("the self-hosted route", () => {
       simulator.setOptions({ errorRate5xx: 0 });
     }
   }, 35_000);
+
+  it("refuses a self-hosted job asking what the fleet cannot do: 400 naming each parameter", async () => {
+    const response = await client.request("POST", "/v1/jobs", {
+      body: validJobRequest({
+        control_image: images.url,
+        provider: "self-hosted",
+        upscale: "yes",
+        safety_checker: "yes",
+        scheduler: "KarrasVeScheduler",
+      }),
+    });
+    expect(response.status).toBe(400);
+    expect(response.body.error.code).toBe("VALIDATION_FAILED");
+    expect(response.body.error.details.map((d: { path: string }) => d.path).sort()).toEqual([
+      "safety_checker",
+      "scheduler",
+      "upscale",
+    ]);
+  });
+
+  it("keeps an `auto` job asking what the fleet cannot do on the provider while its breaker is open", async () => {
+    // The previous test left the breaker open (cool-down 600 s): a plain auto job would go to the worker.
+    const id = await submit({ provider: "auto", upscale: "yes" });
+    const job = await waitTerminal(id);
+    expect(job.status).toBe("succeeded");
+    expect((job.attempts as any[]).map((a) => a.route)).toEqual(["modelslab"]);
+  }, 35_000);
 });

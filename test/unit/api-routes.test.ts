@@ -432,3 +432,50 @@ describe("API keys over the API", () => {
     expect(errorCode(refused)).toBe("LAST_API_KEY");
   });
 });
+
+describe("POST /v1/jobs: what the pinned provider cannot honour", () => {
+  const submit = (extra: Record<string, unknown>) =>
+    call({
+      method: "POST",
+      path: "/v1/jobs",
+      body: {
+        model_id: "sd15",
+        controlnet_model: "canny",
+        controlnet_type: "canny",
+        control_image: `upload:${UPLOAD_ID}`,
+        ...extra,
+      },
+    });
+  const queuedJobs = () => [...jobs.jobs.values()].filter((stored) => stored.id !== job.id);
+
+  it("refuses a self-hosted job with 400 VALIDATION_FAILED naming each parameter; writes nothing", async () => {
+    const response = await submit({
+      provider: "self-hosted",
+      scheduler: "KarrasVeScheduler",
+      lora_model: "contrast-fix",
+      upscale: "yes",
+      safety_checker: "yes",
+    });
+    expect(response.statusCode).toBe(400);
+    const error = JSON.parse(response.body as string).error;
+    expect(error.code).toBe("VALIDATION_FAILED");
+    expect(error.details.map((d: { path: string }) => d.path)).toEqual([
+      "scheduler",
+      "upscale",
+      "safety_checker",
+      "lora_model",
+    ]);
+    expect(queuedJobs()).toEqual([]);
+  });
+
+  it("accepts the same parameters at their neutral values on self-hosted, and as they are on auto and modelslab", async () => {
+    expect(
+      (await submit({ provider: "self-hosted", upscale: "no", safety_checker: "no", tomesd: "no" }))
+        .statusCode,
+    ).toBe(202);
+    for (const provider of ["auto", "modelslab"]) {
+      expect((await submit({ provider, lora_model: "contrast-fix", upscale: "yes" })).statusCode).toBe(202);
+    }
+    expect(queuedJobs()).toHaveLength(3);
+  });
+});

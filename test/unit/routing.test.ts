@@ -256,6 +256,58 @@ describe("routing to the self-hosted fallback", () => {
     expect(await gate.holders()).toEqual({});
   });
 
+  describe("an auto job setting a parameter the fleet cannot honour never goes to the fleet", () => {
+    const storeUnsupported = (overrides: Partial<Job> = {}) =>
+      store({
+        provider: "auto",
+        request: { ...buildJob(clock).request, lora_model: "contrast-fix", upscale: "yes" } as Job["request"],
+        ...overrides,
+      });
+
+    it("breaker open: it goes to the provider, as a modelslab job does", async () => {
+      breaker.open(clock.now());
+      const job = await storeUnsupported();
+      provider.scriptSubmit(accepted);
+      expect(await dispatchJob(deps, { jobId: job.id })).toBe("accepted");
+      expect(stored(job.id).attempts).toEqual([expect.objectContaining({ provider: "modelslab" })]);
+      expect(fallbackQueue.sent).toHaveLength(0);
+      expect(await fleetGate.holders()).toEqual({});
+    });
+
+    it("breaker open, neutral values (upscale no, safety_checker no): it still goes to the fleet", async () => {
+      breaker.open(clock.now());
+      const job = await store({
+        provider: "auto",
+        request: { ...buildJob(clock).request, upscale: "no", safety_checker: "no" } as Job["request"],
+      });
+      expect(await dispatchJob(deps, { jobId: job.id })).toBe("fallback");
+      expect(fallbackQueue.sent.map((s) => s.message.jobId)).toEqual([job.id]);
+    });
+
+    it("no capacity before the deadline: it waits for the provider", async () => {
+      gate.limit = 0;
+      const job = await storeUnsupported({
+        deadlineAt: new Date(clock.now().getTime() + 120_500).toISOString(),
+      });
+      expect(await dispatchJob(deps, { jobId: job.id })).toBe("deferred");
+      expect(stored(job.id)).toMatchObject({ status: "queued", attempts: [] });
+      expect(fallbackQueue.sent).toHaveLength(0);
+    });
+
+    it("retryable failures exhausted: it fails as a modelslab job does", async () => {
+      breaker.settings.failureThreshold = 100;
+      const job = await storeUnsupported();
+      for (let round = 0; round < 3; round++) {
+        provider.scriptSubmit(unavailable);
+        await dispatchJob(deps, { jobId: job.id });
+      }
+      expect(stored(job.id)).toMatchObject({ status: "failed", error: { code: "PROVIDER_UNAVAILABLE" } });
+      expect(stored(job.id).attempts.map((a) => a.provider)).toEqual(["modelslab", "modelslab", "modelslab"]);
+      expect(fallbackQueue.sent).toHaveLength(0);
+      expect(await fleetGate.holders()).toEqual({});
+    });
+  });
+
   it("finalize: a worker result completes the self-hosted attempt; a stale provider result for it is ignored, and vice versa", async () => {
     const job = await store({ provider: "self-hosted" });
     await dispatchJob(deps, { jobId: job.id });

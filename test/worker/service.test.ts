@@ -299,7 +299,15 @@ describe("worker input images under the Lambdas' address policy", () => {
       ["job-rebind", { control_image: "https://rebind.test/control.png" }],
       ["job-http", { control_image: `http://127.0.0.1:${port}/control.png` }],
       ["job-init", { init_image: "https://[::ffff:7f00:1]/control.png", control_image: aws.control }],
-      ["job-mask", { init_image: aws.control, mask_image: "https://192.168.1.1/mask.png" }],
+      // The mask counts (and is fetched) only with the inpaint ControlNet.
+      [
+        "job-mask",
+        {
+          controlnet_model: "canny,inpaint",
+          init_image: aws.control,
+          mask_image: "https://192.168.1.1/mask.png",
+        },
+      ],
     ]);
     expect(results.get("job-loopback")).toMatchObject(refused("control_image", "URL_NOT_ALLOWED"));
     expect(results.get("job-loopback-443")).toMatchObject(refused("control_image", "ADDRESS_NOT_ALLOWED"));

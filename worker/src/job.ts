@@ -3,6 +3,7 @@
  */
 import { randomInt } from "node:crypto";
 import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { describeUnsupported, unsupportedOnFleet } from "../../shared/domain/fleet-capabilities.ts";
 import { splitList } from "../../shared/schemas/controlnet.ts";
 import { annotate } from "./annotators/index.ts";
 import { badInput } from "./errors.ts";
@@ -24,6 +25,7 @@ import type {
   GenerateResult,
 } from "./pipeline/pipeline.ts";
 import type { SessionFactory } from "./pipeline/session.ts";
+import { NOT_FOR_GENERATION } from "./schedulers/index.ts";
 
 export const DEFAULTS = {
   width: 512,
@@ -65,6 +67,13 @@ export async function buildParams(
   signal?: AbortSignal,
 ): Promise<GenerateParams> {
   const r = message.request;
+  // The API refuses these at submit and never routes such an `auto` job here; a message that carries
+  // one anyway fails naming it rather than "succeeding" without it.
+  const unsupported = unsupportedOnFleet(r);
+  if (unsupported.length > 0) throw badInput(describeUnsupported(unsupported));
+  const scheduler = r.scheduler ?? DEFAULTS.scheduler;
+  if ((NOT_FOR_GENERATION as readonly string[]).includes(scheduler))
+    throw badInput(`scheduler ${scheduler} cannot drive this worker's SD UNet`);
   const width = toMultipleOf8(r.width ?? DEFAULTS.width);
   const height = toMultipleOf8(r.height ?? DEFAULTS.height);
   const seed = r.seed ?? randomInt(0, 2 ** 32 - 1);
@@ -90,8 +99,9 @@ export async function buildParams(
       : r.control_image === undefined
         ? controlImage
         : await fetchRgb(r.init_image, "init_image");
+  // The provider inpaints only with the inpaint ControlNet and ignores a mask otherwise; so does the worker.
   const mask =
-    r.mask_image === undefined
+    r.mask_image === undefined || !models.includes("inpaint")
       ? null
       : await decodeMask(
           await readImageRef("mask_image", r.mask_image, deps.fetchImage, signal),
@@ -136,7 +146,7 @@ export async function buildParams(
     seed,
     // The API's clip_skip (1 = no skip) is diffusers' clip_skip + 1; pipeline/text.ts applies it exactly.
     clipSkip: r.clip_skip ?? 1,
-    scheduler: r.scheduler ?? DEFAULTS.scheduler,
+    scheduler,
     controls,
     guessMode: r.guess_mode === "yes",
     ...(img2img && initImage ? { init: { image: toPlanarSigned(initImage), strength } } : {}),

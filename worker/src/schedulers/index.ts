@@ -109,6 +109,12 @@ export const NOT_FOR_SD_UNET: readonly SchedulerName[] = [
   "IPNDMScheduler",
 ];
 
+/**
+ * Schedulers the worker refuses to generate with: those of NOT_FOR_SD_UNET, and DDIMInverseScheduler,
+ * which runs towards noise (inversion), so a generation with it "succeeds" with meaningless output.
+ */
+export const NOT_FOR_GENERATION: readonly SchedulerName[] = [...NOT_FOR_SD_UNET, "DDIMInverseScheduler"];
+
 export function isSchedulerName(name: string): name is SchedulerName {
   return Object.hasOwn(CONSTRUCTORS, name);
 }

@@ -1,0 +1,131 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { FLEET_REFUSED_SCHEDULERS } from "../../shared/domain/fleet-capabilities.ts";
+import { JobError } from "../../worker/src/errors.ts";
+import { buildParams } from "../../worker/src/job.ts";
+import type { WorkerJobMessage } from "../../worker/src/messages.ts";
+import type { SessionFactory } from "../../worker/src/pipeline/session.ts";
+import { NOT_FOR_GENERATION } from "../../worker/src/schedulers/index.ts";
+import { squarePng } from "./support.ts";
+
+let image: string;
+beforeAll(async () => {
+  image = await squarePng(64);
+});
+
+const deps = {
+  fetchImage: async (url: string) => {
+    throw new Error(`no network in tests: ${url}`);
+  },
+  annotatorDir: null,
+  // No annotator runs: auto_hint is never set here.
+  sessions: {} as SessionFactory,
+  maxSteps: null,
+};
+
+function message(request: Record<string, unknown>): WorkerJobMessage {
+  return {
+    jobId: "job-1",
+    tenantId: "tenant-a",
+    attempt: 1,
+    outputsPrefix: "tenant-a/job-1",
+    request: {
+      model_id: "sd15",
+      controlnet_model: "canny",
+      controlnet_type: "canny",
+      prompt: "a lighthouse",
+      control_image: image,
+      base64: "yes",
+      width: 64,
+      height: 64,
+      ...request,
+    } as WorkerJobMessage["request"],
+  };
+}
+
+async function refusal(request: Record<string, unknown>): Promise<JobError> {
+  const error = await buildParams(message(request), deps).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(JobError);
+  expect((error as JobError).kind).toBe("bad_input");
+  return error as JobError;
+}
+
+describe("worker: what the fleet cannot honour fails the job, naming it", () => {
+  it("the API's refused schedulers are the worker's own list of schedulers it cannot generate with", () => {
+    expect([...FLEET_REFUSED_SCHEDULERS].sort()).toEqual([...NOT_FOR_GENERATION].sort());
+  });
+
+  it.each(["KarrasVeScheduler", "ScoreSdeVeScheduler", "IPNDMScheduler", "DDIMInverseScheduler"])(
+    "refuses %s (non-retryable), naming it",
+    async (scheduler) => {
+      const error = await refusal({ scheduler });
+      expect(error.message).toContain(scheduler);
+    },
+  );
+
+  it("still builds with a scheduler that drives an SD UNet", async () => {
+    const params = await buildParams(message({ scheduler: "DDIMScheduler" }), deps);
+    expect(params.scheduler).toBe("DDIMScheduler");
+  });
+
+  it.each([
+    ["use_karras_sigmas", "yes"],
+    ["algorithm_type", "dpmsolver+++"],
+    ["lora_model", "contrast-fix"],
+    ["vae", "some-vae"],
+    ["ip_adapter_id", "ip-adapter_sd15"],
+    ["upscale", "yes"],
+    ["safety_checker", "yes"],
+    ["enhance_prompt", "yes"],
+    ["tomesd", "yes"],
+  ])("refuses %s=%s, naming it", async (param, value) => {
+    const error = await refusal({ [param]: value });
+    expect(error.message).toContain(param);
+  });
+
+  it("takes the neutral values (no, none) as not set", async () => {
+    const params = await buildParams(
+      message({
+        use_karras_sigmas: "no",
+        algorithm_type: "none",
+        upscale: "no",
+        safety_checker: "no",
+        enhance_prompt: "no",
+        tomesd: "no",
+      }),
+      deps,
+    );
+    expect(params.controls.map((c) => c.name)).toEqual(["canny"]);
+  });
+});
+
+describe("worker: mask_image", () => {
+  it("is ignored without the inpaint ControlNet, as the provider does (no inpainting at strength 1)", async () => {
+    const params = await buildParams(message({ init_image: image, mask_image: image }), deps);
+    expect(params.mask).toBeUndefined();
+    // img2img from init_image besides the control image, at the default strength.
+    expect(params.init?.strength).toBe(0.8);
+  });
+
+  it("is ignored without the inpaint ControlNet even when there is no init_image", async () => {
+    const params = await buildParams(message({ mask_image: image }), deps);
+    expect(params.mask).toBeUndefined();
+    expect(params.init).toBeUndefined();
+  });
+
+  it("is used with the inpaint ControlNet", async () => {
+    const params = await buildParams(
+      message({
+        controlnet_model: "canny,inpaint",
+        init_image: image,
+        mask_image: image,
+      }),
+      deps,
+    );
+    expect(params.mask).toBeDefined();
+    expect(params.init?.strength).toBe(1);
+    expect(params.controls.map((c) => c.name)).toEqual(["canny", "inpaint"]);
+  });
+});
