@@ -8,16 +8,13 @@ import {
 import { type ErrorDetail, ValidationError } from "../domain/errors.ts";
 import { normaliseHttpUrl } from "../domain/http-url.ts";
 import { NotAnImageError, sniffImage } from "../domain/image-sniff.ts";
-import { UPLOAD_REF } from "../domain/uploads.ts";
+import { IMAGE_FIELDS, S3_REF, UPLOAD_REF } from "../domain/uploads.ts";
 import type { ObjectStore } from "../ports/index.ts";
 import type { HostResolver } from "../ports/network.ts";
 import type { ControlNetRequest } from "../schemas/controlnet.ts";
 
-export const IMAGE_FIELDS = ["init_image", "control_image", "mask_image", "ip_adapter_image"] as const;
 type ImageField = (typeof IMAGE_FIELDS)[number];
 
-/** Our own stored inputs are referred to as s3://<inputs bucket>/<key> inside a job's request. */
-export const S3_REF = /^s3:\/\/([^/]+)\/(.+)$/;
 
 export interface StageInputsDeps {
   inputs: ObjectStore;
