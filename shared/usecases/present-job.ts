@@ -1,8 +1,8 @@
 import type { Job } from "../domain/job.ts";
+import { IMAGE_FIELDS, S3_REF } from "../domain/uploads.ts";
 import type { ObjectStore } from "../ports/index.ts";
 import type { JobResource } from "../schemas/api.ts";
 import type { ControlNetRequest } from "../schemas/controlnet.ts";
-import { IMAGE_FIELDS, S3_REF } from "../domain/uploads.ts";
 
 /**
  * The job as every API answer and every notification shows it. Stored outputs are shown as

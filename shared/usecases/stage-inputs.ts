@@ -15,7 +15,6 @@ import type { ControlNetRequest } from "../schemas/controlnet.ts";
 
 type ImageField = (typeof IMAGE_FIELDS)[number];
 
-
 export interface StageInputsDeps {
   inputs: ObjectStore;
   inputsBucket: string;
