@@ -15,7 +15,6 @@ import { systemClock } from "../shared/ports/index.ts";
 import { loadConfig, notifyConfig } from "../shared/schemas/config.ts";
 import { queues } from "../shared/schemas/messages.ts";
 import { handleNotifyMessage, type NotifyDeps } from "../shared/usecases/notify.ts";
-import { presignedPresenter } from "../shared/usecases/present-job.ts";
 
 /** The function as configured by `env`: its configuration, clients and handler (tests build several). */
 export function createHandler(env: Environment) {
@@ -38,7 +37,7 @@ export function createHandler(env: Environment) {
       timeoutMs: config.NOTIFY_TIMEOUT_SECONDS * 1000,
     }),
     clock: systemClock,
-    present: presignedPresenter(outputs, config.OUTPUT_URL_EXPIRY_SECONDS),
+    presignOutput: (key) => outputs.presignGet(key, config.OUTPUT_URL_EXPIRY_SECONDS),
     settings: notifySettings(config),
   };
 

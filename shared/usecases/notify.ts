@@ -1,7 +1,8 @@
 import { Webhook } from "standardwebhooks";
 import { StaleWriteError } from "../domain/errors.ts";
 import { lifecycleEvent, type NotificationType, notificationId } from "../domain/events.ts";
-import { isTerminal, type Job } from "../domain/job.ts";
+import { isTerminal } from "../domain/job.ts";
+import { S3_REF } from "../domain/uploads.ts";
 import type {
   Clock,
   EventPublisher,
@@ -13,7 +14,6 @@ import type {
   WebhookSender,
   WebhookSettingsStore,
 } from "../ports/index.ts";
-import type { JobResource } from "../schemas/api.ts";
 import type { NotificationExhaustedMessage, NotifyMessage } from "../schemas/messages.ts";
 import { presentJob } from "./present-job.ts";
 
@@ -38,10 +38,10 @@ export interface NotifyDeps {
   sender: WebhookSender;
   clock: Clock;
   /**
-   * The job as GET /v1/jobs/{id} shows it (presigned output URLs). Called at every try: presigned
-   * URLs expire long before the retries end, so each try carries URLs signed for it.
+   * A presigned GET URL of a stored output (by object key). Called at every try: presigned URLs
+   * expire long before the retries end, so each try carries URLs signed for it.
    */
-  present: (job: Job) => Promise<JobResource>;
+  presignOutput: (key: string) => Promise<string>;
   settings: NotifySettings;
   random?: () => number;
 }
@@ -231,19 +231,18 @@ async function deliver(
  */
 async function presentPayload(deps: NotifyDeps, record: NotificationRecord): Promise<string> {
   const payload = JSON.parse(record.payload) as { data?: { outputs?: { url: string }[] } };
-  const outputs = payload.data?.outputs;
-  if (!outputs || outputs.length === 0) return record.payload;
-  const job = await deps.jobs.get(record.jobId);
-  if (!job) return record.payload;
-  const shown = await deps.present(job);
-  // The job's outputs never change once stored: its recorded URL names the same object at each try.
-  const signed = new Map(
-    job.outputs.flatMap((output, index) => {
-      const url = shown.outputs[index]?.url;
-      return output.key && url ? [[output.url, url] as const] : [];
+  // The payload keeps each output as the job stored it (s3://<outputs bucket>/<key>): signing needs
+  // only the key, not the job read again.
+  const stored = (payload.data?.outputs ?? []).flatMap((output) => {
+    const key = S3_REF.exec(output.url)?.[2];
+    return key ? [{ output, key }] : [];
+  });
+  if (stored.length === 0) return record.payload;
+  await Promise.all(
+    stored.map(async ({ output, key }) => {
+      output.url = await deps.presignOutput(key);
     }),
   );
-  for (const output of outputs) output.url = signed.get(output.url) ?? output.url;
   return JSON.stringify(payload);
 }
 

@@ -5,7 +5,7 @@ import type { NotificationRecord } from "../../shared/ports/index.ts";
 import { type NotifyMessage, queues } from "../../shared/schemas/messages.ts";
 import { newWebhookSecret } from "../../shared/usecases/authenticate.ts";
 import { handleNotifyMessage, type NotifyDeps, replayNotification } from "../../shared/usecases/notify.ts";
-import { presentJob, presignedPresenter } from "../../shared/usecases/present-job.ts";
+import { presentJob } from "../../shared/usecases/present-job.ts";
 import {
   buildJob,
   FakeClock,
@@ -40,7 +40,8 @@ function setup(options: { now?: Date; schedule?: number[]; fallback?: number | n
     events,
     sender,
     clock,
-    present: async (job) => presentJob(job),
+    // Unsigned: a stored output is shown as the job records it.
+    presignOutput: async (key) => `s3://outputs/${key}`,
     publishTerminalEvents: true,
     settings: testNotifySettings({ retryScheduleSeconds: options.schedule ?? SCHEDULE, jitter: 0 }),
     random: () => 0.5,
@@ -63,7 +64,7 @@ function terminalJob(env: Env, overrides: Partial<Job> = {}): Job {
     dueAt: env.clock.now().getTime() + 60_000,
     outputs: [
       {
-        url: "https://outputs.example/out-0.png",
+        url: "s3://outputs/tenant-a/out-0.png",
         key: "tenant-a/out-0.png",
         content_type: "image/png",
         bytes: 1234,
@@ -634,13 +635,8 @@ describe("notify: output links are signed for each try", () => {
   /** A presigner that writes when it signed, so a test can tell whether a URL is still valid. */
   function signingEnv(options: { now?: Date; schedule?: number[]; fallback?: number | null } = {}) {
     const env = setup(options);
-    env.deps.present = presignedPresenter(
-      {
-        presignGet: async (key, expiresSeconds) =>
-          `https://outputs.example/${key}?signed=${env.clock.now().getTime()}&expires=${expiresSeconds}`,
-      },
-      EXPIRY_SECONDS,
-    );
+    env.deps.presignOutput = async (key) =>
+      `https://outputs.example/${key}?signed=${env.clock.now().getTime()}&expires=${EXPIRY_SECONDS}`;
     return env;
   }
 
