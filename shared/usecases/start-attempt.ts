@@ -41,10 +41,19 @@ export async function startAttempt(
   let started: Job;
   try {
     if (job.status === "queued") {
+      // The run bound counts from the first start: waiting for a slot is not part of it.
+      const deadlineAt =
+        job.attempts.length === 0 && job.runSeconds !== undefined
+          ? new Date(now.getTime() + job.runSeconds * 1000).toISOString()
+          : job.deadlineAt;
+      // A job that waited has its look at its wait bound: it is running now, so its first look is due.
+      const look = job.waiting ? firstLook : Math.max(job.dueAt ?? 0, firstLook);
       started = await deps.jobs.transition(job, "processing", {
         ...patch,
         attempts: [...job.attempts, attempt],
-        dueAt: beforeDeadline(job, Math.max(job.dueAt ?? 0, firstLook)),
+        dueAt: beforeDeadline({ deadlineAt }, look),
+        waiting: undefined,
+        ...(deadlineAt !== job.deadlineAt && { deadlineAt }),
       });
     } else {
       started = await deps.jobs.update(job, {
