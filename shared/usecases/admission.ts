@@ -53,7 +53,7 @@ export async function enqueueJob(
   deps: AdmissionDeps,
   job: Job,
   binding: ProviderBinding,
-): Promise<{ outcome: "waiting" | "ignored"; entry: WaitingEntry }> {
+): Promise<{ outcome: "waiting" | "ignored"; entry: WaitingEntry; gate: GateSnapshot | null }> {
   const now = deps.clock.now();
   const entry = await binding.waiting.enqueue(
     { jobId: job.id, ...laneOf(job), priority: job.priority ?? "normal", enqueuedAt: now.getTime() },
@@ -67,10 +67,11 @@ export async function enqueueJob(
   } catch (error) {
     if (!(error instanceof StaleWriteError)) throw error;
     await binding.waiting.remove(entry);
-    return { outcome: "ignored", entry };
+    return { outcome: "ignored", entry, gate: null };
   }
-  await admit(deps, binding);
-  return { outcome: "waiting", entry };
+  const gate = await binding.gate.snapshot();
+  await admitFrom(deps, binding, gate);
+  return { outcome: "waiting", entry, gate };
 }
 
 /**
@@ -169,6 +170,23 @@ async function nextEntry(
     }
   }
   return undefined;
+}
+
+/**
+ * Whether a job that starts waiting now could start past `waitBound` at all: false when even the
+ * most a queue estimate can count (POSITION_COUNT_CAP ahead in a lane getting 1/MAX_LANES of the
+ * slots) would start it in time, so the count is not worth its reads; true when it may (or when no
+ * turnover was measured yet: then nothing can be estimated, and `queuePosition` says so).
+ */
+export function mayStartPast(gate: GateSnapshot, now: number, waitBound: number): boolean {
+  if (gate.avgHoldMs === null || gate.limit <= 0) return false;
+  const worst = queueEstimate({
+    ahead: POSITION_COUNT_CAP,
+    share: 1 / MAX_LANES,
+    limit: gate.limit,
+    avgHoldMs: gate.avgHoldMs,
+  });
+  return now + (worst.etaSeconds ?? 0) * 1000 > waitBound;
 }
 
 /**

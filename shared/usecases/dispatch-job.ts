@@ -5,7 +5,7 @@ import type { ProviderId } from "../domain/providers.ts";
 import type { Clock, JobStore, Queue } from "../ports/index.ts";
 import type { ProviderBinding, Providers } from "../ports/provider.ts";
 import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
-import { enqueueJob, queuePosition, releaseAndAdmit, waitBoundOf } from "./admission.ts";
+import { enqueueJob, mayStartPast, queuePosition, releaseAndAdmit, waitBoundOf } from "./admission.ts";
 import { honoursRequest, releaseUnlessHeld, routeToFallback } from "./fallback-routing.ts";
 import { startAttempt } from "./start-attempt.ts";
 
@@ -110,8 +110,9 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
   // An admitted job's slot was taken on its behalf: no second look at the gate.
   const owner = { tenant: job.tenantId, key: job.concurrencyKey ?? DEFAULT_CONCURRENCY_KEY };
   if (!admittedOn && !(await binding.gate.tryAcquire(job.id, now, owner))) {
-    const { outcome, entry } = await enqueueJob(deps, job, binding);
+    const { outcome, entry, gate } = await enqueueJob(deps, job, binding);
     if (outcome !== "waiting" || !canFallBack) return outcome;
+    if (!gate || !mayStartPast(gate, now.getTime(), waitBoundOf(job))) return "waiting";
     // An `auto` job that would start past its wait bound goes to the fallback instead of waiting.
     const estimate = await queuePosition(binding, { ...job, waiting: { ...entry, provider: target } });
     const start = now.getTime() + (estimate?.etaSeconds ?? 0) * 1000;

@@ -46,8 +46,12 @@ export async function startAttempt(
         job.attempts.length === 0 && job.runSeconds !== undefined
           ? new Date(now.getTime() + job.runSeconds * 1000).toISOString()
           : job.deadlineAt;
-      // A job that waited has its look at its wait bound: it is running now, so its first look is due.
-      const look = job.waiting ? firstLook : Math.max(job.dueAt ?? 0, firstLook);
+      // A queued job's look may stay later than the first look (not moving it earlier spares the due
+      // index two writes). A job that waited has its look at its wait bound, too late now: its look
+      // goes back to where the submit put it (the due index still lists it there, unless the reconciler
+      // already moved it up), or the first look.
+      const submitted = Date.parse(job.createdAt) + deps.settings.queuedResendAfterSeconds * 1000;
+      const look = Math.max(job.waiting ? submitted : (job.dueAt ?? 0), firstLook);
       started = await deps.jobs.transition(job, "processing", {
         ...patch,
         attempts: [...job.attempts, attempt],

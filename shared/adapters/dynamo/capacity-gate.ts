@@ -31,11 +31,18 @@ export class DynamoCapacityGate implements CapacityGate {
     // One write on the common path; the holders map is created only on the first refusal (a failed
     // conditional write costs a write unit too, so creating it up front on every acquire would cost two).
     if (await this.acquire(jobId, now, owner)) return true;
-    // Refused: the gate is full, or it has no holders map yet. Create the map, and read the gate at the
-    // same time (no extra round trip): a map that exists may have been created by a concurrent first
-    // acquirer after this acquire ran, so only a gate seen full refuses.
-    const [created, holders] = await Promise.all([this.createHolders(), this.holders()]);
-    if (!created && Object.keys(holders).length >= this.limit && !(jobId in holders)) return false;
+    // Refused: the gate is full, or it has no holders map yet. A read tells (a write refused again would
+    // cost a write unit; in a backlog most acquires are refused); the map is created only when absent.
+    // A map that exists may have been created by a concurrent first acquirer after this acquire ran,
+    // so only a gate seen full refuses.
+    const item = await this.readItem();
+    if (item?.holders !== undefined) {
+      const holders = item.holders as Record<string, unknown>;
+      if (jobId in holders) return true;
+      if (Object.keys(holders).length >= this.limit) return false;
+    } else {
+      await this.createHolders();
+    }
     return this.acquire(jobId, now, owner);
   }
 
@@ -126,10 +133,14 @@ export class DynamoCapacityGate implements CapacityGate {
   }
 
   private async read(): Promise<GateSnapshot> {
+    return this.snapshotOf(await this.readItem());
+  }
+
+  private async readItem(): Promise<Record<string, unknown> | undefined> {
     const result = await this.doc.send(
       new GetCommand({ TableName: this.tableName, Key: this.key, ConsistentRead: true }),
     );
-    return this.snapshotOf(result.Item);
+    return result.Item;
   }
 
   private snapshotOf(item: Record<string, unknown> | undefined): GateSnapshot {
