@@ -322,7 +322,9 @@ async function main(): Promise<number> {
       }
       const count = ids.length;
       // Under a limit the provider alone needs count × delay / limit; waiting for capacity adds to it.
-      const deadline = Date.now() + 120_000 + count * 200 + (3 * count * delayMs) / limit;
+      // A second per job for the pipeline itself: on a loaded 2-core machine (every function shares
+      // this one process) a job's own Lambda work can take that long; this only guards against a hang.
+      const deadline = Date.now() + 120_000 + count * 1_000 + (3 * count * delayMs) / limit;
       while (ids.some((id) => !notifiedAt.has(id))) {
         if (Date.now() > deadline) throw new Error("jobs did not finish in time");
         await new Promise((done) => setTimeout(done, 20));
