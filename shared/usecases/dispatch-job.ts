@@ -2,7 +2,7 @@ import { DEFAULT_CONCURRENCY_KEY } from "../domain/admission.ts";
 import { StaleWriteError } from "../domain/errors.ts";
 import type { Job, JobError } from "../domain/job.ts";
 import type { ProviderId } from "../domain/providers.ts";
-import type { Clock, JobStore, Queue } from "../ports/index.ts";
+import type { Clock, JobStore, Queue, WaitingEntry } from "../ports/index.ts";
 import type { ProviderBinding, Providers } from "../ports/provider.ts";
 import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
 import { enqueueJob, mayStartPast, queuePosition, releaseAndAdmit, waitBoundOf } from "./admission.ts";
@@ -75,9 +75,6 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
     if (admittedOn) await releaseAndAdmit(deps, admittedOn, job.id);
     return "failed";
   }
-  // Already waiting (a re-sent or duplicate message): its admission will send the message that starts it.
-  if (!admittedOn && job.waiting) return "waiting";
-
   const target = admittedOn?.provider.id ?? (job.provider === "auto" ? providers.auto.primary : job.provider);
   const binding = providers.get(target);
   const fallbackId = job.provider === "auto" ? providers.auto.fallback : null;
@@ -88,6 +85,13 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
     fallbackId !== target &&
     providers.get(fallbackId) !== undefined &&
     honoursRequest(providers.get(fallbackId), job);
+  if (!admittedOn && job.waiting) {
+    // Already waiting: its admission sends the message that starts it. This one is a duplicate, or the
+    // reconciler's look at an `auto` job that might start past its wait bound (the sweep's overflow).
+    const waitingOn = providers.get(job.waiting.provider);
+    if (!canFallBack || !waitingOn || job.waiting.provider !== target) return "waiting";
+    return overflowIfLate(deps, job, waitingOn, { ...job.waiting, jobId: job.id }, now);
+  }
   const toFallback = async (reason: string): Promise<DispatchOutcome> => {
     const routed = await routeToFallback(deps, job, reason);
     if (admittedOn && routed !== "ignored") await releaseAndAdmit(deps, admittedOn, job.id);
@@ -113,17 +117,7 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
     const { outcome, entry, gate } = await enqueueJob(deps, job, binding);
     if (outcome !== "waiting" || !canFallBack) return outcome;
     if (!gate || !mayStartPast(gate, now.getTime(), waitBoundOf(job))) return "waiting";
-    // An `auto` job that would start past its wait bound goes to the fallback instead of waiting.
-    const estimate = await queuePosition(binding, { ...job, waiting: { ...entry, provider: target } });
-    const start = now.getTime() + (estimate?.etaSeconds ?? 0) * 1000;
-    if (estimate?.etaSeconds === null || start <= waitBoundOf(job)) return "waiting";
-    if (!(await binding.waiting.remove(entry))) return "waiting"; // admitted meanwhile
-    const current = await jobs.get(job.id);
-    if (current?.status !== "queued") return "ignored";
-    const routed = await routeToFallback(deps, current, `no ${target} capacity before the wait bound`);
-    if (routed !== "full") return routed;
-    await binding.waiting.restore(entry);
-    return "waiting";
+    return overflowIfLate(deps, job, binding, entry, now);
   }
   let probe = false;
   if (breaker === "half-open") {
@@ -136,6 +130,52 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
   }
   return startWithSlot(deps, job, binding, probe);
 }
+
+/**
+ * An `auto` job waiting on `binding` whose estimated start is past its wait bound goes to the fallback
+ * instead (its entry taken back first: an admission meanwhile wins). One still on time gets a look by
+ * the reconciler half-way to its wait bound (the sweep's overflow check), when that is worth one.
+ */
+async function overflowIfLate(
+  deps: DispatchDeps,
+  job: Job,
+  binding: ProviderBinding,
+  entry: WaitingEntry,
+  now: Date,
+): Promise<DispatchOutcome> {
+  const waitBound = waitBoundOf(job);
+  const estimate = await queuePosition(binding, {
+    ...job,
+    waiting: { ...entry, provider: binding.provider.id },
+  });
+  if (estimate === null || estimate.etaSeconds === null) return "waiting";
+  if (now.getTime() + estimate.etaSeconds * 1000 <= waitBound) {
+    if (waitBound - now.getTime() > SWEEP_CHECK_MIN_MS) {
+      const halfway = Math.round(now.getTime() + (waitBound - now.getTime()) / 2);
+      const current = await deps.jobs.get(job.id);
+      if (current?.status === "queued" && current.waiting?.sortKey === entry.sortKey) {
+        await deps.jobs.update(current, { dueAt: halfway }).catch((error) => {
+          if (!(error instanceof StaleWriteError)) throw error;
+        });
+      }
+    }
+    return "waiting";
+  }
+  if (!(await binding.waiting.remove(entry))) return "waiting"; // admitted meanwhile
+  const current = await deps.jobs.get(job.id);
+  if (current?.status !== "queued") return "ignored";
+  const routed = await routeToFallback(
+    deps,
+    current,
+    `no ${binding.provider.id} capacity before the wait bound`,
+  );
+  if (routed !== "full") return routed;
+  await binding.waiting.restore(entry);
+  return "waiting";
+}
+
+/** Below this much time left before its wait bound, a waiting job gets no further overflow look. */
+const SWEEP_CHECK_MIN_MS = 60_000;
 
 /** `queued → processing` on `binding`, whose slot the job holds; the slot goes back if someone else moved the job. */
 async function startWithSlot(

@@ -5,7 +5,7 @@ import { maySlotBeReleased, slotHold } from "../domain/slot-hold.ts";
 import type { Clock, JobStore, Queue } from "../ports/index.ts";
 import type { ProviderBinding, Providers } from "../ports/provider.ts";
 import type { DispatchMessage, NotifyMessage, ResultMessage } from "../schemas/messages.ts";
-import { admit, enqueueJob, releaseAndAdmit } from "./admission.ts";
+import { admit, enqueueJob, releaseAndAdmit, waitBoundOf } from "./admission.ts";
 import type { DispatchSettings } from "./dispatch-job.ts";
 import { sendJobEvent } from "./lifecycle.ts";
 import {
@@ -120,9 +120,14 @@ async function reconcileJob(
 ): Promise<void> {
   const { settings } = deps;
   if (job.status === "queued") {
-    // Push dueAt first: if the send then fails, a later run tries again.
+    // Push dueAt first: if the send then fails, a later run tries again. A waiting job's look before
+    // its wait bound is an overflow check (dispatch-job.ts); its next one is at its wait bound.
+    const waitBound = waitBoundOf(job);
     const updated = await deps.jobs.update(job, {
-      dueAt: now.getTime() + settings.queuedResendAfterSeconds * 1000,
+      dueAt:
+        job.waiting && waitBound > now.getTime()
+          ? waitBound
+          : now.getTime() + settings.queuedResendAfterSeconds * 1000,
     });
     const message: DispatchMessage = { jobId: updated.id };
     await deps.jobsQueue.send(message);

@@ -222,6 +222,43 @@ describe("routing to the self-hosted fallback", () => {
     expect(waiting.waitingJobIds()).toEqual([early.id, pinned.id]);
   });
 
+  it("at the sweep: a waiting auto job whose estimated start has moved past its wait bound goes to the fallback", async () => {
+    gate.limit = 1;
+    gate.avgHoldMs = 600_000; // a slot turns over in 10 minutes
+    await gate.tryAcquire("running", clock.now());
+    const job = await store({
+      provider: "auto",
+      waitUntil: new Date(clock.now().getTime() + 3_600_000).toISOString(),
+    });
+    expect(await dispatchJob(deps, { jobId: job.id })).toBe("waiting");
+    // On time for now; the reconciler looks again half-way to its wait bound.
+    expect(stored(job.id).dueAt).toBe(clock.now().getTime() + 1_800_000);
+
+    // The provider slowed down: a slot now turns over in an hour.
+    gate.avgHoldMs = 3_600_000;
+    clock.advance(1_800_000);
+    // The slot is busy with a job that started a moment ago (nothing for the reconciler to heal).
+    gate.slots.set("running", clock.now().getTime());
+    const reconciled = await reconcile({
+      jobs,
+      jobsQueue,
+      clock,
+      settings: testReconcileSettings(),
+      providers: deps.providers,
+    });
+    expect(reconciled.requeued).toBe(1);
+    const resent = jobsQueue.sent.at(-1)?.message;
+    expect(resent).toEqual({ jobId: job.id });
+    expect(await dispatchJob(deps, resent as DispatchMessage)).toBe("fallback");
+    expect(stored(job.id).attempts).toEqual([
+      expect.objectContaining({
+        provider: "self-hosted",
+        reason: "no modelslab capacity before the wait bound",
+      }),
+    ]);
+    expect(waiting.waitingJobIds()).toEqual([]);
+  });
+
   it("after MAX_RETRYABLE_FAILURES an auto job goes to the fallback instead of failing; a modelslab job fails", async () => {
     const auto = await store({ provider: "auto" });
     const pinned = await store({ provider: "modelslab" });
