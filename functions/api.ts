@@ -42,6 +42,13 @@ export function createHandler(env: Environment) {
       new S3ObjectStore(s3, config.OUTPUTS_BUCKET),
       config.OUTPUT_URL_EXPIRY_SECONDS,
     ),
+    leaveWaitingList: async (job) => {
+      const place = job.waiting;
+      if (!place) return;
+      await new DynamoWaitingList(doc, config.TABLE_NAME, place.provider, (t) =>
+        tenants.admissionSettings(t),
+      ).remove(place);
+    },
     queuePosition: (job) => {
       const provider = job.waiting?.provider;
       if (!provider) return Promise.resolve(null);

@@ -54,6 +54,8 @@ export interface ApiDeps {
   onDeferredSend?: SubmitJobDeps["onDeferredSend"];
   present: JobPresenter;
   /** Where a waiting job stands (shared/usecases/admission.ts `queuePosition`); null when it does not wait. */
+  /** Takes a cancelled job's entry off its provider's waiting list. */
+  leaveWaitingList?: (job: import("../domain/job.ts").Job) => Promise<void>;
   queuePosition?: (
     job: import("../domain/job.ts").Job,
   ) => Promise<{ position: number; etaSeconds: number | null } | null>;

@@ -3,6 +3,7 @@ import type { Job } from "../../shared/domain/job.ts";
 import type { ProviderBinding } from "../../shared/ports/provider.ts";
 import { type DispatchMessage, queues, type ResultMessage } from "../../shared/schemas/messages.ts";
 import { admit, queuePosition, releaseAndAdmit } from "../../shared/usecases/admission.ts";
+import { cancelJob } from "../../shared/usecases/cancel-job.ts";
 import { type DispatchDeps, dispatchJob } from "../../shared/usecases/dispatch-job.ts";
 import {
   buildJob,
@@ -127,6 +128,27 @@ describe("admission", () => {
     // 2 slots turning over every 10 s: the 5th starts in 3 turnovers.
     expect(positions.at(-1)).toEqual({ position: 5, etaSeconds: 30 });
     expect(await queuePosition(binding, stored(b.id))).toBeNull();
+  });
+
+  it("a cancelled waiting job leaves the waiting list: the next release admits the job behind it", async () => {
+    const [a, b, c, d] = [await submit({}), await submit({}), await submit({}), await submit({})];
+    for (const job of [a, b, c, d]) await dispatchJob(deps, { jobId: job.id });
+    const cancelled = await cancelJob(
+      {
+        jobs,
+        clock,
+        leaveWaitingList: async (job) => {
+          if (job.waiting) await waiting.remove(job.waiting);
+        },
+      },
+      c.tenantId,
+      c.id,
+    );
+    expect(cancelled.status).toBe("cancelled");
+    expect(cancelled.waiting).toBeUndefined();
+    expect(waiting.waitingJobIds()).toEqual([d.id]);
+    await releaseAndAdmit(deps, binding, a.id);
+    expect(jobsQueue.sent.map((s) => s.message)).toEqual([{ jobId: d.id, admittedBy: "modelslab" }]);
   });
 
   it("priority orders jobs within one concurrency key", async () => {
