@@ -1,4 +1,5 @@
 import { beforeEach, describe, expect, it } from "vitest";
+import { newJobId } from "../../shared/domain/ids.ts";
 import type { Job } from "../../shared/domain/job.ts";
 import type { ProviderBinding } from "../../shared/ports/provider.ts";
 import { type DispatchMessage, queues, type ResultMessage } from "../../shared/schemas/messages.ts";
@@ -131,7 +132,13 @@ describe("admission", () => {
   });
 
   it("a cancelled waiting job leaves the waiting list: the next release admits the job behind it", async () => {
-    const [a, b, c, d] = [await submit({}), await submit({}), await submit({}), await submit({})];
+    // Ids the API takes (ULIDs).
+    const [a, b, c, d] = [
+      await submit({ id: newJobId(1) }),
+      await submit({ id: newJobId(2) }),
+      await submit({ id: newJobId(3) }),
+      await submit({ id: newJobId(4) }),
+    ];
     for (const job of [a, b, c, d]) await dispatchJob(deps, { jobId: job.id });
     const cancelled = await cancelJob(
       {
