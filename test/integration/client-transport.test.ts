@@ -163,6 +163,14 @@ describe("client transport", () => {
     expect((error as Error).message).toContain("Bad gateway");
   });
 
+  it("refuses a 2xx that is not the API's JSON (a wrong base URL) instead of handing it on as a job", async () => {
+    handler = (_req, res) => res.writeHead(200, { "content-type": "text/html" }).end("<html>welcome</html>");
+    await expect(client().jobs.get("01JOB")).rejects.toMatchObject({
+      code: "UNEXPECTED_RESPONSE",
+      status: 200,
+    });
+  });
+
   it("reports an unreachable API as NetworkError after its retries", async () => {
     const closed = createServer();
     await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", () => resolve()));

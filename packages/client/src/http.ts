@@ -1,5 +1,5 @@
 import { parseRetryAfter, type RetryPolicy, retryDelayMs } from "./backoff.ts";
-import { apiErrorFrom, NetworkError, ResponseTooLargeError, TimeoutError } from "./errors.ts";
+import { ApiError, apiErrorFrom, NetworkError, ResponseTooLargeError, TimeoutError } from "./errors.ts";
 
 /**
  * The client's one way to the network: every call has a timeout that covers the answer's body too,
@@ -167,10 +167,22 @@ export function bodyOf(answer: CallAnswer): unknown {
   }
 }
 
-/** The answer's JSON when its status is 2xx; the ApiError it stands for otherwise. */
+/**
+ * The answer's JSON when its status is 2xx (nothing for a 204); the ApiError it stands for otherwise.
+ * A 2xx that is not a JSON object is not the API's (a wrong base URL reaching some other server).
+ */
 export function expectOk<T>(answer: CallAnswer): T {
   const body = bodyOf(answer);
-  if (answer.status >= 200 && answer.status < 300) return body as T;
+  if (answer.status === 204) return undefined as T;
+  if (answer.status >= 200 && answer.status < 300) {
+    if (typeof body === "object" && body !== null) return body as T;
+    throw new ApiError({
+      code: "UNEXPECTED_RESPONSE",
+      status: answer.status,
+      message: `HTTP ${answer.status} without a JSON body: is the API's address right? ${String(body ?? "").slice(0, 200)}`,
+      requestId: requestIdOf(answer.headers),
+    });
+  }
   const retryAfterMs = parseRetryAfter(answer.headers.get("retry-after"));
   throw apiErrorFrom(answer.status, body, {
     requestId: requestIdOf(answer.headers),
