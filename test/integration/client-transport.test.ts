@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import sharp from "sharp";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { main } from "../../packages/client/src/cli.ts";
 import {
   ApiError,
   type ClientOptions,
@@ -213,5 +214,27 @@ describe("client transport", () => {
     expect(put?.headers["content-type"]).toBe("image/webp");
     expect(put?.headers.authorization).toBeUndefined();
     expect(Buffer.compare(put?.body as Buffer, webp)).toBe(0);
+  });
+
+  it("cnctl watch stops waiting on an interrupt: exit 130, the job named, the job left alone", async () => {
+    const controller = new AbortController();
+    handler = (_req, res) => {
+      json(res, 200, JOB);
+      if (requests.length === 2) controller.abort(new Error("SIGINT"));
+    };
+    const stdout: string[] = [];
+    const stderr: string[] = [];
+    const code = await main(["watch", "01JOB", "--json", "--api-url", baseUrl, "--api-key", "cnk_test"], {
+      stdout: { write: (text: string) => stdout.push(text) },
+      stderr: { write: (text: string) => stderr.push(text), isTTY: false },
+      env: {},
+      signal: controller.signal,
+    });
+    expect(code).toBe(130);
+    expect(JSON.parse(stdout.join(""))).toEqual({
+      error: { code: "INTERRUPTED", job_id: "01JOB", message: expect.stringContaining("cnctl watch 01JOB") },
+    });
+    expect(stderr.at(-1)).toBe("cnctl: interrupted; job 01JOB goes on (cnctl watch 01JOB to follow it)\n");
+    expect(requests.every((r) => r.method === "GET")).toBe(true);
   });
 });

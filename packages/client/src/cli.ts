@@ -178,6 +178,8 @@ interface Context {
   parsed: Extract<Parsed, { kind: "command" }>;
   io: Io;
   print(human: string, json: unknown): void;
+  /** The job being waited for, once known: an interrupted wait names it. */
+  waitingFor: string | null;
 }
 
 /** Waits for the job with a progress display on stderr (unless --quiet). */
@@ -191,7 +193,10 @@ function waitOptions(context: Context) {
     options: {
       ...(io.signal && { signal: io.signal }),
       ...(timeoutMs !== undefined && { timeoutMs }),
-      ...(display && { onProgress: (progress: Progress) => display.update(progress) }),
+      onProgress: (progress: Progress) => {
+        context.waitingFor = progress.job.id;
+        display?.update(progress);
+      },
     },
     done: () => {
       if (timer) clearInterval(timer);
@@ -354,6 +359,7 @@ export async function main(argv: readonly string[], io: Io = defaultIo()): Promi
     parsed,
     io: { ...io, signal },
     print: (human, value) => io.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : human),
+    waitingFor: null,
   };
   try {
     return await COMMAND_HANDLERS[parsed.command](context);
@@ -379,8 +385,10 @@ function report(error: unknown, context: Context, signal: AbortSignal): number {
     return EXIT.usage;
   }
   if (signal.aborted && error === signal.reason) {
-    return fail(EXIT.interrupted, "interrupted; the job goes on (cnctl watch <id> to follow it)", {
-      error: { code: "INTERRUPTED", message: "interrupted" },
+    const id = context.waitingFor;
+    const message = id ? `interrupted; job ${id} goes on (cnctl watch ${id} to follow it)` : "interrupted";
+    return fail(EXIT.interrupted, message, {
+      error: { code: "INTERRUPTED", message, ...(id && { job_id: id }) },
     });
   }
   if (error instanceof JobFailedError) {
