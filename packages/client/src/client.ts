@@ -1,3 +1,4 @@
+import type { ApiOperationId } from "../../../shared/http/routes.ts";
 import {
   DEFAULT_POLL_BACKOFF,
   DEFAULT_RETRY,
@@ -85,6 +86,40 @@ export interface DownloadedOutput {
   contentType: string | null;
 }
 
+/**
+ * Every route the client calls, by the server's operation id (shared/http/routes.ts): the `satisfies`
+ * makes a route added to the server a type error here until the client covers it, and
+ * test/unit/client-operations.test.ts checks each method and path against the route table.
+ */
+export const OPERATIONS = {
+  submitJob: { method: "POST", path: "/v1/jobs" },
+  listJobs: { method: "GET", path: "/v1/jobs" },
+  getJob: { method: "GET", path: "/v1/jobs/{id}" },
+  cancelJob: { method: "POST", path: "/v1/jobs/{id}/cancel" },
+  listJobNotifications: { method: "GET", path: "/v1/jobs/{id}/notifications" },
+  replayJobNotifications: { method: "POST", path: "/v1/jobs/{id}/notifications/replay" },
+  createUpload: { method: "POST", path: "/v1/uploads" },
+  getWebhookSettings: { method: "GET", path: "/v1/webhook" },
+  setWebhookUrl: { method: "PUT", path: "/v1/webhook" },
+  rotateWebhookSecret: { method: "POST", path: "/v1/webhook/secret/rotate" },
+  createApiKey: { method: "POST", path: "/v1/api-keys" },
+  listApiKeys: { method: "GET", path: "/v1/api-keys" },
+  revokeApiKey: { method: "DELETE", path: "/v1/api-keys/{id}" },
+  // The OpenAPI document is for tools, not for a client of the API.
+  getOpenApiDocument: null,
+} as const satisfies Record<ApiOperationId, { method: CallOptions["method"]; path: `/${string}` } | null>;
+
+type Operation = Exclude<keyof typeof OPERATIONS, "getOpenApiDocument">;
+
+/** The operation's path with its `{name}` segments filled in (each encoded as one segment). */
+export function operationPath(operation: Operation, params: Record<string, string> = {}): string {
+  return OPERATIONS[operation].path.replace(/\{([^}/]+)\}/g, (_whole, name: string) => {
+    const value = params[name];
+    if (value === undefined || value === "") throw new InvalidInputError(`${operation} needs its ${name}.`);
+    return encodeURIComponent(value);
+  });
+}
+
 const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
 /** The largest output image downloaded unless told otherwise. */
@@ -109,27 +144,30 @@ export function createClient(options: ClientOptions) {
   const maxUploadBytes = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES;
 
   const api = async <T>(
-    method: CallOptions["method"],
-    path: string,
+    operation: Operation,
     init: {
+      params?: Record<string, string>;
+      search?: URLSearchParams;
       body?: unknown;
       headers?: Record<string, string>;
       idempotent?: boolean;
       timeoutMs?: number;
       signal?: AbortSignal | undefined;
     } = {},
-  ): Promise<{ body: T; status: number; headers: Headers }> => {
+  ): Promise<T> => {
+    const { method } = OPERATIONS[operation];
     const headers: Record<string, string> = {
       authorization: `Bearer ${options.apiKey}`,
       accept: "application/json",
       ...init.headers,
     };
     if (init.body !== undefined) headers["content-type"] = "application/json";
+    const search = init.search && init.search.size > 0 ? `?${init.search}` : "";
     const answer = await call(
       fetchImpl,
       {
         method,
-        url: `${baseUrl}${path}`,
+        url: `${baseUrl}${operationPath(operation, init.params)}${search}`,
         headers,
         ...(init.body !== undefined && { body: JSON.stringify(init.body) }),
         idempotent: init.idempotent ?? method !== "POST",
@@ -139,10 +177,8 @@ export function createClient(options: ClientOptions) {
       },
       retry,
     );
-    return { body: expectOk<T>(answer), status: answer.status, headers: answer.headers };
+    return expectOk<T>(answer);
   };
-
-  const jobPath = (id: string) => `/v1/jobs/${encodeURIComponent(id)}`;
 
   const uploads = {
     /**
@@ -152,7 +188,7 @@ export function createClient(options: ClientOptions) {
     async create(input: FileInput, opts: RequestOptions = {}): Promise<Upload> {
       const bytes = await bytesOf(input, maxUploadBytes);
       const contentType: UploadContentType = contentTypeOf(bytes);
-      const { body: upload } = await api<Upload>("POST", "/v1/uploads", {
+      const upload = await api<Upload>("createUpload", {
         body: { content_type: contentType },
         signal: opts.signal,
         // A second presigned URL costs nothing and the first is then simply unused.
@@ -190,18 +226,17 @@ export function createClient(options: ClientOptions) {
         "idempotency-key": opts.idempotencyKey ?? crypto.randomUUID(),
       };
       if (opts.wait !== undefined) headers.prefer = `wait=${Math.max(0, Math.floor(opts.wait))}`;
-      const { body } = await api<Job>("POST", "/v1/jobs", {
+      return api<Job>("submitJob", {
         body: request,
         headers,
         idempotent: true,
         signal: opts.signal,
         ...(opts.wait !== undefined && { timeoutMs: timeoutMs + opts.wait * 1_000 + PREFER_WAIT_MARGIN_MS }),
       });
-      return body;
     },
 
     async get(id: string, opts: RequestOptions = {}): Promise<Job> {
-      return (await api<Job>("GET", jobPath(id), { signal: opts.signal })).body;
+      return api<Job>("getJob", { params: { id }, signal: opts.signal });
     },
 
     /** One page of jobs, newest first; pass its `next_cursor` as `cursor` for the next. */
@@ -210,8 +245,7 @@ export function createClient(options: ClientOptions) {
       if (query.status !== undefined) params.set("status", query.status);
       if (query.limit !== undefined) params.set("limit", String(query.limit));
       if (query.cursor !== undefined) params.set("cursor", query.cursor);
-      const search = params.size > 0 ? `?${params}` : "";
-      return (await api<JobList>("GET", `/v1/jobs${search}`, { signal: opts.signal })).body;
+      return api<JobList>("listJobs", { search: params, signal: opts.signal });
     },
 
     /** Every job (matching `status`), newest first, page after page as the iteration goes. */
@@ -226,8 +260,7 @@ export function createClient(options: ClientOptions) {
 
     async cancel(id: string, opts: RequestOptions = {}): Promise<Job> {
       // Cancelling twice ends the same way (the second answers 409 JOB_ALREADY_TERMINAL): safe to retry.
-      return (await api<Job>("POST", `${jobPath(id)}/cancel`, { signal: opts.signal, idempotent: true }))
-        .body;
+      return api<Job>("cancelJob", { params: { id }, signal: opts.signal, idempotent: true });
     },
 
     /**
@@ -316,25 +349,28 @@ export function createClient(options: ClientOptions) {
     notifications: {
       /** The job's notifications and every delivery try. */
       async list(jobId: string, opts: RequestOptions = {}): Promise<NotificationList> {
-        return (await api<NotificationList>("GET", `${jobPath(jobId)}/notifications`, opts)).body;
+        return api<NotificationList>("listJobNotifications", { params: { id: jobId }, signal: opts.signal });
       },
       /** Sends the job's notifications again (same webhook-id; output links signed afresh). */
       async replay(jobId: string, opts: RequestOptions = {}): Promise<NotificationList> {
-        return (await api<NotificationList>("POST", `${jobPath(jobId)}/notifications/replay`, opts)).body;
+        return api<NotificationList>("replayJobNotifications", {
+          params: { id: jobId },
+          signal: opts.signal,
+        });
       },
     },
 
     webhook: {
       async get(opts: RequestOptions = {}): Promise<WebhookSettings> {
-        return (await api<WebhookSettings>("GET", "/v1/webhook", opts)).body;
+        return api<WebhookSettings>("getWebhookSettings", { signal: opts.signal });
       },
       /** Sets the default notification endpoint; null removes it. */
       async setUrl(url: string | null, opts: RequestOptions = {}): Promise<WebhookUrl> {
-        return (await api<WebhookUrl>("PUT", "/v1/webhook", { ...opts, body: { url } })).body;
+        return api<WebhookUrl>("setWebhookUrl", { body: { url }, signal: opts.signal });
       },
       /** A new signing secret (shown only here); the previous ones keep signing for a while. */
       async rotateSecret(opts: RequestOptions = {}): Promise<WebhookSecret> {
-        return (await api<WebhookSecret>("POST", "/v1/webhook/secret/rotate", opts)).body;
+        return api<WebhookSecret>("rotateWebhookSecret", { signal: opts.signal });
       },
     },
 
@@ -352,13 +388,13 @@ export function createClient(options: ClientOptions) {
     apiKeys: {
       /** A new key, shown only in this answer. */
       async create(request: CreateApiKeyRequest = {}, opts: RequestOptions = {}): Promise<ApiKey> {
-        return (await api<ApiKey>("POST", "/v1/api-keys", { ...opts, body: request })).body;
+        return api<ApiKey>("createApiKey", { body: request, signal: opts.signal });
       },
       async list(opts: RequestOptions = {}): Promise<ApiKeyList> {
-        return (await api<ApiKeyList>("GET", "/v1/api-keys", opts)).body;
+        return api<ApiKeyList>("listApiKeys", { signal: opts.signal });
       },
       async revoke(id: string, opts: RequestOptions = {}): Promise<void> {
-        await api<undefined>("DELETE", `/v1/api-keys/${encodeURIComponent(id)}`, opts);
+        await api<undefined>("revokeApiKey", { params: { id }, signal: opts.signal });
       },
     },
   };
