@@ -7,6 +7,7 @@ import {
   ApiError,
   type ClientOptions,
   createClient,
+  InvalidInputError,
   NetworkError,
   ResponseTooLargeError,
   TimeoutError,
@@ -135,6 +136,15 @@ describe("client transport", () => {
     );
     expect(job.status).toBe("succeeded");
     expect(requests[0]?.headers).toMatchObject({ prefer: "wait=1", "idempotency-key": "k-1" });
+    for (const wait of [-1, 1.5, Number.NaN]) {
+      await expect(
+        client().jobs.create(
+          { model_id: "sd15", controlnet_model: "canny", controlnet_type: "canny" },
+          { wait },
+        ),
+      ).rejects.toBeInstanceOf(InvalidInputError);
+    }
+    expect(requests).toHaveLength(1);
   });
 
   it("refuses an answer larger than its limit, declared or streamed", async () => {

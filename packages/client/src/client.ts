@@ -225,13 +225,19 @@ export function createClient(options: ClientOptions) {
       const headers: Record<string, string> = {
         "idempotency-key": opts.idempotencyKey ?? crypto.randomUUID(),
       };
-      if (opts.wait !== undefined) headers.prefer = `wait=${Math.max(0, Math.floor(opts.wait))}`;
+      const wait = opts.wait;
+      if (wait !== undefined) {
+        if (!Number.isInteger(wait) || wait < 0) {
+          throw new InvalidInputError(`wait is a whole number of seconds, not ${String(wait)}.`);
+        }
+        headers.prefer = `wait=${wait}`;
+      }
       return api<Job>("submitJob", {
         body: request,
         headers,
         idempotent: true,
         signal: opts.signal,
-        ...(opts.wait !== undefined && { timeoutMs: timeoutMs + opts.wait * 1_000 + PREFER_WAIT_MARGIN_MS }),
+        ...(wait !== undefined && { timeoutMs: timeoutMs + wait * 1_000 + PREFER_WAIT_MARGIN_MS }),
       });
     },
 
