@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LocalStack } from "../../local/stack.ts";
 import { sniffImage } from "../../shared/domain/image-sniff.ts";
 import { startTestStack, type TestClient } from "../support/local-stack.ts";
+import { waitFor } from "../support/wait.ts";
+import { startWebhookReceiver } from "../support/webhook-receiver.ts";
 
 /**
  * `cnctl` as a user runs it: a child process (`node packages/client/bin/cnctl.mjs`) against the local
@@ -21,8 +23,10 @@ let stack: LocalStack;
 let tenant: TestClient;
 let workDir: string;
 let sketch: string;
+let receiver: Awaited<ReturnType<typeof startWebhookReceiver>>;
 
 beforeAll(async () => {
+  receiver = await startWebhookReceiver();
   const started = await startTestStack(["cnctl"], {
     provider: { kind: "simulator", options: { completionDelayMs: 50 } },
   });
@@ -48,6 +52,7 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(async () => {
   await stack?.stop();
+  await receiver?.stop();
   if (workDir) await rm(workDir, { recursive: true, force: true });
 });
 
@@ -117,7 +122,8 @@ describe("cnctl against the local stack", () => {
 
   it("prints the written files for a person, then get, list, watch, notifications and replay by id", async () => {
     const out = path.join(workDir, "out-human");
-    const ran = await cnctl([...RUN, "--control-image", sketch, "--out", out]);
+    const hook = `${receiver.url}/cnctl`;
+    const ran = await cnctl([...RUN, "--control-image", sketch, "--out", out, "--webhook", hook]);
     expect(ran.code).toBe(0);
     const files = ran.stdout.trim().split("\n");
     expect(files).toHaveLength(1);
@@ -126,9 +132,9 @@ describe("cnctl against the local stack", () => {
 
     const got = await cnctl(["get", id, "--json"]);
     expect(got.code).toBe(0);
-    expect(JSON.parse(got.stdout)).toMatchObject({ id, status: "succeeded" });
+    expect(JSON.parse(got.stdout)).toMatchObject({ id, status: "succeeded", webhook: hook });
     const human = await cnctl(["get", id]);
-    expect(human.stdout).toContain(`status:     succeeded`);
+    expect(human.stdout).toContain("status:     succeeded");
 
     const listed = await cnctl(["list", "--status", "succeeded", "--limit", "1", "--json"]);
     expect(listed.code).toBe(0);
@@ -138,13 +144,20 @@ describe("cnctl against the local stack", () => {
     expect(watched.code).toBe(0);
     expect(JSON.parse(watched.stdout)).toMatchObject({ id, status: "succeeded" });
 
+    const deliveries = () => receiver.deliveries.filter((d) => d.path === "/cnctl");
+    await waitFor(() => deliveries().length === 1, { what: "the delivery", timeoutMs: 30_000 });
     const notifications = await cnctl(["notifications", id, "--json"]);
     expect(notifications.code).toBe(0);
-    expect(JSON.parse(notifications.stdout)).toEqual({ notifications: expect.any(Array) });
-    // No endpoint was set for this job: nothing to send again, a typed 409 and exit 3.
+    expect(JSON.parse(notifications.stdout)).toEqual({
+      notifications: [expect.objectContaining({ type: "job.succeeded", state: "delivered", url: hook })],
+    });
     const replay = await cnctl(["replay", id, "--json"]);
-    expect(replay.code).toBe(3);
-    expect(JSON.parse(replay.stdout)).toMatchObject({ error: { code: "NOTHING_TO_REPLAY", status: 409 } });
+    expect(replay.code).toBe(0);
+    expect(JSON.parse(replay.stdout)).toEqual({
+      notifications: [expect.objectContaining({ type: "job.succeeded", state: "pending" })],
+    });
+    await waitFor(() => deliveries().length === 2, { what: "the replayed delivery", timeoutMs: 30_000 });
+    expect(deliveries()[1]?.headers["webhook-id"]).toBe(deliveries()[0]?.headers["webhook-id"]);
   }, 120_000);
 
   it("exits 1 when the job ends cancelled, 4 when --wait-timeout passes first", async () => {
@@ -181,6 +194,18 @@ describe("cnctl against the local stack", () => {
     expect(ran.code).toBe(3);
     expect(JSON.parse(ran.stdout)).toMatchObject({ error: { code: "JOB_NOT_FOUND", status: 404 } });
     expect(ran.stderr).toContain("JOB_NOT_FOUND");
+    // A job without an endpoint has nothing to send again: a typed 409.
+    const created = await tenant.request("POST", "/v1/jobs", {
+      body: {
+        model_id: "sd15",
+        controlnet_model: "canny",
+        controlnet_type: "canny",
+        control_image: "http://127.0.0.1:9/x.png",
+      },
+    });
+    const replay = await cnctl(["replay", created.body.id, "--json"]);
+    expect(replay.code).toBe(3);
+    expect(JSON.parse(replay.stdout)).toMatchObject({ error: { code: "NOTHING_TO_REPLAY", status: 409 } });
     const invalid = await cnctl([...RUN, "--control-image", sketch, "--out", workDir, "--width", "4096"]);
     expect(invalid.code).toBe(3);
     expect(invalid.stderr).toMatch(/VALIDATION_FAILED \(HTTP 400\)[\s\S]*width/);
