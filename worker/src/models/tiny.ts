@@ -500,7 +500,17 @@ function buildVaeEncoder(o: Opts): Uint8Array {
   const g = new GraphBuilder(o.seed + 6);
   const image = floatIn(g, "sample", ["batch", 3, "image_height", "image_width"], o);
   const down = g.node("SpaceToDepth", [image], { blocksize: 8 });
-  floatOut(g, g.conv1x1(down, 3 * 64, 4, 1), "latent_sample", ["batch", 4, "height", "width"], o);
+  const mean = g.conv1x1(down, 3 * 64, 4, 1);
+  if (o.layout === "split") {
+    // tools/export-onnx: the latent distribution's parameters (mean, log-variance), sampled by the worker
+    // with the job's seed as diffusers' latent_dist.sample() does. A small variance keeps it near the mean.
+    const logvar = g.node("Add", [g.node("Mul", [mean, g.scalar(0)]), g.scalar(-12)]);
+    const params = g.node("Concat", [mean, logvar], { axis: 1 });
+    floatOut(g, params, "latent_parameters", ["batch", 8, "height", "width"], o);
+  } else {
+    // diffusers' scripts export the sample itself (vae.encode(sample).latent_dist.sample()).
+    floatOut(g, mean, "latent_sample", ["batch", 4, "height", "width"], o);
+  }
   return g.encode("vae_encoder");
 }
 
