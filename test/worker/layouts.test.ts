@@ -6,9 +6,10 @@
  *   unet/model.onnx with inputs sample, timestep, encoder_hidden_states, controlnet_conds,
  *   conditioning_scales (+ text_embeds, time_ids) and output noise_pred; examples/community/
  *   run_onnx_controlnet.py feeds it.
- * - onnx-web: api/onnx_web/convert/diffusion/diffusers.py (the residual UNet in cnet/, inputs
- *   down_block_{i} and mid_block_additional_residual) and convert/diffusion/control.py
- *   (convert_diffusion_control: output_names names two of the ControlNet's 13 outputs).
+ * - onnx-web: api/onnx_web/convert/diffusion/diffusers.py (convert_diffusion_diffusers_cnet: the
+ *   residual UNet in cnet/, inputs down_block_{i} and mid_block_additional_residual, timestep [batch])
+ *   and convert/diffusion/control.py (convert_diffusion_control: output_names names two of the
+ *   ControlNet's 13 outputs, and there is no conditioning_scale input).
  * - optimum: optimum/exporters/onnx/model_configs.py UNetOnnxConfig (no residual inputs, scalar
  *   timestep, out_sample).
  * - the split layout of tools/export-onnx/export.py, named by tools/export-onnx/contract.json.
