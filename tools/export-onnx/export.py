@@ -289,6 +289,8 @@ def main():
         if not name or not source:
             raise SystemExit(f"--controlnet {spec}: expected NAME=ID")
         controlnet = ControlNetModel.from_pretrained(source, torch_dtype=dtype).to(device).eval()
+        # A ControlNet takes the 4 latent channels even beside a 9-channel inpainting UNet.
+        cn_sample = torch.randn(batch, controlnet.config.in_channels, size, size, device=device, dtype=dtype)
         cond = torch.rand(batch, 3, size * 8, size * 8, device=device, dtype=dtype)
         scale = torch.tensor(1.0, device=device, dtype=dtype)
         outputs = indexed(c["down_residual"], len(down_shapes)) + [c["mid_residual"]]
@@ -298,7 +300,7 @@ def main():
         for n, (_, s) in zip(outputs, [*down_shapes, mid_shape]):
             level = level_of(size, s)
             cn_axes[n] = {0: "batch", 2: f"height_{level}", 3: f"width_{level}"}
-        export(ControlNetResiduals(controlnet, sdxl), (sample, timestep, ehs, cond, scale, *added),
+        export(ControlNetResiduals(controlnet, sdxl), (cn_sample, timestep, ehs, cond, scale, *added),
                out / "controlnet" / name / "model.onnx", c["inputs"] + added_names, outputs, cn_axes, args.opset)
         del controlnet
 
