@@ -4,6 +4,7 @@
  * exporters differ in dtypes (fp16/fp32, int32/int64 ids, float/int64 timestep) and in names.
  */
 import ort from "onnxruntime-node";
+import { JobError } from "../errors.ts";
 
 export type ExecutionProvider = "auto" | "cuda" | "cpu";
 export type Logger = (
@@ -38,12 +39,26 @@ function specs(metadata: readonly ort.InferenceSession.ValueMetadata[]): IoSpec[
 }
 
 /**
- * Chooses providers once: with "auto" or "cuda", the first session tries CUDA; if CUDA cannot be
- * initialised (no GPU, missing libraries, no CUDA build) it logs a warning and every session runs on
- * the CPU from then on.
+ * `cuda` was asked for and ONNX Runtime cannot give it (no GPU, no CUDA build of the provider, missing
+ * CUDA/cuDNN libraries). A resource error: a job that meets it is run elsewhere, and the worker reports
+ * itself unhealthy rather than serve at CPU speed.
+ */
+export class CudaUnavailableError extends JobError {
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super("resource", `CUDA execution provider unavailable (EXECUTION_PROVIDER=cuda): ${detail}`, options);
+    this.name = "CudaUnavailableError";
+  }
+}
+
+/**
+ * Chooses providers once. `cpu`: the CPU only. `cuda`: CUDA or nothing — a session CUDA cannot be
+ * created for fails with CudaUnavailableError (and `failure` says why), never a quiet CPU session.
+ * `auto`: the first session tries CUDA; if CUDA cannot be initialised it logs a warning and every
+ * session runs on the CPU from then on (for development machines; the ECS task asks for `cuda`).
  */
 export class SessionFactory {
   private cudaFailed = false;
+  private cudaFailure: string | null = null;
 
   constructor(
     private readonly requested: ExecutionProvider,
@@ -53,6 +68,15 @@ export class SessionFactory {
 
   get activeProvider(): "cuda" | "cpu" {
     return this.requested === "cpu" || this.cudaFailed ? "cpu" : "cuda";
+  }
+
+  get requestedProvider(): ExecutionProvider {
+    return this.requested;
+  }
+
+  /** Why CUDA, asked for strictly, could not be had; null while it works (or was not asked for). */
+  get failure(): string | null {
+    return this.cudaFailure;
   }
 
   async load(path: string): Promise<LoadedSession> {
@@ -72,10 +96,16 @@ export class SessionFactory {
         provider = "cuda";
       } catch (error) {
         if (!isProviderError(error)) throw error;
+        const detail = error instanceof Error ? error.message : String(error);
+        if (this.requested === "cuda") {
+          const failure = new CudaUnavailableError(detail, { cause: error });
+          this.cudaFailure = failure.message;
+          throw failure;
+        }
         this.cudaFailed = true;
         this.log("warn", "CUDA execution provider unavailable; falling back to the CPU", {
           requested: this.requested,
-          error: error instanceof Error ? error.message : String(error),
+          error: detail,
         });
       }
     }
