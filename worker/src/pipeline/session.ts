@@ -3,8 +3,11 @@
  * provider choice with a CPU fallback, and float16 conversion. Nothing about a model's IO is assumed:
  * exporters differ in dtypes (fp16/fp32, int32/int64 ids, float/int64 timestep) and in names.
  */
+import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { JobError } from "../errors.ts";
+
+let profileCounter = 0;
 
 export type ExecutionProvider = "auto" | "cuda" | "cpu";
 export type Logger = (
@@ -59,12 +62,23 @@ export class CudaUnavailableError extends JobError {
 export class SessionFactory {
   private cudaFailed = false;
   private cudaFailure: string | null = null;
+  private readonly profiled: ort.InferenceSession[] = [];
 
+  /**
+   * `profileDir`: every session records an ONNX Runtime profile (one file per session in that folder,
+   * written by endProfiling()) — for `npm run worker:check-cuda`, which reads where nodes ran.
+   */
   constructor(
     private readonly requested: ExecutionProvider,
     private readonly log: Logger,
     private readonly threads?: number,
+    private readonly profileDir?: string,
   ) {}
+
+  /** Writes the profile of every session loaded so far (with `profileDir`). */
+  endProfiling(): void {
+    for (const session of this.profiled.splice(0)) session.endProfiling();
+  }
 
   get activeProvider(): "cuda" | "cpu" {
     return this.requested === "cpu" || this.cudaFailed ? "cpu" : "cuda";
@@ -84,6 +98,12 @@ export class SessionFactory {
       graphOptimizationLevel: "all",
       logSeverityLevel: 3,
       ...(this.threads ? { intraOpNumThreads: this.threads, interOpNumThreads: 1 } : {}),
+      ...(this.profileDir
+        ? {
+            enableProfiling: true,
+            profileFilePrefix: join(this.profileDir, `session-${this.profiled.length}-${profileCounter++}`),
+          }
+        : {}),
     };
     let session: ort.InferenceSession | null = null;
     let provider: "cuda" | "cpu" = "cpu";
@@ -110,6 +130,7 @@ export class SessionFactory {
       }
     }
     session ??= await ort.InferenceSession.create(path, { ...base, executionProviders: ["cpu"] });
+    if (this.profileDir) this.profiled.push(session);
     const inputs = specs(session.inputMetadata);
     const outputs = specs(session.outputMetadata);
     return {
