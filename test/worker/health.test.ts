@@ -4,12 +4,13 @@
  * (SQS + S3) with the tiny model, and through main.ts as ECS starts it.
  */
 import { spawn } from "node:child_process";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { SendMessageCommand } from "@aws-sdk/client-sqs";
 import { describe, expect, it } from "vitest";
-import type { HealthReport } from "../../worker/src/health.ts";
+import { type HealthReport, startHealthServer, WorkerHealth } from "../../worker/src/health.ts";
 import { CudaUnavailableError } from "../../worker/src/pipeline/session.ts";
 import { type LaunchedWorker, launchWorker, type StartWorkerOptions } from "../../worker/src/start.ts";
 import { waitFor } from "../support/wait.ts";
@@ -109,7 +110,12 @@ describe("worker health endpoint", () => {
     let worker: LaunchedWorker | null = null;
     try {
       worker = await launchWorker(
-        options(q, { s3: gated.s3, modelS3Uri: "s3://models-health/tiny/", modelDir: null }),
+        options(q, {
+          s3: gated.s3,
+          modelS3Uri: "s3://models-health/tiny/",
+          // A fresh folder: one that holds this model already would need no GetObject at all.
+          modelDir: mkdtempSync(join(tmpdir(), "health-models-")),
+        }),
       );
       const url = worker.healthUrl as string;
       await waitFor(() => gated.waiting() > 0, { what: "the sync's first GetObject" });
@@ -164,7 +170,7 @@ describe("worker health endpoint", () => {
         executionProvider: "cuda",
         // Never reached: CUDA is checked first.
         modelS3Uri: "s3://no-such-bucket/models/",
-        modelDir: null,
+        modelDir: mkdtempSync(join(tmpdir(), "health-models-")),
       }),
     );
     try {
@@ -243,6 +249,30 @@ describe("worker health endpoint", () => {
       expect(await exited).toBe(0);
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL");
+    }
+  });
+});
+
+describe("WorkerHealth", () => {
+  it("turns unhealthy, for good, when a watched check finds a failure later (CUDA gone for a new session)", async () => {
+    const health = new WorkerHealth();
+    health.enter("ready");
+    let failure: string | null = null;
+    health.watch(() => failure);
+    const server = await startHealthServer(health, 0);
+    try {
+      expect((await get(server.url)).status).toBe(200);
+      failure = "CUDA execution provider unavailable (EXECUTION_PROVIDER=cuda): device lost";
+      const answer = await get(server.url);
+      expect(answer.status).toBe(503);
+      expect(answer.body).toMatchObject({ status: "unhealthy", reason: failure });
+      health.enter("ready");
+      failure = null;
+      expect((await get(server.url)).body.status).toBe("unhealthy");
+      expect((await fetch(server.url, { method: "POST" })).status).toBe(405);
+      expect((await fetch(server.url.replace("/health", "/metrics"))).status).toBe(404);
+    } finally {
+      await server.close();
     }
   });
 });
