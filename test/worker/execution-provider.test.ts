@@ -38,6 +38,8 @@ describe("execution provider", () => {
   it("cuda that cannot be initialised fails the session, naming why, and never runs it on the CPU", async () => {
     const { log, lines } = captureLog();
     const factory = new SessionFactory("cuda", log);
+    const reported: string[] = [];
+    factory.onFailure = (reason) => reported.push(reason);
     const load = factory.load(`${tinyModel()}/vae_decoder/model.onnx`);
     if (hasCuda) return void (await (await load).session.release()); // a GPU machine
     const error = await load.catch((e: unknown) => e);
@@ -48,8 +50,9 @@ describe("execution provider", () => {
     );
     expect(factory.failure).toBe((error as Error).message);
     expect(lines.filter((l) => l.level === "warn")).toHaveLength(0);
-    // Every later session fails the same way.
+    // Every later session fails the same way; the failure is reported once (the worker stops taking jobs).
     await expect(factory.load(`${tinyModel()}/vae_encoder/model.onnx`)).rejects.toThrow(CudaUnavailableError);
+    expect(reported).toEqual([factory.failure]);
   });
 
   it("cpu asks for nothing else and logs nothing", async () => {

@@ -40,7 +40,6 @@ export class WorkerHealth {
   provider: "cuda" | "cpu" | null = null;
   /** Extra fields merged into every report (the service's counters once it runs). */
   extra: () => Record<string, unknown> = () => ({});
-  private check: () => string | null = () => null;
 
   constructor(private readonly clock: () => Date = () => new Date()) {}
 
@@ -65,14 +64,7 @@ export class WorkerHealth {
     this.history.push("unhealthy");
   }
 
-  /** A failure found later (a reason, or null while fine), looked at whenever the status is asked. */
-  watch(check: () => string | null): void {
-    this.check = check;
-  }
-
   get status(): Phase {
-    const failure = this.check();
-    if (failure) this.fail(failure);
     return this.phase;
   }
 

@@ -246,8 +246,13 @@ async function boot(
       },
     });
     health.extra = () => ({ worker: service.health() });
-    // A session loaded later (a ControlNet on first use) that finds CUDA gone makes the worker unhealthy too.
-    health.watch(() => sessions.failure);
+    // A session loaded later (a ControlNet on first use) that finds CUDA gone: that job is reported
+    // retryable (it runs elsewhere), the worker takes no more and reports itself unhealthy.
+    sessions.onFailure = (reason) => {
+      health.fail(reason);
+      log("error", "worker cannot work: unhealthy", { reason });
+      void service.stop();
+    };
     service.start();
     health.enter("ready");
     log("info", "worker started", { modelDir, provider: sessions.activeProvider, healthUrl, tiny });

@@ -63,6 +63,8 @@ export class SessionFactory {
   private cudaFailed = false;
   private cudaFailure: string | null = null;
   private readonly profiled: ort.InferenceSession[] = [];
+  /** Called once, when CUDA (asked for strictly) fails a session: the worker stops taking jobs. */
+  onFailure: ((reason: string) => void) | null = null;
 
   /**
    * `profileDir`: every session records an ONNX Runtime profile (one file per session in that folder,
@@ -119,7 +121,10 @@ export class SessionFactory {
         const detail = error instanceof Error ? error.message : String(error);
         if (this.requested === "cuda") {
           const failure = new CudaUnavailableError(detail, { cause: error });
-          this.cudaFailure = failure.message;
+          if (this.cudaFailure === null) {
+            this.cudaFailure = failure.message;
+            this.onFailure?.(failure.message);
+          }
           throw failure;
         }
         this.cudaFailed = true;
