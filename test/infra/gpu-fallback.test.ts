@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Match, Template } from "aws-cdk-lib/assertions";
+import { AwsSolutionsChecks } from "cdk-nag";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../infra/build-app.ts";
 import { InfraConfigError, loadInfraConfig } from "../../infra/config.ts";
@@ -343,6 +344,8 @@ describe("a private ECR worker image", () => {
     const built = buildApp({ skipBundling: true, context: { ...CONTEXT, workerImage: ECR_IMAGE } });
     // The synth runs cdk-nag: the pull grants must come acknowledged where they need it.
     built.app.synth();
+    const report = new AwsSolutionsChecks().validateScope(built.app);
+    expect(report.violations.map((v) => `${v.severity} ${v.ruleName}`)).toEqual([]);
     ecrGpu = Template.fromStack(built.stacks.gpu);
   });
 

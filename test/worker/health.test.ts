@@ -107,6 +107,7 @@ describe("worker health endpoint", () => {
     await uploadTinyModel("models-health", "tiny/");
     const gated = gatedS3();
     const q = queues();
+    const modelDir = mkdtempSync(join(tmpdir(), "health-models-"));
     let worker: LaunchedWorker | null = null;
     try {
       worker = await launchWorker(
@@ -114,7 +115,7 @@ describe("worker health endpoint", () => {
           s3: gated.s3,
           modelS3Uri: "s3://models-health/tiny/",
           // A fresh folder: one that holds this model already would need no GetObject at all.
-          modelDir: mkdtempSync(join(tmpdir(), "health-models-")),
+          modelDir,
         }),
       );
       const url = worker.healthUrl as string;
@@ -139,6 +140,15 @@ describe("worker health endpoint", () => {
         detail: { worker: { state: "idle" } },
       });
       expect(worker.health.phases).toEqual(["starting", "syncing", "warming", "ready"]);
+      await worker.stop();
+
+      // The next task on the same instance (the same host folder) downloads nothing.
+      const { log, lines } = captureLog();
+      worker = await launchWorker(options(q, { modelS3Uri: "s3://models-health/tiny/", modelDir, log }));
+      await worker.ready;
+      const synced = lines.find((l) => l.message === "models synced from S3");
+      expect(synced?.fields).toMatchObject({ downloaded: 0, bytes: 0 });
+      expect(synced?.fields.kept).toBeGreaterThan(5);
     } finally {
       await worker?.stop();
       gated.s3.destroy();
