@@ -44,9 +44,11 @@ describe("worker:check-cuda", () => {
   });
 
   it("refuses bad arguments with exit 2", async () => {
-    const { code, stderr } = await run(["--size", "100"]);
-    expect(code).toBe(2);
-    expect(stderr).toMatch(/--size must be a multiple of 8/);
+    for (const size of ["100", "72"]) {
+      const { code, stderr } = await run(["--size", size]);
+      expect(code).toBe(2);
+      expect(stderr).toMatch(/--size must be a multiple of 64/);
+    }
   });
 
   it("reads the whole pipeline's node placement from its sessions' profiles (a CPU run is not CUDA)", async () => {

@@ -10,12 +10,13 @@
  * 3. Milliseconds per denoising step on each (median of the steps of one timed run, after a warm-up run).
  *
  * Exit 0: every check passed. 1: a check failed (CUDA not available, a CPU fallback, outputs apart).
- * 2: bad arguments. Options: --steps N (20), --size N (256, a multiple of 8), --json.
+ * 2: bad arguments. Options: --steps N (20), --size N (256, a multiple of 64), --json.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
+import { FLEET_SIZE_MULTIPLE } from "../../shared/domain/fleet-capabilities.ts";
 import { buildTinyModel } from "./models/tiny.ts";
 import { cudaPlacementProblem, type Placement, placementOf, verifyCuda } from "./pipeline/cuda-probe.ts";
 import { ModelSet } from "./pipeline/models.ts";
@@ -221,8 +222,9 @@ function parseArgs(argv: readonly string[]): { steps: number; size: number; json
     } else throw new Error(`unknown argument ${arg}`);
   }
   if (out.steps < 2 || out.steps > 150) throw new Error("--steps must be 2..150");
-  if (out.size < 64 || out.size > 1024 || out.size % 8 !== 0)
-    throw new Error("--size must be a multiple of 8 in 64..1024");
+  // The sizes the fleet's UNets take (a traced UNet upsamples by a fixed factor 2: worker/src/pipeline/layouts.ts).
+  if (out.size < 64 || out.size > 1024 || out.size % FLEET_SIZE_MULTIPLE !== 0)
+    throw new Error(`--size must be a multiple of ${FLEET_SIZE_MULTIPLE} in 64..1024`);
   return out;
 }
 
