@@ -173,16 +173,16 @@ async function nextEntry(
 }
 
 /**
- * Whether a job that starts waiting now could start past `waitBound` at all: false when even the
- * most a queue estimate can count (POSITION_COUNT_CAP ahead in a lane getting 1/MAX_LANES of the
- * slots) would start it in time, so the count is not worth its reads; true when it may (or when no
- * turnover was measured yet: then nothing can be estimated, and `queuePosition` says so).
+ * Whether a job that starts waiting now in a lane getting `share` of the slots could start past
+ * `waitBound` at all: false when even the most a queue estimate can count (POSITION_COUNT_CAP ahead)
+ * would start it in time, so the count is not worth its reads; true when it may. False too when no
+ * turnover was measured yet: then nothing can be estimated.
  */
-export function mayStartPast(gate: GateSnapshot, now: number, waitBound: number): boolean {
+export function mayStartPast(gate: GateSnapshot, share: number, now: number, waitBound: number): boolean {
   if (gate.avgHoldMs === null || gate.limit <= 0) return false;
   const worst = queueEstimate({
     ahead: POSITION_COUNT_CAP,
-    share: 1 / MAX_LANES,
+    share,
     limit: gate.limit,
     avgHoldMs: gate.avgHoldMs,
   });

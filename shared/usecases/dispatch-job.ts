@@ -1,11 +1,18 @@
-import { DEFAULT_CONCURRENCY_KEY } from "../domain/admission.ts";
+import { DEFAULT_CONCURRENCY_KEY, laneShare } from "../domain/admission.ts";
 import { StaleWriteError } from "../domain/errors.ts";
 import type { Job, JobError } from "../domain/job.ts";
 import type { ProviderId } from "../domain/providers.ts";
 import type { Clock, JobStore, Queue, WaitingEntry } from "../ports/index.ts";
 import type { ProviderBinding, Providers } from "../ports/provider.ts";
 import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
-import { enqueueJob, mayStartPast, queuePosition, releaseAndAdmit, waitBoundOf } from "./admission.ts";
+import {
+  enqueueJob,
+  MAX_LANES,
+  mayStartPast,
+  queuePosition,
+  releaseAndAdmit,
+  waitBoundOf,
+} from "./admission.ts";
 import { honoursRequest, releaseUnlessHeld, routeToFallback } from "./fallback-routing.ts";
 import { startAttempt } from "./start-attempt.ts";
 
@@ -116,7 +123,9 @@ export async function dispatchJob(deps: DispatchDeps, message: DispatchMessage):
   if (!admittedOn && !(await binding.gate.tryAcquire(job.id, now, owner))) {
     const { outcome, entry, gate } = await enqueueJob(deps, job, binding);
     if (outcome !== "waiting" || !canFallBack) return outcome;
-    if (!gate || !mayStartPast(gate, now.getTime(), waitBoundOf(job))) return "waiting";
+    if (!gate) return "waiting";
+    const share = laneShare(entry, await binding.waiting.lanes(MAX_LANES));
+    if (!mayStartPast(gate, share, now.getTime(), waitBoundOf(job))) return "waiting";
     return overflowIfLate(deps, job, binding, entry, now);
   }
   let probe = false;
