@@ -235,6 +235,25 @@ describe("img2img and inpainting latents", () => {
     expect(Buffer.from(a.images[0] as Uint8Array).equals(Buffer.from(b.images[0] as Uint8Array))).toBe(false);
   });
 
+  it("img2img tells the scheduler where the run begins (get_timesteps: scheduler.set_begin_index(t_start * order))", async () => {
+    const { models } = pipelineFor(tinyModel({ controlnets: ["canny"] }));
+    const begins: number[] = [];
+    const pipeline = new ControlNetPipeline(models, (name, config) => {
+      const scheduler = testSchedulers(name, config);
+      const set = scheduler.setBeginIndex?.bind(scheduler);
+      expect(set).toBeDefined();
+      scheduler.setBeginIndex = (index: number) => {
+        begins.push(index);
+        set?.(index);
+      };
+      return scheduler;
+    });
+    const init = { image: new Float32Array(3 * plane).fill(0.2), strength: 0.5 };
+    // Heun: two timestep entries per step; int(4 × 0.5) = 2 steps run, t_start = 2, begin index 4.
+    await pipeline.generate(base({ steps: 4, init, scheduler: "HeunDiscreteScheduler" }));
+    expect(begins).toEqual([4]);
+  });
+
   it("strength below one step is refused, as diffusers' get_timesteps leaves no step (int(num_inference_steps * strength) = 0)", async () => {
     const { pipeline } = pipelineFor(tinyModel({ controlnets: ["canny"] }));
     const init = { image: new Float32Array(3 * plane).fill(0.2), strength: 0.2 };

@@ -182,7 +182,9 @@ export class ControlNetPipeline {
         throw badInput(
           `strength ${p.init.strength} × num_inference_steps ${p.steps} leaves no denoising step (int(steps × strength) = 0): raise strength or num_inference_steps`,
         );
-      timesteps = timesteps.slice((p.steps - initSteps) * (scheduler.order ?? 1));
+      const beginIndex = (p.steps - initSteps) * (scheduler.order ?? 1);
+      timesteps = timesteps.slice(beginIndex);
+      scheduler.setBeginIndex?.(beginIndex);
       initLatents = tile(await this.encodeImage(p.init.image, width, height, timing, random), samples);
     }
     if (p.mask && p.init) {
