@@ -282,7 +282,7 @@ export class ControlNetPipeline {
     const unetFeeds: Feeds = { [unet.encoderHiddenStates.name]: unetEhs, ...unetAdded };
     if (unet.fused && fused) {
       const args = { io: unet.fused, names: fused, path: unetSession.path, controls: p.controls, batch };
-      Object.assign(unetFeeds, fusedControlFeeds({ ...args, width, height, guess }));
+      Object.assign(unetFeeds, fusedControlFeeds({ ...args, width, height, guess: guessScaled }));
     }
     const residualInputs = [...unet.down, ...(unet.mid ? [unet.mid] : [])];
     // Residuals summed over the ControlNets (or zeros without any), allocated at the first step, when the
