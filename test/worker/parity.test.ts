@@ -338,6 +338,25 @@ describe("a non-finite VAE output fails the job instead of storing a black image
     });
   });
 
+  it("non-finite latents (an overflowing UNet) are the same failure, named at their source", async () => {
+    const { models } = pipelineFor(tinyModel({ controlnets: ["canny"] }));
+    const pipeline = new ControlNetPipeline(models, (name, config) => {
+      const scheduler = testSchedulers(name, config);
+      const step = scheduler.step.bind(scheduler);
+      scheduler.step = (...args: Parameters<typeof step>) => {
+        const result = step(...args);
+        result.prevSample[7] = Number.POSITIVE_INFINITY;
+        return result;
+      };
+      return scheduler;
+    });
+    await expect(pipeline.generate(base())).rejects.toMatchObject({
+      kind: "bad_input",
+      code: "NON_FINITE_OUTPUT",
+      message: expect.stringContaining("latents hold Infinity at value 7"),
+    });
+  });
+
   it("the worker reports it as a final rejection naming the code, and stores no image", async () => {
     const fallback = aws.fauxqs.createQueue("nan-fallback", { attributes: { VisibilityTimeout: "30" } });
     const results = aws.fauxqs.createQueue("nan-results");

@@ -438,6 +438,12 @@ export class ControlNetPipeline {
     const input = s.inputs[0];
     const output = s.outputs[0];
     if (!input || !output) throw new Error("VAE decoder has no inputs or outputs");
+    // Non-finite latents (an fp16 UNet overflowing) would decode to NaN too: named at their source.
+    const badLatent = firstNonFinite(latent);
+    if (badLatent >= 0)
+      throw nonFiniteOutput(
+        `the denoised latents hold ${latent[badLatent]} at value ${badLatent} of ${latent.length} (the UNet or a ControlNet overflowed): the image would be black`,
+      );
     const sf = this.models.folder.scalingFactor;
     const scaled = new Float32Array(latent.length);
     for (let i = 0; i < latent.length; i++) scaled[i] = (latent[i] as number) / sf;
