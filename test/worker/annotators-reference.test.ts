@@ -94,10 +94,15 @@ describe("depth (midas/__init__.py MidasDetector)", () => {
 describe("normal (normalbae/__init__.py NormalBAEDetector)", () => {
   it("feeds ImageNet-normalised RGB / 255 and maps the first three channels by ((n + 1) / 2) × 255", async () => {
     // NNET's prediction [1,4,H,W] (normal x, y, z and kappa); here the normalised input and its mean.
+    // The traced graph's outputs: the predictions (here the full-size one) and the 1/8 one again, last.
     const g = new GraphBuilder(3);
     const x = g.input("image", "float", [1, 3, "h", "w"]);
-    g.alias(g.node("Concat", [x, channelMean(g, x)], { axis: 1 }), "normal");
-    g.output("normal", "float", [1, 4, "h", "w"]);
+    const full = g.node("Concat", [x, channelMean(g, x)], { axis: 1 });
+    g.alias(full, "output_0");
+    g.output("output_0", "float", [1, 4, "h", "w"]);
+    const eighth = g.node("AveragePool", [full], { kernel_shape: [8, 8], strides: [8, 8] });
+    g.alias(g.node("Sub", [g.node("Mul", [eighth, g.scalar(0)]), g.scalar(1)]), "output_1");
+    g.output("output_1", "float", [1, 4, "h8", "w8"]);
     const grey = square([128, 128, 128], [128, 128, 128]);
     const out = await annotate("normal", grey, options(install("normal", g)));
     // (128/255 - mean) / std per channel, then trunc(((n + 1) / 2) × 255).
@@ -143,6 +148,28 @@ describe("hed and scribble (hed/__init__.py HEDdetector)", () => {
       kind: "bad_input",
       message: expect.stringContaining("hed/model.onnx"),
     });
+  });
+});
+
+describe("softedge (pidi/__init__.py PidiNetDetector)", () => {
+  it("feeds BGR / 255 and takes the last output (the fused edge map, a sigmoid already) as it is", async () => {
+    // PidiNet's outputs: side maps, then the fused one [1,1,H,W]; here the first input channel (blue).
+    const g = new GraphBuilder(7);
+    const x = g.input("image", "float", [1, 3, "h", "w"]);
+    g.alias(
+      g.node("AveragePool", [channelMean(g, x)], { kernel_shape: [2, 2], strides: [2, 2] }),
+      "output_0",
+    );
+    g.output("output_0", "float", [1, 1, "h2", "w2"]);
+    g.alias(g.node("Conv", [x, g.floats([1, 3, 1, 1], [1, 0, 0])]), "output_1");
+    g.output("output_1", "float", [1, 1, "h", "w"]);
+    const out = await annotate(
+      "softedge",
+      square([200, 0, 10], [10, 0, 200]),
+      options(install("softedge", g)),
+    );
+    expect(Math.abs((px(out, 4, 4)[0] as number) - 10)).toBeLessThanOrEqual(1);
+    expect(Math.abs((px(out, 64, 64)[0] as number) - 200)).toBeLessThanOrEqual(1);
   });
 });
 

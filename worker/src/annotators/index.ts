@@ -18,7 +18,7 @@ import type { RgbImage } from "../images.ts";
 import { createRandom } from "../pipeline/random.ts";
 import type { LoadedSession, SessionFactory } from "../pipeline/session.ts";
 import { floatTensor, readFloats } from "../pipeline/session.ts";
-import { hed, lineart, midas, mlsd, normalBae, segmentation } from "./models.ts";
+import { hed, lineart, midas, mlsd, normalBae, pidinet, segmentation } from "./models.ts";
 import { type CV, fromRgb, loadOpenCv, type Mat, toRgb, withMats } from "./opencv.ts";
 import { openpose } from "./openpose.ts";
 import { grey, toDetectResolution, toOutputSize } from "./reference.ts";
@@ -154,7 +154,7 @@ const referenceDetectors: Record<string, (cv: CV, image: RgbImage, s: LoadedSess
   depth: midas,
   normal: normalBae,
   hed: (cv, image, s) => hed(cv, image, s, false),
-  softedge: (cv, image, s) => hed(cv, image, s, false),
+  softedge: pidinet,
   scribble: (cv, image, s) => hed(cv, image, s, true),
   mlsd,
   segmentation,

@@ -251,14 +251,17 @@ export async function midas(cv: CV, image: RgbImage, s: LoadedSession): Promise<
 }
 
 /**
- * normal (NormalBAEDetector): RGB / 255 then ImageNet-normalised in; the last output's first three
- * channels (the fourth is kappa) out, `((n + 1) * 0.5).clip(0, 1)` to bytes.
+ * normal (NormalBAEDetector): RGB / 255 then ImageNet-normalised in; `normal[0][-1][:, :3]`: of the
+ * network's predictions (at 1/8, 1/4, 1/2 and full size; the traced graph lists the 1/8 one again
+ * after them) the full-size one, the largest, and its first three channels (the fourth is kappa);
+ * `((n + 1) * 0.5).clip(0, 1)` to bytes.
  */
 export async function normalBae(cv: CV, image: RgbImage, s: LoadedSession): Promise<RgbImage> {
   const d = toDetectResolution(cv, image);
   const input = planar(d, (v, c) => (v / 255 - (IMAGENET_MEAN[c] as number)) / (IMAGENET_STD[c] as number));
   const outs = await run(s, input, [1, 3, d.height, d.width]);
-  const t = outs[outs.length - 1] as Tensor;
+  const area = (o: Tensor) => hw(o).width * hw(o).height;
+  const t = outs.reduce((best, o) => (area(o) > area(best) ? o : best));
   if ((t.dims[1] ?? 0) < 3) throw badInput(`normal model ${s.path} gives ${t.dims[1]} channels, not 3 or 4`);
   const size = hw(t);
   const plane = size.width * size.height;
@@ -272,7 +275,7 @@ export async function normalBae(cv: CV, image: RgbImage, s: LoadedSession): Prom
 }
 
 /**
- * hed / softedge / scribble (HEDdetector, ControlNetHED_Apache2): RGB in 0..255 (the network subtracts
+ * hed / scribble (HEDdetector, ControlNetHED_Apache2): RGB in 0..255 (the network subtracts
  * its own `norm`), its side outputs (logits, any sizes) resized to the detect size (INTER_LINEAR),
  * averaged, sigmoid, to bytes. scribble (`scribble=True`): nms(127, σ 3), Gaussian blur σ 3, then 255
  * where above 4, else 0.
@@ -299,6 +302,24 @@ export async function hed(cv: CV, image: RgbImage, s: LoadedSession, scribble: b
     for (let i = 0; i < n; i++) bytes[i] = (bytes[i] as number) > 4 ? 255 : 0;
   }
   return toOutputSize(grey(bytes, d.width, d.height), image.width, image.height);
+}
+
+/**
+ * softedge (PidiNetDetector, as tools/export-onnx exports it): BGR / 255 in; the last output (the fused
+ * edge map, already through a sigmoid) to bytes; `safe=False`, `apply_filter=False`.
+ */
+export async function pidinet(cv: CV, image: RgbImage, s: LoadedSession): Promise<RgbImage> {
+  const d = toDetectResolution(cv, image);
+  const plane = d.width * d.height;
+  const bgr = new Float32Array(3 * plane);
+  for (let i = 0; i < plane; i++)
+    for (let c = 0; c < 3; c++) bgr[c * plane + i] = (d.data[i * 3 + (2 - c)] as number) / 255;
+  const outs = await run(s, bgr, [1, 3, d.height, d.width]);
+  const edge = outs[outs.length - 1] as Tensor;
+  const size = hw(edge);
+  const bytes = new Uint8Array(size.width * size.height);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = toByte(edge.data[i] as number);
+  return toOutputSize(grey(bytes, size.width, size.height), image.width, image.height);
 }
 
 /** The thresholds MLSDdetector passes to pred_lines (thr_v: score, thr_d: segment length). */
