@@ -7,10 +7,13 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import sharp from "sharp";
 import { describe, expect, it } from "vitest";
 import { annotate } from "../../worker/src/annotators/index.ts";
 import { ADE20K_PALETTE, decodeMlsd } from "../../worker/src/annotators/models.ts";
-import type { RgbImage } from "../../worker/src/images.ts";
+import { type RgbImage, resizeLanczos } from "../../worker/src/images.ts";
+import { buildParams } from "../../worker/src/job.ts";
+import type { WorkerJobMessage } from "../../worker/src/messages.ts";
 import { GraphBuilder } from "../../worker/src/models/onnx-builder.ts";
 import { SessionFactory } from "../../worker/src/pipeline/session.ts";
 import { captureLog } from "./support.ts";
@@ -57,6 +60,67 @@ describe("canny (canny/__init__.py CannyDetector)", () => {
     expect(edge).toBe(48);
     expect(px(out, 64, 64)).toEqual([0, 0, 0]);
     expect(px(out, 5, 5)).toEqual([0, 0, 0]);
+  });
+});
+
+describe("the detectors see the image as uploaded (controlnet_aux is given the upload; diffusers resizes the hint)", () => {
+  /** 512² grey 60 with a 1-pixel vertical line of 120 at x 256: a detail that a 128² copy loses. */
+  function fineLine(): RgbImage {
+    const data = new Uint8Array(512 * 512 * 3).fill(60);
+    for (let y = 0; y < 512; y++) data.fill(120, (y * 512 + 256) * 3, (y * 512 + 257) * 3);
+    return { data, width: 512, height: 512 };
+  }
+  const lineColumn = (hint: RgbImage) =>
+    Math.max(...[62, 63, 64, 65].map((x) => px(hint, x, 64)[0] as number));
+
+  it("canny detects on `original` and returns the hint at the output size", async () => {
+    const original = fineLine();
+    const small: RgbImage = {
+      data: await resizeLanczos(original.data, original, 3, size, size),
+      width: size,
+      height: size,
+    };
+    const fromUpload = await annotate("canny", small, { ...options(null), original });
+    expect(fromUpload.width).toBe(size);
+    expect(lineColumn(fromUpload)).toBeGreaterThan(40);
+    // On the output-size copy the line is too faint for Canny(100, 200).
+    expect(lineColumn(await annotate("canny", small, options(null)))).toBe(0);
+  });
+
+  it("the job gives the annotator the uploaded control image", async () => {
+    const original = fineLine();
+    const png = await sharp(original.data, { raw: { width: 512, height: 512, channels: 3 } })
+      .png()
+      .toBuffer();
+    const message: WorkerJobMessage = {
+      jobId: "job-1",
+      tenantId: "tenant-a",
+      attempt: 1,
+      outputsPrefix: "tenant-a/job-1",
+      request: {
+        model_id: "sd15",
+        controlnet_model: "canny",
+        controlnet_type: "canny",
+        prompt: "a lighthouse",
+        control_image: png.toString("base64"),
+        base64: "yes",
+        auto_hint: "yes",
+        width: size,
+        height: size,
+      } as WorkerJobMessage["request"],
+    };
+    const params = await buildParams(message, {
+      fetchImage: async (url) => {
+        throw new Error(`no network in tests: ${url}`);
+      },
+      annotatorDir: null,
+      sessions: new SessionFactory("cpu", captureLog().log),
+      maxSteps: null,
+    });
+    const hint = params.controls[0]?.image as Float32Array;
+    expect(hint).toHaveLength(3 * size * size);
+    const column = Math.max(...[62, 63, 64, 65].map((x) => hint[64 * size + x] as number));
+    expect(column * 255).toBeGreaterThan(40);
   });
 });
 

@@ -114,6 +114,18 @@ async function decodeFull(bytes: Buffer): Promise<RgbImage> {
   };
 }
 
+/** The image as uploaded (RGB, EXIF orientation applied, alpha dropped, not resized): what annotators detect on. */
+export async function decodeOriginal(bytes: Buffer, what: string): Promise<RgbImage> {
+  try {
+    return await decodeFull(bytes);
+  } catch (error) {
+    throw badInput(
+      `${what} is not a readable image: ${error instanceof Error ? error.message : String(error)}`,
+      error,
+    );
+  }
+}
+
 /**
  * Resizes raw 8-bit pixels to exactly width×height as diffusers' VaeImageProcessor.resize does with
  * its defaults (resize_mode "default", resample "lanczos": PIL's `image.resize((w, h), LANCZOS)`): the

@@ -18,7 +18,7 @@ import type { RgbImage } from "../images.ts";
 import { createRandom } from "../pipeline/random.ts";
 import type { LoadedSession, SessionFactory } from "../pipeline/session.ts";
 import { floatTensor, readFloats } from "../pipeline/session.ts";
-import { hed, lineart, midas, mlsd, normalBae, pidinet, segmentation } from "./models.ts";
+import { hed, lineart, midas, mlsd, normalBae, pidinet, type Size, segmentation } from "./models.ts";
 import { type CV, fromRgb, loadOpenCv, type Mat, toRgb, withMats } from "./opencv.ts";
 import { openpose } from "./openpose.ts";
 import { grey, toDetectResolution, toOutputSize } from "./reference.ts";
@@ -58,6 +58,12 @@ export interface AnnotatorOptions {
   sessions: SessionFactory;
   /** Seed for the random parts (shuffle), so the same job gives the same hint. */
   seed: number;
+  /**
+   * The control image as uploaded (decoded, not resized), which controlnet_aux's detectors are given:
+   * the ports detect on it and return the hint at the size of `image` (the output size). Without it
+   * they detect on `image`.
+   */
+  original?: RgbImage;
 }
 
 export async function annotate(name: string, image: RgbImage, options: AnnotatorOptions): Promise<RgbImage> {
@@ -65,7 +71,7 @@ export async function annotate(name: string, image: RgbImage, options: Annotator
   if (name === "qrcode" || name === "inpaint") return image;
   if ((MODEL_ANNOTATORS as readonly string[]).includes(name)) return modelAnnotator(name, image, options);
   const { cv } = await loadOpenCv();
-  if (name === "canny") return canny(cv, image);
+  if (name === "canny") return canny(cv, options.original ?? image, image);
   return withMats((track) => {
     const src = track(fromRgb(cv, image));
     const out = track(new cv.Mat());
@@ -110,15 +116,15 @@ export async function annotate(name: string, image: RgbImage, options: Annotator
  * controlnet_aux CannyDetector: cv2.Canny(100, 200) on the RGB image (OpenCV takes the strongest
  * channel's gradient) at the detect resolution, the map resized back as diffusers resizes a control image.
  */
-async function canny(cv: CV, image: RgbImage): Promise<RgbImage> {
+async function canny(cv: CV, image: RgbImage, out: Size): Promise<RgbImage> {
   const detect = toDetectResolution(cv, image);
   const edges = withMats((track) => {
     const src = track(fromRgb(cv, detect));
-    const out = track(new cv.Mat());
-    cv.Canny(src, out, 100, 200);
-    return Uint8Array.from(out.data);
+    const dst = track(new cv.Mat());
+    cv.Canny(src, dst, 100, 200);
+    return Uint8Array.from(dst.data);
   });
-  return toOutputSize(grey(edges, detect.width, detect.height), image.width, image.height);
+  return toOutputSize(grey(edges, detect.width, detect.height), out.width, out.height);
 }
 
 /** controlnet_aux's ContentShuffleDetector: remap through smooth random flow fields. */
@@ -149,13 +155,16 @@ function contentShuffle(
 }
 
 /** The ports of controlnet_aux's detectors around their reference models (models.ts). */
-const referenceDetectors: Record<string, (cv: CV, image: RgbImage, s: LoadedSession) => Promise<RgbImage>> = {
+const referenceDetectors: Record<
+  string,
+  (cv: CV, image: RgbImage, s: LoadedSession, out: Size) => Promise<RgbImage>
+> = {
   lineart,
   depth: midas,
   normal: normalBae,
-  hed: (cv, image, s) => hed(cv, image, s, false),
+  hed: (cv, image, s, out) => hed(cv, image, s, out, false),
   softedge: pidinet,
-  scribble: (cv, image, s) => hed(cv, image, s, true),
+  scribble: (cv, image, s, out) => hed(cv, image, s, out, true),
   mlsd,
   segmentation,
 };
@@ -176,9 +185,9 @@ async function modelAnnotator(name: string, image: RgbImage, options: AnnotatorO
   }
   const s = await options.sessions.load(path);
   try {
-    if (key === "openpose") return await openpose(image, s);
+    if (key === "openpose") return await openpose(options.original ?? image, s, { outputSize: image });
     const reference = referenceDetectors[name];
-    if (reference) return await reference((await loadOpenCv()).cv, image, s);
+    if (reference) return await reference((await loadOpenCv()).cv, options.original ?? image, s, image);
     // face_detector: no reference port (controlnet_aux draws a MediaPipe face mesh); the model's first
     // output is mapped to an image as below.
     const input = s.inputs[0];

@@ -179,6 +179,8 @@ export const ADE20K_PALETTE: readonly (readonly [number, number, number])[] = [
 ];
 
 type Tensor = { data: Float32Array; dims: readonly number[] };
+/** The size of the hint: the job's output size. */
+export type Size = { width: number; height: number };
 
 /** Interleaved RGB → planar [channels,H,W] floats, `f(value, channel)` for the three colour planes. */
 function planar(image: RgbImage, f: (v: number, c: number) => number, channels = 3): Float32Array {
@@ -211,7 +213,7 @@ const hw = (t: Tensor) => ({ height: t.dims.at(-2) as number, width: t.dims.at(-
  * lineart (LineartDetector): RGB / 255 in, the line map (1 channel) out, `(line * 255).clip` to bytes,
  * then inverted (`255 - detected_map`): white lines on black, as the lineart ControlNet takes them.
  */
-export async function lineart(cv: CV, image: RgbImage, s: LoadedSession): Promise<RgbImage> {
+export async function lineart(cv: CV, image: RgbImage, s: LoadedSession, out: Size): Promise<RgbImage> {
   const d = toDetectResolution(cv, image);
   const [line] = (await run(
     s,
@@ -221,11 +223,11 @@ export async function lineart(cv: CV, image: RgbImage, s: LoadedSession): Promis
   const size = hw(line);
   const bytes = new Uint8Array(size.width * size.height);
   for (let i = 0; i < bytes.length; i++) bytes[i] = 255 - toByte(line.data[i] as number);
-  return toOutputSize(grey(bytes, size.width, size.height), image.width, image.height);
+  return toOutputSize(grey(bytes, size.width, size.height), out.width, out.height);
 }
 
 /** depth (MidasDetector): RGB / 127.5 - 1 in, depth out, min-max normalised to bytes. */
-export async function midas(cv: CV, image: RgbImage, s: LoadedSession): Promise<RgbImage> {
+export async function midas(cv: CV, image: RgbImage, s: LoadedSession, out: Size): Promise<RgbImage> {
   const d = toDetectResolution(cv, image);
   const [depth] = (await run(
     s,
@@ -247,7 +249,7 @@ export async function midas(cv: CV, image: RgbImage, s: LoadedSession): Promise<
     const v = ((depth.data[i] as number) - min) / (max - min);
     bytes[i] = Number.isNaN(v) ? 0 : toByte(v);
   }
-  return toOutputSize(grey(bytes, size.width, size.height), image.width, image.height);
+  return toOutputSize(grey(bytes, size.width, size.height), out.width, out.height);
 }
 
 /**
@@ -256,7 +258,7 @@ export async function midas(cv: CV, image: RgbImage, s: LoadedSession): Promise<
  * after them) the full-size one, the largest, and its first three channels (the fourth is kappa);
  * `((n + 1) * 0.5).clip(0, 1)` to bytes.
  */
-export async function normalBae(cv: CV, image: RgbImage, s: LoadedSession): Promise<RgbImage> {
+export async function normalBae(cv: CV, image: RgbImage, s: LoadedSession, out: Size): Promise<RgbImage> {
   const d = toDetectResolution(cv, image);
   const input = planar(d, (v, c) => (v / 255 - (IMAGENET_MEAN[c] as number)) / (IMAGENET_STD[c] as number));
   const outs = await run(s, input, [1, 3, d.height, d.width]);
@@ -271,7 +273,7 @@ export async function normalBae(cv: CV, image: RgbImage, s: LoadedSession): Prom
       const v = Math.min(1, Math.max(0, ((t.data[c * plane + i] as number) + 1) * 0.5));
       rgb[i * 3 + c] = toByte(v);
     }
-  return toOutputSize({ data: rgb, width: size.width, height: size.height }, image.width, image.height);
+  return toOutputSize({ data: rgb, width: size.width, height: size.height }, out.width, out.height);
 }
 
 /**
@@ -280,7 +282,13 @@ export async function normalBae(cv: CV, image: RgbImage, s: LoadedSession): Prom
  * averaged, sigmoid, to bytes. scribble (`scribble=True`): nms(127, σ 3), Gaussian blur σ 3, then 255
  * where above 4, else 0.
  */
-export async function hed(cv: CV, image: RgbImage, s: LoadedSession, scribble: boolean): Promise<RgbImage> {
+export async function hed(
+  cv: CV,
+  image: RgbImage,
+  s: LoadedSession,
+  out: Size,
+  scribble: boolean,
+): Promise<RgbImage> {
   const d = toDetectResolution(cv, image);
   const sides = await run(
     s,
@@ -301,14 +309,14 @@ export async function hed(cv: CV, image: RgbImage, s: LoadedSession, scribble: b
     bytes = gaussianBlur8(cv, nms(cv, bytes, d.width, d.height, 127, 3), d.width, d.height, 3);
     for (let i = 0; i < n; i++) bytes[i] = (bytes[i] as number) > 4 ? 255 : 0;
   }
-  return toOutputSize(grey(bytes, d.width, d.height), image.width, image.height);
+  return toOutputSize(grey(bytes, d.width, d.height), out.width, out.height);
 }
 
 /**
  * softedge (PidiNetDetector, as tools/export-onnx exports it): BGR / 255 in; the last output (the fused
  * edge map, already through a sigmoid) to bytes; `safe=False`, `apply_filter=False`.
  */
-export async function pidinet(cv: CV, image: RgbImage, s: LoadedSession): Promise<RgbImage> {
+export async function pidinet(cv: CV, image: RgbImage, s: LoadedSession, out: Size): Promise<RgbImage> {
   const d = toDetectResolution(cv, image);
   const plane = d.width * d.height;
   const bgr = new Float32Array(3 * plane);
@@ -319,7 +327,7 @@ export async function pidinet(cv: CV, image: RgbImage, s: LoadedSession): Promis
   const size = hw(edge);
   const bytes = new Uint8Array(size.width * size.height);
   for (let i = 0; i < bytes.length; i++) bytes[i] = toByte(edge.data[i] as number);
-  return toOutputSize(grey(bytes, size.width, size.height), image.width, image.height);
+  return toOutputSize(grey(bytes, size.width, size.height), out.width, out.height);
 }
 
 /** The thresholds MLSDdetector passes to pred_lines (thr_v: score, thr_d: segment length). */
@@ -387,14 +395,14 @@ export function decodeMlsd(
  * given the image's own shape); the [1, 9, H/2, W/2] map out (channel 0 centres, 1-4 displacements);
  * the decoded segments drawn white, 1 px (cv2.line, ends truncated to integers) on black.
  */
-export async function mlsd(cv: CV, image: RgbImage, s: LoadedSession): Promise<RgbImage> {
+export async function mlsd(cv: CV, image: RgbImage, s: LoadedSession, out: Size): Promise<RgbImage> {
   const d = toDetectResolution(cv, image);
   const input = planar(d, (v) => v / 127.5 - 1, 4);
   input.fill(1 / 127.5 - 1, 3 * d.width * d.height);
-  const [out] = (await run(s, input, [1, 4, d.height, d.width])) as [Tensor];
-  if ((out.dims[1] ?? 0) < 5) throw badInput(`mlsd model ${s.path} gives ${out.dims[1]} channels, not 9`);
-  const size = hw(out);
-  const lines = decodeMlsd(out.data, size.width, size.height);
+  const [map] = (await run(s, input, [1, 4, d.height, d.width])) as [Tensor];
+  if ((map.dims[1] ?? 0) < 5) throw badInput(`mlsd model ${s.path} gives ${map.dims[1]} channels, not 9`);
+  const size = hw(map);
+  const lines = decodeMlsd(map.data, size.width, size.height);
   const drawn = withMats((track) => {
     const canvas = track(new cv.Mat(d.height, d.width, cv.CV_8UC1, new cv.Scalar(0)));
     for (const [x0, y0, x1, y1] of lines) {
@@ -408,25 +416,27 @@ export async function mlsd(cv: CV, image: RgbImage, s: LoadedSession): Promise<R
     }
     return Uint8Array.from(canvas.data);
   });
-  return toOutputSize(grey(drawn, d.width, d.height), image.width, image.height);
+  return toOutputSize(grey(drawn, d.width, d.height), out.width, out.height);
 }
 
 /**
  * segmentation (UperNet on ADE20K, as diffusers' sd-controlnet-seg example runs it): RGB / 255,
  * ImageNet-normalised, at the model's fixed input size (else 512×512); the class logits
- * [1, 150, h, w] bilinearly resized to the image (post_process_semantic_segmentation), argmax, each
- * class in its ADE20K colour.
+ * [1, 150, h, w] bilinearly resized (post_process_semantic_segmentation), argmax, each class in its
+ * ADE20K colour. The reference resizes the logits to the uploaded image's size and diffusers then
+ * resizes the colour map to the output size; here the logits go to the output size at once (one
+ * resampling less, and no argmax over a full-size upload).
  */
-export async function segmentation(cv: CV, image: RgbImage, s: LoadedSession): Promise<RgbImage> {
+export async function segmentation(cv: CV, image: RgbImage, s: LoadedSession, out: Size): Promise<RgbImage> {
   const input = firstInput(s);
   const H = typeof input.shape[2] === "number" ? input.shape[2] : 512;
   const W = typeof input.shape[3] === "number" ? input.shape[3] : 512;
   const resized = withMats((track) => {
     const src = track(new cv.Mat(image.height, image.width, cv.CV_8UC3));
     src.data.set(image.data);
-    const out = track(new cv.Mat());
-    cv.resize(src, out, new cv.Size(W, H), 0, 0, cv.INTER_LINEAR);
-    return { data: Uint8Array.from(out.data), width: W, height: H };
+    const dst = track(new cv.Mat());
+    cv.resize(src, dst, new cv.Size(W, H), 0, 0, cv.INTER_LINEAR);
+    return { data: Uint8Array.from(dst.data), width: W, height: H };
   });
   const [logits] = (await run(
     s,
@@ -439,12 +449,12 @@ export async function segmentation(cv: CV, image: RgbImage, s: LoadedSession): P
     logits.dims[1] as number,
     size.width,
     size.height,
-    image.width,
-    image.height,
+    out.width,
+    out.height,
   );
-  const rgb = new Uint8Array(image.width * image.height * 3);
+  const rgb = new Uint8Array(out.width * out.height * 3);
   for (let i = 0; i < labels.length; i++) rgb.set(ADE20K_PALETTE[labels[i] as number] ?? [0, 0, 0], i * 3);
-  return { data: rgb, width: image.width, height: image.height };
+  return { data: rgb, width: out.width, height: out.height };
 }
 
 /**
