@@ -28,6 +28,7 @@ import {
   InMemoryObjectStore,
   InMemoryWebhookSettings,
 } from "../support/fakes.ts";
+import { TEST_MODELS } from "../support/settings.ts";
 
 const TENANT = "acme";
 const UPLOAD_ID = "0b9d5c3e-2f4a-4c6b-8d7e-1a2b3c4d5e6f";
@@ -139,6 +140,7 @@ beforeEach(async () => {
     notifyQueue: new FakeQueue(queues.notifications),
     tenants: new InMemoryWebhookSettings(clock).addTenant(TENANT),
     apiKeys,
+    models: TEST_MODELS,
   });
   // As the API function's middy chain does (shared/lambda/http-errors.ts).
   call = (request) => api(event(request)).catch(errorToHttp);
@@ -171,6 +173,7 @@ const SUCCESSFUL: Record<
   listApiKeys: () => ({}),
   revokeApiKey: () => ({ params: { id: spareKey.id } }),
   getOpenApiDocument: () => ({ tenant: null }),
+  listModels: () => ({}),
 };
 
 describe("the API's router, built from the route table", () => {

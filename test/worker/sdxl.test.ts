@@ -24,7 +24,7 @@ import {
   SessionFactory,
 } from "../../worker/src/pipeline/session.ts";
 import { startWorker } from "../../worker/src/start.ts";
-import { captureLog, testSchedulers, tinyModel, useWorkerAws } from "./support.ts";
+import { captureLog, modelRoot, testSchedulers, tinyEntry, tinyModel, useWorkerAws } from "./support.ts";
 
 const W = 128;
 const H = 192;
@@ -352,7 +352,8 @@ describe("SDXL worker: queue message to stored PNG (fauxqs SQS + S3)", () => {
       fallbackQueueUrl: fallback.queueUrl,
       resultsQueueUrl: results.queueUrl,
       outputsBucket: "outputs",
-      modelDir: tinyModel({ sdxl: true, controlnets: ["canny"] }),
+      modelDir: modelRoot({ sdxl: tinyModel({ sdxl: true, controlnets: ["canny"] }) }),
+      catalog: [tinyEntry("sdxl", { kind: "sdxl", controlnets: ["canny"] })],
       executionProvider: "cpu",
       endpoints: {
         sqs: aws.fauxqs.address,

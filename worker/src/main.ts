@@ -2,6 +2,8 @@
  * ECS entry point: configuration from the environment (parsed once), startWorker(), SIGTERM drain.
  */
 import * as z from "zod";
+import { modelCatalogJson } from "../../shared/schemas/model-catalog.ts";
+import { ModelCatalogError } from "./catalog.ts";
 import { DEFAULT_IMAGE_DOWNLOADS } from "./images.ts";
 import { jsonLogger, startWorker } from "./start.ts";
 
@@ -14,12 +16,21 @@ export const workerConfigSchema = z.object({
   FALLBACK_QUEUE_URL: z.string().min(1),
   RESULTS_QUEUE_URL: z.string().min(1),
   OUTPUTS_BUCKET: z.string().min(1),
+  /**
+   * The self-hosted model catalog as JSON (shared/schemas/model-catalog.ts): each model's id, kind,
+   * ControlNets, annotator weights, upscaler and safety checker, and the S3 prefix it is synced from.
+   */
+  SELF_HOSTED_MODELS: z.string().superRefine((text, ctx) => {
+    const parsed = modelCatalogJson.safeParse(text);
+    if (!parsed.success) {
+      for (const issue of parsed.error.issues)
+        ctx.addIssue({ code: "custom", message: `${issue.path.join(".") || "(root)"}: ${issue.message}` });
+    }
+  }),
+  /** The models root: one folder per catalog entry (`<MODEL_DIR>/<id>`). */
   MODEL_DIR: optionalString,
-  MODEL_S3_URI: optionalString.refine(
-    (v) => v === null || v.startsWith("s3://"),
-    "must be s3://bucket/prefix",
-  ),
-  ANNOTATOR_DIR: optionalString,
+  /** Models kept loaded at once; a job naming another closes the least recently used. */
+  OPEN_MODELS: z.coerce.number().int().min(1).max(16).default(1),
   HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   EXECUTION_PROVIDER: z.enum(["auto", "cuda", "cpu"]).default("auto"),
   VISIBILITY_TIMEOUT_SECONDS: z.coerce.number().int().min(30).max(43_200).default(120),
@@ -53,13 +64,14 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const config = parsed.data;
+  const catalog = modelCatalogJson.parse(config.SELF_HOSTED_MODELS);
   const worker = await startWorker({
     fallbackQueueUrl: config.FALLBACK_QUEUE_URL,
     resultsQueueUrl: config.RESULTS_QUEUE_URL,
     outputsBucket: config.OUTPUTS_BUCKET,
+    catalog,
     modelDir: config.MODEL_DIR,
-    modelS3Uri: config.MODEL_S3_URI,
-    annotatorDir: config.ANNOTATOR_DIR,
+    openModels: config.OPEN_MODELS,
     executionProvider: config.EXECUTION_PROVIDER,
     healthPort: config.HEALTH_PORT,
     imageDownloads: {
@@ -73,6 +85,14 @@ async function main(): Promise<void> {
       heartbeatSeconds: Math.max(5, Math.floor(config.VISIBILITY_TIMEOUT_SECONDS / 4)),
       drainTimeoutMs: config.DRAIN_TIMEOUT_SECONDS * 1000,
     },
+  }).catch((error: unknown) => {
+    // A model folder lacking what its entry declares: the task never becomes ready (ECS replaces it,
+    // and a deployment's circuit breaker rolls back), and the log names every gap.
+    if (error instanceof ModelCatalogError) {
+      jsonLogger("error", "model folders do not match the catalog: not ready", { problems: error.problems });
+      process.exit(3);
+    }
+    throw error;
   });
   const shutdown = (signal: string) => {
     jsonLogger("info", `${signal}: draining`, {});

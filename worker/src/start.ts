@@ -1,9 +1,9 @@
 /**
  * startWorker(): everything the ECS entry point (main.ts) and the local stack need to run a worker:
- * model folder (synced from S3 when asked, or a tiny built one), sessions on CUDA or the CPU, the
- * service loop and the health endpoint.
+ * the catalog's model folders (each synced from its S3 prefix when it has one, then checked against
+ * its entry), sessions on CUDA or the CPU, the service loop and the health endpoint.
  */
-import { mkdirSync, mkdtempSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -13,6 +13,8 @@ import type { SQSClient } from "@aws-sdk/client-sqs";
 import type { SafeConnectOptions } from "../../shared/adapters/http/guarded-connection.ts";
 import { createS3Client } from "../../shared/adapters/s3/object-store.ts";
 import { createSqsClient } from "../../shared/adapters/sqs/queue.ts";
+import type { ModelCatalog } from "../../shared/domain/model-catalog.ts";
+import { checkCatalog, ModelPool } from "./catalog.ts";
 import {
   DEFAULT_IMAGE_DOWNLOADS,
   type ImageDownloadPolicy,
@@ -20,9 +22,6 @@ import {
   safeImageFetcher,
 } from "./images.ts";
 import { syncModelsFromS3 } from "./model-sync.ts";
-import { buildTinyModel } from "./models/tiny.ts";
-import { ModelSet } from "./pipeline/models.ts";
-import { ControlNetPipeline } from "./pipeline/pipeline.ts";
 import { loadSchedulerFactory, type SchedulerFactory } from "./pipeline/scheduler.ts";
 import { type ExecutionProvider, type Logger, SessionFactory } from "./pipeline/session.ts";
 import { WorkerService, type WorkerServiceOptions } from "./service.ts";
@@ -31,11 +30,15 @@ export interface StartWorkerOptions {
   fallbackQueueUrl: string;
   resultsQueueUrl: string;
   outputsBucket: string;
-  /** Diffusers-style ONNX folder. Without it (and without modelS3Uri) a tiny random model is built. */
+  /**
+   * The self-hosted models (SELF_HOSTED_MODELS): a job runs on the one its model_id names. Each entry's
+   * folder is `<modelDir>/<id>`: synced from its s3Uri at start when it has one, else already there.
+   */
+  catalog: ModelCatalog;
+  /** The models root (one folder per catalog entry); a folder under the system's temporary one by default. */
   modelDir?: string | null;
-  /** s3://bucket/prefix synced into modelDir at start. */
-  modelS3Uri?: string | null;
-  annotatorDir?: string | null;
+  /** Models kept open at once (their sessions loaded); another one closes the least recently used. */
+  openModels?: number;
   executionProvider?: ExecutionProvider;
   /** Health endpoint port: 0 for a random one, null for none. */
   healthPort?: number | null;
@@ -56,7 +59,7 @@ export interface StartWorkerOptions {
   fetchImage?: ImageFetcher;
   createScheduler?: SchedulerFactory;
   log?: Logger;
-  /** Caps num_inference_steps (defaults to 4 with the tiny model, else none). */
+  /** Caps num_inference_steps (none by default). */
   maxSteps?: number | null;
   threads?: number;
   service?: Partial<
@@ -69,7 +72,8 @@ export interface StartWorkerOptions {
 
 export interface RunningWorker {
   service: WorkerService;
-  models: ModelSet;
+  models: ModelPool;
+  /** The models root. */
   modelDir: string;
   provider: "cuda" | "cpu";
   /** http://127.0.0.1:<port>/health when a health port was asked for. */
@@ -108,24 +112,20 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
       ...(credentials ? { credentials } : {}),
     });
 
-  let modelDir = options.modelDir ?? null;
-  let tiny = false;
-  if (options.modelS3Uri) {
-    modelDir ??= join(tmpdir(), "controlnet-models");
-    mkdirSync(modelDir, { recursive: true });
-    const synced = await syncModelsFromS3(s3, options.modelS3Uri, modelDir);
-    log("info", "models synced from S3", { uri: options.modelS3Uri, ...synced });
-  } else if (!modelDir) {
-    modelDir = buildTinyModel(mkdtempSync(join(tmpdir(), "tiny-controlnet-")));
-    tiny = true;
-    log("warn", "no MODEL_DIR: running the tiny random-weight model (outputs are noise)", { modelDir });
+  const modelDir = options.modelDir ?? join(tmpdir(), "controlnet-models");
+  mkdirSync(modelDir, { recursive: true });
+  for (const entry of options.catalog) {
+    if (!entry.s3Uri) continue;
+    const synced = await syncModelsFromS3(s3, entry.s3Uri, join(modelDir, entry.id));
+    log("info", "model synced from S3", { model: entry.id, uri: entry.s3Uri, ...synced });
   }
+  // Not ready until every folder holds what its entry declares: a ModelCatalogError naming each gap.
+  checkCatalog(modelDir, options.catalog);
 
   const sessions = new SessionFactory(options.executionProvider ?? "auto", log, options.threads);
-  const models = ModelSet.open(modelDir, sessions);
-  await models.warm();
   const createScheduler = options.createScheduler ?? (await loadSchedulerFactory());
-  const pipeline = new ControlNetPipeline(models, createScheduler);
+  const models = new ModelPool(modelDir, options.catalog, sessions, createScheduler, options.openModels ?? 1);
+  await models.warm();
   const service = new WorkerService({
     sqs,
     fallbackQueueUrl: options.fallbackQueueUrl,
@@ -133,15 +133,14 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
     log,
     ...options.service,
     job: {
-      pipeline,
+      models,
       sessions,
       fetchImage:
         options.fetchImage ??
         safeImageFetcher({ ...DEFAULT_IMAGE_DOWNLOADS, ...options.imageDownloads }, options.imageConnect),
-      annotatorDir: options.annotatorDir ?? null,
       s3,
       outputsBucket: options.outputsBucket,
-      maxSteps: options.maxSteps === undefined ? (tiny ? 4 : null) : options.maxSteps,
+      maxSteps: options.maxSteps ?? null,
       fallbackScheduler: "EulerDiscreteScheduler",
     },
   });
@@ -164,7 +163,12 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
   }
 
   service.start();
-  log("info", "worker started", { modelDir, provider: sessions.activeProvider, healthUrl, tiny });
+  log("info", "worker started", {
+    modelDir,
+    models: options.catalog.map((entry) => entry.id),
+    provider: sessions.activeProvider,
+    healthUrl,
+  });
 
   let stopped: Promise<void> | null = null;
   return {
