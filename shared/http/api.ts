@@ -189,7 +189,10 @@ export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Pro
         expires_at: new Date(deps.clock.now().getTime() + expires * 1000).toISOString(),
       });
     },
-    listModels: async () => json(200, presentModels(deps.models)),
+    listModels: async ({ tenantId }) => {
+      tenantId();
+      return json(200, presentModels(deps.models));
+    },
     getWebhookSettings: async ({ tenantId }) => {
       const settings = await deps.tenants.getWebhookSettings(tenantId());
       return json(200, {
