@@ -399,7 +399,6 @@ describe("the production registry", () => {
       loadConfig(providersConfig, {
         FALLBACK_QUEUE_URL: "https://sqs.example.com/000000000000/fallback",
         SELF_HOSTED_MODELS: MINIMAL_ENV.SELF_HOSTED_MODELS,
-        SELF_HOSTED_MODELS: MINIMAL_ENV.SELF_HOSTED_MODELS,
         MODELSLAB_SUBMIT_TIMEOUT_SECONDS: "45",
       }),
       { queue: () => new FakeQueue(queues.fallback) as never, secret: async () => "k", log: () => undefined },
