@@ -126,6 +126,30 @@ export function unsupportedOnFleet(
   for (const [param, reason] of Object.entries(ANY_VALUE)) {
     if (request[param] !== undefined) found.push({ param, reason });
   }
+  found.push(...unsupportedSizeOnFleet(request));
+  return found;
+}
+
+/**
+ * The pixel multiple the fleet's width and height must be. A traced UNet upsamples by a fixed factor 2
+ * per level (three times for SD, twice for SDXL) from a latent 1/8 of the image, so its skip
+ * connections line up only at multiples of 64 pixels; other sizes fail inside the graph
+ * (docs/onnx-layouts.md). The worker refuses them too (worker/src/pipeline/layouts.ts).
+ */
+export const FLEET_SIZE_MULTIPLE = 64;
+
+/** width and height the fleet cannot take (not multiples of FLEET_SIZE_MULTIPLE), each named; unset is 512. */
+export function unsupportedSizeOnFleet(request: Readonly<Record<string, unknown>>): UnsupportedParam[] {
+  const found: UnsupportedParam[] = [];
+  for (const param of ["width", "height"] as const) {
+    const value = request[param];
+    if (typeof value === "number" && value % FLEET_SIZE_MULTIPLE !== 0) {
+      found.push({
+        param,
+        reason: `${param} ${value} is not a multiple of ${FLEET_SIZE_MULTIPLE}: the fleet's traced UNets take only multiples of ${FLEET_SIZE_MULTIPLE} pixels`,
+      });
+    }
+  }
   return found;
 }
 
@@ -139,4 +163,4 @@ export const FLEET_REFUSALS_SUMMARY = `a model_id not in GET /v1/models, or a Co
   SWITCHES,
 ).join(
   ", ",
-)} "yes"; use_karras_sigmas "yes" with a scheduler without Karras sigmas; the schedulers ${FLEET_REFUSED_SCHEDULERS.join(", ")}`;
+)} "yes"; use_karras_sigmas "yes" with a scheduler without Karras sigmas; the schedulers ${FLEET_REFUSED_SCHEDULERS.join(", ")}; width or height not a multiple of ${FLEET_SIZE_MULTIPLE}`;

@@ -65,8 +65,11 @@ export function checkModelFolder(dir: string, entry: SelfHostedModel): string[] 
     );
   }
   for (const name of entry.controlnets) {
-    if (!folder.controlnets.has(name))
-      say(`declares the ${name} ControlNet; controlnet/${name}/model.onnx is missing`);
+    // A separate ControlNet graph, or one of a fused UNet+ControlNet export (unet/controlnets.json).
+    if (!folder.controlnets.has(name) && !folder.fusedControlNets?.includes(name))
+      say(
+        `declares the ${name} ControlNet; controlnet/${name}/model.onnx is missing (nor has unet/controlnets.json it)`,
+      );
   }
   for (const name of entry.annotators) {
     if (!existsSync(join(dir, ANNOTATORS_DIR, name, "model.onnx")))

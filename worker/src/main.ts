@@ -1,11 +1,13 @@
 /**
- * ECS entry point: configuration from the environment (parsed once), startWorker(), SIGTERM drain.
+ * ECS entry point: configuration from the environment (parsed once), launchWorker(), SIGTERM drain.
+ * A worker that cannot work (CUDA asked for and missing, a failed model sync) stays up, answering 503
+ * with the reason on its health endpoint, so that ECS marks the task unhealthy and replaces it and the
+ * reason is there to read; without a health endpoint it exits 1.
  */
 import * as z from "zod";
 import { modelCatalogJson } from "../../shared/schemas/model-catalog.ts";
-import { ModelCatalogError } from "./catalog.ts";
 import { DEFAULT_IMAGE_DOWNLOADS } from "./images.ts";
-import { jsonLogger, startWorker } from "./start.ts";
+import { jsonLogger, launchWorker } from "./start.ts";
 
 const optionalString = z
   .string()
@@ -64,12 +66,11 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const config = parsed.data;
-  const catalog = modelCatalogJson.parse(config.SELF_HOSTED_MODELS);
-  const worker = await startWorker({
+  const worker = await launchWorker({
     fallbackQueueUrl: config.FALLBACK_QUEUE_URL,
     resultsQueueUrl: config.RESULTS_QUEUE_URL,
     outputsBucket: config.OUTPUTS_BUCKET,
-    catalog,
+    catalog: modelCatalogJson.parse(config.SELF_HOSTED_MODELS),
     modelDir: config.MODEL_DIR,
     openModels: config.OPEN_MODELS,
     executionProvider: config.EXECUTION_PROVIDER,
@@ -85,14 +86,9 @@ async function main(): Promise<void> {
       heartbeatSeconds: Math.max(5, Math.floor(config.VISIBILITY_TIMEOUT_SECONDS / 4)),
       drainTimeoutMs: config.DRAIN_TIMEOUT_SECONDS * 1000,
     },
-  }).catch((error: unknown) => {
-    // A model folder lacking what its entry declares: the task never becomes ready (ECS replaces it,
-    // and a deployment's circuit breaker rolls back), and the log names every gap.
-    if (error instanceof ModelCatalogError) {
-      jsonLogger("error", "model folders do not match the catalog: not ready", { problems: error.problems });
-      process.exit(3);
-    }
-    throw error;
+  });
+  worker.ready.catch(() => {
+    if (!worker.healthUrl) process.exit(1);
   });
   const shutdown = (signal: string) => {
     jsonLogger("info", `${signal}: draining`, {});

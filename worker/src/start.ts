@@ -1,11 +1,10 @@
 /**
- * startWorker(): everything the ECS entry point (main.ts) and the local stack need to run a worker:
- * the catalog's model folders (each synced from its S3 prefix when it has one, then checked against
- * its entry), sessions on CUDA or the CPU, the service loop and the health endpoint.
+ * launchWorker() / startWorker(): everything the ECS entry point (main.ts) and the local stack need to
+ * run a worker: the health endpoint first, then the execution provider check, the catalog's model
+ * folders (each synced from its S3 prefix when it has one, then checked against its entry), sessions
+ * on CUDA or the CPU, and the service loop.
  */
 import { mkdirSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
@@ -15,13 +14,15 @@ import { createS3Client } from "../../shared/adapters/s3/object-store.ts";
 import { createSqsClient } from "../../shared/adapters/sqs/queue.ts";
 import type { ModelCatalog } from "../../shared/domain/model-catalog.ts";
 import { checkCatalog, ModelPool } from "./catalog.ts";
+import { type HealthServer, startHealthServer, WorkerHealth } from "./health.ts";
 import {
   DEFAULT_IMAGE_DOWNLOADS,
   type ImageDownloadPolicy,
   type ImageFetcher,
   safeImageFetcher,
 } from "./images.ts";
-import { syncModelsFromS3 } from "./model-sync.ts";
+import { type SyncOptions, syncModelsFromS3 } from "./model-sync.ts";
+import { verifyCuda } from "./pipeline/cuda-probe.ts";
 import { loadSchedulerFactory, type SchedulerFactory } from "./pipeline/scheduler.ts";
 import { type ExecutionProvider, type Logger, SessionFactory } from "./pipeline/session.ts";
 import { WorkerService, type WorkerServiceOptions } from "./service.ts";
@@ -39,6 +40,8 @@ export interface StartWorkerOptions {
   modelDir?: string | null;
   /** Models kept open at once (their sessions loaded); another one closes the least recently used. */
   openModels?: number;
+  /** Bounds of the model sync (concurrency, timeouts, byte limit); defaults: SYNC_DEFAULTS. */
+  modelSync?: Pick<SyncOptions, "concurrency" | "responseTimeoutMs" | "idleTimeoutMs" | "maxBytes">;
   executionProvider?: ExecutionProvider;
   /** Health endpoint port: 0 for a random one, null for none. */
   healthPort?: number | null;
@@ -78,6 +81,20 @@ export interface RunningWorker {
   provider: "cuda" | "cpu";
   /** http://127.0.0.1:<port>/health when a health port was asked for. */
   healthUrl: string | null;
+  health: WorkerHealth;
+  stop(): Promise<void>;
+}
+
+export interface LaunchedWorker {
+  health: WorkerHealth;
+  /** http://127.0.0.1:<port>/health when a health port was asked for; it answers from now on. */
+  healthUrl: string | null;
+  /**
+   * Settles when the start is over: the running worker, or the reason it cannot work (health is then
+   * unhealthy with that reason, and the health endpoint keeps saying so until stop()).
+   */
+  ready: Promise<RunningWorker>;
+  /** Stops the start (an S3 sync in progress is aborted) or the running worker, then the health endpoint. */
   stop(): Promise<void>;
 }
 
@@ -93,8 +110,72 @@ export const jsonLogger: Logger = (level, message, fields = {}) => {
   else console.log(line);
 };
 
+/** launchWorker() and wait until it is ready; on failure its health endpoint is closed and the error thrown. */
 export async function startWorker(options: StartWorkerOptions): Promise<RunningWorker> {
+  const launched = await launchWorker(options);
+  try {
+    return await launched.ready;
+  } catch (error) {
+    await launched.stop();
+    throw error;
+  }
+}
+
+/**
+ * Starts the health endpoint, then the rest in the background (see LaunchedWorker.ready). Resolves
+ * as soon as the health endpoint listens.
+ */
+export async function launchWorker(options: StartWorkerOptions): Promise<LaunchedWorker> {
   const log = options.log ?? jsonLogger;
+  const health = new WorkerHealth();
+  let server: HealthServer | null = null;
+  if (options.healthPort !== undefined && options.healthPort !== null) {
+    server = await startHealthServer(health, options.healthPort);
+    log("info", "health endpoint listening", { healthUrl: server.url });
+  }
+  const abort = new AbortController();
+  const ready = boot(options, log, health, server?.url ?? null, abort.signal).catch((error: unknown) => {
+    const reason = error instanceof Error ? error.message : String(error);
+    if (!abort.signal.aborted) {
+      health.fail(reason);
+      log("error", "worker cannot work: unhealthy", { reason });
+    }
+    throw error;
+  });
+  // The caller may never await `ready` (main.ts watches health instead): no unhandled rejection.
+  ready.catch(() => undefined);
+
+  let stopped: Promise<void> | null = null;
+  const stop = () => {
+    stopped ??= (async () => {
+      abort.abort(new Error("worker stopping"));
+      health.enter("stopping");
+      await ready.then(
+        (worker) => worker.shutdown(),
+        () => undefined,
+      );
+      await server?.close();
+    })();
+    return stopped;
+  };
+  const readyWorker = ready.then((worker): RunningWorker => ({ ...worker.public, stop }));
+  readyWorker.catch(() => undefined);
+  return { health, healthUrl: server?.url ?? null, ready: readyWorker, stop };
+}
+
+interface Booted {
+  public: Omit<RunningWorker, "stop">;
+  shutdown(): Promise<void>;
+}
+
+async function boot(
+  options: StartWorkerOptions,
+  log: Logger,
+  health: WorkerHealth,
+  healthUrl: string | null,
+  signal: AbortSignal,
+): Promise<Booted> {
+  const requested = options.executionProvider ?? "auto";
   const region = options.endpoints?.region;
   const credentials = options.endpoints?.credentials;
   const sqs =
@@ -111,81 +192,88 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
       ...(region ? { region } : {}),
       ...(credentials ? { credentials } : {}),
     });
-
-  const modelDir = options.modelDir ?? join(tmpdir(), "controlnet-models");
-  mkdirSync(modelDir, { recursive: true });
-  for (const entry of options.catalog) {
-    if (!entry.s3Uri) continue;
-    const synced = await syncModelsFromS3(s3, entry.s3Uri, join(modelDir, entry.id));
-    log("info", "model synced from S3", { model: entry.id, uri: entry.s3Uri, ...synced });
-  }
-  // Not ready until every folder holds what its entry declares: a ModelCatalogError naming each gap.
-  checkCatalog(modelDir, options.catalog);
-
-  const sessions = new SessionFactory(options.executionProvider ?? "auto", log, options.threads);
-  const createScheduler = options.createScheduler ?? (await loadSchedulerFactory());
-  const models = new ModelPool(modelDir, options.catalog, sessions, createScheduler, options.openModels ?? 1);
-  await models.warm();
-  const service = new WorkerService({
-    sqs,
-    fallbackQueueUrl: options.fallbackQueueUrl,
-    resultsQueueUrl: options.resultsQueueUrl,
-    log,
-    ...options.service,
-    job: {
-      models,
-      sessions,
-      fetchImage:
-        options.fetchImage ??
-        safeImageFetcher({ ...DEFAULT_IMAGE_DOWNLOADS, ...options.imageDownloads }, options.imageConnect),
-      s3,
-      outputsBucket: options.outputsBucket,
-      maxSteps: options.maxSteps ?? null,
-      fallbackScheduler: "EulerDiscreteScheduler",
-    },
-  });
-
-  let server: Server | null = null;
-  let healthUrl: string | null = null;
-  if (options.healthPort !== undefined && options.healthPort !== null) {
-    server = createServer((req, res) => {
-      const stats = service.health();
-      const healthy = stats.state === "idle" || stats.state === "busy";
-      if (req.url !== "/health" && req.url !== "/") {
-        res.writeHead(404).end();
-        return;
-      }
-      res.writeHead(healthy ? 200 : 503, { "content-type": "application/json" });
-      res.end(JSON.stringify({ ...stats, provider: sessions.activeProvider }));
-    });
-    await new Promise<void>((resolve) => server?.listen(options.healthPort as number, "0.0.0.0", resolve));
-    healthUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/health`;
-  }
-
-  service.start();
-  log("info", "worker started", {
-    modelDir,
-    models: options.catalog.map((entry) => entry.id),
-    provider: sessions.activeProvider,
-    healthUrl,
-  });
-
-  let stopped: Promise<void> | null = null;
-  return {
-    service,
-    models,
-    modelDir,
-    provider: sessions.activeProvider,
-    healthUrl,
-    stop: () => {
-      stopped ??= (async () => {
-        await service.stop();
-        await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-        await models.release();
-        if (!options.sqs) sqs.destroy();
-        if (!options.s3) s3.destroy();
-      })();
-      return stopped;
-    },
+  const destroyClients = () => {
+    if (!options.sqs) sqs.destroy();
+    if (!options.s3) s3.destroy();
   };
+  let models: ModelPool | null = null;
+  try {
+    // CUDA first: a GPU that cannot work is known in a second, not after a multi-GB sync.
+    if (requested === "cuda") {
+      const placement = await verifyCuda();
+      log("info", "CUDA execution provider verified", { placement: placement.byProvider });
+    }
+    const modelDir = options.modelDir ?? join(tmpdir(), "controlnet-models");
+    mkdirSync(modelDir, { recursive: true });
+    for (const entry of options.catalog) {
+      if (!entry.s3Uri) continue;
+      health.enter("syncing", { model: entry.id, uri: entry.s3Uri });
+      const synced = await syncModelsFromS3(s3, entry.s3Uri, join(modelDir, entry.id), {
+        ...options.modelSync,
+        signal,
+        log,
+        onProgress: (progress) => health.progress(progress),
+      });
+      log("info", "models synced from S3", { model: entry.id, uri: entry.s3Uri, ...synced });
+    }
+    signal.throwIfAborted();
+    // Not ready until every folder holds what its entry declares: a ModelCatalogError naming each gap
+    // (the health endpoint answers 503 with it).
+    checkCatalog(modelDir, options.catalog);
+
+    health.enter("warming", { modelDir });
+    const sessions = new SessionFactory(requested, log, options.threads);
+    const createScheduler = options.createScheduler ?? (await loadSchedulerFactory());
+    models = new ModelPool(modelDir, options.catalog, sessions, createScheduler, options.openModels ?? 1);
+    await models.warm();
+    health.provider = sessions.activeProvider;
+    signal.throwIfAborted();
+    const service = new WorkerService({
+      sqs,
+      fallbackQueueUrl: options.fallbackQueueUrl,
+      resultsQueueUrl: options.resultsQueueUrl,
+      log,
+      ...options.service,
+      job: {
+        models,
+        sessions,
+        fetchImage:
+          options.fetchImage ??
+          safeImageFetcher({ ...DEFAULT_IMAGE_DOWNLOADS, ...options.imageDownloads }, options.imageConnect),
+        s3,
+        outputsBucket: options.outputsBucket,
+        maxSteps: options.maxSteps ?? null,
+        fallbackScheduler: "EulerDiscreteScheduler",
+      },
+    });
+    health.extra = () => ({ worker: service.health() });
+    // A session loaded later (a ControlNet on first use) that finds CUDA gone: that job is reported
+    // retryable (it runs elsewhere), the worker takes no more and reports itself unhealthy.
+    sessions.onFailure = (reason) => {
+      health.fail(reason);
+      log("error", "worker cannot work: unhealthy", { reason });
+      void service.stop();
+    };
+    service.start();
+    health.enter("ready");
+    log("info", "worker started", {
+      modelDir,
+      models: options.catalog.map((entry) => entry.id),
+      provider: sessions.activeProvider,
+      healthUrl,
+    });
+    const ready = models;
+    return {
+      public: { service, models: ready, modelDir, provider: sessions.activeProvider, healthUrl, health },
+      shutdown: async () => {
+        await service.stop();
+        await ready.release();
+        destroyClients();
+      },
+    };
+  } catch (error) {
+    await models?.release().catch(() => undefined);
+    destroyClients();
+    throw error;
+  }
 }
