@@ -23,7 +23,7 @@ import type { WorkerJobMessage } from "../../worker/src/messages.ts";
 import { addTinyPostprocessing } from "../../worker/src/models/tiny-postprocess.ts";
 import { SessionFactory } from "../../worker/src/pipeline/session.ts";
 import { createScheduler } from "../../worker/src/schedulers/index.ts";
-import { startWorker } from "../../worker/src/start.ts";
+import { launchWorker, startWorker } from "../../worker/src/start.ts";
 import { captureLog, modelRoot, testSchedulers, tinyEntry, tinyModel, useWorkerAws } from "./support.ts";
 
 const aws = useWorkerAws();
@@ -109,6 +109,39 @@ describe("the catalog's folders, checked at start", () => {
       expect.stringContaining("sd15: declares the openpose ControlNet"),
       expect.stringContaining("absent: model not installed"),
     ]);
+  });
+
+  it("shows as unhealthy on the health endpoint (503, the reason naming each gap), polling nothing", async () => {
+    const fallback = aws.fauxqs.createQueue("catalog-unhealthy");
+    const launched = await launchWorker({
+      fallbackQueueUrl: fallback.queueUrl,
+      resultsQueueUrl: fallback.queueUrl,
+      outputsBucket: "outputs",
+      modelDir: modelRoot({ sd15: tinyModel() }),
+      catalog: [tinyEntry("sd15", { safetyChecker: true })],
+      executionProvider: "cpu",
+      endpoints: {
+        sqs: aws.fauxqs.address,
+        s3: aws.fauxqs.address,
+        region: aws.region,
+        credentials: aws.credentials,
+      },
+      log: captureLog().log,
+      healthPort: 0,
+    });
+    try {
+      await launched.ready.catch(() => undefined);
+      const response = await fetch(launched.healthUrl as string);
+      expect(response.status).toBe(503);
+      expect(await response.json()).toMatchObject({
+        status: "unhealthy",
+        reason: expect.stringContaining(
+          "sd15: declares a safety checker; safety_checker/model.onnx is missing",
+        ),
+      });
+    } finally {
+      await launched.stop();
+    }
   });
 
   it("the weighted annotators the catalog names are the worker's model-based annotators (pose uses openpose's)", () => {
