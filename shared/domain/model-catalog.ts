@@ -11,6 +11,32 @@ export const MODEL_KINDS = ["sd15", "sd2", "sdxl"] as const;
 export type ModelKind = (typeof MODEL_KINDS)[number];
 
 /**
+ * The ControlNets an SD 1.x/2.x/SDXL model can have: the seed's controlnet_model names bar the
+ * flux-only `gray` and `low_quality`. Its own list, so that the provider functions' configuration does
+ * not bundle the request schema (shared/schemas/controlnet.ts); test/unit/fleet-capabilities.test.ts
+ * holds it to that schema's lists.
+ */
+export const SD_CONTROLNETS = [
+  "canny",
+  "depth",
+  "hed",
+  "mlsd",
+  "normal",
+  "openpose",
+  "scribble",
+  "segmentation",
+  "inpaint",
+  "softedge",
+  "lineart",
+  "shuffle",
+  "tile",
+  "face_detector",
+  "qrcode",
+  "blur",
+  "pose",
+] as const;
+
+/**
  * The `auto_hint` annotators that need weights (an ONNX model each); the others (canny, tile, blur,
  * gray, low_quality, shuffle, scribble, qrcode, inpaint) run without any. `pose` uses openpose's
  * weights. The worker's MODEL_ANNOTATORS is the same list plus `pose` (test/worker/model-catalog.test.ts).

@@ -1,6 +1,10 @@
 import * as z from "zod/mini";
-import { MODEL_KINDS, type ModelCatalog, WEIGHTED_ANNOTATORS } from "../domain/model-catalog.ts";
-import { CONTROLNET_MODELS, FLUX_ONLY_CONTROLNET_MODELS } from "./controlnet.ts";
+import {
+  MODEL_KINDS,
+  type ModelCatalog,
+  SD_CONTROLNETS,
+  WEIGHTED_ANNOTATORS,
+} from "../domain/model-catalog.ts";
 import "./mini-locale.ts";
 
 /**
@@ -25,11 +29,6 @@ const distinct = <const T extends readonly string[]>(allowed: T, what: string) =
       `${what} are listed once each`,
     ),
   );
-
-/** ControlNets an SD 1.x/2.x/SDXL model can have: the seed's names bar the flux-only ones. */
-const SD_CONTROLNETS = CONTROLNET_MODELS.filter(
-  (name) => !(FLUX_ONLY_CONTROLNET_MODELS as readonly string[]).includes(name),
-);
 
 export const selfHostedModelSchema = z.strictObject({
   id: z.string().check(z.regex(MODEL_ID, "1 to 128 characters of A-Z a-z 0-9 . _ -")),

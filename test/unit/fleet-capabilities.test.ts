@@ -4,9 +4,10 @@ import {
   unsupportedOnFleet,
   unsupportedSizeOnFleet,
 } from "../../shared/domain/fleet-capabilities.ts";
-import type { ModelCatalog } from "../../shared/domain/model-catalog.ts";
+import { type ModelCatalog, SD_CONTROLNETS } from "../../shared/domain/model-catalog.ts";
 import { PROVIDER_UNSUPPORTED } from "../../shared/providers/registry.ts";
 import { SelfHostedProvider } from "../../shared/providers/self-hosted.ts";
+import { CONTROLNET_MODELS, FLUX_ONLY_CONTROLNET_MODELS } from "../../shared/schemas/controlnet.ts";
 import { queues } from "../../shared/schemas/messages.ts";
 import { FakeQueue } from "../support/fakes.ts";
 
@@ -164,6 +165,14 @@ describe("unsupportedOnFleet: sizes", () => {
       { param: "width", reason: expect.stringContaining("width 500 is not a multiple of 64") },
     ]);
     expect(FLEET_REFUSALS_SUMMARY).toContain("width or height not a multiple of 64");
+  });
+});
+
+describe("the catalog's names", () => {
+  it("SD_CONTROLNETS are the seed's ControlNet names bar the flux-only ones", () => {
+    expect([...SD_CONTROLNETS]).toEqual(
+      CONTROLNET_MODELS.filter((name) => !(FLUX_ONLY_CONTROLNET_MODELS as readonly string[]).includes(name)),
+    );
   });
 });
 
