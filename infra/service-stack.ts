@@ -32,7 +32,7 @@ import type { ITopic } from "aws-cdk-lib/aws-sns";
 import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import type { Construct } from "constructs";
 import { INDEXES } from "../shared/adapters/dynamo/table-design.ts";
-import { type InfraConfig, isProduction } from "./config.ts";
+import { type InfraConfig, isProduction, lambdaCatalog } from "./config.ts";
 import {
   bindBucket,
   bindEventBus,
@@ -195,6 +195,9 @@ export class ServiceStack extends ReadableStack {
           "SELF_HOSTED_MAX_JOBS",
           String(config.gpuMaxTasks * config.gpuBacklogPerTask),
         );
+      }
+      if (spec.provider?.settings || spec.provider?.catalog) {
+        fn.function.addEnvironment("SELF_HOSTED_MODELS", lambdaCatalog(config.selfHostedModels));
       }
       if (spec.provider?.apiKey) bindSecret(fn, stateful.modelslabApiKey, "MODELSLAB_API_KEY_SECRET_ARN");
       if (spec.provider?.callbackSecret) bindSecret(fn, stateful.callbackSecret, "CALLBACK_SECRET_ARN");

@@ -105,6 +105,7 @@ export const OPERATIONS = {
   createApiKey: { method: "POST", path: "/v1/api-keys" },
   listApiKeys: { method: "GET", path: "/v1/api-keys" },
   revokeApiKey: { method: "DELETE", path: "/v1/api-keys/{id}" },
+  listModels: { method: "GET", path: "/v1/models" },
   // The OpenAPI document is for tools, not for a client of the API.
   getOpenApiDocument: null,
 } as const satisfies Record<ApiOperationId, { method: CallOptions["method"]; path: `/${string}` } | null>;
