@@ -31,6 +31,9 @@ export class HttpGateway {
   private server: Server | undefined;
   private routes: CompiledRoute[] = [];
   private defaultRoute: GatewayRoute | undefined;
+  private readonly sites: Array<
+    (req: IncomingMessage, res: ServerResponse, pathname: string) => Promise<boolean>
+  > = [];
   private readonly authorizerCache = new Map<
     string,
     { expires: number; context: Record<string, unknown> | null }
@@ -57,6 +60,14 @@ export class HttpGateway {
       .sort((a, b) => a.paramCount - b.paramCount);
   }
 
+  /**
+   * Serves static files beside the API (locally only: in AWS the console is a static site of its
+   * own, docs/deploy.md). Checked before the routes, so its prefix must be no API path.
+   */
+  mountStatic(site: (req: IncomingMessage, res: ServerResponse, pathname: string) => Promise<boolean>): void {
+    this.sites.push(site);
+  }
+
   async listen(port: number, host = "127.0.0.1"): Promise<string> {
     this.server = await listenOn(port, host, (req, res) => this.handle(req, res));
     const address = this.server.address() as AddressInfo;
@@ -69,6 +80,7 @@ export class HttpGateway {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://localhost");
+    for (const site of this.sites) if (await site(req, res, url.pathname)) return;
     const method = (req.method ?? "GET").toUpperCase();
     const body = await readBody(req, GATEWAY_MAX_BODY_BYTES);
     if (body === null) return send(res, 413, { message: "Request Entity Too Large" });

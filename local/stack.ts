@@ -15,9 +15,12 @@ import { LocalFunction } from "./lambda-runtime.ts";
 import { Scheduler } from "./scheduler.ts";
 import { type Simulator, type SimulatorOptions, startSimulator } from "./simulator/index.ts";
 import { SqsPoller } from "./sqs-poller.ts";
+import { staticSite } from "./static-site.ts";
 import { type CfnTemplate, type LocalTopology, provisionLocal, synthesizeTemplates } from "./template.ts";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+/** Where the local stack serves the console (the `console/` folder) beside the API. */
+export const CONSOLE_PATH = "/console";
 
 export interface LocalStackOptions {
   /** HTTP port of the API; 0 picks a free one. */
@@ -154,6 +157,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     // base URL in the dispatcher's environment) resolve to these addresses; they route once the
     // functions exist.
     const gateway = new HttpGateway();
+    gateway.mountStatic(staticSite(CONSOLE_PATH, resolve(REPO_ROOT, "console")));
     const url = await gateway.listen(options.port ?? 3000);
     stops.push(() => gateway.close());
     const localUrls: Record<string, string> = {};
