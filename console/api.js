@@ -67,7 +67,7 @@ export function createApi(base, getKey) {
       throw new ApiError(
         response.status,
         "API_KEY_REFUSED",
-        `The API key was refused (${response.status} ${parsed?.message ?? response.statusText}). Check it and paste it again.`,
+        `The API key was refused (${response.status} ${parsed?.message ?? response.statusText}).`,
       );
     }
     throw new ApiError(

@@ -60,6 +60,7 @@ function pollText(state, delay) {
   if (state === "paused") return "paused while the tab is hidden";
   if (state === "running") return "refreshing…";
   if (state === "waiting") return `live · next check in ${Math.max(1, Math.round(delay / 1000))} s`;
+  if (state === "stopped") return "stopped";
   return "";
 }
 
@@ -69,6 +70,8 @@ let jobsPoller = null;
 let jobPoller = null;
 let openJobId = null;
 const jobs = new Map();
+/** Whether a page of jobs has arrived since the list (re)started: "No jobs yet" means nothing before that. */
+let jobsLoaded = false;
 let olderCursor = null;
 let statusFilter = "";
 
@@ -80,8 +83,13 @@ function showError(error) {
     return;
   }
   box.hidden = false;
-  box.textContent =
-    error instanceof ApiError ? `${error.code}: ${error.message}` : String(error?.message ?? error);
+  if (error instanceof ApiError) {
+    const refused = error.status === 401 || error.status === 403;
+    const hint = refused ? " Check the key, or forget it and paste another." : "";
+    box.textContent = `${error.code}: ${error.message}${hint}`;
+  } else {
+    box.textContent = String(error?.message ?? error);
+  }
   box.dataset.code = error instanceof ApiError ? error.code : "";
 }
 
@@ -93,6 +101,11 @@ async function guarded(action) {
     return result;
   } catch (error) {
     showError(error);
+    // A refused key stays refused: stop asking until another key is pasted.
+    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+      jobsPoller?.stop();
+      jobPoller?.stop();
+    }
     throw error;
   }
 }
@@ -117,7 +130,7 @@ function renderJobs() {
       return row;
     }),
   );
-  $("jobs-empty").hidden = rows.length > 0;
+  $("jobs-empty").hidden = !jobsLoaded || rows.length > 0;
   $("jobs-more").hidden = !olderCursor;
 }
 
@@ -130,6 +143,10 @@ async function refreshJobs() {
     const known = jobs.get(job.id);
     if (!known || signature(known) !== signature(job)) changed = true;
     jobs.set(job.id, job);
+  }
+  if (!jobsLoaded) {
+    jobsLoaded = true;
+    changed = true;
   }
   // Only the first load decides where "older" starts; later polls refresh the newest page.
   if (olderCursor === undefined) olderCursor = page.next_cursor;
@@ -150,6 +167,7 @@ async function loadOlder() {
 function startJobsPolling() {
   jobsPoller?.stop();
   jobs.clear();
+  jobsLoaded = false;
   olderCursor = undefined;
   renderJobs();
   jobsPoller = createPoller({
