@@ -185,6 +185,7 @@ function startJobsPolling() {
 let shownOutputs = "";
 let shownNotifications = "";
 let shownJob = "";
+let replayable = false;
 
 function renderJob(job) {
   $("job-id").textContent = job.id;
@@ -283,7 +284,13 @@ function renderNotifications(list) {
           text: `webhook-id ${notification.id} · ${formatTime(notification.created_at)}`,
         }),
         notification.attempts.length === 0
-          ? el("p", { className: "muted", text: "No delivery try yet." })
+          ? el("p", {
+              className: "muted",
+              text:
+                notification.state === "no_endpoint"
+                  ? "Not sent: the job named no webhook and there was no default endpoint (Webhook settings) when it finished."
+                  : "No delivery try yet.",
+            })
           : el(
               "table",
               { className: "tries" },
@@ -312,6 +319,9 @@ function renderNotifications(list) {
     ),
   );
   $("notifications-none").hidden = list.length > 0;
+  // Only notifications that had an endpoint can be sent again (the API answers NOTHING_TO_REPLAY).
+  replayable = list.some((notification) => notification.url !== null);
+  $("replay").disabled = !replayable;
 }
 
 async function refreshJob() {
@@ -340,6 +350,8 @@ function openJob(id) {
   shownOutputs = "";
   shownNotifications = "";
   shownJob = "";
+  replayable = false;
+  $("replay").disabled = true;
   $("job").hidden = false;
   $("job-id").textContent = id;
   $("images").replaceChildren();
@@ -378,7 +390,7 @@ async function replay() {
   } catch (error) {
     $("replay-result").textContent = error instanceof ApiError ? error.message : String(error);
   } finally {
-    button.disabled = false;
+    button.disabled = !replayable;
   }
 }
 
