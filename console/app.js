@@ -207,10 +207,18 @@ function renderJob(job) {
   error.hidden = !job.error;
   error.textContent = job.error ? `${job.error.code}: ${job.error.message}` : "";
 
-  // Presigned links change at every read: images are redrawn only when the outputs themselves change.
+  // Presigned links change at every read: images are redrawn only when the outputs themselves change,
+  // but the links to open them follow the fresh signatures (each expires, OUTPUT_URL_EXPIRY_SECONDS).
   const outputs = job.outputs ?? [];
   const outputsKey = outputs.map((o) => `${o.sha256}|${o.bytes}`).join(",");
-  if (outputsKey !== shownOutputs) {
+  if (outputsKey === shownOutputs) {
+    const figures = $("images").children;
+    outputs.forEach((output, index) => {
+      const url = safeHttpUrl(output.url);
+      const link = figures[index]?.querySelector("a");
+      if (url && link) link.href = url;
+    });
+  } else {
     shownOutputs = outputsKey;
     $("images").replaceChildren(
       ...outputs.map((output, index) => {

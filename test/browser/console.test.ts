@@ -120,6 +120,14 @@ describe("the console in Chromium", () => {
       '[...document.querySelectorAll("#images img")].map((img) => [img.naturalWidth, img.naturalHeight])',
     );
     expect(sizes).toEqual([[256, 256]]);
+    // Each read signs the links afresh: the link to open an image follows, the image is not reloaded.
+    const shown = await page.evaluate(
+      '(() => { const a = document.querySelector("#images a"); return [a.href, a.querySelector("img").src]; })()',
+    );
+    await page
+      .locator(`#images a:not([href=${JSON.stringify((shown as string[])[0])}])`)
+      .waitFor({ timeout: 20_000 });
+    expect(await page.evaluate('document.querySelector("#images img").src')).toBe((shown as string[])[1]);
 
     const attempts = page.locator("#attempts li");
     expect(await attempts.count()).toBe(1);
