@@ -61,6 +61,25 @@ export const infraConfigSchema = z.object({
    */
   callbackIngress: z.enum(["function-url", "http-api"]).default("function-url"),
   /**
+   * Origins of browser pages allowed to call the HTTP API (CORS): where the console (`console/`) is
+   * hosted when not on the API's own origin, e.g. `https://console.example.com`. Comma-separated on
+   * the command line. None by default: no CORS, browsers only call the API from its own origin.
+   */
+  consoleOrigins: z
+    .union([z.array(z.string()), z.string().transform((value) => value.split(","))])
+    .default([])
+    .transform((origins) => origins.map((origin) => origin.trim()).filter(Boolean))
+    .pipe(
+      z.array(
+        z
+          .string()
+          .regex(
+            /^(https:\/\/[a-z0-9.-]+(:\d{1,5})?|http:\/\/(localhost|127\.0\.0\.1)(:\d{1,5})?)$/,
+            "an origin: https://host[:port] (no path, no wildcard), or http://localhost[:port] to try a console locally",
+          ),
+      ),
+    ),
+  /**
    * DynamoDB billing: `on-demand` (default: no capacity to plan, any burst absorbed) or `provisioned`
    * with target-tracking autoscaling on the table and each index — cheaper per write at the target
    * utilization for steady high volume (`npm run bench` prices both), but a fixed hourly floor while

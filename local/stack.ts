@@ -13,14 +13,17 @@ import { type RunningWorker, type StartWorkerOptions, startWorker } from "../wor
 import { startDynalite } from "./dynalite.ts";
 import { type BusEvent, LocalEventBus } from "./event-bus.ts";
 import { FunctionUrlServer } from "./function-url.ts";
-import { HttpGateway } from "./http-gateway.ts";
+import { type GatewayCors, HttpGateway } from "./http-gateway.ts";
 import { LocalFunction } from "./lambda-runtime.ts";
 import { Scheduler } from "./scheduler.ts";
 import { type Simulator, type SimulatorOptions, startSimulator } from "./simulator/index.ts";
 import { SqsPoller } from "./sqs-poller.ts";
+import { staticSite } from "./static-site.ts";
 import { type CfnTemplate, type LocalTopology, provisionLocal, synthesizeTemplates } from "./template.ts";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+/** Where the local stack serves the console (the `console/` folder) beside the API. */
+export const CONSOLE_PATH = "/console";
 
 export interface LocalStackOptions {
   /** HTTP port of the API; 0 picks a free one. */
@@ -159,6 +162,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     // base URL in the dispatcher's environment) resolve to these addresses; they route once the
     // functions exist.
     const gateway = new HttpGateway();
+    gateway.setCors(corsOf(templates));
+    gateway.mountStatic(staticSite(CONSOLE_PATH, resolve(REPO_ROOT, "console")));
     const url = await gateway.listen(options.port ?? 3000);
     stops.push(() => gateway.close());
     const localUrls: Record<string, string> = {};
@@ -332,6 +337,19 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await stopAll();
     throw error;
   }
+}
+
+/** The HTTP API's CORS configuration (CDK context `consoleOrigins`), or null without one. */
+function corsOf(templates: Record<string, CfnTemplate>): GatewayCors | null {
+  for (const template of Object.values(templates)) {
+    for (const resource of Object.values(template.Resources ?? {})) {
+      if (resource.Type !== "AWS::ApiGatewayV2::Api") continue;
+      const cors = (resource.Properties as { CorsConfiguration?: GatewayCors } | undefined)
+        ?.CorsConfiguration;
+      if (cors) return cors;
+    }
+  }
+  return null;
 }
 
 function logicalIdsOfType(templates: Record<string, CfnTemplate>, type: string): string[] {
