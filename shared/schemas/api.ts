@@ -300,7 +300,13 @@ function buildResponseSchemas() {
         sizes: z.object({
           min: z.int(),
           max: z.int(),
-          multiple_of: z.int().check(z.describe("width and height are rounded down to a multiple of this.")),
+          multiple_of: z
+            .int()
+            .check(
+              z.describe(
+                "width and height must be multiples of this on the self-hosted fleet (a traced UNet takes no other size).",
+              ),
+            ),
           native: z.int().check(z.describe("The resolution the model was trained at.")),
         }),
         upscale: z

@@ -2,7 +2,7 @@
  * `GET /v1/models`: the self-hosted models of this deployment (its catalog) and what each can do, and
  * what the provider takes instead (ModelsLab: its own model ids, which no list here could hold).
  */
-import { FLEET_REFUSED_SCHEDULERS } from "../domain/fleet-capabilities.ts";
+import { FLEET_REFUSED_SCHEDULERS, FLEET_SIZE_MULTIPLE } from "../domain/fleet-capabilities.ts";
 import {
   ALGORITHM_TYPE_MAP,
   annotatorWeightsFor,
@@ -13,8 +13,8 @@ import {
 } from "../domain/model-catalog.ts";
 import { SCHEDULERS } from "../schemas/controlnet.ts";
 
-/** The sizes every model takes: the API's width/height range; the worker rounds down to a multiple of 8. */
-const SIZE_RANGE = { min: 64, max: 1024, multiple_of: 8 } as const;
+/** The sizes every model takes: the API's width/height range, in the steps a traced UNet can take. */
+const SIZE_RANGE = { min: 64, max: 1024, multiple_of: FLEET_SIZE_MULTIPLE } as const;
 
 export function presentModels(catalog: ModelCatalog) {
   const schedulers = SCHEDULERS.filter((name) => !FLEET_REFUSED_SCHEDULERS.includes(name));

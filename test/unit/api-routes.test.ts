@@ -543,10 +543,10 @@ describe("the self-hosted model catalog at the API", () => {
         model_id: "sd15",
         kind: "sd15",
         controlnets: TEST_MODELS[0]?.controlnets,
-        // No annotator weights: depth's auto_hint does not run; the weightless ones do.
-        auto_hint: ["canny", "inpaint", "tile", "scribble", "shuffle", "qrcode", "blur"],
+        // No annotator weights: depth's and scribble's (HED's) auto_hint do not run; the weightless ones do.
+        auto_hint: ["canny", "inpaint", "tile", "shuffle", "qrcode", "blur"],
         annotator_weights: [],
-        sizes: { min: 64, max: 1024, multiple_of: 8, native: 512 },
+        sizes: { min: 64, max: 1024, multiple_of: 64, native: 512 },
         upscale: null,
         safety_checker: false,
         algorithm_types: ["dpmsolver+++", "none"],

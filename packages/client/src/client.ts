@@ -20,6 +20,7 @@ import type {
   JobOutput,
   JobRequest,
   ListJobsQuery,
+  ModelList,
   NotificationList,
   RunRequest,
   Upload,
@@ -389,6 +390,13 @@ export function createClient(options: ClientOptions) {
         secrets: string | readonly string[],
       ): WebhookEvent {
         return verifyWebhook(payload, headers, secrets);
+      },
+    },
+
+    models: {
+      /** The self-hosted fleet's models and what each can do (ModelsLab takes its own model ids). */
+      async list(opts: RequestOptions = {}): Promise<ModelList> {
+        return api<ModelList>("listModels", { signal: opts.signal });
       },
     },
 
