@@ -26,6 +26,7 @@ import {
   planJobChange,
   planNewJob,
 } from "../../shared/domain/job-change.ts";
+import type { ModelCatalog } from "../../shared/domain/model-catalog.ts";
 import type { ProviderId } from "../../shared/domain/providers.ts";
 import type {
   ApiKeyRecord,
@@ -72,6 +73,7 @@ import { AUTO_ROUTE, ProviderSet } from "../../shared/providers/registry.ts";
 import { SelfHostedProvider } from "../../shared/providers/self-hosted.ts";
 import type { WorkerJobMessage } from "../../shared/schemas/messages.ts";
 import { decodeMessage, encodeMessage, type QueueDefinition } from "../../shared/schemas/queue.ts";
+import { TEST_MODELS } from "./settings.ts";
 
 /** Plain in-memory fakes for use-case unit tests. Behaviour against real services is proven in test/integration. */
 export class FakeClock implements Clock {
@@ -249,6 +251,8 @@ export function fakeProviders(options: {
   fleetGate?: InMemoryCapacityGate;
   waiting?: InMemoryWaitingList;
   fleetWaiting?: InMemoryWaitingList;
+  /** The fleet's catalog (TEST_MODELS by default). */
+  models?: ModelCatalog;
 }): ProviderSet {
   const bindings: ProviderBinding[] = [
     {
@@ -260,7 +264,7 @@ export function fakeProviders(options: {
   ];
   if (options.fallbackQueue) {
     bindings.push({
-      provider: new SelfHostedProvider(options.fallbackQueue),
+      provider: new SelfHostedProvider(options.fallbackQueue, options.models ?? TEST_MODELS),
       gate: options.fleetGate ?? new InMemoryCapacityGate(100),
       waiting: options.fleetWaiting ?? new InMemoryWaitingList(),
     });

@@ -2,17 +2,19 @@
  * Shared helpers for the worker tests: tiny model folders (built once per options per process), a
  * scheduler factory over the ported schedulers, images as base64 PNG, fauxqs with clients on it.
  */
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import { type FauxqsServer, startFauxqs } from "fauxqs";
+import ort from "onnxruntime-node";
 import sharp from "sharp";
 import { afterAll, beforeAll } from "vitest";
+import type { SelfHostedModel } from "../../shared/domain/model-catalog.ts";
 import { buildTinyModel, type TinyModelOptions } from "../../worker/src/models/tiny.ts";
 import type { SchedulerFactory } from "../../worker/src/pipeline/scheduler.ts";
-import type { Logger } from "../../worker/src/pipeline/session.ts";
+import { type LoadedSession, type Logger, SessionFactory } from "../../worker/src/pipeline/session.ts";
 import { createScheduler } from "../../worker/src/schedulers/index.ts";
 
 const built = new Map<string, string>();
@@ -27,8 +29,85 @@ export function tinyModel(options: TinyModelOptions = {}): string {
   return dir;
 }
 
+/** The ControlNets of the tiny model (buildTinyModel's default) that an SD model can have. */
+export const TINY_CONTROLNETS = [
+  "canny",
+  "depth",
+  "inpaint",
+  "tile",
+  "scribble",
+  "shuffle",
+  "qrcode",
+  "blur",
+];
+
+/** A catalog entry for a tiny SD 1.5 model folder: its ControlNets, no annotator weights. */
+export const tinyEntry = (id = "sd15", over: Partial<SelfHostedModel> = {}): SelfHostedModel => ({
+  id,
+  kind: "sd15",
+  controlnets: TINY_CONTROLNETS,
+  annotators: [],
+  ...over,
+});
+
+/** A models root (the worker's MODEL_DIR): `<root>/<id>` is a link to each given model folder. */
+export function modelRoot(models: Readonly<Record<string, string>>): string {
+  const root = mkdtempSync(join(tmpdir(), "models-"));
+  for (const [id, dir] of Object.entries(models)) symlinkSync(dir, join(root, id), "dir");
+  return root;
+}
+
 /** The real scheduler ports (worker/src/schedulers). */
 export const testSchedulers: SchedulerFactory = (name, config) => createScheduler(name, config);
+
+type Feeds = Record<string, ort.Tensor>;
+
+/** A copy of a tensor: the pipeline rewrites its step inputs in place, so a record keeps its own data. */
+function snapshot(feeds: Feeds): Feeds {
+  return Object.fromEntries(
+    Object.entries(feeds).map(([k, t]) => [
+      k,
+      new ort.Tensor(t.type as "float32", (t.data as Float32Array).slice(), t.dims),
+    ]),
+  );
+}
+
+/**
+ * A session factory that records a copy of every run's feeds and outputs, by model path (real sessions,
+ * real runs).
+ */
+export class RecordingFactory extends SessionFactory {
+  readonly runs = new Map<string, Feeds[]>();
+  readonly outputs = new Map<string, Feeds[]>();
+
+  constructor() {
+    super("cpu", captureLog().log, 1);
+  }
+
+  override async load(path: string): Promise<LoadedSession> {
+    const s = await super.load(path);
+    const run = s.session.run.bind(s.session) as (...a: unknown[]) => Promise<Feeds>;
+    const { runs, outputs } = this;
+    (s.session as { run: unknown }).run = async (feeds: Feeds, ...rest: unknown[]) => {
+      runs.set(path, [...(runs.get(path) ?? []), snapshot(feeds)]);
+      const out = await run(feeds, ...rest);
+      outputs.set(path, [...(outputs.get(path) ?? []), snapshot(out)]);
+      return out;
+    };
+    return s;
+  }
+
+  last(path: string): Feeds {
+    const list = this.runs.get(path);
+    if (!list?.length) throw new Error(`no run of ${path}`);
+    return list[list.length - 1] as Feeds;
+  }
+
+  clear(): void {
+    this.runs.clear();
+    this.outputs.clear();
+  }
+}
 
 export interface LogLine {
   level: string;
