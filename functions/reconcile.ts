@@ -46,7 +46,8 @@ export async function createHandler(env: Environment) {
     .use(injectLambdaContext(logger))
     .handler(async () => {
       const report = await reconcile(deps);
-      if (report.examined > 0 || report.slotsHealed > 0) logger.info("reconciled", { ...report });
+      if (report.examined > 0 || report.slotsHealed > 0 || report.admitted > 0)
+        logger.info("reconciled", { ...report });
       return report;
     });
 }
