@@ -10,7 +10,7 @@ import { StaleWriteError } from "../domain/errors.ts";
 import type { Job } from "../domain/job.ts";
 import type { Clock, GateSnapshot, JobStore, Lane, Queue, WaitingEntry } from "../ports/index.ts";
 import type { ProviderBinding } from "../ports/provider.ts";
-import type { DispatchMessage } from "../schemas/messages.ts";
+import type { AdmissionMessage } from "../schemas/messages.ts";
 
 /**
  * Admission: a job that finds its provider's gate full waits in the provider's waiting list (no
@@ -19,7 +19,8 @@ import type { DispatchMessage } from "../schemas/messages.ts";
  */
 export interface AdmissionDeps {
   jobs: JobStore;
-  jobsQueue: Queue<DispatchMessage>;
+  /** Where an admitted job's message goes: apart from the jobs queue, whose backlog it must not wait behind. */
+  admissionsQueue: Queue<AdmissionMessage>;
   clock: Clock;
   log?: (message: string, data: Record<string, unknown>) => void;
 }
@@ -114,7 +115,7 @@ const laneKey = (lane: Pick<LaneView, "tenant" | "key">) => `${lane.tenant}#${la
  * One admission per free slot, at most `limit` in one call: the next lane by fair share
  * (`admissionOrder`) whose head is found; its entry deleted (conditional: whoever deletes it owns
  * the admission); the slot taken on the job's behalf (holder keyed by its job id, with its tenant and
- * key); then the job's dispatch message, which starts it without asking the gate again.
+ * key); then the job's admission message, which starts it without asking the gate again.
  */
 async function admitWhileFree(
   deps: AdmissionDeps,
@@ -139,8 +140,7 @@ async function admitWhileFree(
       await waiting.restore(next);
       break;
     }
-    const message: DispatchMessage = { jobId: next.jobId, admittedBy: binding.provider.id };
-    await deps.jobsQueue.send(message);
+    await deps.admissionsQueue.send({ jobId: next.jobId, admittedBy: binding.provider.id });
     holders.push({ jobId: next.jobId, acquiredAt: now.getTime(), ...owner });
     free--;
     admitted++;

@@ -4,7 +4,7 @@ import type { Job, JobError } from "../domain/job.ts";
 import type { ProviderId } from "../domain/providers.ts";
 import type { Clock, JobStore, Queue, WaitingEntry } from "../ports/index.ts";
 import type { ProviderBinding, Providers } from "../ports/provider.ts";
-import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
+import type { AdmissionMessage, DispatchMessage, ResultMessage } from "../schemas/messages.ts";
 import {
   enqueueJob,
   MAX_LANES,
@@ -34,6 +34,7 @@ export interface DispatchDeps {
   /** Every provider of the deployment with its gate and breaker, and how `auto` jobs are routed. */
   providers: Providers;
   jobsQueue: Queue<DispatchMessage>;
+  admissionsQueue: Queue<AdmissionMessage>;
   resultsQueue: Queue<ResultMessage>;
   clock: Clock;
   settings: DispatchSettings;

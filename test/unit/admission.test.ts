@@ -2,7 +2,12 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { newJobId } from "../../shared/domain/ids.ts";
 import type { Job } from "../../shared/domain/job.ts";
 import type { ProviderBinding } from "../../shared/ports/provider.ts";
-import { type DispatchMessage, queues, type ResultMessage } from "../../shared/schemas/messages.ts";
+import {
+  type AdmissionMessage,
+  type DispatchMessage,
+  queues,
+  type ResultMessage,
+} from "../../shared/schemas/messages.ts";
 import { admit, queuePosition, releaseAndAdmit } from "../../shared/usecases/admission.ts";
 import { cancelJob } from "../../shared/usecases/cancel-job.ts";
 import { type DispatchDeps, dispatchJob } from "../../shared/usecases/dispatch-job.ts";
@@ -29,6 +34,7 @@ describe("admission", () => {
   let waiting: InMemoryWaitingList;
   let provider: FakeProvider;
   let jobsQueue: FakeQueue<DispatchMessage>;
+  let admissionsQueue: FakeQueue<AdmissionMessage>;
   let deps: DispatchDeps;
   let binding: ProviderBinding;
 
@@ -39,10 +45,12 @@ describe("admission", () => {
     waiting = new InMemoryWaitingList();
     provider = new FakeProvider();
     jobsQueue = new FakeQueue(queues.jobs);
+    admissionsQueue = new FakeQueue(queues.admissions);
     deps = {
       jobs,
       providers: fakeProviders({ provider, gate, waiting }),
       jobsQueue,
+      admissionsQueue,
       resultsQueue: new FakeQueue<ResultMessage>(queues.results),
       clock,
       settings: testDispatchSettings(),
@@ -59,9 +67,9 @@ describe("admission", () => {
     return job;
   };
   const stored = (id: string) => jobs.jobs.get(id) as Job;
-  /** Delivers every message admission sent (the jobs queue), as the dispatch consumer would. */
+  /** Delivers every message admission sent (the admissions queue), as its consumer would. */
   const deliverAdmissions = async () => {
-    const sent = jobsQueue.sent.splice(0);
+    const sent = admissionsQueue.sent.splice(0);
     for (const { message } of sent) await dispatchJob(deps, message);
   };
   const running = () => [...jobs.jobs.values()].filter((j) => j.status === "processing");
@@ -71,13 +79,13 @@ describe("admission", () => {
     for (const job of [a, b, c]) await dispatchJob(deps, { jobId: job.id });
     expect(running().map((j) => j.id)).toEqual([a.id, b.id]);
     expect(waiting.waitingJobIds()).toEqual([c.id]);
-    expect(jobsQueue.sent).toEqual([]);
+    expect(admissionsQueue.sent).toEqual([]);
 
     expect(await releaseAndAdmit(deps, binding, a.id)).toBe(1);
     expect(waiting.waitingJobIds()).toEqual([]);
     expect(Object.keys(await gate.holders()).sort()).toEqual([b.id, c.id].sort());
     expect(gate.owners.get(c.id)).toEqual({ tenant: c.tenantId, key: "-" });
-    expect(jobsQueue.sent.map((s) => s.message)).toEqual([{ jobId: c.id, admittedBy: "modelslab" }]);
+    expect(admissionsQueue.sent.map((s) => s.message)).toEqual([{ jobId: c.id, admittedBy: "modelslab" }]);
     await deliverAdmissions();
     expect(stored(c.id).status).toBe("processing");
   });
@@ -111,7 +119,7 @@ describe("admission", () => {
     // A release lost its admission (a crash between the two): the slot is free, c still waits.
     await gate.release(a.id);
     expect(await admit(deps, binding)).toBe(1);
-    expect(jobsQueue.sent.map((s) => s.message)).toEqual([{ jobId: c.id, admittedBy: "modelslab" }]);
+    expect(admissionsQueue.sent.map((s) => s.message)).toEqual([{ jobId: c.id, admittedBy: "modelslab" }]);
   });
 
   it("shows a waiting job's position and estimated start from the measured turnover", async () => {
@@ -155,7 +163,7 @@ describe("admission", () => {
     expect(cancelled.waiting).toBeUndefined();
     expect(waiting.waitingJobIds()).toEqual([d.id]);
     await releaseAndAdmit(deps, binding, a.id);
-    expect(jobsQueue.sent.map((s) => s.message)).toEqual([{ jobId: d.id, admittedBy: "modelslab" }]);
+    expect(admissionsQueue.sent.map((s) => s.message)).toEqual([{ jobId: d.id, admittedBy: "modelslab" }]);
   });
 
   it("priority orders jobs within one concurrency key", async () => {
@@ -166,6 +174,6 @@ describe("admission", () => {
     const high = await submit({ priority: "high" });
     for (const job of [low, high]) await dispatchJob(deps, { jobId: job.id });
     await releaseAndAdmit(deps, binding, holder.id);
-    expect(jobsQueue.sent.map((s) => s.message.jobId)).toEqual([high.id]);
+    expect(admissionsQueue.sent.map((s) => s.message.jobId)).toEqual([high.id]);
   });
 });
