@@ -318,9 +318,12 @@ async function releaseSlots(deps: ReconcileDeps, binding: ProviderBinding, now: 
     if (now.getTime() - acquiredAt < deps.settings.slotGraceSeconds * 1000) continue;
     const job = await deps.jobs.get(jobId);
     if (job?.status === "queued") {
-      // Admitted on its behalf and not started yet: its admission message may have been lost. Sent
-      // again; past twice the grace, the slot goes to the next job and this one waits again.
+      // Admitted on its behalf and not started yet: its admission message may have been lost, or the
+      // admitter stopped between the acquire and its entry's delete. The entry goes (no second
+      // admission of a job that has its slot), the message is sent again; past twice the grace, the
+      // slot goes to the next job and this one waits again.
       if (now.getTime() - acquiredAt < 2 * deps.settings.slotGraceSeconds * 1000) {
+        if (job.waiting?.provider === binding.provider.id) await binding.waiting.remove(job.waiting);
         await deps.admissionsQueue.send({ jobId, admittedBy: binding.provider.id });
         continue;
       }
