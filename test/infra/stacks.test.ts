@@ -262,10 +262,11 @@ describe("ServiceStack: functions", () => {
 describe("ServiceStack: queue subscriptions and schedule", () => {
   it("subscribes dispatch to the jobs queue and finalize to the results queue with partial batch responses", () => {
     const expected = [
-      { fn: "DispatchFunction", queue: "JobsQueue", concurrency: { MaximumConcurrency: 2 } },
-      { fn: "FinalizeFunction", queue: "ResultsQueue", concurrency: Match.absent() },
+      // No batching window on the admission path: a freed slot's next job must not wait for a batch.
+      { fn: "DispatchFunction", queue: "JobsQueue", concurrency: { MaximumConcurrency: 2 }, window: 0 },
+      { fn: "FinalizeFunction", queue: "ResultsQueue", concurrency: Match.absent(), window: 0 },
     ];
-    for (const { fn, queue, concurrency } of expected) {
+    for (const { fn, queue, concurrency, window } of expected) {
       const [, mapping] = only(
         service.findResources("AWS::Lambda::EventSourceMapping", {
           Properties: { FunctionName: { Ref: fn } },
@@ -276,7 +277,7 @@ describe("ServiceStack: queue subscriptions and schedule", () => {
       service.hasResourceProperties("AWS::Lambda::EventSourceMapping", {
         FunctionName: { Ref: fn },
         BatchSize: 10,
-        MaximumBatchingWindowInSeconds: 1,
+        MaximumBatchingWindowInSeconds: window,
         FunctionResponseTypes: ["ReportBatchItemFailures"],
         ScalingConfig: concurrency,
       });
