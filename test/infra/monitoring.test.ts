@@ -145,7 +145,7 @@ describe("business metrics: namespace, alarms and dashboard", () => {
   const businessAlarms = (template: Template) =>
     Object.entries(resources(template, "AWS::CloudWatch::Alarm"))
       .filter(([id]) => id.startsWith("BusinessMetrics"))
-      .map(([id, alarm]) => ({ id, ...(alarm.Properties as Record<string, unknown>) }));
+      .map(([id, alarm]) => ({ ...(alarm.Properties as Record<string, any>), id }) as Record<string, any>);
   const alarm = (template: Template, name: string) => {
     const found = businessAlarms(template).find((a) => a.id.startsWith(`BusinessMetrics${name}Alarm`));
     if (!found) throw new Error(`no ${name} alarm`);
@@ -166,7 +166,8 @@ describe("business metrics: namespace, alarms and dashboard", () => {
     const ours = functions.filter((fn) => JSON.stringify(fn.Properties).includes("POWERTOOLS_SERVICE_NAME"));
     expect(ours.length).toBe(FUNCTIONS.length);
     for (const fn of ours) {
-      const variables = (fn.Properties?.Environment as { Variables: Record<string, string> }).Variables;
+      const { Environment } = fn.Properties as { Environment: { Variables: Record<string, string> } };
+      const variables = Environment.Variables;
       expect(variables).toMatchObject({
         METRICS_NAMESPACE: "Acme/Jobs",
         STAGE: "qa",
