@@ -1,6 +1,7 @@
 import { Match, Template } from "aws-cdk-lib/assertions";
 import { beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../infra/build-app.ts";
+import { InfraConfigError } from "../../infra/config.ts";
 import { FUNCTIONS, QUEUES } from "../../infra/functions.ts";
 import { only, refTarget, resources, TEST_CONTEXT } from "./support.ts";
 
@@ -238,6 +239,13 @@ describe("business metrics: namespace, alarms and dashboard", () => {
     expect(alarm(tuned, "ModelslabBreakerOpen").EvaluationPeriods).toBe(3);
     expect(alarm(defaults, "NotificationsDeadLettered").Threshold).toBe(1);
     expect(alarm(tuned, "NotificationsDeadLettered").Threshold).toBe(5);
+  });
+
+  it("refuses a namespace CloudWatch would not take", () => {
+    for (const metricsNamespace of ["AWS/Lambda", "has space", "x".repeat(256)]) {
+      const build = () => buildApp({ skipBundling: true, context: { ...TEST_CONTEXT, metricsNamespace } });
+      expect(build, metricsNamespace).toThrow(InfraConfigError);
+    }
   });
 
   it("shows the business metrics on the operations dashboard beside what it had", () => {

@@ -6,6 +6,7 @@ import type { Job } from "../../shared/domain/job.ts";
 import { createLogger } from "../../shared/lambda/logger.ts";
 import { createMetrics } from "../../shared/lambda/metrics.ts";
 import { METRIC_CATALOG } from "../../shared/ports/metrics.ts";
+import { ConfigError, loadConfig, metricsConfig, SHARED_DEFAULTS } from "../../shared/schemas/config.ts";
 import { queues } from "../../shared/schemas/messages.ts";
 import { dispatchJob } from "../../shared/usecases/dispatch-job.ts";
 import { LifecycleJobStore } from "../../shared/usecases/lifecycle.ts";
@@ -396,6 +397,22 @@ describe("reportGauges (the reconciler's tick)", () => {
       error: "Error: throttled",
     });
     expect(metrics.records).toEqual([{ name: "SlotsInUse", value: 0, dims: { provider: "self-hosted" } }]);
+  });
+});
+
+describe("metrics configuration", () => {
+  it("has one namespace default, the stage, and per-tenant gauges off unless asked; a bad value is refused", () => {
+    expect(loadConfig(metricsConfig, {})).toEqual({
+      METRICS_NAMESPACE: SHARED_DEFAULTS.METRICS_NAMESPACE,
+      STAGE: "local",
+      METRICS_TENANT_GAUGES: false,
+    });
+    expect(loadConfig(metricsConfig, { METRICS_TENANT_GAUGES: "true", STAGE: "prod" })).toMatchObject({
+      STAGE: "prod",
+      METRICS_TENANT_GAUGES: true,
+    });
+    expect(() => loadConfig(metricsConfig, { METRICS_TENANT_GAUGES: "yes" })).toThrow(ConfigError);
+    expect(() => loadConfig(metricsConfig, { METRICS_NAMESPACE: "" })).toThrow(ConfigError);
   });
 });
 
