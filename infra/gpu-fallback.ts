@@ -64,6 +64,83 @@ export const WORKER_DRAIN_TIMEOUT_SECONDS = 90;
 /** Minutes the fallback queue must be empty (nothing visible, nothing in flight) before tasks go to zero. */
 export const SCALE_IN_IDLE_MINUTES = 10;
 
+/**
+ * The GPU platform, and why its parts fit (docs/deploy.md, "GPU platform"; test/infra/gpu-fallback.test.ts
+ * checks these against the Dockerfile, onnxruntime-node's install metadata and the synthesized AMI).
+ * - The instances run the ECS GPU-optimised Amazon Linux 2023 AMI; its releases (aws/amazon-ecs-ami,
+ *   20260609 to 20261113) ship NVIDIA driver 580 (580.159.03, then 580.178.04): CUDA up to 13.0.
+ *   The Amazon Linux 2 GPU AMI ships driver 550.163.01 (CUDA 12.4): too old for the image below, whose
+ *   NVIDIA_REQUIRE_CUDA (cuda>=12.8) makes the NVIDIA container runtime refuse to start it there.
+ * - The worker image is nvidia/cuda 12.8.1 with cuDNN 9 (worker/Dockerfile's CUDA_IMAGE).
+ * - onnxruntime-node ~1.29 installs the `cuda12` build of the CUDA provider: CUDA 12.x and cuDNN 9.x.
+ */
+export const GPU_PLATFORM = {
+  amiParameter: "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id",
+  /** The NVIDIA driver of the AMI's latest release read (20261113). */
+  amiDriverVersion: "580.178.04",
+  /** CUDA of the worker image (its runtime libraries; the driver must run at least this). */
+  imageCuda: "12.8.1",
+  imageCudnnMajor: 9,
+  /** The CUDA major of onnxruntime-node's CUDA provider build. */
+  onnxRuntimeCudaMajor: 12,
+} as const;
+
+/**
+ * The oldest Linux driver each CUDA minor release runs on without the compatibility package (NVIDIA's
+ * CUDA Toolkit release notes, table 3); what NVIDIA_REQUIRE_CUDA in an nvidia/cuda image asks of the host.
+ */
+export const CUDA_MINIMUM_DRIVER: Readonly<Record<string, string>> = {
+  "12.0": "525.60.13",
+  "12.1": "530.30.02",
+  "12.2": "535.54.03",
+  "12.3": "545.23.06",
+  "12.4": "550.54.14",
+  "12.5": "555.42.02",
+  "12.6": "560.28.03",
+  "12.8": "570.26",
+  "12.9": "575.51.03",
+  "13.0": "580.65.06",
+};
+
+/** The worker's user id in the image (worker/Dockerfile's useradd): the host model folder is given to it. */
+export const WORKER_UID = 10001;
+/** Where the models live on the GPU instance, kept across the tasks that instance runs. */
+export const HOST_MODEL_DIR = "/var/lib/controlnet/models";
+/** Where the task mounts that folder (the image's MODEL_DIR). */
+export const CONTAINER_MODEL_DIR = "/models";
+
+/**
+ * The ECS container health check: GET /health on the worker's port, from inside the container (node
+ * is there; curl is not). /health is liveness: 200 while starting, syncing, warming and ready, 503 once
+ * unhealthy (CUDA missing, a failed sync). The start period is ECS's most (300 s): failures in it do
+ * not count; a sync longer than that still answers 200.
+ */
+export const WORKER_HEALTH_PORT = 8080;
+export const WORKER_HEALTH_CHECK = {
+  command: [
+    "CMD",
+    "node",
+    "-e",
+    `fetch('http://127.0.0.1:${WORKER_HEALTH_PORT}/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))`,
+  ],
+  interval: Duration.seconds(30),
+  timeout: Duration.seconds(5),
+  retries: 3,
+  startPeriod: Duration.seconds(300),
+};
+
+/** A private ECR image URI: account, region, repository (and tag or digest). */
+export function ecrRepositoryOf(
+  image: string,
+): { account: string; region: string; repositoryName: string } | null {
+  const m =
+    /^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?\/([a-z0-9._/-]+?)(?::[\w.-]+)?(?:@sha256:[0-9a-f]{64})?$/.exec(
+      image,
+    );
+  if (!m?.[1] || !m[2] || !m[3]) return null;
+  return { account: m[1], region: m[2], repositoryName: m[3] };
+}
+
 export class WorkerImageError extends Error {
   constructor() {
     super(
@@ -195,10 +272,18 @@ export class GpuFallback extends Construct {
       assumedBy: new ServicePrincipal("ec2.amazonaws.com"),
       description: "ECS container instances of the GPU fallback (the ECS agent's permissions only)",
     });
+    const userData = UserData.forLinux();
+    // The model folder outlives the tasks on an instance (a later task syncs only what changed); Docker
+    // would create a missing bind-mount source owned by root, which the non-root worker cannot write.
+    userData.addCommands(
+      `mkdir -p ${HOST_MODEL_DIR}`,
+      `chown ${WORKER_UID}:${WORKER_UID} ${HOST_MODEL_DIR}`,
+      `chmod 700 ${HOST_MODEL_DIR}`,
+    );
     const launchTemplate = new LaunchTemplate(this, "LaunchTemplate", {
       instanceType: new InstanceType(config.gpuInstanceType),
-      machineImage: EcsOptimizedImage.amazonLinux2(AmiHardwareType.GPU),
-      userData: UserData.forLinux(),
+      machineImage: EcsOptimizedImage.amazonLinux2023(AmiHardwareType.GPU),
+      userData,
       role: instanceRole,
       securityGroup,
       associatePublicIpAddress: true,
@@ -256,8 +341,9 @@ export class GpuFallback extends Construct {
 
     this.logGroup = new LogGroup(this, "WorkerLogs", { retention: config.logRetentionDays, removalPolicy });
     this.taskDefinition = new Ec2TaskDefinition(this, "WorkerTask", { networkMode: NetworkMode.BRIDGE });
+    this.taskDefinition.addVolume({ name: "models", host: { sourcePath: HOST_MODEL_DIR } });
     const model = parseS3Uri(config.modelS3Uri);
-    this.taskDefinition.addContainer("Worker", {
+    const worker = this.taskDefinition.addContainer("Worker", {
       image: image.image,
       essential: true,
       gpuCount: 1,
@@ -265,17 +351,21 @@ export class GpuFallback extends Construct {
       cpu: 3072,
       memoryReservationMiB: 12_288,
       stopTimeout: WORKER_STOP_TIMEOUT,
+      healthCheck: WORKER_HEALTH_CHECK,
       logging: LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: "worker" }),
       environment: {
         FALLBACK_QUEUE_URL: props.fallbackQueue.queueUrl,
         RESULTS_QUEUE_URL: props.resultsQueue.queueUrl,
         OUTPUTS_BUCKET: props.outputsBucket.bucketName,
         MODEL_S3_URI: config.modelS3Uri,
+        MODEL_DIR: CONTAINER_MODEL_DIR,
+        HEALTH_PORT: String(WORKER_HEALTH_PORT),
         EXECUTION_PROVIDER: "cuda",
         DRAIN_TIMEOUT_SECONDS: String(WORKER_DRAIN_TIMEOUT_SECONDS),
         AWS_REGION: Aws.REGION,
       },
     });
+    worker.addMountPoints({ sourceVolume: "models", containerPath: CONTAINER_MODEL_DIR, readOnly: false });
     Validations.of(this.taskDefinition).acknowledge({
       id: "AwsSolutions-ECS2",
       reason:
@@ -305,12 +395,31 @@ export class GpuFallback extends Construct {
         `The worker syncs every ONNX model file under ${config.modelS3Uri} (names set by whoever publishes ` +
         "the models), read-only (s3:GetObject), and lists only that prefix",
     });
-    if (image.asset) {
+    // A private ECR image given by URI: the execution role (which the ECS agent pulls with) and the
+    // instance role may pull that repository; ContainerImage.fromRegistry grants nothing. (An image in
+    // another account also needs that repository's policy to allow this account.)
+    const ecr = config.workerImage ? ecrRepositoryOf(config.workerImage) : null;
+    if (ecr) {
+      const repositoryArn = `arn:${Aws.PARTITION}:ecr:${ecr.region}:${ecr.account}:repository/${ecr.repositoryName}`;
+      for (const role of [this.taskDefinition.obtainExecutionRole(), instanceRole]) {
+        role.addToPrincipalPolicy(
+          new PolicyStatement({ actions: ["ecr:GetAuthorizationToken"], resources: ["*"] }),
+        );
+        role.addToPrincipalPolicy(
+          new PolicyStatement({
+            actions: ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            resources: [repositoryArn],
+          }),
+        );
+      }
+    }
+    if (image.asset || ecr) {
       Validations.of(this.taskDefinition.obtainExecutionRole()).acknowledge({
         id: "AwsSolutions-IAM5[Resource::*]",
         reason:
-          "The execution role pulls the worker image from the CDK asset repository; ecr:GetAuthorizationToken " +
-          "supports no resource-level permission (the pull actions name the repository)",
+          "The execution role pulls the worker image from its ECR repository (the CDK asset repository or " +
+          "the workerImage one); ecr:GetAuthorizationToken supports no resource-level permission (the pull " +
+          "actions name the repository)",
       });
     }
 

@@ -64,6 +64,30 @@ export function unsupportedOnFleet(request: Readonly<Record<string, unknown>>): 
   for (const [param, reason] of Object.entries(ANY_VALUE)) {
     if (request[param] !== undefined) found.push({ param, reason });
   }
+  found.push(...unsupportedSizeOnFleet(request));
+  return found;
+}
+
+/**
+ * The pixel multiple the fleet's width and height must be. A traced UNet upsamples by a fixed factor 2
+ * per level (three times for SD, twice for SDXL) from a latent 1/8 of the image, so its skip
+ * connections line up only at multiples of 64 pixels; other sizes fail inside the graph
+ * (docs/onnx-layouts.md). The worker refuses them too (worker/src/pipeline/layouts.ts).
+ */
+export const FLEET_SIZE_MULTIPLE = 64;
+
+/** width and height the fleet cannot take (not multiples of FLEET_SIZE_MULTIPLE), each named; unset is 512. */
+export function unsupportedSizeOnFleet(request: Readonly<Record<string, unknown>>): UnsupportedParam[] {
+  const found: UnsupportedParam[] = [];
+  for (const param of ["width", "height"] as const) {
+    const value = request[param];
+    if (typeof value === "number" && value % FLEET_SIZE_MULTIPLE !== 0) {
+      found.push({
+        param,
+        reason: `${param} ${value} is not a multiple of ${FLEET_SIZE_MULTIPLE}: the fleet's traced UNets take only multiples of ${FLEET_SIZE_MULTIPLE} pixels`,
+      });
+    }
+  }
   return found;
 }
 
@@ -75,4 +99,6 @@ export function describeUnsupported(found: readonly UnsupportedParam[]): string 
 /** What the fleet refuses, in one sentence built from the tables above (the API's description of `provider`). */
 export const FLEET_REFUSALS_SUMMARY = `${Object.keys(ANY_VALUE).join(", ")} set at all; ${Object.keys(
   SWITCHES,
-).join(", ")} "yes"; algorithm_type other than "none"; the schedulers ${FLEET_REFUSED_SCHEDULERS.join(", ")}`;
+).join(
+  ", ",
+)} "yes"; algorithm_type other than "none"; the schedulers ${FLEET_REFUSED_SCHEDULERS.join(", ")}; width or height not a multiple of ${FLEET_SIZE_MULTIPLE}`;

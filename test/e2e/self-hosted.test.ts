@@ -45,7 +45,7 @@ afterAll(async () => {
 
 const submit = async (overrides: Record<string, unknown>) => {
   const response = await client.request("POST", "/v1/jobs", {
-    body: validJobRequest({ control_image: images.url, width: 128, height: 96, ...overrides }),
+    body: validJobRequest({ control_image: images.url, width: 128, height: 64, ...overrides }),
   });
   expect(response.status).toBe(202);
   return response.body.id as string;
@@ -81,7 +81,7 @@ describe("the self-hosted route", () => {
     const job = await waitTerminal(id);
     expect(job.error).toBeNull();
     expect(job.status).toBe("succeeded");
-    await expectStoredPngs(job, 128, 96);
+    await expectStoredPngs(job, 128, 64);
     expect(job.attempts).toEqual([expect.objectContaining({ route: "self-hosted", outcome: "succeeded" })]);
     // The provider never saw it.
     expect(simulator.stats().acceptedByTrackId[id]).toBeUndefined();

@@ -1,17 +1,24 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Match, Template } from "aws-cdk-lib/assertions";
+import { AwsSolutionsChecks } from "cdk-nag";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../infra/build-app.ts";
 import { InfraConfigError, loadInfraConfig } from "../../infra/config.ts";
+import { REPO_ROOT } from "../../infra/constructs/house-function.ts";
 import {
   backlogSteps,
+  CUDA_MINIMUM_DRIVER,
+  ecrRepositoryOf,
+  GPU_PLATFORM,
+  HOST_MODEL_DIR,
   SCALE_IN_IDLE_MINUTES,
+  WORKER_UID,
   WorkerImageError,
   workerImage,
 } from "../../infra/gpu-fallback.ts";
-import { only, resources, TEST_CONTEXT } from "./support.ts";
+import { only, refTarget, resources, TEST_CONTEXT } from "./support.ts";
 
 const CONTEXT = {
   ...TEST_CONTEXT,
@@ -75,9 +82,7 @@ describe("GPU capacity", () => {
     const data = template.Properties?.LaunchTemplateData as Record<string, unknown>;
     expect(data.InstanceType).toBe("g6.xlarge");
     const amiParameter = (data.ImageId as { Ref: string }).Ref;
-    expect(gpu.toJSON().Parameters[amiParameter].Default).toBe(
-      "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id",
-    );
+    expect(gpu.toJSON().Parameters[amiParameter].Default).toBe(GPU_PLATFORM.amiParameter);
     expect(data.MetadataOptions).toEqual({ HttpTokens: "required", HttpPutResponseHopLimit: 1 });
     expect(data.BlockDeviceMappings).toEqual([
       expect.objectContaining({ Ebs: expect.objectContaining({ Encrypted: true }) }),
@@ -126,6 +131,40 @@ describe("worker task and service", () => {
     expect(imported(env.OUTPUTS_BUCKET)).toBe("OutputsBucket");
     expect(env.MODEL_S3_URI).toBe("s3://my-models/controlnet/v1/");
     expect(Number(env.DRAIN_TIMEOUT_SECONDS)).toBeLessThan(120);
+  });
+
+  it("has ECS check the worker's /health (liveness) with a start period for the sync and warm-up", () => {
+    const check = container().HealthCheck as Record<string, unknown>;
+    expect(check).toMatchObject({ Interval: 30, Timeout: 5, Retries: 3, StartPeriod: 300 });
+    const command = check.Command as string[];
+    expect(command.slice(0, 3)).toEqual(["CMD", "node", "-e"]);
+    expect(command[3]).toContain("http://127.0.0.1:8080/health");
+    const env = Object.fromEntries(
+      (container().Environment as Array<{ Name: string; Value: unknown }>).map((e) => [e.Name, e.Value]),
+    );
+    expect(env.HEALTH_PORT).toBe("8080");
+    expect(env.EXECUTION_PROVIDER).toBe("cuda");
+  });
+
+  it("keeps the models on a host folder of the instance, owned by the worker's user, reused across tasks", () => {
+    const [, task] = only(resources(gpu, "AWS::ECS::TaskDefinition"), "task definition");
+    expect(task.Properties?.Volumes).toEqual([{ Name: "models", Host: { SourcePath: HOST_MODEL_DIR } }]);
+    expect(container().MountPoints).toEqual([
+      { SourceVolume: "models", ContainerPath: "/models", ReadOnly: false },
+    ]);
+    const env = Object.fromEntries(
+      (container().Environment as Array<{ Name: string; Value: unknown }>).map((e) => [e.Name, e.Value]),
+    );
+    expect(env.MODEL_DIR).toBe("/models");
+    const [, template] = only(resources(gpu, "AWS::EC2::LaunchTemplate"), "launch template");
+    const userData = JSON.stringify(
+      (template.Properties?.LaunchTemplateData as { UserData?: unknown } | undefined)?.UserData,
+    );
+    expect(userData).toContain(`mkdir -p ${HOST_MODEL_DIR}`);
+    expect(userData).toContain(`chown ${WORKER_UID}:${WORKER_UID} ${HOST_MODEL_DIR}`);
+    // The same user as the image runs as.
+    const dockerfile = readFileSync(path.join(REPO_ROOT, "worker", "Dockerfile"), "utf8");
+    expect(/useradd[^\n]*--uid (\d+)/.exec(dockerfile)?.[1]).toBe(String(WORKER_UID));
   });
 
   it("starts with no task, on the GPU capacity provider", () => {
@@ -294,6 +333,137 @@ describe("worker image and GPU configuration", () => {
       { modelS3Uri: "http://x" },
     ]) {
       expect(() => config(bad), JSON.stringify(bad)).toThrow(InfraConfigError);
+    }
+  });
+});
+
+describe("a private ECR worker image", () => {
+  const ECR_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/controlnet-worker:1.0.0";
+  let ecrGpu: Template;
+  beforeAll(() => {
+    const built = buildApp({ skipBundling: true, context: { ...CONTEXT, workerImage: ECR_IMAGE } });
+    // The synth runs cdk-nag: the pull grants must come acknowledged where they need it.
+    built.app.synth();
+    const report = new AwsSolutionsChecks().validateScope(built.app);
+    expect(report.violations.map((v) => `${v.severity} ${v.ruleName}`)).toEqual([]);
+    ecrGpu = Template.fromStack(built.stacks.gpu);
+  });
+
+  const statementsOf = (template: Template, roleId: string) =>
+    Object.values(
+      template.findResources("AWS::IAM::Policy", { Properties: { Roles: [{ Ref: roleId }] } }),
+    ).flatMap(
+      (p) =>
+        (
+          p.Properties.PolicyDocument as {
+            Statement: Array<{ Action: string | string[]; Resource: unknown }>;
+          }
+        ).Statement,
+    );
+  const pulls = (template: Template, roleId: string) => {
+    const statements = statementsOf(template, roleId);
+    const token = statements.some(
+      (s) => [s.Action].flat().includes("ecr:GetAuthorizationToken") && s.Resource === "*",
+    );
+    const layers = statements.find((s) => [s.Action].flat().includes("ecr:BatchGetImage"));
+    return {
+      token,
+      actions: layers ? [layers.Action].flat().sort() : [],
+      resource: JSON.stringify(layers?.Resource ?? null),
+    };
+  };
+  const roleIds = (template: Template) => {
+    const [, task] = only(resources(template, "AWS::ECS::TaskDefinition"), "task");
+    const execution = refTarget(task.Properties?.ExecutionRoleArn);
+    const [instance] = only(
+      template.findResources("AWS::IAM::Role", {
+        Properties: {
+          AssumeRolePolicyDocument: { Statement: [{ Principal: { Service: "ec2.amazonaws.com" } }] },
+        },
+      }),
+      "instance role",
+    );
+    return { execution, instance };
+  };
+
+  it("parses private ECR URIs (tag or digest), and nothing else", () => {
+    expect(ecrRepositoryOf(ECR_IMAGE)).toEqual({
+      account: "123456789012",
+      region: "eu-west-1",
+      repositoryName: "team/controlnet-worker",
+    });
+    expect(
+      ecrRepositoryOf(`123456789012.dkr.ecr.us-east-1.amazonaws.com/worker@sha256:${"a".repeat(64)}`),
+    ).toMatchObject({ repositoryName: "worker" });
+    expect(ecrRepositoryOf("public.ecr.aws/docker/library/node:22")).toBeNull();
+    expect(ecrRepositoryOf("docker.io/library/node:22")).toBeNull();
+  });
+
+  it("lets the execution role and the instance role pull that repository, and nothing more", () => {
+    const { execution, instance } = roleIds(ecrGpu);
+    for (const role of [execution, instance]) {
+      const grant = pulls(ecrGpu, role);
+      expect(grant.token, role).toBe(true);
+      expect(grant.actions, role).toEqual([
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+      ]);
+      expect(grant.resource, role).toContain(":ecr:eu-west-1:123456789012:repository/team/controlnet-worker");
+    }
+    // An image from a public registry gets no ECR grant.
+    const publicRoles = roleIds(gpu);
+    expect(pulls(gpu, publicRoles.execution).actions).toEqual([]);
+    expect(pulls(gpu, publicRoles.instance).actions).toEqual([]);
+  });
+});
+
+describe("GPU platform: the AMI's driver runs the image's CUDA, which onnxruntime-node's provider needs", () => {
+  const dockerfile = readFileSync(path.join(REPO_ROOT, "worker", "Dockerfile"), "utf8");
+  const version = (v: string) => v.split(".").map(Number);
+  const atLeast = (have: string, need: string) => {
+    const [a, b] = [version(have), version(need)];
+    for (let i = 0; i < Math.max(a.length, b.length); i++) {
+      if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) > (b[i] ?? 0);
+    }
+    return true;
+  };
+
+  it("the Dockerfile's CUDA base image is the documented CUDA, with cuDNN", () => {
+    const image = /^ARG CUDA_IMAGE=nvidia\/cuda:(\d+\.\d+\.\d+)-(cudnn)-runtime-/m.exec(dockerfile);
+    expect(image?.[1]).toBe(GPU_PLATFORM.imageCuda);
+    expect(image?.[2]).toBe("cudnn");
+  });
+
+  it("the image's CUDA major is the one onnxruntime-node installs its CUDA provider for", async () => {
+    const major = Number(GPU_PLATFORM.imageCuda.split(".")[0]);
+    expect(major).toBe(GPU_PLATFORM.onnxRuntimeCudaMajor);
+    const { createRequire } = await import("node:module");
+    const metadata = createRequire(import.meta.url)("onnxruntime-node/script/install-metadata.js") as {
+      requirements: Record<string, string[]>;
+    };
+    expect(metadata.requirements["linux/x64"]).toContain(`cuda${major}`);
+    expect(dockerfile).toMatch(new RegExp(`^ENV ONNXRUNTIME_NODE_INSTALL=cuda${major}$`, "m"));
+  });
+
+  it("the AMI's NVIDIA driver is new enough for the image's CUDA (NVIDIA_REQUIRE_CUDA would refuse it)", () => {
+    const minor = GPU_PLATFORM.imageCuda.split(".").slice(0, 2).join(".");
+    const needed = CUDA_MINIMUM_DRIVER[minor];
+    expect(needed, `no driver minimum known for CUDA ${minor}`).toBeDefined();
+    expect(atLeast(GPU_PLATFORM.amiDriverVersion, needed as string)).toBe(true);
+    // The Amazon Linux 2 GPU AMI's driver (550.163.01) is not: the reason for Amazon Linux 2023.
+    expect(atLeast("550.163.01", needed as string)).toBe(false);
+  });
+
+  it("docs/deploy.md states the versions", () => {
+    const docs = readFileSync(path.join(REPO_ROOT, "docs", "deploy.md"), "utf8");
+    for (const fact of [
+      GPU_PLATFORM.amiDriverVersion,
+      `CUDA ${GPU_PLATFORM.imageCuda}`,
+      `cuDNN ${GPU_PLATFORM.imageCudnnMajor}`,
+      "amazon-linux-2023/gpu",
+    ]) {
+      expect(docs, fact).toContain(fact);
     }
   });
 });

@@ -468,6 +468,21 @@ describe("POST /v1/jobs: what the pinned provider cannot honour", () => {
     expect(queuedJobs()).toEqual([]);
   });
 
+  it("refuses a self-hosted job whose width or height is not a multiple of 64 with 400 naming them; modelslab takes it", async () => {
+    const response = await submit({ provider: "self-hosted", width: 500, height: 200 });
+    expect(response.statusCode).toBe(400);
+    const error = JSON.parse(response.body as string).error;
+    expect(error.code).toBe("VALIDATION_FAILED");
+    expect(error.details).toEqual([
+      { path: "width", message: expect.stringContaining("width 500 is not a multiple of 64") },
+      { path: "height", message: expect.stringContaining("height 200 is not a multiple of 64") },
+    ]);
+    expect(queuedJobs()).toEqual([]);
+    expect((await submit({ provider: "modelslab", width: 500, height: 200 })).statusCode).toBe(202);
+    expect((await submit({ provider: "self-hosted", width: 576, height: 320 })).statusCode).toBe(202);
+    expect(queuedJobs()).toHaveLength(2);
+  });
+
   it("accepts the same parameters at their neutral values on self-hosted, and as they are on auto and modelslab", async () => {
     expect(
       (await submit({ provider: "self-hosted", upscale: "no", safety_checker: "no", tomesd: "no" }))

@@ -1,5 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { FLEET_REFUSALS_SUMMARY, unsupportedOnFleet } from "../../shared/domain/fleet-capabilities.ts";
+import {
+  FLEET_REFUSALS_SUMMARY,
+  unsupportedOnFleet,
+  unsupportedSizeOnFleet,
+} from "../../shared/domain/fleet-capabilities.ts";
 import { PROVIDER_REGISTRY, PROVIDER_UNSUPPORTED } from "../../shared/providers/registry.ts";
 
 const base = { model_id: "sd15", controlnet_model: "canny", controlnet_type: "canny" };
@@ -56,6 +60,18 @@ describe("unsupportedOnFleet", () => {
       "ip_adapter_image",
     ]);
     for (const u of found) expect(u.reason).not.toBe("");
+  });
+
+  it("refuses width and height that are not multiples of 64, each named; multiples of 64 and unset pass", () => {
+    expect(params({ width: 500, height: 512 })).toEqual(["width"]);
+    expect(params({ width: 512, height: 200 })).toEqual(["height"]);
+    expect(params({ width: 520, height: 130 })).toEqual(["width", "height"]);
+    expect(params({ width: 64, height: 1024 })).toEqual([]);
+    expect(params({})).toEqual([]);
+    expect(unsupportedSizeOnFleet({ width: 500 })).toEqual([
+      { param: "width", reason: expect.stringContaining("width 500 is not a multiple of 64") },
+    ]);
+    expect(FLEET_REFUSALS_SUMMARY).toContain("width or height not a multiple of 64");
   });
 
   it("is the self-hosted module's declared capability, and the API's table matches every module", () => {

@@ -85,6 +85,13 @@ describe("worker: what the fleet cannot honour fails the job, naming it", () => 
     expect(error.message).toContain(param);
   });
 
+  it("refuses a width or height the traced UNet cannot take (not a multiple of 64) instead of rounding it, naming both", async () => {
+    const error = await refusal({ width: 500, height: 200 });
+    expect(error.message).toMatch(/width \(width 500 is not a multiple of 64.*height \(height 200/);
+    const params = await buildParams(message({ width: 320, height: 192 }), deps);
+    expect([params.width, params.height]).toEqual([320, 192]);
+  });
+
   it("takes the neutral values (no, none) as not set", async () => {
     const params = await buildParams(
       message({

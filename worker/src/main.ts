@@ -1,9 +1,12 @@
 /**
- * ECS entry point: configuration from the environment (parsed once), startWorker(), SIGTERM drain.
+ * ECS entry point: configuration from the environment (parsed once), launchWorker(), SIGTERM drain.
+ * A worker that cannot work (CUDA asked for and missing, a failed model sync) stays up, answering 503
+ * with the reason on its health endpoint, so that ECS marks the task unhealthy and replaces it and the
+ * reason is there to read; without a health endpoint it exits 1.
  */
 import * as z from "zod";
 import { DEFAULT_IMAGE_DOWNLOADS } from "./images.ts";
-import { jsonLogger, startWorker } from "./start.ts";
+import { jsonLogger, launchWorker } from "./start.ts";
 
 const optionalString = z
   .string()
@@ -53,7 +56,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const config = parsed.data;
-  const worker = await startWorker({
+  const worker = await launchWorker({
     fallbackQueueUrl: config.FALLBACK_QUEUE_URL,
     resultsQueueUrl: config.RESULTS_QUEUE_URL,
     outputsBucket: config.OUTPUTS_BUCKET,
@@ -73,6 +76,9 @@ async function main(): Promise<void> {
       heartbeatSeconds: Math.max(5, Math.floor(config.VISIBILITY_TIMEOUT_SECONDS / 4)),
       drainTimeoutMs: config.DRAIN_TIMEOUT_SECONDS * 1000,
     },
+  });
+  worker.ready.catch(() => {
+    if (!worker.healthUrl) process.exit(1);
   });
   const shutdown = (signal: string) => {
     jsonLogger("info", `${signal}: draining`, {});

@@ -1,11 +1,9 @@
 /**
- * startWorker(): everything the ECS entry point (main.ts) and the local stack need to run a worker:
- * model folder (synced from S3 when asked, or a tiny built one), sessions on CUDA or the CPU, the
- * service loop and the health endpoint.
+ * launchWorker() / startWorker(): everything the ECS entry point (main.ts) and the local stack need to
+ * run a worker: the health endpoint first, then the execution provider check, the model folder (synced
+ * from S3 when asked, or a tiny built one), sessions on CUDA or the CPU, and the service loop.
  */
 import { mkdirSync, mkdtempSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
@@ -13,14 +11,16 @@ import type { SQSClient } from "@aws-sdk/client-sqs";
 import type { SafeConnectOptions } from "../../shared/adapters/http/guarded-connection.ts";
 import { createS3Client } from "../../shared/adapters/s3/object-store.ts";
 import { createSqsClient } from "../../shared/adapters/sqs/queue.ts";
+import { type HealthServer, startHealthServer, WorkerHealth } from "./health.ts";
 import {
   DEFAULT_IMAGE_DOWNLOADS,
   type ImageDownloadPolicy,
   type ImageFetcher,
   safeImageFetcher,
 } from "./images.ts";
-import { syncModelsFromS3 } from "./model-sync.ts";
+import { type SyncOptions, syncModelsFromS3 } from "./model-sync.ts";
 import { buildTinyModel } from "./models/tiny.ts";
+import { verifyCuda } from "./pipeline/cuda-probe.ts";
 import { ModelSet } from "./pipeline/models.ts";
 import { ControlNetPipeline } from "./pipeline/pipeline.ts";
 import { loadSchedulerFactory, type SchedulerFactory } from "./pipeline/scheduler.ts";
@@ -35,6 +35,8 @@ export interface StartWorkerOptions {
   modelDir?: string | null;
   /** s3://bucket/prefix synced into modelDir at start. */
   modelS3Uri?: string | null;
+  /** Bounds of the model sync (concurrency, timeouts, byte limit); defaults: SYNC_DEFAULTS. */
+  modelSync?: Pick<SyncOptions, "concurrency" | "responseTimeoutMs" | "idleTimeoutMs" | "maxBytes">;
   annotatorDir?: string | null;
   executionProvider?: ExecutionProvider;
   /** Health endpoint port: 0 for a random one, null for none. */
@@ -74,6 +76,20 @@ export interface RunningWorker {
   provider: "cuda" | "cpu";
   /** http://127.0.0.1:<port>/health when a health port was asked for. */
   healthUrl: string | null;
+  health: WorkerHealth;
+  stop(): Promise<void>;
+}
+
+export interface LaunchedWorker {
+  health: WorkerHealth;
+  /** http://127.0.0.1:<port>/health when a health port was asked for; it answers from now on. */
+  healthUrl: string | null;
+  /**
+   * Settles when the start is over: the running worker, or the reason it cannot work (health is then
+   * unhealthy with that reason, and the health endpoint keeps saying so until stop()).
+   */
+  ready: Promise<RunningWorker>;
+  /** Stops the start (an S3 sync in progress is aborted) or the running worker, then the health endpoint. */
   stop(): Promise<void>;
 }
 
@@ -89,8 +105,72 @@ export const jsonLogger: Logger = (level, message, fields = {}) => {
   else console.log(line);
 };
 
+/** launchWorker() and wait until it is ready; on failure its health endpoint is closed and the error thrown. */
 export async function startWorker(options: StartWorkerOptions): Promise<RunningWorker> {
+  const launched = await launchWorker(options);
+  try {
+    return await launched.ready;
+  } catch (error) {
+    await launched.stop();
+    throw error;
+  }
+}
+
+/**
+ * Starts the health endpoint, then the rest in the background (see LaunchedWorker.ready). Resolves
+ * as soon as the health endpoint listens.
+ */
+export async function launchWorker(options: StartWorkerOptions): Promise<LaunchedWorker> {
   const log = options.log ?? jsonLogger;
+  const health = new WorkerHealth();
+  let server: HealthServer | null = null;
+  if (options.healthPort !== undefined && options.healthPort !== null) {
+    server = await startHealthServer(health, options.healthPort);
+    log("info", "health endpoint listening", { healthUrl: server.url });
+  }
+  const abort = new AbortController();
+  const ready = boot(options, log, health, server?.url ?? null, abort.signal).catch((error: unknown) => {
+    const reason = error instanceof Error ? error.message : String(error);
+    if (!abort.signal.aborted) {
+      health.fail(reason);
+      log("error", "worker cannot work: unhealthy", { reason });
+    }
+    throw error;
+  });
+  // The caller may never await `ready` (main.ts watches health instead): no unhandled rejection.
+  ready.catch(() => undefined);
+
+  let stopped: Promise<void> | null = null;
+  const stop = () => {
+    stopped ??= (async () => {
+      abort.abort(new Error("worker stopping"));
+      health.enter("stopping");
+      await ready.then(
+        (worker) => worker.shutdown(),
+        () => undefined,
+      );
+      await server?.close();
+    })();
+    return stopped;
+  };
+  const readyWorker = ready.then((worker): RunningWorker => ({ ...worker.public, stop }));
+  readyWorker.catch(() => undefined);
+  return { health, healthUrl: server?.url ?? null, ready: readyWorker, stop };
+}
+
+interface Booted {
+  public: Omit<RunningWorker, "stop">;
+  shutdown(): Promise<void>;
+}
+
+async function boot(
+  options: StartWorkerOptions,
+  log: Logger,
+  health: WorkerHealth,
+  healthUrl: string | null,
+  signal: AbortSignal,
+): Promise<Booted> {
+  const requested = options.executionProvider ?? "auto";
   const region = options.endpoints?.region;
   const credentials = options.endpoints?.credentials;
   const sqs =
@@ -107,81 +187,87 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
       ...(region ? { region } : {}),
       ...(credentials ? { credentials } : {}),
     });
-
-  let modelDir = options.modelDir ?? null;
-  let tiny = false;
-  if (options.modelS3Uri) {
-    modelDir ??= join(tmpdir(), "controlnet-models");
-    mkdirSync(modelDir, { recursive: true });
-    const synced = await syncModelsFromS3(s3, options.modelS3Uri, modelDir);
-    log("info", "models synced from S3", { uri: options.modelS3Uri, ...synced });
-  } else if (!modelDir) {
-    modelDir = buildTinyModel(mkdtempSync(join(tmpdir(), "tiny-controlnet-")));
-    tiny = true;
-    log("warn", "no MODEL_DIR: running the tiny random-weight model (outputs are noise)", { modelDir });
-  }
-
-  const sessions = new SessionFactory(options.executionProvider ?? "auto", log, options.threads);
-  const models = ModelSet.open(modelDir, sessions);
-  await models.warm();
-  const createScheduler = options.createScheduler ?? (await loadSchedulerFactory());
-  const pipeline = new ControlNetPipeline(models, createScheduler);
-  const service = new WorkerService({
-    sqs,
-    fallbackQueueUrl: options.fallbackQueueUrl,
-    resultsQueueUrl: options.resultsQueueUrl,
-    log,
-    ...options.service,
-    job: {
-      pipeline,
-      sessions,
-      fetchImage:
-        options.fetchImage ??
-        safeImageFetcher({ ...DEFAULT_IMAGE_DOWNLOADS, ...options.imageDownloads }, options.imageConnect),
-      annotatorDir: options.annotatorDir ?? null,
-      s3,
-      outputsBucket: options.outputsBucket,
-      maxSteps: options.maxSteps === undefined ? (tiny ? 4 : null) : options.maxSteps,
-      fallbackScheduler: "EulerDiscreteScheduler",
-    },
-  });
-
-  let server: Server | null = null;
-  let healthUrl: string | null = null;
-  if (options.healthPort !== undefined && options.healthPort !== null) {
-    server = createServer((req, res) => {
-      const stats = service.health();
-      const healthy = stats.state === "idle" || stats.state === "busy";
-      if (req.url !== "/health" && req.url !== "/") {
-        res.writeHead(404).end();
-        return;
-      }
-      res.writeHead(healthy ? 200 : 503, { "content-type": "application/json" });
-      res.end(JSON.stringify({ ...stats, provider: sessions.activeProvider }));
-    });
-    await new Promise<void>((resolve) => server?.listen(options.healthPort as number, "0.0.0.0", resolve));
-    healthUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/health`;
-  }
-
-  service.start();
-  log("info", "worker started", { modelDir, provider: sessions.activeProvider, healthUrl, tiny });
-
-  let stopped: Promise<void> | null = null;
-  return {
-    service,
-    models,
-    modelDir,
-    provider: sessions.activeProvider,
-    healthUrl,
-    stop: () => {
-      stopped ??= (async () => {
-        await service.stop();
-        await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-        await models.release();
-        if (!options.sqs) sqs.destroy();
-        if (!options.s3) s3.destroy();
-      })();
-      return stopped;
-    },
+  const destroyClients = () => {
+    if (!options.sqs) sqs.destroy();
+    if (!options.s3) s3.destroy();
   };
+  let models: ModelSet | null = null;
+  try {
+    // CUDA first: a GPU that cannot work is known in a second, not after a multi-GB sync.
+    if (requested === "cuda") {
+      const placement = await verifyCuda();
+      log("info", "CUDA execution provider verified", { placement: placement.byProvider });
+    }
+    let modelDir = options.modelDir ?? null;
+    let tiny = false;
+    if (options.modelS3Uri) {
+      modelDir ??= join(tmpdir(), "controlnet-models");
+      mkdirSync(modelDir, { recursive: true });
+      health.enter("syncing", { uri: options.modelS3Uri });
+      const synced = await syncModelsFromS3(s3, options.modelS3Uri, modelDir, {
+        ...options.modelSync,
+        signal,
+        log,
+        onProgress: (progress) => health.progress(progress),
+      });
+      log("info", "models synced from S3", { uri: options.modelS3Uri, ...synced });
+    } else if (!modelDir) {
+      modelDir = buildTinyModel(mkdtempSync(join(tmpdir(), "tiny-controlnet-")));
+      tiny = true;
+      log("warn", "no MODEL_DIR: running the tiny random-weight model (outputs are noise)", { modelDir });
+    }
+    signal.throwIfAborted();
+
+    health.enter("warming", { modelDir });
+    const sessions = new SessionFactory(requested, log, options.threads);
+    models = ModelSet.open(modelDir, sessions);
+    await models.warm();
+    health.provider = sessions.activeProvider;
+    const createScheduler = options.createScheduler ?? (await loadSchedulerFactory());
+    signal.throwIfAborted();
+    const pipeline = new ControlNetPipeline(models, createScheduler);
+    const service = new WorkerService({
+      sqs,
+      fallbackQueueUrl: options.fallbackQueueUrl,
+      resultsQueueUrl: options.resultsQueueUrl,
+      log,
+      ...options.service,
+      job: {
+        pipeline,
+        sessions,
+        fetchImage:
+          options.fetchImage ??
+          safeImageFetcher({ ...DEFAULT_IMAGE_DOWNLOADS, ...options.imageDownloads }, options.imageConnect),
+        annotatorDir: options.annotatorDir ?? null,
+        s3,
+        outputsBucket: options.outputsBucket,
+        maxSteps: options.maxSteps === undefined ? (tiny ? 4 : null) : options.maxSteps,
+        fallbackScheduler: "EulerDiscreteScheduler",
+      },
+    });
+    health.extra = () => ({ worker: service.health() });
+    // A session loaded later (a ControlNet on first use) that finds CUDA gone: that job is reported
+    // retryable (it runs elsewhere), the worker takes no more and reports itself unhealthy.
+    sessions.onFailure = (reason) => {
+      health.fail(reason);
+      log("error", "worker cannot work: unhealthy", { reason });
+      void service.stop();
+    };
+    service.start();
+    health.enter("ready");
+    log("info", "worker started", { modelDir, provider: sessions.activeProvider, healthUrl, tiny });
+    const ready = models;
+    return {
+      public: { service, models: ready, modelDir, provider: sessions.activeProvider, healthUrl, health },
+      shutdown: async () => {
+        await service.stop();
+        await ready.release();
+        destroyClients();
+      },
+    };
+  } catch (error) {
+    await models?.release().catch(() => undefined);
+    destroyClients();
+    throw error;
+  }
 }

@@ -68,11 +68,19 @@ export class GraphBuilder {
   private readonly inputs: ReturnType<typeof onnx.ValueInfoProto.create>[] = [];
   private readonly outputs: ReturnType<typeof onnx.ValueInfoProto.create>[] = [];
   private counter = 0;
-  private readonly rng: () => number;
+  private rng: () => number;
   private readonly external: Uint8Array[] = [];
   private externalLength = 0;
 
   constructor(seed: number) {
+    this.rng = mulberry32(seed);
+  }
+
+  /**
+   * Restarts the weight stream at `seed`: a sub-model built after this draws the same weights as when
+   * it is built alone in a builder of that seed (the fused UNet+ControlNets graph reuses the split ones').
+   */
+  reseed(seed: number): void {
     this.rng = mulberry32(seed);
   }
 
@@ -140,13 +148,14 @@ export class GraphBuilder {
     return out;
   }
 
-  int64s(values: readonly number[], name?: string): string {
+  /** An int64 initializer: a vector, or a scalar with `scalar` (a Gather index that drops the axis). */
+  int64s(values: readonly number[], name?: string, scalar = false): string {
     const id = name ?? this.fresh("i");
     const data = BigInt64Array.from(values.map((v) => BigInt(v)));
     this.initializers.push(
       onnx.TensorProto.create({
         name: id,
-        dims: [values.length],
+        dims: scalar ? [] : [values.length],
         dataType: ELEM.int64,
         rawData: new Uint8Array(data.buffer),
       }),

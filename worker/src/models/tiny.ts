@@ -16,7 +16,9 @@
  *
  * Variants cover what exporters differ in: int32 or int64 ids, fp16 or fp32 tensors, float or int64
  * timestep, residual naming and order, a conditioning_scale input or not, a 9-channel inpainting UNet,
- * a fused (opset 17) or decomposed (older opsets) final layer norm.
+ * a fused (opset 17) or decomposed (older opsets) final layer norm, and the folder layout of each
+ * exporter (`layout`; docs/onnx-layouts.md). The UNets upsample by a fixed factor 2 as traced UNets
+ * do (unetBody), so sizes a real export cannot take fail here too.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -32,6 +34,22 @@ export interface TinyModelOptions {
   timestep?: "float" | "int64";
   /** "diffusers": down_block_res_sample_{i} / down_block_additional_residual_{i}; "short": down_block_{i}. */
   residualNames?: "diffusers" | "short";
+  /**
+   * Which exporter's folder to write (docs/onnx-layouts.md):
+   * - "split": unet/ with residual inputs, controlnet/<name>/ with named residual outputs (the worker's
+   *   own layout, tools/export-onnx/export.py);
+   * - "fused": diffusers' convert_stable_diffusion_controlnet_to_onnx.py, the UNet and
+   *   `fusedControlNets` in one unet/model.onnx (see buildFused), no controlnet/;
+   * - "onnx-web": its residual UNet in cnet/ (down_block_{i}, mid_block_additional_residual, timestep
+   *   [batch]), a UNet without residual inputs in unet/, ControlNets without conditioning_scale that
+   *   name only their first two outputs;
+   * - "optimum": a UNet without residual inputs (scalar timestep, out_sample), ControlNets as split.
+   */
+  layout?: "split" | "fused" | "onnx-web" | "optimum";
+  /** fused: the ControlNets in the graph, in the export's order; each has the weights it has in `controlnets`. */
+  fusedControlNets?: readonly string[];
+  /** fused: write unet/controlnets.json naming them (the script does not; the worker needs it). */
+  fusedNamesFile?: boolean;
   /** Write the ControlNet's down outputs in reverse order (the pipeline must sort by name). */
   shuffleOutputs?: boolean;
   /** ControlNet takes conditioning_scale as an input (else the pipeline scales the residuals). */
@@ -137,46 +155,6 @@ function floatOut(g: GraphBuilder, value: string, name: string, shape: Dim[], o:
   g.output(name, elem, shape);
 }
 
-/** timestep → [N,1,1,1] float, scaled to about ±1. */
-function timestepEmbedding(g: GraphBuilder, o: Opts): string {
-  const shape: Dim[] = o.timestep === "int64" ? ["batch"] : [1];
-  let t: string;
-  if (o.timestep === "int64") t = g.node("Cast", [g.input("timestep", "int64", shape)], { to: 1 });
-  else t = floatIn(g, "timestep", shape, o);
-  const scaled = g.node("Mul", [t, g.scalar(0.002)]);
-  return g.node("Reshape", [g.node("Sin", [scaled]), g.int64s([-1, 1, 1, 1])]);
-}
-
-/** encoder_hidden_states [B,77,D] → [B,1,1,1] plus a per-channel projection [B,C,1,1]. */
-function textContext(g: GraphBuilder, o: Opts, channels: number): string {
-  const D = contextDim(o);
-  const ehs = floatIn(g, "encoder_hidden_states", ["batch", TINY.seqLen, D], o);
-  const pooled = g.node("ReduceMean", [ehs], { axes: [1], keepdims: 0 }); // [B,D]
-  const proj = g.node("MatMul", [pooled, g.random([D, channels], 0.6)]); // [B,C]
-  return g.node("Reshape", [proj, g.int64s([-1, channels, 1, 1])]);
-}
-
-/**
- * SDXL's added conditioning: text_embeds [B,P] and time_ids [B,6] (sizes in pixels, scaled down and
- * through Sin as a stand-in for the sinusoidal embedding) → [B,C,1,1].
- */
-function addedConditioning(g: GraphBuilder, o: Opts, channels: number): string {
-  const textEmbeds = floatIn(g, "text_embeds", ["batch", TINY.projection], o);
-  const timeIds = floatIn(g, "time_ids", ["batch", 6], o);
-  const fromText = g.node("MatMul", [textEmbeds, g.random([TINY.projection, channels], 0.6)]);
-  const ids = g.node("Sin", [g.node("Mul", [timeIds, g.scalar(1 / 97)])]);
-  const fromIds = g.node("MatMul", [ids, g.random([6, channels], 0.6)]);
-  return g.node("Reshape", [g.node("Add", [fromText, fromIds]), g.int64s([-1, channels, 1, 1])]);
-}
-
-function residualName(kind: "out" | "in", i: number | "mid", o: Opts): string {
-  if (o.residualNames === "short") return i === "mid" ? "mid_block" : `down_block_${i}`;
-  if (kind === "out") return i === "mid" ? "mid_block_res_sample" : `down_block_res_sample_${i}`;
-  return i === "mid" ? "mid_block_additional_residual" : `down_block_additional_residual_${i}`;
-}
-
-const levelDims = (level: number): Dim[] => [`h${level}`, `w${level}`];
-
 /**
  * The weight and bias of the tiny text encoders' final layer norm (`hidden` wide, for the folder's
  * `seed`): random, so that applying it or not makes a difference. Tests compute layer norms with them.
@@ -250,70 +228,263 @@ function buildTextEncoder(
   return g.encode(name);
 }
 
-function buildControlNet(o: Opts, seed: number): Uint8Array {
-  const g = new GraphBuilder(seed);
+/** A timestep value (float32, any shape that broadcasts) → [N,1,1,1], scaled to about ±1. */
+function timestepEmbedding(g: GraphBuilder, t: string): string {
+  const scaled = g.node("Mul", [t, g.scalar(0.002)]);
+  return g.node("Reshape", [g.node("Sin", [scaled]), g.int64s([-1, 1, 1, 1])]);
+}
+
+/** The split/onnx-web/optimum timestep input: float [1] (scalar for optimum) or int64 [batch], as float32. */
+function timestepInput(g: GraphBuilder, o: Opts): string {
+  if (o.timestep === "int64") return g.node("Cast", [g.input("timestep", "int64", ["batch"])], { to: 1 });
+  if (o.layout === "optimum") return floatIn(g, "timestep", [], o);
+  return floatIn(g, "timestep", o.layout === "onnx-web" ? ["batch"] : [1], o);
+}
+
+/** encoder_hidden_states [B,77,D] (float32 value) → [B,1,1,1] plus a per-channel projection [B,C,1,1]. */
+function textContext(g: GraphBuilder, o: Opts, ehs: string, channels: number): string {
+  const D = contextDim(o);
+  const pooled = g.node("ReduceMean", [ehs], { axes: [1], keepdims: 0 }); // [B,D]
+  const proj = g.node("MatMul", [pooled, g.random([D, channels], 0.6)]); // [B,C]
+  return g.node("Reshape", [proj, g.int64s([-1, channels, 1, 1])]);
+}
+
+/** SDXL's added conditioning inputs, declared as every exporter names them: text_embeds [B,P], time_ids [B,6]. */
+function addedInputs(g: GraphBuilder, o: Opts, batch: Dim): AddedValues {
+  return {
+    textEmbeds: floatIn(g, "text_embeds", [batch, TINY.projection], o),
+    timeIds: floatIn(g, "time_ids", [batch, 6], o),
+  };
+}
+
+interface AddedValues {
+  textEmbeds: string;
+  timeIds: string;
+}
+
+/**
+ * SDXL's added conditioning: text_embeds [B,P] and time_ids [B,6] (sizes in pixels, scaled down and
+ * through Sin as a stand-in for the sinusoidal embedding) → [B,C,1,1].
+ */
+function addedConditioning(g: GraphBuilder, added: AddedValues, channels: number): string {
+  const fromText = g.node("MatMul", [added.textEmbeds, g.random([TINY.projection, channels], 0.6)]);
+  const ids = g.node("Sin", [g.node("Mul", [added.timeIds, g.scalar(1 / 97)])]);
+  const fromIds = g.node("MatMul", [ids, g.random([6, channels], 0.6)]);
+  return g.node("Reshape", [g.node("Add", [fromText, fromIds]), g.int64s([-1, channels, 1, 1])]);
+}
+
+function residualName(kind: "out" | "in", i: number | "mid", o: Opts): string {
+  if (o.layout === "onnx-web") {
+    // onnx-web's cnet UNet (convert/diffusion/diffusers.py): down_block_{i} and diffusers' mid name.
+    if (kind === "in") return i === "mid" ? "mid_block_additional_residual" : `down_block_${i}`;
+    // Its ControlNet (convert/diffusion/control.py) names two outputs of 13: torch.onnx.export gives
+    // the first two flattened outputs (down 0 and down 1) these names and numbers to the rest.
+    if (i === 0) return "down_block_res_samples";
+    if (i === 1) return "mid_block_res_sample";
+    return String(2773 + (i === "mid" ? 12 : i));
+  }
+  if (o.residualNames === "short") return i === "mid" ? "mid_block" : `down_block_${i}`;
+  if (kind === "out") return i === "mid" ? "mid_block_res_sample" : `down_block_res_sample_${i}`;
+  return i === "mid" ? "mid_block_additional_residual" : `down_block_additional_residual_${i}`;
+}
+
+const levelDims = (level: number): Dim[] => [`h${level}`, `w${level}`];
+
+/** The float32 values a denoiser (ControlNet or UNet) starts from. */
+interface DenoiserValues {
+  sample: string;
+  /** The timestep as float32, any shape that broadcasts to [N,1,1,1] after the embedding's reshape. */
+  timestep: string;
+  ehs: string;
+  added: AddedValues | null;
+}
+
+/** [N,C,h,w] → [N,C,ceil(h/2),ceil(w/2)], as a stride-2, padding-1 convolution of a real UNet halves. */
+const halve = (g: GraphBuilder, x: string) =>
+  g.node("AveragePool", [x], { kernel_shape: [2, 2], strides: [2, 2], ceil_mode: 1 });
+
+/** A ControlNet's body: its 12 (SDXL: 9) down residuals and the mid residual, float32, scaled by `scale`. */
+function controlNetBody(
+  g: GraphBuilder,
+  o: Opts,
+  v: DenoiserValues,
+  cond: string,
+  scale: string | null,
+): { down: string[]; mid: string } {
   const C = TINY.base;
-  const sample = floatIn(g, "sample", ["batch", 4, "height", "width"], o);
-  const temb = timestepEmbedding(g, o);
-  const ctx = textContext(g, o, C);
-  const cond = floatIn(g, "controlnet_cond", ["batch", 3, "image_height", "image_width"], o);
+  const temb = timestepEmbedding(g, v.timestep);
+  const ctx = textContext(g, o, v.ehs, C);
   const condEmb = g.node("Conv", [cond, g.random([C, 3, 8, 8], 0.05)], { strides: [8, 8] });
-  let h = g.conv1x1(sample, 4, C);
+  let h = g.conv1x1(v.sample, 4, C);
   h = g.node("Add", [g.node("Add", [h, condEmb]), g.node("Add", [temb, ctx])]);
-  let scale: string | null = null;
-  if (o.scaleInput) scale = floatIn(g, "conditioning_scale", [], o);
-  if (o.sdxl) h = g.node("Add", [h, addedConditioning(g, o, C)]);
+  if (v.added) h = g.node("Add", [h, addedConditioning(g, v.added, C)]);
   const L = layout(o);
   const levels = [h];
-  for (let l = 1; l <= L.midLevel; l++) {
-    levels.push(g.node("AveragePool", [levels[l - 1] as string], { kernel_shape: [2, 2], strides: [2, 2] }));
+  for (let l = 1; l <= L.midLevel; l++) levels.push(halve(g, levels[l - 1] as string));
+  const scaled = (r: string) => (scale ? g.node("Mul", [r, scale]) : r);
+  const down = L.residualMult.map((mult, i) =>
+    scaled(g.conv1x1(levels[L.residualLevel[i] as number] as string, C, C * mult, 0.5)),
+  );
+  const mid = scaled(g.conv1x1(levels[L.midLevel] as string, C, C * L.midMult, 0.5));
+  return { down, mid };
+}
+
+/**
+ * A UNet's body, shaped as a traced diffusers UNet: a down path that halves (rounding up) per level,
+ * the residuals added to the skips of their level and to the mid block, and an up path that upsamples
+ * by a fixed factor 2 (nearest) and concatenates the skip of each level. The factor is fixed because
+ * the export traced a size that is a multiple of 64, so diffusers' `forward_upsample_size` branch
+ * (upsample to the skip's own size) is not in the graph: other sizes fail in the Concat, as they do
+ * on a real export. `residuals`: down then mid, float32; null for a UNet without residual inputs.
+ */
+function unetBody(
+  g: GraphBuilder,
+  o: Opts,
+  v: DenoiserValues,
+  inChannels: number,
+  residuals: { value: string; channels: number; level: number }[] | null,
+): string {
+  const C = TINY.base;
+  const temb = timestepEmbedding(g, v.timestep);
+  const ctx = textContext(g, o, v.ehs, C);
+  let acc = g.node("Add", [g.conv1x1(v.sample, inChannels, C), g.node("Add", [temb, ctx])]);
+  if (v.added) acc = g.node("Add", [acc, addedConditioning(g, v.added, C)]);
+  const L = layout(o);
+  const skips = [acc];
+  for (let l = 1; l <= L.midLevel; l++) skips.push(halve(g, skips[l - 1] as string));
+  for (const r of residuals ?? []) {
+    const p = g.conv1x1(r.value, r.channels, C, 0.2);
+    skips[r.level] = g.node("Add", [skips[r.level] as string, p]);
   }
-  const outs: { name: string; value: string; shape: Dim[] }[] = [];
-  L.residualMult.forEach((mult, i) => {
-    const level = L.residualLevel[i] as number;
-    let r = g.conv1x1(levels[level] as string, C, C * mult, 0.5);
-    if (scale) r = g.node("Mul", [r, scale]);
-    outs.push({ name: residualName("out", i, o), value: r, shape: ["batch", C * mult, ...levelDims(level)] });
-  });
-  let mid = g.conv1x1(levels[L.midLevel] as string, C, C * L.midMult, 0.5);
-  if (scale) mid = g.node("Mul", [mid, scale]);
+  const upScales = g.floats([4], [1, 1, 2, 2]);
+  let x = skips[L.midLevel] as string;
+  for (let l = L.midLevel - 1; l >= 0; l--) {
+    const up = g.node("Resize", [x, "", upScales], { mode: "nearest" });
+    x = g.conv1x1(g.node("Concat", [up, skips[l] as string], { axis: 1 }), 2 * C, C, 0.5);
+  }
+  if (o.unetWidth > 0) {
+    const W = o.unetWidth;
+    const conv3 = (input: string, cin: number, cout: number) =>
+      g.node("Conv", [input, g.random([cout, cin, 3, 3], 1 / Math.sqrt(9 * cin)), g.random([cout], 0.01)], {
+        pads: [1, 1, 1, 1],
+      });
+    const body = g.node("Relu", [conv3(g.node("Relu", [conv3(x, C, W)]), W, W)]);
+    x = g.node("Add", [x, g.conv1x1(body, W, C, 0.2)]);
+  }
+  return g.conv1x1(g.node("Tanh", [x]), C, 4, 0.8);
+}
+
+/** Weight seeds, shared by the split and the fused builds so that both compute the same model. */
+const controlNetSeed = (o: Opts, name: string) => o.seed + 100 + o.controlnets.indexOf(name);
+const unetSeed = (o: Opts, inChannels: number) => o.seed + 3 + inChannels;
+
+function buildControlNet(o: Opts, name: string): Uint8Array {
+  const g = new GraphBuilder(controlNetSeed(o, name));
+  const C = TINY.base;
+  const v: DenoiserValues = {
+    sample: floatIn(g, "sample", ["batch", 4, "height", "width"], o),
+    timestep: timestepInput(g, o),
+    ehs: floatIn(g, "encoder_hidden_states", ["batch", TINY.seqLen, contextDim(o)], o),
+    added: null,
+  };
+  const cond = floatIn(g, "controlnet_cond", ["batch", 3, "image_height", "image_width"], o);
+  // onnx-web traces without conditioning_scale (a constant 1); the worker then scales the residuals.
+  const scale = o.scaleInput && o.layout !== "onnx-web" ? floatIn(g, "conditioning_scale", [], o) : null;
+  if (o.sdxl) v.added = addedInputs(g, o, "batch");
+  const { down, mid } = controlNetBody(g, o, v, cond, scale);
+  const L = layout(o);
+  const outs = down.map((value, i) => ({
+    name: residualName("out", i, o),
+    value,
+    shape: ["batch", C * (L.residualMult[i] as number), ...levelDims(L.residualLevel[i] as number)],
+  }));
   const ordered = o.shuffleOutputs ? [...outs].reverse() : outs;
   for (const out of ordered) floatOut(g, out.value, out.name, out.shape, o);
   floatOut(g, mid, residualName("out", "mid", o), ["batch", C * L.midMult, ...levelDims(L.midLevel)], o);
   return g.encode("controlnet");
 }
 
-function buildUnet(o: Opts, inChannels: number): Uint8Array {
-  const g = new GraphBuilder(o.seed + 3 + inChannels);
+/** A UNet with residual inputs (split, onnx-web's cnet/), or without (optimum; onnx-web's unet/). */
+function buildUnet(o: Opts, inChannels: number, withResiduals: boolean): Uint8Array {
+  const g = new GraphBuilder(unetSeed(o, inChannels));
   const C = TINY.base;
-  const sample = floatIn(g, "sample", ["batch", inChannels, "height", "width"], o);
-  const temb = timestepEmbedding(g, o);
-  const ctx = textContext(g, o, C);
-  let acc = g.node("Add", [g.conv1x1(sample, inChannels, C), g.node("Add", [temb, ctx])]);
-  if (o.sdxl) acc = g.node("Add", [acc, addedConditioning(g, o, C)]);
-  const L = layout(o);
-  const size = g.node("Shape", [acc]);
-  const addResidual = (name: string, channels: number, level: number) => {
-    const r = floatIn(g, name, ["batch", channels, ...levelDims(level)], o);
-    let p = g.conv1x1(r, channels, C, 0.2);
-    if (level > 0) p = g.node("Resize", [p, "", "", size], { mode: "nearest" });
-    acc = g.node("Add", [acc, p]);
+  const v: DenoiserValues = {
+    sample: floatIn(g, "sample", ["batch", inChannels, "height", "width"], o),
+    timestep: timestepInput(g, o),
+    ehs: floatIn(g, "encoder_hidden_states", ["batch", TINY.seqLen, contextDim(o)], o),
+    added: null,
   };
-  L.residualMult.forEach((mult, i) => {
-    addResidual(residualName("in", i, o), C * mult, L.residualLevel[i] as number);
-  });
-  addResidual(residualName("in", "mid", o), C * L.midMult, L.midLevel);
-  if (o.unetWidth > 0) {
-    const W = o.unetWidth;
-    const conv3 = (x: string, cin: number, cout: number) =>
-      g.node("Conv", [x, g.random([cout, cin, 3, 3], 1 / Math.sqrt(9 * cin)), g.random([cout], 0.01)], {
-        pads: [1, 1, 1, 1],
-      });
-    const body = g.node("Relu", [conv3(g.node("Relu", [conv3(acc, C, W)]), W, W)]);
-    acc = g.node("Add", [acc, g.conv1x1(body, W, C, 0.2)]);
-  }
-  const out = g.conv1x1(g.node("Tanh", [acc]), C, 4, 0.8);
+  if (o.sdxl) v.added = addedInputs(g, o, "batch");
+  const L = layout(o);
+  const residuals = withResiduals
+    ? [
+        ...L.residualMult.map((mult, i) => ({
+          i: i as number | "mid",
+          mult,
+          level: L.residualLevel[i] as number,
+        })),
+        { i: "mid" as const, mult: L.midMult, level: L.midLevel },
+      ].map((r) => ({
+        value: floatIn(g, residualName("in", r.i, o), ["batch", C * r.mult, ...levelDims(r.level)], o),
+        channels: C * r.mult,
+        level: r.level,
+      }))
+    : null;
+  const out = unetBody(g, o, v, inChannels, residuals);
   floatOut(g, out, "out_sample", ["batch", 4, "height", "width"], o);
+  return g.encode("unet");
+}
+
+/**
+ * diffusers' scripts/convert_stable_diffusion_controlnet_to_onnx.py (UNet2DConditionControlNetModel,
+ * UNet2DConditionXLControlNetModel): the UNet and the ControlNets in one graph. Inputs as its
+ * onnx_export call declares them: sample [2B,4,H,W], timestep [1] (the model's float dtype),
+ * encoder_hidden_states [2B,77,D], controlnet_conds [N,2B,3,8H,8W], conditioning_scales [N,1]
+ * (N fixed by the export), SDXL text_embeds [2B,1280] and time_ids [2B,6]; output noise_pred. Each
+ * ControlNet gets its slice of conds and scales; their residuals are summed, as forward() does.
+ */
+function buildFused(o: Opts): Uint8Array {
+  const g = new GraphBuilder(o.seed + 50);
+  const names = o.fusedControlNets;
+  const N = names.length;
+  const v: DenoiserValues = {
+    sample: floatIn(g, "sample", ["2B", 4, "H", "W"], o),
+    timestep: floatIn(g, "timestep", [1], o),
+    ehs: floatIn(g, "encoder_hidden_states", ["2B", TINY.seqLen, contextDim(o)], o),
+    added: null,
+  };
+  const conds = floatIn(g, "controlnet_conds", [N, "2B", 3, "8H", "8W"], o);
+  const scales = floatIn(g, "conditioning_scales", [N, 1], o);
+  if (o.sdxl) v.added = addedInputs(g, o, "2B");
+  let sum: { down: string[]; mid: string } | null = null;
+  names.forEach((name, j) => {
+    g.reseed(controlNetSeed(o, name));
+    const index = g.int64s([j], undefined, true);
+    const cond = g.node("Gather", [conds, index], { axis: 0 });
+    const scale = g.node("Gather", [scales, index], { axis: 0 });
+    const r = controlNetBody(g, o, v, cond, scale);
+    sum = sum
+      ? {
+          down: sum.down.map((d, i) => g.node("Add", [d, r.down[i] as string])),
+          mid: g.node("Add", [sum.mid, r.mid]),
+        }
+      : r;
+  });
+  const L = layout(o);
+  const C = TINY.base;
+  const total = sum as { down: string[]; mid: string } | null;
+  if (!total) throw new Error("a fused tiny model needs at least one ControlNet");
+  g.reseed(unetSeed(o, 4));
+  const residuals = [
+    ...total.down.map((value, i) => ({
+      value,
+      channels: C * (L.residualMult[i] as number),
+      level: L.residualLevel[i] as number,
+    })),
+    { value: total.mid, channels: C * L.midMult, level: L.midLevel },
+  ];
+  const out = unetBody(g, o, v, 4, residuals);
+  floatOut(g, out, "noise_pred", ["2B", 4, "H", "W"], o);
   return g.encode("unet");
 }
 
@@ -329,7 +500,17 @@ function buildVaeEncoder(o: Opts): Uint8Array {
   const g = new GraphBuilder(o.seed + 6);
   const image = floatIn(g, "sample", ["batch", 3, "image_height", "image_width"], o);
   const down = g.node("SpaceToDepth", [image], { blocksize: 8 });
-  floatOut(g, g.conv1x1(down, 3 * 64, 4, 1), "latent_sample", ["batch", 4, "height", "width"], o);
+  const mean = g.conv1x1(down, 3 * 64, 4, 1);
+  if (o.layout === "split") {
+    // tools/export-onnx: the latent distribution's parameters (mean, log-variance), sampled by the worker
+    // with the job's seed as diffusers' latent_dist.sample() does. A small variance keeps it near the mean.
+    const logvar = g.node("Add", [g.node("Mul", [mean, g.scalar(0)]), g.scalar(-12)]);
+    const params = g.node("Concat", [mean, logvar], { axis: 1 });
+    floatOut(g, params, "latent_parameters", ["batch", 8, "height", "width"], o);
+  } else {
+    // diffusers' scripts export the sample itself (vae.encode(sample).latent_dist.sample()).
+    floatOut(g, mean, "latent_sample", ["batch", 4, "height", "width"], o);
+  }
   return g.encode("vae_encoder");
 }
 
@@ -376,6 +557,9 @@ export function buildTinyModel(dir: string, options: TinyModelOptions = {}): str
       "low_quality",
     ],
     inpaintUnet: false,
+    layout: "split",
+    fusedControlNets: ["canny", "depth"],
+    fusedNamesFile: true,
     unetWidth: 0,
     sdxl: false,
     finalLayerNorm: "fused",
@@ -406,13 +590,20 @@ export function buildTinyModel(dir: string, options: TinyModelOptions = {}): str
       buildTextEncoder(o, vocabSize, TINY.hidden2, o.seed + 2, TINY.projection, "text_encoder_2"),
     );
   }
-  write(dir, "unet/model.onnx", buildUnet(o, 4));
-  if (o.inpaintUnet) write(dir, "unet_inpaint/model.onnx", buildUnet(o, 9));
+  if (o.layout === "fused") {
+    for (const name of o.fusedControlNets)
+      if (!o.controlnets.includes(name)) throw new Error(`fused ControlNet ${name} is not in controlnets`);
+    write(dir, "unet/model.onnx", buildFused(o));
+    if (o.fusedNamesFile)
+      write(dir, "unet/controlnets.json", JSON.stringify({ controlnets: o.fusedControlNets }));
+  } else {
+    write(dir, "unet/model.onnx", buildUnet(o, 4, o.layout === "split"));
+    if (o.layout === "onnx-web") write(dir, "cnet/model.onnx", buildUnet(o, 4, true));
+    for (const name of o.controlnets) write(dir, `controlnet/${name}/model.onnx`, buildControlNet(o, name));
+  }
+  if (o.inpaintUnet) write(dir, "unet_inpaint/model.onnx", buildUnet(o, 9, true));
   write(dir, "vae_decoder/model.onnx", buildVaeDecoder(o));
   write(dir, "vae_encoder/model.onnx", buildVaeEncoder(o));
-  o.controlnets.forEach((name, i) => {
-    write(dir, `controlnet/${name}/model.onnx`, buildControlNet(o, o.seed + 100 + i));
-  });
   write(
     dir,
     "model_index.json",

@@ -5,6 +5,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { resourceError } from "../errors.ts";
+import { controlNetResiduals, type FusedIo, fusedIo, readFusedNames, unetRelPath } from "./layouts.ts";
 import { findFinalLayerNorm, type LayerNormParams } from "./onnx-graph.ts";
 import { type IoSpec, type LoadedSession, type SessionFactory, sortByIndex } from "./session.ts";
 import { ClipTokenizer } from "./tokenizer.ts";
@@ -39,6 +40,8 @@ export interface DenoiserIo {
 export interface UnetIo extends DenoiserIo {
   down: IoSpec[];
   mid: IoSpec | null;
+  /** diffusers' fused export (UNet and ControlNets in one graph; layouts.ts); null for a UNet alone. */
+  fused: FusedIo | null;
   output: string;
 }
 
@@ -108,7 +111,9 @@ export function unetIo(s: LoadedSession): UnetIo {
   if (base.added) for (const spec of [base.added.textEmbeds, base.added.timeIds]) known.add(spec.name);
   const down = sortByIndex(s.inputs.filter((i) => /down/i.test(i.name)));
   const mid = s.inputs.find((i) => /mid/i.test(i.name)) ?? null;
-  for (const spec of [...down, ...(mid ? [mid] : [])]) known.add(spec.name);
+  const fused = fusedIo(s);
+  for (const spec of [...down, ...(mid ? [mid] : []), ...(fused ? [fused.conds, fused.scales] : [])])
+    known.add(spec.name);
   const unknown = s.inputs.filter((i) => !known.has(i.name));
   if (unknown.length > 0) {
     throw resourceError(
@@ -117,7 +122,7 @@ export function unetIo(s: LoadedSession): UnetIo {
   }
   const output = s.outputs[0];
   if (!output) throw resourceError(`unsupported export ${s.path}: no outputs`);
-  return { ...base, down, mid, output: output.name };
+  return { ...base, down, mid, fused, output: output.name };
 }
 
 export function controlNetIo(s: LoadedSession): ControlNetIo {
@@ -129,9 +134,7 @@ export function controlNetIo(s: LoadedSession): ControlNetIo {
     s.path,
   );
   const scale = s.inputs.find((i) => /scale/i.test(i.name)) ?? null;
-  const down = sortByIndex(s.outputs.filter((o) => /down/i.test(o.name))).map((o) => o.name);
-  const mid = find(s.outputs, /mid/i, "mid block output", s.path).name;
-  return { ...base, cond, scale, down, mid };
+  return { ...base, cond, scale, ...controlNetResiduals(s) };
 }
 
 export interface ModelFolder {
@@ -151,6 +154,8 @@ export interface ModelFolder {
   layerNormEps: number;
   /** ControlNet names available in the folder → model path. */
   controlnets: Map<string, string>;
+  /** The ControlNets of a fused UNet, in its order (layouts.ts: unet/controlnets.json); null without the file. */
+  fusedControlNets: string[] | null;
   paths: {
     textEncoder: string;
     /** SDXL's CLIPTextModelWithProjection (text_encoder_2/model.onnx); null for SD 1.x/2.x. */
@@ -172,7 +177,10 @@ function required(dir: string, rel: string): string {
   return path;
 }
 
-/** Reads the folder layout: controlnet/<name>/model.onnx, controlnet-<name>/model.onnx or controlnet/<name>.onnx. */
+/**
+ * Reads the folder layout (layouts.ts, docs/onnx-layouts.md): controlnet/<name>/model.onnx,
+ * controlnet-<name>/model.onnx or controlnet/<name>.onnx; the UNet from cnet/ (onnx-web) or unet/.
+ */
 export function readModelFolder(dir: string): ModelFolder {
   const controlnets = new Map<string, string>();
   const cnDir = join(dir, "controlnet");
@@ -207,10 +215,11 @@ export function readModelFolder(dir: string): ModelFolder {
     forceZerosForEmptyPrompt: index?.force_zeros_for_empty_prompt !== false,
     layerNormEps: typeof eps === "number" && eps > 0 ? eps : 1e-5,
     controlnets,
+    fusedControlNets: readFusedNames(dir),
     paths: {
       textEncoder: required(dir, "text_encoder/model.onnx"),
       textEncoder2,
-      unet: required(dir, "unet/model.onnx"),
+      unet: required(dir, unetRelPath(dir)),
       unetInpaint: optional("unet_inpaint/model.onnx"),
       vaeDecoder: required(dir, "vae_decoder/model.onnx"),
       vaeEncoder: optional("vae_encoder/model.onnx"),

@@ -10,6 +10,7 @@
 import type ort from "onnxruntime-node";
 import { badInput, resourceError, StopError } from "../errors.ts";
 import { simdGuidance } from "../schedulers/simd.ts";
+import { checkSize, fusedControlFeeds, fusedNames, refuseWithoutResiduals } from "./layouts.ts";
 import { controlNetIo, type ModelSet, unetIo } from "./models.ts";
 import { createRandom, type Random } from "./random.ts";
 import type { Scheduler, SchedulerFactory } from "./scheduler.ts";
@@ -130,6 +131,7 @@ export class ControlNetPipeline {
       wantsInpaintUnet ? (folder.paths.unetInpaint as string) : folder.paths.unet,
     );
     const unet = unetIo(unetSession);
+    checkSize(unet.sample, unetSession.path, width, height);
 
     // Text (SDXL when the UNet takes text_embeds and time_ids).
     const text = await encodePrompts(this.models, {
@@ -144,8 +146,11 @@ export class ControlNetPipeline {
     const cond = text.cond;
     const uncond = text.uncond;
 
+    // diffusers' fused export runs its own ControlNets inside the UNet (fed below, with the UNet's inputs).
+    const fused = unet.fused ? fusedNames(unet.fused, folder.fusedControlNets, unetSession.path) : null;
     const controls = await Promise.all(
-      p.controls.map(async (c) => {
+      (fused ? [] : p.controls).map(async (c) => {
+        if (unet.down.length === 0 && unet.mid === null) refuseWithoutResiduals(unetSession.path, c.name);
         const s = await this.models.session(this.models.controlNetPath(c.name));
         const io = controlNetIo(s);
         if (io.down.length !== unet.down.length || unet.mid === null) {
@@ -256,6 +261,10 @@ export class ControlNetPipeline {
     const unetSample = reusableInput(unet.sample, unetInput, [batch, unetChannels, h, w]);
     const unetTimestep = timestepInput(unet.timestep, batch);
     const unetFeeds: Feeds = { [unet.encoderHiddenStates.name]: unetEhs, ...unetAdded };
+    if (unet.fused && fused) {
+      const args = { io: unet.fused, names: fused, path: unetSession.path, controls: p.controls, batch };
+      Object.assign(unetFeeds, fusedControlFeeds({ ...args, width, height, guess }));
+    }
     const residualInputs = [...unet.down, ...(unet.mid ? [unet.mid] : [])];
     // Residuals summed over the ControlNets (or zeros without any), allocated at the first step, when the
     // outputs' sizes are known; guess_mode: the unconditional half stays zero (no ControlNet residuals).

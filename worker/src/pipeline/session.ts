@@ -3,7 +3,11 @@
  * provider choice with a CPU fallback, and float16 conversion. Nothing about a model's IO is assumed:
  * exporters differ in dtypes (fp16/fp32, int32/int64 ids, float/int64 timestep) and in names.
  */
+import { join } from "node:path";
 import ort from "onnxruntime-node";
+import { JobError } from "../errors.ts";
+
+let profileCounter = 0;
 
 export type ExecutionProvider = "auto" | "cuda" | "cpu";
 export type Logger = (
@@ -38,21 +42,57 @@ function specs(metadata: readonly ort.InferenceSession.ValueMetadata[]): IoSpec[
 }
 
 /**
- * Chooses providers once: with "auto" or "cuda", the first session tries CUDA; if CUDA cannot be
- * initialised (no GPU, missing libraries, no CUDA build) it logs a warning and every session runs on
- * the CPU from then on.
+ * `cuda` was asked for and ONNX Runtime cannot give it (no GPU, no CUDA build of the provider, missing
+ * CUDA/cuDNN libraries). A resource error: a job that meets it is run elsewhere, and the worker reports
+ * itself unhealthy rather than serve at CPU speed.
+ */
+export class CudaUnavailableError extends JobError {
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super("resource", `CUDA execution provider unavailable (EXECUTION_PROVIDER=cuda): ${detail}`, options);
+    this.name = "CudaUnavailableError";
+  }
+}
+
+/**
+ * Chooses providers once. `cpu`: the CPU only. `cuda`: CUDA or nothing — a session CUDA cannot be
+ * created for fails with CudaUnavailableError (and `failure` says why), never a quiet CPU session.
+ * `auto`: the first session tries CUDA; if CUDA cannot be initialised it logs a warning and every
+ * session runs on the CPU from then on (for development machines; the ECS task asks for `cuda`).
  */
 export class SessionFactory {
   private cudaFailed = false;
+  private cudaFailure: string | null = null;
+  private readonly profiled: ort.InferenceSession[] = [];
+  /** Called once, when CUDA (asked for strictly) fails a session: the worker stops taking jobs. */
+  onFailure: ((reason: string) => void) | null = null;
 
+  /**
+   * `profileDir`: every session records an ONNX Runtime profile (one file per session in that folder,
+   * written by endProfiling()) — for `npm run worker:check-cuda`, which reads where nodes ran.
+   */
   constructor(
     private readonly requested: ExecutionProvider,
     private readonly log: Logger,
     private readonly threads?: number,
+    private readonly profileDir?: string,
   ) {}
+
+  /** Writes the profile of every session loaded so far (with `profileDir`). */
+  endProfiling(): void {
+    for (const session of this.profiled.splice(0)) session.endProfiling();
+  }
 
   get activeProvider(): "cuda" | "cpu" {
     return this.requested === "cpu" || this.cudaFailed ? "cpu" : "cuda";
+  }
+
+  get requestedProvider(): ExecutionProvider {
+    return this.requested;
+  }
+
+  /** Why CUDA, asked for strictly, could not be had; null while it works (or was not asked for). */
+  get failure(): string | null {
+    return this.cudaFailure;
   }
 
   async load(path: string): Promise<LoadedSession> {
@@ -60,6 +100,12 @@ export class SessionFactory {
       graphOptimizationLevel: "all",
       logSeverityLevel: 3,
       ...(this.threads ? { intraOpNumThreads: this.threads, interOpNumThreads: 1 } : {}),
+      ...(this.profileDir
+        ? {
+            enableProfiling: true,
+            profileFilePrefix: join(this.profileDir, `session-${this.profiled.length}-${profileCounter++}`),
+          }
+        : {}),
     };
     let session: ort.InferenceSession | null = null;
     let provider: "cuda" | "cpu" = "cpu";
@@ -72,14 +118,24 @@ export class SessionFactory {
         provider = "cuda";
       } catch (error) {
         if (!isProviderError(error)) throw error;
+        const detail = error instanceof Error ? error.message : String(error);
+        if (this.requested === "cuda") {
+          const failure = new CudaUnavailableError(detail, { cause: error });
+          if (this.cudaFailure === null) {
+            this.cudaFailure = failure.message;
+            this.onFailure?.(failure.message);
+          }
+          throw failure;
+        }
         this.cudaFailed = true;
         this.log("warn", "CUDA execution provider unavailable; falling back to the CPU", {
           requested: this.requested,
-          error: error instanceof Error ? error.message : String(error),
+          error: detail,
         });
       }
     }
     session ??= await ort.InferenceSession.create(path, { ...base, executionProviders: ["cpu"] });
+    if (this.profileDir) this.profiled.push(session);
     const inputs = specs(session.inputMetadata);
     const outputs = specs(session.outputMetadata);
     return {
