@@ -79,8 +79,16 @@ export const JOB_ERROR_CODES = [
   "OUTPUT_INVALID_BASE64",
   "OUTPUT_NOT_OUR_OBJECT",
   "OUTPUT_OBJECT_NOT_FOUND",
+  "NON_FINITE_OUTPUT",
 ] as const;
 export type JobErrorCode = (typeof JOB_ERROR_CODES)[number];
+
+/**
+ * The job error codes a provider's rejection may name itself (`code` of a rejected result), for a
+ * failure more specific than PROVIDER_REJECTED: the GPU worker's VAE giving NaN or infinite values.
+ */
+export const PROVIDER_FAILURE_CODES = ["NON_FINITE_OUTPUT"] as const satisfies readonly JobErrorCode[];
+export type ProviderFailureCode = (typeof PROVIDER_FAILURE_CODES)[number];
 
 /** The most images one request may ask for (`samples`, 1 by default); the request schema enforces it. */
 export const MAX_SAMPLES = 4;

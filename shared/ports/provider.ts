@@ -5,7 +5,7 @@
  * branch on `kind` and on the provider's declared capabilities, never on which provider it is.
  */
 import type { UnsupportedParam } from "../domain/fleet-capabilities.ts";
-import type { JobError } from "../domain/job.ts";
+import type { JobError, ProviderFailureCode } from "../domain/job.ts";
 import type { ProviderHandle, ProviderId } from "../domain/providers.ts";
 import type { CapacityGate, CircuitBreaker } from "./index.ts";
 
@@ -43,6 +43,8 @@ export type ProviderResult =
       reason: string;
       retryAfterSeconds: number | null;
       httpStatus: number | null;
+      /** The job's error code if this ends it, instead of PROVIDER_REJECTED / PROVIDER_UNAVAILABLE. */
+      code?: ProviderFailureCode;
     }
   /**
    * The request may or may not have been accepted (timeout or connection loss after sending).

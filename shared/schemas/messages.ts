@@ -1,5 +1,5 @@
 import * as z from "zod/mini";
-import { MAX_PROVIDER_ID_CHARS, MAX_SAMPLES, OUTPUT_LIMITS } from "../domain/job.ts";
+import { MAX_PROVIDER_ID_CHARS, MAX_SAMPLES, OUTPUT_LIMITS, PROVIDER_FAILURE_CODES } from "../domain/job.ts";
 import { PROVIDER_IDS } from "../domain/providers.ts";
 import type { ControlNetRequest } from "./controlnet.ts";
 import "./mini-locale.ts";
@@ -48,6 +48,8 @@ export const finishedResultSchema = z.discriminatedUnion("kind", [
     reason: z.string(),
     retryAfterSeconds: z.nullable(z.number()),
     httpStatus: z.nullable(z.number()),
+    /** The job's error code when the attempt fails for good, where the provider names one. */
+    code: z.optional(z.enum(PROVIDER_FAILURE_CODES)),
   }),
 ]);
 export type FinishedResult = z.infer<typeof finishedResultSchema>;

@@ -165,7 +165,7 @@ export async function endAttemptAfterRejection(
     await deps.jobsQueue.send(message, { delaySeconds: delay }).catch(() => undefined);
     return "retrying";
   }
-  const code = result.retryable ? "PROVIDER_UNAVAILABLE" : "PROVIDER_REJECTED";
+  const code = result.code ?? (result.retryable ? "PROVIDER_UNAVAILABLE" : "PROVIDER_REJECTED");
   const why = result.retryable && !fitsDeadline ? " (no time left before the deadline to retry)" : "";
   await deps.jobs.transition(job, "failed", {
     attempts: closeCurrentAttempt(job, "failed", now, result.reason),

@@ -306,6 +306,19 @@ describe("finalizeResult", () => {
     expect(await gate.holders()).toEqual({});
   });
 
+  it("fails the job with the code a rejection names (the GPU worker's NON_FINITE_OUTPUT) instead of PROVIDER_REJECTED", async () => {
+    const job = await processingJob();
+    const result = { ...rejected(false, "the VAE decoder gave NaN"), code: "NON_FINITE_OUTPUT" as const };
+    expect(await finalizeResult(deps, message(job, result))).toBe("failed");
+    expect(stored(job.id).error).toEqual({ code: "NON_FINITE_OUTPUT", message: "the VAE decoder gave NaN" });
+    // The results queue's schema carries the code, and only a code a provider may name.
+    const onQueue = resultMessageSchema.parse(message(job, result));
+    expect(onQueue.result).toMatchObject({ code: "NON_FINITE_OUTPUT" });
+    expect(() =>
+      resultMessageSchema.parse(message(job, { ...result, code: "CANCELLED" } as never)),
+    ).toThrow();
+  });
+
   it("re-queues the job with a delayed dispatch message on a retryable failure", async () => {
     const job = await processingJob();
     expect(await finalizeResult(deps, message(job, rejected(true, "Server busy")))).toBe("retrying");

@@ -32,17 +32,18 @@ describe("annotators without weights (OpenCV wasm + sharp)", () => {
   it("canny draws the square's edges, nothing elsewhere", async () => {
     const out = await annotate("canny", square(), options());
     expect(out.width).toBe(size);
-    const white = (x: number, y: number) => px(out, x, y).every((v) => v === 255);
+    // Detected at 512² (controlnet_aux's detect resolution), so a 1-pixel edge is faint at 128².
+    const edgeAt = (x: number, y: number) => px(out, x, y).every((v) => v > 20);
     let edge = 0;
-    for (let y = 28; y < 100; y++) if (white(31, y) || white(32, y)) edge++;
+    for (let y = 28; y < 100; y++) if (edgeAt(30, y) || edgeAt(31, y) || edgeAt(32, y)) edge++;
     expect(edge).toBeGreaterThan(50);
     expect(px(out, 64, 64)).toEqual([0, 0, 0]);
     expect(px(out, 5, 5)).toEqual([0, 0, 0]);
   });
 
-  it("gray, blur, low_quality, tile, scribble, shuffle give same-size hints; qrcode and inpaint pass through", async () => {
+  it("gray, blur, low_quality, tile, shuffle give same-size hints; qrcode and inpaint pass through", async () => {
     const src = square();
-    for (const name of ["gray", "blur", "low_quality", "tile", "scribble", "shuffle"]) {
+    for (const name of ["gray", "blur", "low_quality", "tile", "shuffle"]) {
       const out = await annotate(name, src, options());
       expect(out.data, name).toHaveLength(size * size * 3);
     }
@@ -70,6 +71,7 @@ describe("annotators without weights (OpenCV wasm + sharp)", () => {
       "pose",
       "segmentation",
       "softedge",
+      "scribble",
       "lineart",
       "face_detector",
     ]) {

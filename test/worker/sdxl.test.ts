@@ -17,53 +17,14 @@ import type { WorkerJobMessage } from "../../worker/src/messages.ts";
 import { TINY } from "../../worker/src/models/tiny.ts";
 import { controlNetIo, ModelSet, textEncoderIo, unetIo } from "../../worker/src/pipeline/models.ts";
 import { ControlNetPipeline, type GenerateParams } from "../../worker/src/pipeline/pipeline.ts";
-import {
-  idsTensor,
-  type LoadedSession,
-  readFloats,
-  SessionFactory,
-} from "../../worker/src/pipeline/session.ts";
+import { idsTensor, readFloats, SessionFactory } from "../../worker/src/pipeline/session.ts";
 import { startWorker } from "../../worker/src/start.ts";
-import { captureLog, testSchedulers, tinyModel, useWorkerAws } from "./support.ts";
+import { captureLog, RecordingFactory, testSchedulers, tinyModel, useWorkerAws } from "./support.ts";
 
 const W = 128;
 const H = 192;
 const plane = W * H;
 const D = TINY.hidden + TINY.hidden2;
-
-type Feeds = Record<string, ort.Tensor>;
-
-/** A session factory that records every run's feeds, by model path. */
-class RecordingFactory extends SessionFactory {
-  readonly runs = new Map<string, Feeds[]>();
-
-  constructor() {
-    super("cpu", captureLog().log, 1);
-  }
-
-  override async load(path: string): Promise<LoadedSession> {
-    const s = await super.load(path);
-    const run = s.session.run.bind(s.session);
-    const runs = this.runs;
-    (s.session as { run: unknown }).run = (feeds: Feeds, ...rest: unknown[]) => {
-      const list = runs.get(path) ?? [];
-      list.push({ ...feeds });
-      runs.set(path, list);
-      return (run as (...a: unknown[]) => unknown)(feeds, ...rest);
-    };
-    return s;
-  }
-
-  last(path: string): Feeds {
-    const list = this.runs.get(path);
-    if (!list?.length) throw new Error(`no run of ${path}`);
-    return list[list.length - 1] as Feeds;
-  }
-
-  clear(): void {
-    this.runs.clear();
-  }
-}
 
 const open: ModelSet[] = [];
 function pipelineFor(dir: string) {

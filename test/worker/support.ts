@@ -8,11 +8,12 @@ import { join } from "node:path";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import { type FauxqsServer, startFauxqs } from "fauxqs";
+import ort from "onnxruntime-node";
 import sharp from "sharp";
 import { afterAll, beforeAll } from "vitest";
 import { buildTinyModel, type TinyModelOptions } from "../../worker/src/models/tiny.ts";
 import type { SchedulerFactory } from "../../worker/src/pipeline/scheduler.ts";
-import type { Logger } from "../../worker/src/pipeline/session.ts";
+import { type LoadedSession, type Logger, SessionFactory } from "../../worker/src/pipeline/session.ts";
 import { createScheduler } from "../../worker/src/schedulers/index.ts";
 
 const built = new Map<string, string>();
@@ -29,6 +30,55 @@ export function tinyModel(options: TinyModelOptions = {}): string {
 
 /** The real scheduler ports (worker/src/schedulers). */
 export const testSchedulers: SchedulerFactory = (name, config) => createScheduler(name, config);
+
+type Feeds = Record<string, ort.Tensor>;
+
+/** A copy of a tensor: the pipeline rewrites its step inputs in place, so a record keeps its own data. */
+function snapshot(feeds: Feeds): Feeds {
+  return Object.fromEntries(
+    Object.entries(feeds).map(([k, t]) => [
+      k,
+      new ort.Tensor(t.type as "float32", (t.data as Float32Array).slice(), t.dims),
+    ]),
+  );
+}
+
+/**
+ * A session factory that records a copy of every run's feeds and outputs, by model path (real sessions,
+ * real runs).
+ */
+export class RecordingFactory extends SessionFactory {
+  readonly runs = new Map<string, Feeds[]>();
+  readonly outputs = new Map<string, Feeds[]>();
+
+  constructor() {
+    super("cpu", captureLog().log, 1);
+  }
+
+  override async load(path: string): Promise<LoadedSession> {
+    const s = await super.load(path);
+    const run = s.session.run.bind(s.session) as (...a: unknown[]) => Promise<Feeds>;
+    const { runs, outputs } = this;
+    (s.session as { run: unknown }).run = async (feeds: Feeds, ...rest: unknown[]) => {
+      runs.set(path, [...(runs.get(path) ?? []), snapshot(feeds)]);
+      const out = await run(feeds, ...rest);
+      outputs.set(path, [...(outputs.get(path) ?? []), snapshot(out)]);
+      return out;
+    };
+    return s;
+  }
+
+  last(path: string): Feeds {
+    const list = this.runs.get(path);
+    if (!list?.length) throw new Error(`no run of ${path}`);
+    return list[list.length - 1] as Feeds;
+  }
+
+  clear(): void {
+    this.runs.clear();
+    this.outputs.clear();
+  }
+}
 
 export interface LogLine {
   level: string;

@@ -193,7 +193,8 @@ def export_annotator(name, out, opset, device):
     for part in attribute.split("."):
         network = getattr(network, part)
     network = network.float().eval().to(device)
-    image = torch.rand(1, 3, 512, 512, device=device)
+    # M-LSD takes RGB and a plane of ones (4 channels; mlsd/utils.py pred_lines); the others RGB.
+    image = torch.rand(1, 4 if name == "mlsd" else 3, 512, 512, device=device)
     with torch.inference_mode():
         outputs = network(image)
     count = len(outputs) if isinstance(outputs, (list, tuple)) else 1

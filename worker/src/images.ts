@@ -95,23 +95,29 @@ export async function readImageRef(
   return bytes;
 }
 
-/** Decodes and resizes (cover, centre) to exactly width×height RGB. */
-export async function decodeRgb(
-  bytes: Buffer,
-  width: number,
-  height: number,
-  what: string,
-): Promise<RgbImage> {
+/**
+ * Decodes to RGB (EXIF orientation applied, alpha dropped), as diffusers' `load_image` does
+ * (`exif_transpose`, `convert("RGB")`), without resizing.
+ */
+async function decodeFull(bytes: Buffer): Promise<RgbImage> {
+  const { data, info } = await sharp(bytes, { limitInputPixels: 64 * 1024 * 1024 })
+    .rotate()
+    .removeAlpha()
+    .toColourspace("srgb")
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3) throw new Error(`expected 3 channels, got ${info.channels}`);
+  return {
+    data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    width: info.width,
+    height: info.height,
+  };
+}
+
+/** The image as uploaded (RGB, EXIF orientation applied, alpha dropped, not resized): what annotators detect on. */
+export async function decodeOriginal(bytes: Buffer, what: string): Promise<RgbImage> {
   try {
-    const { data, info } = await sharp(bytes, { limitInputPixels: 64 * 1024 * 1024 })
-      .rotate()
-      .resize(width, height, { fit: "cover" })
-      .removeAlpha()
-      .toColourspace("srgb")
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3) throw new Error(`expected 3 channels, got ${info.channels}`);
-    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width, height };
+    return await decodeFull(bytes);
   } catch (error) {
     throw badInput(
       `${what} is not a readable image: ${error instanceof Error ? error.message : String(error)}`,
@@ -120,17 +126,72 @@ export async function decodeRgb(
   }
 }
 
-/** A mask: 1 where the pixel is light (repaint), 0 where dark (keep), as diffusers reads masks. */
+/**
+ * Resizes raw 8-bit pixels to exactly width×height as diffusers' VaeImageProcessor.resize does with
+ * its defaults (resize_mode "default", resample "lanczos": PIL's `image.resize((w, h), LANCZOS)`): the
+ * whole image stretched to the target size, not cropped, with a Lanczos-3 filter.
+ */
+export async function resizeLanczos(
+  data: Uint8Array,
+  from: { width: number; height: number },
+  channels: 1 | 3,
+  width: number,
+  height: number,
+): Promise<Uint8Array> {
+  if (from.width === width && from.height === height) return data;
+  const resized = sharp(data, { raw: { width: from.width, height: from.height, channels } }).resize(
+    width,
+    height,
+    { fit: "fill", kernel: "lanczos3" },
+  );
+  // sharp writes one band as sRGB unless told to keep it grey.
+  const { data: out, info } = await (channels === 1 ? resized.toColourspace("b-w") : resized)
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== channels) throw new Error(`resize gave ${info.channels} channels, not ${channels}`);
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/**
+ * Decodes and resizes to exactly width×height RGB, as diffusers prepares the init image
+ * (image_processor) and the control image (control_image_processor.preprocess, in prepare_image).
+ */
+export async function decodeRgb(
+  bytes: Buffer,
+  width: number,
+  height: number,
+  what: string,
+): Promise<RgbImage> {
+  try {
+    const full = await decodeFull(bytes);
+    return { data: await resizeLanczos(full.data, full, 3, width, height), width, height };
+  } catch (error) {
+    throw badInput(
+      `${what} is not a readable image: ${error instanceof Error ? error.message : String(error)}`,
+      error,
+    );
+  }
+}
+
+/**
+ * A mask: 1 where the pixel is light (repaint), 0 where dark (keep), as diffusers' mask_processor
+ * reads it (do_convert_grayscale, resize, do_binarize): PIL's `convert("L")` (ITU-R 601 luma in
+ * PIL's fixed point, alpha ignored), the Lanczos resize, then 1 where value / 255 ≥ 0.5.
+ */
 export async function decodeMask(bytes: Buffer, width: number, height: number): Promise<Float32Array> {
   try {
-    const data = await sharp(bytes)
-      .resize(width, height, { fit: "cover" })
-      .flatten({ background: "#000000" })
-      .greyscale()
-      .raw()
-      .toBuffer();
+    const full = await decodeFull(bytes);
+    const plane = full.width * full.height;
+    const grey = new Uint8Array(plane);
+    for (let i = 0; i < plane; i++) {
+      const r = full.data[i * 3] as number;
+      const g = full.data[i * 3 + 1] as number;
+      const b = full.data[i * 3 + 2] as number;
+      grey[i] = (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16;
+    }
+    const data = await resizeLanczos(grey, full, 1, width, height);
     const mask = new Float32Array(width * height);
-    for (let i = 0; i < mask.length; i++) mask[i] = (data[i] as number) >= 128 ? 1 : 0;
+    for (let i = 0; i < mask.length; i++) mask[i] = (data[i] as number) / 255 >= 0.5 ? 1 : 0;
     return mask;
   } catch (error) {
     throw badInput(

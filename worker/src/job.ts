@@ -9,6 +9,7 @@ import { annotate } from "./annotators/index.ts";
 import { badInput } from "./errors.ts";
 import {
   decodeMask,
+  decodeOriginal,
   decodeRgb,
   encodePng,
   type ImageFetcher,
@@ -92,7 +93,9 @@ export async function buildParams(
     decodeRgb(await readImageRef(what, ref, deps.fetchImage, signal), width, height, what);
   const controlRef = r.control_image ?? r.init_image;
   if (controlRef === undefined) throw badInput("init_image or control_image is required");
-  const controlImage = await fetchRgb(controlRef, r.control_image ? "control_image" : "init_image");
+  const controlWhat = r.control_image ? "control_image" : "init_image";
+  const controlBytes = await readImageRef(controlWhat, controlRef, deps.fetchImage, signal);
+  const controlImage = await decodeRgb(controlBytes, width, height, controlWhat);
   const initImage =
     r.init_image === undefined
       ? null
@@ -111,6 +114,8 @@ export async function buildParams(
   if (mask && !initImage) throw badInput("mask_image needs init_image");
 
   const autoHint = r.auto_hint === "yes";
+  // controlnet_aux's detectors are given the image as uploaded, not resized to the output size.
+  const original = autoHint ? await decodeOriginal(controlBytes, controlWhat) : undefined;
   const controls: ControlInput[] = [];
   for (const [i, name] of models.entries()) {
     let image: Float32Array;
@@ -123,6 +128,7 @@ export async function buildParams(
             annotatorDir: deps.annotatorDir,
             sessions: deps.sessions,
             seed,
+            ...(original ? { original } : {}),
           })
         : controlImage;
       image = toPlanar01(hint);

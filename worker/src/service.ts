@@ -215,7 +215,7 @@ export class WorkerService {
         this.o.log("warn", "job released: the worker is stopping", { jobId });
         return;
       }
-      const { kind, message } = classify(error);
+      const { kind, message, code } = classify(error);
       if (kind === "transient" && receives < this.o.maxReceives) {
         const backoff = Math.min(300, 10 * 2 ** (receives - 1));
         await this.release({ ReceiptHandle: receipt }, backoff);
@@ -234,6 +234,7 @@ export class WorkerService {
         reason: message,
         retryAfterSeconds: null,
         httpStatus: null,
+        ...(code ? { code } : {}),
       });
       await this.delete(receipt);
       this.stats.failed += 1;

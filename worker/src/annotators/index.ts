@@ -1,12 +1,14 @@
 /**
  * ControlNet annotators (`auto_hint`): turn an input image into the hint a ControlNet was trained on.
+ * What each one matches of its controlnet_aux reference, and where it approximates it:
+ * docs/annotators.md.
  *
- * Without weights, on OpenCV (wasm) and sharp: canny, tile, blur, gray, low_quality, shuffle, scribble,
- * and qrcode (pass-through); inpaint's condition is built from the mask by the job (see job.ts).
- * With an ONNX model under `<annotatorDir>/<name>/model.onnx`: depth, hed, mlsd, normal, openpose/pose,
- * segmentation, softedge, lineart, face_detector; without one the job fails with
- * "annotator model not installed". openpose/pose decode and draw a real OpenPose skeleton (openpose.ts);
- * the others map the model's output to an image directly.
+ * Without weights, on OpenCV (wasm) and sharp: canny, tile, blur, gray, low_quality, shuffle, and
+ * qrcode (pass-through); inpaint's condition is built from the mask by the job (see job.ts).
+ * With an ONNX model under `<annotatorDir>/<folder>/model.onnx` (the folder is the name, except pose:
+ * openpose, scribble: hed): depth, hed, mlsd, normal, openpose/pose, segmentation, softedge, scribble,
+ * lineart (models.ts, openpose.ts), face_detector; without one the job fails with
+ * "annotator model not installed".
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -14,10 +16,12 @@ import sharp from "sharp";
 import { badInput } from "../errors.ts";
 import type { RgbImage } from "../images.ts";
 import { createRandom } from "../pipeline/random.ts";
-import type { SessionFactory } from "../pipeline/session.ts";
+import type { LoadedSession, SessionFactory } from "../pipeline/session.ts";
 import { floatTensor, readFloats } from "../pipeline/session.ts";
+import { hed, lineart, midas, mlsd, normalBae, pidinet, type Size, segmentation } from "./models.ts";
 import { type CV, fromRgb, loadOpenCv, type Mat, toRgb, withMats } from "./opencv.ts";
 import { openpose } from "./openpose.ts";
+import { grey, toDetectResolution, toOutputSize } from "./reference.ts";
 
 export { loadOpenCv };
 
@@ -28,7 +32,6 @@ export const WEIGHTLESS = [
   "gray",
   "low_quality",
   "shuffle",
-  "scribble",
   "qrcode",
   "inpaint",
 ] as const;
@@ -41,9 +44,13 @@ export const MODEL_ANNOTATORS = [
   "pose",
   "segmentation",
   "softedge",
+  "scribble",
   "lineart",
   "face_detector",
 ] as const;
+
+/** The model folder of an annotator whose network is another's: scribble is HEDdetector(scribble=True). */
+const MODEL_FOLDER: Record<string, string> = { pose: "openpose", scribble: "hed" };
 
 export interface AnnotatorOptions {
   /** Folder with <name>/model.onnx per model-based annotator; null when none is installed. */
@@ -51,6 +58,12 @@ export interface AnnotatorOptions {
   sessions: SessionFactory;
   /** Seed for the random parts (shuffle), so the same job gives the same hint. */
   seed: number;
+  /**
+   * The control image as uploaded (decoded, not resized), which controlnet_aux's detectors are given:
+   * the ports detect on it and return the hint at the size of `image` (the output size). Without it
+   * they detect on `image`.
+   */
+  original?: RgbImage;
 }
 
 export async function annotate(name: string, image: RgbImage, options: AnnotatorOptions): Promise<RgbImage> {
@@ -58,27 +71,11 @@ export async function annotate(name: string, image: RgbImage, options: Annotator
   if (name === "qrcode" || name === "inpaint") return image;
   if ((MODEL_ANNOTATORS as readonly string[]).includes(name)) return modelAnnotator(name, image, options);
   const { cv } = await loadOpenCv();
+  if (name === "canny") return canny(cv, options.original ?? image, image);
   return withMats((track) => {
     const src = track(fromRgb(cv, image));
     const out = track(new cv.Mat());
     switch (name) {
-      case "canny": {
-        const gray = track(new cv.Mat());
-        cv.cvtColor(src, gray, cv.COLOR_RGB2GRAY);
-        cv.Canny(gray, out, 100, 200);
-        break;
-      }
-      case "scribble": {
-        // Weight-free scribble: thick edges, white on black.
-        const gray = track(new cv.Mat());
-        cv.cvtColor(src, gray, cv.COLOR_RGB2GRAY);
-        cv.GaussianBlur(gray, gray, new cv.Size(5, 5), 0);
-        const edges = track(new cv.Mat());
-        cv.Canny(gray, edges, 50, 150);
-        const kernel = track(cv.Mat.ones(3, 3, cv.CV_8U));
-        cv.dilate(edges, out, kernel, new cv.Point(-1, -1), 2);
-        break;
-      }
       case "blur":
         cv.GaussianBlur(src, out, new cv.Size(0, 0), Math.max(width, height) / 128);
         break;
@@ -115,6 +112,21 @@ export async function annotate(name: string, image: RgbImage, options: Annotator
   });
 }
 
+/**
+ * controlnet_aux CannyDetector: cv2.Canny(100, 200) on the RGB image (OpenCV takes the strongest
+ * channel's gradient) at the detect resolution, the map resized back as diffusers resizes a control image.
+ */
+async function canny(cv: CV, image: RgbImage, out: Size): Promise<RgbImage> {
+  const detect = toDetectResolution(cv, image);
+  const edges = withMats((track) => {
+    const src = track(fromRgb(cv, detect));
+    const dst = track(new cv.Mat());
+    cv.Canny(src, dst, 100, 200);
+    return Uint8Array.from(dst.data);
+  });
+  return toOutputSize(grey(edges, detect.width, detect.height), out.width, out.height);
+}
+
 /** controlnet_aux's ContentShuffleDetector: remap through smooth random flow fields. */
 function contentShuffle(
   cv: CV,
@@ -142,13 +154,29 @@ function contentShuffle(
   cv.remap(src, out, mapX, mapY, cv.INTER_LINEAR, cv.BORDER_REFLECT);
 }
 
+/** The ports of controlnet_aux's detectors around their reference models (models.ts). */
+const referenceDetectors: Record<
+  string,
+  (cv: CV, image: RgbImage, s: LoadedSession, out: Size) => Promise<RgbImage>
+> = {
+  lineart,
+  depth: midas,
+  normal: normalBae,
+  hed: (cv, image, s, out) => hed(cv, image, s, out, false),
+  softedge: pidinet,
+  scribble: (cv, image, s, out) => hed(cv, image, s, out, true),
+  mlsd,
+  segmentation,
+};
+
 /**
  * A model-based annotator. openpose/pose: the CMU body model, decoded and drawn as controlnet_aux does
- * (openpose.ts). The others: an image-to-map ONNX model (input [1,3,S,S] in 0..1, first output a map);
- * one channel → grey, three → RGB, more → class argmax on a palette (segmentation).
+ * (openpose.ts); lineart, depth, normal, hed, softedge, scribble, mlsd, segmentation: models.ts. The
+ * rest (face_detector): an image-to-map ONNX model (input [1,3,S,S] in 0..1, first output a map);
+ * one channel → grey, three → RGB, min-max scaled.
  */
 async function modelAnnotator(name: string, image: RgbImage, options: AnnotatorOptions): Promise<RgbImage> {
-  const key = name === "pose" ? "openpose" : name;
+  const key = MODEL_FOLDER[name] ?? name;
   const path = options.annotatorDir ? join(options.annotatorDir, key, "model.onnx") : null;
   if (!path || !existsSync(path)) {
     throw badInput(
@@ -157,7 +185,11 @@ async function modelAnnotator(name: string, image: RgbImage, options: AnnotatorO
   }
   const s = await options.sessions.load(path);
   try {
-    if (key === "openpose") return await openpose(image, s);
+    if (key === "openpose") return await openpose(options.original ?? image, s, { outputSize: image });
+    const reference = referenceDetectors[name];
+    if (reference) return await reference((await loadOpenCv()).cv, options.original ?? image, s, image);
+    // face_detector: no reference port (controlnet_aux draws a MediaPipe face mesh); the model's first
+    // output is mapped to an image as below.
     const input = s.inputs[0];
     const output = s.outputs[0];
     if (!input || !output) throw badInput(`annotator model ${path} has no inputs or outputs`);
@@ -185,30 +217,19 @@ async function modelAnnotator(name: string, image: RgbImage, options: AnnotatorO
     const channels = dims.length >= 4 ? (dims[1] as number) : 1;
     const mp = mh * mw;
     const rgb = new Uint8Array(mp * 3);
-    if (channels > 3) {
-      for (let i = 0; i < mp; i++) {
-        let best = 0;
-        for (let c = 1; c < channels; c++)
-          if ((data[c * mp + i] as number) > (data[best * mp + i] as number)) best = c;
-        rgb[i * 3] = (best * 67) & 255;
-        rgb[i * 3 + 1] = (best * 131) & 255;
-        rgb[i * 3 + 2] = (best * 197) & 255;
-      }
-    } else {
-      let min = Number.POSITIVE_INFINITY;
-      let max = Number.NEGATIVE_INFINITY;
-      for (let i = 0; i < channels * mp; i++) {
-        const v = data[i] as number;
-        if (v < min) min = v;
-        if (v > max) max = v;
-      }
-      const range = max - min || 1;
-      for (let i = 0; i < mp; i++)
-        for (let c = 0; c < 3; c++) {
-          const v = data[(channels === 3 ? c : 0) * mp + i] as number;
-          rgb[i * 3 + c] = Math.round(((v - min) / range) * 255);
-        }
+    let min = Number.POSITIVE_INFINITY;
+    let max = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < channels * mp; i++) {
+      const v = data[i] as number;
+      if (v < min) min = v;
+      if (v > max) max = v;
     }
+    const range = max - min || 1;
+    for (let i = 0; i < mp; i++)
+      for (let c = 0; c < 3; c++) {
+        const v = data[(channels === 3 ? c : 0) * mp + i] as number;
+        rgb[i * 3 + c] = Math.round(((v - min) / range) * 255);
+      }
     const back = await sharp(rgb, { raw: { width: mw, height: mh, channels: 3 } })
       .resize(image.width, image.height, { fit: "fill" })
       .raw()

@@ -593,6 +593,8 @@ function upsampleChannels(
 export interface OpenposeOptions {
   /** controlnet_aux's detect_resolution (short side the pose is detected and drawn at); 512. */
   detectResolution?: number;
+  /** The size of the hint (the job's output size); the image's own by default. */
+  outputSize?: { width: number; height: number };
 }
 
 /** The openpose hint for `image`, with the body model loaded in `s` (the caller releases it). */
@@ -636,11 +638,12 @@ export async function openpose(
     pafs: maps(which.pafs, PAF_CHANNELS),
   };
   const poses = decodeBodies(poseMaps, smoothHeatmaps(cv, poseMaps));
+  const target = options.outputSize ?? image;
   return withMats((track) => {
     const canvas = track(drawPoses(cv, poses, width, height));
-    if (width === image.width && height === image.height) return toRgb(cv, canvas);
+    if (width === target.width && height === target.height) return toRgb(cv, canvas);
     const out = track(new cv.Mat());
-    cv.resize(canvas, out, new cv.Size(image.width, image.height), 0, 0, cv.INTER_LINEAR);
+    cv.resize(canvas, out, new cv.Size(target.width, target.height), 0, 0, cv.INTER_LINEAR);
     return toRgb(cv, out);
   });
 }

@@ -110,9 +110,9 @@ export interface FusedControl {
  * feeds them (examples/community/run_onnx_controlnet.py: each ControlNet's image, repeated over the
  * batch, the scales as [N, 1]). A fused ControlNet the job does not name gets a zero image and scale 0:
  * its residuals are multiplied by 0, so the result is the one without it. A job naming a ControlNet
- * that is not in the graph, naming one twice, or asking for guess_mode with guidance (the graph runs
- * every ControlNet on the whole batch) cannot run on this export: a resource error (another worker or
- * provider may).
+ * that is not in the graph, naming one twice, or asking for guess_mode (the graph runs every ControlNet
+ * without it: on the whole batch, its residuals not scaled by guess_mode's logspace, at any guidance)
+ * cannot run on this export: a resource error (another worker or provider may).
  */
 export function fusedControlFeeds(args: {
   io: FusedIo;
@@ -127,7 +127,7 @@ export function fusedControlFeeds(args: {
   const { io, names, controls, batch, width, height } = args;
   if (args.guess)
     throw resourceError(
-      `guess_mode is not supported by the fused UNet ${args.path}: it runs its ControlNets on the unconditional half too; use the split layout (tools/export-onnx)`,
+      `guess_mode is not supported by the fused UNet ${args.path}: it runs its ControlNets without it (residuals not scaled, the unconditional half included); use the split layout (tools/export-onnx)`,
     );
   const slot = new Map<string, FusedControl>();
   for (const c of controls) {

@@ -8,7 +8,7 @@
  * Every tensor's name, dtype and shape comes from the loaded sessions (see models.ts).
  */
 import type ort from "onnxruntime-node";
-import { badInput, resourceError, StopError } from "../errors.ts";
+import { badInput, nonFiniteOutput, resourceError, StopError } from "../errors.ts";
 import { simdGuidance } from "../schedulers/simd.ts";
 import { checkSize, fusedControlFeeds, fusedNames, refuseWithoutResiduals } from "./layouts.ts";
 import { controlNetIo, type ModelSet, unetIo } from "./models.ts";
@@ -175,19 +175,36 @@ export class ControlNetPipeline {
     let latents: Float32Array;
     let initLatents: Float32Array | null = null;
     let maskLatent: Float32Array | null = null;
+    let maskedImageLatents: Float32Array | null = null;
+    if (p.mask && !p.init) throw badInput("mask_image needs init_image");
     if (p.init) {
+      // diffusers' get_timesteps: int(num_inference_steps * strength) steps are run, the last ones of
+      // the schedule (timesteps[t_start * order:], order 2 for Heun/KDPM2: two entries per step). None
+      // left is refused: diffusers' SD pipelines would denoise an empty batch and return no image, its
+      // SDXL inpaint pipeline raises "the number of pipeline steps is 0 which is < 1".
+      const initSteps = Math.min(Math.floor(p.steps * p.init.strength), p.steps);
+      if (initSteps < 1)
+        throw badInput(
+          `strength ${p.init.strength} × num_inference_steps ${p.steps} leaves no denoising step (int(steps × strength) = 0): raise strength or num_inference_steps`,
+        );
+      const beginIndex = (p.steps - initSteps) * (scheduler.order ?? 1);
+      timesteps = timesteps.slice(beginIndex);
+      scheduler.setBeginIndex?.(beginIndex);
       initLatents = tile(await this.encodeImage(p.init.image, width, height, timing, random), samples);
     }
-    if (p.mask) {
-      if (!initLatents) throw badInput("mask_image needs init_image");
+    if (p.mask && p.init) {
+      // diffusers' prepare_mask_latents: the mask resized to the latent size by nearest neighbour;
+      // a 9-channel UNet also takes the VAE encoding of the masked image, init * (mask < 0.5).
       maskLatent = tile(downsampleMask(p.mask, width, height), samples);
+      if (unet.channels === 9) {
+        const masked = maskImage(p.init.image, p.mask);
+        maskedImageLatents = tile(await this.encodeImage(masked, width, height, timing, random), samples);
+      }
     }
-    const strength = p.init ? p.init.strength : 1;
-    if (initLatents && strength < 1) {
-      const keep = Math.min(Math.floor(p.steps * strength), p.steps);
-      // diffusers: timesteps[t_start * order:], with order 2 for Heun/KDPM2 (two entries per step).
-      const tStart = Math.max(p.steps - Math.max(keep, 1), 0);
-      timesteps = timesteps.slice(tStart * (scheduler.order ?? 1));
+    // prepare_latents: img2img always starts from the init image noised to the first timestep; the
+    // inpaint pipeline starts from pure noise at strength 1 (is_strength_max), like text-to-image.
+    const strengthMax = p.init !== undefined && p.mask !== undefined && p.init.strength === 1;
+    if (initLatents && !strengthMax) {
       latents = scheduler.addNoise(initLatents, noise, timesteps[0] as number);
     } else {
       latents = new Float32Array(noise.length);
@@ -200,28 +217,35 @@ export class ControlNetPipeline {
     const ehsAll = uncond ? concat(uncond.data, cond.data) : cond.data;
     const ehsDims = [batch, ...cond.dims.slice(1)];
     const unetEhs = floatTensor(unet.encoderHiddenStates, ehsAll, ehsDims);
-    const guess = p.guessMode && cfg;
-    const cnBatch = guess ? samples : batch;
+    // guess_mode as diffusers runs it (StableDiffusionControlNetPipeline.__call__ and ControlNetModel.forward):
+    // the residuals are scaled by logspace(-1, 0, n) at any guidance scale (`guessScaled`); only with
+    // classifier-free guidance is the ControlNet run on the conditional half alone (`condOnly`), the
+    // unconditional half getting zero residuals.
+    const guessScaled = p.guessMode;
+    const condOnly = p.guessMode && cfg;
+    const cnBatch = condOnly ? samples : batch;
     const cnEhs = (io: (typeof controls)[number]["io"]) =>
-      guess ? floatTensor(io.encoderHiddenStates, cond.data, [samples, ...cond.dims.slice(1)]) : null;
+      condOnly ? floatTensor(io.encoderHiddenStates, cond.data, [samples, ...cond.dims.slice(1)]) : null;
     // Buffers and tensors the steps reuse, so that a step allocates little: the model input (the scaled
     // latents, twice with CFG: unconditional and conditional halves) and the ONNX Runtime tensors over it,
     // which it reads in place (float32; a float16 input is converted at each step).
     const latentLength = samples * latentSize;
     const modelInput = new Float32Array(batch * latentSize);
     const scaledInput = modelInput.subarray(0, latentLength);
-    // SDXL: pooled text embeddings and size ids, for the UNet and (cond half in guess_mode) ControlNets.
+    // SDXL: pooled text embeddings and size ids, for the UNet and (cond half in guess_mode with CFG) ControlNets.
     const unetAdded = unet.added ? addedConditionFeeds(unet.added, text, height, width, "all") : {};
     const controlFeeds = controls.map((c) => {
       if (c.image.length !== 3 * width * height)
         throw badInput(`control image for ${c.name} has the wrong size`);
-      const scaleInModel = c.io.scale !== null && !guess;
+      const scaleInModel = c.io.scale !== null && !guessScaled;
       // The inputs that are the same at every step; the loop sets the sample and the timestep.
       const feeds: Feeds = {
         [c.io.encoderHiddenStates.name]:
           cnEhs(c.io) ?? floatTensor(c.io.encoderHiddenStates, ehsAll, ehsDims),
         [c.io.cond.name]: floatTensor(c.io.cond, tile(c.image, cnBatch), [cnBatch, 3, height, width]),
-        ...(c.io.added ? addedConditionFeeds(c.io.added, text, height, width, guess ? "cond" : "all") : {}),
+        ...(c.io.added
+          ? addedConditionFeeds(c.io.added, text, height, width, condOnly ? "cond" : "all")
+          : {}),
       };
       if (c.io.scale) feeds[c.io.scale.name] = scalarTensor(c.io.scale, scaleInModel ? c.scale : 1);
       return {
@@ -229,20 +253,15 @@ export class ControlNetPipeline {
         feeds,
         outputs: [...c.io.down, c.io.mid],
         factor: scaleInModel ? 1 : c.scale,
-        sample: reusableInput(c.io.sample, guess ? scaledInput : modelInput, [cnBatch, 4, h, w]),
+        sample: reusableInput(c.io.sample, condOnly ? scaledInput : modelInput, [cnBatch, 4, h, w]),
         timestep: timestepInput(c.io.timestep, cnBatch),
       };
     });
-    // guess_mode: residual i is scaled by 10^(-1 + i/12) (diffusers' logspace(-1, 0, 13)).
+    // guess_mode: residual i is scaled by 10^(-1 + i/12) (diffusers' logspace(-1, 0, 13); SDXL's 10).
     const residualCount = unet.down.length + 1;
     const guessScales = Array.from({ length: residualCount }, (_, i) =>
-      guess ? 10 ** (-1 + i / Math.max(residualCount - 1, 1)) : 1,
+      guessScaled ? 10 ** (-1 + i / Math.max(residualCount - 1, 1)) : 1,
     );
-    const maskedImageLatents =
-      unet.channels === 9 && initLatents && maskLatent
-        ? maskImageLatents(initLatents, maskLatent, samples, h, w)
-        : null;
-
     // Buffers and tensors the steps reuse (see also modelInput above).
     let unetInput: Float32Array = modelInput;
     let unetChannels = 4;
@@ -263,7 +282,7 @@ export class ControlNetPipeline {
     const unetFeeds: Feeds = { [unet.encoderHiddenStates.name]: unetEhs, ...unetAdded };
     if (unet.fused && fused) {
       const args = { io: unet.fused, names: fused, path: unetSession.path, controls: p.controls, batch };
-      Object.assign(unetFeeds, fusedControlFeeds({ ...args, width, height, guess }));
+      Object.assign(unetFeeds, fusedControlFeeds({ ...args, width, height, guess: guessScaled }));
     }
     const residualInputs = [...unet.down, ...(unet.mid ? [unet.mid] : [])];
     // Residuals summed over the ControlNets (or zeros without any), allocated at the first step, when the
@@ -304,7 +323,7 @@ export class ControlNetPipeline {
         const out = await run(c.session, c.feeds, timing);
         const passThrough =
           controlFeeds.length === 1 &&
-          !guess &&
+          !guessScaled &&
           c.factor === 1 &&
           c.outputs.every((n, i) => get(out, n).type === residualInputs[i]?.type);
         if (passThrough) {
@@ -318,7 +337,7 @@ export class ControlNetPipeline {
           const perItem = dims.slice(1).reduce((a, b) => a * b, 1);
           const data = new Float32Array(perItem * batch);
           const input = reusableInput(residualInputs[i] as IoSpec, data, [batch, ...dims.slice(1)]);
-          return { data, offset: guess ? perItem * samples : 0, input };
+          return { data, offset: condOnly ? perItem * samples : 0, input };
         });
         c.outputs.forEach((n, i) => {
           const { data, offset } = (residuals as Residual[])[i] as Residual;
@@ -419,11 +438,22 @@ export class ControlNetPipeline {
     const input = s.inputs[0];
     const output = s.outputs[0];
     if (!input || !output) throw new Error("VAE decoder has no inputs or outputs");
+    // Non-finite latents (an fp16 UNet overflowing) would decode to NaN too: named at their source.
+    const badLatent = firstNonFinite(latent);
+    if (badLatent >= 0)
+      throw nonFiniteOutput(
+        `the denoised latents hold ${latent[badLatent]} at value ${badLatent} of ${latent.length} (the UNet or a ControlNet overflowed): the image would be black`,
+      );
     const sf = this.models.folder.scalingFactor;
     const scaled = new Float32Array(latent.length);
     for (let i = 0; i < latent.length; i++) scaled[i] = (latent[i] as number) / sf;
     const out = await run(s, { [input.name]: floatTensor(input, scaled, [1, 4, h, w]) }, timing);
     const img = readFloats(get(out, output.name));
+    const bad = firstNonFinite(img);
+    if (bad >= 0)
+      throw nonFiniteOutput(
+        `the VAE decoder (${output.type}) gave ${img[bad]} at value ${bad} of ${img.length}: the image would be black; an fp16 VAE overflows where diffusers upcasts it to float32 (force_upcast), so export the VAE in float32`,
+      );
     const H = h * 8;
     const W = w * 8;
     const plane = H * W;
@@ -453,6 +483,12 @@ function guidance(pred: Float32Array, half: number, g: number): Float32Array {
     pred[i] = u + g * ((pred[half + i] as number) - u);
   }
   return out;
+}
+
+/** The index of the first NaN or infinite value, or -1. */
+function firstNonFinite(data: Float32Array): number {
+  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i] as number)) return i;
+  return -1;
 }
 
 /** `dst[offset..] = src * f`, or `+= src * f` when `accumulate`. */
@@ -550,29 +586,28 @@ function concatChannels(
   return out;
 }
 
-function maskImageLatents(
-  init: Float32Array,
-  mask: Float32Array,
-  samples: number,
-  h: number,
-  w: number,
-): Float32Array {
-  const out = new Float32Array(samples * 4 * h * w);
-  for (let i = 0; i < out.length; i++) out[i] = (init[i] as number) * (1 - (mask[i] as number));
+/** The masked image diffusers encodes: `image * (mask < 0.5)` over planar [3,H,W] and an [H,W] mask. */
+function maskImage(image: Float32Array, mask: Float32Array): Float32Array {
+  const plane = mask.length;
+  const out = new Float32Array(image.length);
+  for (let c = 0; c < 3; c++)
+    for (let i = 0; i < plane; i++) {
+      out[c * plane + i] = (mask[i] as number) < 0.5 ? (image[c * plane + i] as number) : 0;
+    }
   return out;
 }
 
-/** [H,W] mask (1 = repaint) → [4, H/8, W/8] by area average, thresholded at 0.5. */
+/**
+ * [H,W] mask (1 = repaint) → [4, H/8, W/8], as torch.nn.functional.interpolate(mask, size) does by
+ * default (mode "nearest": latent pixel (y, x) takes mask pixel (8y, 8x)).
+ */
 function downsampleMask(mask: Float32Array, width: number, height: number): Float32Array {
   const h = height / 8;
   const w = width / 8;
   const out = new Float32Array(4 * h * w);
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
-      let sum = 0;
-      for (let dy = 0; dy < 8; dy++)
-        for (let dx = 0; dx < 8; dx++) sum += mask[(y * 8 + dy) * width + x * 8 + dx] as number;
-      const m = sum / 64 >= 0.5 ? 1 : 0;
+      const m = mask[y * 8 * width + x * 8] as number;
       for (let c = 0; c < 4; c++) out[c * h * w + y * w + x] = m;
     }
   }

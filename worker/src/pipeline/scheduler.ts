@@ -28,6 +28,11 @@ export interface Scheduler {
     },
   ): StepResult;
   addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array;
+  /**
+   * The index of the first timestep the run starts at (img2img), where the scheduler keeps one: then
+   * addNoise and the first step use it rather than looking the timestep up (diffusers' set_begin_index).
+   */
+  setBeginIndex?(index: number): void;
 }
 
 export type SchedulerFactory = (name: string, config?: Record<string, unknown>) => Scheduler;

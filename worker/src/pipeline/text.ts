@@ -2,13 +2,16 @@
  * Prompt encoding as diffusers does it, for SD 1.x/2.x (one CLIP text encoder) and SDXL (two).
  *
  * clip_skip follows the API (A1111 / ModelsLab) convention: 1 = the last layer, no skip; k ≥ 2 skips
- * k - 1 layers, which is diffusers' `clip_skip = k - 1`:
+ * k - 1 layers, which is diffusers' `clip_skip = k - 1`. As in diffusers' encode_prompt, it applies to
+ * the positive prompt only: the negative prompt is always encoded as with no clip_skip.
  * - SD: k = 1 is `last_hidden_state`; k ≥ 2 is `final_layer_norm(hidden_states[-k])`
  *   (StableDiffusionPipeline.encode_prompt), with the layer norm's weight, bias and epsilon read from
- *   the ONNX file (onnx-graph.ts). Needs an export with `hidden_states.{i}` outputs.
+ *   the ONNX file (onnx-graph.ts). Needs an export with `hidden_states.{i}` outputs. The negative
+ *   prompt: `last_hidden_state` (`text_encoder(uncond_input.input_ids)[0]`).
  * - SDXL: both encoders give `hidden_states[-(k + 1)]` (the penultimate layer for k = 1), with no final
  *   layer norm, concatenated on the last axis (768 + 1280 = 2048); the pooled embedding is
- *   text_encoder_2's `text_embeds` (StableDiffusionXLPipeline.encode_prompt).
+ *   text_encoder_2's `text_embeds` (StableDiffusionXLPipeline.encode_prompt). The negative prompt:
+ *   always `hidden_states[-2]`, or zeros for an empty one under force_zeros_for_empty_prompt.
  */
 import type ort from "onnxruntime-node";
 import { resourceError } from "../errors.ts";
@@ -176,7 +179,7 @@ export async function encodePrompts(models: ModelSet, o: EncodeOptions): Promise
   });
   if (!o.sdxl) {
     const cond = await encodeSd(models, o.prompt, o.clipSkip, o.timing);
-    const uncond = o.cfg ? await encodeSd(models, o.negativePrompt, o.clipSkip, o.timing) : null;
+    const uncond = o.cfg ? await encodeSd(models, o.negativePrompt, 1, o.timing) : null;
     return { cond: tiled(cond), uncond: uncond ? tiled(uncond) : null, pooled: null };
   }
   const cond = await encodeSdxl(models, o.prompt, o.clipSkip, o.timing);
@@ -190,7 +193,7 @@ export async function encodePrompts(models: ModelSet, o: EncodeOptions): Promise
             dims: cond.dims,
             pooled: new Float32Array(cond.pooled.length),
           }
-        : await encodeSdxl(models, o.negativePrompt, o.clipSkip, o.timing);
+        : await encodeSdxl(models, o.negativePrompt, 1, o.timing);
   }
   return {
     cond: tiled(cond),
