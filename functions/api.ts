@@ -51,6 +51,7 @@ export function createHandler(env: Environment) {
     notifyQueue: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL, queues.notifications),
     tenants,
     apiKeys: tenants,
+    models: config.SELF_HOSTED_MODELS,
   });
 
   return middy<APIGatewayProxyEventV2, HttpResponse>()

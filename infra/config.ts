@@ -1,5 +1,7 @@
 import { z } from "zod";
+import { type ModelCatalog, withoutLocations } from "../shared/domain/model-catalog.ts";
 import { SHARED_DEFAULTS } from "../shared/schemas/config.ts";
+import { parseModelCatalog } from "../shared/schemas/model-catalog.ts";
 
 /**
  * Deployment configuration, read once from CDK context (`cdk.json` "context", or `-c key=value` on the
@@ -58,6 +60,25 @@ export const infraConfigSchema = z.object({
    * HTTP API (one public endpoint, API Gateway throttling and access logs).
    */
   callbackIngress: z.enum(["function-url", "http-api"]).default("function-url"),
+  /**
+   * Origins of browser pages allowed to call the HTTP API (CORS): where the console (`console/`) is
+   * hosted when not on the API's own origin, e.g. `https://console.example.com`. Comma-separated on
+   * the command line. None by default: no CORS, browsers only call the API from its own origin.
+   */
+  consoleOrigins: z
+    .union([z.array(z.string()), z.string().transform((value) => value.split(","))])
+    .default([])
+    .transform((origins) => origins.map((origin) => origin.trim()).filter(Boolean))
+    .pipe(
+      z.array(
+        z
+          .string()
+          .regex(
+            /^(https:\/\/[a-z0-9.-]+(:\d{1,5})?|http:\/\/(localhost|127\.0\.0\.1)(:\d{1,5})?)$/,
+            "an origin: https://host[:port] (no path, no wildcard), or http://localhost[:port] to try a console locally",
+          ),
+      ),
+    ),
   /**
    * DynamoDB billing: `on-demand` (default: no capacity to plan, any burst absorbed) or `provisioned`
    * with target-tracking autoscaling on the table and each index — cheaper per write at the target
@@ -123,11 +144,46 @@ export const infraConfigSchema = z.object({
   gpuMaxTasks: z.coerce.number().int().min(1).max(100).default(2),
   /** GPU fallback: queued jobs per running task before another task starts. */
   gpuBacklogPerTask: z.coerce.number().int().min(1).max(1_000).default(4),
-  /** GPU fallback: where the worker loads its ONNX models from (`s3://bucket/prefix/`). */
-  modelS3Uri: z
-    .string()
-    .regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[^\s]*)?$/, "an s3://bucket/prefix URI")
-    .default("s3://controlnet-models-placeholder/onnx/"),
+  /**
+   * GPU fallback: the self-hosted model catalog (shared/schemas/model-catalog.ts), a JSON array (in
+   * cdk.json, or a string with `-c`): each model's `id` (the model_id jobs name), `kind`, `s3Uri` (the
+   * S3 prefix the worker syncs its folder from), `controlnets`, `annotators`, optional `upscaler` and
+   * `safetyChecker`. Required, with no default: the fallback runs only the models it declares.
+   */
+  selfHostedModels: z.unknown().transform((value, ctx): ModelCatalog => {
+    let raw = value;
+    if (typeof value === "string") {
+      try {
+        raw = JSON.parse(value);
+      } catch {
+        ctx.addIssue({ code: "custom", message: "a JSON array of model entries" });
+        return z.NEVER;
+      }
+    }
+    if (raw === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        message: 'required: the self-hosted models (docs/deploy.md, "The self-hosted model catalog")',
+      });
+      return z.NEVER;
+    }
+    const parsed = parseModelCatalog(raw);
+    if ("problems" in parsed) {
+      for (const problem of parsed.problems) ctx.addIssue({ code: "custom", message: problem });
+      return z.NEVER;
+    }
+    for (const [index, model] of parsed.catalog.entries()) {
+      if (!model.s3Uri)
+        ctx.addIssue({ code: "custom", path: [index, "s3Uri"], message: "required: the model's S3 prefix" });
+    }
+    if (lambdaCatalog(parsed.catalog).length > MAX_LAMBDA_CATALOG_CHARS) {
+      ctx.addIssue({
+        code: "custom",
+        message: `the catalog, without its S3 locations, must fit ${MAX_LAMBDA_CATALOG_CHARS} characters of a Lambda function's environment (4 KB in all)`,
+      });
+    }
+    return parsed.catalog;
+  }),
   /**
    * GPU fallback: the worker's container image URI. When unset the image is built from
    * `worker/Dockerfile` as a Docker asset (a real deploy with Docker); tests and Docker-less synths set it.
@@ -149,6 +205,12 @@ export const infraConfigSchema = z.object({
     .regex(/^[a-z]{2}(-[a-z]+)+-\d$/)
     .optional(),
 });
+
+/** What a Lambda's environment holds of the catalog (SELF_HOSTED_MODELS): Lambda allows 4 KB of environment in all. */
+export const MAX_LAMBDA_CATALOG_CHARS = 2_048;
+
+/** SELF_HOSTED_MODELS for the Lambda functions: the catalog as JSON, without the S3 locations. */
+export const lambdaCatalog = (catalog: ModelCatalog): string => JSON.stringify(withoutLocations(catalog));
 
 export const infraConfigSchemaChecked = infraConfigSchema.superRefine((config, ctx) => {
   if (config.gpuMinTasks > config.gpuMaxTasks) {

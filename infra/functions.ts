@@ -124,6 +124,11 @@ export interface ProviderNeeds {
   callbackSecret?: boolean;
   /** PROVIDER_OUTPUT_HOSTS: where outputs may be downloaded from (finalize) — also set with `settings`. */
   outputHosts?: boolean;
+  /**
+   * SELF_HOSTED_MODELS: the self-hosted model catalog, without its S3 locations (the API checks pinned
+   * jobs against it and lists it at GET /v1/models) — also set with `settings`.
+   */
+  catalog?: boolean;
 }
 
 export interface FunctionSpec {
@@ -170,6 +175,7 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     buckets: { inputs: "readWrite", outputs: "read" },
     events: true,
     routes: [...routesServedBy("Api"), CATCH_ALL_ROUTE],
+    provider: { catalog: true },
   },
   {
     id: "Authorizer",

@@ -342,7 +342,10 @@ export class GpuFallback extends Construct {
     this.logGroup = new LogGroup(this, "WorkerLogs", { retention: config.logRetentionDays, removalPolicy });
     this.taskDefinition = new Ec2TaskDefinition(this, "WorkerTask", { networkMode: NetworkMode.BRIDGE });
     this.taskDefinition.addVolume({ name: "models", host: { sourcePath: HOST_MODEL_DIR } });
-    const model = parseS3Uri(config.modelS3Uri);
+    const locations = config.selfHostedModels.map((model) => ({
+      id: model.id,
+      ...parseS3Uri(model.s3Uri as string),
+    }));
     const worker = this.taskDefinition.addContainer("Worker", {
       image: image.image,
       essential: true,
@@ -357,7 +360,8 @@ export class GpuFallback extends Construct {
         FALLBACK_QUEUE_URL: props.fallbackQueue.queueUrl,
         RESULTS_QUEUE_URL: props.resultsQueue.queueUrl,
         OUTPUTS_BUCKET: props.outputsBucket.bucketName,
-        MODEL_S3_URI: config.modelS3Uri,
+        // The whole catalog, S3 locations included: the worker syncs and checks each model's folder.
+        SELF_HOSTED_MODELS: JSON.stringify(config.selfHostedModels),
         MODEL_DIR: CONTAINER_MODEL_DIR,
         HEALTH_PORT: String(WORKER_HEALTH_PORT),
         EXECUTION_PROVIDER: "cuda",
@@ -369,7 +373,8 @@ export class GpuFallback extends Construct {
     Validations.of(this.taskDefinition).acknowledge({
       id: "AwsSolutions-ECS2",
       reason:
-        "The worker's environment holds only queue URLs, the outputs bucket name, the model S3 URI and " +
+        "The worker's environment holds only queue URLs, the outputs bucket name, the model catalog (ids, " +
+        "capabilities and S3 prefixes) and " +
         "tuning values, no secrets; they are set at deploy time and read once at start",
     });
 
@@ -378,23 +383,24 @@ export class GpuFallback extends Construct {
     props.fallbackQueue.grantConsumeMessages(taskRole);
     props.resultsQueue.grantSendMessages(taskRole);
     grantBucket(taskRole as Role, props.outputsBucket, "put");
-    const modelObjects = `arn:${Aws.PARTITION}:s3:::${model.bucket}/${model.prefix}*`;
-    taskRole.addToPrincipalPolicy(
-      new PolicyStatement({ actions: ["s3:GetObject"], resources: [modelObjects] }),
-    );
-    taskRole.addToPrincipalPolicy(
-      new PolicyStatement({
-        actions: ["s3:ListBucket"],
-        resources: [`arn:${Aws.PARTITION}:s3:::${model.bucket}`],
-        conditions: { StringLike: { "s3:prefix": [`${model.prefix}*`] } },
-      }),
-    );
-    Validations.of(taskRole).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::${model.bucket}/${model.prefix}*]`,
-      reason:
-        `The worker syncs every ONNX model file under ${config.modelS3Uri} (names set by whoever publishes ` +
-        "the models), read-only (s3:GetObject), and lists only that prefix",
-    });
+    // Each model's prefix: read its objects, list only under it.
+    for (const location of locations) {
+      const objects = `arn:${Aws.PARTITION}:s3:::${location.bucket}/${location.prefix}*`;
+      taskRole.addToPrincipalPolicy(new PolicyStatement({ actions: ["s3:GetObject"], resources: [objects] }));
+      taskRole.addToPrincipalPolicy(
+        new PolicyStatement({
+          actions: ["s3:ListBucket"],
+          resources: [`arn:${Aws.PARTITION}:s3:::${location.bucket}`],
+          conditions: { StringLike: { "s3:prefix": [`${location.prefix}*`] } },
+        }),
+      );
+      Validations.of(taskRole).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::${location.bucket}/${location.prefix}*]`,
+        reason:
+          `The worker syncs model ${location.id}'s ONNX files under s3://${location.bucket}/${location.prefix} ` +
+          "(names set by whoever publishes the model), read-only (s3:GetObject), and lists only that prefix",
+      });
+    }
     // A private ECR image given by URI: the execution role (which the ECS agent pulls with) and the
     // instance role may pull that repository; ContainerImage.fromRegistry grants nothing. (An image in
     // another account also needs that repository's policy to allow this account.)

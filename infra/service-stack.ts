@@ -9,6 +9,7 @@ import {
 } from "aws-cdk-lib";
 import { AccessLogFormat } from "aws-cdk-lib/aws-apigateway";
 import {
+  CorsHttpMethod,
   HttpApi,
   type HttpMethod,
   HttpRoute,
@@ -33,7 +34,7 @@ import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import type { Construct } from "constructs";
 import { INDEXES } from "../shared/adapters/dynamo/table-design.ts";
 import { PROVIDER_REGISTRY } from "../shared/providers/registry.ts";
-import { type InfraConfig, isProduction } from "./config.ts";
+import { type InfraConfig, isProduction, lambdaCatalog } from "./config.ts";
 import { BusinessMetrics } from "./constructs/business-metrics.ts";
 import {
   bindBucket,
@@ -127,6 +128,18 @@ export class ServiceStack extends ReadableStack {
       description: "ControlNet job orchestrator API",
       // The $default stage is made below, with access logs.
       createDefaultStage: false,
+      // A console hosted elsewhere (consoleOrigins) calls the API from the browser: API Gateway answers
+      // the preflights and adds the CORS headers. The key travels in Authorization, never a cookie.
+      ...(config.consoleOrigins.length > 0 && {
+        corsPreflight: {
+          allowOrigins: config.consoleOrigins,
+          allowMethods: [CorsHttpMethod.GET, CorsHttpMethod.POST, CorsHttpMethod.PUT, CorsHttpMethod.DELETE],
+          allowHeaders: ["authorization", "content-type", "idempotency-key", "prefer"],
+          exposeHeaders: ["location", "idempotent-replayed", "preference-applied", "retry-after"],
+          allowCredentials: false,
+          maxAge: Duration.hours(1),
+        },
+      }),
     });
     const removalPolicy = isProduction(config) ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
     this.accessLogGroup = new LogGroup(this, "ApiAccessLogs", {
@@ -206,6 +219,9 @@ export class ServiceStack extends ReadableStack {
           "SELF_HOSTED_MAX_JOBS",
           String(config.gpuMaxTasks * config.gpuBacklogPerTask),
         );
+      }
+      if (spec.provider?.settings || spec.provider?.catalog) {
+        fn.function.addEnvironment("SELF_HOSTED_MODELS", lambdaCatalog(config.selfHostedModels));
       }
       if (spec.provider?.apiKey) bindSecret(fn, stateful.modelslabApiKey, "MODELSLAB_API_KEY_SECRET_ARN");
       if (spec.provider?.callbackSecret) bindSecret(fn, stateful.callbackSecret, "CALLBACK_SECRET_ARN");

@@ -13,6 +13,16 @@ export interface GatewayRoute {
   authorizer?: { function: LocalFunction; identitySource: string[]; ttlSeconds: number };
 }
 
+/** An HTTP API's CorsConfiguration, as the CloudFormation template gives it. */
+export interface GatewayCors {
+  AllowOrigins?: string[];
+  AllowMethods?: string[];
+  AllowHeaders?: string[];
+  ExposeHeaders?: string[];
+  AllowCredentials?: boolean;
+  MaxAge?: number;
+}
+
 interface CompiledRoute extends GatewayRoute {
   method: string;
   segments: string[];
@@ -31,6 +41,10 @@ export class HttpGateway {
   private server: Server | undefined;
   private routes: CompiledRoute[] = [];
   private defaultRoute: GatewayRoute | undefined;
+  private readonly sites: Array<
+    (req: IncomingMessage, res: ServerResponse, pathname: string) => Promise<boolean>
+  > = [];
+  private cors: GatewayCors | null = null;
   private readonly authorizerCache = new Map<
     string,
     { expires: number; context: Record<string, unknown> | null }
@@ -57,6 +71,22 @@ export class HttpGateway {
       .sort((a, b) => a.paramCount - b.paramCount);
   }
 
+  /**
+   * Serves static files beside the API (locally only: in AWS the console is a static site of its
+   * own, docs/deploy.md). Checked before the routes, so its prefix must be no API path.
+   */
+  mountStatic(site: (req: IncomingMessage, res: ServerResponse, pathname: string) => Promise<boolean>): void {
+    this.sites.push(site);
+  }
+
+  /**
+   * CORS as API Gateway does it with a CorsConfiguration: it answers the preflights itself, before any
+   * route, and adds the headers to every answer to an allowed origin (what functions say is ignored).
+   */
+  setCors(cors: GatewayCors | null): void {
+    this.cors = cors;
+  }
+
   async listen(port: number, host = "127.0.0.1"): Promise<string> {
     this.server = await listenOn(port, host, (req, res) => this.handle(req, res));
     const address = this.server.address() as AddressInfo;
@@ -69,7 +99,9 @@ export class HttpGateway {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://localhost");
+    for (const site of this.sites) if (await site(req, res, url.pathname)) return;
     const method = (req.method ?? "GET").toUpperCase();
+    if (this.cors && this.applyCors(this.cors, req, res, method)) return;
     const body = await readBody(req, GATEWAY_MAX_BODY_BYTES);
     if (body === null) return send(res, 413, { message: "Request Entity Too Large" });
 
@@ -91,7 +123,7 @@ export class HttpGateway {
       console.error(`${match.route.routeKey}: function error`, error);
       return send(res, 500, { message: "Internal Server Error" });
     }
-    writeLambdaResult(res, result);
+    writeLambdaResult(res, result, this.cors !== null);
   }
 
   private match(
@@ -114,6 +146,34 @@ export class HttpGateway {
       if (ok) return { route, params };
     }
     return this.defaultRoute ? { route: this.defaultRoute, params: {} } : null;
+  }
+
+  /** Adds the CORS headers for an allowed origin; true when this was a preflight, now answered. */
+  private applyCors(cors: GatewayCors, req: IncomingMessage, res: ServerResponse, method: string): boolean {
+    const origin = req.headers.origin;
+    const allowed = origin !== undefined && (cors.AllowOrigins ?? []).some((o) => o === "*" || o === origin);
+    const preflight =
+      method === "OPTIONS" && origin !== undefined && !!req.headers["access-control-request-method"];
+    if (allowed) {
+      res.setHeader("access-control-allow-origin", origin);
+      res.setHeader("vary", "Origin");
+      if (cors.AllowCredentials) res.setHeader("access-control-allow-credentials", "true");
+      if (!preflight && cors.ExposeHeaders?.length) {
+        res.setHeader("access-control-expose-headers", cors.ExposeHeaders.join(","));
+      }
+    }
+    if (!preflight) return false;
+    if (allowed) {
+      if (cors.AllowMethods?.length)
+        res.setHeader("access-control-allow-methods", cors.AllowMethods.join(","));
+      if (cors.AllowHeaders?.length)
+        res.setHeader("access-control-allow-headers", cors.AllowHeaders.join(","));
+      if (cors.MaxAge !== undefined) res.setHeader("access-control-max-age", String(cors.MaxAge));
+    }
+    req.resume();
+    res.writeHead(204);
+    res.end();
+    return true;
   }
 
   /** Simple-response Lambda authorizer with API Gateway's cache keyed on the identity source values. */
@@ -260,7 +320,8 @@ export function buildEvent(
   };
 }
 
-export function writeLambdaResult(res: ServerResponse, result: unknown): void {
+/** `dropCors`: the API has a CORS configuration, so the gateway's CORS headers stand, not the function's. */
+export function writeLambdaResult(res: ServerResponse, result: unknown, dropCors = false): void {
   // Payload 2.0: an object with statusCode is a full response; anything else is a 200 JSON body.
   if (result && typeof result === "object" && "statusCode" in result) {
     const r = result as {
@@ -269,7 +330,10 @@ export function writeLambdaResult(res: ServerResponse, result: unknown): void {
       body?: string;
       isBase64Encoded?: boolean;
     };
-    res.writeHead(r.statusCode, r.headers ?? {});
+    const headers = Object.entries(r.headers ?? {}).filter(
+      ([name]) => !(dropCors && name.toLowerCase().startsWith("access-control-")),
+    );
+    res.writeHead(r.statusCode, Object.fromEntries(headers));
     res.end(r.body === undefined ? undefined : Buffer.from(r.body, r.isBase64Encoded ? "base64" : "utf8"));
     return;
   }

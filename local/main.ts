@@ -5,7 +5,7 @@
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { devApiKeyFrom, ensureTenant } from "./dev-tenant.ts";
-import { REPO_ROOT, startLocalStack } from "./stack.ts";
+import { CONSOLE_PATH, REPO_ROOT, startLocalStack } from "./stack.ts";
 
 // Ctrl-C during startup is honoured too: we stop as soon as the stack is up, never mid-creation.
 let signalled: string | null = null;
@@ -62,6 +62,7 @@ console.log(`
 ControlNet orchestrator (local stack)
   API          ${stack.url}
   OpenAPI      ${stack.url}/v1/openapi.json
+  Console      ${stack.url}${CONSOLE_PATH}/ (paste the dev API key there)
   Callbacks    ${stack.callbackBaseUrl} (the provider's webhooks; a Lambda function URL in AWS)
   DynamoDB     ${stack.endpoints.dynamodb} (dynalite, data in .data/dynamodb)
   SQS          ${stack.endpoints.sqs} (fauxqs)

@@ -1,23 +1,29 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { mkdirSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { startFauxqs } from "fauxqs";
 import { createS3Client } from "../shared/adapters/s3/object-store.ts";
 import { createSqsClient } from "../shared/adapters/sqs/queue.ts";
+import { modelCatalogJson } from "../shared/schemas/model-catalog.ts";
+import { buildTinyModel } from "../worker/src/models/tiny.ts";
 import { type RunningWorker, type StartWorkerOptions, startWorker } from "../worker/src/start.ts";
 import { startDynalite } from "./dynalite.ts";
 import { type BusEvent, LocalEventBus } from "./event-bus.ts";
 import { FunctionUrlServer } from "./function-url.ts";
-import { HttpGateway } from "./http-gateway.ts";
+import { type GatewayCors, HttpGateway } from "./http-gateway.ts";
 import { LocalFunction } from "./lambda-runtime.ts";
 import { Scheduler } from "./scheduler.ts";
 import { type Simulator, type SimulatorOptions, startSimulator } from "./simulator/index.ts";
 import { SqsPoller } from "./sqs-poller.ts";
+import { staticSite } from "./static-site.ts";
 import { type CfnTemplate, type LocalTopology, provisionLocal, synthesizeTemplates } from "./template.ts";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+/** Where the local stack serves the console (the `console/` folder) beside the API. */
+export const CONSOLE_PATH = "/console";
 
 export interface LocalStackOptions {
   /** HTTP port of the API; 0 picks a free one. */
@@ -55,8 +61,10 @@ export interface LocalStackOptions {
   s3Endpoint?: (s3Address: string) => Promise<string>;
   /**
    * Runs the self-hosted GPU worker in this process (`startWorker`, on the CPU) against the local
-   * fallback queue, outputs bucket and results queue. `true` uses MODEL_DIR when set, else a tiny
-   * random-weight model; an object passes options through (tests).
+   * fallback queue, outputs bucket and results queue, with the functions' catalog (SELF_HOSTED_MODELS:
+   * local/template.ts's LOCAL_SELF_HOSTED_MODELS unless the context says otherwise). `true` takes the
+   * models from MODEL_DIR (`<MODEL_DIR>/<id>`) when set, else builds the tiny random-weight model into
+   * each entry's folder; an object passes options through (tests).
    */
   worker?: boolean | Partial<StartWorkerOptions>;
   log?: (line: string) => void;
@@ -154,6 +162,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     // base URL in the dispatcher's environment) resolve to these addresses; they route once the
     // functions exist.
     const gateway = new HttpGateway();
+    gateway.setCors(corsOf(templates));
+    gateway.mountStatic(staticSite(CONSOLE_PATH, resolve(REPO_ROOT, "console")));
     const url = await gateway.listen(options.port ?? 3000);
     stops.push(() => gateway.close());
     const localUrls: Record<string, string> = {};
@@ -273,11 +283,27 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     let worker: RunningWorker | null = null;
     if (options.worker) {
       const own = typeof options.worker === "object" ? options.worker : {};
+      // The same catalog as the functions'; its S3 locations are names only (stripped there anyway).
+      const catalog = modelCatalogJson.parse(requiredEnv(environment, "SELF_HOSTED_MODELS"));
+      const ownModels = process.env.MODEL_DIR || null;
+      let modelDir = ownModels;
+      if (!modelDir && !own.modelDir) {
+        modelDir = mkdtempSync(join(tmpdir(), "local-models-"));
+        for (const entry of catalog) {
+          buildTinyModel(join(modelDir, entry.id), {
+            sdxl: entry.kind === "sdxl",
+            controlnets: entry.controlnets,
+          });
+        }
+      }
       const started = await startWorker({
         fallbackQueueUrl: requiredEnv(environment, "FALLBACK_QUEUE_URL"),
         resultsQueueUrl: requiredEnv(environment, "RESULTS_QUEUE_URL"),
         outputsBucket: requiredEnv(environment, "OUTPUTS_BUCKET"),
-        modelDir: process.env.MODEL_DIR || null,
+        catalog,
+        modelDir,
+        // The tiny model's outputs are noise at any step count: a few steps keep local jobs quick.
+        ...(ownModels ? {} : { maxSteps: 4 }),
         executionProvider: "cpu",
         healthPort: null,
         // Inputs are presigned URLs of the S3 emulator, on loopback: the local stack's NETWORK_POLICY.
@@ -314,6 +340,19 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await stopAll();
     throw error;
   }
+}
+
+/** The HTTP API's CORS configuration (CDK context `consoleOrigins`), or null without one. */
+function corsOf(templates: Record<string, CfnTemplate>): GatewayCors | null {
+  for (const template of Object.values(templates)) {
+    for (const resource of Object.values(template.Resources ?? {})) {
+      if (resource.Type !== "AWS::ApiGatewayV2::Api") continue;
+      const cors = (resource.Properties as { CorsConfiguration?: GatewayCors } | undefined)
+        ?.CorsConfiguration;
+      if (cors) return cors;
+    }
+  }
+  return null;
 }
 
 function logicalIdsOfType(templates: Record<string, CfnTemplate>, type: string): string[] {

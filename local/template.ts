@@ -172,7 +172,11 @@ export async function synthesizeTemplates(
       skipBundling: true,
       outdir,
       // The local stack never runs the GPU fallback: a placeholder image spares a Docker asset (and worker/Dockerfile).
-      context: { workerImage: LOCAL_WORKER_IMAGE, ...options.context },
+      context: {
+        workerImage: LOCAL_WORKER_IMAGE,
+        selfHostedModels: LOCAL_SELF_HOSTED_MODELS,
+        ...options.context,
+      },
       ...(options.functions && { functions: options.functions }),
     });
     options.configure?.(built);
@@ -186,6 +190,21 @@ export async function synthesizeTemplates(
 }
 
 const credentials = { accessKeyId: "local", secretAccessKey: "local" };
+
+/**
+ * The local catalog: the tiny random-weight model (worker/src/models/tiny.ts) under the id the local
+ * examples and tests name, with its ControlNets. Its S3 location is only a name: the in-process worker
+ * builds the tiny model into each entry's folder instead (local/stack.ts), unless MODEL_DIR is set.
+ */
+export const LOCAL_SELF_HOSTED_MODELS = [
+  {
+    id: "sd15",
+    kind: "sd15",
+    controlnets: ["canny", "depth", "inpaint", "tile", "scribble", "shuffle", "qrcode", "blur"],
+    annotators: [],
+    s3Uri: "s3://local-models/sd15/",
+  },
+] as const;
 
 /** The worker image the local synth names (nothing pulls it). */
 export const LOCAL_WORKER_IMAGE = "local/controlnet-worker:unused";

@@ -87,6 +87,10 @@ export interface RenderRequest {
 /** Renders `samples` PNGs. Rejects when the control image cannot be decoded. */
 export async function renderOutputs(request: RenderRequest): Promise<Buffer[]> {
   const edges = await sharp(request.control, { failOn: "error", limitInputPixels: 64 * 1024 * 1024 })
+    // The alpha channel goes first: sharp convolves it with the colour, premultiplied, and this
+    // kernel (sum 0) turns an opaque alpha into 0, so every pixel of an RGBA image came out
+    // transparent, one flat value. Transparent areas read as black background, as for line art.
+    .flatten({ background: "#000000" })
     .resize(request.width, request.height, { fit: "fill" })
     .greyscale()
     .convolve({ width: 3, height: 3, kernel: [-1, -1, -1, -1, 8, -1, -1, -1, -1] })

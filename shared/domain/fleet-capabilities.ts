@@ -1,11 +1,21 @@
 /**
- * What the self-hosted fleet (worker/) cannot honour of a ControlNet request. The worker runs the SD
- * UNet with ControlNets, img2img and inpainting; it has no LoRA, custom VAE, IP-Adapter, upscaler,
- * NSFW filter, prompt enhancer, token merging, Karras sigmas nor DPM-Solver++ (3M) variant. A request
- * that sets any of these to something other than the provider's neutral value would come back
- * `succeeded` without it, so the fleet refuses it instead (self-hosted jobs) or never takes it (auto
- * jobs). Declared as the self-hosted provider module's capability (shared/providers/self-hosted.ts).
+ * What the self-hosted fleet (worker/) cannot honour of a ControlNet request, given the deployment's
+ * model catalog (model-catalog.ts). The worker runs the model a job names (never another) with the
+ * ControlNets, annotators, upscaler and safety checker its catalog entry declares, img2img and
+ * inpainting, Karras sigmas where diffusers' scheduler has them and the seed's DPM-Solver algorithm
+ * types; it has no LoRA, custom VAE, IP-Adapter, prompt enhancer nor token merging. A request that
+ * asks for something it lacks would come back `succeeded` without it, so the fleet refuses it instead
+ * (self-hosted jobs: 400 at submit) or never takes it (auto jobs wait for the provider). The self-hosted
+ * provider declares it as its capability (shared/providers/self-hosted.ts); the worker checks again.
  */
+import {
+  ALGORITHM_TYPE_MAP,
+  annotatorWeightsFor,
+  DEFAULT_SCHEDULER,
+  findModel,
+  KARRAS_SCHEDULERS,
+  type ModelCatalog,
+} from "./model-catalog.ts";
 
 export interface UnsupportedParam {
   /** The request parameter, as the client named it. */
@@ -26,11 +36,8 @@ export const FLEET_REFUSED_SCHEDULERS: readonly string[] = [
   "DDIMInverseScheduler",
 ];
 
-/** yes/no switches whose "yes" asks for something the fleet lacks ("no", or unset, is what it does). */
+/** yes/no switches whose "yes" asks for something the fleet lacks whatever the model ("no", or unset, is what it does). */
 const SWITCHES: Readonly<Record<string, string>> = {
-  use_karras_sigmas: "the fleet's schedulers have no Karras sigmas",
-  upscale: "the fleet has no upscaler model",
-  safety_checker: "the fleet has no NSFW checker model",
   enhance_prompt: "the fleet has no prompt enhancer",
   tomesd: "the fleet has no token merging",
 };
@@ -45,18 +52,73 @@ const ANY_VALUE: Readonly<Record<string, string>> = {
   ip_adapter_image: "the fleet has no IP-Adapter",
 };
 
-/** Each parameter of `request` the fleet cannot honour, in a stable order; empty when it can run it. */
-export function unsupportedOnFleet(request: Readonly<Record<string, unknown>>): UnsupportedParam[] {
+const list = (items: readonly string[]) => (items.length === 0 ? "none" : items.join(", "));
+
+/** Each ControlNet name of a request's comma-separated `controlnet_model`. */
+const controlNets = (value: unknown): string[] =>
+  typeof value === "string"
+    ? value
+        .split(",")
+        .map((entry) => entry.trim())
+        .filter(Boolean)
+    : [];
+
+/**
+ * Each parameter of `request` the fleet cannot honour with `catalog`, in a stable order; empty when it
+ * can run it exactly as asked.
+ */
+export function unsupportedOnFleet(
+  request: Readonly<Record<string, unknown>>,
+  catalog: ModelCatalog,
+): UnsupportedParam[] {
   const found: UnsupportedParam[] = [];
-  const scheduler = request.scheduler;
-  if (typeof scheduler === "string" && FLEET_REFUSED_SCHEDULERS.includes(scheduler)) {
+  const model = findModel(catalog, request.model_id);
+  if (!model) {
+    found.push({
+      param: "model_id",
+      reason: `the fleet has no model "${String(request.model_id)}" (it has ${list(catalog.map((m) => m.id))})`,
+    });
+  } else {
+    const names = controlNets(request.controlnet_model);
+    const missing = names.filter((name) => !model.controlnets.includes(name));
+    if (missing.length > 0) {
+      found.push({
+        param: "controlnet_model",
+        reason: `model ${model.id} has no ${missing.join(", ")} ControlNet (it has ${list(model.controlnets)})`,
+      });
+    }
+    if (request.auto_hint === "yes") {
+      const weightless = names
+        .map(annotatorWeightsFor)
+        .filter((key): key is NonNullable<typeof key> => key !== null && !model.annotators.includes(key));
+      if (weightless.length > 0) {
+        found.push({
+          param: "auto_hint",
+          reason: `model ${model.id} has no weights for the ${[...new Set(weightless)].join(", ")} annotator (it has ${list(model.annotators)})`,
+        });
+      }
+    }
+    if (request.upscale === "yes" && !model.upscaler) {
+      found.push({ param: "upscale", reason: `model ${model.id} has no upscaler model` });
+    }
+    if (request.safety_checker === "yes" && !model.safetyChecker) {
+      found.push({ param: "safety_checker", reason: `model ${model.id} has no safety checker model` });
+    }
+  }
+  const scheduler = typeof request.scheduler === "string" ? request.scheduler : DEFAULT_SCHEDULER;
+  if (FLEET_REFUSED_SCHEDULERS.includes(scheduler)) {
     found.push({ param: "scheduler", reason: `${scheduler} cannot drive the fleet's SD UNet` });
   }
-  if (request.algorithm_type !== undefined && request.algorithm_type !== "none") {
-    found.push({
-      param: "algorithm_type",
-      reason: `the fleet's DPMSolverMultistepScheduler has no ${String(request.algorithm_type)}`,
-    });
+  if (request.use_karras_sigmas === "yes" && !KARRAS_SCHEDULERS.includes(scheduler)) {
+    found.push({ param: "use_karras_sigmas", reason: `${scheduler} has no Karras sigmas` });
+  }
+  const algorithm = request.algorithm_type;
+  if (algorithm !== undefined && algorithm !== "none") {
+    if (!(typeof algorithm === "string" && Object.hasOwn(ALGORITHM_TYPE_MAP, algorithm))) {
+      found.push({ param: "algorithm_type", reason: `the fleet's DPM-Solver has no ${String(algorithm)}` });
+    } else if (scheduler !== "DPMSolverMultistepScheduler") {
+      found.push({ param: "algorithm_type", reason: `${scheduler} takes no algorithm_type` });
+    }
   }
   for (const [param, reason] of Object.entries(SWITCHES)) {
     if (request[param] === "yes") found.push({ param, reason });
@@ -97,8 +159,8 @@ export function describeUnsupported(found: readonly UnsupportedParam[]): string 
 }
 
 /** What the fleet refuses, in one sentence built from the tables above (the API's description of `provider`). */
-export const FLEET_REFUSALS_SUMMARY = `${Object.keys(ANY_VALUE).join(", ")} set at all; ${Object.keys(
+export const FLEET_REFUSALS_SUMMARY = `a model_id not in GET /v1/models, or a ControlNet, auto_hint annotator, upscale or safety_checker its model lacks; ${Object.keys(ANY_VALUE).join(", ")} set at all; ${Object.keys(
   SWITCHES,
 ).join(
   ", ",
-)} "yes"; algorithm_type other than "none"; the schedulers ${FLEET_REFUSED_SCHEDULERS.join(", ")}; width or height not a multiple of ${FLEET_SIZE_MULTIPLE}`;
+)} "yes"; use_karras_sigmas "yes" with a scheduler without Karras sigmas; the schedulers ${FLEET_REFUSED_SCHEDULERS.join(", ")}; width or height not a multiple of ${FLEET_SIZE_MULTIPLE}`;

@@ -3,6 +3,7 @@ import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import { ConflictError, UnauthorizedError, ValidationError } from "../domain/errors.ts";
 import { sha256Hex } from "../domain/hash.ts";
 import { isTerminal } from "../domain/job.ts";
+import type { ModelCatalog } from "../domain/model-catalog.ts";
 import { parseOrThrow } from "../domain/validation.ts";
 import type {
   ApiKeyRecord,
@@ -20,6 +21,7 @@ import type { DispatchMessage, NotifyMessage } from "../schemas/messages.ts";
 import { apiKeyPrefix, newApiKey, newWebhookSecret } from "../usecases/authenticate.ts";
 import { awaitTerminalJob } from "../usecases/await-job.ts";
 import { cancelJob } from "../usecases/cancel-job.ts";
+import { presentModels } from "../usecases/list-models.ts";
 import { replayNotification } from "../usecases/notify.ts";
 import type { JobPresenter } from "../usecases/present-job.ts";
 import { getTenantJob, listTenantJobs } from "../usecases/read-jobs.ts";
@@ -58,6 +60,8 @@ export interface ApiDeps {
   notifyQueue: Queue<NotifyMessage>;
   tenants: WebhookSettingsStore;
   apiKeys: ApiKeyStore;
+  /** The self-hosted fleet's models (SELF_HOSTED_MODELS): what a pinned job is checked against, GET /v1/models. */
+  models: ModelCatalog;
 }
 
 interface RouteContext {
@@ -118,7 +122,8 @@ export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Pro
           stage: (tenant, jobId, request) => stageInputs(deps.inputs, tenant, jobId, request),
           discard: (tenant, jobId, request) => discardStagedInputs(deps.inputs, tenant, jobId, request),
           checkWebhook: (url) => checkOutboundUrl(url, deps.inputs),
-          unsupported: (provider, request) => PROVIDER_UNSUPPORTED[provider]?.(request) ?? [],
+          unsupported: (provider, request) =>
+            PROVIDER_UNSUPPORTED[provider]?.(request, { SELF_HOSTED_MODELS: deps.models }) ?? [],
         },
         { tenantId: tenantId(), body, idempotencyKey: header(event, "idempotency-key") },
       );
@@ -183,6 +188,10 @@ export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Pro
         headers: { "content-type": content_type },
         expires_at: new Date(deps.clock.now().getTime() + expires * 1000).toISOString(),
       });
+    },
+    listModels: async ({ tenantId }) => {
+      tenantId();
+      return json(200, presentModels(deps.models));
     },
     getWebhookSettings: async ({ tenantId }) => {
       const settings = await deps.tenants.getWebhookSettings(tenantId());

@@ -35,6 +35,7 @@ const COMPONENT_NAMES: Record<ResponseBodyName, string> = {
   apiKeyList: "ApiKeyList",
   callbackReceipt: "CallbackReceipt",
   openApiDocument: "OpenApiDocument",
+  modelList: "ModelList",
 };
 
 const notificationComponent = (type: NotificationType) =>

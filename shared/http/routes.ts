@@ -316,6 +316,19 @@ export const ROUTES = [
     errors: ["UNAUTHORIZED", "API_KEY_NOT_FOUND", "LAST_API_KEY", "STORE_UNAVAILABLE"],
   },
   {
+    operationId: "listModels",
+    method: "GET",
+    path: "/v1/models",
+    servedBy: "Api",
+    auth: "apiKey",
+    tag: "models",
+    summary: "The self-hosted models and what each can do; ModelsLab takes its own model ids",
+    description:
+      "Each self-hosted model: its kind, ControlNets, auto_hint annotators, sizes, upscale, safety checker and schedulers. A `self-hosted` job naming another model_id, or asking for something its model lacks, is refused with 400 VALIDATION_FAILED naming each parameter; an `auto` job goes to the fleet only when its model honours every parameter.",
+    responses: { 200: { description: "The catalog.", body: "modelList" } },
+    errors: ["UNAUTHORIZED"],
+  },
+  {
     operationId: "getOpenApiDocument",
     method: "GET",
     path: "/v1/openapi.json",

@@ -5,20 +5,14 @@
  * Use cases never import it: they get a `Providers` and decide by capabilities.
  */
 import * as z from "zod/mini";
-import { unsupportedOnFleet } from "../domain/fleet-capabilities.ts";
+import type { UnsupportedParam } from "../domain/fleet-capabilities.ts";
 import type { JobError } from "../domain/job.ts";
 import type { ProviderId } from "../domain/providers.ts";
 import type { CapacityGate, CircuitBreaker } from "../ports/index.ts";
-import type {
-  AutoRoute,
-  CallbackNormalizer,
-  ProviderBinding,
-  ProviderCapabilities,
-  Providers,
-} from "../ports/provider.ts";
+import type { AutoRoute, CallbackNormalizer, ProviderBinding, Providers } from "../ports/provider.ts";
 import { modelsLabModule, modelsLabSettings } from "./modelslab.ts";
 import type { ProviderContext, ProviderModule } from "./module.ts";
-import { selfHostedModule, selfHostedSettings } from "./self-hosted.ts";
+import { fleetUnsupported, selfHostedModule, selfHostedSettings } from "./self-hosted.ts";
 
 export const PROVIDER_REGISTRY = {
   modelslab: modelsLabModule,
@@ -36,14 +30,19 @@ export const PROVIDER_SETTINGS = {
 } as const satisfies Record<ProviderId, z.ZodMiniObject>;
 
 /**
- * Each row's `capabilities.unsupported` (null: it takes every parameter), apart from the modules for
- * the same reason: the API refuses a pinned job's unsupported parameters at submit without bundling
- * any provider's client. Equal to the modules' own (test/unit/provider-registry.test.ts).
+ * What each row cannot honour of a request, given the function's configuration (null: it takes every
+ * parameter), apart from the modules for the same reason: the API refuses a pinned job's unsupported
+ * parameters at submit without bundling any provider's client. The same as a built provider's
+ * `capabilities.unsupported` (test/unit/fleet-capabilities.test.ts).
  */
 export const PROVIDER_UNSUPPORTED = {
   modelslab: null,
-  "self-hosted": unsupportedOnFleet,
-} as const satisfies Record<ProviderId, ProviderCapabilities["unsupported"] | null>;
+  "self-hosted": fleetUnsupported,
+} as const satisfies Record<
+  ProviderId,
+  // Each row reads its own settings from the function's parsed configuration.
+  ((request: Readonly<Record<string, unknown>>, config: never) => UnsupportedParam[]) | null
+>;
 
 /** A registry: the production one, or one a test builds with a provider of its own. */
 export type ProviderRegistry = Readonly<Record<string, ProviderModule>>;

@@ -3,6 +3,7 @@ import { ERROR_CODES } from "../domain/errors.ts";
 import { NOTIFICATION_TYPES } from "../domain/events.ts";
 import { FLEET_REFUSALS_SUMMARY } from "../domain/fleet-capabilities.ts";
 import { JOB_STATUSES, PROVIDER_CHOICES } from "../domain/job.ts";
+import { MODEL_KINDS } from "../domain/model-catalog.ts";
 import { PROVIDER_IDS } from "../domain/providers.ts";
 import {
   CONTROLNET_RULES,
@@ -287,6 +288,45 @@ function buildResponseSchemas() {
 
   const openApiDocument = z.record(z.string(), z.unknown());
 
+  const strings = (description: string) => z.array(z.string()).check(z.describe(description));
+  const modelList = z.object({
+    self_hosted: z.array(
+      z.object({
+        model_id: z.string().check(z.describe("The model_id a job names to run on this model.")),
+        kind: z.enum(MODEL_KINDS).check(z.describe("sd15 (SD 1.x), sd2 (SD 2.x) or sdxl.")),
+        controlnets: strings("The controlnet_model names it has."),
+        auto_hint: strings("The ControlNets whose auto_hint annotator runs here."),
+        annotator_weights: strings("The weighted annotators it has weights for."),
+        sizes: z.object({
+          min: z.int(),
+          max: z.int(),
+          multiple_of: z
+            .int()
+            .check(
+              z.describe(
+                "width and height must be multiples of this on the self-hosted fleet (a traced UNet takes no other size).",
+              ),
+            ),
+          native: z.int().check(z.describe("The resolution the model was trained at.")),
+        }),
+        upscale: z
+          .nullable(z.object({ factor: z.int(), model_scale: z.int() }))
+          .check(
+            z.describe(
+              'upscale: "yes" multiplies the size by factor (as the provider does; model_scale is the upscaler\'s own, resized to factor); null: refused.',
+            ),
+          ),
+        safety_checker: z.boolean().check(z.describe('safety_checker: "yes" is honoured (else refused).')),
+        schedulers: strings("The schedulers it runs."),
+        karras_sigmas: strings('The schedulers with which use_karras_sigmas: "yes" is honoured.'),
+        algorithm_types: strings("The algorithm_type values honoured (with DPMSolverMultistepScheduler)."),
+      }),
+    ),
+    providers: z.object({
+      modelslab: z.object({ model_ids: z.literal("any"), description: z.string() }),
+    }),
+  });
+
   /** The body of a client notification (Standard Webhooks), one per type. */
   const notificationPayload = (type: (typeof NOTIFICATION_TYPES)[number]) =>
     z.object({
@@ -311,6 +351,7 @@ function buildResponseSchemas() {
     apiKeyList,
     callbackReceipt,
     openApiDocument,
+    modelList,
     notificationPayload,
   };
 }

@@ -1,5 +1,6 @@
 import * as z from "zod/mini";
 import { providersConfig } from "../providers/registry.ts";
+import { selfHostedCatalogSettings } from "../providers/self-hosted.ts";
 import { int, name, optionalSecret, SHARED_DEFAULTS } from "./config-fields.ts";
 import "./mini-locale.ts";
 
@@ -122,6 +123,8 @@ export const apiConfig = z.object({
   MAX_PREFER_WAIT_SECONDS: int(0, 25, 20),
   /** The most API keys a tenant may hold through `POST /v1/api-keys` (each one is a way in to revoke). */
   MAX_API_KEYS_PER_TENANT: int(1, 100, 20),
+  /** The self-hosted model catalog (JSON): pinned jobs are checked against it, GET /v1/models lists it. */
+  ...selfHostedCatalogSettings.shape,
 });
 export type ApiConfig = z.infer<typeof apiConfig>;
 

@@ -309,6 +309,13 @@ describe("typed client against the local stack", () => {
     await api.webhook.setUrl(null);
   });
 
+  it("lists the self-hosted catalog's models and what each can do", async () => {
+    const models = await api.models.list();
+    expect(models.self_hosted.map((m) => m.model_id)).toEqual(["sd15"]);
+    expect(models.self_hosted[0]?.sizes.multiple_of).toBe(64);
+    expect(models.providers.modelslab.model_ids).toBe("any");
+  });
+
   it("creates, lists and revokes API keys (the key shown once, gone from the list once revoked)", async () => {
     const created = await api.apiKeys.create({ name: "ci" });
     expect(created.key).toEqual(expect.any(String));

@@ -131,6 +131,19 @@ describe("the self-hosted route", () => {
     ]);
   });
 
+  it("lists the local catalog's tiny model at GET /v1/models, and refuses a self-hosted job naming another", async () => {
+    const models = await client.request("GET", "/v1/models");
+    expect(models.status).toBe(200);
+    expect(models.body.self_hosted.map((m: { model_id: string }) => m.model_id)).toEqual(["sd15"]);
+    const response = await client.request("POST", "/v1/jobs", {
+      body: validJobRequest({ control_image: images.url, provider: "self-hosted", model_id: "sdxl-other" }),
+    });
+    expect(response.status).toBe(400);
+    expect(response.body.error.details).toEqual([
+      { path: "model_id", message: expect.stringContaining('no model "sdxl-other"') },
+    ]);
+  });
+
   it("keeps an `auto` job asking what the fleet cannot do on the provider while its breaker is open", async () => {
     // The previous test left the breaker open (cool-down 600 s): a plain auto job would go to the worker.
     const id = await submit({ provider: "auto", upscale: "yes" });

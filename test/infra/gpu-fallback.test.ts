@@ -25,7 +25,24 @@ const CONTEXT = {
   gpuInstanceType: "g6.xlarge",
   gpuMaxTasks: "3",
   gpuBacklogPerTask: "4",
-  modelS3Uri: "s3://my-models/controlnet/v1/",
+  selfHostedModels: [
+    {
+      id: "sd15",
+      kind: "sd15",
+      controlnets: ["canny"],
+      annotators: [],
+      s3Uri: "s3://my-models/controlnet/v1/",
+    },
+    {
+      id: "sdxl-base",
+      kind: "sdxl",
+      controlnets: ["canny", "depth"],
+      annotators: ["depth"],
+      upscaler: { scale: 4 },
+      safetyChecker: true,
+      s3Uri: "s3://other-models/sdxl/",
+    },
+  ],
 };
 
 let gpu: Template;
@@ -122,14 +139,15 @@ describe("worker task and service", () => {
     expect(resources(gpu, "AWS::Logs::LogGroup")[logGroup]?.Properties?.RetentionInDays).toBe(30);
   });
 
-  it("passes the queues, the outputs bucket and the model URI", () => {
+  it("passes the queues, the outputs bucket and the model catalog with its S3 locations", () => {
     const env = Object.fromEntries(
       (container().Environment as Array<{ Name: string; Value: unknown }>).map((e) => [e.Name, e.Value]),
     );
     expect(imported(env.FALLBACK_QUEUE_URL)).toBe("FallbackQueue");
     expect(imported(env.RESULTS_QUEUE_URL)).toBe("ResultsQueue");
     expect(imported(env.OUTPUTS_BUCKET)).toBe("OutputsBucket");
-    expect(env.MODEL_S3_URI).toBe("s3://my-models/controlnet/v1/");
+    expect(JSON.parse(env.SELF_HOSTED_MODELS as string)).toEqual(CONTEXT.selfHostedModels);
+    expect(env.MODEL_S3_URI).toBeUndefined();
     expect(Number(env.DRAIN_TIMEOUT_SECONDS)).toBeLessThan(120);
   });
 
@@ -179,7 +197,7 @@ describe("worker task and service", () => {
     ]);
   });
 
-  it("gives the task role exactly: consume fallback, send results, put outputs, read the models prefix", () => {
+  it("gives the task role exactly: consume fallback, send results, put outputs, read each model's prefix", () => {
     const [, task] = only(resources(gpu, "AWS::ECS::TaskDefinition"), "task");
     const taskRoleArn = task.Properties?.TaskRoleArn as { "Fn::GetAtt": [string, string] };
     const taskRoleId = taskRoleArn["Fn::GetAtt"][0];
@@ -223,6 +241,16 @@ describe("worker task and service", () => {
         actions: ["s3:ListBucket"],
         resource: expect.stringContaining(':s3:::my-models"'),
         condition: { StringLike: { "s3:prefix": ["controlnet/v1/*"] } },
+      },
+      {
+        actions: ["s3:GetObject"],
+        resource: expect.stringContaining(":s3:::other-models/sdxl/*"),
+        condition: undefined,
+      },
+      {
+        actions: ["s3:ListBucket"],
+        resource: expect.stringContaining(':s3:::other-models"'),
+        condition: { StringLike: { "s3:prefix": ["sdxl/*"] } },
       },
     ]);
     const role = resources(gpu, "AWS::IAM::Role")[taskRoleId];
@@ -307,7 +335,8 @@ describe("worker image and GPU configuration", () => {
   afterAll(() => {
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   });
-  const config = (values: Record<string, unknown>) => loadInfraConfig((key) => values[key], {});
+  const config = (values: Record<string, unknown>) =>
+    loadInfraConfig((key) => ({ selfHostedModels: CONTEXT.selfHostedModels, ...values })[key], {});
 
   it("refuses to synth without workerImage or worker/Dockerfile, naming both", () => {
     const root = mkdtempSync(path.join(tmpdir(), "no-worker-"));
@@ -327,13 +356,57 @@ describe("worker image and GPU configuration", () => {
 
   it("accepts g5/g6 instance types only, and min tasks no more than max", () => {
     expect(config({ gpuInstanceType: "g5.2xlarge" }).gpuInstanceType).toBe("g5.2xlarge");
-    for (const bad of [
-      { gpuInstanceType: "p3.2xlarge" },
-      { gpuMinTasks: 3, gpuMaxTasks: 2 },
-      { modelS3Uri: "http://x" },
-    ]) {
+    for (const bad of [{ gpuInstanceType: "p3.2xlarge" }, { gpuMinTasks: 3, gpuMaxTasks: 2 }]) {
       expect(() => config(bad), JSON.stringify(bad)).toThrow(InfraConfigError);
     }
+  });
+});
+
+describe("the self-hosted model catalog (selfHostedModels)", () => {
+  const load = (selfHostedModels: unknown) => loadInfraConfig((key) => ({ selfHostedModels })[key], {});
+  const problems = (selfHostedModels: unknown): string => {
+    try {
+      load(selfHostedModels);
+    } catch (error) {
+      if (error instanceof InfraConfigError) return error.problems.join("\n");
+      throw error;
+    }
+    return "";
+  };
+  const sd15 = CONTEXT.selfHostedModels[0] as Record<string, unknown>;
+
+  it("is required: deploying the fallback without one fails the synth, naming it (no placeholder)", () => {
+    expect(problems(undefined)).toMatch(/^selfHostedModels: required/);
+    expect(problems("")).toMatch(/^selfHostedModels: required/);
+    expect(problems([])).toMatch(/at least one model/);
+    expect(() =>
+      buildApp({ skipBundling: true, context: { workerImage: TEST_CONTEXT.workerImage } }),
+    ).toThrow(/selfHostedModels/);
+  });
+
+  it("needs each model's S3 prefix, a known kind and ControlNet names, and distinct ids", () => {
+    const { s3Uri: _, ...located } = sd15;
+    expect(problems([located])).toMatch(/selfHostedModels\.0\.s3Uri: required/);
+    expect(problems([{ ...sd15, s3Uri: "https://bucket/x/" }])).toMatch(/s3Uri/);
+    expect(problems([{ ...sd15, kind: "flux" }])).toMatch(/kind/);
+    expect(problems([{ ...sd15, controlnets: ["canny", "gray"] }])).toMatch(/controlnets/);
+    expect(problems([{ ...sd15, annotators: ["canny"] }])).toMatch(/annotators/);
+    expect(problems([{ ...sd15, upscaler: { scale: 3 } }])).toMatch(/upscaler/);
+    expect(problems([sd15, sd15])).toMatch(/declared twice/);
+  });
+
+  it("takes the JSON text `-c selfHostedModels=...` gives, and refuses text that is not JSON", () => {
+    expect(load(JSON.stringify([sd15])).selfHostedModels).toEqual([sd15]);
+    expect(problems("[{")).toMatch(/JSON/);
+  });
+
+  it("must fit a Lambda's environment without its S3 locations", () => {
+    const many = Array.from({ length: 16 }, (_, i) => ({
+      ...sd15,
+      id: `model-with-a-long-name-${i}`,
+      controlnets: ["canny", "depth", "hed", "mlsd", "normal", "openpose", "scribble", "segmentation"],
+    }));
+    expect(problems(many)).toMatch(/Lambda/);
   });
 });
 

@@ -9,7 +9,9 @@ import { FUNCTIONS } from "../../infra/functions.ts";
 import { resources, TEST_CONTEXT } from "./support.ts";
 
 describe("infra config", () => {
-  const context = (values: Record<string, unknown>) => (key: string) => values[key];
+  /** The context given, over the one value without a default (the self-hosted catalog). */
+  const context = (values: Record<string, unknown>) => (key: string) =>
+    ({ selfHostedModels: TEST_CONTEXT.selfHostedModels, ...values })[key];
 
   it("defaults to a dev stage with 30-day logs and no fixed environment", () => {
     expect(loadInfraConfig(context({}), {})).toMatchObject({

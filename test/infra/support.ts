@@ -33,5 +33,22 @@ export function followImport(value: unknown, exporter: Template): unknown {
   return output.Value;
 }
 
-/** Context for a synth without Docker: the GPU worker's image comes from a registry, not worker/Dockerfile. */
-export const TEST_CONTEXT = { workerImage: "public.ecr.aws/docker/library/node:22" } as const;
+/** A self-hosted catalog for synths: one SD 1.5 model (the catalog is required, with no default). */
+export const TEST_MODELS = [
+  {
+    id: "sd15",
+    kind: "sd15",
+    controlnets: ["canny", "depth"],
+    annotators: [],
+    s3Uri: "s3://my-models/sd15/",
+  },
+];
+
+/**
+ * Context for a synth without Docker: the GPU worker's image comes from a registry, not
+ * worker/Dockerfile; and the self-hosted model catalog.
+ */
+export const TEST_CONTEXT = {
+  workerImage: "public.ecr.aws/docker/library/node:22",
+  selfHostedModels: TEST_MODELS,
+} as const;

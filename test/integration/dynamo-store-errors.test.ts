@@ -33,7 +33,7 @@ import {
   InMemoryObjectStore,
   InMemoryWebhookSettings,
 } from "../support/fakes.ts";
-import { testApiSettings } from "../support/settings.ts";
+import { TEST_MODELS, testApiSettings } from "../support/settings.ts";
 
 /** What the endpoint answers: the HTTP status, and the `__type` DynamoDB names the error with. */
 interface Failure {
@@ -239,6 +239,7 @@ describe("the API", () => {
       notifyQueue: new FakeQueue(queues.notifications),
       tenants: new InMemoryWebhookSettings(clock),
       apiKeys: new InMemoryApiKeys(clock),
+      models: TEST_MODELS,
     });
     // The chain the API function runs (functions/api.ts): errors become answers in httpErrors.
     const handler = middy<APIGatewayProxyEventV2, HttpResponse>()

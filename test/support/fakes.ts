@@ -18,6 +18,7 @@ import {
   planJobChange,
   planNewJob,
 } from "../../shared/domain/job-change.ts";
+import type { ModelCatalog } from "../../shared/domain/model-catalog.ts";
 import type { ProviderId } from "../../shared/domain/providers.ts";
 import type {
   ApiKeyRecord,
@@ -59,6 +60,7 @@ import { AUTO_ROUTE, ProviderSet } from "../../shared/providers/registry.ts";
 import { SelfHostedProvider } from "../../shared/providers/self-hosted.ts";
 import type { WorkerJobMessage } from "../../shared/schemas/messages.ts";
 import { decodeMessage, encodeMessage, type QueueDefinition } from "../../shared/schemas/queue.ts";
+import { TEST_MODELS } from "./settings.ts";
 
 /** Plain in-memory fakes for use-case unit tests. Behaviour against real services is proven in test/integration. */
 export class FakeClock implements Clock {
@@ -234,13 +236,15 @@ export function fakeProviders(options: {
   breaker?: InMemoryCircuitBreaker;
   fallbackQueue?: FakeQueue<WorkerJobMessage>;
   fleetGate?: InMemoryCapacityGate;
+  /** The fleet's catalog (TEST_MODELS by default). */
+  models?: ModelCatalog;
 }): ProviderSet {
   const bindings: ProviderBinding[] = [
     { provider: options.provider, gate: options.gate, ...(options.breaker && { breaker: options.breaker }) },
   ];
   if (options.fallbackQueue) {
     bindings.push({
-      provider: new SelfHostedProvider(options.fallbackQueue),
+      provider: new SelfHostedProvider(options.fallbackQueue, options.models ?? TEST_MODELS),
       gate: options.fleetGate ?? new InMemoryCapacityGate(100),
     });
   }

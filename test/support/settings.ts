@@ -4,6 +4,8 @@
  * deployed defaults (each setting's one default lives in shared/schemas/config.ts). A test that needs
  * another value overrides that field, which then says what the test depends on.
  */
+
+import type { ModelCatalog } from "../../shared/domain/model-catalog.ts";
 import {
   apiSettings,
   dispatchSettings,
@@ -14,6 +16,20 @@ import {
 import { apiConfig, loadConfig, notifyConfig, reconcileConfig } from "../../shared/schemas/config.ts";
 
 const QUEUE = "https://sqs.us-east-1.amazonaws.com/000000000000/queue";
+
+/**
+ * The self-hosted catalog of the tests: one SD 1.5 model under the id the test requests name
+ * (test/support/requests.ts), with the tiny model's ControlNets and no annotator weights, upscaler or
+ * safety checker.
+ */
+export const TEST_MODELS: ModelCatalog = [
+  {
+    id: "sd15",
+    kind: "sd15",
+    controlnets: ["canny", "depth", "inpaint", "tile", "scribble", "shuffle", "qrcode", "blur"],
+    annotators: [],
+  },
+];
 
 /** The variables without a default, and nothing else. */
 export const MINIMAL_ENV = {
@@ -27,6 +43,7 @@ export const MINIMAL_ENV = {
   INPUTS_BUCKET: "inputs",
   OUTPUTS_BUCKET: "outputs",
   CALLBACK_BASE_URL: "https://api.example.com/",
+  SELF_HOSTED_MODELS: JSON.stringify(TEST_MODELS),
 } as const;
 
 export const CALLBACK_SECRET = "callback-secret";

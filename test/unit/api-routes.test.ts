@@ -28,6 +28,7 @@ import {
   InMemoryObjectStore,
   InMemoryWebhookSettings,
 } from "../support/fakes.ts";
+import { TEST_MODELS } from "../support/settings.ts";
 
 const TENANT = "acme";
 const UPLOAD_ID = "0b9d5c3e-2f4a-4c6b-8d7e-1a2b3c4d5e6f";
@@ -139,6 +140,7 @@ beforeEach(async () => {
     notifyQueue: new FakeQueue(queues.notifications),
     tenants: new InMemoryWebhookSettings(clock).addTenant(TENANT),
     apiKeys,
+    models: TEST_MODELS,
   });
   // As the API function's middy chain does (shared/lambda/http-errors.ts).
   call = (request) => api(event(request)).catch(errorToHttp);
@@ -171,6 +173,7 @@ const SUCCESSFUL: Record<
   listApiKeys: () => ({}),
   revokeApiKey: () => ({ params: { id: spareKey.id } }),
   getOpenApiDocument: () => ({ tenant: null }),
+  listModels: () => ({}),
 };
 
 describe("the API's router, built from the route table", () => {
@@ -460,9 +463,9 @@ describe("POST /v1/jobs: what the pinned provider cannot honour", () => {
     const error = JSON.parse(response.body as string).error;
     expect(error.code).toBe("VALIDATION_FAILED");
     expect(error.details.map((d: { path: string }) => d.path)).toEqual([
-      "scheduler",
       "upscale",
       "safety_checker",
+      "scheduler",
       "lora_model",
     ]);
     expect(queuedJobs()).toEqual([]);
@@ -492,5 +495,66 @@ describe("POST /v1/jobs: what the pinned provider cannot honour", () => {
       expect((await submit({ provider, lora_model: "contrast-fix", upscale: "yes" })).statusCode).toBe(202);
     }
     expect(queuedJobs()).toHaveLength(3);
+  });
+});
+
+describe("the self-hosted model catalog at the API", () => {
+  const submit = (extra: Record<string, unknown>) =>
+    call({
+      method: "POST",
+      path: "/v1/jobs",
+      body: {
+        model_id: "sd15",
+        controlnet_model: "canny",
+        controlnet_type: "canny",
+        control_image: `upload:${UPLOAD_ID}`,
+        provider: "self-hosted",
+        ...extra,
+      },
+    });
+  const details = async (extra: Record<string, unknown>) => {
+    const response = await submit(extra);
+    expect(response.statusCode).toBe(400);
+    return JSON.parse(response.body as string).error.details as { path: string; message: string }[];
+  };
+
+  it("refuses a self-hosted job naming a model the catalog lacks, a ControlNet or annotator weights its model lacks", async () => {
+    expect(await details({ model_id: "flux-dev" })).toEqual([
+      { path: "model_id", message: expect.stringContaining('no model "flux-dev" (it has sd15)') },
+    ]);
+    expect((await details({ controlnet_model: "canny,mlsd" })).map((d) => d.path)).toEqual([
+      "controlnet_model",
+    ]);
+    expect(
+      (await details({ controlnet_model: "depth", controlnet_type: "depth", auto_hint: "yes" })).map(
+        (d) => d.path,
+      ),
+    ).toEqual(["auto_hint"]);
+    // A model_id the catalog lacks is the provider's to run on auto or modelslab.
+    expect((await submit({ model_id: "flux-dev", provider: "auto" })).statusCode).toBe(202);
+  });
+
+  it("GET /v1/models lists each self-hosted model and what it can do, and says ModelsLab takes its own ids", async () => {
+    const response = await call({ method: "GET", path: "/v1/models" });
+    expect(response.statusCode).toBe(200);
+    const body = JSON.parse(response.body as string);
+    expect(body.self_hosted).toEqual([
+      expect.objectContaining({
+        model_id: "sd15",
+        kind: "sd15",
+        controlnets: TEST_MODELS[0]?.controlnets,
+        // No annotator weights: depth's and scribble's (HED's) auto_hint do not run; the weightless ones do.
+        auto_hint: ["canny", "inpaint", "tile", "shuffle", "qrcode", "blur"],
+        annotator_weights: [],
+        sizes: { min: 64, max: 1024, multiple_of: 64, native: 512 },
+        upscale: null,
+        safety_checker: false,
+        algorithm_types: ["dpmsolver+++", "none"],
+      }),
+    ]);
+    expect(body.self_hosted[0].schedulers).not.toContain("KarrasVeScheduler");
+    expect(body.self_hosted[0].karras_sigmas).toContain("EulerDiscreteScheduler");
+    expect(body.self_hosted[0].karras_sigmas).not.toContain("DDIMScheduler");
+    expect(body.providers.modelslab.model_ids).toBe("any");
   });
 });

@@ -10,6 +10,7 @@ import {
   reconcileConfig,
 } from "../../shared/schemas/config.ts";
 import { bundledInputs } from "../support/bundle.ts";
+import { TEST_MODELS } from "../support/settings.ts";
 
 const QUEUE = "https://sqs.us-east-1.amazonaws.com/000000000000/q";
 
@@ -40,6 +41,7 @@ const DISPATCH_ENV = {
   JOBS_QUEUE_URL: QUEUE,
   RESULTS_QUEUE_URL: QUEUE,
   FALLBACK_QUEUE_URL: QUEUE,
+  SELF_HOSTED_MODELS: JSON.stringify(TEST_MODELS),
   CALLBACK_BASE_URL: "https://api.example.com",
   MODELSLAB_API_KEY: "key",
 };
@@ -161,6 +163,7 @@ describe("loadConfig", () => {
     "INPUTS_BUCKET",
     "JOBS_QUEUE_URL",
     "RESULTS_QUEUE_URL",
+    "SELF_HOSTED_MODELS",
     "FALLBACK_QUEUE_URL",
     "CALLBACK_BASE_URL",
   ];

@@ -49,7 +49,7 @@ import {
   InMemoryCircuitBreaker,
   InMemoryJobStore,
 } from "../support/fakes.ts";
-import { testFinalizeSettings, testReconcileSettings } from "../support/settings.ts";
+import { MINIMAL_ENV, testFinalizeSettings, testReconcileSettings } from "../support/settings.ts";
 
 /**
  * A provider the production registry does not have, added the way a new one is: one module (its
@@ -179,6 +179,7 @@ describe("a provider added as one module and one registry row", () => {
     const env = {
       MODELSLAB_API_KEY: "ml-key",
       FALLBACK_QUEUE_URL: "https://sqs.example.com/000000000000/fallback",
+      SELF_HOSTED_MODELS: MINIMAL_ENV.SELF_HOSTED_MODELS,
       REPLICATE_FAKE_TOKEN: "r8-token",
     };
     providers = bindProviders(
@@ -387,6 +388,7 @@ describe("the production registry", () => {
   it("gives every row a capacity from its settings, and routes `auto` between rows", () => {
     const config = loadConfig(providersConfig, {
       FALLBACK_QUEUE_URL: "https://sqs.example.com/000000000000/fallback",
+      SELF_HOSTED_MODELS: MINIMAL_ENV.SELF_HOSTED_MODELS,
       MODELSLAB_MAX_CONCURRENCY: "7",
       SELF_HOSTED_MAX_JOBS: "12",
     });
@@ -396,6 +398,7 @@ describe("the production registry", () => {
     const built = PROVIDER_REGISTRY.modelslab.create(
       loadConfig(providersConfig, {
         FALLBACK_QUEUE_URL: "https://sqs.example.com/000000000000/fallback",
+        SELF_HOSTED_MODELS: MINIMAL_ENV.SELF_HOSTED_MODELS,
         MODELSLAB_SUBMIT_TIMEOUT_SECONDS: "45",
       }),
       { queue: () => new FakeQueue(queues.fallback) as never, secret: async () => "k", log: () => undefined },

@@ -284,6 +284,25 @@ describe("routing to the self-hosted fallback", () => {
       expect(fallbackQueue.sent.map((s) => s.message.jobId)).toEqual([job.id]);
     });
 
+    it.each([
+      ["a model_id the fleet's catalog lacks", { model_id: "flux-dev" }],
+      [
+        "auto_hint with an annotator whose weights the model lacks",
+        { controlnet_model: "depth", controlnet_type: "depth", auto_hint: "yes" },
+      ],
+      ["a ControlNet the model lacks", { controlnet_model: "mlsd", controlnet_type: "mlsd" }],
+    ])("breaker open, %s: it goes to the provider, never to the fleet", async (_, params) => {
+      breaker.open(clock.now());
+      const job = await store({
+        provider: "auto",
+        request: { ...buildJob(clock).request, ...params } as Job["request"],
+      });
+      provider.scriptSubmit(accepted);
+      expect(await dispatchJob(deps, { jobId: job.id })).toBe("accepted");
+      expect(stored(job.id).attempts).toEqual([expect.objectContaining({ provider: "modelslab" })]);
+      expect(fallbackQueue.sent).toHaveLength(0);
+    });
+
     it("no capacity before the deadline: it waits for the provider", async () => {
       gate.limit = 0;
       const job = await storeUnsupported({

@@ -16,7 +16,7 @@ import { buildParams } from "../../worker/src/job.ts";
 import type { WorkerJobMessage } from "../../worker/src/messages.ts";
 import { GraphBuilder } from "../../worker/src/models/onnx-builder.ts";
 import { SessionFactory } from "../../worker/src/pipeline/session.ts";
-import { captureLog } from "./support.ts";
+import { captureLog, tinyEntry } from "./support.ts";
 
 const size = 128;
 
@@ -116,6 +116,7 @@ describe("the detectors see the image as uploaded (controlnet_aux is given the u
       annotatorDir: null,
       sessions: new SessionFactory("cpu", captureLog().log),
       maxSteps: null,
+      catalog: [tinyEntry("sd15")],
     });
     const hint = params.controls[0]?.image as Float32Array;
     expect(hint).toHaveLength(3 * size * size);

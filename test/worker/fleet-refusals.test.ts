@@ -5,7 +5,7 @@ import { buildParams } from "../../worker/src/job.ts";
 import type { WorkerJobMessage } from "../../worker/src/messages.ts";
 import type { SessionFactory } from "../../worker/src/pipeline/session.ts";
 import { NOT_FOR_GENERATION } from "../../worker/src/schedulers/index.ts";
-import { squarePng } from "./support.ts";
+import { squarePng, tinyEntry } from "./support.ts";
 
 let image: string;
 beforeAll(async () => {
@@ -17,6 +17,7 @@ const deps = {
     throw new Error(`no network in tests: ${url}`);
   },
   annotatorDir: null,
+  catalog: [tinyEntry("sd15")],
   // No annotator runs: auto_hint is never set here.
   sessions: {} as SessionFactory,
   maxSteps: null,
@@ -42,13 +43,13 @@ function message(request: Record<string, unknown>): WorkerJobMessage {
   };
 }
 
-async function refusal(request: Record<string, unknown>): Promise<JobError> {
+async function refusal(request: Record<string, unknown>, kind = "bad_input"): Promise<JobError> {
   const error = await buildParams(message(request), deps).then(
     () => null,
     (e: unknown) => e,
   );
   expect(error).toBeInstanceOf(JobError);
-  expect((error as JobError).kind).toBe("bad_input");
+  expect((error as JobError).kind).toBe(kind);
   return error as JobError;
 }
 
@@ -71,18 +72,57 @@ describe("worker: what the fleet cannot honour fails the job, naming it", () => 
   });
 
   it.each([
-    ["use_karras_sigmas", "yes"],
-    ["algorithm_type", "dpmsolver+++"],
-    ["lora_model", "contrast-fix"],
-    ["vae", "some-vae"],
-    ["ip_adapter_id", "ip-adapter_sd15"],
-    ["upscale", "yes"],
-    ["safety_checker", "yes"],
-    ["enhance_prompt", "yes"],
-    ["tomesd", "yes"],
-  ])("refuses %s=%s, naming it", async (param, value) => {
-    const error = await refusal({ [param]: value });
+    ["algorithm_type", { algorithm_type: "dpmsolver+++" }],
+    ["use_karras_sigmas", { use_karras_sigmas: "yes", scheduler: "DDIMScheduler" }],
+    ["lora_model", { lora_model: "contrast-fix" }],
+    ["vae", { vae: "some-vae" }],
+    ["ip_adapter_id", { ip_adapter_id: "ip-adapter_sd15" }],
+    ["enhance_prompt", { enhance_prompt: "yes" }],
+    ["tomesd", { tomesd: "yes" }],
+  ])("refuses %s (non-retryable), naming it", async (param, request) => {
+    const error = await refusal(request);
     expect(error.message).toContain(param);
+  });
+
+  it.each([
+    ["model_id", { model_id: "flux-dev" }],
+    ["controlnet_model", { controlnet_model: "mlsd", controlnet_type: "mlsd" }],
+    ["auto_hint", { controlnet_model: "depth", controlnet_type: "depth", auto_hint: "yes" }],
+    ["upscale", { upscale: "yes" }],
+    ["safety_checker", { safety_checker: "yes" }],
+  ])(
+    "refuses %s its catalog entry lacks as retryable (the deployment's gap, not the request's), naming it",
+    async (param, request) => {
+      const error = await refusal(request, "resource");
+      expect(error.message).toContain(param);
+    },
+  );
+
+  it("honours use_karras_sigmas and algorithm_type as scheduler options over the model's config", async () => {
+    const karras = await buildParams(
+      message({ use_karras_sigmas: "yes", scheduler: "EulerDiscreteScheduler" }),
+      deps,
+    );
+    expect(karras.schedulerOptions).toEqual({ use_karras_sigmas: true });
+    const plain = await buildParams(
+      message({ use_karras_sigmas: "no", scheduler: "EulerDiscreteScheduler" }),
+      deps,
+    );
+    expect(plain.schedulerOptions).toEqual({ use_karras_sigmas: false });
+    const sde = await buildParams(
+      message({
+        scheduler: "DPMSolverMultistepScheduler",
+        algorithm_type: "dpmsolver+++",
+        use_karras_sigmas: "yes",
+      }),
+      deps,
+    );
+    expect(sde.schedulerOptions).toEqual({ use_karras_sigmas: true, algorithm_type: "sde-dpmsolver++" });
+    const none = await buildParams(
+      message({ scheduler: "DPMSolverMultistepScheduler", algorithm_type: "none" }),
+      deps,
+    );
+    expect(none.schedulerOptions).toEqual({});
   });
 
   it("refuses a width or height the traced UNet cannot take (not a multiple of 64) instead of rounding it, naming both", async () => {

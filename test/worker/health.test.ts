@@ -14,7 +14,7 @@ import { type HealthReport, startHealthServer, WorkerHealth } from "../../worker
 import { CudaUnavailableError } from "../../worker/src/pipeline/session.ts";
 import { type LaunchedWorker, launchWorker, type StartWorkerOptions } from "../../worker/src/start.ts";
 import { waitFor } from "../support/wait.ts";
-import { captureLog, testSchedulers, tinyModel, useWorkerAws } from "./support.ts";
+import { captureLog, modelRoot, testSchedulers, tinyEntry, tinyModel, useWorkerAws } from "./support.ts";
 
 const aws = useWorkerAws();
 let n = 0;
@@ -32,6 +32,7 @@ function options(q: ReturnType<typeof queues>, over: Partial<StartWorkerOptions>
     fallbackQueueUrl: q.fallback.queueUrl,
     resultsQueueUrl: q.results.queueUrl,
     outputsBucket: "outputs",
+    catalog: [tinyEntry("tiny")],
     executionProvider: "cpu",
     endpoints: {
       sqs: aws.fauxqs.address,
@@ -113,7 +114,7 @@ describe("worker health endpoint", () => {
       worker = await launchWorker(
         options(q, {
           s3: gated.s3,
-          modelS3Uri: "s3://models-health/tiny/",
+          catalog: [tinyEntry("tiny", { s3Uri: "s3://models-health/tiny/" })],
           // A fresh folder: one that holds this model already would need no GetObject at all.
           modelDir,
         }),
@@ -144,7 +145,9 @@ describe("worker health endpoint", () => {
 
       // The next task on the same instance (the same host folder) downloads nothing.
       const { log, lines } = captureLog();
-      worker = await launchWorker(options(q, { modelS3Uri: "s3://models-health/tiny/", modelDir, log }));
+      worker = await launchWorker(
+        options(q, { catalog: [tinyEntry("tiny", { s3Uri: "s3://models-health/tiny/" })], modelDir, log }),
+      );
       await worker.ready;
       const synced = lines.find((l) => l.message === "models synced from S3");
       expect(synced?.fields).toMatchObject({ downloaded: 0, bytes: 0 });
@@ -158,7 +161,7 @@ describe("worker health endpoint", () => {
   it("a model sync that fails makes it unhealthy with the reason; it does not poll", async () => {
     const q = queues();
     const worker = await launchWorker(
-      options(q, { modelS3Uri: "s3://no-such-bucket/models/", modelDir: null }),
+      options(q, { catalog: [tinyEntry("tiny", { s3Uri: "s3://no-such-bucket/models/" })], modelDir: null }),
     );
     try {
       await expect(worker.ready).rejects.toThrow();
@@ -179,7 +182,7 @@ describe("worker health endpoint", () => {
       options(q, {
         executionProvider: "cuda",
         // Never reached: CUDA is checked first.
-        modelS3Uri: "s3://no-such-bucket/models/",
+        catalog: [tinyEntry("tiny", { s3Uri: "s3://no-such-bucket/models/" })],
         modelDir: mkdtempSync(join(tmpdir(), "health-models-")),
       }),
     );
@@ -203,7 +206,9 @@ describe("worker health endpoint", () => {
   it("EXECUTION_PROVIDER=auto without CUDA: ready on the CPU, with a warning", async () => {
     const q = queues();
     const { log, lines } = captureLog();
-    const worker = await launchWorker(options(q, { executionProvider: "auto", modelDir: tinyModel(), log }));
+    const worker = await launchWorker(
+      options(q, { executionProvider: "auto", modelDir: modelRoot({ tiny: tinyModel() }), log }),
+    );
     try {
       const running = await worker.ready;
       expect(running.provider).toBe("cpu");
@@ -223,7 +228,8 @@ describe("worker health endpoint", () => {
         FALLBACK_QUEUE_URL: q.fallback.queueUrl,
         RESULTS_QUEUE_URL: q.results.queueUrl,
         OUTPUTS_BUCKET: "outputs",
-        MODEL_DIR: tinyModel(),
+        MODEL_DIR: modelRoot({ tiny: tinyModel() }),
+        SELF_HOSTED_MODELS: JSON.stringify([tinyEntry("tiny")]),
         EXECUTION_PROVIDER: "cuda",
         HEALTH_PORT: "0",
         AWS_REGION: aws.region,

@@ -6,7 +6,7 @@ import { expect, it } from "vitest";
 import { createSqsClient } from "../../shared/adapters/sqs/queue.ts";
 import { startWorker } from "../../worker/src/start.ts";
 import { waitFor } from "../support/wait.ts";
-import { captureLog, testSchedulers, tinyModel, useWorkerAws } from "./support.ts";
+import { captureLog, modelRoot, testSchedulers, tinyEntry, tinyModel, useWorkerAws } from "./support.ts";
 
 const aws = useWorkerAws();
 
@@ -25,7 +25,8 @@ it("polls an empty queue for longer than the client's request timeout without a 
     fallbackQueueUrl: fallback.queueUrl,
     resultsQueueUrl: results.queueUrl,
     outputsBucket: "outputs",
-    modelDir: tinyModel(),
+    modelDir: modelRoot({ sd15: tinyModel() }),
+    catalog: [tinyEntry("sd15")],
     executionProvider: "cpu",
     sqs,
     endpoints: { s3: aws.fauxqs.address, region: aws.region, credentials: aws.credentials },

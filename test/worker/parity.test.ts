@@ -20,7 +20,15 @@ import { ControlNetPipeline, type GenerateParams } from "../../worker/src/pipeli
 import { readFloats } from "../../worker/src/pipeline/session.ts";
 import { encodePrompts } from "../../worker/src/pipeline/text.ts";
 import { startWorker } from "../../worker/src/start.ts";
-import { captureLog, RecordingFactory, testSchedulers, tinyModel, useWorkerAws } from "./support.ts";
+import {
+  captureLog,
+  modelRoot,
+  RecordingFactory,
+  testSchedulers,
+  tinyEntry,
+  tinyModel,
+  useWorkerAws,
+} from "./support.ts";
 
 const W = 128;
 const H = 128;
@@ -364,7 +372,8 @@ describe("a non-finite VAE output fails the job instead of storing a black image
       fallbackQueueUrl: fallback.queueUrl,
       resultsQueueUrl: results.queueUrl,
       outputsBucket: "outputs",
-      modelDir: nanVaeModel(),
+      modelDir: modelRoot({ sd15: nanVaeModel() }),
+      catalog: [tinyEntry("sd15", { controlnets: ["canny"] })],
       executionProvider: "cpu",
       endpoints: {
         sqs: aws.fauxqs.address,

@@ -19,7 +19,15 @@ import { controlNetIo, ModelSet, textEncoderIo, unetIo } from "../../worker/src/
 import { ControlNetPipeline, type GenerateParams } from "../../worker/src/pipeline/pipeline.ts";
 import { idsTensor, readFloats, SessionFactory } from "../../worker/src/pipeline/session.ts";
 import { startWorker } from "../../worker/src/start.ts";
-import { captureLog, RecordingFactory, testSchedulers, tinyModel, useWorkerAws } from "./support.ts";
+import {
+  captureLog,
+  modelRoot,
+  RecordingFactory,
+  testSchedulers,
+  tinyEntry,
+  tinyModel,
+  useWorkerAws,
+} from "./support.ts";
 
 const W = 128;
 const H = 192;
@@ -313,7 +321,8 @@ describe("SDXL worker: queue message to stored PNG (fauxqs SQS + S3)", () => {
       fallbackQueueUrl: fallback.queueUrl,
       resultsQueueUrl: results.queueUrl,
       outputsBucket: "outputs",
-      modelDir: tinyModel({ sdxl: true, controlnets: ["canny"] }),
+      modelDir: modelRoot({ sdxl: tinyModel({ sdxl: true, controlnets: ["canny"] }) }),
+      catalog: [tinyEntry("sdxl", { kind: "sdxl", controlnets: ["canny"] })],
       executionProvider: "cpu",
       endpoints: {
         sqs: aws.fauxqs.address,

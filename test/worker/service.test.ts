@@ -9,7 +9,7 @@ import { type ResultMessage, resultMessageSchema } from "../../shared/schemas/me
 import type { WorkerJobMessage } from "../../worker/src/messages.ts";
 import type { Scheduler } from "../../worker/src/pipeline/scheduler.ts";
 import { type RunningWorker, type StartWorkerOptions, startWorker } from "../../worker/src/start.ts";
-import { captureLog, testSchedulers, tinyModel, useWorkerAws } from "./support.ts";
+import { captureLog, modelRoot, testSchedulers, tinyEntry, tinyModel, useWorkerAws } from "./support.ts";
 
 const aws = useWorkerAws();
 let n = 0;
@@ -29,7 +29,8 @@ async function start(
     fallbackQueueUrl: q.fallback.queueUrl,
     resultsQueueUrl: q.results.queueUrl,
     outputsBucket: "outputs",
-    modelDir: tinyModel(),
+    modelDir: modelRoot({ sd15: tinyModel() }),
+    catalog: [tinyEntry("sd15")],
     executionProvider: "cpu",
     endpoints: {
       sqs: aws.fauxqs.address,
@@ -128,25 +129,28 @@ describe("worker service on fauxqs (SQS + S3)", () => {
     }
   });
 
-  it("fails bad input with a clear message, reports a missing model as retryable, and keeps going", async () => {
+  it("fails bad input with a clear message, reports what the model lacks as retryable, and keeps going", async () => {
     const q = queues();
     const worker = await start(q);
     try {
+      await send(q.fallback.queueUrl, job("job-karras-ve", { scheduler: "KarrasVeScheduler" }));
+      const bad = await nextResult(q.results.queueUrl);
+      expect(bad).toMatchObject({
+        jobId: "job-karras-ve",
+        // The result of the attempt the message named, as the self-hosted provider's.
+        provider: "self-hosted",
+        attempt: 1,
+        result: { kind: "rejected", retryable: false, reason: expect.stringContaining("KarrasVeScheduler") },
+      });
+      // An annotator without weights is what this model lacks, never a permanent failure of the job.
       await send(
         q.fallback.queueUrl,
         job("job-depth", { controlnet_model: "depth", controlnet_type: "depth" }),
       );
-      const bad = await nextResult(q.results.queueUrl);
-      expect(bad).toMatchObject({
+      const weightless = await nextResult(q.results.queueUrl);
+      expect(weightless).toMatchObject({
         jobId: "job-depth",
-        // The result of the attempt the message named, as the self-hosted provider's.
-        provider: "self-hosted",
-        attempt: 1,
-        result: {
-          kind: "rejected",
-          retryable: false,
-          reason: expect.stringContaining("annotator model not installed"),
-        },
+        result: { kind: "rejected", retryable: true, reason: expect.stringContaining("auto_hint") },
       });
       await send(
         q.fallback.queueUrl,
@@ -155,7 +159,7 @@ describe("worker service on fauxqs (SQS + S3)", () => {
       const missing = await nextResult(q.results.queueUrl);
       expect(missing).toMatchObject({
         jobId: "job-mlsd",
-        result: { kind: "rejected", retryable: true, reason: expect.stringContaining("model not installed") },
+        result: { kind: "rejected", retryable: true, reason: expect.stringContaining("controlnet_model") },
       });
       // Invalid, but it names its job and attempt: the attempt is reported as failed.
       await send(q.fallback.queueUrl, { jobId: "job-garbage", attempt: 2, request: { nope: true } });

@@ -2,7 +2,7 @@
  * Shared helpers for the worker tests: tiny model folders (built once per options per process), a
  * scheduler factory over the ported schedulers, images as base64 PNG, fauxqs with clients on it.
  */
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { S3Client } from "@aws-sdk/client-s3";
@@ -11,6 +11,7 @@ import { type FauxqsServer, startFauxqs } from "fauxqs";
 import ort from "onnxruntime-node";
 import sharp from "sharp";
 import { afterAll, beforeAll } from "vitest";
+import type { SelfHostedModel } from "../../shared/domain/model-catalog.ts";
 import { buildTinyModel, type TinyModelOptions } from "../../worker/src/models/tiny.ts";
 import type { SchedulerFactory } from "../../worker/src/pipeline/scheduler.ts";
 import { type LoadedSession, type Logger, SessionFactory } from "../../worker/src/pipeline/session.ts";
@@ -26,6 +27,34 @@ export function tinyModel(options: TinyModelOptions = {}): string {
     built.set(key, dir);
   }
   return dir;
+}
+
+/** The ControlNets of the tiny model (buildTinyModel's default) that an SD model can have. */
+export const TINY_CONTROLNETS = [
+  "canny",
+  "depth",
+  "inpaint",
+  "tile",
+  "scribble",
+  "shuffle",
+  "qrcode",
+  "blur",
+];
+
+/** A catalog entry for a tiny SD 1.5 model folder: its ControlNets, no annotator weights. */
+export const tinyEntry = (id = "sd15", over: Partial<SelfHostedModel> = {}): SelfHostedModel => ({
+  id,
+  kind: "sd15",
+  controlnets: TINY_CONTROLNETS,
+  annotators: [],
+  ...over,
+});
+
+/** A models root (the worker's MODEL_DIR): `<root>/<id>` is a link to each given model folder. */
+export function modelRoot(models: Readonly<Record<string, string>>): string {
+  const root = mkdtempSync(join(tmpdir(), "models-"));
+  for (const [id, dir] of Object.entries(models)) symlinkSync(dir, join(root, id), "dir");
+  return root;
 }
 
 /** The real scheduler ports (worker/src/schedulers). */

@@ -5,6 +5,7 @@
  * reason is there to read; without a health endpoint it exits 1.
  */
 import * as z from "zod";
+import { modelCatalogJson } from "../../shared/schemas/model-catalog.ts";
 import { DEFAULT_IMAGE_DOWNLOADS } from "./images.ts";
 import { jsonLogger, launchWorker } from "./start.ts";
 
@@ -17,12 +18,21 @@ export const workerConfigSchema = z.object({
   FALLBACK_QUEUE_URL: z.string().min(1),
   RESULTS_QUEUE_URL: z.string().min(1),
   OUTPUTS_BUCKET: z.string().min(1),
+  /**
+   * The self-hosted model catalog as JSON (shared/schemas/model-catalog.ts): each model's id, kind,
+   * ControlNets, annotator weights, upscaler and safety checker, and the S3 prefix it is synced from.
+   */
+  SELF_HOSTED_MODELS: z.string().superRefine((text, ctx) => {
+    const parsed = modelCatalogJson.safeParse(text);
+    if (!parsed.success) {
+      for (const issue of parsed.error.issues)
+        ctx.addIssue({ code: "custom", message: `${issue.path.join(".") || "(root)"}: ${issue.message}` });
+    }
+  }),
+  /** The models root: one folder per catalog entry (`<MODEL_DIR>/<id>`). */
   MODEL_DIR: optionalString,
-  MODEL_S3_URI: optionalString.refine(
-    (v) => v === null || v.startsWith("s3://"),
-    "must be s3://bucket/prefix",
-  ),
-  ANNOTATOR_DIR: optionalString,
+  /** Models kept loaded at once; a job naming another closes the least recently used. */
+  OPEN_MODELS: z.coerce.number().int().min(1).max(16).default(1),
   HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   EXECUTION_PROVIDER: z.enum(["auto", "cuda", "cpu"]).default("auto"),
   VISIBILITY_TIMEOUT_SECONDS: z.coerce.number().int().min(30).max(43_200).default(120),
@@ -60,9 +70,9 @@ async function main(): Promise<void> {
     fallbackQueueUrl: config.FALLBACK_QUEUE_URL,
     resultsQueueUrl: config.RESULTS_QUEUE_URL,
     outputsBucket: config.OUTPUTS_BUCKET,
+    catalog: modelCatalogJson.parse(config.SELF_HOSTED_MODELS),
     modelDir: config.MODEL_DIR,
-    modelS3Uri: config.MODEL_S3_URI,
-    annotatorDir: config.ANNOTATOR_DIR,
+    openModels: config.OPEN_MODELS,
     executionProvider: config.EXECUTION_PROVIDER,
     healthPort: config.HEALTH_PORT,
     imageDownloads: {

@@ -183,6 +183,8 @@ export class WorkerService {
         outputs: outcome.outputs,
         generationTimeSeconds: outcome.generationTimeSeconds,
         seed: outcome.seed,
+        // As the provider reports it: only when the job asked for the safety checker.
+        ...(outcome.nsfwContentDetected !== null && { nsfwContentDetected: outcome.nsfwContentDetected }),
       });
       await this.delete(receipt);
       this.stats.completed += 1;

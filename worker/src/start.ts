@@ -1,9 +1,10 @@
 /**
  * launchWorker() / startWorker(): everything the ECS entry point (main.ts) and the local stack need to
- * run a worker: the health endpoint first, then the execution provider check, the model folder (synced
- * from S3 when asked, or a tiny built one), sessions on CUDA or the CPU, and the service loop.
+ * run a worker: the health endpoint first, then the execution provider check, the catalog's model
+ * folders (each synced from its S3 prefix when it has one, then checked against its entry), sessions
+ * on CUDA or the CPU, and the service loop.
  */
-import { mkdirSync, mkdtempSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
@@ -11,6 +12,8 @@ import type { SQSClient } from "@aws-sdk/client-sqs";
 import type { SafeConnectOptions } from "../../shared/adapters/http/guarded-connection.ts";
 import { createS3Client } from "../../shared/adapters/s3/object-store.ts";
 import { createSqsClient } from "../../shared/adapters/sqs/queue.ts";
+import type { ModelCatalog } from "../../shared/domain/model-catalog.ts";
+import { checkCatalog, ModelPool } from "./catalog.ts";
 import { type HealthServer, startHealthServer, WorkerHealth } from "./health.ts";
 import {
   DEFAULT_IMAGE_DOWNLOADS,
@@ -19,10 +22,7 @@ import {
   safeImageFetcher,
 } from "./images.ts";
 import { type SyncOptions, syncModelsFromS3 } from "./model-sync.ts";
-import { buildTinyModel } from "./models/tiny.ts";
 import { verifyCuda } from "./pipeline/cuda-probe.ts";
-import { ModelSet } from "./pipeline/models.ts";
-import { ControlNetPipeline } from "./pipeline/pipeline.ts";
 import { loadSchedulerFactory, type SchedulerFactory } from "./pipeline/scheduler.ts";
 import { type ExecutionProvider, type Logger, SessionFactory } from "./pipeline/session.ts";
 import { WorkerService, type WorkerServiceOptions } from "./service.ts";
@@ -31,13 +31,17 @@ export interface StartWorkerOptions {
   fallbackQueueUrl: string;
   resultsQueueUrl: string;
   outputsBucket: string;
-  /** Diffusers-style ONNX folder. Without it (and without modelS3Uri) a tiny random model is built. */
+  /**
+   * The self-hosted models (SELF_HOSTED_MODELS): a job runs on the one its model_id names. Each entry's
+   * folder is `<modelDir>/<id>`: synced from its s3Uri at start when it has one, else already there.
+   */
+  catalog: ModelCatalog;
+  /** The models root (one folder per catalog entry); a folder under the system's temporary one by default. */
   modelDir?: string | null;
-  /** s3://bucket/prefix synced into modelDir at start. */
-  modelS3Uri?: string | null;
+  /** Models kept open at once (their sessions loaded); another one closes the least recently used. */
+  openModels?: number;
   /** Bounds of the model sync (concurrency, timeouts, byte limit); defaults: SYNC_DEFAULTS. */
   modelSync?: Pick<SyncOptions, "concurrency" | "responseTimeoutMs" | "idleTimeoutMs" | "maxBytes">;
-  annotatorDir?: string | null;
   executionProvider?: ExecutionProvider;
   /** Health endpoint port: 0 for a random one, null for none. */
   healthPort?: number | null;
@@ -58,7 +62,7 @@ export interface StartWorkerOptions {
   fetchImage?: ImageFetcher;
   createScheduler?: SchedulerFactory;
   log?: Logger;
-  /** Caps num_inference_steps (defaults to 4 with the tiny model, else none). */
+  /** Caps num_inference_steps (none by default). */
   maxSteps?: number | null;
   threads?: number;
   service?: Partial<
@@ -71,7 +75,8 @@ export interface StartWorkerOptions {
 
 export interface RunningWorker {
   service: WorkerService;
-  models: ModelSet;
+  models: ModelPool;
+  /** The models root. */
   modelDir: string;
   provider: "cuda" | "cpu";
   /** http://127.0.0.1:<port>/health when a health port was asked for. */
@@ -191,41 +196,38 @@ async function boot(
     if (!options.sqs) sqs.destroy();
     if (!options.s3) s3.destroy();
   };
-  let models: ModelSet | null = null;
+  let models: ModelPool | null = null;
   try {
     // CUDA first: a GPU that cannot work is known in a second, not after a multi-GB sync.
     if (requested === "cuda") {
       const placement = await verifyCuda();
       log("info", "CUDA execution provider verified", { placement: placement.byProvider });
     }
-    let modelDir = options.modelDir ?? null;
-    let tiny = false;
-    if (options.modelS3Uri) {
-      modelDir ??= join(tmpdir(), "controlnet-models");
-      mkdirSync(modelDir, { recursive: true });
-      health.enter("syncing", { uri: options.modelS3Uri });
-      const synced = await syncModelsFromS3(s3, options.modelS3Uri, modelDir, {
+    const modelDir = options.modelDir ?? join(tmpdir(), "controlnet-models");
+    mkdirSync(modelDir, { recursive: true });
+    for (const entry of options.catalog) {
+      if (!entry.s3Uri) continue;
+      health.enter("syncing", { model: entry.id, uri: entry.s3Uri });
+      const synced = await syncModelsFromS3(s3, entry.s3Uri, join(modelDir, entry.id), {
         ...options.modelSync,
         signal,
         log,
         onProgress: (progress) => health.progress(progress),
       });
-      log("info", "models synced from S3", { uri: options.modelS3Uri, ...synced });
-    } else if (!modelDir) {
-      modelDir = buildTinyModel(mkdtempSync(join(tmpdir(), "tiny-controlnet-")));
-      tiny = true;
-      log("warn", "no MODEL_DIR: running the tiny random-weight model (outputs are noise)", { modelDir });
+      log("info", "models synced from S3", { model: entry.id, uri: entry.s3Uri, ...synced });
     }
     signal.throwIfAborted();
+    // Not ready until every folder holds what its entry declares: a ModelCatalogError naming each gap
+    // (the health endpoint answers 503 with it).
+    checkCatalog(modelDir, options.catalog);
 
     health.enter("warming", { modelDir });
     const sessions = new SessionFactory(requested, log, options.threads);
-    models = ModelSet.open(modelDir, sessions);
+    const createScheduler = options.createScheduler ?? (await loadSchedulerFactory());
+    models = new ModelPool(modelDir, options.catalog, sessions, createScheduler, options.openModels ?? 1);
     await models.warm();
     health.provider = sessions.activeProvider;
-    const createScheduler = options.createScheduler ?? (await loadSchedulerFactory());
     signal.throwIfAborted();
-    const pipeline = new ControlNetPipeline(models, createScheduler);
     const service = new WorkerService({
       sqs,
       fallbackQueueUrl: options.fallbackQueueUrl,
@@ -233,15 +235,14 @@ async function boot(
       log,
       ...options.service,
       job: {
-        pipeline,
+        models,
         sessions,
         fetchImage:
           options.fetchImage ??
           safeImageFetcher({ ...DEFAULT_IMAGE_DOWNLOADS, ...options.imageDownloads }, options.imageConnect),
-        annotatorDir: options.annotatorDir ?? null,
         s3,
         outputsBucket: options.outputsBucket,
-        maxSteps: options.maxSteps === undefined ? (tiny ? 4 : null) : options.maxSteps,
+        maxSteps: options.maxSteps ?? null,
         fallbackScheduler: "EulerDiscreteScheduler",
       },
     });
@@ -255,7 +256,12 @@ async function boot(
     };
     service.start();
     health.enter("ready");
-    log("info", "worker started", { modelDir, provider: sessions.activeProvider, healthUrl, tiny });
+    log("info", "worker started", {
+      modelDir,
+      models: options.catalog.map((entry) => entry.id),
+      provider: sessions.activeProvider,
+      healthUrl,
+    });
     const ready = models;
     return {
       public: { service, models: ready, modelDir, provider: sessions.activeProvider, healthUrl, health },

@@ -20,6 +20,7 @@ import type {
   JobOutput,
   JobRequest,
   ListJobsQuery,
+  ModelList,
   NotificationList,
   RunRequest,
   Upload,
@@ -105,6 +106,7 @@ export const OPERATIONS = {
   createApiKey: { method: "POST", path: "/v1/api-keys" },
   listApiKeys: { method: "GET", path: "/v1/api-keys" },
   revokeApiKey: { method: "DELETE", path: "/v1/api-keys/{id}" },
+  listModels: { method: "GET", path: "/v1/models" },
   // The OpenAPI document is for tools, not for a client of the API.
   getOpenApiDocument: null,
 } as const satisfies Record<ApiOperationId, { method: CallOptions["method"]; path: `/${string}` } | null>;
@@ -388,6 +390,13 @@ export function createClient(options: ClientOptions) {
         secrets: string | readonly string[],
       ): WebhookEvent {
         return verifyWebhook(payload, headers, secrets);
+      },
+    },
+
+    models: {
+      /** The self-hosted fleet's models and what each can do (ModelsLab takes its own model ids). */
+      async list(opts: RequestOptions = {}): Promise<ModelList> {
+        return api<ModelList>("listModels", { signal: opts.signal });
       },
     },
 

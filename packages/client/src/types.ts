@@ -30,6 +30,7 @@ export type WebhookUrl = z.output<Responses["webhookUrl"]>;
 export type WebhookSecret = z.output<Responses["webhookSecret"]>;
 export type ApiKey = z.output<Responses["apiKey"]>;
 export type ApiKeyList = z.output<Responses["apiKeyList"]>;
+export type ModelList = z.output<Responses["modelList"]>;
 export type CreateApiKeyRequest = z.input<typeof createApiKeyBodySchema>;
 /** A notification's body (`type`, `timestamp`, `data`: the job as GET shows it), once verified. */
 export type WebhookEvent = z.output<ReturnType<Responses["notificationPayload"]>>;

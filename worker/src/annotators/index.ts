@@ -180,7 +180,7 @@ async function modelAnnotator(name: string, image: RgbImage, options: AnnotatorO
   const path = options.annotatorDir ? join(options.annotatorDir, key, "model.onnx") : null;
   if (!path || !existsSync(path)) {
     throw badInput(
-      `annotator model not installed: ${name} (auto_hint needs ${key}/model.onnx in ANNOTATOR_DIR)`,
+      `annotator model not installed: ${name} (auto_hint needs ${key}/model.onnx in the model's annotators/ folder)`,
     );
   }
   const s = await options.sessions.load(path);

@@ -10,6 +10,7 @@ export const ELEM = {
   float: 1,
   int32: 6,
   int64: 7,
+  bool: 9,
   float16: 10,
 } as const;
 export type ElemName = keyof typeof ELEM;

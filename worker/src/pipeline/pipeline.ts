@@ -40,6 +40,8 @@ export interface GenerateParams {
    */
   clipSkip: number;
   scheduler: string;
+  /** Options over the model's scheduler_config.json (use_karras_sigmas, algorithm_type) the job sets. */
+  schedulerOptions?: Record<string, unknown>;
   controls: ControlInput[];
   guessMode: boolean;
   /** img2img: planar [3,H,W] in -1..1 and how much of it to repaint (0..1). */
@@ -105,8 +107,8 @@ export class ControlNetPipeline {
     private readonly createScheduler: SchedulerFactory,
   ) {}
 
-  private scheduler(name: string): Scheduler {
-    const config = this.models.folder.schedulerConfig;
+  private scheduler(name: string, options: Record<string, unknown> = {}): Scheduler {
+    const config = { ...this.models.folder.schedulerConfig, ...options };
     try {
       return this.createScheduler(name, config);
     } catch (error) {
@@ -168,7 +170,7 @@ export class ControlNetPipeline {
     );
 
     // Scheduler and initial latents.
-    const scheduler = this.scheduler(p.scheduler);
+    const scheduler = this.scheduler(p.scheduler, p.schedulerOptions);
     scheduler.setTimesteps(p.steps);
     let timesteps = scheduler.timesteps.slice();
     const noise = random.normal(samples * latentSize);
