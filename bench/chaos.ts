@@ -5,6 +5,11 @@
  * injected, and checks that nothing is lost, nothing is sent to the provider twice, every terminal
  * state reaches the client under one webhook-id, and the provider's concurrency limit holds.
  *
+ * Load: a two-tenant backlog (one job in QUIET_EVERY is a quiet tenant's, submitted after the noisy
+ * tenant's), CANCEL_RATE of the jobs cancelled mid-run (0–3 s after their submit: waiting, running at
+ * the provider or already done), SHORT_BOUND_RATE of them with the shortest wait and run bounds (60 s
+ * each), which some reach mid-run.
+ *
  * Faults:
  * - provider: 5xx on a fraction of submits and fetches, 429 bursts (every few seconds the next few
  *   submits get 429 with retry_after), 30% lost callbacks, 30% duplicated callbacks, a stale
@@ -26,7 +31,7 @@
  *
  * Counting:
  * - terminal/succeeded/failed: GET /v1/jobs/{id} at the end; failed by `error.code`;
- * - lost: not terminal when the run ends (after every deadline plus a grace period);
+ * - lost: not terminal when the run ends (after every wait and run bound plus a grace period);
  * - double_sent: jobs the simulator accepted (billable) more than once (`acceptedByTrackId`, the
  *   orchestrator sends track_id = job id; a retryable rejection is never "accepted");
  * - undelivered: terminal jobs whose terminal notification (verified Standard Webhooks signature,
@@ -91,6 +96,8 @@ export interface ChaosReport {
   details: {
     seconds: number;
     deadline_seconds: number;
+    cancels_sent: number;
+    quiet_jobs: number;
     submit_errors: number;
     submit_retries: number;
     pollers_killed: number;
@@ -128,8 +135,6 @@ export const CHAOS_ENVIRONMENT = (providerLimit: number): Record<string, string>
   CHECK_MARGIN_SECONDS: "1",
   POLL_BASE_SECONDS: "1",
   POLL_MAX_SECONDS: "2",
-  DEFER_BASE_SECONDS: "1",
-  DEFER_MAX_SECONDS: "2",
   RETRY_BASE_SECONDS: "1",
   RETRY_MAX_SECONDS: "2",
   QUEUED_RESEND_AFTER_SECONDS: "10",
@@ -143,6 +148,12 @@ export const CHAOS_ENVIRONMENT = (providerLimit: number): Record<string, string>
 });
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+/** One job in this many is the quiet tenant's (submitted after the noisy tenant's). */
+const QUIET_EVERY = 21;
+/** Share of jobs cancelled mid-run (0–3 s after their submit). */
+const CANCEL_RATE = 0.05;
+/** Share of jobs with the shortest wait and run bounds (60 s each), which some reach mid-run. */
+const SHORT_BOUND_RATE = 0.1;
 
 interface JobView {
   id: string;
@@ -151,8 +162,8 @@ interface JobView {
 }
 
 /** The client's webhook endpoint: verifies every delivery and indexes it by (job, type). */
-async function startReceiver(secret: string) {
-  const verifier = new Webhook(secret);
+async function startReceiver(secrets: string[]) {
+  const verifiers = secrets.map((secret) => new Webhook(secret));
   const ids = new Map<string, Set<string>>(); // `${jobId} ${type}` → webhook-ids
   const terminalTypes = new Map<string, Set<string>>(); // jobId → terminal types delivered
   let deliveries = 0;
@@ -164,13 +175,22 @@ async function startReceiver(secret: string) {
       deliveries++;
       const body = Buffer.concat(chunks).toString("utf8");
       let event: { type: string; data: { id: string } };
-      try {
-        event = verifier.verify(body, req.headers as Record<string, string>) as typeof event;
-      } catch {
+      // Each tenant signs with its own secret: one of them must verify.
+      const verified = verifiers
+        .map((verifier) => {
+          try {
+            return verifier.verify(body, req.headers as Record<string, string>) as typeof event;
+          } catch {
+            return undefined;
+          }
+        })
+        .find((found) => found !== undefined);
+      if (!verified) {
         badSignatures++;
         res.writeHead(400).end();
         return;
       }
+      event = verified;
       const key = `${event.data.id} ${event.type}`;
       const set = ids.get(key) ?? new Set<string>();
       set.add(String(req.headers["webhook-id"]));
@@ -308,8 +328,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   let stopFaults = false;
   try {
     const tableName = process.env.TABLE_NAME as string;
+    // A two-tenant backlog: the noisy tenant's jobs first, then a quiet tenant's (one in QUIET_EVERY).
     const tenant = await ensureTenant(tableName, "chaos");
-    const receiver = await startReceiver(tenant.webhookSecret);
+    const quietTenant = await ensureTenant(tableName, "chaos-quiet");
+    const receiver = await startReceiver([tenant.webhookSecret, quietTenant.webhookSecret]);
     closers.push(() => receiver.stop());
 
     const configPath = join(configDir, "pollers.json");
@@ -346,12 +368,23 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     // ---- submit ----
     const http = new Pool(stack.url, { connections: concurrency, keepAliveTimeout: 60_000 });
     closers.push(() => http.close());
-    const headers = { authorization: `Bearer ${tenant.apiKey}`, "content-type": "application/json" };
+    const headersOf = (apiKey: string) => ({
+      authorization: `Bearer ${apiKey}`,
+      "content-type": "application/json",
+    });
+    const noisyJobs = jobs - Math.floor(jobs / QUIET_EVERY);
+    /** Each job's tenant's headers (a tenant sees only its own jobs). */
+    const headersById = new Map<string, ReturnType<typeof headersOf>>();
+    let cancelsSent = 0;
+    const cancels: Promise<void>[] = [];
     const controlImage = `${new URL(simulator.url).origin}/samples/control.png`;
     const ids: string[] = [];
     let submitErrors = 0;
     let submitRetries = 0;
     await runPool(jobs, concurrency, async (index) => {
+      const headers = headersOf(index < noisyJobs ? tenant.apiKey : quietTenant.apiKey);
+      // Some jobs with the shortest bounds the API takes: under the backlog some reach them mid-run.
+      const short = random() < SHORT_BOUND_RATE;
       const body = JSON.stringify({
         model_id: "sd15",
         controlnet_model: "canny",
@@ -362,7 +395,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         height: 64,
         webhook: receiver.url,
         track_id: `chaos-${index}`,
-        deadline_seconds: deadlineSeconds,
+        deadline_seconds: short ? 60 : deadlineSeconds,
+        max_wait_seconds: short ? 60 : deadlineSeconds,
         // The provider path is what is shaken here; `auto` would send jobs to the GPU fallback once the
         // circuit breaker opens, and the local stack runs no worker unless asked (--with-worker).
         provider: "modelslab",
@@ -378,7 +412,22 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           });
           const text = await answer.body.text();
           if (answer.statusCode === 202 || answer.statusCode === 200) {
-            ids.push((JSON.parse(text) as { id: string }).id);
+            const id = (JSON.parse(text) as { id: string }).id;
+            ids.push(id);
+            headersById.set(id, headers);
+            if (random() < CANCEL_RATE) {
+              // Cancelled mid-run: waiting, running at the provider, or already done (409).
+              cancelsSent++;
+              const after = between(0, 3_000);
+              cancels.push(
+                sleep(after).then(async () => {
+                  await http
+                    .request({ method: "POST", path: `/v1/jobs/${id}/cancel`, headers })
+                    .then((answer) => answer.body.text())
+                    .catch((error) => log(`cancel ${id}: ${String(error)}`));
+                }),
+              );
+            }
             return;
           }
           if (answer.statusCode < 500) {
@@ -394,10 +443,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       submitErrors++;
     });
     log(`submitted ${ids.length} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    await Promise.all(cancels);
 
     const getJob = async (id: string): Promise<JobView | null> => {
       try {
-        const answer = await http.request({ method: "GET", path: `/v1/jobs/${id}`, headers });
+        const answer = await http.request({
+          method: "GET",
+          path: `/v1/jobs/${id}`,
+          headers: headersById.get(id) ?? headersOf(tenant.apiKey),
+        });
         const text = await answer.body.text();
         return answer.statusCode === 200 ? (JSON.parse(text) as JobView) : null;
       } catch {
@@ -405,8 +459,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       }
     };
 
-    // ---- wait: every job terminal and notified, or every deadline + grace passed ----
-    const endBy = Date.now() + (deadlineSeconds + graceSeconds) * 1000;
+    // ---- wait: every job terminal and notified, or every wait and run bound + grace passed ----
+    const endBy = Date.now() + (2 * deadlineSeconds + graceSeconds) * 1000;
     const known = new Map<string, JobView>();
     let allTerminalAt: number | null = null;
     while (Date.now() < endBy) {
@@ -476,7 +530,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const undeliveredStates: Record<string, unknown> = {};
     for (const id of undelivered.slice(0, 5)) {
       try {
-        const answer = await http.request({ method: "GET", path: `/v1/jobs/${id}/notifications`, headers });
+        const answer = await http.request({
+          method: "GET",
+          path: `/v1/jobs/${id}/notifications`,
+          headers: headersById.get(id) ?? headersOf(tenant.apiKey),
+        });
         undeliveredStates[id] = {
           job: final.find((j) => j.id === id)?.status,
           delivered_types: [...(receiver.terminalTypes.get(id) ?? [])],
@@ -514,6 +572,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       details: {
         seconds: Math.round((Date.now() - started) / 100) / 10,
         deadline_seconds: deadlineSeconds,
+        cancels_sent: cancelsSent,
+        quiet_jobs: jobs - noisyJobs,
         submit_errors: submitErrors,
         submit_retries: submitRetries,
         pollers_killed: pollers.kills,
@@ -561,8 +621,10 @@ function printReport(report: ChaosReport, say: (line: string) => void): void {
   say(
     `jobs submitted            ${report.submitted} (${d.submit_errors} submit errors, ${d.submit_retries} retried)`,
   );
+  say(`  of the quiet tenant     ${d.quiet_jobs}; cancels sent mid-run ${d.cancels_sent}`);
   say(`terminal                  ${report.terminal}`);
   say(`  succeeded               ${report.succeeded}`);
+  say(`  cancelled               ${report.cancelled}`);
   say(
     `  failed                  ${report.failed}${Object.entries(report.failed_by_reason)
       .map(([code, n]) => ` ${code}=${n}`)

@@ -3,9 +3,11 @@ import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import type { Environment } from "../shared/adapters/aws-client.ts";
+import { DynamoCapacityGate } from "../shared/adapters/dynamo/capacity-gate.ts";
 import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { DynamoNotificationStore } from "../shared/adapters/dynamo/notification-store.ts";
 import { DynamoTenantStore } from "../shared/adapters/dynamo/tenant-store.ts";
+import { DynamoWaitingList } from "../shared/adapters/dynamo/waiting-list.ts";
 import { systemHostResolver } from "../shared/adapters/http/dns.ts";
 import { createS3Client, S3ObjectStore } from "../shared/adapters/s3/object-store.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
@@ -19,6 +21,7 @@ import { lifecycleJobStore } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
 import { apiConfig, loadConfig } from "../shared/schemas/config.ts";
 import { queues } from "../shared/schemas/messages.ts";
+import { queuePosition } from "../shared/usecases/admission.ts";
 import { presignedPresenter } from "../shared/usecases/present-job.ts";
 
 /** The function as configured by `env`: its configuration, clients and handler (tests build several). */
@@ -41,6 +44,27 @@ export function createHandler(env: Environment) {
       new S3ObjectStore(s3, config.OUTPUTS_BUCKET),
       config.OUTPUT_URL_EXPIRY_SECONDS,
     ),
+    leaveWaitingList: async (job) => {
+      const place = job.waiting;
+      if (!place) return;
+      await new DynamoWaitingList(doc, config.TABLE_NAME, place.provider, (t) =>
+        tenants.admissionSettings(t),
+      ).remove(place);
+    },
+    queuePosition: (job) => {
+      const provider = job.waiting?.provider;
+      if (!provider) return Promise.resolve(null);
+      // Reads only: the gate's limit is the one its acquirers store on the gate item.
+      return queuePosition(
+        {
+          gate: new DynamoCapacityGate(doc, config.TABLE_NAME, 0, provider),
+          waiting: new DynamoWaitingList(doc, config.TABLE_NAME, provider, (t) =>
+            tenants.admissionSettings(t),
+          ),
+        },
+        job,
+      );
+    },
     inputs: {
       inputs: new S3ObjectStore(s3, config.INPUTS_BUCKET),
       inputsBucket: config.INPUTS_BUCKET,

@@ -67,7 +67,8 @@ export async function createHandler(env: Environment) {
     .handler(async () => {
       const report = await reconcile(deps);
       await reportGauges(gauges);
-      if (report.examined > 0 || report.slotsHealed > 0) logger.info("reconciled", { ...report });
+      if (report.examined > 0 || report.slotsHealed > 0 || report.admitted > 0)
+        logger.info("reconciled", { ...report });
       return report;
     });
 }

@@ -208,13 +208,15 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     // The provider's POST can take 90 s.
     timeout: Duration.seconds(120),
     table: "readWrite",
-    // Waiting for capacity re-sends a delayed message, so the event source's consume grant is enough.
+    // Jobs waiting for capacity wait in the waiting list; the sends are admissions, retries and the fallback.
     // fallback: self-hosted jobs, and `auto` jobs the provider cannot take (breaker open, no capacity in time).
     queues: { jobs: ["send"], results: ["send"], notifications: ["send"], fallback: ["send"] },
     // inputs: the control image the provider (or worker) is given (a presigned GET).
     buckets: { inputs: "read" },
     events: true,
-    consumes: { queue: "jobs", batchSize: 10, maxBatchingWindow: Duration.seconds(1), maxConcurrency: 2 },
+    // No batching window: under a backlog an admission's message comes alone, and its provider slot is
+    // held (idle) until dispatch starts the job; a window would add its length to every slot turnover.
+    consumes: { queue: "jobs", batchSize: 10, maxBatchingWindow: Duration.seconds(0), maxConcurrency: 2 },
     provider: { settings: true, apiKey: true, callbackSecret: true },
   },
   {
@@ -241,7 +243,8 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     // outputs are read back from it); inputs: presigned GETs in a worker message.
     buckets: { outputs: "readWrite", inputs: "read" },
     events: true,
-    consumes: { queue: "results", batchSize: 10, maxBatchingWindow: Duration.seconds(1) },
+    // No batching window: finalize releases the result's slot, which admits the next waiting job.
+    consumes: { queue: "results", batchSize: 10, maxBatchingWindow: Duration.seconds(0) },
     // Output host allow-list, retry timings, the providers' settings; the callback secret for the
     // callback URL of an attempt it starts on the fallback.
     provider: { settings: true, callbackSecret: true },

@@ -18,6 +18,8 @@ export type JobPatch = Partial<
     | "dueAt"
     | "providerState"
     | "notifyPending"
+    | "waiting"
+    | "deadlineAt"
   >
 >;
 
@@ -81,7 +83,7 @@ export function planNewJob(job: Job, now: Date, rules: JobRules): PlannedJob {
  * conditional on). Throws InvalidTransitionError for a move the state machine does not allow.
  *
  * - the version goes up by one on every change; `updatedAt` moves only with a client-visible change;
- * - a patch field left `undefined` changes nothing, except `providerState`, which it clears;
+ * - a patch field left `undefined` changes nothing, except `providerState` and `waiting`, which it clears;
  * - `dueAt`: the patch's when it gives one; a job entering a terminal state drops its own check time,
  *   and a terminal job keeps one only while its notification is pending (the outbox: the terminal
  *   transition sets `notifyPending` with the time to re-announce it, and the notify step clears it);
@@ -105,6 +107,9 @@ export function planJobChange(job: Job, change: JobChange, now: Date, rules: Job
   if (patch.notifyPending !== undefined) next.notifyPending = patch.notifyPending;
   if (patch.providerState !== undefined) next.providerState = patch.providerState;
   else if ("providerState" in patch) delete next.providerState;
+  if (patch.waiting !== undefined) next.waiting = patch.waiting;
+  else if ("waiting" in patch) delete next.waiting;
+  if (patch.deadlineAt !== undefined) next.deadlineAt = patch.deadlineAt;
   next.dueAt = dueTime({
     status: to,
     notifyPending: next.notifyPending,

@@ -1,5 +1,6 @@
 import type { ControlNetRequest } from "../schemas/controlnet.ts";
 import type { FinishedResult } from "../schemas/messages.ts";
+import type { Priority, WaitingPlace } from "./admission.ts";
 import { PROVIDER_IDS, type ProviderHandle, type ProviderId } from "./providers.ts";
 
 export const JOB_STATUSES = ["queued", "processing", "storing", "succeeded", "failed", "cancelled"] as const;
@@ -62,6 +63,7 @@ export interface JobOutput {
 export const JOB_ERROR_CODES = [
   "CANCELLED",
   "DEADLINE_EXCEEDED",
+  "WAIT_BOUND_EXCEEDED",
   "SELF_HOSTED_UNAVAILABLE",
   "PROVIDER_REJECTED",
   "PROVIDER_UNAVAILABLE",
@@ -187,6 +189,19 @@ export interface Job {
   notifyPending?: boolean;
   /** The client asked for a `job.processing` notification too. */
   notifyProcessing?: boolean;
+  /** The client's concurrency key (its own end user): the tenant's slots are shared fairly among keys. */
+  concurrencyKey?: string;
+  /** Order among the same key's waiting jobs (normal when absent). */
+  priority?: Priority;
+  /**
+   * The run bound (`deadline_seconds`): at its first start the job's `deadlineAt` becomes start + this.
+   * Absent on jobs submitted before admission: their `deadlineAt` counts from submission.
+   */
+  runSeconds?: number;
+  /** The wait bound (ISO): a job still waiting for a slot then fails WAIT_BOUND_EXCEEDED. */
+  waitUntil?: string;
+  /** Where the job waits for a slot, while it does (shared/usecases/admission.ts). */
+  waiting?: WaitingPlace & { provider: ProviderId };
 }
 
 export class InvalidTransitionError extends Error {

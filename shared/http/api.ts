@@ -55,6 +55,12 @@ export interface ApiDeps {
   sleep?: (ms: number) => Promise<void>;
   onDeferredSend?: SubmitJobDeps["onDeferredSend"];
   present: JobPresenter;
+  /** Where a waiting job stands (shared/usecases/admission.ts `queuePosition`); null when it does not wait. */
+  /** Takes a cancelled job's entry off its provider's waiting list. */
+  leaveWaitingList?: (job: import("../domain/job.ts").Job) => Promise<void>;
+  queuePosition?: (
+    job: import("../domain/job.ts").Job,
+  ) => Promise<{ position: number; etaSeconds: number | null } | null>;
   inputs: StageInputsDeps;
   notifications: NotificationStore;
   notifyQueue: Queue<NotifyMessage>;
@@ -148,8 +154,14 @@ export function createApi(deps: ApiDeps): (event: APIGatewayProxyEventV2) => Pro
         next_cursor: page.nextCursor,
       });
     },
-    getJob: async ({ params, tenantId }) =>
-      json(200, await deps.present(await getTenantJob(deps.jobs, tenantId(), params.id ?? ""))),
+    getJob: async ({ params, tenantId }) => {
+      const job = await getTenantJob(deps.jobs, tenantId(), params.id ?? "");
+      const [shown, queue] = await Promise.all([deps.present(job), deps.queuePosition?.(job) ?? null]);
+      return json(
+        200,
+        queue ? { ...shown, queue: { position: queue.position, eta_seconds: queue.etaSeconds } } : shown,
+      );
+    },
     cancelJob: async ({ params, tenantId }) =>
       json(200, await deps.present(await cancelJob(deps, tenantId(), params.id ?? ""))),
     listJobNotifications: async ({ params, tenantId }) => {

@@ -4,6 +4,8 @@ import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import type * as z from "zod/mini";
 import { DynamoCapacityGate } from "../adapters/dynamo/capacity-gate.ts";
 import { DynamoCircuitBreaker } from "../adapters/dynamo/circuit-breaker.ts";
+import { DynamoTenantStore } from "../adapters/dynamo/tenant-store.ts";
+import { DynamoWaitingList } from "../adapters/dynamo/waiting-list.ts";
 import { SqsQueue } from "../adapters/sqs/queue.ts";
 import { bindProviders, type ProviderSet } from "../providers/registry.ts";
 import type { providerSettingsConfig, tableConfig } from "../schemas/config.ts";
@@ -23,6 +25,7 @@ export function lambdaProviders(
   config: Config,
 ): ProviderSet {
   const { doc, sqs, logger } = deps;
+  const tenants = new DynamoTenantStore(doc, config.TABLE_NAME);
   return bindProviders(
     config,
     {
@@ -32,6 +35,8 @@ export function lambdaProviders(
     },
     {
       gate: (key, limit) => new DynamoCapacityGate(doc, config.TABLE_NAME, limit, key),
+      waiting: (key) =>
+        new DynamoWaitingList(doc, config.TABLE_NAME, key, (tenant) => tenants.admissionSettings(tenant)),
       breaker: (key) => new DynamoCircuitBreaker(doc, config.TABLE_NAME, breakerSettings(config), key),
     },
   );

@@ -20,13 +20,10 @@ export const dispatchSettings = (config: ProviderSettings, callbackSecret: strin
   callbackBaseUrl: config.CALLBACK_BASE_URL,
   callbackSecret,
   checkMarginSeconds: config.CHECK_MARGIN_SECONDS,
-  deferBaseSeconds: config.DEFER_BASE_SECONDS,
-  deferMaxSeconds: config.DEFER_MAX_SECONDS,
   retryBaseSeconds: config.RETRY_BASE_SECONDS,
   retryMaxSeconds: config.RETRY_MAX_SECONDS,
   maxRetryableFailures: config.MAX_RETRYABLE_FAILURES,
   queuedResendAfterSeconds: config.QUEUED_RESEND_AFTER_SECONDS,
-  expectedRunSeconds: config.EXPECTED_RUN_SECONDS,
 });
 
 /**
@@ -63,6 +60,7 @@ export const notifySettings = (config: NotifyConfig): NotifySettings => ({
 export const apiSettings = (config: ApiConfig): ApiDeps["settings"] => ({
   maxBodyBytes: config.MAX_BODY_BYTES,
   defaultDeadlineSeconds: config.DEFAULT_DEADLINE_SECONDS,
+  defaultMaxWaitSeconds: config.DEFAULT_MAX_WAIT_SECONDS,
   queuedResendAfterSeconds: config.QUEUED_RESEND_AFTER_SECONDS,
   idempotencyTtlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
   uploadUrlExpirySeconds: config.UPLOAD_URL_EXPIRY_SECONDS,

@@ -2,6 +2,7 @@
  * Small ports the use cases depend on. Adapters in `shared/adapters/` implement them against AWS;
  * unit tests use the in-memory fakes in `test/support/fakes.ts`.
  */
+import type { AdmissionSettings, LaneView, Priority, SlotHolder, WaitingPlace } from "../domain/admission.ts";
 import type { LifecycleEvent, NotificationType } from "../domain/events.ts";
 import type { Job, JobStatus } from "../domain/job.ts";
 import type { JobPatch } from "../domain/job-change.ts";
@@ -79,6 +80,13 @@ export interface TenantStore {
   addApiKey(tenantId: string, keyHash: string, prefix?: string): Promise<void>;
 }
 
+/** A tenant's admission settings (weight, max concurrency): operators set them, admission reads them. */
+export interface TenantAdmissionStore {
+  admissionSettings(tenantId: string): Promise<AdmissionSettings>;
+  /** ValidationError for settings out of bounds; NotFoundError TENANT_NOT_FOUND for an unknown tenant. */
+  setAdmissionSettings(tenantId: string, settings: AdmissionSettings): Promise<void>;
+}
+
 /** An API key as its tenant sees it listed: never the key nor its hash. */
 export interface ApiKeyRecord {
   id: string;
@@ -120,17 +128,75 @@ export interface Queue<M> {
   send(message: M, options?: SendOptions): Promise<void>;
 }
 
+/** Whose job a slot is taken for: its tenant and concurrency key (fair share counts by these). */
+export interface SlotOwner {
+  tenant: string;
+  key: string;
+}
+
+/** The gate as one read sees it: its limit, who holds its slots, and the measured time a slot is held. */
+export interface GateSnapshot {
+  limit: number;
+  holders: SlotHolder[];
+  /** A moving average of how long a slot is held (acquire to release), ms; null before the first release. */
+  avgHoldMs: number | null;
+}
+
 /**
  * The provider capacity gate: at most `limit` jobs hold a slot at once, across every dispatcher.
  * Slots are keyed by job id, so acquiring twice for one job is harmless and a release cannot free
  * another job's slot.
  */
 export interface CapacityGate {
-  /** True when `jobId` holds a slot (newly or already). */
-  tryAcquire(jobId: string, now: Date): Promise<boolean>;
-  release(jobId: string): Promise<void>;
+  /** True when `jobId` holds a slot (newly or already); `owner` is recorded with a new slot. */
+  tryAcquire(jobId: string, now: Date, owner?: SlotOwner): Promise<boolean>;
+  /**
+   * Frees `jobId`'s slot (nothing when it holds none) and, in the same write, folds how long it was
+   * held into the gate's average. Returns the gate as left by the release.
+   */
+  release(jobId: string, now?: Date): Promise<GateSnapshot>;
   /** Current holders and when they acquired (epoch ms), for self-healing of lost releases. */
   holders(): Promise<Record<string, number>>;
+  /** The gate in one strongly consistent read. */
+  snapshot(): Promise<GateSnapshot>;
+}
+
+/** One job waiting in a lane of a provider's waiting list. */
+export interface WaitingEntry extends WaitingPlace {
+  jobId: string;
+}
+
+/** A lane as listed: its tenant, key and the tenant's settings copied at its last touch (epoch ms). */
+export interface Lane extends LaneView {
+  touchedAt: number;
+}
+
+/**
+ * One provider's waiting list: jobs that found its gate full wait here, at no cost, until a release
+ * admits them (shared/usecases/admission.ts). Lanes are a tenant's jobs under one concurrency key, in
+ * priority then age order; the list of lanes is read to share slots fairly among them.
+ */
+export interface WaitingList {
+  /**
+   * Puts the job in its lane. The lane's listing (with the tenant's admission settings) is written
+   * only when absent or last touched more than a minute ago, so no one item takes a write per job.
+   */
+  enqueue(
+    entry: { jobId: string; tenant: string; key: string; priority: Priority; enqueuedAt: number },
+    now: Date,
+  ): Promise<WaitingEntry>;
+  /** The provider's lanes (at most `limit`), possibly empty ones among them. */
+  lanes(limit: number): Promise<Lane[]>;
+  /** The first `limit` entries of a lane, in admission order. */
+  head(tenant: string, key: string, limit: number): Promise<WaitingEntry[]>;
+  /** Puts back an entry `remove` took (same place): its admission could not take a slot after all. */
+  restore(entry: WaitingEntry): Promise<void>;
+  /** Deletes the entry; true only for the call that deleted it (it owns the job's admission). */
+  remove(entry: WaitingPlace): Promise<boolean>;
+  /** How many entries wait before `entry` in its lane, counting at most `cap`. */
+  countAhead(entry: WaitingPlace, cap: number): Promise<number>;
+  /** Drops a lane's listing if it was not touched since `touchedAt` (an enqueue meanwhile keeps it). */
+  dropLane(lane: Pick<Lane, "tenant" | "key" | "touchedAt">): Promise<boolean>;
 }
 
 /** What the circuit breaker says about calling the provider now. */

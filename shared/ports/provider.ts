@@ -7,7 +7,7 @@
 import type { UnsupportedParam } from "../domain/fleet-capabilities.ts";
 import type { JobError, ProviderFailureCode } from "../domain/job.ts";
 import type { ProviderHandle, ProviderId } from "../domain/providers.ts";
-import type { CapacityGate, CircuitBreaker } from "./index.ts";
+import type { CapacityGate, CircuitBreaker, WaitingList } from "./index.ts";
 
 export type ProviderOutput = { kind: "url"; url: string } | { kind: "base64"; data: string };
 
@@ -107,6 +107,8 @@ export interface ProviderBinding {
   provider: Provider;
   /** At most the provider's capacity (its registry row's limit) of jobs hold a slot at once. */
   gate: CapacityGate;
+  /** Jobs that found the gate full wait here; a release admits the next (shared/usecases/admission.ts). */
+  waiting: WaitingList;
   /** Consulted before an `auto` job is sent to this provider when it could go to the fallback instead. */
   breaker?: CircuitBreaker;
 }

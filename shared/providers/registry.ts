@@ -8,7 +8,7 @@ import * as z from "zod/mini";
 import type { UnsupportedParam } from "../domain/fleet-capabilities.ts";
 import type { JobError } from "../domain/job.ts";
 import type { ProviderId } from "../domain/providers.ts";
-import type { CapacityGate, CircuitBreaker } from "../ports/index.ts";
+import type { CapacityGate, CircuitBreaker, WaitingList } from "../ports/index.ts";
 import type { AutoRoute, CallbackNormalizer, ProviderBinding, Providers } from "../ports/provider.ts";
 import { modelsLabModule, modelsLabSettings } from "./modelslab.ts";
 import type { ProviderContext, ProviderModule } from "./module.ts";
@@ -66,9 +66,10 @@ export const providersConfig = /* @__PURE__ */ z.object(
 export const registrySettings = (registry: ProviderRegistry): z.ZodMiniObject =>
   z.object(Object.assign({}, ...Object.values(registry).map((module) => module.config.shape)));
 
-/** Stores for the per-provider gate and breaker items (the DynamoDB adapters, or fakes). */
+/** Stores for the per-provider gate, waiting list and breaker items (the DynamoDB adapters, or fakes). */
 export interface ProviderStores {
   gate(key: string, limit: number): CapacityGate;
+  waiting(key: string): WaitingList;
   breaker(key: string): CircuitBreaker;
 }
 
@@ -89,6 +90,7 @@ export function bindProviders(
     return {
       provider: module.create(settings, context),
       gate: stores.gate(module.id, module.capacity(settings)),
+      waiting: stores.waiting(module.id),
       ...(module.breakerKey !== null && { breaker: stores.breaker(module.breakerKey) }),
     };
   });

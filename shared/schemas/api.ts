@@ -1,4 +1,5 @@
 import * as z from "zod/mini";
+import { CONCURRENCY_KEY_PATTERN, MAX_WAIT_SECONDS_LIMIT, PRIORITIES } from "../domain/admission.ts";
 import { ERROR_CODES } from "../domain/errors.ts";
 import { NOTIFICATION_TYPES } from "../domain/events.ts";
 import { FLEET_REFUSALS_SUMMARY } from "../domain/fleet-capabilities.ts";
@@ -100,9 +101,26 @@ export const orchestratorFields = {
     .optional(z.number().check(z.int(), z.gte(60), z.lte(86_400)))
     .check(
       z.describe(
-        "Seconds after submission by which the job must be terminal; defaults to the server's setting.",
+        "The run bound: seconds from the job's start (when a provider slot is free for it) by which it must be terminal; time spent waiting for a slot is bounded by max_wait_seconds instead. Defaults to the server's setting (DEFAULT_DEADLINE_SECONDS).",
       ),
     ),
+  max_wait_seconds: z
+    .optional(z.number().check(z.int(), z.gte(60), z.lte(MAX_WAIT_SECONDS_LIMIT)))
+    .check(
+      z.describe(
+        "The wait bound: seconds after submission the job may wait for a provider slot before it fails WAIT_BOUND_EXCEEDED (an auto job expected to wait longer goes to the fallback when it can). Defaults to the server's setting (DEFAULT_MAX_WAIT_SECONDS).",
+      ),
+    ),
+  concurrency_key: z
+    .optional(z.string().check(z.regex(CONCURRENCY_KEY_PATTERN, "1 to 64 letters, digits or _ . : @ -")))
+    .check(
+      z.describe(
+        "Your own end user (or any grouping): your jobs' share of the provider's slots is split fairly among keys.",
+      ),
+    ),
+  priority: z
+    .optional(z.enum(PRIORITIES))
+    .check(z.describe("Order among your waiting jobs of the same concurrency_key (default normal).")),
 };
 
 export const submitJobBodySchema = z
@@ -190,8 +208,34 @@ function buildResponseSchemas() {
       .number()
       .check(
         z.int(),
-        z.describe("Seconds after submission by which the job must be terminal (the default applied)."),
+        z.describe(
+          "The run bound (the default applied): seconds from the job's start by which it must be terminal. For a job submitted before wait and run bounds were separate: seconds from submission.",
+        ),
       ),
+    max_wait_seconds: z
+      .nullable(z.number().check(z.int()))
+      .check(z.describe("The wait bound applied (null for a job submitted before there was one).")),
+    concurrency_key: z.nullable(z.string()),
+    priority: z.enum(PRIORITIES),
+    queue: z
+      .optional(
+        z.object({
+          position: z
+            .number()
+            .check(
+              z.int(),
+              z.describe("Estimated place among every job waiting for the provider (1: admitted next)."),
+            ),
+          eta_seconds: z
+            .nullable(z.number().check(z.int()))
+            .check(
+              z.describe(
+                "Estimated seconds until it starts, from the measured slot turnover; null before any was measured.",
+              ),
+            ),
+        }),
+      )
+      .check(z.describe("Only while the job waits for a provider slot (GET /v1/jobs/{id}).")),
     notify_processing: z.boolean(),
     attempts: z.array(attempt),
     outputs: z.array(output),

@@ -1,4 +1,5 @@
 import * as z from "zod/mini";
+import { MAX_WAIT_SECONDS_LIMIT } from "../domain/admission.ts";
 import { providersConfig } from "../providers/registry.ts";
 import { selfHostedCatalogSettings } from "../providers/self-hosted.ts";
 import { int, name, optionalSecret, SHARED_DEFAULTS } from "./config-fields.ts";
@@ -110,7 +111,10 @@ export const apiConfig = z.object({
   INPUTS_BUCKET: name(),
   /** Largest request body (base64 images included). API Gateway hands Lambda at most 6 MB. */
   MAX_BODY_BYTES: int(1024, 6_000_000, 5_000_000),
+  /** The run bound of a job that sets no `deadline_seconds`: counted from its start, not its submission. */
   DEFAULT_DEADLINE_SECONDS: int(60, 86_400, 3_600),
+  /** The wait bound of a job that sets no `max_wait_seconds` (waiting for a provider slot). */
+  DEFAULT_MAX_WAIT_SECONDS: int(60, MAX_WAIT_SECONDS_LIMIT, 86_400),
   ...queuedResendConfig.shape,
   IDEMPOTENCY_TTL_SECONDS: int(60, 7 * 86_400, 86_400),
   /** Expiry of the presigned PUT URL `POST /v1/uploads` hands out. */
@@ -172,8 +176,6 @@ export const providerSettingsConfig = z.object({
   /** Expiry of the presigned GET URLs the provider (or a worker) fetches a job's stored inputs through. */
   INPUT_URL_EXPIRY_SECONDS: int(60, 7 * 86_400, 6 * 3_600),
   CHECK_MARGIN_SECONDS: int(0, 3_600, 15),
-  DEFER_BASE_SECONDS: int(1, 900, 2),
-  DEFER_MAX_SECONDS: int(1, 900, 60),
   RETRY_BASE_SECONDS: int(1, 900, 5),
   RETRY_MAX_SECONDS: int(1, 900, 300),
   MAX_RETRYABLE_FAILURES: int(0, 100, 5),
@@ -183,8 +185,6 @@ export const providerSettingsConfig = z.object({
    * hand-back started has finished or timed out before the next.
    */
   STORING_TIMEOUT_SECONDS: int(10, 3_600, 300),
-  /** An `auto` job that would wait for capacity past (deadline − this) goes to the fallback provider. */
-  EXPECTED_RUN_SECONDS: int(1, 3_600, 120),
   /** A provider's circuit breaker: this many failures (retryable rejections, timeouts) within the window open it… */
   BREAKER_FAILURE_THRESHOLD: int(1, 1_000, 5),
   BREAKER_WINDOW_SECONDS: int(1, 3_600, 60),

@@ -18,8 +18,11 @@ const jobId = () => z.string().check(z.minLength(1), z.maxLength(64));
 /** Jobs queue: "look at this job and move it forward". The job row, not the message, is the truth. */
 export const dispatchMessageSchema = z.object({
   jobId: jobId(),
-  /** How many times dispatch has put this job back for lack of provider capacity (drives backoff). */
-  deferrals: z.optional(z.number().check(z.int(), z.gte(0))),
+  /**
+   * Set by admission: the job was given a slot of this provider's gate on its behalf (it left the
+   * waiting list), so dispatch starts it there without asking the gate again.
+   */
+  admittedBy: z.optional(z.enum(PROVIDER_IDS)),
 });
 export type DispatchMessage = z.infer<typeof dispatchMessageSchema>;
 

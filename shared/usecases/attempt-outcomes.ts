@@ -3,6 +3,7 @@ import type { Job } from "../domain/job.ts";
 import type { JobStore } from "../ports/index.ts";
 import type { ProviderBinding, ProviderResult } from "../ports/provider.ts";
 import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
+import { releaseAndAdmit } from "./admission.ts";
 import type { DispatchDeps, DispatchOutcome } from "./dispatch-job.ts";
 import { honoursRequest, routeToFallback } from "./fallback-routing.ts";
 import {
@@ -128,7 +129,10 @@ export async function endAttemptAfterRejection(
   const fitsDeadline = now.getTime() + delay * 1000 < Date.parse(job.deadlineAt);
   const retriesLeft = failures <= settings.maxRetryableFailures;
   const attempt = currentAttempt(job);
-  const gate = attempt && providers.get(attempt.provider)?.gate;
+  const slot = attempt && providers.get(attempt.provider);
+  const release = async () => {
+    if (slot) await releaseAndAdmit(deps, slot, job.id);
+  };
   const fallback = providers.auto.fallback;
 
   if (
@@ -149,7 +153,7 @@ export async function endAttemptAfterRejection(
     );
     // A fallback with no room left is no fallback: the job fails below.
     if (routed !== "full") {
-      await gate?.release(job.id);
+      await release();
       return "fallback";
     }
   }
@@ -159,7 +163,7 @@ export async function endAttemptAfterRejection(
       providerState: undefined,
       dueAt: now.getTime() + (delay + settings.queuedResendAfterSeconds) * 1000,
     });
-    await gate?.release(job.id);
+    await release();
     const message: DispatchMessage = { jobId: requeued.id };
     // If this send is lost, the reconciler re-sends once dueAt passes.
     await deps.jobsQueue.send(message, { delaySeconds: delay }).catch(() => undefined);
@@ -171,12 +175,12 @@ export async function endAttemptAfterRejection(
     attempts: closeCurrentAttempt(job, "failed", now, result.reason),
     error: { code, message: `${result.reason}${why}`.slice(0, 1000) },
   });
-  await gate?.release(job.id);
+  await release();
   return "failed";
 }
 
 /** A processing job's next look never falls after its deadline: the reconciler must fail it on time. */
-export const beforeDeadline = (job: Job, dueAt: number): number =>
+export const beforeDeadline = (job: Pick<Job, "deadlineAt">, dueAt: number): number =>
   Math.min(dueAt, Date.parse(job.deadlineAt));
 
 /** The attempts with the current one's provider id set. */

@@ -10,7 +10,12 @@ const MAX_RACES = 5;
  * conditional write fail; we re-read and decide again, so the answer always reflects the stored state.
  */
 export async function cancelJob(
-  deps: { jobs: JobStore; clock: Clock },
+  deps: {
+    jobs: JobStore;
+    clock: Clock;
+    /** Takes a waiting job's entry off its provider's waiting list (admission would skip it anyway). */
+    leaveWaitingList?: (job: Job) => Promise<void>;
+  },
   tenantId: string,
   id: string,
 ): Promise<Job> {
@@ -29,10 +34,15 @@ export async function cancelJob(
         : attempt,
     );
     try {
-      return await deps.jobs.transition(job, "cancelled", {
+      const cancelled = await deps.jobs.transition(job, "cancelled", {
         attempts,
         error: { code: "CANCELLED", message: "Cancelled by the client." },
+        waiting: undefined,
       });
+      // After the write: an admission that took the entry first finds the job cancelled and passes
+      // its slot on; one that comes later finds no entry.
+      if (job.waiting) await deps.leaveWaitingList?.(job);
+      return cancelled;
     } catch (error) {
       if (!(error instanceof StaleWriteError) || race >= MAX_RACES) throw error;
     }

@@ -1,5 +1,6 @@
 import type { Job } from "../domain/job.ts";
 import type { ProviderBinding } from "../ports/provider.ts";
+import { type AdmissionDeps, releaseAndAdmit } from "./admission.ts";
 import type { AttemptDeps } from "./attempt-outcomes.ts";
 import { startAttempt } from "./start-attempt.ts";
 
@@ -49,11 +50,11 @@ export async function routeToFallback(
 
 /** Releases the job's slot on `binding` unless the job is processing there (then the slot is that attempt's). */
 export async function releaseUnlessHeld(
-  deps: Pick<AttemptDeps, "jobs">,
+  deps: AdmissionDeps,
   job: Job,
   binding: ProviderBinding,
 ): Promise<void> {
   const current = await deps.jobs.get(job.id);
   const held = current?.status === "processing" && current.attempts.at(-1)?.provider === binding.provider.id;
-  if (!held) await binding.gate.release(job.id);
+  if (!held) await releaseAndAdmit(deps, binding, job.id);
 }

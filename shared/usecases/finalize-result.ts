@@ -11,6 +11,7 @@ import type { Clock, JobStore, Queue } from "../ports/index.ts";
 import type { Metrics } from "../ports/metrics.ts";
 import type { ProviderOutput, Providers } from "../ports/provider.ts";
 import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
+import { releaseAndAdmit } from "./admission.ts";
 import { endAttemptAfterRejection } from "./attempt-outcomes.ts";
 import type { DispatchSettings } from "./dispatch-job.ts";
 import {
@@ -72,8 +73,8 @@ async function finalizeOnce(deps: FinalizeDeps, message: ResultMessage): Promise
     // hands a storing job it fails back here for this.
     await deps.discardOutputs?.(job);
     // The provider has finished this attempt: the slot a cancel or the deadline left held is free now.
-    if (belongsToCurrentAttempt(job, message))
-      await deps.providers.get(message.provider)?.gate.release(job.id);
+    const binding = deps.providers.get(message.provider);
+    if (belongsToCurrentAttempt(job, message) && binding) await releaseAndAdmit(deps, binding, job.id);
     return "ignored";
   }
   if (job.status !== "processing") return "ignored";
@@ -102,7 +103,8 @@ async function finalizeOnce(deps: FinalizeDeps, message: ResultMessage): Promise
     // The reconciler must be able to end it at its deadline.
     dueAt: Math.min(now.getTime() + deps.settings.storingTimeoutSeconds * 1000, Date.parse(job.deadlineAt)),
   });
-  await deps.providers.get(message.provider)?.gate.release(job.id);
+  const binding = deps.providers.get(message.provider);
+  if (binding) await releaseAndAdmit(deps, binding, job.id);
   return completeStoring(deps, storing);
 }
 

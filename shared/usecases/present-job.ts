@@ -19,7 +19,14 @@ export function presentJob(job: Job, signedUrls: ReadonlyMap<string, string> = n
     provider: job.provider,
     request: presentRequest(job.request),
     webhook: job.webhook,
-    deadline_seconds: Math.round((Date.parse(job.deadlineAt) - Date.parse(job.createdAt)) / 1000),
+    deadline_seconds:
+      job.runSeconds ?? Math.round((Date.parse(job.deadlineAt) - Date.parse(job.createdAt)) / 1000),
+    max_wait_seconds:
+      job.waitUntil === undefined
+        ? null
+        : Math.round((Date.parse(job.waitUntil) - Date.parse(job.createdAt)) / 1000),
+    concurrency_key: job.concurrencyKey ?? null,
+    priority: job.priority ?? "normal",
     notify_processing: job.notifyProcessing ?? false,
     // The API shows an attempt's provider as its `route`.
     attempts: job.attempts.map(({ provider, ...attempt }) => ({ route: provider, ...attempt })),

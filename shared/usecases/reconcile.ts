@@ -6,6 +6,7 @@ import type { Clock, JobStore, Queue } from "../ports/index.ts";
 import type { Metrics } from "../ports/metrics.ts";
 import type { ProviderBinding, Providers } from "../ports/provider.ts";
 import type { DispatchMessage, NotifyMessage, ResultMessage } from "../schemas/messages.ts";
+import { admit, enqueueJob, releaseAndAdmit, waitBoundOf } from "./admission.ts";
 import type { DispatchSettings } from "./dispatch-job.ts";
 import { sendJobEvent } from "./lifecycle.ts";
 import {
@@ -65,6 +66,8 @@ export interface ReconcileReport {
   resumed: number;
   announced: number;
   slotsHealed: number;
+  /** Waiting jobs the sweep admitted. */
+  admitted: number;
   errors: number;
 }
 
@@ -89,6 +92,7 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
     resumed: 0,
     announced: 0,
     slotsHealed: 0,
+    admitted: 0,
     errors: 0,
   };
   await Promise.all(
@@ -104,6 +108,8 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   );
   for (const binding of deps.providers?.all() ?? []) {
     report.slotsHealed += await releaseSlots(deps, binding, now);
+    // The safety net of admission: free slots and waiting jobs that no release brought together.
+    report.admitted += await admit(deps, binding);
   }
   return report;
 }
@@ -116,9 +122,14 @@ async function reconcileJob(
 ): Promise<void> {
   const { settings } = deps;
   if (job.status === "queued") {
-    // Push dueAt first: if the send then fails, a later run tries again.
+    // Push dueAt first: if the send then fails, a later run tries again. A waiting job's look before
+    // its wait bound is an overflow check (dispatch-job.ts); its next one is at its wait bound.
+    const waitBound = waitBoundOf(job);
     const updated = await deps.jobs.update(job, {
-      dueAt: now.getTime() + settings.queuedResendAfterSeconds * 1000,
+      dueAt:
+        job.waiting && waitBound > now.getTime()
+          ? waitBound
+          : now.getTime() + settings.queuedResendAfterSeconds * 1000,
     });
     const message: DispatchMessage = { jobId: updated.id };
     await deps.jobsQueue.send(message);
@@ -287,8 +298,9 @@ async function reconcileStoring(
 /** Releases the slot of a job's current attempt on its provider, once `slotHold` allows. */
 async function releaseSlotIfDone(deps: ReconcileDeps, job: Job, now: Date): Promise<void> {
   const attempt = currentAttempt(job);
-  if (attempt && maySlotBeReleased(job, now, deps.settings.providerRunLimitSeconds)) {
-    await deps.providers?.get(attempt.provider)?.gate.release(job.id);
+  const binding = attempt && deps.providers?.get(attempt.provider);
+  if (binding && maySlotBeReleased(job, now, deps.settings.providerRunLimitSeconds)) {
+    await releaseAndAdmit(deps, binding, job.id);
   }
 }
 
@@ -306,6 +318,18 @@ async function releaseSlots(deps: ReconcileDeps, binding: ProviderBinding, now: 
   for (const [jobId, acquiredAt] of Object.entries(holders)) {
     if (now.getTime() - acquiredAt < deps.settings.slotGraceSeconds * 1000) continue;
     const job = await deps.jobs.get(jobId);
+    if (job?.status === "queued") {
+      // Admitted on its behalf and not started yet: its dispatch message may have been lost. Sent
+      // again; past twice the grace, the slot goes to the next job and this one waits again.
+      if (now.getTime() - acquiredAt < 2 * deps.settings.slotGraceSeconds * 1000) {
+        await deps.jobsQueue.send({ jobId, admittedBy: binding.provider.id });
+        continue;
+      }
+      await releaseAndAdmit(deps, binding, jobId);
+      await enqueueJob(deps, job, binding);
+      released++;
+      continue;
+    }
     const attempt = job ? currentAttempt(job) : undefined;
     // A job whose current attempt is on another provider ended its attempt here when it moved on.
     const elsewhere = attempt !== undefined && attempt.provider !== binding.provider.id;
@@ -314,7 +338,7 @@ async function releaseSlots(deps: ReconcileDeps, binding: ProviderBinding, now: 
       : slotHold(job, now, deps.settings.providerRunLimitSeconds);
     if (hold.kind === "owned") continue;
     if (hold.kind === "provider-may-run" && !(job && (await providerIsDone(deps, binding, job)))) continue;
-    await binding.gate.release(jobId);
+    await releaseAndAdmit(deps, binding, jobId);
     released++;
   }
   return released;

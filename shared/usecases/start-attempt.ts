@@ -41,10 +41,23 @@ export async function startAttempt(
   let started: Job;
   try {
     if (job.status === "queued") {
+      // The run bound counts from the first start: waiting for a slot is not part of it.
+      const deadlineAt =
+        job.attempts.length === 0 && job.runSeconds !== undefined
+          ? new Date(now.getTime() + job.runSeconds * 1000).toISOString()
+          : job.deadlineAt;
+      // A queued job's look may stay later than the first look (not moving it earlier spares the due
+      // index two writes). A job that waited has its look at its wait bound, too late now: its look
+      // goes back to where the submit put it (the due index still lists it there, unless the reconciler
+      // already moved it up), or the first look.
+      const submitted = Date.parse(job.createdAt) + deps.settings.queuedResendAfterSeconds * 1000;
+      const look = Math.max(job.waiting ? submitted : (job.dueAt ?? 0), firstLook);
       started = await deps.jobs.transition(job, "processing", {
         ...patch,
         attempts: [...job.attempts, attempt],
-        dueAt: beforeDeadline(job, Math.max(job.dueAt ?? 0, firstLook)),
+        dueAt: beforeDeadline({ deadlineAt }, look),
+        waiting: undefined,
+        ...(deadlineAt !== job.deadlineAt && { deadlineAt }),
       });
     } else {
       started = await deps.jobs.update(job, {

@@ -16,6 +16,7 @@ export interface SubmitJobDeps {
   clock: Clock;
   settings: {
     defaultDeadlineSeconds: number;
+    defaultMaxWaitSeconds: number;
     queuedResendAfterSeconds: number;
     idempotencyTtlSeconds: number;
   };
@@ -84,7 +85,10 @@ export async function submitJob(deps: SubmitJobDeps, input: SubmitJobInput): Pro
     Object.entries(body).filter(([name]) => !(ORCHESTRATOR_FIELD_NAMES as string[]).includes(name)),
   ) as ControlNetRequest;
   const request = deps.stage ? await deps.stage(input.tenantId, id, clientRequest) : clientRequest;
+  // The run bound counts from the start; until then the wait bound applies. The deadline of a job
+  // not yet started is the latest it may end: its wait bound plus its run bound.
   const deadlineSeconds = body.deadline_seconds ?? deps.settings.defaultDeadlineSeconds;
+  const maxWaitSeconds = body.max_wait_seconds ?? deps.settings.defaultMaxWaitSeconds;
   const job: Job = {
     id,
     tenantId: input.tenantId,
@@ -97,12 +101,16 @@ export async function submitJob(deps: SubmitJobDeps, input: SubmitJobInput): Pro
     provider: body.provider,
     request,
     webhook: body.webhook ?? null,
-    deadlineAt: new Date(now.getTime() + deadlineSeconds * 1000).toISOString(),
+    deadlineAt: new Date(now.getTime() + (maxWaitSeconds + deadlineSeconds) * 1000).toISOString(),
+    runSeconds: deadlineSeconds,
+    waitUntil: new Date(now.getTime() + maxWaitSeconds * 1000).toISOString(),
     attempts: [],
     outputs: [],
     error: null,
     dueAt: now.getTime() + deps.settings.queuedResendAfterSeconds * 1000,
     ...(body.notify_processing && { notifyProcessing: true }),
+    ...(body.concurrency_key !== undefined && { concurrencyKey: body.concurrency_key }),
+    ...(body.priority !== undefined && body.priority !== "normal" && { priority: body.priority }),
   };
 
   const idempotency = idempotencyKey && {

@@ -29,8 +29,6 @@ beforeAll(async () => {
       CHECK_MARGIN_SECONDS: "1",
       POLL_BASE_SECONDS: "1",
       POLL_MAX_SECONDS: "2",
-      DEFER_BASE_SECONDS: "1",
-      DEFER_MAX_SECONDS: "1",
       RETRY_BASE_SECONDS: "1",
       RETRY_MAX_SECONDS: "2",
     },

@@ -22,8 +22,6 @@ const FAST = {
   CHECK_MARGIN_SECONDS: "1",
   POLL_BASE_SECONDS: "1",
   POLL_MAX_SECONDS: "2",
-  DEFER_BASE_SECONDS: "1",
-  DEFER_MAX_SECONDS: "2",
   RETRY_BASE_SECONDS: "1",
   RETRY_MAX_SECONDS: "2",
 };
@@ -64,8 +62,8 @@ const getJob = async (id: string) => (await client.request("GET", `/v1/jobs/${id
  * Waits until every job is terminal, then gives each as it was when it got there (terminal states have
  * no way out, so a terminal job is not fetched again). Bounded by progress, not by total time: it fails
  * when no job has reached a terminal state for `stallMs`, so a slow machine takes longer but passes,
- * and a stuck pipeline fails instead of hanging. The default outlasts the longest wait of a job deferred
- * for capacity (DEFER_MAX_SECONDS, 60 s by default): in a backlog, no job may finish for that long.
+ * and a stuck pipeline fails instead of hanging. The default outlasts the reconciler's sweep (a minute):
+ * a waiting job whose admission was lost is admitted by it.
  */
 const waitTerminal = async (ids: string[], stallMs = 90_000): Promise<any[]> => {
   const terminal = new Map<string, any>();

@@ -13,7 +13,8 @@ const corsOf = (context: Record<string, unknown>) => {
 
 const problems = (consoleOrigins: unknown): string[] => {
   try {
-    loadInfraConfig((key) => (key === "consoleOrigins" ? consoleOrigins : undefined), {});
+    const context: Record<string, unknown> = { ...TEST_CONTEXT, consoleOrigins };
+    loadInfraConfig((key) => context[key], {});
     return [];
   } catch (error) {
     if (error instanceof InfraConfigError) return error.problems;

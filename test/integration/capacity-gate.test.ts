@@ -78,6 +78,24 @@ describe.each(["dynamo", "in-memory"] as const)("capacity gate (%s)", (kind) => 
     expect(await gate.tryAcquire("a", at(0))).toBe(true);
     expect(await gate.holders()).toEqual({ a: at(0).getTime() });
   });
+
+  it("records each slot's tenant and key, and averages hold times in the releases' own writes", async () => {
+    expect(await gate.snapshot()).toEqual({ limit: 5, holders: [], avgHoldMs: null });
+    await gate.tryAcquire("a", at(0), { tenant: "acme", key: "u1" });
+    await gate.tryAcquire("b", at(0));
+    const released = await gate.release("a", at(10));
+    expect(released).toEqual({
+      limit: 5,
+      holders: [{ jobId: "b", acquiredAt: at(0).getTime(), tenant: null, key: null }],
+      avgHoldMs: 10_000,
+    });
+    await gate.tryAcquire("c", at(10), { tenant: "acme", key: "-" });
+    await gate.release("c", at(30));
+    // A moving average: the newest hold (20 s) weighs a fifth.
+    expect((await gate.snapshot()).avgHoldMs).toBe(12_000);
+    // Releasing a non-holder writes nothing and moves no average.
+    expect((await gate.release("nobody", at(40))).avgHoldMs).toBe(12_000);
+  });
 });
 
 describe("capacity gate (dynamo) on first use", () => {
@@ -103,5 +121,32 @@ describe("capacity gate (dynamo) on first use", () => {
     expect(await gate.tryAcquire("a", T0)).toBe(true);
     expect(raced).toBe(true);
     expect(Object.keys(await gate.holders()).sort()).toEqual(["a", "b"]);
+  });
+});
+
+describe("capacity gate (dynamo): items", () => {
+  const dynamo = useDynamoTables();
+
+  it("reads a holder written before fair share (a bare time) as unknown tenant; a reader takes the stored limit", async () => {
+    const table = await dynamo.newTable("capacity");
+    const gate = new DynamoCapacityGate(dynamo.doc, table, 3, "modelslab");
+    await gate.tryAcquire("new", at(1), { tenant: "acme", key: "-" });
+    await dynamo.doc.send(
+      new UpdateCommand({
+        TableName: table,
+        Key: { pk: "CAPACITY#modelslab", sk: "CAPACITY" },
+        UpdateExpression: "SET holders.#old = :at",
+        ExpressionAttributeNames: { "#old": "old" },
+        ExpressionAttributeValues: { ":at": at(0).getTime() },
+      }),
+    );
+    const reader = new DynamoCapacityGate(dynamo.doc, table, 0, "modelslab");
+    const snapshot = await reader.snapshot();
+    expect(snapshot.limit).toBe(3);
+    expect(snapshot.holders.sort((a, b) => a.acquiredAt - b.acquiredAt)).toEqual([
+      { jobId: "old", acquiredAt: at(0).getTime(), tenant: null, key: null },
+      { jobId: "new", acquiredAt: at(1).getTime(), tenant: "acme", key: "-" },
+    ]);
+    expect(await gate.holders()).toEqual({ old: at(0).getTime(), new: at(1).getTime() });
   });
 });

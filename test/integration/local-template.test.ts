@@ -214,7 +214,8 @@ describe("provisionLocal", () => {
           queueLogicalId: "JobsQueue",
           functionId: "DispatchFunction",
           batchSize: 10,
-          maxBatchingWindowSeconds: 1,
+          // No window on the jobs and results queues: admission's messages and the releases that send them come one by one.
+          maxBatchingWindowSeconds: 0,
           reportBatchItemFailures: true,
           maxConcurrency: 2,
         },
@@ -222,7 +223,7 @@ describe("provisionLocal", () => {
           queueLogicalId: "ResultsQueue",
           functionId: "FinalizeFunction",
           batchSize: 10,
-          maxBatchingWindowSeconds: 1,
+          maxBatchingWindowSeconds: 0,
           reportBatchItemFailures: true,
         },
       ]),

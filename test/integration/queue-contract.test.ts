@@ -108,9 +108,9 @@ const withExtra = <M>(message: M): M => ({ ...message, unknownKey: "dropped" });
 const examples: Record<keyof typeof queues, Example<unknown>> = {
   jobs: example({
     definition: queues.jobs,
-    valid: withExtra({ jobId: JOB, deferrals: 2 }),
-    invalid: { jobId: JOB, deferrals: -1 },
-    problem: "deferrals: Too small",
+    valid: withExtra<MessageOf<typeof queues.jobs>>({ jobId: JOB, admittedBy: "modelslab" }),
+    invalid: { jobId: JOB, admittedBy: "elsewhere" as "modelslab" },
+    problem: "admittedBy: Invalid option",
   }),
   results: example({
     definition: queues.results,

@@ -2,6 +2,14 @@ import { Readable } from "node:stream";
 import type { BreakerSettings } from "../../shared/adapters/dynamo/circuit-breaker.ts";
 import { decodeCursor, encodeCursor } from "../../shared/adapters/dynamo/job-listing.ts";
 import {
+  type AdmissionSettings,
+  DEFAULT_ADMISSION,
+  type Priority,
+  type SlotHolder,
+  type WaitingPlace,
+  waitingSortKey,
+} from "../../shared/domain/admission.ts";
+import {
   ConflictError,
   NotFoundError,
   StaleWriteError,
@@ -30,10 +38,12 @@ import type {
   CreateJobResult,
   DeliveryAttempt,
   EventPublisher,
+  GateSnapshot,
   IdempotencyRecord,
   JobPage,
   JobPatch,
   JobStore,
+  Lane,
   ListJobsQuery,
   NotificationRecord,
   NotificationState,
@@ -42,7 +52,10 @@ import type {
   PutObjectOptions,
   Queue,
   SendOptions,
+  SlotOwner,
   StoredObject,
+  WaitingEntry,
+  WaitingList,
   WebhookDeliveryResult,
   WebhookSender,
   WebhookSettings,
@@ -236,16 +249,24 @@ export function fakeProviders(options: {
   breaker?: InMemoryCircuitBreaker;
   fallbackQueue?: FakeQueue<WorkerJobMessage>;
   fleetGate?: InMemoryCapacityGate;
+  waiting?: InMemoryWaitingList;
+  fleetWaiting?: InMemoryWaitingList;
   /** The fleet's catalog (TEST_MODELS by default). */
   models?: ModelCatalog;
 }): ProviderSet {
   const bindings: ProviderBinding[] = [
-    { provider: options.provider, gate: options.gate, ...(options.breaker && { breaker: options.breaker }) },
+    {
+      provider: options.provider,
+      gate: options.gate,
+      waiting: options.waiting ?? new InMemoryWaitingList(),
+      ...(options.breaker && { breaker: options.breaker }),
+    },
   ];
   if (options.fallbackQueue) {
     bindings.push({
       provider: new SelfHostedProvider(options.fallbackQueue, options.models ?? TEST_MODELS),
       gate: options.fleetGate ?? new InMemoryCapacityGate(100),
+      waiting: options.fleetWaiting ?? new InMemoryWaitingList(),
     });
   }
   return new ProviderSet(bindings, AUTO_ROUTE);
@@ -254,22 +275,125 @@ export function fakeProviders(options: {
 /** The capacity gate with the DynamoDB gate's semantics: keyed by job id, re-acquire keeps the first time. */
 export class InMemoryCapacityGate implements CapacityGate {
   readonly slots = new Map<string, number>();
+  readonly owners = new Map<string, SlotOwner>();
+  avgHoldMs: number | null = null;
+  /** The most slots ever held at once (a test's check that the limit held). */
+  peak = 0;
 
   constructor(public limit: number) {}
 
-  async tryAcquire(jobId: string, now: Date): Promise<boolean> {
+  async tryAcquire(jobId: string, now: Date, owner?: SlotOwner): Promise<boolean> {
     if (this.slots.has(jobId)) return true;
     if (this.slots.size >= this.limit) return false;
     this.slots.set(jobId, now.getTime());
+    if (owner) this.owners.set(jobId, owner);
+    this.peak = Math.max(this.peak, this.slots.size);
     return true;
   }
 
-  async release(jobId: string): Promise<void> {
+  async release(jobId: string, now: Date = new Date()): Promise<GateSnapshot> {
+    const at = this.slots.get(jobId);
+    if (at !== undefined) {
+      const held = Math.max(0, now.getTime() - at);
+      this.avgHoldMs =
+        this.avgHoldMs === null ? held : Math.round(this.avgHoldMs + (held - this.avgHoldMs) * 0.2);
+    }
     this.slots.delete(jobId);
+    this.owners.delete(jobId);
+    return this.snapshot();
   }
 
   async holders(): Promise<Record<string, number>> {
     return Object.fromEntries(this.slots);
+  }
+
+  async snapshot(): Promise<GateSnapshot> {
+    const holders: SlotHolder[] = [...this.slots].map(([jobId, acquiredAt]) => {
+      const owner = this.owners.get(jobId);
+      return { jobId, acquiredAt, tenant: owner?.tenant ?? null, key: owner?.key ?? null };
+    });
+    return { limit: this.limit, holders, avgHoldMs: this.avgHoldMs };
+  }
+}
+
+/** The waiting list with the DynamoDB adapter's semantics (test/support/waiting-list-contract.ts). */
+export class InMemoryWaitingList implements WaitingList {
+  /** Entries by lane id (`tenant#key`), each lane kept in sort-key order. */
+  readonly entries = new Map<string, WaitingEntry[]>();
+  readonly listings = new Map<string, Lane>();
+  /** Lane listing writes (a test's check that enqueues do not write it every time). */
+  laneWrites = 0;
+
+  constructor(
+    private readonly settings: (tenant: string) => AdmissionSettings | Promise<AdmissionSettings> = () =>
+      DEFAULT_ADMISSION,
+  ) {}
+
+  async enqueue(
+    entry: { jobId: string; tenant: string; key: string; priority: Priority; enqueuedAt: number },
+    now: Date,
+  ): Promise<WaitingEntry> {
+    const id = `${entry.tenant}#${entry.key}`;
+    const listing = this.listings.get(id);
+    if (!listing || listing.touchedAt < now.getTime() - 60_000) {
+      const settings = await this.settings(entry.tenant);
+      this.listings.set(id, { tenant: entry.tenant, key: entry.key, ...settings, touchedAt: now.getTime() });
+      this.laneWrites++;
+    }
+    const stored: WaitingEntry = {
+      jobId: entry.jobId,
+      tenant: entry.tenant,
+      key: entry.key,
+      sortKey: waitingSortKey(entry.priority, entry.enqueuedAt, entry.jobId),
+      enqueuedAt: entry.enqueuedAt,
+    };
+    await this.restore(stored);
+    return { ...stored };
+  }
+
+  async restore(entry: WaitingEntry): Promise<void> {
+    const id = `${entry.tenant}#${entry.key}`;
+    const lane = (this.entries.get(id) ?? []).filter((e) => e.sortKey !== entry.sortKey);
+    lane.push({ ...entry });
+    lane.sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
+    this.entries.set(id, lane);
+  }
+
+  async lanes(limit: number): Promise<Lane[]> {
+    return [...this.listings.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .slice(0, limit)
+      .map(([, lane]) => ({ ...lane }));
+  }
+
+  async head(tenant: string, key: string, limit: number): Promise<WaitingEntry[]> {
+    return (this.entries.get(`${tenant}#${key}`) ?? []).slice(0, limit).map((e) => ({ ...e }));
+  }
+
+  async remove(entry: WaitingPlace): Promise<boolean> {
+    const id = `${entry.tenant}#${entry.key}`;
+    const lane = this.entries.get(id) ?? [];
+    const index = lane.findIndex((e) => e.sortKey === entry.sortKey);
+    if (index < 0) return false;
+    lane.splice(index, 1);
+    return true;
+  }
+
+  async countAhead(entry: WaitingPlace, cap: number): Promise<number> {
+    const lane = this.entries.get(`${entry.tenant}#${entry.key}`) ?? [];
+    return Math.min(cap, lane.filter((e) => e.sortKey < entry.sortKey).length);
+  }
+
+  async dropLane(lane: Pick<Lane, "tenant" | "key" | "touchedAt">): Promise<boolean> {
+    const id = `${lane.tenant}#${lane.key}`;
+    if (this.listings.get(id)?.touchedAt !== lane.touchedAt) return false;
+    this.listings.delete(id);
+    return true;
+  }
+
+  /** Every waiting job id. */
+  waitingJobIds(): string[] {
+    return [...this.entries.values()].flat().map((e) => e.jobId);
   }
 }
 

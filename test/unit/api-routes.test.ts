@@ -118,6 +118,7 @@ beforeEach(async () => {
       maxBodyBytes: 65_536,
       uploadUrlExpirySeconds: 900,
       defaultDeadlineSeconds: 3600,
+      defaultMaxWaitSeconds: 86_400,
       queuedResendAfterSeconds: 60,
       idempotencyTtlSeconds: 86_400,
       maxPreferWaitSeconds: 20,

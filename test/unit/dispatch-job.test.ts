@@ -12,6 +12,7 @@ import {
   fakeProviders,
   InMemoryCapacityGate,
   InMemoryJobStore,
+  InMemoryWaitingList,
 } from "../support/fakes.ts";
 import { testDispatchSettings } from "../support/settings.ts";
 
@@ -43,6 +44,7 @@ describe("dispatchJob", () => {
   let clock: FakeClock;
   let jobs: InMemoryJobStore;
   let gate: InMemoryCapacityGate;
+  let waiting: InMemoryWaitingList;
   let provider: FakeProvider;
   let jobsQueue: FakeQueue<DispatchMessage>;
   let resultsQueue: FakeQueue<ResultMessage>;
@@ -67,10 +69,18 @@ describe("dispatchJob", () => {
     clock = new FakeClock();
     jobs = new InMemoryJobStore(clock);
     gate = new InMemoryCapacityGate(5);
+    waiting = new InMemoryWaitingList();
     provider = new FakeProvider();
     jobsQueue = new FakeQueue(queues.jobs);
     resultsQueue = new FakeQueue(queues.results);
-    deps = { jobs, providers: fakeProviders({ provider, gate }), jobsQueue, resultsQueue, clock, settings };
+    deps = {
+      jobs,
+      providers: fakeProviders({ provider, gate, waiting }),
+      jobsQueue,
+      resultsQueue,
+      clock,
+      settings,
+    };
   });
 
   it("takes a slot, moves the job to processing and posts it once with our callback URL and the job id", async () => {
@@ -205,40 +215,95 @@ describe("dispatchJob", () => {
 
   describe("without provider capacity", () => {
     beforeEach(() => {
-      gate.limit = 0;
+      gate.limit = 1;
     });
 
-    it("defers with a new delayed message (deferrals + 1) and leaves the job queued", async () => {
-      const job = await store({ dueAt: clock.now().getTime() + 1_000 });
+    it("puts the job in its lane of the waiting list, sends no message, and moves its look to its wait bound", async () => {
+      await gate.tryAcquire("other-job", clock.now());
+      const waitUntil = new Date(clock.now().getTime() + 7_200_000).toISOString();
+      const job = await store({ dueAt: clock.now().getTime() + 1_000, waitUntil, concurrencyKey: "user-7" });
 
-      expect(await dispatchJob(deps, message(job))).toBe("deferred");
+      expect(await dispatchJob(deps, message(job))).toBe("waiting");
 
       expect(provider.submissions).toHaveLength(0);
-      expect(stored(job.id).status).toBe("queued");
-      expect(jobsQueue.sent).toHaveLength(1);
-      const sent = jobsQueue.sent[0];
-      expect(sent?.message).toEqual({ jobId: job.id, deferrals: 1 });
-      const delay = sent?.options?.delaySeconds ?? -1;
-      expect(delay).toBeGreaterThanOrEqual(1);
-      expect(delay).toBeLessThanOrEqual(settings.deferBaseSeconds);
-      // The reconciler must not re-send the job while it only waits for its turn.
-      expect(stored(job.id).dueAt).toBeGreaterThanOrEqual(clock.now().getTime() + delay * 1000);
-      expect(await gate.holders()).toEqual({});
+      expect(jobsQueue.sent).toHaveLength(0);
+      expect(waiting.waitingJobIds()).toEqual([job.id]);
+      const after = stored(job.id);
+      expect(after.status).toBe("queued");
+      expect(after.waiting).toMatchObject({ provider: "modelslab", tenant: job.tenantId, key: "user-7" });
+      expect(after.dueAt).toBe(Date.parse(waitUntil));
+      expect(Object.keys(await gate.holders())).toEqual(["other-job"]);
     });
 
-    it("backs off exponentially with the deferral count, capped at the maximum", async () => {
+    it("a re-sent message for a waiting job changes nothing: it keeps its one place", async () => {
+      await gate.tryAcquire("other-job", clock.now());
       const job = await store();
-      await dispatchJob(deps, message(job, { deferrals: 3 }));
-      const third = jobsQueue.sent[0];
-      expect(third?.message).toEqual({ jobId: job.id, deferrals: 4 });
-      expect(third?.options?.delaySeconds).toBeGreaterThanOrEqual(8);
-      expect(third?.options?.delaySeconds).toBeLessThanOrEqual(16);
+      await dispatchJob(deps, message(job));
+      const version = stored(job.id).version;
 
-      await dispatchJob(deps, message(job, { deferrals: 40 }));
-      const late = jobsQueue.sent[1];
-      expect(late?.options?.delaySeconds).toBeGreaterThanOrEqual(settings.deferMaxSeconds / 2);
-      expect(late?.options?.delaySeconds).toBeLessThanOrEqual(settings.deferMaxSeconds);
-      expect(provider.submissions).toHaveLength(0);
+      expect(await dispatchJob(deps, message(job))).toBe("waiting");
+      expect(waiting.waitingJobIds()).toEqual([job.id]);
+      expect(stored(job.id).version).toBe(version);
+    });
+
+    it("fails a waiting job past its wait bound WAIT_BOUND_EXCEEDED and takes it off the list", async () => {
+      await gate.tryAcquire("other-job", clock.now());
+      const waitUntil = new Date(clock.now().getTime() + 60_000).toISOString();
+      const job = await store({ waitUntil, runSeconds: 600 });
+      await dispatchJob(deps, message(job));
+      clock.advance(60_000);
+
+      expect(await dispatchJob(deps, message(job))).toBe("failed");
+      expect(stored(job.id)).toMatchObject({ status: "failed", error: { code: "WAIT_BOUND_EXCEEDED" } });
+      expect(stored(job.id).waiting).toBeUndefined();
+      expect(waiting.waitingJobIds()).toEqual([]);
+    });
+
+    it("starts an admitted job on the slot taken for it, its run bound counted from the start", async () => {
+      const job = await store({
+        runSeconds: 600,
+        waitUntil: new Date(clock.now().getTime() + 86_400_000).toISOString(),
+      });
+      await gate.tryAcquire("other-job", clock.now());
+      await dispatchJob(deps, message(job));
+      clock.advance(30_000);
+      // The release admits it: its entry leaves the list, the slot is taken on its behalf.
+      await gate.release("other-job");
+      const { admit } = await import("../../shared/usecases/admission.ts");
+      const binding = deps.providers.get("modelslab");
+      if (!binding) throw new Error("no binding");
+      expect(await admit(deps, binding)).toBe(1);
+      expect(jobsQueue.sent.map((s) => s.message)).toEqual([{ jobId: job.id, admittedBy: "modelslab" }]);
+      expect(Object.keys(await gate.holders())).toEqual([job.id]);
+      gate.limit = 0; // the gate is not asked again
+
+      provider.scriptSubmit(accepted());
+      expect(await dispatchJob(deps, { jobId: job.id, admittedBy: "modelslab" })).toBe("accepted");
+      const after = stored(job.id);
+      expect(after.status).toBe("processing");
+      expect(after.waiting).toBeUndefined();
+      expect(after.deadlineAt).toBe(new Date(clock.now().getTime() + 600_000).toISOString());
+    });
+
+    it("an admission for a job cancelled meanwhile gives the slot to the next waiting job", async () => {
+      await gate.tryAcquire("other-job", clock.now());
+      const first = await store();
+      const second = await store();
+      await dispatchJob(deps, message(first));
+      await dispatchJob(deps, message(second));
+      const binding = deps.providers.get("modelslab");
+      if (!binding) throw new Error("no binding");
+      const { releaseAndAdmit } = await import("../../shared/usecases/admission.ts");
+      await releaseAndAdmit(deps, binding, "other-job");
+      expect(Object.keys(await gate.holders())).toEqual([first.id]);
+      await jobs.transition(stored(first.id), "cancelled");
+
+      expect(await dispatchJob(deps, { jobId: first.id, admittedBy: "modelslab" })).toBe("ignored");
+      expect(Object.keys(await gate.holders())).toEqual([second.id]);
+      expect(jobsQueue.sent.map((s) => s.message).at(-1)).toEqual({
+        jobId: second.id,
+        admittedBy: "modelslab",
+      });
     });
   });
 

@@ -4,10 +4,12 @@ import {
   InMemoryApiKeys,
   InMemoryJobStore,
   InMemoryNotificationStore,
+  InMemoryWaitingList,
   InMemoryWebhookSettings,
 } from "../support/fakes.ts";
 import { jobStoreContract } from "../support/job-store-contract.ts";
 import { notificationStoreContract } from "../support/notification-store-contract.ts";
+import { waitingListContract } from "../support/waiting-list-contract.ts";
 import { webhookSettingsContract } from "../support/webhook-settings-contract.ts";
 
 /**
@@ -34,4 +36,8 @@ describe("InMemoryApiKeys", () => {
     const store = new InMemoryApiKeys(clock);
     return { store, addTenant: async (id) => void store.addTenant(id) };
   });
+});
+
+describe("InMemoryWaitingList", () => {
+  waitingListContract((settings) => new InMemoryWaitingList(settings));
 });

@@ -16,9 +16,9 @@ const issues = (result: { error?: { issues: Array<{ path: PropertyKey[]; message
 describe("queue message schemas (zod/mini)", () => {
   it("parse as classic zod did: unknown keys stripped, optional fields left out", () => {
     expect(dispatchMessageSchema.parse({ jobId: "01J", extra: 1 })).toEqual({ jobId: "01J" });
-    expect(dispatchMessageSchema.parse({ jobId: "01J", deferrals: 2 })).toEqual({
+    expect(dispatchMessageSchema.parse({ jobId: "01J", admittedBy: "modelslab" })).toEqual({
       jobId: "01J",
-      deferrals: 2,
+      admittedBy: "modelslab",
     });
     const result = {
       jobId: "01J",
@@ -50,9 +50,9 @@ describe("queue message schemas (zod/mini)", () => {
   });
 
   it("name every problem in English, with classic zod's messages and paths", () => {
-    expect(issues(dispatchMessageSchema.safeParse({ jobId: "", deferrals: 1.5 }))).toEqual([
+    expect(issues(dispatchMessageSchema.safeParse({ jobId: "", admittedBy: 1.5 }))).toEqual([
       "jobId: Too small: expected string to have >=1 characters",
-      "deferrals: Invalid input: expected int, received number",
+      'admittedBy: Invalid option: expected one of "modelslab"|"self-hosted"',
     ]);
     expect(
       issues(

@@ -48,6 +48,7 @@ import {
   InMemoryCapacityGate,
   InMemoryCircuitBreaker,
   InMemoryJobStore,
+  InMemoryWaitingList,
 } from "../support/fakes.ts";
 import { MINIMAL_ENV, testFinalizeSettings, testReconcileSettings } from "../support/settings.ts";
 
@@ -195,6 +196,7 @@ describe("a provider added as one module and one registry row", () => {
           gates.set(key, gate);
           return gate;
         },
+        waiting: () => new InMemoryWaitingList(),
         breaker: (key) => {
           const breaker = new InMemoryCircuitBreaker();
           breakers.set(key, breaker);

@@ -15,6 +15,7 @@ import {
   InMemoryCapacityGate,
   InMemoryCircuitBreaker,
   InMemoryJobStore,
+  InMemoryWaitingList,
 } from "../support/fakes.ts";
 import { testDispatchSettings, testFinalizeSettings, testReconcileSettings } from "../support/settings.ts";
 
@@ -39,6 +40,7 @@ describe("routing to the self-hosted fallback", () => {
   let clock: FakeClock;
   let jobs: InMemoryJobStore;
   let gate: InMemoryCapacityGate;
+  let waiting: InMemoryWaitingList;
   let fleetGate: InMemoryCapacityGate;
   let provider: FakeProvider;
   let breaker: InMemoryCircuitBreaker;
@@ -57,6 +59,7 @@ describe("routing to the self-hosted fallback", () => {
     clock = new FakeClock();
     jobs = new InMemoryJobStore(clock);
     gate = new InMemoryCapacityGate(5);
+    waiting = new InMemoryWaitingList();
     fleetGate = new InMemoryCapacityGate(8);
     provider = new FakeProvider();
     breaker = new InMemoryCircuitBreaker({ failureThreshold: 3, windowSeconds: 60, coolDownSeconds: 30 });
@@ -64,7 +67,7 @@ describe("routing to the self-hosted fallback", () => {
     fallbackQueue = new FakeQueue(queues.fallback);
     deps = {
       jobs,
-      providers: fakeProviders({ provider, gate, breaker, fallbackQueue, fleetGate }),
+      providers: fakeProviders({ provider, gate, breaker, fallbackQueue, fleetGate, waiting }),
       jobsQueue,
       resultsQueue: new FakeQueue(queues.results),
       clock,
@@ -125,12 +128,11 @@ describe("routing to the self-hosted fallback", () => {
     const first = await store({ provider: "self-hosted" });
     const second = await store({ provider: "self-hosted" });
     expect(await dispatchJob(deps, { jobId: first.id })).toBe("accepted");
-    expect(await dispatchJob(deps, { jobId: second.id })).toBe("deferred");
-    expect(stored(second.id).status).toBe("queued");
+    expect(await dispatchJob(deps, { jobId: second.id })).toBe("waiting");
+    expect(stored(second.id)).toMatchObject({ status: "queued", waiting: { provider: "self-hosted" } });
     expect(fallbackQueue.sent.map((s) => s.message.jobId)).toEqual([first.id]);
-    expect(jobsQueue.sent).toEqual([
-      expect.objectContaining({ message: { jobId: second.id, deferrals: 1 } }),
-    ]);
+    // It waits in the fleet's list, with no message: the fleet's next release admits it.
+    expect(jobsQueue.sent).toEqual([]);
   });
 
   it("sends auto jobs to the fallback while the breaker is open; modelslab jobs still go to the provider", async () => {
@@ -184,8 +186,12 @@ describe("routing to the self-hosted fallback", () => {
     breaker.open(clock.now());
     fleetGate.limit = 0;
     const job = await store({ provider: "auto" });
-    expect(await dispatchJob(deps, { jobId: job.id })).toBe("deferred");
-    expect(stored(job.id)).toMatchObject({ status: "queued", attempts: [] });
+    expect(await dispatchJob(deps, { jobId: job.id })).toBe("waiting");
+    expect(stored(job.id)).toMatchObject({
+      status: "queued",
+      attempts: [],
+      waiting: { provider: "self-hosted" },
+    });
     expect(fallbackQueue.sent).toHaveLength(0);
     expect(await gate.holders()).toEqual({});
   });
@@ -199,22 +205,58 @@ describe("routing to the self-hosted fallback", () => {
     expect(await breaker.state(clock.now())).toBe("open");
   });
 
-  it("routes an auto job to the fallback when waiting for capacity would pass deadline − expected run time", async () => {
-    gate.limit = 0;
-    // 120.5 s left, 120 s expected run: any wait (at least 1 s) comes too late.
-    const late = await store({
-      provider: "auto",
-      deadlineAt: new Date(clock.now().getTime() + 120_500).toISOString(),
-    });
-    const early = await store({ provider: "auto" });
-    const pinned = await store({
-      provider: "modelslab",
-      deadlineAt: new Date(clock.now().getTime() + 121_000).toISOString(),
-    });
+  it("routes an auto job to the fallback when its estimated start is past its wait bound", async () => {
+    // One slot, held; a slot turns over in 10 minutes: the next start is about 10 minutes away.
+    gate.limit = 1;
+    gate.avgHoldMs = 600_000;
+    await gate.tryAcquire("running", clock.now());
+    const inMinutes = (minutes: number) => new Date(clock.now().getTime() + minutes * 60_000).toISOString();
+    const late = await store({ provider: "auto", waitUntil: inMinutes(2) });
+    const early = await store({ provider: "auto", waitUntil: inMinutes(60) });
+    const pinned = await store({ provider: "modelslab", waitUntil: inMinutes(2) });
     expect(await dispatchJob(deps, { jobId: late.id })).toBe("fallback");
     expect(stored(late.id).attempts[0]?.reason).toContain("capacity");
-    expect(await dispatchJob(deps, { jobId: early.id })).toBe("deferred");
-    expect(await dispatchJob(deps, { jobId: pinned.id })).toBe("deferred");
+    expect(stored(late.id).waiting).toBeUndefined();
+    expect(await dispatchJob(deps, { jobId: early.id })).toBe("waiting");
+    expect(await dispatchJob(deps, { jobId: pinned.id })).toBe("waiting");
+    expect(waiting.waitingJobIds()).toEqual([early.id, pinned.id]);
+  });
+
+  it("at the sweep: a waiting auto job whose estimated start has moved past its wait bound goes to the fallback", async () => {
+    gate.limit = 1;
+    gate.avgHoldMs = 600_000; // a slot turns over in 10 minutes
+    await gate.tryAcquire("running", clock.now());
+    const job = await store({
+      provider: "auto",
+      waitUntil: new Date(clock.now().getTime() + 3_600_000).toISOString(),
+    });
+    expect(await dispatchJob(deps, { jobId: job.id })).toBe("waiting");
+    // On time for now; the reconciler looks again half-way to its wait bound.
+    expect(stored(job.id).dueAt).toBe(clock.now().getTime() + 1_800_000);
+
+    // The provider slowed down: a slot now turns over in an hour.
+    gate.avgHoldMs = 3_600_000;
+    clock.advance(1_800_000);
+    // The slot is busy with a job that started a moment ago (nothing for the reconciler to heal).
+    gate.slots.set("running", clock.now().getTime());
+    const reconciled = await reconcile({
+      jobs,
+      jobsQueue,
+      clock,
+      settings: testReconcileSettings(),
+      providers: deps.providers,
+    });
+    expect(reconciled.requeued).toBe(1);
+    const resent = jobsQueue.sent.at(-1)?.message;
+    expect(resent).toEqual({ jobId: job.id });
+    expect(await dispatchJob(deps, resent as DispatchMessage)).toBe("fallback");
+    expect(stored(job.id).attempts).toEqual([
+      expect.objectContaining({
+        provider: "self-hosted",
+        reason: "no modelslab capacity before the wait bound",
+      }),
+    ]);
+    expect(waiting.waitingJobIds()).toEqual([]);
   });
 
   it("after MAX_RETRYABLE_FAILURES an auto job goes to the fallback instead of failing; a modelslab job fails", async () => {
@@ -303,12 +345,14 @@ describe("routing to the self-hosted fallback", () => {
       expect(fallbackQueue.sent).toHaveLength(0);
     });
 
-    it("no capacity before the deadline: it waits for the provider", async () => {
-      gate.limit = 0;
+    it("no capacity before its wait bound: it waits for the provider", async () => {
+      gate.limit = 1;
+      gate.avgHoldMs = 600_000;
+      await gate.tryAcquire("running", clock.now());
       const job = await storeUnsupported({
-        deadlineAt: new Date(clock.now().getTime() + 120_500).toISOString(),
+        waitUntil: new Date(clock.now().getTime() + 120_000).toISOString(),
       });
-      expect(await dispatchJob(deps, { jobId: job.id })).toBe("deferred");
+      expect(await dispatchJob(deps, { jobId: job.id })).toBe("waiting");
       expect(stored(job.id)).toMatchObject({ status: "queued", attempts: [] });
       expect(fallbackQueue.sent).toHaveLength(0);
     });

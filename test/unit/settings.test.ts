@@ -21,13 +21,10 @@ type Mapping = Record<string, readonly [variable: string, other: string, expecte
 
 const DISPATCH: Mapping = {
   checkMarginSeconds: ["CHECK_MARGIN_SECONDS", "16", 16],
-  deferBaseSeconds: ["DEFER_BASE_SECONDS", "3", 3],
-  deferMaxSeconds: ["DEFER_MAX_SECONDS", "61", 61],
   retryBaseSeconds: ["RETRY_BASE_SECONDS", "6", 6],
   retryMaxSeconds: ["RETRY_MAX_SECONDS", "301", 301],
   maxRetryableFailures: ["MAX_RETRYABLE_FAILURES", "6", 6],
   queuedResendAfterSeconds: ["QUEUED_RESEND_AFTER_SECONDS", "301", 301],
-  expectedRunSeconds: ["EXPECTED_RUN_SECONDS", "121", 121],
 };
 
 const cases: Array<{
@@ -89,6 +86,7 @@ const cases: Array<{
     mapping: {
       maxBodyBytes: ["MAX_BODY_BYTES", "4000000", 4_000_000],
       defaultDeadlineSeconds: ["DEFAULT_DEADLINE_SECONDS", "3601", 3_601],
+      defaultMaxWaitSeconds: ["DEFAULT_MAX_WAIT_SECONDS", "3600", 3_600],
       queuedResendAfterSeconds: ["QUEUED_RESEND_AFTER_SECONDS", "301", 301],
       idempotencyTtlSeconds: ["IDEMPOTENCY_TTL_SECONDS", "86401", 86_401],
       uploadUrlExpirySeconds: ["UPLOAD_URL_EXPIRY_SECONDS", "901", 901],

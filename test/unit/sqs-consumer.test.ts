@@ -76,7 +76,7 @@ describe("sqsConsumer", () => {
     const response = await handler(
       event(
         record("not-json", "{jobId"),
-        record("bad", JSON.stringify({ jobId: "", deferrals: 1.5 })),
+        record("bad", JSON.stringify({ jobId: "", admittedBy: 1.5 })),
         record("good", JSON.stringify({ jobId: "01JA" })),
       ),
       context(),
@@ -91,7 +91,7 @@ describe("sqsConsumer", () => {
       messageId: "bad",
       problems: [
         "jobId: Too small: expected string to have >=1 characters",
-        "deferrals: Invalid input: expected int, received number",
+        'admittedBy: Invalid option: expected one of "modelslab"|"self-hosted"',
       ],
     });
   });

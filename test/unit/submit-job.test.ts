@@ -41,9 +41,41 @@ describe("submitJob", () => {
     });
     expect(job.request).not.toHaveProperty("webhook");
     expect(job.request).not.toHaveProperty("track_id");
-    expect(job.deadlineAt).toBe(new Date(clock.now().getTime() + 3_600_000).toISOString());
+    // The run bound counts from the start; until then the wait bound (a day by default) applies.
+    expect(job.runSeconds).toBe(3_600);
+    expect(job.waitUntil).toBe(new Date(clock.now().getTime() + 86_400_000).toISOString());
+    expect(job.deadlineAt).toBe(new Date(clock.now().getTime() + 90_000_000).toISOString());
     expect(queue.sent).toEqual([{ message: { jobId: job.id } }]);
     expect(jobs.jobs.get(job.id)?.status).toBe("queued");
+  });
+
+  it("keeps the wait and run bounds, the concurrency key and the priority the client sets", async () => {
+    const { job } = await submitJob(deps, {
+      tenantId: "t1",
+      body: validJobRequest({
+        deadline_seconds: 600,
+        max_wait_seconds: 120,
+        concurrency_key: "user@42",
+        priority: "high",
+      }),
+    });
+    expect(job).toMatchObject({
+      runSeconds: 600,
+      waitUntil: new Date(clock.now().getTime() + 120_000).toISOString(),
+      concurrencyKey: "user@42",
+      priority: "high",
+    });
+  });
+
+  it("refuses a concurrency key outside its pattern, a wait bound past its maximum and an unknown priority", async () => {
+    const error = await submitJob(deps, {
+      tenantId: "t1",
+      body: validJobRequest({ concurrency_key: "a#b", max_wait_seconds: 8 * 86_400, priority: "urgent" }),
+    }).catch((e) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    const paths = (error as ValidationError).details.map((d) => d.path);
+    expect(paths).toEqual(expect.arrayContaining(["concurrency_key", "max_wait_seconds", "priority"]));
+    expect(jobs.jobs.size).toBe(0);
   });
 
   it("rejects an invalid body naming every bad field and writes nothing", async () => {

@@ -12,6 +12,8 @@
  *   idempotency key  pk=IDEMP#<tenant>#<sha256>  sk=IDEMP       -> jobId, requestHash, ttl
  *   capacity gate    pk=CAPACITY#<provider>      sk=CAPACITY    -> holders (capacity-gate.ts)
  *   circuit breaker  pk=BREAKER#<provider>       sk=BREAKER     -> failures, openedAt, probeAt
+ *   waiting entry    pk=WAIT#<provider>#<tenant>#<key>  sk=<priority rank>#<enqueuedAt>#<jobId>
+ *   waiting lane     pk=LANES#<provider>         sk=<tenant>#<key> -> weight, maxConcurrency, touchedAt
  */
 export const TABLE_KEYS = { partitionKey: "pk", sortKey: "sk" } as const;
 
@@ -89,3 +91,13 @@ export const idempotencyKey = (tenantId: string, keyHash: string) => ({
 
 /** Client notifications live beside their job: pk=JOB#<id>, sk=NOTIF#<notification id>. */
 export const notificationKey = (jobId: string, id: string) => ({ pk: `JOB#${jobId}`, sk: `NOTIF#${id}` });
+
+/** A provider's waiting lane: one tenant's jobs under one concurrency key (waiting-list.ts). */
+export const waitingLanePk = (provider: string, tenant: string, key: string) =>
+  `WAIT#${provider}#${tenant}#${key}`;
+
+/** The listing item of a lane, under its provider's `LANES#` partition. */
+export const laneListingKey = (provider: string, tenant: string, key: string) => ({
+  pk: `LANES#${provider}`,
+  sk: `${tenant}#${key}`,
+});

@@ -7,6 +7,7 @@ import {
   TransactWriteCommand,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
+import { type AdmissionSettings, checkAdmissionSettings, DEFAULT_ADMISSION } from "../../domain/admission.ts";
 import { ConflictError, NotFoundError, UnavailableError } from "../../domain/errors.ts";
 import { newJobId } from "../../domain/ids.ts";
 import type {
@@ -14,6 +15,7 @@ import type {
   ApiKeyStore,
   Clock,
   Tenant,
+  TenantAdmissionStore,
   TenantStore,
   WebhookSettings,
   WebhookSettingsStore,
@@ -33,7 +35,9 @@ const SECRET_WRITE_ATTEMPTS = 10;
 
 const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-export class DynamoTenantStore implements TenantStore, WebhookSettingsStore, ApiKeyStore {
+export class DynamoTenantStore
+  implements TenantStore, WebhookSettingsStore, ApiKeyStore, TenantAdmissionStore
+{
   private readonly clock: Clock;
   private readonly doc: StoreClient;
 
@@ -269,6 +273,32 @@ export class DynamoTenantStore implements TenantStore, WebhookSettingsStore, Api
         cause: error,
       });
     }
+  }
+
+  /** The tenant's admission settings; defaults for a tenant that set none (or is unknown: it only waits). */
+  async admissionSettings(tenantId: string): Promise<AdmissionSettings> {
+    const out = await this.doc.send(new GetCommand({ TableName: this.tableName, Key: tenantKey(tenantId) }));
+    const weight = out.Item?.admissionWeight;
+    const max = out.Item?.admissionMaxConcurrency;
+    return {
+      weight: typeof weight === "number" ? weight : DEFAULT_ADMISSION.weight,
+      maxConcurrency: typeof max === "number" ? max : DEFAULT_ADMISSION.maxConcurrency,
+    };
+  }
+
+  /** Sets the tenant's weight and max concurrency (null: none), checked against their bounds. */
+  async setAdmissionSettings(tenantId: string, settings: AdmissionSettings): Promise<void> {
+    const checked = checkAdmissionSettings(settings);
+    await this.updateTenant(
+      tenantId,
+      checked.maxConcurrency === null
+        ? "SET admissionWeight = :weight REMOVE admissionMaxConcurrency"
+        : "SET admissionWeight = :weight, admissionMaxConcurrency = :max",
+      {
+        ":weight": checked.weight,
+        ...(checked.maxConcurrency !== null && { ":max": checked.maxConcurrency }),
+      },
+    );
   }
 
   async getWebhookSettings(tenantId: string): Promise<WebhookSettings> {
