@@ -17,7 +17,6 @@ import { resolveSecret } from "../shared/lambda/secrets.ts";
 import { dispatchSettings, reconcileSettings } from "../shared/lambda/settings.ts";
 import { lifecycleJobStore } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
-import { PROVIDER_REGISTRY, type ProviderRegistry } from "../shared/providers/registry.ts";
 import { loadConfig, reconcileConfig } from "../shared/schemas/config.ts";
 import { queues } from "../shared/schemas/messages.ts";
 import { type ReconcileDeps, reconcile } from "../shared/usecases/reconcile.ts";
@@ -51,13 +50,7 @@ export async function createHandler(env: Environment) {
     providers,
     metrics,
     clock: systemClock,
-    // Each gate's limit, as bindProviders gives it (the gate port does not expose it).
-    limits: Object.fromEntries(
-      Object.values(PROVIDER_REGISTRY as ProviderRegistry).map((module) => [
-        module.id,
-        module.capacity(config),
-      ]),
-    ),
+    perTenant: config.METRICS_TENANT_GAUGES,
     log: deps.log,
   };
 

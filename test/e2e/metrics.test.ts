@@ -38,7 +38,8 @@ beforeAll(async () => {
   restoreStdout = () => spy.mockRestore();
   images = await startImageServer();
   const started = await startTestStack(["metrics"], {
-    environment: { CHECK_MARGIN_SECONDS: "1" },
+    // Two slots: the last case fills them and leaves jobs waiting.
+    environment: { CHECK_MARGIN_SECONDS: "1", MODELSLAB_MAX_CONCURRENCY: "2" },
     provider: { kind: "simulator", options: { completionDelayMs: 50 } },
   });
   stack = started.stack;
@@ -140,9 +141,41 @@ describe("business metrics on the local stack", () => {
     const gauge = (name: string, provider: string) =>
       tick.find((doc) => doc.provider === provider && name in doc)?.[name];
     expect(gauge("SlotsInUse", "modelslab")).toBe(0);
-    expect(gauge("SlotLimit", "modelslab")).toBe(Number(process.env.MODELSLAB_MAX_CONCURRENCY ?? 5));
+    expect(gauge("SlotLimit", "modelslab")).toBe(2);
     expect(gauge("SlotUtilisation", "modelslab")).toBe(0);
     expect(gauge("BreakerOpen", "modelslab")).toBe(0);
     expect(gauge("SlotsInUse", "self-hosted")).toBeTypeOf("number");
+  });
+
+  it("while jobs wait for a full provider, the tick samples them, the oldest one's age and full slots", async () => {
+    simulator.setOptions({ completionDelayMs: 3_000 });
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push(await submit({ provider: "modelslab" }));
+    // Two run (the two slots); two wait, each shown its place in the queue.
+    await waitFor(
+      async () => {
+        const jobs = await Promise.all(
+          ids.map(async (id) => (await client.request("GET", `/v1/jobs/${id}`)).body),
+        );
+        return jobs.filter((job) => job.queue).length === 2;
+      },
+      { what: "two jobs waiting for a slot" },
+    );
+    const before = documents.length;
+    await stack.runSchedules();
+    await waitFor(
+      () => documents.slice(before).some((doc) => "WaitingJobs" in doc && doc.provider === "modelslab"),
+      {
+        what: "the reconciler's waiting gauges",
+      },
+    );
+    const tick = documents.slice(before);
+    const gauge = (name: string) => tick.find((doc) => doc.provider === "modelslab" && name in doc)?.[name];
+    expect(gauge("WaitingJobs")).toBe(2);
+    expect(gauge("OldestWaitingAge")).toBeGreaterThanOrEqual(0);
+    expect(gauge("SlotsInUse")).toBe(2);
+    expect(gauge("SlotUtilisation")).toBe(100);
+    simulator.setOptions({ completionDelayMs: 50 });
+    for (const id of ids) await waitStatus(id, ["succeeded"]);
   });
 });

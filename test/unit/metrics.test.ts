@@ -25,6 +25,7 @@ import {
   InMemoryCircuitBreaker,
   InMemoryJobStore,
   InMemoryNotificationStore,
+  InMemoryWaitingList,
   InMemoryWebhookSettings,
 } from "../support/fakes.ts";
 import { testDispatchSettings, testNotifySettings } from "../support/settings.ts";
@@ -352,37 +353,79 @@ describe("dispatch and notify metrics", () => {
 });
 
 describe("reportGauges (the reconciler's tick)", () => {
-  it("samples each provider's slots, limit, utilisation and breaker", async () => {
+  const enqueue = (waiting: InMemoryWaitingList, jobId: string, tenant: string, enqueuedAt: number) =>
+    waiting.enqueue({ jobId, tenant, key: "-", priority: "normal", enqueuedAt }, new Date(enqueuedAt));
+
+  it("samples each provider's slots, limit, utilisation, breaker and waiting list", async () => {
     const clock = new FakeClock();
     const metrics = new RecordingMetrics();
     const gate = new InMemoryCapacityGate(4);
     const breaker = new InMemoryCircuitBreaker();
+    const waiting = new InMemoryWaitingList();
     await gate.tryAcquire("a", clock.now());
     await gate.tryAcquire("b", clock.now());
     breaker.open(clock.now());
-    const fleetGate = new InMemoryCapacityGate(10);
+    const now = clock.now().getTime();
+    await enqueue(waiting, "w1", "tenant-a", now - 90_000);
+    await enqueue(waiting, "w2", "tenant-a", now - 30_000);
+    await enqueue(waiting, "w3", "tenant-b", now - 10_000);
     const providers = fakeProviders({
       provider: new FakeProvider(),
       gate,
       breaker,
+      waiting,
       fallbackQueue: new FakeQueue(queues.fallback),
-      fleetGate,
+      fleetGate: new InMemoryCapacityGate(10),
     });
-    await reportGauges({ providers, metrics, clock, limits: { modelslab: 4, "self-hosted": 10 } });
+    await reportGauges({ providers, metrics, clock, perTenant: false });
 
     const by = (provider: string) =>
       Object.fromEntries(
         metrics.records.filter((r) => r.dims.provider === provider).map((r) => [r.name, r.value]),
       );
-    expect(by("modelslab")).toEqual({ SlotsInUse: 2, SlotLimit: 4, SlotUtilisation: 50, BreakerOpen: 1 });
-    expect(by("self-hosted")).toEqual({ SlotsInUse: 0, SlotLimit: 10, SlotUtilisation: 0 });
+    expect(by("modelslab")).toEqual({
+      SlotsInUse: 2,
+      SlotLimit: 4,
+      SlotUtilisation: 50,
+      BreakerOpen: 1,
+      WaitingJobs: 3,
+      OldestWaitingAge: 90,
+    });
+    expect(by("self-hosted")).toEqual({
+      SlotsInUse: 0,
+      SlotLimit: 10,
+      SlotUtilisation: 0,
+      WaitingJobs: 0,
+      OldestWaitingAge: 0,
+    });
+    expect(metrics.of("WaitingJobsByTenant")).toEqual([]);
+  });
+
+  it("samples waiting jobs per tenant only when asked", async () => {
+    const clock = new FakeClock();
+    const metrics = new RecordingMetrics();
+    const waiting = new InMemoryWaitingList();
+    const now = clock.now().getTime();
+    await enqueue(waiting, "w1", "tenant-a", now);
+    await enqueue(waiting, "w2", "tenant-a", now);
+    await enqueue(waiting, "w3", "tenant-b", now);
+    const providers = fakeProviders({
+      provider: new FakeProvider(),
+      gate: new InMemoryCapacityGate(1),
+      waiting,
+    });
+    await reportGauges({ providers, metrics, clock, perTenant: true });
+    expect(metrics.of("WaitingJobsByTenant")).toEqual([
+      { name: "WaitingJobsByTenant", value: 2, dims: { tenant: "tenant-a" } },
+      { name: "WaitingJobsByTenant", value: 1, dims: { tenant: "tenant-b" } },
+    ]);
   });
 
   it("a provider whose gate cannot be read is reported and skipped; the others are still sampled", async () => {
     const clock = new FakeClock();
     const metrics = new RecordingMetrics();
     const gate = new InMemoryCapacityGate(4);
-    gate.holders = async () => {
+    gate.snapshot = async () => {
       throw new Error("throttled");
     };
     const log = vi.fn();
@@ -391,12 +434,13 @@ describe("reportGauges (the reconciler's tick)", () => {
       gate,
       fallbackQueue: new FakeQueue(queues.fallback),
     });
-    await reportGauges({ providers, metrics, clock, limits: {}, log });
+    await reportGauges({ providers, metrics, clock, perTenant: false, log });
     expect(log).toHaveBeenCalledWith("gauges of a provider not sampled", {
       provider: "modelslab",
       error: "Error: throttled",
     });
-    expect(metrics.records).toEqual([{ name: "SlotsInUse", value: 0, dims: { provider: "self-hosted" } }]);
+    expect(metrics.records.every((r) => r.dims.provider === "self-hosted")).toBe(true);
+    expect(metrics.of("SlotsInUse")).toHaveLength(1);
   });
 });
 
