@@ -177,9 +177,12 @@ async function main(): Promise<number> {
     }
     context[pair.slice(0, at)] = pair.slice(at + 1);
   }
+  // Validated with what the local stack synthesizes its templates with (its model catalog included).
+  const { LOCAL_SELF_HOSTED_MODELS } = await import("../local/template.ts");
+  const localDefaults: Record<string, unknown> = { selfHostedModels: LOCAL_SELF_HOSTED_MODELS };
   let infra: InfraConfig;
   try {
-    infra = loadInfraConfig((key) => context[key], {});
+    infra = loadInfraConfig((key) => context[key] ?? localDefaults[key], {});
   } catch (error) {
     if (error instanceof InfraConfigError) {
       console.error(error.message);
