@@ -7,6 +7,7 @@
  * Every metric is declared once in METRIC_CATALOG with its unit and the dimension sets it is published
  * under: CloudWatch bills each distinct (name, dimensions) pair as a metric, so dimensions stay few
  * (the stage, always; a provider, an outcome, an error code; a tenant only where a setting asks).
+ * Metrics recorded together with the same sets share one EMF line (a success's times and bytes do).
  */
 
 /** The dimensions a metric may carry besides the stage (every metric has that one). */
@@ -56,13 +57,13 @@ export const METRIC_CATALOG = {
   ProviderTime: {
     unit: "Milliseconds",
     kind: "sample",
-    dimensionSets: [["provider"]],
+    dimensionSets: [[], ["provider"]],
     description: "Time at the provider of a succeeded job's last attempt (started to result).",
   },
   StoringTime: {
     unit: "Milliseconds",
     kind: "sample",
-    dimensionSets: [["provider"]],
+    dimensionSets: [[], ["provider"]],
     description: "Time a succeeded job spent storing its outputs (result to succeeded).",
   },
   EndToEndTime: {
@@ -74,7 +75,7 @@ export const METRIC_CATALOG = {
   OutputBytes: {
     unit: "Bytes",
     kind: "sample",
-    dimensionSets: [["provider"]],
+    dimensionSets: [[], ["provider"]],
     description: "Bytes of the outputs a succeeded job stored.",
   },
   FallbackRoutings: {
