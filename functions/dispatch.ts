@@ -8,6 +8,7 @@ import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { S3UrlPresigner } from "../shared/adapters/s3/presigner.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { createLogger } from "../shared/lambda/logger.ts";
+import { createMetrics } from "../shared/lambda/metrics.ts";
 import { lambdaProviders } from "../shared/lambda/providers.ts";
 import { resolveSecret } from "../shared/lambda/secrets.ts";
 import { dispatchSettings } from "../shared/lambda/settings.ts";
@@ -22,12 +23,13 @@ import { type DispatchDeps, dispatchJob } from "../shared/usecases/dispatch-job.
 export async function createHandler(env: Environment) {
   const config = loadConfig(dispatchConfig, env);
   const logger = createLogger(env);
+  const { metrics, middleware: flushMetrics } = createMetrics(config, logger);
   const doc = createDocumentClient({}, env);
   const sqs = createSqsClient({}, env);
   // Only presigned GETs of stored inputs: no S3 client (shared/adapters/s3/presigner.ts).
   const inputs = new S3UrlPresigner(config.INPUTS_BUCKET, {}, env);
   const deps: DispatchDeps = {
-    jobs: lifecycleJobStore({ doc, sqs, env, logger }, config),
+    jobs: lifecycleJobStore({ doc, sqs, env, logger, metrics }, config),
     providers: lambdaProviders({ doc, sqs, logger }, config),
     jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL, queues.jobs),
     resultsQueue: new SqsQueue(sqs, config.RESULTS_QUEUE_URL, queues.results),
@@ -35,12 +37,14 @@ export async function createHandler(env: Environment) {
     settings: dispatchSettings(config, await resolveSecret(config, "CALLBACK_SECRET", "CALLBACK_SECRET_ARN")),
     // The provider fetches our stored inputs through presigned URLs valid for the job's first hours.
     presignInput: (_bucket: string, key: string) => inputs.presignGet(key, config.INPUT_URL_EXPIRY_SECONDS),
+    metrics,
     log: (message: string, data: Record<string, unknown>) => logger.warn(message, data),
   };
 
   return sqsConsumer({
     queue: queues.jobs,
     logger,
+    metrics: flushMetrics,
     handle: async (message) => {
       const outcome = await dispatchJob(deps, message);
       logger.debug("dispatched", { jobId: message.jobId, outcome });

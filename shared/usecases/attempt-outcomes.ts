@@ -18,7 +18,15 @@ import {
 /** What starting an attempt and settling its outcome use (dispatch, finalize and the reconciler all do). */
 export type AttemptDeps = Pick<
   DispatchDeps,
-  "jobs" | "providers" | "jobsQueue" | "resultsQueue" | "clock" | "settings" | "presignInput" | "log"
+  | "jobs"
+  | "providers"
+  | "jobsQueue"
+  | "resultsQueue"
+  | "clock"
+  | "settings"
+  | "presignInput"
+  | "metrics"
+  | "log"
 >;
 
 /**
