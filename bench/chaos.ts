@@ -282,6 +282,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const between = (min: number, max: number) => min + random() * (max - min);
 
   process.env.POWERTOOLS_LOG_LEVEL ??= "SILENT";
+  // The report is printed on stdout: the functions' EMF lines stay off it, as their logs do.
+  process.env.POWERTOOLS_METRICS_DISABLED ??= "true";
   const { REPO_ROOT, startLocalStack } = await import("../local/stack.ts");
   const { ensureTenant } = await import("../local/dev-tenant.ts");
   const { startFaultProxy } = await import("../local/fault-proxy.ts");

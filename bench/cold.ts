@@ -39,6 +39,8 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import type * as z from "zod/mini";
+import { lambdaCatalog } from "../infra/config.ts";
+import { LOCAL_SELF_HOSTED_MODELS } from "../local/template.ts";
 import { AWS_CLIENT_DEFAULTS } from "../shared/adapters/aws-client.ts";
 import { S3_CLIENT_DEFAULTS } from "../shared/adapters/s3/object-store.ts";
 import {
@@ -165,6 +167,8 @@ function dummyFor(key: string): string | undefined {
   }
   if (key.endsWith("_BUCKET")) return "b";
   if (key.endsWith("_URL")) return "https://api.example.com";
+  // The catalog as the stack gives it to its functions (the local one stands for any).
+  if (key === "SELF_HOSTED_MODELS") return lambdaCatalog(LOCAL_SELF_HOSTED_MODELS);
   return undefined;
 }
 

@@ -54,12 +54,19 @@ import {
   installAwsMeter,
   meterLocalFunctions,
 } from "./lib/aws-meter.ts";
+import { LogMeter } from "./lib/log-meter.ts";
 import { runPool } from "./lib/pool.ts";
 import { ms, rate, ratio, table } from "./lib/print.ts";
 import { percentile } from "./lib/stats.ts";
 import { LAMBDA_PLATFORM_LOG_BYTES_PER_INVOCATION, PRICES } from "./prices.ts";
 
 const TARGET_USD_PER_MILLION = 10;
+/**
+ * The business metrics' share of it: their EMF lines are log bytes, ingested at the logs' price. A
+ * change that makes them cost more than this per million jobs (more documents, more dimensions per
+ * job) fails the run.
+ */
+const METRICS_BUDGET_USD_PER_MILLION = 0.5;
 const WARMUP = 20;
 /** The simulator's and the gate's limit when `--provider-limit` is not given: never reached by the pool. */
 const UNCONSTRAINED_LIMIT = 256;
@@ -118,6 +125,8 @@ interface Report {
   idle: { empty_receives_per_second: number };
   target_usd_per_million: number;
   target_met: boolean;
+  metrics_budget_usd_per_million: number;
+  metrics_within_budget: boolean;
   prices_as_of: string;
   notes: string[];
 }
@@ -168,9 +177,12 @@ async function main(): Promise<number> {
     }
     context[pair.slice(0, at)] = pair.slice(at + 1);
   }
+  // Validated with what the local stack synthesizes its templates with (its model catalog included).
+  const { LOCAL_SELF_HOSTED_MODELS } = await import("../local/template.ts");
+  const localDefaults: Record<string, unknown> = { selfHostedModels: LOCAL_SELF_HOSTED_MODELS };
   let infra: InfraConfig;
   try {
-    infra = loadInfraConfig((key) => context[key], {});
+    infra = loadInfraConfig((key) => context[key] ?? localDefaults[key], {});
   } catch (error) {
     if (error instanceof InfraConfigError) {
       console.error(error.message);
@@ -186,14 +198,13 @@ async function main(): Promise<number> {
     unconstrained = await unconstrainedCost(args, context);
   }
 
-  // Logs: the functions log at the level the template sets (INFO); their bytes are counted (CloudWatch
-  // Logs ingestion is part of the cost) and kept off the terminal.
+  // Logs: the functions log at the level the template sets (INFO) and print their metrics' EMF lines;
+  // their bytes are counted (CloudWatch Logs ingestion is part of the cost) and kept off the terminal.
   const realStdout = process.stdout.write.bind(process.stdout);
-  let logBytes = 0;
+  const logs = new LogMeter();
   let countingLogs = false;
-  const swallow = (chunk: unknown): boolean => {
-    if (countingLogs)
-      logBytes += typeof chunk === "string" ? Buffer.byteLength(chunk) : (chunk as Buffer).length;
+  const swallow = (chunk: string | Uint8Array): boolean => {
+    if (countingLogs) logs.add(chunk);
     return true;
   };
   process.stdout.write = swallow as typeof process.stdout.write;
@@ -344,7 +355,7 @@ async function main(): Promise<number> {
     await runJobs([WARMUP]);
     await new Promise((done) => setTimeout(done, 1_500));
     awsMeter.reset();
-    logBytes = 0;
+    logs.reset();
     countingLogs = true;
     const measuredFrom = Date.now();
     const simBefore = simulator.stats();
@@ -487,7 +498,10 @@ async function main(): Promise<number> {
     const apiRequests = lambdas.filter(
       (l) => apiFunctions.has(l.functionId) && !/Authorizer/i.test(l.functionId),
     ).length;
-    const logGb = (logBytes + invocations * LAMBDA_PLATFORM_LOG_BYTES_PER_INVOCATION) / 1024 ** 3;
+    const logGb =
+      (logs.bytes - logs.metricBytes + invocations * LAMBDA_PLATFORM_LOG_BYTES_PER_INVOCATION) / 1024 ** 3;
+    const metricGb = logs.metricBytes / 1024 ** 3;
+    const metricsCost = perJob(metricGb) * 1_000_000 * PRICES.cloudWatchLogs.perGbIngested;
 
     if (args.flags.has("explain")) explainDynamoWrites(dynamo, jobs);
 
@@ -502,6 +516,7 @@ async function main(): Promise<number> {
       dynamodb_writes: tableCost.writes,
       eventbridge: perJob(events) * PRICES.eventBridge.perMillionEvents,
       cloudwatch_logs: perJob(logGb) * M * PRICES.cloudWatchLogs.perGbIngested,
+      cloudwatch_metrics_emf: metricsCost,
     };
     const cost = Object.values(breakdown).reduce((s, v) => s + v, 0);
     // The same units under the other billing mode, for comparison.
@@ -532,7 +547,9 @@ async function main(): Promise<number> {
       eventbridge_events: round(perJob(events)),
       s3_requests: round(perJob(s3.length)),
       s3_output_bytes: round(perJob(s3Bytes), 0),
-      log_bytes: round(perJob(logBytes + invocations * LAMBDA_PLATFORM_LOG_BYTES_PER_INVOCATION), 0),
+      log_bytes: round(perJob(logs.bytes + invocations * LAMBDA_PLATFORM_LOG_BYTES_PER_INVOCATION), 0),
+      metric_log_bytes: round(perJob(logs.metricBytes), 0),
+      metric_documents: round(perJob(logs.metricDocuments), 2),
     };
     for (const [id, f] of perFunction) perJobFigures[`lambda_ms_${id}`] = round(f.ms / f.count, 1);
 
@@ -545,7 +562,7 @@ async function main(): Promise<number> {
           ? `function URLs (${stack.topology.functionUrls.map((u) => u.functionId).join(", ")}) cost only their invocations`
           : "no function URLs"
       }`,
-      `logs: application logs at the template's level plus ${LAMBDA_PLATFORM_LOG_BYTES_PER_INVOCATION} B of START/END/REPORT per invocation`,
+      `logs: application logs at the template's level plus ${LAMBDA_PLATFORM_LOG_BYTES_PER_INVOCATION} B of START/END/REPORT per invocation; cloudwatch_metrics_emf: the business metrics' EMF lines (log bytes at the logs' price; each distinct metric and dimensions is also billed $${PRICES.cloudWatchMetrics.perMetricMonth} a month, whatever the volume)`,
       withFloor
         ? `floor: ${script.length} AWS calls that named one job, replayed per job + one receive/delete per message + provider submit, output download and client webhook POST`
         : "floor: left out (it posts to the provider directly at the pool's concurrency, which a limit or delay would refuse or slow)",
@@ -599,6 +616,8 @@ async function main(): Promise<number> {
       cost_per_million_usd_other_table_billing: round(costOtherBilling),
       context,
       target_met: cost <= TARGET_USD_PER_MILLION,
+      metrics_budget_usd_per_million: METRICS_BUDGET_USD_PER_MILLION,
+      metrics_within_budget: metricsCost <= METRICS_BUDGET_USD_PER_MILLION,
       prices_as_of: PRICES.asOf,
       notes,
     };
@@ -686,7 +705,15 @@ async function main(): Promise<number> {
     say(table(Object.entries(report.storage_breakdown_per_million_usd).map(([k, v]) => [`  ${k}`, `$${v}`])));
     say(`prices: ${PRICES.asOf} (bench/prices.ts); provider and GPU costs not included`);
     for (const note of notes) say(`note: ${note}`);
+    say(
+      `business metrics: $${round(metricsCost, 3)} per million jobs (${perJobFigures.metric_log_bytes} B, ${perJobFigures.metric_documents} EMF lines per job; budget ≤ $${METRICS_BUDGET_USD_PER_MILLION}: ${report.metrics_within_budget ? "MET" : "NOT MET"})`,
+    );
     if (receiverHits === 0) throw new Error("no notification reached the client");
+    if (!report.metrics_within_budget) {
+      throw new Error(
+        `the business metrics cost $${round(metricsCost, 3)} per million jobs, over their budget of $${METRICS_BUDGET_USD_PER_MILLION}`,
+      );
+    }
     if (args.flags.has("json")) say(JSON.stringify(report));
     return 0;
   } finally {

@@ -41,8 +41,14 @@ export const PRICES = {
     perMillionEvents: 1.0,
   },
   cloudWatchLogs: {
-    // https://aws.amazon.com/cloudwatch/pricing/ — logs ingestion (standard): $0.50 per GB.
+    // https://aws.amazon.com/cloudwatch/pricing/ — logs ingestion (standard): $0.50 per GB. EMF lines
+    // (the business metrics) are log bytes too, ingested at this price.
     perGbIngested: 0.5,
+  },
+  cloudWatchMetrics: {
+    // https://aws.amazon.com/cloudwatch/pricing/ — custom metrics: $0.30 per metric-month (first 10,000);
+    // a fixed cost per distinct (name, dimensions) pair, not per job.
+    perMetricMonth: 0.3,
   },
   s3: {
     // https://aws.amazon.com/s3/pricing/ — S3 Standard: PUT, COPY, POST, LIST $0.005 per 1,000;

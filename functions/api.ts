@@ -15,6 +15,7 @@ import { createApi } from "../shared/http/api.ts";
 import type { HttpResponse } from "../shared/http/responses.ts";
 import { httpErrors } from "../shared/lambda/http-errors.ts";
 import { createLogger } from "../shared/lambda/logger.ts";
+import { createMetrics } from "../shared/lambda/metrics.ts";
 import { apiSettings } from "../shared/lambda/settings.ts";
 import { lifecycleJobStore } from "../shared/lambda/wiring.ts";
 import { systemClock } from "../shared/ports/index.ts";
@@ -27,12 +28,13 @@ import { presignedPresenter } from "../shared/usecases/present-job.ts";
 export function createHandler(env: Environment) {
   const config = loadConfig(apiConfig, env);
   const logger = createLogger(env);
+  const { metrics, middleware: flushMetrics } = createMetrics(config, logger);
   const doc = createDocumentClient({}, env);
   const sqs = createSqsClient({}, env);
   const s3 = createS3Client({}, env);
   const tenants = new DynamoTenantStore(doc, config.TABLE_NAME);
   const api = createApi({
-    jobs: lifecycleJobStore({ doc, sqs, env, logger }, config),
+    jobs: lifecycleJobStore({ doc, sqs, env, logger, metrics }, config),
     jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL, queues.jobs),
     clock: systemClock,
     settings: apiSettings(config),
@@ -78,6 +80,7 @@ export function createHandler(env: Environment) {
 
   return middy<APIGatewayProxyEventV2, HttpResponse>()
     .use(injectLambdaContext(logger))
+    .use(flushMetrics)
     .use(httpErrors(logger))
     .handler((event) => api(event));
 }

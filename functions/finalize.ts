@@ -4,6 +4,7 @@ import { createDocumentClient } from "../shared/adapters/dynamo/client.ts";
 import { createS3Client, S3ObjectStore } from "../shared/adapters/s3/object-store.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { createLogger } from "../shared/lambda/logger.ts";
+import { createMetrics } from "../shared/lambda/metrics.ts";
 import { lambdaProviders } from "../shared/lambda/providers.ts";
 import { resolveSecret } from "../shared/lambda/secrets.ts";
 import { finalizeSettings } from "../shared/lambda/settings.ts";
@@ -23,13 +24,14 @@ import { type FinalizeDeps, finalizeResult } from "../shared/usecases/finalize-r
 export async function createHandler(env: Environment) {
   const config = loadConfig(finalizeConfig, env);
   const logger = createLogger(env);
+  const { metrics, middleware: flushMetrics } = createMetrics(config, logger);
   const doc = createDocumentClient({}, env);
   const sqs = createSqsClient({}, env);
   const s3 = createS3Client({}, env);
   const inputs = new S3ObjectStore(s3, config.INPUTS_BUCKET);
   const outputs = new S3ObjectStore(s3, config.OUTPUTS_BUCKET);
   const deps: FinalizeDeps = {
-    jobs: lifecycleJobStore({ doc, sqs, env, logger }, config),
+    jobs: lifecycleJobStore({ doc, sqs, env, logger, metrics }, config),
     // Attempts end here (their slots are released); an `auto` job whose primary attempts keep failing
     // starts on the fallback provider from here.
     providers: lambdaProviders({ doc, sqs, logger }, config),
@@ -41,12 +43,14 @@ export async function createHandler(env: Environment) {
     copyOutput: s3OutputCopier(outputs, config.OUTPUTS_BUCKET, downloadPolicy(config)),
     discardOutputs: s3OutputDiscarder(outputs, logger),
     settings: finalizeSettings(config, await resolveSecret(config, "CALLBACK_SECRET", "CALLBACK_SECRET_ARN")),
+    metrics,
     log: (message: string, data: Record<string, unknown>) => logger.warn(message, data),
   };
 
   return sqsConsumer({
     queue: queues.results,
     logger,
+    metrics: flushMetrics,
     handle: async (message) => {
       const outcome = await finalizeResult(deps, message);
       const { jobId, provider, attempt, source } = message;

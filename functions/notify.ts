@@ -8,6 +8,7 @@ import { SafeWebhookSender } from "../shared/adapters/http/webhook-sender.ts";
 import { S3UrlPresigner } from "../shared/adapters/s3/presigner.ts";
 import { createSqsClient, SqsQueue } from "../shared/adapters/sqs/queue.ts";
 import { createLogger } from "../shared/lambda/logger.ts";
+import { createMetrics } from "../shared/lambda/metrics.ts";
 import { notifySettings } from "../shared/lambda/settings.ts";
 import { sqsConsumer } from "../shared/lambda/sqs-consumer.ts";
 import { downloadPolicy, lifecycleJobStore } from "../shared/lambda/wiring.ts";
@@ -20,12 +21,13 @@ import { handleNotifyMessage, type NotifyDeps } from "../shared/usecases/notify.
 export function createHandler(env: Environment) {
   const config = loadConfig(notifyConfig, env);
   const logger = createLogger(env);
+  const { metrics, middleware: flushMetrics } = createMetrics(config, logger);
   const doc = createDocumentClient({}, env);
   const sqs = createSqsClient({}, env);
   // Only presigned GETs of stored outputs: no S3 client (shared/adapters/s3/presigner.ts).
   const outputs = new S3UrlPresigner(config.OUTPUTS_BUCKET, {}, env);
   const deps: NotifyDeps = {
-    jobs: lifecycleJobStore({ doc, sqs, env, logger }, config),
+    jobs: lifecycleJobStore({ doc, sqs, env, logger, metrics }, config),
     notifications: new DynamoNotificationStore(doc, config.TABLE_NAME),
     tenants: new DynamoTenantStore(doc, config.TABLE_NAME),
     notifyQueue: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL, queues.notifications),
@@ -39,11 +41,13 @@ export function createHandler(env: Environment) {
     clock: systemClock,
     presignOutput: (key) => outputs.presignGet(key, config.OUTPUT_URL_EXPIRY_SECONDS),
     settings: notifySettings(config),
+    metrics,
   };
 
   return sqsConsumer({
     queue: queues.notifications,
     logger,
+    metrics: flushMetrics,
     handle: async (message) => {
       const outcome = await handleNotifyMessage(deps, message);
       logger.info("notification step", { ...message, outcome });

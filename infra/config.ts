@@ -93,6 +93,30 @@ export const infraConfigSchema = z.object({
   tableMaxReadCapacity: z.coerce.number().int().min(1).max(40_000).default(500),
   /** Provisioned billing: the consumed/provisioned percentage autoscaling tracks. */
   tableTargetUtilization: z.coerce.number().int().min(20).max(90).default(TABLE_TARGET_UTILIZATION_DEFAULT),
+  /** The CloudWatch namespace of the business metrics (the functions' METRICS_NAMESPACE). */
+  metricsNamespace: z
+    .string()
+    .regex(/^[A-Za-z0-9._#/-]{1,255}$/, "letters, digits and . _ # / - (max 255), as CloudWatch allows")
+    .refine((value) => !value.startsWith("AWS/"), { message: "AWS/ is reserved for AWS services" })
+    .default(SHARED_DEFAULTS.METRICS_NAMESPACE),
+  /** Per-tenant waiting gauges (one billed metric per tenant that waits); off by default. */
+  metricsTenantGauges: z
+    .union([z.boolean(), z.enum(["true", "false"]).transform((value) => value === "true")])
+    .default(false),
+  /** Alarm: failed over (succeeded + failed) jobs of a 5-minute period, in percent, above this… */
+  alarmFailureRatePercent: z.coerce.number().min(0.1).max(100).default(10),
+  /** …once the period ended at least this many jobs (a single failure of a quiet period is no rate). */
+  alarmFailureRateMinJobs: z.coerce.number().int().min(1).max(1_000_000).default(20),
+  /** Alarm: the longest-waiting job has waited for a provider slot longer than this. */
+  alarmOldestWaitingSeconds: z.coerce.number().int().min(60).max(86_400).default(900),
+  /** Alarm (admission stuck): a provider's slot utilisation stays below this while jobs wait for it… */
+  alarmLowUtilisationPercent: z.coerce.number().int().min(1).max(100).default(50),
+  /** …for this many consecutive minutes. */
+  alarmLowUtilisationMinutes: z.coerce.number().int().min(1).max(60).default(10),
+  /** Alarm: a provider's circuit breaker stays open (or half-open) this many consecutive minutes. */
+  alarmBreakerOpenMinutes: z.coerce.number().int().min(1).max(60).default(5),
+  /** Alarm: at least this many notifications dead-lettered (every delivery try failed) in 5 minutes. */
+  alarmDeadLetteredNotifications: z.coerce.number().int().min(1).max(10_000).default(1),
   /** Where alarm notifications go (an SNS email subscription, confirmed by the recipient); none if unset. */
   alarmEmail: z.email().optional(),
   /** Days after which uploaded control images (inputs) are deleted. */

@@ -33,7 +33,9 @@ import type { ITopic } from "aws-cdk-lib/aws-sns";
 import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import type { Construct } from "constructs";
 import { INDEXES } from "../shared/adapters/dynamo/table-design.ts";
+import { PROVIDER_REGISTRY } from "../shared/providers/registry.ts";
 import { type InfraConfig, isProduction, lambdaCatalog } from "./config.ts";
+import { BusinessMetrics } from "./constructs/business-metrics.ts";
 import {
   bindBucket,
   bindEventBus,
@@ -110,6 +112,8 @@ export class ServiceStack extends ReadableStack {
   readonly callbackBaseUrl: string;
   readonly functions: Record<string, HouseFunction> = {};
   readonly dashboard: OperationsDashboard;
+  /** The business metrics' alarms (failure rate, waiting, admission, breaker, dead letters). */
+  readonly businessMetrics: BusinessMetrics;
   readonly accessLogGroup: LogGroup;
 
   constructor(scope: Construct, id: string, props: ServiceStackProps) {
@@ -162,7 +166,14 @@ export class ServiceStack extends ReadableStack {
         timeout: spec.timeout,
         logRetention: config.logRetentionDays,
         logRemovalPolicy: removalPolicy,
-        environment: { LOG_LEVEL: config.logLevel, POWERTOOLS_SERVICE_NAME: SERVICE_NAME },
+        environment: {
+          LOG_LEVEL: config.logLevel,
+          POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+          // The business metrics (EMF lines in the function's log): one namespace, the stage a dimension.
+          METRICS_NAMESPACE: config.metricsNamespace,
+          STAGE: config.stage,
+          METRICS_TENANT_GAUGES: String(config.metricsTenantGauges),
+        },
       });
       this.functions[spec.id] = fn;
 
@@ -284,6 +295,14 @@ export class ServiceStack extends ReadableStack {
       }
     }
 
+    this.businessMetrics = new BusinessMetrics(this, "BusinessMetrics", {
+      config,
+      providers: Object.values(PROVIDER_REGISTRY).map((module) => ({
+        id: module.id,
+        breaker: module.breakerKey !== null,
+      })),
+      alarmAction,
+    });
     this.dashboard = new OperationsDashboard(this, "Operations", {
       dashboardName: `${SERVICE_NAME}-${config.stage}`,
       httpApi: this.httpApi,
@@ -294,6 +313,7 @@ export class ServiceStack extends ReadableStack {
         ]),
       ),
       functions: this.functions,
+      extraWidgets: this.businessMetrics.widgets(),
     });
 
     new CfnOutput(this, "ApiUrl", { value: this.httpApi.apiEndpoint, description: "The API's base URL" });

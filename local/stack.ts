@@ -238,6 +238,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       MODELSLAB_API_KEY_SECRET_ARN: "",
       CALLBACK_SECRET_ARN: "",
       CALLBACK_SECRET: process.env.CALLBACK_SECRET || randomBytes(32).toString("base64url"),
+      // The business metrics' EMF lines print on stdout, as in Lambda (docs/operations.md): on even when
+      // POWERTOOLS_DEV is set for readable logs (Powertools then turns metrics off), unless asked off.
+      POWERTOOLS_METRICS_DISABLED: process.env.POWERTOOLS_METRICS_DISABLED || "false",
       ...pick(process.env, PASS_THROUGH),
       ...providerEnvironment,
       ...options.environment,

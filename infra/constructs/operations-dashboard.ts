@@ -18,7 +18,7 @@ export interface OperationsDashboardProps {
   /** Work queues and their dead-letter queues, by short name. */
   queues: Record<string, { queue: IQueue; dlq: IQueue }>;
   functions: Record<string, HouseFunction>;
-  /** Extra rows (the GPU fallback adds its own). */
+  /** Extra rows: the business metrics' (jobs, times, slots, routing, deliveries) and the GPU fallback's. */
   extraWidgets?: IWidget[][];
 }
 
@@ -51,7 +51,7 @@ export class OperationsDashboard extends Construct {
     });
     this.dashboard.addWidgets(
       new TextWidget({
-        markdown: `# ${props.dashboardName}\nAPI, queues, dead letters and functions of the ControlNet orchestrator.`,
+        markdown: `# ${props.dashboardName}\nAPI, queues, dead letters and functions of the ControlNet orchestrator; below them, its jobs: outcomes, times, provider slots, routing and webhook deliveries (runbook: docs/operations.md).`,
         width: 24,
         height: 2,
       }),

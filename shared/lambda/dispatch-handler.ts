@@ -8,6 +8,7 @@ import { type DispatchMessage, queues } from "../schemas/messages.ts";
 import type { QueueDefinition } from "../schemas/queue.ts";
 import { type DispatchDeps, dispatchJob } from "../usecases/dispatch-job.ts";
 import { createLogger } from "./logger.ts";
+import { createMetrics } from "./metrics.ts";
 import { lambdaProviders } from "./providers.ts";
 import { resolveSecret } from "./secrets.ts";
 import { dispatchSettings } from "./settings.ts";
@@ -25,12 +26,13 @@ export async function createDispatchHandler<M extends DispatchMessage>(
 ) {
   const config = loadConfig(dispatchConfig, env);
   const logger = createLogger(env);
+  const { metrics, middleware: flushMetrics } = createMetrics(config, logger);
   const doc = createDocumentClient({}, env);
   const sqs = createSqsClient({}, env);
   // Only presigned GETs of stored inputs: no S3 client (shared/adapters/s3/presigner.ts).
   const inputs = new S3UrlPresigner(config.INPUTS_BUCKET, {}, env);
   const deps: DispatchDeps = {
-    jobs: lifecycleJobStore({ doc, sqs, env, logger }, config),
+    jobs: lifecycleJobStore({ doc, sqs, env, logger, metrics }, config),
     providers: lambdaProviders({ doc, sqs, logger }, config),
     jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL, queues.jobs),
     admissionsQueue: new SqsQueue(sqs, config.ADMISSIONS_QUEUE_URL, queues.admissions),
@@ -39,12 +41,14 @@ export async function createDispatchHandler<M extends DispatchMessage>(
     settings: dispatchSettings(config, await resolveSecret(config, "CALLBACK_SECRET", "CALLBACK_SECRET_ARN")),
     // The provider fetches our stored inputs through presigned URLs valid for the job's first hours.
     presignInput: (_bucket: string, key: string) => inputs.presignGet(key, config.INPUT_URL_EXPIRY_SECONDS),
+    metrics,
     log: (message: string, data: Record<string, unknown>) => logger.warn(message, data),
   };
 
   return sqsConsumer({
     queue,
     logger,
+    metrics: flushMetrics,
     handle: async (message) => {
       const outcome = await dispatchJob(deps, message);
       logger.debug("dispatched", { jobId: message.jobId, outcome });

@@ -14,6 +14,8 @@ export interface SqsConsumerOptions<M> {
   logger: Logger;
   /** Handle a batch's records concurrently (the default) or one after another. */
   processInParallel?: boolean;
+  /** Flushes the function's metrics after each batch (`createMetrics`' middleware). */
+  metrics?: middy.MiddlewareObj;
 }
 
 /**
@@ -34,6 +36,7 @@ export function sqsConsumer<M>({
   handle,
   logger,
   processInParallel = true,
+  metrics,
 }: SqsConsumerOptions<M>): middy.MiddyfiedHandler<SQSEvent, SQSBatchResponse> {
   const record = async (record: SQSRecord): Promise<void> => {
     let message: M;
@@ -52,12 +55,12 @@ export function sqsConsumer<M>({
     }
     await handle(message, record);
   };
-  return middy<SQSEvent, SQSBatchResponse>()
-    .use(injectLambdaContext(logger))
-    .handler((event, context) =>
-      processPartialResponse(event, record, new BatchProcessor(EventType.SQS), {
-        context,
-        processInParallel,
-      }),
-    );
+  const handler = middy<SQSEvent, SQSBatchResponse>().use(injectLambdaContext(logger));
+  if (metrics) handler.use(metrics);
+  return handler.handler((event, context) =>
+    processPartialResponse(event, record, new BatchProcessor(EventType.SQS), {
+      context,
+      processInParallel,
+    }),
+  );
 }

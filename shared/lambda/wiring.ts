@@ -12,14 +12,18 @@ import { createEventBridgeClient, EventBridgePublisher } from "../adapters/event
 import { type DownloadPolicy, SafeDownloader } from "../adapters/http/safe-fetch.ts";
 import { SqsQueue } from "../adapters/sqs/queue.ts";
 import { type Clock, type JobStore, type ObjectStore, systemClock } from "../ports/index.ts";
+import type { Metrics } from "../ports/metrics.ts";
 import { queues } from "../schemas/messages.ts";
 import { CopyFailed, copyOutput, discardJobOutputs, jobOutputsFolder } from "../usecases/copy-output.ts";
 import { type OutputCopier, type OutputDiscarder, OutputRefused } from "../usecases/finalize-result.ts";
 import { LifecycleJobStore } from "../usecases/lifecycle.ts";
 
-/** The job store every state-changing function uses: DynamoDB, announcing each change (events + notification outbox). */
+/**
+ * The job store every state-changing function uses: DynamoDB, announcing each change (events +
+ * notification outbox) and measuring it (`metrics`).
+ */
 export function lifecycleJobStore(
-  deps: { doc: DynamoDBDocumentClient; sqs: SQSClient; env: Environment; logger: Logger },
+  deps: { doc: DynamoDBDocumentClient; sqs: SQSClient; env: Environment; logger: Logger; metrics?: Metrics },
   config: {
     TABLE_NAME: string;
     NOTIFICATIONS_QUEUE_URL: string;
@@ -29,8 +33,9 @@ export function lifecycleJobStore(
   },
   clock: Clock = systemClock,
 ): JobStore {
-  const { doc, sqs, env, logger } = deps;
+  const { doc, sqs, env, logger, metrics } = deps;
   return new LifecycleJobStore(new DynamoJobStore(doc, config.TABLE_NAME, { clock }), {
+    ...(metrics && { metrics }),
     notifications: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL, queues.notifications),
     events: new EventBridgePublisher(createEventBridgeClient(env), config.EVENT_BUS_NAME),
     clock,

@@ -14,6 +14,8 @@ export const SHARED_DEFAULTS = {
   MODELSLAB_BASE_URL: "https://modelslab.com/api",
   MODELSLAB_MAX_CONCURRENCY: 5,
   LIFECYCLE_EVENTS: "terminal",
+  /** The CloudWatch namespace of the business metrics (shared/ports/metrics.ts), the alarms' and the dashboard's. */
+  METRICS_NAMESPACE: "ControlNetOrchestrator",
 } as const;
 
 /** An integer in [min, max], `fallback` when unset. */

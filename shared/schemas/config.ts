@@ -36,8 +36,31 @@ const queuedResendConfig = z.object({
   QUEUED_RESEND_AFTER_SECONDS: int(1, 86_400, 300),
 });
 
-/** What every function that changes job states needs: the lifecycle bus and the notification outbox. */
+/**
+ * The business metrics (shared/ports/metrics.ts), written as EMF log lines: one namespace, the stage
+ * as a dimension of every metric.
+ */
+export const metricsConfig = z.object({
+  METRICS_NAMESPACE: z._default(name(), SHARED_DEFAULTS.METRICS_NAMESPACE),
+  /** The deployment's stage (infra sets it); locally `local`. */
+  STAGE: z._default(name(), "local"),
+  /**
+   * Per-tenant waiting gauges (WaitingJobsByTenant): off by default, since CloudWatch bills one
+   * metric per tenant that ever waited.
+   */
+  METRICS_TENANT_GAUGES: z.pipe(
+    z._default(z.enum(["true", "false"]), "false"),
+    z.transform((value: "true" | "false") => value === "true"),
+  ),
+});
+export type MetricsConfig = z.infer<typeof metricsConfig>;
+
+/**
+ * What every function that changes job states needs: the lifecycle bus, the notification outbox and
+ * the metrics its terminal transitions record.
+ */
 export const lifecycleConfig = z.object({
+  ...metricsConfig.shape,
   NOTIFICATIONS_QUEUE_URL: z.url(),
   EVENT_BUS_NAME: name(),
   /** A terminal job whose notify message was lost is re-announced by the reconciler after this. */

@@ -26,6 +26,7 @@ export type AttemptDeps = Pick<
   | "clock"
   | "settings"
   | "presignInput"
+  | "metrics"
   | "log"
 >;
 

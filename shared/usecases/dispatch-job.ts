@@ -3,6 +3,7 @@ import { StaleWriteError } from "../domain/errors.ts";
 import type { Job, JobError } from "../domain/job.ts";
 import type { ProviderId } from "../domain/providers.ts";
 import type { Clock, JobStore, Queue, WaitingEntry } from "../ports/index.ts";
+import type { Metrics } from "../ports/metrics.ts";
 import type { ProviderBinding, Providers } from "../ports/provider.ts";
 import type { AdmissionMessage, DispatchMessage, ResultMessage } from "../schemas/messages.ts";
 import {
@@ -40,6 +41,7 @@ export interface DispatchDeps {
   settings: DispatchSettings;
   /** Presigns a stored input (s3://bucket/key in the request) for the provider to fetch. */
   presignInput?: (bucket: string, key: string) => Promise<string>;
+  metrics?: Metrics;
   log?: (message: string, data: Record<string, unknown>) => void;
 }
 

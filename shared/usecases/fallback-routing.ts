@@ -39,7 +39,10 @@ export async function routeToFallback(
     await releaseUnlessHeld(deps, job, binding);
     throw error;
   }
-  if (outcome !== "ignored") return "fallback";
+  if (outcome !== "ignored") {
+    deps.metrics?.count("FallbackRoutings", { provider: binding.provider.id });
+    return "fallback";
+  }
   // From queued, someone else moved the job first.
   await releaseUnlessHeld(deps, job, binding);
   return "ignored";

@@ -8,6 +8,7 @@ import {
 } from "../domain/job.ts";
 import type { JobPatch } from "../domain/job-change.ts";
 import type { Clock, JobStore, Queue } from "../ports/index.ts";
+import type { Metrics } from "../ports/metrics.ts";
 import type { ProviderOutput, Providers } from "../ports/provider.ts";
 import type { AdmissionMessage, DispatchMessage, ResultMessage } from "../schemas/messages.ts";
 import { releaseAndAdmit } from "./admission.ts";
@@ -37,6 +38,7 @@ export interface FinalizeDeps {
   resultsQueue: Queue<ResultMessage>;
   clock: Clock;
   settings: DispatchSettings & { storingTimeoutSeconds: number };
+  metrics?: Metrics;
   log?: (message: string, data: Record<string, unknown>) => void;
 }
 

@@ -11,7 +11,9 @@ import type {
   ListJobsQuery,
   Queue,
 } from "../ports/index.ts";
+import { type Metrics, noMetrics } from "../ports/metrics.ts";
 import type { NotifyMessage } from "../schemas/messages.ts";
+import { recordTransition } from "./job-metrics.ts";
 
 export interface LifecycleDeps {
   notifications: Queue<NotifyMessage>;
@@ -24,6 +26,8 @@ export interface LifecycleDeps {
    * from the outbox); `none`: nothing (this store publishes only with `all` anyway).
    */
   publish: "terminal" | "all" | "none";
+  /** Job outcomes and times, recorded from each transition written (job-metrics.ts). */
+  metrics?: Metrics;
   log?: (message: string, data: Record<string, unknown>) => void;
 }
 
@@ -32,7 +36,8 @@ export interface LifecycleDeps {
  * `processing`, when the client asked) becomes a notify message, whose notify step publishes the
  * terminal lifecycle event; with `publish: "all"` every other change is published here, after its
  * write. Terminal transitions also set the job's outbox flag (`notifyPending` with a `dueAt`) in
- * the same write, so a crash before the message is sent is repaired by the reconciler.
+ * the same write, so a crash before the message is sent is repaired by the reconciler. Each written
+ * transition is measured (job outcomes and times: job-metrics.ts).
  */
 export class LifecycleJobStore implements JobStore {
   constructor(
@@ -67,6 +72,7 @@ export class LifecycleJobStore implements JobStore {
       ? { notifyPending: true, dueAt: this.deps.clock.now().getTime() + this.deps.notifyGraceSeconds * 1000 }
       : {};
     const next = await this.inner.transition(job, to, { ...patch, ...outbox });
+    recordTransition(this.deps.metrics ?? noMetrics, job, next);
     // Terminal events are published by the notify step from the outbox (at least once).
     if (!isTerminal(to) && this.deps.publish === "all") await this.publish(lifecycleEvent(next));
     if (isTerminal(to) || (to === "processing" && next.notifyProcessing)) await sendJobEvent(this.deps, next);

@@ -14,6 +14,7 @@ import type {
   WebhookSender,
   WebhookSettingsStore,
 } from "../ports/index.ts";
+import type { Metrics } from "../ports/metrics.ts";
 import type { NotificationExhaustedMessage, NotifyMessage } from "../schemas/messages.ts";
 import { presentJob } from "./present-job.ts";
 
@@ -43,6 +44,8 @@ export interface NotifyDeps {
    */
   presignOutput: (key: string) => Promise<string>;
   settings: NotifySettings;
+  /** Delivery outcomes: delivered, retried, gone, dead_lettered. */
+  metrics?: Metrics;
   random?: () => number;
 }
 
@@ -209,6 +212,7 @@ async function deliver(
     throw error;
   }
 
+  deps.metrics?.count("Notifications", { outcome: DELIVERY_OUTCOMES[state] });
   if (state === "pending") {
     await scheduleNextTry(deps, updated, roundStart);
     return "retrying";
@@ -223,6 +227,15 @@ async function deliver(
   }
   return state === "delivered" ? "delivered" : state;
 }
+
+/** A try's outcome as the Notifications metric counts it. */
+const DELIVERY_OUTCOMES: Record<NotificationState, string> = {
+  delivered: "delivered",
+  pending: "retried",
+  gone: "gone",
+  failed: "dead_lettered",
+  no_endpoint: "no_endpoint",
+};
 
 /**
  * The body of one try: the stored payload with each stored output's URL replaced by a presigned URL

@@ -3,6 +3,7 @@ import type { Job } from "../domain/job.ts";
 import { isTerminal } from "../domain/job.ts";
 import { maySlotBeReleased, slotHold } from "../domain/slot-hold.ts";
 import type { Clock, JobStore, Queue } from "../ports/index.ts";
+import type { Metrics } from "../ports/metrics.ts";
 import type { ProviderBinding, Providers } from "../ports/provider.ts";
 import type { AdmissionMessage, DispatchMessage, NotifyMessage, ResultMessage } from "../schemas/messages.ts";
 import { admit, enqueueJob, releaseAndAdmit, waitBoundOf } from "./admission.ts";
@@ -53,6 +54,7 @@ export interface ReconcileDeps {
   /** The notifications queue (terminal jobs whose notification message was lost). */
   notifications?: Queue<NotifyMessage>;
   presignInput?: (bucket: string, key: string) => Promise<string>;
+  metrics?: Metrics;
   log?: (message: string, data: Record<string, unknown>) => void;
 }
 

@@ -89,6 +89,7 @@ export async function submitAttempt(
   const params = deps.presignInput
     ? await providerParams(job.request, deps.presignInput)
     : forwardedRequest(job.request);
+  const submittedAt = deps.clock.now().getTime();
   const result = await provider.submit({
     jobId: job.id,
     tenantId: job.tenantId,
@@ -97,6 +98,9 @@ export async function submitAttempt(
     callbackUrl: provider.capabilities.callback
       ? callbackUrl(settings.callbackBaseUrl, settings.callbackSecret, provider.id, job.id, attempt)
       : null,
+  });
+  deps.metrics?.duration("ProviderSubmitLatency", deps.clock.now().getTime() - submittedAt, {
+    provider: provider.id,
   });
   await recordOutcome(deps, binding, result, probe);
   return applySubmitResult(deps, job, binding, result);

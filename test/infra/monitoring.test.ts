@@ -1,6 +1,7 @@
 import { Match, Template } from "aws-cdk-lib/assertions";
 import { beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../infra/build-app.ts";
+import { InfraConfigError } from "../../infra/config.ts";
 import { FUNCTIONS, QUEUES } from "../../infra/functions.ts";
 import { only, refTarget, resources, TEST_CONTEXT } from "./support.ts";
 
@@ -138,5 +139,136 @@ describe("function alarms and dashboard", () => {
       expect(body, spec.id).toContain(`${spec.id}Dlq`);
     }
     for (const spec of FUNCTIONS) expect(body, spec.id).toContain(`${spec.id}Function`);
+  });
+});
+
+describe("business metrics: namespace, alarms and dashboard", () => {
+  const businessAlarms = (template: Template) =>
+    Object.entries(resources(template, "AWS::CloudWatch::Alarm"))
+      .filter(([id]) => id.startsWith("BusinessMetrics"))
+      .map(([id, alarm]) => ({ ...(alarm.Properties as Record<string, any>), id }) as Record<string, any>);
+  const alarm = (template: Template, name: string) => {
+    const found = businessAlarms(template).find((a) => a.id.startsWith(`BusinessMetrics${name}Alarm`));
+    if (!found) throw new Error(`no ${name} alarm`);
+    return found as Record<string, any>;
+  };
+  /** The metric stats of an alarm on one metric, or of each metric of an alarm on an expression. */
+  const metricsOf = (a: Record<string, any>) =>
+    a.Metrics
+      ? a.Metrics.filter((m: any) => m.MetricStat).map((m: any) => m.MetricStat.Metric)
+      : [{ Namespace: a.Namespace, MetricName: a.MetricName, Dimensions: a.Dimensions }];
+
+  it("gives every function the metrics' namespace and stage, from configuration", () => {
+    const { stacks } = buildApp({
+      skipBundling: true,
+      context: { ...TEST_CONTEXT, metricsNamespace: "Acme/Jobs", stage: "qa" },
+    });
+    const functions = Object.values(resources(Template.fromStack(stacks.service), "AWS::Lambda::Function"));
+    const ours = functions.filter((fn) => JSON.stringify(fn.Properties).includes("POWERTOOLS_SERVICE_NAME"));
+    expect(ours.length).toBe(FUNCTIONS.length);
+    for (const fn of ours) {
+      const { Environment } = fn.Properties as { Environment: { Variables: Record<string, string> } };
+      const variables = Environment.Variables;
+      expect(variables).toMatchObject({
+        METRICS_NAMESPACE: "Acme/Jobs",
+        STAGE: "qa",
+        METRICS_TENANT_GAUGES: "false",
+      });
+    }
+  });
+
+  it("alarms on the failure rate, the oldest waiting job, admission stuck, the breaker and dead-lettered notifications, each with its runbook", () => {
+    const ids = businessAlarms(service).map((a) => a.id.replace(/Alarm([0-9A-F]{8})?$/, ""));
+    expect(ids.sort()).toEqual(
+      [
+        "BusinessMetricsJobFailureRate",
+        "BusinessMetricsOldestWaitingJob",
+        "BusinessMetricsModelslabAdmissionStuck",
+        "BusinessMetricsSelfHostedAdmissionStuck",
+        "BusinessMetricsModelslabBreakerOpen",
+        "BusinessMetricsNotificationsDeadLettered",
+      ].sort(),
+    );
+    for (const a of businessAlarms(service)) {
+      expect(a.AlarmDescription, a.id).toMatch(/Runbook: docs\/operations\.md, "[^"]+"\./);
+      expect(JSON.stringify(a.AlarmActions), a.id).toMatch(/AlarmTopic/);
+      expect(a.TreatMissingData, a.id).toBe("notBreaching");
+      for (const metric of metricsOf(a)) {
+        expect(metric.Namespace, a.id).toBe("ControlNetOrchestrator");
+        expect(metric.Dimensions, a.id).toContainEqual({ Name: "stage", Value: "dev" });
+      }
+    }
+    expect(metricsOf(alarm(service, "ModelslabBreakerOpen"))[0]).toMatchObject({
+      MetricName: "BreakerOpen",
+      Dimensions: expect.arrayContaining([
+        { Name: "stage", Value: "dev" },
+        { Name: "provider", Value: "modelslab" },
+      ]),
+    });
+  });
+
+  it("takes every alarm's threshold from configuration: changing a value changes the synthesized alarm", () => {
+    const synth = (context: Record<string, string>) =>
+      Template.fromStack(
+        buildApp({ skipBundling: true, context: { ...TEST_CONTEXT, ...context } }).stacks.service,
+      );
+    const defaults = service;
+    const tuned = synth({
+      alarmFailureRatePercent: "25",
+      alarmFailureRateMinJobs: "50",
+      alarmOldestWaitingSeconds: "120",
+      alarmLowUtilisationPercent: "30",
+      alarmLowUtilisationMinutes: "15",
+      alarmBreakerOpenMinutes: "3",
+      alarmDeadLetteredNotifications: "5",
+    });
+    const expression = (a: Record<string, any>) =>
+      a.Metrics.find((m: any) => m.Expression)?.Expression as string;
+
+    expect(alarm(defaults, "JobFailureRate").Threshold).toBe(10);
+    expect(alarm(tuned, "JobFailureRate").Threshold).toBe(25);
+    expect(expression(alarm(defaults, "JobFailureRate"))).toContain(">= 20,");
+    expect(expression(alarm(tuned, "JobFailureRate"))).toContain(">= 50,");
+    expect(alarm(defaults, "OldestWaitingJob").Threshold).toBe(900);
+    expect(alarm(tuned, "OldestWaitingJob").Threshold).toBe(120);
+    expect(expression(alarm(defaults, "ModelslabAdmissionStuck"))).toContain("u < 50");
+    expect(expression(alarm(tuned, "ModelslabAdmissionStuck"))).toContain("u < 30");
+    expect(alarm(defaults, "ModelslabAdmissionStuck").EvaluationPeriods).toBe(10);
+    expect(alarm(tuned, "ModelslabAdmissionStuck").EvaluationPeriods).toBe(15);
+    expect(alarm(defaults, "ModelslabBreakerOpen").EvaluationPeriods).toBe(5);
+    expect(alarm(tuned, "ModelslabBreakerOpen").EvaluationPeriods).toBe(3);
+    expect(alarm(defaults, "NotificationsDeadLettered").Threshold).toBe(1);
+    expect(alarm(tuned, "NotificationsDeadLettered").Threshold).toBe(5);
+  });
+
+  it("refuses a namespace CloudWatch would not take", () => {
+    for (const metricsNamespace of ["AWS/Lambda", "has space", "x".repeat(256)]) {
+      const build = () => buildApp({ skipBundling: true, context: { ...TEST_CONTEXT, metricsNamespace } });
+      expect(build, metricsNamespace).toThrow(InfraConfigError);
+    }
+  });
+
+  it("shows the business metrics on the operations dashboard beside what it had", () => {
+    const [, dashboard] = only(resources(service, "AWS::CloudWatch::Dashboard"), "dashboard");
+    const body = JSON.stringify(dashboard.Properties?.DashboardBody);
+    expect(body).toContain("ControlNetOrchestrator");
+    for (const name of [
+      "Jobs",
+      "EndToEndTime",
+      "ProviderSubmitLatency",
+      "SlotWait",
+      "ProviderTime",
+      "StoringTime",
+      "SlotUtilisation",
+      "WaitingJobs",
+      "OldestWaitingAge",
+      "BreakerOpen",
+      "FallbackRoutings",
+      "Notifications",
+      "OutputBytes",
+    ]) {
+      expect(body, name).toContain(`\\"${name}\\"`);
+    }
+    expect(body).toContain("ApproximateAgeOfOldestMessage"); // what it had stays
   });
 });

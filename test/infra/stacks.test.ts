@@ -274,11 +274,12 @@ describe("ServiceStack: functions", () => {
 describe("ServiceStack: queue subscriptions and schedule", () => {
   it("subscribes dispatch to the jobs queue, admit to the admissions queue and finalize to the results queue with partial batch responses", () => {
     const expected = [
-      { fn: "DispatchFunction", queue: "JobsQueue", concurrency: { MaximumConcurrency: 2 } },
-      { fn: "AdmitFunction", queue: "AdmissionsQueue", concurrency: { MaximumConcurrency: 2 } },
-      { fn: "FinalizeFunction", queue: "ResultsQueue", concurrency: Match.absent() },
+      // No batching window on the admission path: a freed slot's next job must not wait for a batch.
+      { fn: "DispatchFunction", queue: "JobsQueue", concurrency: { MaximumConcurrency: 2 }, window: 0 },
+      { fn: "AdmitFunction", queue: "AdmissionsQueue", concurrency: { MaximumConcurrency: 2 }, window: 0 },
+      { fn: "FinalizeFunction", queue: "ResultsQueue", concurrency: Match.absent(), window: 0 },
     ];
-    for (const { fn, queue, concurrency } of expected) {
+    for (const { fn, queue, concurrency, window } of expected) {
       const [, mapping] = only(
         service.findResources("AWS::Lambda::EventSourceMapping", {
           Properties: { FunctionName: { Ref: fn } },
@@ -289,7 +290,7 @@ describe("ServiceStack: queue subscriptions and schedule", () => {
       service.hasResourceProperties("AWS::Lambda::EventSourceMapping", {
         FunctionName: { Ref: fn },
         BatchSize: 10,
-        MaximumBatchingWindowInSeconds: 0,
+        MaximumBatchingWindowInSeconds: window,
         FunctionResponseTypes: ["ReportBatchItemFailures"],
         ScalingConfig: concurrency,
       });

@@ -25,6 +25,8 @@ export async function startTestStack(
   options: LocalStackOptions = {},
 ): Promise<{ stack: LocalStack; clients: TestClient[] }> {
   process.env.POWERTOOLS_LOG_LEVEL ??= "SILENT";
+  // Quiet as the logs: test/e2e/metrics.test.ts turns the EMF lines on to read them.
+  process.env.POWERTOOLS_METRICS_DISABLED ??= "true";
   // On moto (`npm run test:moto`) every test file's stack shares the one emulator, under its own names.
   const shared = sharedEmulatorEndpoint();
   const stack = await startLocalStack({
