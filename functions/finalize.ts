@@ -37,6 +37,7 @@ export async function createHandler(env: Environment) {
     providers: lambdaProviders({ doc, sqs, logger }, config),
     presignInput: (_bucket: string, key: string) => inputs.presignGet(key, config.INPUT_URL_EXPIRY_SECONDS),
     jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL, queues.jobs),
+    admissionsQueue: new SqsQueue(sqs, config.ADMISSIONS_QUEUE_URL, queues.admissions),
     resultsQueue: new SqsQueue(sqs, config.RESULTS_QUEUE_URL, queues.results),
     clock: systemClock,
     copyOutput: s3OutputCopier(outputs, config.OUTPUTS_BUCKET, downloadPolicy(config)),

@@ -37,6 +37,7 @@ export async function createHandler(env: Environment) {
     jobs: lifecycleJobStore({ doc, sqs, env, logger, metrics }, config),
     notifications: new SqsQueue(sqs, config.NOTIFICATIONS_QUEUE_URL, queues.notifications),
     jobsQueue: new SqsQueue(sqs, config.JOBS_QUEUE_URL, queues.jobs),
+    admissionsQueue: new SqsQueue(sqs, config.ADMISSIONS_QUEUE_URL, queues.admissions),
     resultsQueue: new SqsQueue(sqs, config.RESULTS_QUEUE_URL, queues.results),
     presignInput: (_bucket: string, key: string) => inputs.presignGet(key, config.INPUT_URL_EXPIRY_SECONDS),
     providers,

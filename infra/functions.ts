@@ -11,7 +11,7 @@ import { ROUTES, type RouteDeclaration, routeKey } from "../shared/http/routes.t
  */
 
 /** The queues of the stateful stack, by short name. */
-export type QueueName = "jobs" | "results" | "notifications" | "fallback";
+export type QueueName = "jobs" | "admissions" | "results" | "notifications" | "fallback";
 
 export interface QueueSpec {
   /** Construct id: logical ids `<id>Queue`, `<id>Dlq`, `<id>DlqAlarm`, `<id>AgeAlarm`. */
@@ -31,6 +31,8 @@ export interface QueueSpec {
 export const QUEUES: Readonly<Record<QueueName, QueueSpec>> = {
   // Dispatch delays messages while the provider is at capacity, so some age is normal.
   jobs: { id: "Jobs", urlVariable: "JOBS_QUEUE_URL", maxMessageAge: Duration.minutes(15) },
+  // An admitted job holds a slot until its message is consumed: any age here is paid capacity left idle.
+  admissions: { id: "Admissions", urlVariable: "ADMISSIONS_QUEUE_URL", maxMessageAge: Duration.minutes(5) },
   results: { id: "Results", urlVariable: "RESULTS_QUEUE_URL", maxMessageAge: Duration.minutes(10) },
   // Client webhooks retry with backoff (delayed messages), so a notification may wait a while.
   notifications: {
@@ -159,6 +161,15 @@ export interface FunctionSpec {
   provider?: ProviderNeeds;
 }
 
+/** What dispatch sends, on either of its queues. */
+const DISPATCH_QUEUES: FunctionSpec["queues"] = {
+  jobs: ["send"],
+  admissions: ["send"],
+  results: ["send"],
+  notifications: ["send"],
+  fallback: ["send"],
+};
+
 export const FUNCTIONS: readonly FunctionSpec[] = [
   {
     id: "Api",
@@ -193,8 +204,14 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     table: "readWrite",
     // jobs: resend stuck queued jobs; results: what a provider fetch found (one ingestion path);
     // notifications: terminal jobs whose notify message was lost.
-    // fallback: re-sends a worker message whose send was lost.
-    queues: { jobs: ["send"], results: ["send"], notifications: ["send"], fallback: ["send"] },
+    // fallback: re-sends a worker message whose send was lost; admissions: the safety net's admissions.
+    queues: {
+      jobs: ["send"],
+      admissions: ["send"],
+      results: ["send"],
+      notifications: ["send"],
+      fallback: ["send"],
+    },
     // inputs: stored control images become presigned GETs in a re-sent worker message.
     buckets: { inputs: "read" },
     events: true,
@@ -208,15 +225,36 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     // The provider's POST can take 90 s.
     timeout: Duration.seconds(120),
     table: "readWrite",
-    // Jobs waiting for capacity wait in the waiting list; the sends are admissions, retries and the fallback.
+    // Jobs waiting for capacity wait in the waiting list; the sends are retries, admissions of the slots
+    // it releases, and the fallback's.
     // fallback: self-hosted jobs, and `auto` jobs the provider cannot take (breaker open, no capacity in time).
-    queues: { jobs: ["send"], results: ["send"], notifications: ["send"], fallback: ["send"] },
+    queues: DISPATCH_QUEUES,
     // inputs: the control image the provider (or worker) is given (a presigned GET).
     buckets: { inputs: "read" },
     events: true,
-    // No batching window: under a backlog an admission's message comes alone, and its provider slot is
-    // held (idle) until dispatch starts the job; a window would add its length to every slot turnover.
     consumes: { queue: "jobs", batchSize: 10, maxBatchingWindow: Duration.seconds(0), maxConcurrency: 2 },
+    provider: { settings: true, apiKey: true, callbackSecret: true },
+  },
+  {
+    // Dispatch's use case on the admissions queue: a job admitted on a freed slot starts without waiting
+    // behind the jobs queue's backlog (its slot would sit idle meanwhile).
+    id: "Admit",
+    entry: "functions/admit.ts",
+    memoryMb: 512,
+    // The provider's POST can take 90 s.
+    timeout: Duration.seconds(120),
+    table: "readWrite",
+    queues: DISPATCH_QUEUES,
+    buckets: { inputs: "read" },
+    events: true,
+    // No batching window: an admission's message comes alone, and its slot is held (idle) until it is
+    // consumed; a window would add its length to every slot turnover.
+    consumes: {
+      queue: "admissions",
+      batchSize: 10,
+      maxBatchingWindow: Duration.seconds(0),
+      maxConcurrency: 2,
+    },
     provider: { settings: true, apiKey: true, callbackSecret: true },
   },
   {
@@ -237,8 +275,14 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     table: "readWrite",
     // jobs: a failed attempt goes back to dispatch for a retry; fallback: an `auto` job whose provider
     // attempts failed too often goes to the self-hosted workers; results: a fallback provider's
-    // immediate answer (one ingestion path).
-    queues: { jobs: ["send"], results: ["send"], notifications: ["send"], fallback: ["send"] },
+    // immediate answer (one ingestion path); admissions: the next job on each slot it releases.
+    queues: {
+      jobs: ["send"],
+      admissions: ["send"],
+      results: ["send"],
+      notifications: ["send"],
+      fallback: ["send"],
+    },
     // Streams the provider's images into the outputs bucket (and reads them back to check; the worker's
     // outputs are read back from it); inputs: presigned GETs in a worker message.
     buckets: { outputs: "readWrite", inputs: "read" },

@@ -28,6 +28,8 @@ export { SHARED_DEFAULTS };
 
 export const tableConfig = z.object({ TABLE_NAME: name() });
 export const jobsQueueConfig = z.object({ JOBS_QUEUE_URL: z.url() });
+/** Every function that releases a provider slot admits the next job through this queue. */
+export const admissionsQueueConfig = z.object({ ADMISSIONS_QUEUE_URL: z.url() });
 /** Read by the API (a new job's first check) and by every function that puts a job back in the queue. */
 const queuedResendConfig = z.object({
   /** A queued job not picked up within this time gets its queue message sent again by the reconciler. */
@@ -197,6 +199,7 @@ export const dispatchConfig = z.object({
   ...lifecycleConfig.shape,
   INPUTS_BUCKET: name(),
   ...jobsQueueConfig.shape,
+  ...admissionsQueueConfig.shape,
   ...resultsQueueConfig.shape,
   ...providerSettingsConfig.shape,
   ...callbackSecretConfig.shape,
@@ -210,6 +213,7 @@ export const finalizeConfig = z.object({
   OUTPUTS_BUCKET: name(),
   INPUTS_BUCKET: name(),
   ...jobsQueueConfig.shape,
+  ...admissionsQueueConfig.shape,
   ...resultsQueueConfig.shape,
   ...providerSettingsConfig.shape,
   ...callbackSecretConfig.shape,

@@ -26,6 +26,16 @@ export const dispatchMessageSchema = z.object({
 });
 export type DispatchMessage = z.infer<typeof dispatchMessageSchema>;
 
+/**
+ * Admissions queue: a job admitted on a slot taken on its behalf. A queue of its own, so that a freed
+ * slot's next job never waits behind the jobs queue's backlog of first looks (the slot would sit idle).
+ */
+export const admissionMessageSchema = z.object({
+  jobId: jobId(),
+  admittedBy: z.enum(PROVIDER_IDS),
+});
+export type AdmissionMessage = z.infer<typeof admissionMessageSchema>;
+
 const providerOutputSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("url"), url: z.string().check(z.maxLength(OUTPUT_LIMITS.urlChars)) }),
   z.object({ kind: z.literal("base64"), data: z.string().check(z.maxLength(OUTPUT_LIMITS.inlineChars)) }),
@@ -140,6 +150,7 @@ export const workerJobEnvelope = <R extends z.ZodMiniType>(request: R) =>
  */
 export const queues = {
   jobs: defineQueue("jobs", dispatchMessageSchema),
+  admissions: defineQueue("admissions", admissionMessageSchema),
   results: defineQueue("results", resultMessageSchema),
   notifications: defineQueue("notifications", notifyMessageSchema),
   /** Notifications whose deliveries are exhausted; no consumer (operators read it). */

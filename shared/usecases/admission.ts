@@ -10,7 +10,7 @@ import { StaleWriteError } from "../domain/errors.ts";
 import type { Job } from "../domain/job.ts";
 import type { Clock, GateSnapshot, JobStore, Lane, Queue, WaitingEntry } from "../ports/index.ts";
 import type { ProviderBinding } from "../ports/provider.ts";
-import type { DispatchMessage } from "../schemas/messages.ts";
+import type { AdmissionMessage } from "../schemas/messages.ts";
 
 /**
  * Admission: a job that finds its provider's gate full waits in the provider's waiting list (no
@@ -19,7 +19,8 @@ import type { DispatchMessage } from "../schemas/messages.ts";
  */
 export interface AdmissionDeps {
   jobs: JobStore;
-  jobsQueue: Queue<DispatchMessage>;
+  /** Where an admitted job's message goes: apart from the jobs queue, whose backlog it must not wait behind. */
+  admissionsQueue: Queue<AdmissionMessage>;
   clock: Clock;
   log?: (message: string, data: Record<string, unknown>) => void;
 }
@@ -112,9 +113,13 @@ const laneKey = (lane: Pick<LaneView, "tenant" | "key">) => `${lane.tenant}#${la
 
 /**
  * One admission per free slot, at most `limit` in one call: the next lane by fair share
- * (`admissionOrder`) whose head is found; its entry deleted (conditional: whoever deletes it owns
- * the admission); the slot taken on the job's behalf (holder keyed by its job id, with its tenant and
- * key); then the job's dispatch message, which starts it without asking the gate again.
+ * (`admissionOrder`) whose head is found; the slot taken on the job's behalf (holder keyed by its job
+ * id, with its tenant and key); its entry deleted (conditional: whoever deletes it owns the
+ * admission); then the job's admission message, which starts it without asking the gate again.
+ *
+ * The slot comes before the delete so that no crash leaves a job neither waiting nor holding a slot:
+ * a crash after the acquire leaves a queued job holding a slot, which the reconciler sends again
+ * (`SLOT_GRACE_SECONDS`), its entry removed first; a crash before it leaves the entry in place.
  */
 async function admitWhileFree(
   deps: AdmissionDeps,
@@ -131,21 +136,35 @@ async function admitWhileFree(
   for (let round = 0; free > 0 && round < snapshot.limit * 2; round++) {
     const next = await nextEntry(deps, binding, holders, lanes, empty);
     if (!next) break;
-    if (!(await waiting.remove(next))) continue; // another admitter took it
     const now = deps.clock.now();
     const owner = { tenant: next.tenant, key: next.key };
-    if (!(await gate.tryAcquire(next.jobId, now, owner))) {
-      // A dispatcher took the slot meanwhile: the job keeps its place for the next release.
-      await waiting.restore(next);
-      break;
+    // A dispatcher took the last slot meanwhile: the job keeps its place for the next release.
+    if (!(await gate.tryAcquire(next.jobId, now, owner))) break;
+    if (!(await waiting.remove(next))) {
+      // Another admitter took it (the slot, keyed by job id, is the same one: its message starts the
+      // job), or the job left the list (cancelled, overflowed): then the slot is nobody's.
+      await releaseUnlessAdmitted(deps, binding, next.jobId);
+      continue;
     }
-    const message: DispatchMessage = { jobId: next.jobId, admittedBy: binding.provider.id };
-    await deps.jobsQueue.send(message);
+    await deps.admissionsQueue.send({ jobId: next.jobId, admittedBy: binding.provider.id });
     holders.push({ jobId: next.jobId, acquiredAt: now.getTime(), ...owner });
     free--;
     admitted++;
   }
   return admitted;
+}
+
+/**
+ * After a lost race for `jobId`'s entry: its slot stays when the job is still queued (admitted by
+ * the winner, whose message is on its way) or processing on this provider (started on it); otherwise
+ * it goes back. Should the winner's message be lost, the reconciler's grace rule covers the slot.
+ */
+async function releaseUnlessAdmitted(deps: AdmissionDeps, binding: ProviderBinding, jobId: string) {
+  const job = await deps.jobs.get(jobId);
+  const kept =
+    job?.status === "queued" ||
+    (job?.status === "processing" && job.attempts.at(-1)?.provider === binding.provider.id);
+  if (!kept) await binding.gate.release(jobId, deps.clock.now());
 }
 
 /** The head of the first non-empty lane in fair-share order; lanes found empty (and idle) are dropped. */

@@ -21,6 +21,7 @@ export type AttemptDeps = Pick<
   | "jobs"
   | "providers"
   | "jobsQueue"
+  | "admissionsQueue"
   | "resultsQueue"
   | "clock"
   | "settings"

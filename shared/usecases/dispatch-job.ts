@@ -5,7 +5,7 @@ import type { ProviderId } from "../domain/providers.ts";
 import type { Clock, JobStore, Queue, WaitingEntry } from "../ports/index.ts";
 import type { Metrics } from "../ports/metrics.ts";
 import type { ProviderBinding, Providers } from "../ports/provider.ts";
-import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
+import type { AdmissionMessage, DispatchMessage, ResultMessage } from "../schemas/messages.ts";
 import {
   enqueueJob,
   MAX_LANES,
@@ -35,6 +35,7 @@ export interface DispatchDeps {
   /** Every provider of the deployment with its gate and breaker, and how `auto` jobs are routed. */
   providers: Providers;
   jobsQueue: Queue<DispatchMessage>;
+  admissionsQueue: Queue<AdmissionMessage>;
   resultsQueue: Queue<ResultMessage>;
   clock: Clock;
   settings: DispatchSettings;

@@ -10,7 +10,7 @@ import type { JobPatch } from "../domain/job-change.ts";
 import type { Clock, JobStore, Queue } from "../ports/index.ts";
 import type { Metrics } from "../ports/metrics.ts";
 import type { ProviderOutput, Providers } from "../ports/provider.ts";
-import type { DispatchMessage, ResultMessage } from "../schemas/messages.ts";
+import type { AdmissionMessage, DispatchMessage, ResultMessage } from "../schemas/messages.ts";
 import { releaseAndAdmit } from "./admission.ts";
 import { endAttemptAfterRejection } from "./attempt-outcomes.ts";
 import type { DispatchSettings } from "./dispatch-job.ts";
@@ -33,6 +33,7 @@ export interface FinalizeDeps {
   /** Empties a job's outputs folder: called whenever a job that did not succeed may have objects there. */
   discardOutputs?: OutputDiscarder;
   jobsQueue: Queue<DispatchMessage>;
+  admissionsQueue: Queue<AdmissionMessage>;
   /** A fallback provider that answers at once puts its result here. */
   resultsQueue: Queue<ResultMessage>;
   clock: Clock;

@@ -5,7 +5,7 @@ import { maySlotBeReleased, slotHold } from "../domain/slot-hold.ts";
 import type { Clock, JobStore, Queue } from "../ports/index.ts";
 import type { Metrics } from "../ports/metrics.ts";
 import type { ProviderBinding, Providers } from "../ports/provider.ts";
-import type { DispatchMessage, NotifyMessage, ResultMessage } from "../schemas/messages.ts";
+import type { AdmissionMessage, DispatchMessage, NotifyMessage, ResultMessage } from "../schemas/messages.ts";
 import { admit, enqueueJob, releaseAndAdmit, waitBoundOf } from "./admission.ts";
 import type { DispatchSettings } from "./dispatch-job.ts";
 import { sendJobEvent } from "./lifecycle.ts";
@@ -43,6 +43,7 @@ export interface ReconcileSettings {
 export interface ReconcileDeps {
   jobs: JobStore;
   jobsQueue: Queue<DispatchMessage>;
+  admissionsQueue: Queue<AdmissionMessage>;
   clock: Clock;
   settings: ReconcileSettings;
   /** The providers (polled, submitted to again) with their gates (slots healed); present once configured. */
@@ -319,10 +320,13 @@ async function releaseSlots(deps: ReconcileDeps, binding: ProviderBinding, now: 
     if (now.getTime() - acquiredAt < deps.settings.slotGraceSeconds * 1000) continue;
     const job = await deps.jobs.get(jobId);
     if (job?.status === "queued") {
-      // Admitted on its behalf and not started yet: its dispatch message may have been lost. Sent
-      // again; past twice the grace, the slot goes to the next job and this one waits again.
+      // Admitted on its behalf and not started yet: its admission message may have been lost, or the
+      // admitter stopped between the acquire and its entry's delete. The entry goes (no second
+      // admission of a job that has its slot), the message is sent again; past twice the grace, the
+      // slot goes to the next job and this one waits again.
       if (now.getTime() - acquiredAt < 2 * deps.settings.slotGraceSeconds * 1000) {
-        await deps.jobsQueue.send({ jobId, admittedBy: binding.provider.id });
+        if (job.waiting?.provider === binding.provider.id) await binding.waiting.remove(job.waiting);
+        await deps.admissionsQueue.send({ jobId, admittedBy: binding.provider.id });
         continue;
       }
       await releaseAndAdmit(deps, binding, jobId);

@@ -68,6 +68,8 @@ describe("StatefulStack: table", () => {
       [
         "JobsDlq",
         "JobsQueue",
+        "AdmissionsDlq",
+        "AdmissionsQueue",
         "ResultsDlq",
         "ResultsQueue",
         "NotificationsDlq",
@@ -199,9 +201,18 @@ describe("ServiceStack: functions", () => {
     expect(Object.keys(env("Reconcile"))).toEqual(
       expect.arrayContaining([...common, "JOBS_QUEUE_URL", "RESULTS_QUEUE_URL", ...provider]),
     );
-    expect(Object.keys(env("Dispatch"))).toEqual(
-      expect.arrayContaining([...common, "JOBS_QUEUE_URL", "RESULTS_QUEUE_URL", ...provider]),
-    );
+    // Every function that releases a provider slot sends the next job's admission.
+    for (const id of ["Dispatch", "Admit"]) {
+      expect(Object.keys(env(id))).toEqual(
+        expect.arrayContaining([
+          ...common,
+          "JOBS_QUEUE_URL",
+          "ADMISSIONS_QUEUE_URL",
+          "RESULTS_QUEUE_URL",
+          ...provider,
+        ]),
+      );
+    }
     expect(Object.keys(env("Callback"))).toEqual(
       expect.arrayContaining(["LOG_LEVEL", "RESULTS_QUEUE_URL", "CALLBACK_SECRET_ARN"]),
     );
@@ -211,6 +222,7 @@ describe("ServiceStack: functions", () => {
       expect.arrayContaining([
         ...common,
         "JOBS_QUEUE_URL",
+        "ADMISSIONS_QUEUE_URL",
         "RESULTS_QUEUE_URL",
         "FALLBACK_QUEUE_URL",
         "MODELSLAB_BASE_URL",
@@ -260,10 +272,11 @@ describe("ServiceStack: functions", () => {
 });
 
 describe("ServiceStack: queue subscriptions and schedule", () => {
-  it("subscribes dispatch to the jobs queue and finalize to the results queue with partial batch responses", () => {
+  it("subscribes dispatch to the jobs queue, admit to the admissions queue and finalize to the results queue with partial batch responses", () => {
     const expected = [
       // No batching window on the admission path: a freed slot's next job must not wait for a batch.
       { fn: "DispatchFunction", queue: "JobsQueue", concurrency: { MaximumConcurrency: 2 }, window: 0 },
+      { fn: "AdmitFunction", queue: "AdmissionsQueue", concurrency: { MaximumConcurrency: 2 }, window: 0 },
       { fn: "FinalizeFunction", queue: "ResultsQueue", concurrency: Match.absent(), window: 0 },
     ];
     for (const { fn, queue, concurrency, window } of expected) {

@@ -112,6 +112,12 @@ const examples: Record<keyof typeof queues, Example<unknown>> = {
     invalid: { jobId: JOB, admittedBy: "elsewhere" as "modelslab" },
     problem: "admittedBy: Invalid option",
   }),
+  admissions: example({
+    definition: queues.admissions,
+    valid: withExtra<MessageOf<typeof queues.admissions>>({ jobId: JOB, admittedBy: "self-hosted" }),
+    invalid: { jobId: JOB } as MessageOf<typeof queues.admissions>,
+    problem: "admittedBy: Invalid option",
+  }),
   results: example({
     definition: queues.results,
     valid: withExtra<MessageOf<typeof queues.results>>({

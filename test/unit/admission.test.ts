@@ -2,10 +2,16 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { newJobId } from "../../shared/domain/ids.ts";
 import type { Job } from "../../shared/domain/job.ts";
 import type { ProviderBinding } from "../../shared/ports/provider.ts";
-import { type DispatchMessage, queues, type ResultMessage } from "../../shared/schemas/messages.ts";
+import {
+  type AdmissionMessage,
+  type DispatchMessage,
+  queues,
+  type ResultMessage,
+} from "../../shared/schemas/messages.ts";
 import { admit, queuePosition, releaseAndAdmit } from "../../shared/usecases/admission.ts";
 import { cancelJob } from "../../shared/usecases/cancel-job.ts";
 import { type DispatchDeps, dispatchJob } from "../../shared/usecases/dispatch-job.ts";
+import { reconcile } from "../../shared/usecases/reconcile.ts";
 import {
   buildJob,
   FakeClock,
@@ -16,7 +22,7 @@ import {
   InMemoryJobStore,
   InMemoryWaitingList,
 } from "../support/fakes.ts";
-import { testDispatchSettings } from "../support/settings.ts";
+import { testDispatchSettings, testReconcileSettings } from "../support/settings.ts";
 
 /**
  * Admission with the fakes: jobs that find the gate full wait in the list; each release admits the
@@ -29,6 +35,7 @@ describe("admission", () => {
   let waiting: InMemoryWaitingList;
   let provider: FakeProvider;
   let jobsQueue: FakeQueue<DispatchMessage>;
+  let admissionsQueue: FakeQueue<AdmissionMessage>;
   let deps: DispatchDeps;
   let binding: ProviderBinding;
 
@@ -39,10 +46,12 @@ describe("admission", () => {
     waiting = new InMemoryWaitingList();
     provider = new FakeProvider();
     jobsQueue = new FakeQueue(queues.jobs);
+    admissionsQueue = new FakeQueue(queues.admissions);
     deps = {
       jobs,
       providers: fakeProviders({ provider, gate, waiting }),
       jobsQueue,
+      admissionsQueue,
       resultsQueue: new FakeQueue<ResultMessage>(queues.results),
       clock,
       settings: testDispatchSettings(),
@@ -59,9 +68,9 @@ describe("admission", () => {
     return job;
   };
   const stored = (id: string) => jobs.jobs.get(id) as Job;
-  /** Delivers every message admission sent (the jobs queue), as the dispatch consumer would. */
+  /** Delivers every message admission sent (the admissions queue), as its consumer would. */
   const deliverAdmissions = async () => {
-    const sent = jobsQueue.sent.splice(0);
+    const sent = admissionsQueue.sent.splice(0);
     for (const { message } of sent) await dispatchJob(deps, message);
   };
   const running = () => [...jobs.jobs.values()].filter((j) => j.status === "processing");
@@ -71,13 +80,13 @@ describe("admission", () => {
     for (const job of [a, b, c]) await dispatchJob(deps, { jobId: job.id });
     expect(running().map((j) => j.id)).toEqual([a.id, b.id]);
     expect(waiting.waitingJobIds()).toEqual([c.id]);
-    expect(jobsQueue.sent).toEqual([]);
+    expect(admissionsQueue.sent).toEqual([]);
 
     expect(await releaseAndAdmit(deps, binding, a.id)).toBe(1);
     expect(waiting.waitingJobIds()).toEqual([]);
     expect(Object.keys(await gate.holders()).sort()).toEqual([b.id, c.id].sort());
     expect(gate.owners.get(c.id)).toEqual({ tenant: c.tenantId, key: "-" });
-    expect(jobsQueue.sent.map((s) => s.message)).toEqual([{ jobId: c.id, admittedBy: "modelslab" }]);
+    expect(admissionsQueue.sent.map((s) => s.message)).toEqual([{ jobId: c.id, admittedBy: "modelslab" }]);
     await deliverAdmissions();
     expect(stored(c.id).status).toBe("processing");
   });
@@ -111,7 +120,7 @@ describe("admission", () => {
     // A release lost its admission (a crash between the two): the slot is free, c still waits.
     await gate.release(a.id);
     expect(await admit(deps, binding)).toBe(1);
-    expect(jobsQueue.sent.map((s) => s.message)).toEqual([{ jobId: c.id, admittedBy: "modelslab" }]);
+    expect(admissionsQueue.sent.map((s) => s.message)).toEqual([{ jobId: c.id, admittedBy: "modelslab" }]);
   });
 
   it("shows a waiting job's position and estimated start from the measured turnover", async () => {
@@ -155,7 +164,7 @@ describe("admission", () => {
     expect(cancelled.waiting).toBeUndefined();
     expect(waiting.waitingJobIds()).toEqual([d.id]);
     await releaseAndAdmit(deps, binding, a.id);
-    expect(jobsQueue.sent.map((s) => s.message)).toEqual([{ jobId: d.id, admittedBy: "modelslab" }]);
+    expect(admissionsQueue.sent.map((s) => s.message)).toEqual([{ jobId: d.id, admittedBy: "modelslab" }]);
   });
 
   it("priority orders jobs within one concurrency key", async () => {
@@ -166,6 +175,84 @@ describe("admission", () => {
     const high = await submit({ priority: "high" });
     for (const job of [low, high]) await dispatchJob(deps, { jobId: job.id });
     await releaseAndAdmit(deps, binding, holder.id);
-    expect(jobsQueue.sent.map((s) => s.message.jobId)).toEqual([high.id]);
+    expect(admissionsQueue.sent.map((s) => s.message.jobId)).toEqual([high.id]);
+  });
+
+  describe("a crash in the middle of an admission", () => {
+    /** Makes the next call of `object[method]` throw, as a function stopped at that step would. */
+    const crashAt = <T extends object>(object: T, method: keyof T & string) => {
+      const original = object[method] as (...args: unknown[]) => Promise<unknown>;
+      Object.assign(object, {
+        [method]: async () => {
+          Object.assign(object, { [method]: original });
+          throw new Error(`crashed at ${method}`);
+        },
+      });
+    };
+
+    it.each([
+      ["the slot's acquire", () => crashAt(gate, "tryAcquire")],
+      ["the entry's delete", () => crashAt(waiting, "remove")],
+      ["the message's send", () => admissionsQueue.failNext++],
+    ])(
+      "at %s leaves the job to the reconciler's next ticks, which start it long before its wait bound",
+      async (_step, crash) => {
+        const [a, b, c] = [await submit({}), await submit({}), await submit({})];
+        for (const job of [a, b, c]) await dispatchJob(deps, { jobId: job.id });
+        expect(waiting.waitingJobIds()).toEqual([c.id]);
+
+        await jobs.transition(stored(a.id), "cancelled");
+        crash();
+        expect(await releaseAndAdmit(deps, binding, a.id)).toBe(0); // the admission stopped at that step
+
+        const settings = testReconcileSettings();
+        const tick = async () => {
+          clock.advance(settings.slotGraceSeconds * 1000);
+          await reconcile({ jobs, jobsQueue, admissionsQueue, clock, settings, providers: deps.providers });
+          await deliverAdmissions();
+        };
+        for (let ticks = 0; ticks < 3 && stored(c.id).status === "queued"; ticks++) await tick();
+
+        expect(stored(c.id).status).toBe("processing");
+        // Nothing left behind: no entry that a later release would admit a second time, no stray slot.
+        expect(waiting.waitingJobIds()).toEqual([]);
+        expect(Object.keys(await gate.holders()).sort()).toEqual([b.id, c.id].sort());
+        expect(gate.peak).toBeLessThanOrEqual(2);
+      },
+    );
+
+    it("an admitter that lost the job's entry to a cancel gives the slot it took back, and admits the next", async () => {
+      const [a, b, c, d] = [
+        await submit({ id: newJobId(1) }),
+        await submit({ id: newJobId(2) }),
+        await submit({ id: newJobId(3) }),
+        await submit({ id: newJobId(4) }),
+      ];
+      for (const job of [a, b, c, d]) await dispatchJob(deps, { jobId: job.id });
+      expect(waiting.waitingJobIds()).toEqual([c.id, d.id]);
+      // c is cancelled between the admitter's read of its lane and its delete of c's entry.
+      const remove = waiting.remove.bind(waiting);
+      let raced = false;
+      waiting.remove = async (entry) => {
+        if (!raced && entry.sortKey === stored(c.id).waiting?.sortKey) {
+          raced = true;
+          await cancelJob(
+            {
+              jobs,
+              clock,
+              leaveWaitingList: async (job) => void (job.waiting && (await remove(job.waiting))),
+            },
+            c.tenantId,
+            c.id,
+          );
+        }
+        return remove(entry);
+      };
+
+      expect(await releaseAndAdmit(deps, binding, a.id)).toBe(1);
+      expect(stored(c.id).status).toBe("cancelled");
+      expect(admissionsQueue.sent.map((s) => s.message.jobId)).toEqual([d.id]);
+      expect(Object.keys(await gate.holders()).sort()).toEqual([b.id, d.id].sort());
+    });
   });
 });

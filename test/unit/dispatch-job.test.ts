@@ -2,7 +2,12 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { verifyCallbackToken } from "../../shared/domain/callback-token.ts";
 import type { Job } from "../../shared/domain/job.ts";
 import type { ProviderResult } from "../../shared/ports/provider.ts";
-import { type DispatchMessage, queues, type ResultMessage } from "../../shared/schemas/messages.ts";
+import {
+  type AdmissionMessage,
+  type DispatchMessage,
+  queues,
+  type ResultMessage,
+} from "../../shared/schemas/messages.ts";
 import { type DispatchDeps, type DispatchSettings, dispatchJob } from "../../shared/usecases/dispatch-job.ts";
 import {
   buildJob,
@@ -47,6 +52,7 @@ describe("dispatchJob", () => {
   let waiting: InMemoryWaitingList;
   let provider: FakeProvider;
   let jobsQueue: FakeQueue<DispatchMessage>;
+  let admissionsQueue: FakeQueue<AdmissionMessage>;
   let resultsQueue: FakeQueue<ResultMessage>;
   let deps: DispatchDeps;
 
@@ -72,11 +78,13 @@ describe("dispatchJob", () => {
     waiting = new InMemoryWaitingList();
     provider = new FakeProvider();
     jobsQueue = new FakeQueue(queues.jobs);
+    admissionsQueue = new FakeQueue(queues.admissions);
     resultsQueue = new FakeQueue(queues.results);
     deps = {
       jobs,
       providers: fakeProviders({ provider, gate, waiting }),
       jobsQueue,
+      admissionsQueue,
       resultsQueue,
       clock,
       settings,
@@ -273,7 +281,9 @@ describe("dispatchJob", () => {
       const binding = deps.providers.get("modelslab");
       if (!binding) throw new Error("no binding");
       expect(await admit(deps, binding)).toBe(1);
-      expect(jobsQueue.sent.map((s) => s.message)).toEqual([{ jobId: job.id, admittedBy: "modelslab" }]);
+      expect(admissionsQueue.sent.map((s) => s.message)).toEqual([
+        { jobId: job.id, admittedBy: "modelslab" },
+      ]);
       expect(Object.keys(await gate.holders())).toEqual([job.id]);
       gate.limit = 0; // the gate is not asked again
 
@@ -300,7 +310,7 @@ describe("dispatchJob", () => {
 
       expect(await dispatchJob(deps, { jobId: first.id, admittedBy: "modelslab" })).toBe("ignored");
       expect(Object.keys(await gate.holders())).toEqual([second.id]);
-      expect(jobsQueue.sent.map((s) => s.message).at(-1)).toEqual({
+      expect(admissionsQueue.sent.map((s) => s.message).at(-1)).toEqual({
         jobId: second.id,
         admittedBy: "modelslab",
       });

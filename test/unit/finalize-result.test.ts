@@ -5,6 +5,7 @@ import type { Job } from "../../shared/domain/job.ts";
 import { s3OutputCopier, s3OutputDiscarder } from "../../shared/lambda/wiring.ts";
 import { callbackNormalizers } from "../../shared/providers/registry.ts";
 import {
+  type AdmissionMessage,
   type DispatchMessage,
   type FinishedResult,
   queues,
@@ -63,6 +64,7 @@ describe("finalizeResult", () => {
   let jobs: InMemoryJobStore;
   let gate: InMemoryCapacityGate;
   let jobsQueue: FakeQueue<DispatchMessage>;
+  let admissionsQueue: FakeQueue<AdmissionMessage>;
   let resultsQueue: FakeQueue<ResultMessage>;
   let provider: FakeProvider;
   let deps: FinalizeDeps;
@@ -119,9 +121,18 @@ describe("finalizeResult", () => {
     jobs = new InMemoryJobStore(clock);
     gate = new InMemoryCapacityGate(5);
     jobsQueue = new FakeQueue(queues.jobs);
+    admissionsQueue = new FakeQueue(queues.admissions);
     resultsQueue = new FakeQueue(queues.results);
     provider = new FakeProvider();
-    deps = { jobs, providers: fakeProviders({ provider, gate }), jobsQueue, resultsQueue, clock, settings };
+    deps = {
+      jobs,
+      providers: fakeProviders({ provider, gate }),
+      jobsQueue,
+      admissionsQueue,
+      resultsQueue,
+      clock,
+      settings,
+    };
   });
 
   it("takes a done result through storing to succeeded, records the outputs and frees the slot", async () => {
@@ -708,6 +719,7 @@ describe("finalizeResult", () => {
       const reconcileDeps = {
         jobs,
         jobsQueue,
+        admissionsQueue,
         clock,
         providers: deps.providers,
         resultsQueue,

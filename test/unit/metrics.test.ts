@@ -272,6 +272,7 @@ describe("dispatch and notify metrics", () => {
         fallbackQueue: new FakeQueue(queues.fallback),
       }),
       jobsQueue: new FakeQueue(queues.jobs),
+      admissionsQueue: new FakeQueue(queues.admissions),
       resultsQueue: new FakeQueue(queues.results),
       clock,
       settings: testDispatchSettings(),

@@ -30,6 +30,7 @@ import {
 import { dispatchConfig, finalizeConfig, loadConfig, reconcileConfig } from "../../shared/schemas/config.ts";
 import { int } from "../../shared/schemas/config-fields.ts";
 import {
+  type AdmissionMessage,
   type DispatchMessage,
   queues,
   type ResultMessage,
@@ -148,6 +149,7 @@ describe("a provider added as one module and one registry row", () => {
   let clock: FakeClock;
   let jobs: InMemoryJobStore;
   let jobsQueue: FakeQueue<DispatchMessage>;
+  let admissionsQueue: FakeQueue<AdmissionMessage>;
   let resultsQueue: FakeQueue<ResultMessage>;
   let fallbackQueue: FakeQueue<WorkerJobMessage>;
   let gates: Map<string, InMemoryCapacityGate>;
@@ -161,7 +163,7 @@ describe("a provider added as one module and one registry row", () => {
     await jobs.create(job);
     return job;
   };
-  const deps = () => ({ jobs, providers, jobsQueue, resultsQueue, clock, settings });
+  const deps = () => ({ jobs, providers, jobsQueue, admissionsQueue, resultsQueue, clock, settings });
   const finalizeAll = async (): Promise<string[]> => {
     const outcomes: string[] = [];
     for (const sent of resultsQueue.sent.splice(0)) outcomes.push(await finalizeResult(deps(), sent.message));
@@ -172,6 +174,7 @@ describe("a provider added as one module and one registry row", () => {
     clock = new FakeClock();
     jobs = new InMemoryJobStore(clock);
     jobsQueue = new FakeQueue(queues.jobs);
+    admissionsQueue = new FakeQueue(queues.admissions);
     resultsQueue = new FakeQueue(resultsQueueOf);
     fallbackQueue = new FakeQueue(queues.fallback);
     gates = new Map();
@@ -280,6 +283,7 @@ describe("a provider added as one module and one registry row", () => {
     const reconcileDeps = {
       jobs,
       jobsQueue,
+      admissionsQueue,
       resultsQueue,
       providers,
       dispatch: settings,

@@ -2,6 +2,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import type { Job } from "../../shared/domain/job.ts";
 import type { ProviderResult } from "../../shared/ports/provider.ts";
 import {
+  type AdmissionMessage,
   type DispatchMessage,
   type FinishedResult,
   queues,
@@ -37,6 +38,7 @@ describe("reconcile", () => {
   let gate: InMemoryCapacityGate;
   let provider: FakeProvider;
   let jobsQueue: FakeQueue<DispatchMessage>;
+  let admissionsQueue: FakeQueue<AdmissionMessage>;
   let resultsQueue: FakeQueue<ResultMessage>;
   let deps: ReconcileDeps;
 
@@ -91,8 +93,17 @@ describe("reconcile", () => {
     gate = new InMemoryCapacityGate(5);
     provider = new FakeProvider();
     jobsQueue = new FakeQueue(queues.jobs);
+    admissionsQueue = new FakeQueue(queues.admissions);
     resultsQueue = new FakeQueue(queues.results);
-    deps = { jobs, jobsQueue, clock, settings, providers: fakeProviders({ provider, gate }), resultsQueue };
+    deps = {
+      jobs,
+      jobsQueue,
+      admissionsQueue,
+      clock,
+      settings,
+      providers: fakeProviders({ provider, gate }),
+      resultsQueue,
+    };
   });
 
   it("re-sends a due queued job and moves its dueAt on", async () => {
@@ -392,10 +403,10 @@ describe("reconcile", () => {
       const report = await reconcile(deps);
 
       expect(report.slotsHealed).toBe(2);
-      // The queued one was admitted on its behalf: its dispatch message may be lost, so it is sent
+      // The queued one was admitted on its behalf: its admission message may be lost, so it is sent
       // again and the job keeps its slot for another grace period.
       expect(Object.keys(await gate.holders()).sort()).toEqual([processing.id, queued.id].sort());
-      expect(jobsQueue.sent.map((s) => s.message)).toContainEqual({
+      expect(admissionsQueue.sent.map((s) => s.message)).toContainEqual({
         jobId: queued.id,
         admittedBy: "modelslab",
       });
@@ -403,10 +414,12 @@ describe("reconcile", () => {
       // Still not started after that: its slot is released and it waits again, here admitted anew at
       // once (nobody else waits and the slot is free): a fresh holder and a fresh message.
       clock.advance(settings.slotGraceSeconds * 1000);
-      jobsQueue.sent.length = 0;
+      admissionsQueue.sent.length = 0;
       expect((await reconcile(deps)).slotsHealed).toBe(1);
       expect(await gate.holders()).toMatchObject({ [queued.id]: clock.now().getTime() });
-      expect(jobsQueue.sent.map((s) => s.message)).toEqual([{ jobId: queued.id, admittedBy: "modelslab" }]);
+      expect(admissionsQueue.sent.map((s) => s.message)).toEqual([
+        { jobId: queued.id, admittedBy: "modelslab" },
+      ]);
     });
 
     it("heals each provider's gate: a slot is kept only by a job processing on that provider", async () => {

@@ -1,7 +1,12 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import type { Job } from "../../shared/domain/job.ts";
 import type { ProviderResult } from "../../shared/ports/provider.ts";
-import { type DispatchMessage, queues, type WorkerJobMessage } from "../../shared/schemas/messages.ts";
+import {
+  type AdmissionMessage,
+  type DispatchMessage,
+  queues,
+  type WorkerJobMessage,
+} from "../../shared/schemas/messages.ts";
 import { workerJobMessageSchema } from "../../shared/schemas/worker-job.ts";
 import { type DispatchDeps, type DispatchSettings, dispatchJob } from "../../shared/usecases/dispatch-job.ts";
 import { finalizeResult } from "../../shared/usecases/finalize-result.ts";
@@ -45,6 +50,7 @@ describe("routing to the self-hosted fallback", () => {
   let provider: FakeProvider;
   let breaker: InMemoryCircuitBreaker;
   let jobsQueue: FakeQueue<DispatchMessage>;
+  let admissionsQueue: FakeQueue<AdmissionMessage>;
   let fallbackQueue: FakeQueue<WorkerJobMessage>;
   let deps: DispatchDeps;
 
@@ -64,11 +70,13 @@ describe("routing to the self-hosted fallback", () => {
     provider = new FakeProvider();
     breaker = new InMemoryCircuitBreaker({ failureThreshold: 3, windowSeconds: 60, coolDownSeconds: 30 });
     jobsQueue = new FakeQueue(queues.jobs);
+    admissionsQueue = new FakeQueue(queues.admissions);
     fallbackQueue = new FakeQueue(queues.fallback);
     deps = {
       jobs,
       providers: fakeProviders({ provider, gate, breaker, fallbackQueue, fleetGate, waiting }),
       jobsQueue,
+      admissionsQueue,
       resultsQueue: new FakeQueue(queues.results),
       clock,
       settings,
@@ -242,6 +250,7 @@ describe("routing to the self-hosted fallback", () => {
     const reconciled = await reconcile({
       jobs,
       jobsQueue,
+      admissionsQueue,
       clock,
       settings: testReconcileSettings(),
       providers: deps.providers,
@@ -436,6 +445,7 @@ describe("routing to the self-hosted fallback", () => {
     const report = await reconcile({
       jobs,
       jobsQueue,
+      admissionsQueue,
       resultsQueue: new FakeQueue(queues.results),
       providers: deps.providers,
       dispatch: settings,

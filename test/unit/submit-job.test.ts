@@ -151,6 +151,7 @@ describe("submitJob", () => {
     const reconcileDeps = {
       jobs,
       jobsQueue: queue,
+      admissionsQueue: new FakeQueue(queues.admissions),
       clock,
       settings: testReconcileSettings(),
     };
