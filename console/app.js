@@ -403,8 +403,14 @@ async function replay() {
 }
 
 // ---- webhook settings ----
+// Each load numbered: an answer overtaken by a later load (e.g. the one a save starts) is dropped, so an
+// older read never overwrites what the page just saved.
+let webhookLoads = 0;
+
 async function loadWebhook() {
+  const load = ++webhookLoads;
   const settings = await guarded(() => api.webhook());
+  if (load !== webhookLoads) return;
   $("webhook-current").textContent =
     settings.url ?? "none (notifications go only to jobs that name a webhook)";
   const input = $("webhook-url");
@@ -429,8 +435,9 @@ async function saveWebhook(event) {
   $("webhook-saved").textContent = "";
   try {
     const saved = await guarded(() => api.setWebhookUrl(value === "" ? null : value));
-    $("webhook-saved").textContent = saved.url ? `Saved: ${saved.url}` : "Removed: no default endpoint.";
+    // The settings shown first, then the confirmation: when it reads "Saved", the page shows it.
     await loadWebhook();
+    $("webhook-saved").textContent = saved.url ? `Saved: ${saved.url}` : "Removed: no default endpoint.";
   } catch {
     // The banner says why.
   }
