@@ -76,11 +76,18 @@ describe("the console as a static site on its own origin", () => {
       await page.fill("#api-key", client.apiKey);
       await page.click("#key-form button[type=submit]");
       await page.locator(`tr[data-job-id="${id}"] [data-status="succeeded"]`).waitFor({ timeout: 30_000 });
-      await page.waitForFunction(
-        `(() => { const img = document.querySelector("#images img"); return !!img && img.complete && img.naturalWidth === 128; })()`,
-        undefined,
-        { timeout: 15_000 },
-      );
+      // Polled from the test (a DevTools evaluation), not by waitForFunction inside the page, whose
+      // polling evaluates strings: the console's CSP (script-src 'self', no eval) forbids that.
+      await expect
+        .poll(
+          () =>
+            page.evaluate(() => {
+              const img = (globalThis as any).document.querySelector("#images img");
+              return !!img && img.complete && img.naturalWidth === 128;
+            }),
+          { timeout: 15_000, interval: 100 },
+        )
+        .toBe(true);
       expect(await page.isHidden("#error")).toBe(true);
       await page.screenshot({ path: resolve(SHOTS, "7-static-site.png"), fullPage: true });
     } finally {

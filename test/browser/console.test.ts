@@ -108,14 +108,18 @@ describe("the console in Chromium", () => {
 
     // The presigned output links load as images in the browser.
     // (Page code as strings: this file is type-checked without the DOM library.)
-    await page.waitForFunction(
-      `(() => {
-        const images = [...document.querySelectorAll("#images img")];
-        return images.length > 0 && images.every((img) => img.complete && img.naturalWidth > 0);
-      })()`,
-      undefined,
-      { timeout: 15_000 },
-    );
+    // Polled from the test, not by waitForFunction in the page (its polling evaluates strings, which
+    // the console's CSP forbids).
+    await expect
+      .poll(
+        () =>
+          page.evaluate(() => {
+            const images = [...(globalThis as any).document.querySelectorAll("#images img")];
+            return images.length > 0 && images.every((img: any) => img.complete && img.naturalWidth > 0);
+          }),
+        { timeout: 15_000, interval: 100 },
+      )
+      .toBe(true);
     const sizes = await page.evaluate(
       '[...document.querySelectorAll("#images img")].map((img) => [img.naturalWidth, img.naturalHeight])',
     );
