@@ -134,6 +134,7 @@ const FUNCTIONS: ReadonlyArray<{ name: string; schema: ConfigSchema }> = [
   { name: "authorizer", schema: authorizerConfig },
   { name: "reconcile", schema: reconcileConfig },
   { name: "dispatch", schema: dispatchConfig },
+  { name: "admit", schema: dispatchConfig },
   { name: "callback", schema: callbackConfig },
   { name: "finalize", schema: finalizeConfig },
   { name: "notify", schema: notifyConfig },
