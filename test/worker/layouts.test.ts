@@ -18,13 +18,13 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import ort from "onnxruntime-node";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { buildTinyModel, TINY } from "../../worker/src/models/tiny.ts";
 import { checkSize } from "../../worker/src/pipeline/layouts.ts";
-import { controlNetIo, ModelSet, textEncoderIo, unetIo } from "../../worker/src/pipeline/models.ts";
-import { ControlNetPipeline, type GenerateParams } from "../../worker/src/pipeline/pipeline.ts";
-import { type LoadedSession, SessionFactory } from "../../worker/src/pipeline/session.ts";
-import { captureLog, testSchedulers, tinyModel } from "./support.ts";
+import { controlNetIo, textEncoderIo, unetIo } from "../../worker/src/pipeline/models.ts";
+import type { GenerateParams } from "../../worker/src/pipeline/pipeline.ts";
+import type { LoadedSession } from "../../worker/src/pipeline/session.ts";
+import { pipelineOpener, tinyModel } from "./support.ts";
 
 const W = 256;
 const H = 192;
@@ -56,15 +56,7 @@ const base = (over: Partial<GenerateParams> = {}): GenerateParams => ({
   ...over,
 });
 
-const open: ModelSet[] = [];
-function pipelineFor(dir: string): { pipeline: ControlNetPipeline; models: ModelSet } {
-  const models = ModelSet.open(dir, new SessionFactory("cpu", captureLog().log, 1));
-  open.push(models);
-  return { pipeline: new ControlNetPipeline(models, testSchedulers), models };
-}
-afterAll(async () => {
-  await Promise.all(open.map((m) => m.release()));
-});
+const pipelineFor = pipelineOpener();
 
 /** The largest difference between two images' bytes. */
 function maxDiff(a: Uint8Array | undefined, b: Uint8Array | undefined): number {

@@ -10,19 +10,21 @@ import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import type ort from "onnxruntime-node";
 import sharp from "sharp";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type ResultMessage, resultMessageSchema } from "../../shared/schemas/messages.ts";
 import { decodeMask, decodeRgb } from "../../worker/src/images.ts";
 import type { WorkerJobMessage } from "../../worker/src/messages.ts";
 import { GraphBuilder } from "../../worker/src/models/onnx-builder.ts";
-import { ModelSet } from "../../worker/src/pipeline/models.ts";
+import type { ModelSet } from "../../worker/src/pipeline/models.ts";
 import { ControlNetPipeline, type GenerateParams } from "../../worker/src/pipeline/pipeline.ts";
 import { readFloats } from "../../worker/src/pipeline/session.ts";
 import { encodePrompts } from "../../worker/src/pipeline/text.ts";
 import { startWorker } from "../../worker/src/start.ts";
 import {
   captureLog,
+  checkerboard,
   modelRoot,
+  pipelineOpener,
   RecordingFactory,
   testSchedulers,
   tinyEntry,
@@ -36,26 +38,8 @@ const plane = W * H;
 const h = H / 8;
 const w = W / 8;
 
-const open: ModelSet[] = [];
-function pipelineFor(dir: string) {
-  const factory = new RecordingFactory();
-  const models = ModelSet.open(dir, factory);
-  open.push(models);
-  return { pipeline: new ControlNetPipeline(models, testSchedulers), models, factory };
-}
-afterAll(async () => {
-  await Promise.all(open.map((m) => m.release()));
-});
-
-function checker(): Float32Array {
-  const img = new Float32Array(3 * plane);
-  for (let y = 0; y < H; y++)
-    for (let x = 0; x < W; x++) {
-      const v = ((x >> 4) + (y >> 4)) % 2;
-      for (let c = 0; c < 3; c++) img[c * plane + y * W + x] = v;
-    }
-  return img;
-}
+const pipelineFor = pipelineOpener(() => new RecordingFactory());
+const checker = (): Float32Array => checkerboard(W, H, 16);
 
 const base = (over: Partial<GenerateParams> = {}): GenerateParams => ({
   prompt: "a photo of a cat",

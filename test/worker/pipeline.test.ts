@@ -1,26 +1,18 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { buildTinyModel, TINY_SCHEDULER_CONFIG } from "../../worker/src/models/tiny.ts";
 import { controlNetIo, ModelSet, textEncoderIo, unetIo } from "../../worker/src/pipeline/models.ts";
-import { ControlNetPipeline, type GenerateParams } from "../../worker/src/pipeline/pipeline.ts";
+import type { GenerateParams } from "../../worker/src/pipeline/pipeline.ts";
 import { SessionFactory } from "../../worker/src/pipeline/session.ts";
-import { captureLog, testSchedulers, tinyModel } from "./support.ts";
+import { captureLog, checkerboard, pipelineOpener, tinyModel } from "./support.ts";
 
 const W = 256;
 const H = 256;
 const plane = W * H;
 
-function checker(): Float32Array {
-  const img = new Float32Array(3 * plane);
-  for (let y = 0; y < H; y++)
-    for (let x = 0; x < W; x++) {
-      const v = ((x >> 5) + (y >> 5)) % 2;
-      for (let c = 0; c < 3; c++) img[c * plane + y * W + x] = v;
-    }
-  return img;
-}
+const checker = (): Float32Array => checkerboard(W, H, 32);
 
 const base = (over: Partial<GenerateParams> = {}): GenerateParams => ({
   prompt: "a photo of a cat",
@@ -38,15 +30,7 @@ const base = (over: Partial<GenerateParams> = {}): GenerateParams => ({
   ...over,
 });
 
-const open: ModelSet[] = [];
-function pipelineFor(dir: string): { pipeline: ControlNetPipeline; models: ModelSet } {
-  const models = ModelSet.open(dir, new SessionFactory("cpu", captureLog().log, 1));
-  open.push(models);
-  return { pipeline: new ControlNetPipeline(models, testSchedulers), models };
-}
-afterAll(async () => {
-  await Promise.all(open.map((m) => m.release()));
-});
+const pipelineFor = pipelineOpener();
 
 const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
 

@@ -11,17 +11,19 @@ import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import type ort from "onnxruntime-node";
 import sharp from "sharp";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type ResultMessage, resultMessageSchema } from "../../shared/schemas/messages.ts";
 import type { WorkerJobMessage } from "../../worker/src/messages.ts";
 import { TINY } from "../../worker/src/models/tiny.ts";
-import { controlNetIo, ModelSet, textEncoderIo, unetIo } from "../../worker/src/pipeline/models.ts";
-import { ControlNetPipeline, type GenerateParams } from "../../worker/src/pipeline/pipeline.ts";
-import { idsTensor, readFloats, SessionFactory } from "../../worker/src/pipeline/session.ts";
+import { controlNetIo, type ModelSet, textEncoderIo, unetIo } from "../../worker/src/pipeline/models.ts";
+import type { GenerateParams } from "../../worker/src/pipeline/pipeline.ts";
+import { idsTensor, readFloats } from "../../worker/src/pipeline/session.ts";
 import { startWorker } from "../../worker/src/start.ts";
 import {
   captureLog,
+  checkerboard,
   modelRoot,
+  pipelineOpener,
   RecordingFactory,
   testSchedulers,
   tinyEntry,
@@ -34,26 +36,8 @@ const H = 192;
 const plane = W * H;
 const D = TINY.hidden + TINY.hidden2;
 
-const open: ModelSet[] = [];
-function pipelineFor(dir: string) {
-  const factory = new RecordingFactory();
-  const models = ModelSet.open(dir, factory);
-  open.push(models);
-  return { pipeline: new ControlNetPipeline(models, testSchedulers), models, factory };
-}
-afterAll(async () => {
-  await Promise.all(open.map((m) => m.release()));
-});
-
-function checker(): Float32Array {
-  const img = new Float32Array(3 * plane);
-  for (let y = 0; y < H; y++)
-    for (let x = 0; x < W; x++) {
-      const v = ((x >> 4) + (y >> 4)) % 2;
-      for (let c = 0; c < 3; c++) img[c * plane + y * W + x] = v;
-    }
-  return img;
-}
+const pipelineFor = pipelineOpener(() => new RecordingFactory());
+const checker = (): Float32Array => checkerboard(W, H, 16);
 
 const base = (over: Partial<GenerateParams> = {}): GenerateParams => ({
   prompt: "a photo of a lighthouse at dusk",
@@ -134,8 +118,7 @@ describe("SDXL exports", () => {
     expect(te2.hiddenStates).toHaveLength(TINY.layers + 1);
     expect(textEncoderIo(await models.session(p.textEncoder)).textEmbeds).toBeNull();
     // An SD 1.5 folder has none of it.
-    const sd = ModelSet.open(tinyModel(), new SessionFactory("cpu", captureLog().log, 1));
-    open.push(sd);
+    const sd = pipelineFor(tinyModel()).models;
     expect(sd.folder.paths.textEncoder2).toBeNull();
     expect(sd.folder.scalingFactor).toBe(0.18215);
     expect(unetIo(await sd.session(sd.folder.paths.unet)).added).toBeNull();

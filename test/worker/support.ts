@@ -13,6 +13,8 @@ import sharp from "sharp";
 import { afterAll, beforeAll } from "vitest";
 import type { SelfHostedModel } from "../../shared/domain/model-catalog.ts";
 import { buildTinyModel, type TinyModelOptions } from "../../worker/src/models/tiny.ts";
+import { ModelSet } from "../../worker/src/pipeline/models.ts";
+import { ControlNetPipeline } from "../../worker/src/pipeline/pipeline.ts";
 import type { SchedulerFactory } from "../../worker/src/pipeline/scheduler.ts";
 import { type LoadedSession, type Logger, SessionFactory } from "../../worker/src/pipeline/session.ts";
 import { createScheduler } from "../../worker/src/schedulers/index.ts";
@@ -59,6 +61,38 @@ export function modelRoot(models: Readonly<Record<string, string>>): string {
 
 /** The real scheduler ports (worker/src/schedulers). */
 export const testSchedulers: SchedulerFactory = (name, config) => createScheduler(name, config);
+
+/**
+ * A test file's pipeline opener: each call opens a model folder with a fresh session factory from
+ * `sessions` (a CPU factory on one thread unless given) and the real schedulers; every model it opened
+ * is released after the file's tests.
+ */
+export function pipelineOpener<F extends SessionFactory>(
+  sessions: () => F = () => new SessionFactory("cpu", captureLog().log, 1) as F,
+): (dir: string) => { pipeline: ControlNetPipeline; models: ModelSet; factory: F } {
+  const open: ModelSet[] = [];
+  afterAll(async () => {
+    await Promise.all(open.map((m) => m.release()));
+  });
+  return (dir) => {
+    const factory = sessions();
+    const models = ModelSet.open(dir, factory);
+    open.push(models);
+    return { pipeline: new ControlNetPipeline(models, testSchedulers), models, factory };
+  };
+}
+
+/** A width×height RGB checkerboard of `cell`-pixel squares (0 and 1), planar CHW as the pipeline takes it. */
+export function checkerboard(width: number, height: number, cell: number): Float32Array {
+  const plane = width * height;
+  const img = new Float32Array(3 * plane);
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) {
+      const v = (Math.floor(x / cell) + Math.floor(y / cell)) % 2;
+      for (let c = 0; c < 3; c++) img[c * plane + y * width + x] = v;
+    }
+  return img;
+}
 
 type Feeds = Record<string, ort.Tensor>;
 
